@@ -1,0 +1,70 @@
+"""Environment shims. Imported first by ``robust_paddle/__init__.py``.
+
+1. zlib: Paddle 2.6.2 ships and exports its own zlib symbols. On Python builds where ``zlib`` is a
+   shared extension module (this project's CI machines), gzip / PNG / ``np.savez_compressed`` calls made
+   after ``import paddle`` bind to Paddle's copy and segfault. Loading the system libz with
+   ``RTLD_GLOBAL`` *before* paddle is imported makes every later lookup resolve to the system library.
+2. Paddle 2.6 vs 3.x differences (saved-model file names, PaddleSlim support) live here so the rest
+   of the package never branches on versions.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import sys
+
+logger = logging.getLogger(__name__)
+
+
+def preload_system_zlib() -> str | None:
+    """Load the system libz globally; returns the library name loaded, or None when none is found."""
+    name = ctypes.util.find_library("z")
+    if name is None:
+        return None
+    ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
+    return name
+
+
+# Must run before paddle is imported anywhere in the process.
+if "paddle" in sys.modules and os.environ.get("ROBUST_PADDLE_QUIET_COMPAT") is None:
+    logger.warning(
+        "paddle was imported before robust_paddle; import robust_paddle first so the system zlib is "
+        "preloaded (otherwise gzip/PNG writes may crash)."
+    )
+ZLIB_LIBRARY = preload_system_zlib()
+
+os.environ.setdefault("GLOG_minloglevel", "2")  # silence Paddle's C++ INFO logs (inference passes)
+os.environ.setdefault("FLAGS_call_stack_level", "1")
+
+import paddle  # noqa: E402  (must follow the zlib preload)
+
+PADDLE_VERSION: tuple[int, int] = tuple(int(p) for p in paddle.__version__.split(".")[:2])  # type: ignore[assignment]
+IS_PADDLE3 = PADDLE_VERSION[0] >= 3 or paddle.__version__.startswith("0.0")  # 0.0.0 = develop build
+
+
+def model_file(prefix: str) -> str:
+    """Path of the program file ``paddle.jit.save(prefix)`` wrote: ``.pdmodel`` (2.x) or ``.json`` (3.x)."""
+    for ext in (".pdmodel", ".json"):
+        if os.path.exists(prefix + ext):
+            return prefix + ext
+    return prefix + (".json" if IS_PADDLE3 else ".pdmodel")
+
+
+def params_file(prefix: str) -> str:
+    return prefix + ".pdiparams"
+
+
+def require_paddle2_for(stage: str) -> None:
+    """Raise a clear error when a PaddleSlim stage that only works on Paddle 2.x runs on Paddle 3.x."""
+    if IS_PADDLE3:
+        raise RuntimeError(
+            f"compression stage '{stage}' needs PaddlePaddle 2.6 (PaddleSlim 2.6 {stage} fails on "
+            f"Paddle {paddle.__version__}); install the pinned stack (paddlepaddle==2.6.2) or drop the stage"
+        )
+
+
+def cuda_available() -> bool:
+    return paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0

@@ -1,0 +1,186 @@
+"""``robust-paddle train|eval|export|compress|report|serve|demo``.
+
+Bad input (config, flags, files) prints one line ``robust-paddle: error: ...`` on stderr and exits 2;
+``--debug`` shows the traceback instead. A training failure (non-finite loss) exits 1 with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from robust_paddle import __version__
+
+logger = logging.getLogger("robust_paddle")
+
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, ImportError, KeyError)
+
+
+class CLIError(ValueError):
+    """A command-line usage problem (reported like every other user error)."""
+
+
+def _add_config_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    p.add_argument("-c", "--config", required=required, help="YAML config (with optional _base_ inheritance)")
+    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. -o train.epochs=5 (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="robust-paddle", description="Train classifiers on noisy labels with "
+                                     "PaddlePaddle, report label issues, export, compress and serve.")
+    parser.add_argument("--version", action="version", version=f"robust_paddle {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model from a config")
+    _add_config_args(p, required=False)
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint "
+                   "(uses RUN_DIR/config.yaml; -o may extend train.epochs)")
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint on the val/test splits")
+    _add_config_args(p)
+    p.add_argument("--checkpoint", required=True, help="a .pdckpt file or a run folder")
+
+    p = sub.add_parser("report", help="write the label-issue report for a checkpoint")
+    _add_config_args(p)
+    p.add_argument("--checkpoint", required=True, help="a .pdckpt file or a run folder")
+    p.add_argument("--out", help="output folder (default: the checkpoint's run folder)")
+
+    p = sub.add_parser("export", help="export a checkpoint to Paddle Inference / ONNX / Serving")
+    _add_config_args(p)
+    p.add_argument("--checkpoint", required=True, help="a .pdckpt file or a run folder")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--format", default=None, help="comma-separated: paddle,onnx,serving (default: export.formats)")
+
+    p = sub.add_parser("compress", help="prune / quantize a checkpoint with PaddleSlim (slim: config section)")
+    _add_config_args(p)
+    p.add_argument("--checkpoint", required=True, help="a .pdckpt file or a run folder")
+    p.add_argument("--out", required=True, help="output folder")
+
+    p = sub.add_parser("serve", help="HTTP inference server on an exported model folder")
+    p.add_argument("--model", required=True, help="folder written by `robust-paddle export`")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--max-batch-size", type=int, default=64)
+    p.add_argument("--max-body-mb", type=float, default=10.0, help="reject request bodies larger than this")
+    p.add_argument("--threads", type=int, default=4, help="server worker threads")
+
+    p = sub.add_parser("demo", help="train the clean oracle, CE and robust methods on noisy digits; print a table")
+    p.add_argument("-c", "--config", default=None, help="base config (default: configs/quickstart.yaml)")
+    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", default=None, help="folder for the demo runs (default: output/demo-<time>)")
+    p.add_argument("--methods", default=None, help="comma-separated subset of the demo rows")
+    return parser
+
+
+def _load_cfg(args: argparse.Namespace) -> Any:
+    from robust_paddle import config
+
+    return config.load(args.config, args.override)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from robust_paddle import config
+    from robust_paddle.engine.run import train
+
+    if args.resume:
+        run_cfg = os.path.join(args.resume, "config.yaml")
+        if not os.path.isfile(run_cfg):
+            raise CLIError(f"--resume {args.resume}: no config.yaml there; pass the folder of an earlier run")
+        if args.config:
+            logger.info("--resume uses %s; -c %s is ignored", run_cfg, args.config)
+        cfg = config.load(run_cfg, args.override + [f"output_dir={args.resume}"])
+    else:
+        if not args.config:
+            raise CLIError("train needs -c CONFIG (or --resume RUN_DIR)")
+        cfg = config.load(args.config, args.override)
+    summary = train(cfg, resume=args.resume)
+    final = {k: v for k, v in summary["final"].items() if k.startswith(("val/", "test/"))}
+    print(json.dumps({"output_dir": cfg.output_dir, "epochs_run": summary["epochs_run"], **final}, indent=2))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from robust_paddle.engine.run import evaluate
+
+    res = evaluate(_load_cfg(args), args.checkpoint)
+    print(json.dumps({s: {k: v for k, v in m.items() if k != "confusion"} for s, m in res.items()}, indent=2))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from robust_paddle.report import report_command
+
+    print(json.dumps(report_command(_load_cfg(args), args.checkpoint, out_dir=args.out), indent=2))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from robust_paddle.export import export_command
+
+    formats = None if args.format is None else [f.strip() for f in args.format.split(",") if f.strip()]
+    print(json.dumps(export_command(_load_cfg(args), args.checkpoint, out_dir=args.out, formats=formats), indent=2))
+    return 0
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    from robust_paddle.compress import compress_command
+
+    compress_command(_load_cfg(args), args.checkpoint, out_dir=args.out)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from robust_paddle.serve import serve_command
+
+    serve_command(args.model, host=args.host, port=args.port, max_batch_size=args.max_batch_size,
+                  max_body_mb=args.max_body_mb, threads=args.threads)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from robust_paddle.demo import run_demo
+
+    methods = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
+    run_demo(config_path=args.config, overrides=args.override, out_dir=args.out, methods=methods)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "report": cmd_report, "export": cmd_export,
+            "compress": cmd_compress, "serve": cmd_serve, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    from robust_paddle.engine.trainer import NonFiniteLossError
+
+    try:
+        return COMMANDS[args.command](args)
+    except NonFiniteLossError as e:
+        if args.debug:
+            raise
+        print(f"robust-paddle: training failed: {e}", file=sys.stderr)
+        return 1
+    except USER_ERRORS as e:
+        if args.debug:
+            raise
+        msg = str(e) if not isinstance(e, KeyError) else f"missing key {e}"
+        print(f"robust-paddle: error: {msg.splitlines()[0] if msg else type(e).__name__}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("robust-paddle: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # python -m paddle.distributed.launch ... robust_paddle/cli.py train -c CFG
+    sys.exit(main())

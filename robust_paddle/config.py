@@ -1,0 +1,376 @@
+"""Typed, frozen run configuration.
+
+YAML files may inherit with ``_base_: path`` or ``_base_: [a.yaml, b.yaml]`` (paths relative to the file,
+merged in order, the file itself last). ``-o a.b=c`` overrides are parsed with ``yaml.safe_load``.
+Unknown keys, wrong types and out-of-range values raise :class:`ConfigError` naming the key, the value
+and what is allowed. Sections are dataclasses; free-form ``params`` dicts are checked when the registry
+builds the object they configure (see ``registry.check_kwargs``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the key, the value and what is allowed."""
+
+
+def _f(default: Any = dataclasses.MISSING, *, choices: tuple | None = None, min: float | None = None,
+       max: float | None = None, min_open: bool = False, factory: Any = None) -> Any:
+    meta = {"choices": choices, "min": min, "max": max, "min_open": min_open}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# ----------------------------------------------------------------------------------------------- sections
+@dataclass(frozen=True)
+class NoiseConfig:
+    """Label noise injected into the training labels (see ``robust_paddle.data.noise``)."""
+
+    kind: str = _f("none", choices=("none", "symmetric", "pair", "asymmetric", "instance", "file"))
+    rate: float = _f(0.0, min=0.0, max=1.0)
+    seed: int | None = None  # None: the run's seed
+    class_map: str | dict = "auto"  # asymmetric: "cifar10" | "mnist" | {src: dst} | "auto" (by dataset)
+    file: str = ""  # kind=file: .npy or one label per line (e.g. CIFAR-10N)
+    apply_to_val: bool = True  # noise the validation split too (realistic); False keeps it clean
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "digits"  # DATASETS registry
+    root: str = ""  # image root / folder of dataset files
+    path: str = ""  # .npz file, file list, or dataset file
+    val_path: str = ""  # optional separate validation source (same kind as path)
+    test_path: str = ""  # optional separate test source
+    clean_val_path: str = ""  # optional file list / npz with trusted labels used as the validation set
+    val_split: float = _f(0.1, min=0.0, max=0.9)  # fraction of the train source held out when no val_path
+    test_split: float = _f(0.2, min=0.0, max=0.9)  # fraction held out when the source has no test split
+    image_size: int = _f(0, min=0)  # resize square side for image sources; 0 keeps the native size
+    channels: int = _f(0, choices=(0, 1, 3))  # 0: the source's own
+    mean: list[float] | None = None  # per-channel normalisation; None: dataset default
+    std: list[float] | None = None
+    augment: str = _f("none", choices=("none", "flip", "crop", "flip_crop"))
+    batch_size: int = _f(64, min=1)
+    eval_batch_size: int = _f(256, min=1)
+    num_workers: int = _f(0, min=0)
+    download: bool = False  # paddle.vision datasets: download when files are missing (needs internet)
+    class_names: list[str] | None = None
+    subset: int = _f(0, min=0)  # keep only the first N training samples (0 = all); quick experiments
+    noise: NoiseConfig = _f(factory=NoiseConfig)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "small_cnn"  # MODELS registry, any paddle.vision.models name, or "pkg.module:factory"
+    params: dict = _f(factory=dict)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    name: str = "ce"  # LOSSES registry
+    params: dict = _f(factory=dict)
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    name: str = "standard"  # METHODS registry
+    params: dict = _f(factory=dict)
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: str = "sgd"  # OPTIMIZERS registry
+    lr: float = _f(0.05, min=0.0, min_open=True)
+    weight_decay: float = _f(5e-4, min=0.0)
+    momentum: float = _f(0.9, min=0.0, max=1.0)
+    nesterov: bool = False
+    no_decay_norm_bias: bool = True  # no weight decay on norm layers and biases
+    params: dict = _f(factory=dict)  # optimizer-specific (betas, epsilon, rho ...)
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    name: str = "cosine"  # SCHEDULERS registry
+    warmup_epochs: float = _f(0.0, min=0.0)
+    warmup_start_factor: float = _f(0.1, min=0.0, max=1.0)
+    by: str = _f("step", choices=("step", "epoch"))  # when the learning rate is updated
+    params: dict = _f(factory=dict)  # milestones, gamma, power, eta_min ...
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig:
+    patience: int = _f(0, min=0)  # epochs without improvement; 0 disables
+    min_delta: float = _f(0.0, min=0.0)
+
+
+@dataclass(frozen=True)
+class EMAConfig:
+    enabled: bool = False
+    decay: float = _f(0.999, min=0.0, max=1.0)
+    warmup: bool = True  # decay ramps as min(decay, (1+n)/(10+n))
+    eval: bool = True  # evaluate (and export) with the EMA weights
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = _f(30, min=1)
+    device: str = _f("auto", choices=("auto", "cpu", "gpu"))
+    amp: str = _f("none", choices=("none", "O1", "O2"))
+    amp_dtype: str = _f("float16", choices=("float16", "bfloat16"))
+    accumulate_steps: int = _f(1, min=1)
+    grad_clip: float = _f(0.0, min=0.0)  # max global norm; 0 disables
+    eval_every: int = _f(1, min=1)
+    checkpoint_every: int = _f(5, min=0)  # also best.pdckpt and latest.pdckpt; 0 keeps only those two
+    monitor: str = "val/acc"  # metric for best checkpoint and early stopping
+    monitor_mode: str = _f("max", choices=("max", "min"))
+    early_stopping: EarlyStoppingConfig = _f(factory=EarlyStoppingConfig)
+    ema: EMAConfig = _f(factory=EMAConfig)
+    log_every: int = _f(20, min=1)  # steps between VisualDL step scalars
+    progress: bool = True  # tqdm bars
+    visualdl: bool = True
+    report: bool = True  # label-issue report at the end of training
+    hooks: list[dict] = _f(factory=list)  # extra hooks: [{name: ..., params...}]
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    formats: list[str] = _f(factory=lambda: ["paddle"])  # paddle | onnx | serving
+    network: str = "auto"  # two-network methods: "net1" | "net2" | "ensemble"; "auto" = method default
+    use_ema: bool = False
+    softmax: bool = False  # append softmax so the model outputs probabilities
+    parity_atol: float = _f(1e-5, min=0.0)
+    batch_for_parity: int = _f(16, min=1)
+
+
+@dataclass(frozen=True)
+class SlimConfig:
+    stages: list[dict] = _f(factory=list)  # ordered, e.g. [{name: prune, ratio: 0.3}, {name: qat}]
+    finetune_epochs: int = _f(2, min=0)
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = 42
+    output_dir: str = "output/run"
+    data: DataConfig = _f(factory=DataConfig)
+    model: ModelConfig = _f(factory=ModelConfig)
+    loss: LossConfig = _f(factory=LossConfig)
+    method: MethodConfig = _f(factory=MethodConfig)
+    optimizer: OptimizerConfig = _f(factory=OptimizerConfig)
+    scheduler: SchedulerConfig = _f(factory=SchedulerConfig)
+    train: TrainConfig = _f(factory=TrainConfig)
+    export: ExportConfig = _f(factory=ExportConfig)
+    slim: SlimConfig = _f(factory=SlimConfig)
+
+
+# --------------------------------------------------------------------------------------------- validation
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(tp))
+        return f"{origin.__name__}[{args}]"
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against type ``tp``; returns the value (ints are accepted for floats)."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        errors = []
+        for arg in typing.get_args(tp):
+            try:
+                return _convert(value, arg, key)
+            except ConfigError as e:
+                errors.append(e)
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} fields, got {value!r}")
+        return _build(tp, value, key)
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{key}: expected null, got {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list ({_type_name(tp)}), got {value!r} ({type(value).__name__})")
+        (item_tp,) = typing.get_args(tp) or (Any,)
+        return [_convert(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is Any:
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected float, got {value!r} ({type(value).__name__})")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected int, got {value!r} ({type(value).__name__})")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected bool (true/false), got {value!r} ({type(value).__name__})")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected str, got {value!r} ({type(value).__name__})")
+        return value
+    if tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r} ({type(value).__name__})")
+        return copy.deepcopy(value)
+    raise ConfigError(f"{key}: unsupported type {tp!r}")  # pragma: no cover - schema bug
+
+
+def _check_range(value: Any, meta: Any, key: str) -> None:
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{key}: {value!r} is not allowed; choose one of: {', '.join(map(str, choices))}")
+    lo, hi = meta.get("min"), meta.get("max")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if lo is not None and (value < lo or (meta.get("min_open") and value == lo)):
+            op = ">" if meta.get("min_open") else ">="
+            raise ConfigError(f"{key}: {value!r} is out of range; must be {op} {lo}" + (f" and <= {hi}" if hi is not None else ""))
+        if hi is not None and value > hi:
+            raise ConfigError(f"{key}: {value!r} is out of range; must be <= {hi}" + (f" and >= {lo}" if lo is not None else ""))
+
+
+def _build(cls: type, data: dict, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(
+            f"unknown key '{where}{unknown[0]}'; allowed in {prefix or 'the top level'}: {', '.join(fields)}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        value = _convert(value, hints[name], key)
+        _check_range(value, fields[name].metadata, key)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain nested dict of a config (for YAML dumps and checkpoints)."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(data: dict) -> Config:
+    """Validate a plain nested dict into a :class:`Config`."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"config must be a mapping at the top level, got {type(data).__name__}")
+    return _build(Config, data)
+
+
+# -------------------------------------------------------------------------------------------- yaml + merge
+def _deep_merge(base: dict, top: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in top.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and not v.get("_replace_", False):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy({kk: vv for kk, vv in v.items() if kk != "_replace_"} if isinstance(v, dict) else v)
+    return out
+
+
+def load_yaml(path: str, _seen: tuple[str, ...] = ()) -> dict:
+    """Read a YAML config with ``_base_`` inheritance resolved (no validation)."""
+    path = os.path.abspath(path)
+    if path in _seen:
+        raise ConfigError(f"_base_ cycle: {' -> '.join(_seen + (path,))}")
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    with open(path, encoding="utf-8") as fh:
+        try:
+            data = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping at the top level")
+    bases = data.pop("_base_", [])
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: _base_ must be a path or a list of paths, got {bases!r}")
+    merged: dict = {}
+    for b in bases:
+        merged = _deep_merge(merged, load_yaml(os.path.join(os.path.dirname(path), b), _seen + (path,)))
+    return _deep_merge(merged, data)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``"a.b=c"`` -> (["a", "b"], yaml.safe_load("c"))."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like key.path=value (e.g. train.epochs=5)")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {item!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {key}: cannot parse value {raw!r}: {e}") from None
+    return key.split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    out = copy.deepcopy(data)
+    for item in overrides:
+        parts, value = parse_override(item)
+        node = out
+        for i, p in enumerate(parts[:-1]):
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override {item!r}: '{'.'.join(parts[: i + 1])}' is not a section")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def load(path: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load, merge ``_base_``, apply ``-o`` overrides and validate.
+
+    Args:
+        path: YAML file; None starts from the built-in defaults.
+        overrides: ``key.path=value`` strings, values parsed with ``yaml.safe_load``.
+
+    Raises:
+        ConfigError: naming the key, the value and what is allowed.
+    """
+    data = load_yaml(path) if path else {}
+    return from_dict(apply_overrides(data, overrides))
+
+
+def with_values(cfg: Config, values: dict[str, Any]) -> Config:
+    """A validated copy of ``cfg`` with dotted keys set: ``with_values(cfg, {"train.epochs": 3})``."""
+    data = to_dict(cfg)
+    for key, value in values.items():
+        parts = key.split(".")
+        node = data
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return from_dict(data)
+
+
+def save(cfg: Config, path: str) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        yaml.safe_dump(to_dict(cfg), fh, sort_keys=False)
+    os.replace(tmp, path)

@@ -1,0 +1,1 @@
+"""Training engine: the Trainer (loop, AMP, accumulation, clipping) and its hooks."""

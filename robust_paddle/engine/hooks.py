@@ -1,0 +1,195 @@
+"""Trainer hooks: evaluation, checkpoints, early stopping, VisualDL and metrics.json.
+
+The contract (fvcore/detectron2 style): every hook may implement ``before_train``, ``before_epoch``,
+``after_step``, ``before_eval``, ``after_eval``, ``after_epoch``, ``after_train`` and ``on_exception``;
+hooks run in ascending ``priority``. Hooks with state (best value, patience counter) implement
+``state_dict``/``set_state_dict`` so ``--resume`` continues exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from robust_paddle.registry import HOOKS
+
+if TYPE_CHECKING:
+    from robust_paddle.engine.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+
+class Hook:
+    """Base hook: every method is a no-op; ``priority`` orders hooks (lower runs first)."""
+
+    priority: int = 50
+    #: name under which state is checkpointed
+    name: str = "hook"
+
+    def before_train(self, trainer: Trainer) -> None: ...
+    def before_epoch(self, trainer: Trainer) -> None: ...
+    def after_step(self, trainer: Trainer, terms: dict[str, float]) -> None: ...
+    def before_eval(self, trainer: Trainer) -> None: ...
+    def after_eval(self, trainer: Trainer) -> None: ...
+    def after_epoch(self, trainer: Trainer) -> None: ...
+    def after_train(self, trainer: Trainer) -> None: ...
+    def on_exception(self, trainer: Trainer, exc: BaseException) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def set_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+
+def is_better(value: float, best: float | None, *, mode: str, min_delta: float = 0.0) -> bool:
+    if best is None or (isinstance(best, float) and math.isnan(best)):
+        return True
+    return value > best + min_delta if mode == "max" else value < best - min_delta
+
+
+@HOOKS.register("eval")
+class EvalHook(Hook):
+    """Evaluates on val and test every ``train.eval_every`` epochs (and at the last epoch)."""
+
+    priority = 10
+    name = "eval"
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        every = trainer.cfg.train.eval_every
+        if (trainer.epoch + 1) % every == 0 or trainer.epoch + 1 == trainer.cfg.train.epochs:
+            trainer.evaluate_all()
+
+
+@HOOKS.register("checkpoint")
+class CheckpointHook(Hook):
+    """Writes ``latest.pdckpt`` every epoch, ``best.pdckpt`` when the monitored metric improves, and
+    ``epoch_NNN.pdckpt`` every ``train.checkpoint_every`` epochs, each atomically."""
+
+    priority = 50
+    name = "checkpoint"
+
+    def __init__(self) -> None:
+        self.best: float | None = None
+        self.best_epoch: int = -1
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        if not trainer.is_main:
+            return
+        cfg = trainer.cfg.train
+        ckdir = trainer.checkpoint_dir
+        value = trainer.epoch_scalars.get(cfg.monitor)
+        improved = value is not None and is_better(value, self.best, mode=cfg.monitor_mode)
+        if improved:
+            self.best, self.best_epoch = float(value), trainer.epoch
+        trainer.epoch_scalars["best/" + cfg.monitor] = self.best if self.best is not None else float("nan")
+        state = trainer.state_dict()  # includes this hook's updated state
+        trainer.save(state, os.path.join(ckdir, "latest.pdckpt"))
+        if improved:
+            trainer.save(state, os.path.join(ckdir, "best.pdckpt"))
+        if cfg.checkpoint_every and (trainer.epoch + 1) % cfg.checkpoint_every == 0:
+            trainer.save(state, os.path.join(ckdir, f"epoch_{trainer.epoch + 1:03d}.pdckpt"))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def set_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_epoch = state.get("best"), state.get("best_epoch", -1)
+
+
+@HOOKS.register("early_stopping")
+class EarlyStoppingHook(Hook):
+    """Stops when ``train.monitor`` has not improved by ``min_delta`` for ``patience`` evaluated epochs."""
+
+    priority = 60
+    name = "early_stopping"
+
+    def __init__(self, *, patience: int, min_delta: float = 0.0) -> None:
+        if patience < 1:
+            raise ValueError(f"train.early_stopping.patience must be >= 1 to enable early stopping, got {patience}")
+        self.patience, self.min_delta = patience, min_delta
+        self.best: float | None = None
+        self.bad_epochs = 0
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        cfg = trainer.cfg.train
+        value = trainer.epoch_scalars.get(cfg.monitor)
+        if value is None:  # not an evaluation epoch
+            return
+        if is_better(value, self.best, mode=cfg.monitor_mode, min_delta=self.min_delta):
+            self.best, self.bad_epochs = float(value), 0
+        else:
+            self.bad_epochs += 1
+            if self.bad_epochs >= self.patience:
+                logger.info("early stopping at epoch %d: %s did not improve on %.4f for %d epochs",
+                            trainer.epoch + 1, cfg.monitor, self.best, self.patience)
+                trainer.stop_training = True
+                trainer.stopped_early_at = trainer.epoch + 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "bad_epochs": self.bad_epochs}
+
+    def set_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.bad_epochs = state.get("best"), state.get("bad_epochs", 0)
+
+
+@HOOKS.register("metrics_json")
+class MetricsJsonHook(Hook):
+    """Writes ``metrics.json`` (final and best metrics plus the per-epoch history) after every epoch."""
+
+    priority = 90
+    name = "metrics_json"
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        if trainer.is_main:
+            write_json(os.path.join(trainer.output_dir, "metrics.json"), trainer.metrics_summary())
+
+    def after_train(self, trainer: Trainer) -> None:
+        self.after_epoch(trainer)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def write_json(path: str, data: Any) -> None:
+    """Write JSON atomically (non-finite floats become null)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(_jsonable(data), fh, indent=2)
+    os.replace(tmp, path)
+
+
+def build_hooks(trainer_cfg: Any) -> list[Hook]:
+    """The default hooks a run config asks for, plus ``train.hooks`` entries from the ``HOOKS`` registry."""
+    hooks: list[Hook] = [EvalHook(), CheckpointHook(), MetricsJsonHook()]
+    if trainer_cfg.early_stopping.patience > 0:
+        hooks.append(EarlyStoppingHook(patience=trainer_cfg.early_stopping.patience,
+                                       min_delta=trainer_cfg.early_stopping.min_delta))
+    if trainer_cfg.visualdl:
+        from robust_paddle.engine.visualdl import VisualDLHook
+
+        hooks.append(VisualDLHook())
+    for i, spec in enumerate(trainer_cfg.hooks):
+        spec = dict(spec)
+        if "name" not in spec:
+            raise ValueError(f"train.hooks[{i}]: each hook needs a 'name'; choose one of: {', '.join(HOOKS.names())}")
+        name = spec.pop("name")
+        hooks.append(HOOKS.build(name, field=f"train.hooks[{i}]", **spec))
+    return sorted(hooks, key=lambda h: h.priority)

@@ -1,0 +1,160 @@
+"""Assembling a run from a Config: data, method, optimizer, scheduler, hooks -> Trainer.
+
+``train(cfg)`` is what ``robust-paddle train`` calls; ``load_run(cfg, checkpoint)`` rebuilds the method
+with a checkpoint's weights for eval / report / export / compress.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import paddle
+
+from robust_paddle import config as config_mod
+from robust_paddle.config import Config
+from robust_paddle.data import build_data, build_loader
+from robust_paddle.engine.checkpoint import load_checkpoint
+from robust_paddle.engine.hooks import build_hooks
+from robust_paddle.engine.trainer import Trainer, seed_everything
+from robust_paddle.losses import build_loss
+from robust_paddle.methods import Method, MethodContext, build_method
+from robust_paddle.models import build_model
+from robust_paddle.optim import build_grad_clip, build_optimizer, build_scheduler
+
+logger = logging.getLogger(__name__)
+
+
+def set_device(name: str) -> str:
+    """Select ``cpu``/``gpu``; ``auto`` picks the GPU when Paddle sees one."""
+    has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    if name == "gpu" and not has_gpu:
+        raise ValueError("train.device: 'gpu' asked for but Paddle sees no CUDA device; use 'cpu' or 'auto'")
+    device = "gpu" if name == "gpu" or (name == "auto" and has_gpu) else "cpu"
+    if device == "gpu" and paddle.distributed.get_world_size() > 1:
+        device = f"gpu:{paddle.distributed.ParallelEnv().device_id}"
+    paddle.set_device(device)
+    return device
+
+
+def make_context(cfg: Config, data: Any) -> MethodContext:
+    def network() -> paddle.nn.Layer:
+        return build_model(cfg.model.name, num_classes=data.num_classes, input_shape=tuple(data.input_shape),
+                           **cfg.model.params)
+
+    def loss(name: str | None = None, **overrides: Any) -> paddle.nn.Layer:
+        params = dict(cfg.loss.params) if name is None else {}
+        params.update(overrides)
+        return build_loss(name or cfg.loss.name, num_classes=data.num_classes, **params)
+
+    return MethodContext(cfg=cfg, num_classes=data.num_classes, input_shape=tuple(data.input_shape),
+                         train_labels=np.asarray(data.train.labels, dtype=np.int64),
+                         clean_labels=None if data.train.clean_labels is None else np.asarray(data.train.clean_labels),
+                         build_network=network, build_loss=loss)
+
+
+def make_loaders(cfg: Config, data: Any) -> dict[str, Any]:
+    d = cfg.data
+    loaders = {
+        "train": build_loader(data.train, batch_size=d.batch_size, shuffle=True, seed=cfg.seed,
+                              num_workers=d.num_workers),
+        "train_eval": build_loader(data.train_eval, batch_size=d.eval_batch_size, shuffle=False, seed=cfg.seed,
+                                   num_workers=d.num_workers),
+    }
+    for split in ("val", "test"):
+        ds = getattr(data, split)
+        loaders[split] = None if ds is None or len(ds) == 0 else build_loader(
+            ds, batch_size=d.eval_batch_size, shuffle=False, seed=cfg.seed, num_workers=d.num_workers)
+    return loaders
+
+
+def model_meta(data: Any) -> dict[str, Any]:
+    return {"num_classes": int(data.num_classes), "input_shape": [int(s) for s in data.input_shape],
+            "class_names": list(data.class_names), "mean": data.mean, "std": data.std,
+            "dataset": data.name if hasattr(data, "name") else None}
+
+
+@dataclass
+class Run:
+    """A built run: everything a command needs, ready for ``trainer.fit()`` or evaluation."""
+
+    cfg: Config
+    data: Any
+    method: Method
+    loaders: dict[str, Any]
+    trainer: Trainer
+
+
+def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None) -> Run:
+    """Build data, method, optimizer, scheduler and trainer (seeded by ``cfg.seed``)."""
+    set_device(cfg.train.device)
+    seed_everything(cfg.seed)
+    data = build_data(cfg)
+    check_monitor(cfg, data)
+    method = build_method(cfg, make_context(cfg, data))
+    loaders = make_loaders(cfg, data)
+    steps_per_epoch = max(1, -(-len(loaders["train"]) // cfg.train.accumulate_steps))
+    scheduler = build_scheduler(cfg.scheduler, base_lr=cfg.optimizer.lr, epochs=cfg.train.epochs,
+                                steps_per_epoch=steps_per_epoch)
+    optimizer = build_optimizer(cfg.optimizer, method.parameters(), learning_rate=scheduler,
+                                grad_clip=build_grad_clip(cfg.train.grad_clip))
+    trainer = Trainer(cfg, method, loaders, optimizer=optimizer, scheduler=scheduler,
+                      hooks=build_hooks(cfg.train) if hooks is None else hooks, output_dir=output_dir,
+                      meta=model_meta(data), data=data)
+    return Run(cfg=cfg, data=data, method=method, loaders=loaders, trainer=trainer)
+
+
+def check_monitor(cfg: Config, data: Any) -> None:
+    split = cfg.train.monitor.split("/", 1)[0]
+    if split in ("val", "test") and (getattr(data, split) is None or len(getattr(data, split)) == 0):
+        raise ValueError(f"train.monitor is {cfg.train.monitor!r} but the run has no {split} split; "
+                         f"set data.{split}_split > 0 (or a data.{split}_path), or pick another train.monitor")
+
+
+def prepare_output(cfg: Config, *, resume: bool) -> str:
+    """Create the run folder; refuse to write a new run over an existing one."""
+    out = cfg.output_dir
+    if not resume and os.path.exists(os.path.join(out, "config.yaml")):
+        raise ValueError(f"output_dir {out!r} already holds a run; resume it with --resume {out} or choose "
+                         f"another folder with -o output_dir=...")
+    os.makedirs(out, exist_ok=True)
+    return out
+
+
+def train(cfg: Config, *, resume: str | None = None) -> dict[str, Any]:
+    """Train from a config (or resume the run folder ``resume``); returns the metrics summary."""
+    out = prepare_output(cfg, resume=resume is not None)
+    run = build_run(cfg, output_dir=out)
+    if run.trainer.is_main:
+        config_mod.save(cfg, os.path.join(out, "config.yaml"))
+        if run.data.noise is not None:
+            from robust_paddle.data.noise import save_noise
+
+            save_noise(run.data.noise, run.data.train.labels, run.data.train.clean_labels, out)
+    if resume is not None:
+        state = load_checkpoint(resume)
+        run.trainer.load_state_dict(state)
+        logger.info("resumed %s at epoch %d", resume, run.trainer.start_epoch)
+    return run.trainer.fit()
+
+
+def load_run(cfg: Config, checkpoint: str, *, output_dir: str | None = None) -> Run:
+    """Rebuild the run described by ``cfg`` and load ``checkpoint``'s networks and method state."""
+    state = load_checkpoint(checkpoint)
+    run = build_run(cfg, output_dir=output_dir or os.path.dirname(os.path.dirname(os.path.abspath(checkpoint))),
+                    hooks=[])
+    saved = state["meta"]
+    if int(saved["num_classes"]) != run.data.num_classes:
+        raise ValueError(f"checkpoint {checkpoint} has {saved['num_classes']} classes but the config's data has "
+                         f"{run.data.num_classes}")
+    run.trainer.load_state_dict(state)
+    return run
+
+
+def evaluate(cfg: Config, checkpoint: str) -> dict[str, Any]:
+    """Evaluate a checkpoint on the val and test splits; returns ``{split: metrics}``."""
+    run = load_run(cfg, checkpoint)
+    return run.trainer.evaluate_all()

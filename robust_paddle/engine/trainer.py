@@ -1,0 +1,296 @@
+"""The training loop: AMP, gradient accumulation and clipping; everything else is a hook.
+
+Exact resume: every epoch starts by reseeding python/numpy/paddle from ``(seed, epoch)`` and the train
+loader's order is a function of ``(seed, epoch)``, so a run resumed from the checkpoint written after
+epoch k replays epochs k+1.. exactly as the uninterrupted run did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import paddle
+from tqdm import tqdm
+
+from robust_paddle.config import Config, to_dict
+from robust_paddle.engine.checkpoint import save_checkpoint
+from robust_paddle.engine.hooks import Hook
+from robust_paddle.engine.metrics import classification_metrics
+from robust_paddle.methods.base import Method
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN/Inf; the run stopped and the last good checkpoint was left untouched."""
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A well-mixed 31-bit seed for (run seed, epoch)."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] % (2**31 - 1))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    paddle.seed(seed)
+
+
+class Trainer:
+    """Runs ``method`` for ``cfg.train.epochs`` epochs over ``loaders``.
+
+    Args:
+        cfg: resolved config.
+        method: the training strategy (owns networks and per-sample state).
+        loaders: ``{"train", "train_eval", "val"?, "test"?}`` DataLoaders; ``train``'s batch sampler has
+            ``set_epoch``.
+        optimizer: built over ``method.parameters()``; ``scheduler``: its LRScheduler or None.
+        hooks: sorted by priority.
+        output_dir: run folder (checkpoints/, metrics.json, vdl/ ...).
+        meta: model metadata stored in checkpoints (num_classes, input_shape, class_names, mean, std).
+    """
+
+    def __init__(self, cfg: Config, method: Method, loaders: dict[str, Any], *, optimizer: paddle.optimizer.Optimizer,
+                 scheduler: paddle.optimizer.lr.LRScheduler | None, hooks: list[Hook], output_dir: str,
+                 meta: dict[str, Any], data: Any = None) -> None:
+        self.cfg, self.method, self.loaders = cfg, method, loaders
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.hooks = sorted(hooks, key=lambda h: h.priority)
+        self.output_dir, self.meta, self.data = output_dir, meta, data
+        self.checkpoint_dir = os.path.join(output_dir, "checkpoints")
+        self.is_main = paddle.distributed.get_rank() == 0
+        self.epoch = 0
+        self.start_epoch = 0
+        self.global_step = 0
+        self.stop_training = False
+        self.stopped_early_at: int | None = None
+        self.history: list[dict[str, Any]] = []
+        self.epoch_scalars: dict[str, float] = {}
+        self.epoch_histograms: dict[str, np.ndarray] = {}
+        self.eval_details: dict[str, dict[str, Any]] = {}
+        self._setup_amp()
+
+    # ----------------------------------------------------------------------------------------- AMP
+    def _setup_amp(self) -> None:
+        tc = self.cfg.train
+        on_gpu = "gpu" in paddle.get_device()
+        self.amp_enabled = tc.amp != "none" and on_gpu
+        if tc.amp != "none" and not on_gpu:
+            logger.warning("train.amp=%s asked for but the device is %s: AMP only works on GPU in Paddle; "
+                           "training in float32", tc.amp, paddle.get_device())
+        self.scaler = paddle.amp.GradScaler(enable=self.amp_enabled and tc.amp_dtype == "float16",
+                                            init_loss_scaling=2.0**15)
+        if self.amp_enabled and tc.amp == "O2":
+            names = list(self.method.networks)
+            models = paddle.amp.decorate(models=[self.method.networks[n] for n in names], optimizers=self.optimizer,
+                                         level="O2", dtype=tc.amp_dtype)[0]
+            models = models if isinstance(models, list) else [models]
+            self.method.networks.update(dict(zip(names, models)))
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        tc = self.cfg.train
+        if not self.amp_enabled:
+            return contextlib.nullcontext()
+        return paddle.amp.auto_cast(enable=True, level=tc.amp, dtype=tc.amp_dtype)
+
+    # ---------------------------------------------------------------------------------------- loop
+    def fit(self) -> dict[str, Any]:
+        """Train to ``cfg.train.epochs`` (or early stop); returns :meth:`metrics_summary`."""
+        epochs = self.cfg.train.epochs
+        try:
+            self._call("before_train")
+            for epoch in range(self.start_epoch, epochs):
+                self.epoch = epoch
+                self.epoch_scalars, self.epoch_histograms = {"epoch": epoch + 1}, {}
+                self.history.append(self.epoch_scalars)  # hooks fill it in place
+                seed_everything(epoch_seed(self.cfg.seed, epoch))
+                sampler = self.loaders["train"].batch_sampler
+                if hasattr(sampler, "set_epoch"):
+                    sampler.set_epoch(epoch)
+                self.method.before_epoch(self)
+                self._call("before_epoch")
+                self._train_epoch()
+                self.method.after_epoch(self)
+                self._call("after_epoch")
+                if self.stop_training:
+                    break
+            self._call("after_train")
+        except BaseException as exc:
+            for h in self.hooks:
+                with contextlib.suppress(Exception):
+                    h.on_exception(self, exc)
+            raise
+        return self.metrics_summary()
+
+    def _train_epoch(self) -> None:
+        tc = self.cfg.train
+        loader = self.loaders["train"]
+        n_batches = len(loader)
+        accum = tc.accumulate_steps
+        sums: dict[str, float] = {}
+        self.method.train()
+        bar = tqdm(total=n_batches, desc=f"epoch {self.epoch + 1}/{tc.epochs}", leave=False,
+                   disable=not (tc.progress and self.is_main), dynamic_ncols=True)
+        for i, batch in enumerate(loader):
+            with self.autocast():
+                loss, terms = self.method.train_step(batch, epoch=self.epoch, step=self.global_step)
+            value = float(loss)
+            if not math.isfinite(value):
+                latest = os.path.join(self.checkpoint_dir, "latest.pdckpt")
+                kept = f"the last good checkpoint {latest} is kept" if os.path.exists(latest) else "no checkpoint was written"
+                raise NonFiniteLossError(
+                    f"loss became {value} at epoch {self.epoch + 1}, batch {i + 1}; training stopped and {kept}. "
+                    "Lower optimizer.lr, enable train.grad_clip, or check the data for NaN/Inf values")
+            self.scaler.scale(loss / accum if accum > 1 else loss).backward()
+            if (i + 1) % accum == 0 or i + 1 == n_batches:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.clear_grad()
+                self.global_step += 1
+                if self.scheduler is not None and self.cfg.scheduler.by == "step":
+                    self.scheduler.step()
+                step_terms = {k: float(v) for k, v in terms.items()}
+                self._call("after_step", step_terms)
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+            bar.update(1)
+        bar.close()
+        if self.scheduler is not None and self.cfg.scheduler.by == "epoch":
+            self.scheduler.step()
+        self.epoch_scalars.update({f"train/{k}": v / max(n_batches, 1) for k, v in sums.items()})
+        self.epoch_scalars["train/lr"] = self.current_lr()
+
+    def _call(self, event: str, *args: Any) -> None:
+        for h in self.hooks:
+            getattr(h, event)(self, *args)
+
+    # ------------------------------------------------------------------------------------ evaluation
+    @paddle.no_grad()
+    def predict_logits(self, loader: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Logits [N, C] (float32) and dataset indices [N] over ``loader`` in eval mode."""
+        self.method.eval()
+        outs, idxs = [], []
+        for batch in loader:
+            with self.autocast():
+                logits = self.method.predict(batch[0])
+            outs.append(logits.astype("float32").numpy())
+            idxs.append(batch[2].numpy())
+        self.method.train()
+        return np.concatenate(outs), np.concatenate(idxs)
+
+    def evaluate(self, split: str) -> dict[str, Any]:
+        """Metrics of ``split`` against its labels (and ``*_clean`` ones when clean labels differ)."""
+        loader = self.loaders[split]
+        ds = loader.dataset
+        logits, idx = self.predict_logits(loader)
+        preds = logits.argmax(1)
+        out = classification_metrics(ds.labels[idx], preds, num_classes=self.method.num_classes)
+        clean = getattr(ds, "clean_labels", None)
+        if clean is not None and not np.array_equal(clean, ds.labels):
+            out["clean"] = classification_metrics(clean[idx], preds, num_classes=self.method.num_classes)
+        return out
+
+    def evaluate_all(self) -> dict[str, dict[str, Any]]:
+        """Evaluate every held-out split; fills ``epoch_scalars`` (``val/acc``, ``test/macro_f1`` ...)."""
+        self._call("before_eval")
+        try:
+            for split in ("val", "test"):
+                if self.loaders.get(split) is None:
+                    continue
+                res = self.evaluate(split)
+                self.eval_details[split] = res
+                self.epoch_scalars[f"{split}/acc"] = res["acc"]
+                self.epoch_scalars[f"{split}/macro_f1"] = res["macro_f1"]
+                if "clean" in res:
+                    self.epoch_scalars[f"{split}/acc_clean"] = res["clean"]["acc"]
+        finally:
+            self._call("after_eval")
+        return self.eval_details
+
+    def last_eval_scalars(self) -> dict[str, float]:
+        for row in reversed(self.history):
+            vals = {k: v for k, v in row.items() if k.startswith(("val/", "test/")) and v is not None}
+            if vals:
+                return vals
+        return {}
+
+    def current_lr(self) -> float:
+        return float(self.optimizer.get_lr())
+
+    # ----------------------------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume after the current epoch."""
+        return {
+            "epoch": self.epoch + 1,
+            "global_step": self.global_step,
+            "networks": {k: v.state_dict() for k, v in self.method.networks.items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "method": self.method.state_dict(),
+            "hooks": {h.name: h.state_dict() for h in self.hooks},
+            "history": self.history,
+            "stopped_early_at": self.stopped_early_at,
+            "stop_training": self.stop_training,
+            "config": to_dict(self.cfg),
+            "meta": self.meta,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a checkpoint written by :meth:`state_dict` (training continues at ``state['epoch']``)."""
+        missing = sorted(set(self.method.networks) - set(state["networks"]))
+        if missing:
+            raise ValueError(f"checkpoint lacks network(s) {missing}; it was written by another method "
+                             f"({state['config']['method']['name']!r} vs {self.cfg.method.name!r})")
+        for k, net in self.method.networks.items():
+            net.set_state_dict(state["networks"][k])
+        self.optimizer.set_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.set_state_dict(state["scheduler"])
+        self.method.set_state_dict(state.get("method") or {})
+        hook_states = state.get("hooks", {})
+        for h in self.hooks:
+            if h.name in hook_states:
+                h.set_state_dict(hook_states[h.name])
+        self.history = list(state.get("history", []))
+        self.start_epoch = self.epoch = int(state["epoch"])
+        self.global_step = int(state.get("global_step", 0))
+        self.stopped_early_at = state.get("stopped_early_at")
+        if state.get("stop_training"):
+            self.start_epoch = self.cfg.train.epochs  # the run had already stopped early
+
+    def save(self, state: dict[str, Any], path: str) -> str:
+        return save_checkpoint(state, path)
+
+    def metrics_summary(self) -> dict[str, Any]:
+        """What ``metrics.json`` holds: final and best scalars, details of the last evaluation, history."""
+        monitor, mode = self.cfg.train.monitor, self.cfg.train.monitor_mode
+        scored = [r for r in self.history if r.get(monitor) is not None]
+        best = (max if mode == "max" else min)(scored, key=lambda r: r[monitor]) if scored else None
+        return {
+            "epochs_run": len(self.history),
+            "stopped_early_at": self.stopped_early_at,
+            "final": self.history[-1] if self.history else {},
+            "best": {"epoch": best["epoch"], "monitor": monitor, **best} if best else None,
+            "eval": self.eval_details,
+            "class_names": self.meta.get("class_names"),
+            "history": self.history,
+        }
+
+    @contextlib.contextmanager
+    def eval_mode(self) -> Iterator[None]:
+        self.method.eval()
+        try:
+            yield
+        finally:
+            self.method.train()

@@ -1,0 +1,6 @@
+"""Training strategies, selected by name from the ``METHODS`` registry."""
+
+from robust_paddle.methods import standard  # noqa: F401  (registers)
+from robust_paddle.methods.base import EnsembleNet, Method, MethodContext, build_method
+
+__all__ = ["EnsembleNet", "Method", "MethodContext", "build_method"]

@@ -1,0 +1,157 @@
+"""The training-strategy contract.
+
+A method owns its networks (one or two) and its per-sample state (refined labels, clean probabilities,
+selection masks); the trainer owns the loop, the single optimizer over ``method.parameters()``, AMP,
+gradient accumulation and clipping. Per step the trainer calls::
+
+    with auto_cast(...):
+        loss, terms = method.train_step(batch, epoch=e, step=s)   # loss: scalar Tensor to backprop
+    scaler.scale(loss / accumulate_steps).backward() ...
+
+``terms`` are named scalars (Tensors or floats) logged to VisualDL and the progress bar. Two-network
+methods return the sum of both networks' losses (their parameters are disjoint, so one backward trains
+both). ``before_epoch`` / ``after_epoch`` receive the trainer, so methods can run eval-mode passes over
+``trainer.loaders["train_eval"]`` (GMM division, relabelling) and log epoch scalars and histograms.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import paddle
+
+from robust_paddle.registry import METHODS
+
+if TYPE_CHECKING:
+    from robust_paddle.config import Config
+    from robust_paddle.engine.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class MethodContext:
+    """What a method may use to build itself.
+
+    Attributes:
+        cfg: the resolved run config.
+        num_classes: C.
+        input_shape: one sample's shape, e.g. (1, 8, 8).
+        train_labels: [N] int64 labels the training set carries (noisy).
+        clean_labels: [N] int64 true labels when known (injected noise, ``y_clean``), else None.
+        build_network: returns a freshly initialised network from ``cfg.model``.
+        build_loss: ``build_loss(name=None, **overrides)`` -> loss Layer from ``cfg.loss`` (or ``name``).
+    """
+
+    cfg: Config
+    num_classes: int
+    input_shape: tuple[int, ...]
+    train_labels: np.ndarray
+    clean_labels: np.ndarray | None
+    build_network: Callable[[], paddle.nn.Layer]
+    build_loss: Callable[..., paddle.nn.Layer]
+
+    @property
+    def num_train(self) -> int:
+        return int(self.train_labels.shape[0])
+
+
+class Method(abc.ABC):
+    """Base class of training strategies (``*Method``); subclasses register in ``METHODS``."""
+
+    #: names of networks in ``self.networks``, first = default for evaluation/export
+    networks: dict[str, paddle.nn.Layer]
+
+    def __init__(self, ctx: MethodContext) -> None:
+        self.ctx = ctx
+        self.num_classes = ctx.num_classes
+        self.networks = {}
+
+    # ------------------------------------------------------------------ required
+    @abc.abstractmethod
+    def train_step(self, batch: tuple[paddle.Tensor, ...], *, epoch: int, step: int) -> tuple[paddle.Tensor, dict[str, Any]]:
+        """One training step's loss.
+
+        Args:
+            batch: (x [B, ...] float32, y [B] int64 given labels, idx [B] int64 dataset indices).
+            epoch: 0-based epoch; step: global optimizer-step counter.
+
+        Returns:
+            (scalar loss Tensor to backpropagate, {term name: scalar Tensor or float}).
+        """
+
+    # ------------------------------------------------------------------ defaults
+    def parameters(self) -> list[paddle.Tensor]:
+        """Trainable parameters of every network (the trainer builds one optimizer over them)."""
+        params = []
+        for net in self.networks.values():
+            params.extend(p for p in net.parameters() if not p.stop_gradient)
+        return params
+
+    def train(self) -> None:
+        for net in self.networks.values():
+            net.train()
+
+    def eval(self) -> None:
+        for net in self.networks.values():
+            net.eval()
+
+    def predict(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Evaluation logits [B, C]: the first network, or the mean of all networks' logits."""
+        nets = list(self.networks.values())
+        if len(nets) == 1:
+            return nets[0](x)
+        return paddle.stack([n(x) for n in nets]).mean(axis=0)
+
+    def export_network(self, which: str = "auto") -> paddle.nn.Layer:
+        """The Layer to export: a named network, or ``"ensemble"`` (averaged logits of all networks)."""
+        names = list(self.networks)
+        if which == "auto":
+            which = names[0] if len(names) == 1 else "ensemble"
+        if which == "ensemble":
+            return EnsembleNet(list(self.networks.values())) if len(names) > 1 else self.networks[names[0]]
+        if which not in self.networks:
+            raise ValueError(f"export.network: {which!r} is not a network of this method; choose one of: "
+                             f"{', '.join(names + ['ensemble', 'auto'])}")
+        return self.networks[which]
+
+    def before_epoch(self, trainer: Trainer) -> None:
+        """Called before each training epoch (e.g. co-divide with a GMM)."""
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        """Called after each training epoch, before evaluation hooks (e.g. relabelling)."""
+
+    def clean_probability(self) -> np.ndarray | None:
+        """[N] probability that each training label is correct, when the method estimates one."""
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Extra per-sample state to checkpoint (numpy arrays / plain python)."""
+        return {}
+
+    def set_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise ValueError(f"{type(self).__name__} keeps no extra state but the checkpoint has {sorted(state)}")
+
+
+class EnsembleNet(paddle.nn.Layer):
+    """Averages the logits of several networks (exportable with to_static)."""
+
+    def __init__(self, nets: list[paddle.nn.Layer]) -> None:
+        super().__init__()
+        self.nets = paddle.nn.LayerList(nets)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        out = self.nets[0](x)
+        for net in self.nets[1:]:
+            out = out + net(x)
+        return out / len(self.nets)
+
+
+def build_method(cfg: Config, ctx: MethodContext) -> Method:
+    """``METHODS.build(cfg.method.name, ctx, **cfg.method.params)``; unknown params name ``method.params``."""
+    return METHODS.build(cfg.method.name, ctx, field="method.params", **cfg.method.params)

@@ -1,0 +1,106 @@
+"""Name -> class/function registries. Selection by registry only: no eval, no getattr on modules."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Any
+
+
+class Registry:
+    """A named table of builders (classes or factory functions).
+
+    Names are lowercase strings. Registering a name twice, or asking for an unknown one, raises
+    ``ValueError`` listing the names that exist.
+
+    Example:
+        >>> LOSSES = Registry("loss")
+        >>> @LOSSES.register("ce")
+        ... class CrossEntropyLoss: ...
+        >>> LOSSES.get("ce")
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._table: dict[str, Callable[..., Any]] = {}
+
+    def register(self, name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def deco(obj: Callable[..., Any]) -> Callable[..., Any]:
+            key = name if name is not None else obj.__name__.lower()
+            if not isinstance(key, str) or not key or key != key.lower():
+                raise ValueError(f"{self.kind} registry: names must be non-empty lowercase strings, got {key!r}")
+            if key in self._table:
+                raise ValueError(
+                    f"{self.kind} '{key}' is already registered (by {self._table[key].__qualname__}); "
+                    f"registered: {', '.join(self.names())}"
+                )
+            self._table[key] = obj
+            return obj
+
+        return deco
+
+    def get(self, name: str) -> Callable[..., Any]:
+        if not isinstance(name, str) or name not in self._table:
+            raise ValueError(f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}")
+        return self._table[name]
+
+    def build(self, name: str, *args: Any, field: str | None = None, **kwargs: Any) -> Any:
+        """Build ``name`` with ``kwargs``, rejecting keyword arguments the builder does not accept.
+
+        Args:
+            field: the config path the kwargs came from (e.g. ``"loss.params"``), used in messages.
+        """
+        obj = self.get(name)
+        check_kwargs(obj, kwargs, where=field or f"{self.kind} '{name}'", owner=f"{self.kind} '{name}'")
+        return obj(*args, **kwargs)
+
+    def names(self) -> list[str]:
+        return sorted(self._table)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._table
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {self.names()})"
+
+
+def accepted_kwargs(obj: Callable[..., Any]) -> tuple[list[str], bool]:
+    """Keyword names ``obj`` accepts and whether it takes ``**kwargs``."""
+    target = obj.__init__ if inspect.isclass(obj) else obj
+    sig = inspect.signature(target)
+    names, var_kw = [], False
+    for p in sig.parameters.values():
+        if p.name == "self":
+            continue
+        if p.kind is p.VAR_KEYWORD:
+            var_kw = True
+        elif p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+            names.append(p.name)
+    return names, var_kw
+
+
+def check_kwargs(obj: Callable[..., Any], kwargs: dict[str, Any], *, where: str, owner: str) -> None:
+    names, var_kw = accepted_kwargs(obj)
+    if var_kw:
+        return
+    unknown = sorted(set(kwargs) - set(names))
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown key(s) {', '.join(unknown)} for {owner}; allowed: {', '.join(names) or '(none)'}"
+        )
+
+
+LOSSES = Registry("loss")
+MODELS = Registry("model")
+METHODS = Registry("method")
+DATASETS = Registry("dataset")
+NOISES = Registry("noise")
+OPTIMIZERS = Registry("optimizer")
+SCHEDULERS = Registry("scheduler")
+HOOKS = Registry("hook")
