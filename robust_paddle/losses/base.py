@@ -1,0 +1,139 @@
+"""The base class every loss derives from, and the hyper-parameter checks they share."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import ClassVar
+
+import numpy as np
+import paddle
+
+from robust_paddle.losses import functional as LF
+
+logger = logging.getLogger(__name__)
+
+
+def _interval(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+    if lo is not None and hi is not None:
+        return f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    if lo is not None:
+        return f"{'>' if lo_open else '>='} {lo:g}"
+    return f"{'<' if hi_open else '<='} {hi:g}"
+
+
+def check_real(value: object, *, name: str, where: str, lo: float | None = None, hi: float | None = None,
+               lo_open: bool = False, hi_open: bool = False) -> float:
+    """A finite real number inside the given interval, returned as float.
+
+    Raises:
+        TypeError: not a real number (bools are rejected).
+        ValueError: ``"<where>: <name> must be in (0, 1], got 0"`` style message when out of range.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{where}: {name} must be a number, got {value!r} ({type(value).__name__})")
+    v = float(value)
+    bad = not math.isfinite(v)
+    bad |= lo is not None and (v < lo or (lo_open and v == lo))
+    bad |= hi is not None and (v > hi or (hi_open and v == hi))
+    if bad:
+        rule = _interval(lo, hi, lo_open, hi_open) if (lo is not None or hi is not None) else "finite"
+        raise ValueError(f"{where}: {name} must be {rule}, got {value!r}")
+    return v
+
+
+def check_class_vector(value: object, *, name: str, where: str, num_classes: int) -> np.ndarray:
+    """A length-``num_classes`` vector of finite, non-negative numbers (not all zero) as float32."""
+    if isinstance(value, (str, bytes, paddle.Tensor)) or not isinstance(value, (Sequence, np.ndarray)):
+        raise TypeError(
+            f"{where}: {name} must be a list of {num_classes} numbers (one per class), "
+            f"got {type(value).__name__}"
+        )
+    if any(isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) for v in value):
+        raise TypeError(f"{where}: {name} must contain only numbers, got {list(value)!r}")
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim != 1 or arr.shape[0] != num_classes:
+        raise ValueError(
+            f"{where}: {name} must have one entry per class (length {num_classes}), got length "
+            f"{arr.shape[0] if arr.ndim == 1 else list(arr.shape)}"
+        )
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0) or not np.any(arr > 0):
+        raise ValueError(f"{where}: {name} must be finite, >= 0 and not all zero, got {arr.tolist()!r}")
+    return arr.astype(np.float32)
+
+
+class RobustLoss(paddle.nn.Layer):
+    """Base of every ``*Loss``: input checks, float32 arithmetic, class and sample weights, reduction.
+
+    Subclasses set ``loss_name`` (the registry name, used in messages) and implement
+    :meth:`per_sample`. ``forward`` then:
+
+    1. validates ``logits [N, C]`` and ``target`` (int labels ``[N]``/``[N, 1]`` or soft ``[N, C]``) and
+       casts both to float32 ``[N, C]`` (hard labels become one-hot rows) with AMP disabled;
+    2. computes per-sample losses ``l_i`` with :meth:`per_sample`;
+    3. multiplies by the class weight of the target, ``c_i = sum_k weight_k * t_ik`` (``weight[y_i]`` for
+       hard labels), and by ``sample_weight[i]`` when given;
+    4. reduces: ``"mean"`` = ``mean_i(c_i * s_i * l_i)`` over all N samples (unlike
+       ``paddle.nn.functional.cross_entropy``, it is *not* divided by the sum of the weights, so a batch's
+       value does not depend on which other samples it holds), ``"sum"``, or ``"none"`` (``[N]``).
+
+    Args:
+        num_classes: C >= 2.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        weight: optional per-class weights, length C, finite, >= 0, not all zero.
+    """
+
+    loss_name: ClassVar[str] = "loss"
+
+    def __init__(self, *, num_classes: int, reduction: str = "mean", weight: list[float] | None = None) -> None:
+        super().__init__()
+        where = self.loss_name
+        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+            raise ValueError(f"{where}: num_classes must be an int >= 2, got {num_classes!r}")
+        if reduction not in LF.REDUCTIONS:
+            raise ValueError(f"{where}: reduction must be one of {', '.join(LF.REDUCTIONS)}, got {reduction!r}")
+        self.num_classes = int(num_classes)
+        self.reduction = reduction
+        if weight is None:
+            self.class_weight = None
+        else:
+            w = check_class_vector(weight, name="weight", where=where, num_classes=self.num_classes)
+            self.register_buffer("class_weight", paddle.to_tensor(w), persistable=False)
+
+    def per_sample(self, logits: paddle.Tensor, target: paddle.Tensor) -> paddle.Tensor:
+        """Unweighted per-sample losses.
+
+        Args:
+            logits: ``[N, C]`` float32.
+            target: ``[N, C]`` float32 target probabilities (one-hot rows for hard labels).
+
+        Returns:
+            ``[N]`` float32.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement per_sample")
+
+    def forward(self, logits: paddle.Tensor, target: paddle.Tensor,
+                sample_weight: paddle.Tensor | None = None) -> paddle.Tensor:
+        """Loss of a batch.
+
+        Args:
+            logits: ``[N, C]`` float scores (fp16/bf16 are cast to float32).
+            target: int64 labels ``[N]`` (or ``[N, 1]``), or float soft targets ``[N, C]``.
+            sample_weight: optional ``[N]`` float weights multiplied into the per-sample losses.
+
+        Returns:
+            Scalar float32 Tensor, or ``[N]`` for ``reduction="none"``.
+        """
+        with paddle.amp.auto_cast(enable=False):
+            z, t = LF.prepare(logits, target, num_classes=self.num_classes, where=self.loss_name)
+            loss = self.per_sample(z, t)
+            if self.class_weight is not None:
+                loss = loss * paddle.matmul(t, self.class_weight)
+            return LF.reduce_loss(loss, reduction=self.reduction, sample_weight=sample_weight, where=self.loss_name)
+
+    def extra_repr(self) -> str:
+        text = f"num_classes={self.num_classes}, reduction={self.reduction!r}"
+        if self.class_weight is not None:
+            text += f", weight={[round(float(w), 6) for w in self.class_weight.numpy()]}"
+        return text
