@@ -12,12 +12,30 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Union
 
 import yaml
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3`` as a float (YAML 1.2; PyYAML's 1.1 rules need ``1.0e-3``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+$|^[-+]?\d[\d_]*\.\d*(?:[eE][-+]?\d+)?$"
+               r"|^[-+]?\.\d+(?:[eE][-+]?\d+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: Any) -> Any:
+    """``yaml.safe_load`` with YAML 1.2 floats (``1e-3``)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
 
 
 class ConfigError(ValueError):
@@ -188,8 +206,13 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against type ``tp``; returns the value (ints are accepted for floats)."""
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None and len(args) < len(typing.get_args(tp)):
+            return None
+        if len(args) == 1:  # Optional[X]: report X's own error
+            return _convert(value, args[0], key)
         errors = []
-        for arg in typing.get_args(tp):
+        for arg in args:
             try:
                 return _convert(value, arg, key)
             except ConfigError as e:
@@ -296,7 +319,7 @@ def load_yaml(path: str, _seen: tuple[str, ...] = ()) -> dict:
         raise ConfigError(f"config file not found: {path}")
     with open(path, encoding="utf-8") as fh:
         try:
-            data = yaml.safe_load(fh) or {}
+            data = yaml_load(fh) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: invalid YAML: {e}") from None
     if not isinstance(data, dict):
@@ -321,7 +344,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {item!r}: empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml_load(raw) if raw.strip() else ""
     except yaml.YAMLError as e:
         raise ConfigError(f"override {key}: cannot parse value {raw!r}: {e}") from None
     return key.split("."), value
