@@ -88,11 +88,15 @@ class Run:
     trainer: Trainer
 
 
-def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None) -> Run:
-    """Build data, method, optimizer, scheduler and trainer (seeded by ``cfg.seed``)."""
+def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None, data: Any = None) -> Run:
+    """Build data, method, optimizer, scheduler and trainer (seeded by ``cfg.seed``).
+
+    ``data``: a prebuilt DataBundle to train on instead of ``build_data(cfg)`` (e.g. a cross-validation
+    fold, see ``estimation.cross_val_pred_probs``).
+    """
     set_device(cfg.train.device)
     seed_everything(cfg.seed)
-    data = build_data(cfg)
+    data = build_data(cfg) if data is None else data
     check_monitor(cfg, data)
     method = build_method(cfg, make_context(cfg, data))
     loaders = make_loaders(cfg, data)
