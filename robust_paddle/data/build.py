@@ -1,0 +1,205 @@
+"""``build_data(cfg)``: source -> splits -> noise -> normalisation -> datasets.
+
+Order of operations (each step depends only on the config and ``cfg.seed``):
+
+1. The ``DATASETS`` source reads train (and, when it has them, val/test) samples.
+2. Splits: a test split is carved from the train source when the source has none (``data.test_split``),
+   then a validation split (``data.val_split``, a fraction of the whole train source) when there is no
+   ``val_path``/``clean_val_path``; both stratified on the source labels with ``cfg.seed``. They do not
+   depend on the noise, so runs at different noise rates share the same split.
+3. ``data.subset`` keeps a stratified random sample of N training samples (source order preserved).
+4. Normalisation: ``data.mean``/``data.std``, else the dataset's standard values, else statistics of the
+   training split (at most 256 evenly spaced images for file-backed sources).
+5. Noise (``data.noise``) is drawn over the whole train source in source order (so ``kind: file`` label
+   files line up with it and a subset sees the same noisy labels as the full run); the train split keeps
+   the noisy labels, the carved validation split keeps them when ``noise.apply_to_val`` (else the original
+   labels), a separate ``val_path`` set is noised with seed ``noise_seed + 1``; test and trusted
+   (``clean_val_path``) labels are never noised. The returned spec's realised rate/matrix describe the
+   final train split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from robust_paddle.data.datasets import ArrayDataset
+from robust_paddle.data.noise import NoiseSpec, check_labels, inject_noise
+from robust_paddle.data.sources import Source, Split
+from robust_paddle.data.transforms import Pipeline, channel_stats, convert_images, image_channels, load_image
+from robust_paddle.registry import DATASETS
+
+logger = logging.getLogger(__name__)
+STATS_MAX_FILES = 256  # images read to estimate mean/std of file-backed sources
+
+
+@dataclasses.dataclass
+class DataBundle:
+    """Everything the trainer, methods and export need from the data.
+
+    Attributes:
+        train: noisy labels, train augmentation. train_eval: same samples/order/labels array, no augmentation.
+        val, test: ArrayDataset or None. input_shape: one sample, e.g. (1, 8, 8), (3, 32, 32) or (64,).
+        mean, std: per channel (per feature for tabular), applied after ``scale``.
+        noise: the injected noise, or None. scale: multiplies raw values before mean/std (1/255 for 8-bit
+        images). name: the ``DATASETS`` source.
+    """
+
+    train: ArrayDataset
+    train_eval: ArrayDataset
+    val: ArrayDataset | None
+    test: ArrayDataset | None
+    num_classes: int
+    class_names: list[str]
+    input_shape: tuple[int, ...]
+    mean: list[float]
+    std: list[float]
+    noise: NoiseSpec | None
+    scale: float = 1.0
+    name: str = ""
+
+
+def _split(idx: np.ndarray, labels: np.ndarray, n_out: int, seed: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified ``(kept, held_out)`` index arrays, each sorted; plain random when stratifying is impossible."""
+    try:
+        keep, out = train_test_split(idx, test_size=n_out, stratify=labels[idx], random_state=seed)
+    except ValueError as e:
+        logger.warning("%s split is not stratified (%s)", what, e)
+        keep, out = train_test_split(idx, test_size=n_out, random_state=seed)
+    return np.sort(keep), np.sort(out)
+
+
+def _split_indices(src: Source, cfg_data, seed: int) -> dict[str, np.ndarray | None]:
+    n = len(src.train.labels)
+    idx, labels, rs = np.arange(n), src.train.labels, seed % 2**32
+    out: dict[str, np.ndarray | None] = {"test": None, "val": None}
+    for part, frac in (("test", cfg_data.test_split), ("val", cfg_data.val_split)):
+        if getattr(src, part) is not None or frac <= 0:
+            continue
+        k = int(round(frac * n))
+        if k < 1 or k >= len(idx):
+            raise ValueError(f"data.{part}_split={frac} leaves {k} of {len(idx)} samples for {part}; "
+                             f"choose a fraction giving between 1 and {len(idx) - 1} samples, or 0")
+        idx, out[part] = _split(idx, labels, k, rs, part)
+    if cfg_data.subset and cfg_data.subset < len(idx):
+        idx, _ = _split(idx, labels, len(idx) - cfg_data.subset, rs, "subset")
+    elif cfg_data.subset:
+        logger.warning("data.subset=%d >= %d training samples: keeping all", cfg_data.subset, len(idx))
+    out["train"] = idx
+    return out
+
+
+def _prepare_images(src: Source, d) -> tuple[int, tuple[int, ...]]:
+    """Convert in-memory images once (channels, size); returns (channels, input_shape)."""
+    if src.kind == "tabular":
+        if d.image_size or d.channels:
+            raise ValueError("data.image_size/data.channels apply to images; this npz source is tabular "
+                             "(x is [N, D]); set them to 0")
+        return 0, (int(src.train.data.shape[1]),)
+    if isinstance(src.train.data, np.ndarray):
+        for split in (src.train, src.val, src.test):
+            if split is not None:
+                split.data = convert_images(split.data, channels=d.channels, size=d.image_size)
+        _, h, w, c = src.train.data.shape
+        return c, (c, h, w)
+    channels = d.channels or image_channels(src.train.data[0])
+    h, w = (d.image_size, d.image_size) if d.image_size else load_image(src.train.data[0], channels=channels).shape[:2]
+    return channels, (channels, h, w)
+
+
+def _stats(src: Source, d, train_idx: np.ndarray, pipe: Pipeline, width: int) -> tuple[list[float], list[float]]:
+    if (d.mean is None) != (d.std is None):
+        raise ValueError("set both data.mean and data.std, or neither")
+    if d.mean is not None:
+        if len(d.mean) != width or len(d.std) != width:
+            raise ValueError(f"data.mean/data.std need {width} values (one per {'feature' if src.kind == 'tabular' else 'channel'}), "
+                             f"got {len(d.mean)} and {len(d.std)}")
+        return list(d.mean), list(d.std)
+    if src.mean is not None and len(src.mean) == width:
+        return list(src.mean), list(src.std)
+    data = src.train.data
+    if isinstance(data, np.ndarray):
+        chunks = (data[train_idx[i:i + 4096]].astype(np.float64) * src.scale for i in range(0, len(train_idx), 4096))
+        return channel_stats(chunks)
+    pick = train_idx[np.linspace(0, len(train_idx) - 1, min(STATS_MAX_FILES, len(train_idx))).astype(int)]
+    return channel_stats(pipe.raw(data[i])[None] for i in pick)
+
+
+def _dataset(split: Split, idx, labels, clean, num_classes, pipe, names) -> ArrayDataset:
+    data = split.data if idx is None else (
+        split.data[idx] if isinstance(split.data, np.ndarray) else [split.data[i] for i in idx])
+    take = (lambda a: a) if idx is None else (lambda a: a[idx])
+    return ArrayDataset(data, take(labels), num_classes=num_classes, pipeline=pipe,
+                        clean_labels=None if clean is None else take(clean), class_names=names)
+
+
+def _features(split: Split, num_classes: int, pipe: Pipeline) -> np.ndarray:
+    return ArrayDataset(split.data, split.labels, num_classes=num_classes, pipeline=pipe).features()
+
+
+def build_data(cfg) -> DataBundle:
+    """Build the datasets described by ``cfg.data`` (a ``robust_paddle.config.Config``) with ``cfg.seed``.
+
+    Returns:
+        DataBundle; ``train.labels`` are noisy, ``train.clean_labels`` the labels before injection (or the
+        source's clean labels), None when neither is known.
+    """
+    d, seed = cfg.data, int(cfg.seed)
+    try:
+        reader = DATASETS.get(d.name)
+    except ValueError as e:
+        raise ValueError(f"data.name: {e}") from None
+    src: Source = reader(d)
+    num_classes, names = len(src.class_names), list(src.class_names)
+    for part in ("train", "val", "test"):
+        split = getattr(src, part)
+        if split is not None:
+            check_labels(split.labels, num_classes, field=f"{part} labels of dataset '{d.name}'")
+    channels, input_shape = _prepare_images(src, d)
+    idx = _split_indices(src, d, seed)
+    width = input_shape[0]
+    base = Pipeline(src.kind, (0.0,) * width, (1.0,) * width, scale=src.scale, seed=seed,
+                    channels=channels or 3, size=d.image_size if src.kind == "image" else 0)
+    mean, std = _stats(src, d, idx["train"], base, width)
+    base = dataclasses.replace(base, mean=tuple(mean), std=tuple(std))
+
+    observed = src.train.labels
+    noisy, clean, spec = observed, src.train.clean_labels, None
+    nz = d.noise
+    if nz.kind != "none":
+        feats = _features(src.train, num_classes, base) if nz.kind == "instance" else None
+        noisy, spec = inject_noise(observed, nz, num_classes=num_classes, seed=seed, features=feats, dataset=src.name)
+        clean = observed if clean is None else clean
+
+    train = _dataset(src.train, idx["train"], noisy, clean, num_classes, base.with_augment(d.augment), names)
+    train_eval = train.with_pipeline(base)
+    val = None
+    if idx["val"] is not None:
+        val = _dataset(src.train, idx["val"], noisy if nz.apply_to_val else observed, clean, num_classes, base, names)
+    elif src.val is not None:
+        v_labels = src.val.labels
+        if spec is not None and nz.apply_to_val and not src.val_trusted and nz.kind != "file":
+            v_feats = _features(src.val, num_classes, base) if nz.kind == "instance" else None
+            v_noise = dataclasses.replace(nz, seed=spec.seed + 1)
+            v_labels, _ = inject_noise(src.val.labels, v_noise, num_classes=num_classes, features=v_feats,
+                                       dataset=src.name)
+        v_clean = src.val.clean_labels if src.val.clean_labels is not None or spec is None else src.val.labels
+        val = _dataset(src.val, None, v_labels, v_clean, num_classes, base, names)
+    test = None
+    if idx["test"] is not None:
+        best = clean if clean is not None else observed
+        test = _dataset(src.train, idx["test"], best, clean, num_classes, base, names)
+    elif src.test is not None:
+        best = src.test.clean_labels if src.test.clean_labels is not None else src.test.labels
+        test = _dataset(src.test, None, best, src.test.clean_labels, num_classes, base, names)
+    if spec is not None:
+        spec = spec.with_realised(train.clean_labels, train.labels)
+    logger.info("data %s: train %d, val %s, test %s, classes %d, input %s%s", src.name, len(train),
+                len(val) if val is not None else "-", len(test) if test is not None else "-", num_classes,
+                input_shape, f", noise {spec.kind} realised {spec.realised_rate:.3f}" if spec else "")
+    return DataBundle(train=train, train_eval=train_eval, val=val, test=test, num_classes=num_classes,
+                      class_names=names, input_shape=tuple(int(s) for s in input_shape), mean=mean, std=std,
+                      noise=spec, scale=src.scale, name=src.name)

@@ -1,0 +1,158 @@
+"""In-memory / path-backed datasets returning ``(x, label, index)`` and epoch-seeded loaders."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import paddle
+
+from robust_paddle.data.noise import check_labels
+from robust_paddle.data.transforms import Pipeline
+
+logger = logging.getLogger(__name__)
+
+
+class ArrayDataset(paddle.io.Dataset):
+    """Samples stored as an array or as image paths, decoded and normalised by a :class:`Pipeline`.
+
+    ``__getitem__(i)`` returns ``(x float32 [C, H, W] or [D], label int64, index int64)``. ``labels`` are
+    the labels training sees (noisy); ``clean_labels`` the true ones when known, else None. Mutating
+    ``labels`` in place (relabelling) is seen by every dataset that shares the array (``train`` and
+    ``train_eval`` do).
+
+    Args:
+        data: [N, H, W, C] images / [N, D] features, or N image file paths.
+        labels: [N] int.
+        num_classes: C; labels must be in [0, C).
+        pipeline: how a stored sample becomes the model input.
+        clean_labels: [N] int or None.
+        class_names: C names.
+    """
+
+    def __init__(self, data: np.ndarray | Sequence[str], labels: np.ndarray, *, num_classes: int,
+                 pipeline: Pipeline, clean_labels: np.ndarray | None = None,
+                 class_names: Sequence[str] | None = None) -> None:
+        super().__init__()
+        self.data = list(data) if not isinstance(data, np.ndarray) else data
+        self.labels = check_labels(labels, num_classes)
+        if len(self.data) != self.labels.shape[0]:
+            raise ValueError(f"dataset has {len(self.data)} samples but {self.labels.shape[0]} labels")
+        self.clean_labels = None
+        if clean_labels is not None:
+            self.clean_labels = check_labels(clean_labels, num_classes, field="clean_labels")
+            if self.clean_labels.shape != self.labels.shape:
+                raise ValueError(f"clean_labels has {self.clean_labels.shape[0]} entries, labels has "
+                                 f"{self.labels.shape[0]}")
+        self.num_classes = int(num_classes)
+        self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
+        self.pipeline = pipeline
+        self.epoch = 0
+
+    @property
+    def paths(self) -> list[str] | None:
+        """Image paths for file-backed datasets, else None."""
+        return self.data if isinstance(self.data, list) else None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch used to seed augmentation (called by the loader's batch sampler)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+    def get_x(self, index: int, *, epoch: int | None = None, view: int = 0) -> np.ndarray:
+        """Model input of sample ``index``; ``view`` > 0 gives further independent augmentations."""
+        raw = self.pipeline.raw(self.data[index])
+        return self.pipeline(raw, index=index, epoch=self.epoch if epoch is None else epoch, view=view)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.int64, np.int64]:
+        index = int(index)
+        return self.get_x(index), np.int64(self.labels[index]), np.int64(index)
+
+    def with_pipeline(self, pipeline: Pipeline) -> ArrayDataset:
+        """Same samples, same ``labels`` array object (shared), another pipeline (e.g. no augmentation)."""
+        out = ArrayDataset.__new__(ArrayDataset)
+        paddle.io.Dataset.__init__(out)
+        out.__dict__.update(self.__dict__)
+        out.pipeline, out.epoch = pipeline, 0
+        return out
+
+    def select(self, indices: np.ndarray) -> ArrayDataset:
+        """A new dataset holding copies of the rows ``indices`` (in that order)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        data = self.data[idx] if isinstance(self.data, np.ndarray) else [self.data[i] for i in idx]
+        clean = None if self.clean_labels is None else self.clean_labels[idx]
+        return ArrayDataset(data, self.labels[idx], num_classes=self.num_classes, pipeline=self.pipeline,
+                            clean_labels=clean, class_names=self.class_names)
+
+    def features(self) -> np.ndarray:
+        """All samples through the pipeline without augmentation, flattened: [N, D] float32."""
+        pipe = self.pipeline.with_augment("none")
+        out = [pipe(pipe.raw(self.data[i]), index=i).reshape(-1) for i in range(len(self))]
+        return np.stack(out) if out else np.zeros((0, 0), np.float32)
+
+    def __repr__(self) -> str:
+        src = "paths" if self.paths is not None else f"array{tuple(self.data.shape)}"
+        return (f"ArrayDataset(n={len(self)}, classes={self.num_classes}, {src}, "
+                f"augment={self.pipeline.augment!r})")
+
+
+class EpochBatchSampler(paddle.io.BatchSampler):
+    """Batches whose order is a pure function of ``(seed, epoch)``.
+
+    Call ``set_epoch(epoch)`` before iterating; it also forwards the epoch to the dataset so augmentation
+    follows it. A resumed run that sets the same epoch sees exactly the same batches.
+    """
+
+    def __init__(self, dataset: paddle.io.Dataset, *, batch_size: int, shuffle: bool, seed: int,
+                 drop_last: bool = False) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        super().__init__(dataset=dataset, shuffle=False, batch_size=batch_size, drop_last=bool(drop_last))
+        self.dataset = dataset
+        self.shuffle = bool(shuffle)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(self.epoch)
+
+    def order(self, epoch: int | None = None) -> np.ndarray:
+        """Sample indices of one epoch, [N] int64."""
+        n = len(self.dataset)
+        if not self.shuffle:
+            return np.arange(n, dtype=np.int64)
+        ep = self.epoch if epoch is None else int(epoch)
+        return np.random.default_rng([self.seed % 2**63, ep]).permutation(n).astype(np.int64)
+
+    def __iter__(self):
+        order = self.order().tolist()
+        stop = len(order) - len(order) % self.batch_size if self.drop_last else len(order)
+        for start in range(0, stop, self.batch_size):
+            yield order[start:start + self.batch_size]
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+
+def build_loader(dataset: paddle.io.Dataset, *, batch_size: int, shuffle: bool, seed: int,
+                 drop_last: bool = False, num_workers: int = 0,
+                 batch_sampler: EpochBatchSampler | None = None) -> paddle.io.DataLoader:
+    """A DataLoader yielding ``(x [B, ...] float32, y [B] int64, idx [B] int64)`` tensors.
+
+    The order depends only on ``(seed, epoch)``: call ``loader.batch_sampler.set_epoch(epoch)`` at the
+    start of every epoch (workers are re-created per epoch, so they see the dataset's epoch too).
+    ``batch_sampler`` replaces the default sampler (then ``batch_size``, ``shuffle``, ``seed`` and
+    ``drop_last`` are the sampler's own), e.g. ``imbalance.WeightedEpochBatchSampler``.
+    """
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
+    sampler = batch_sampler if batch_sampler is not None else EpochBatchSampler(
+        dataset, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
+    return paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, return_list=True,
+                                persistent_workers=False)

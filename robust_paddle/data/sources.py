@@ -1,0 +1,357 @@
+"""Dataset sources registered in ``DATASETS``: each reads ``DataConfig`` and returns a :class:`Source`.
+
+A source only reads files into arrays (or image paths) and labels; splitting, noise, resizing and
+normalisation happen in ``build.py`` so every source behaves the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+from robust_paddle.registry import DATASETS
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+CIFAR100_CLASSES = (
+    "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel "
+    "can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur "
+    "dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower leopard lion "
+    "lizard lobster man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid otter palm_tree "
+    "pear pickup_truck pine_tree plain plate poppy porcupine possum rabbit raccoon ray road rocket rose sea "
+    "seal shark shrew skunk skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper table "
+    "tank telephone television tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf woman "
+    "worm").split()
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                         "Bag", "Ankle boot"]
+MNIST_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+               "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+
+
+@dataclasses.dataclass
+class Split:
+    """Stored samples of one split: [N, H, W, C] / [N, D] array or N image paths, observed labels [N]."""
+
+    data: np.ndarray | list[str]
+    labels: np.ndarray
+    clean_labels: np.ndarray | None = None
+
+
+@dataclasses.dataclass
+class Source:
+    """What a source read. ``kind``: ``image`` or ``tabular``; ``scale`` maps stored values to [0, 1]-ish
+    units (1/255 for uint8); ``mean``/``std``: the dataset's standard statistics (None: computed on train);
+    ``val_trusted``: the validation labels are clean (``data.clean_val_path``)."""
+
+    name: str
+    kind: str
+    train: Split
+    class_names: list[str]
+    val: Split | None = None
+    test: Split | None = None
+    val_trusted: bool = False
+    scale: float = 1.0
+    mean: list[float] | None = None
+    std: list[float] | None = None
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def _reject(cfg, name: str, fields: tuple[str, ...]) -> None:
+    for f in fields:
+        if getattr(cfg, f):
+            raise ValueError(f"data.{f}={getattr(cfg, f)!r} is not used by dataset '{name}'; leave it empty")
+
+
+def _labels(y: np.ndarray, where: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or (y.size and not np.issubdtype(y.dtype, np.integer)):
+        raise ValueError(f"{where}: labels must be a 1-D integer array, got shape {y.shape} dtype {y.dtype}")
+    if y.size and y.min() < 0:
+        raise ValueError(f"{where}: label {int(y.min())} is negative; labels must be class indices >= 0")
+    return y.astype(np.int64)
+
+
+def _class_names(cfg, splits: list[Split | None], known: list[str] | None = None) -> list[str]:
+    """``data.class_names`` if given, else ``known``, else "0".."C-1" with C = max label + 1."""
+    top = max((int(s.labels.max()) for s in splits if s is not None and s.labels.size), default=-1) + 1
+    names = cfg.class_names if cfg.class_names is not None else known
+    if names is None:
+        names = [str(i) for i in range(top)]
+    if len(names) < max(top, 2):
+        raise ValueError(f"data.class_names has {len(names)} names but labels go up to {top - 1} "
+                         "(at least 2 classes are needed)")
+    if known is not None and cfg.class_names is not None and len(cfg.class_names) != len(known):
+        raise ValueError(f"data.class_names has {len(cfg.class_names)} names; this dataset has {len(known)} classes")
+    return list(names)
+
+
+def _extra_splits(cfg, read: Callable[[str], Split]) -> dict:
+    """Val (``val_path`` or trusted ``clean_val_path``) and test (``test_path``) read with ``read``."""
+    if cfg.val_path and cfg.clean_val_path:
+        raise ValueError("set only one of data.val_path and data.clean_val_path (the latter is a trusted val set)")
+    out: dict = {"val_trusted": bool(cfg.clean_val_path)}
+    if cfg.val_path or cfg.clean_val_path:
+        out["val"] = read(cfg.clean_val_path or cfg.val_path)
+        if cfg.clean_val_path:
+            out["val"].clean_labels = out["val"].labels
+    if cfg.test_path:
+        out["test"] = read(cfg.test_path)
+    return out
+
+
+def _need_file(path: str, field: str, what: str) -> str:
+    if not path:
+        raise ValueError(f"data.{field} is empty; set it to {what}")
+    if not os.path.exists(path):
+        raise ValueError(f"data.{field}: {path!r} does not exist ({what})")
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ digits
+@DATASETS.register("digits")
+def digits(cfg) -> Source:
+    """scikit-learn's 8x8 handwritten digits (1,797 samples, embedded: no files). Values 0..16 -> [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    _reject(cfg, "digits", ("path", "val_path", "test_path", "clean_val_path"))
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[..., None]
+    y = d.target.astype(np.int64)
+    names = _class_names(cfg, [], known=[str(i) for i in range(10)])
+    return Source("digits", "image", Split(x, y, y.copy()), names)
+
+
+# --------------------------------------------------------------------------------------------------- npz
+def _npz_images(x: np.ndarray, where: str) -> tuple[np.ndarray, str]:
+    if x.ndim == 2:
+        return x, "tabular"
+    if x.ndim == 3:
+        return x[..., None], "image"
+    if x.ndim == 4:
+        if x.shape[3] in (1, 3):
+            return x, "image"
+        if x.shape[1] in (1, 3):
+            return np.ascontiguousarray(x.transpose(0, 2, 3, 1)), "image"
+    raise ValueError(f"{where}: x must be [N, D] (tabular), [N, H, W] (grey) or [N, H, W, C] / [N, C, H, W] "
+                     f"with C in (1, 3); got shape {x.shape}")
+
+
+def _read_npz_arrays(path: str, where: str) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{where}: cannot read {path!r} as .npz: {e}") from None
+
+
+def _npz_split(z: dict, xk: str, yk: str, ck: str | None, where: str) -> tuple[Split, str, np.dtype]:
+    if xk not in z or yk not in z:
+        raise ValueError(f"{where}: needs arrays '{xk}' and '{yk}'; found {', '.join(sorted(z)) or 'none'}")
+    x, kind = _npz_images(z[xk], where)
+    y = _labels(z[yk], f"{where} '{yk}'")
+    clean = _labels(z[ck], f"{where} '{ck}'") if ck and ck in z else None
+    for name, arr in ((yk, y), (ck, clean)):
+        if arr is not None and arr.shape[0] != x.shape[0]:
+            raise ValueError(f"{where}: '{xk}' has {x.shape[0]} rows but '{name}' has {arr.shape[0]}")
+    return Split(x, y, clean), kind, x.dtype
+
+
+@DATASETS.register("npz")
+def npz(cfg) -> Source:
+    """``.npz`` with ``x``, ``y`` and optional ``y_clean``, ``x_test``/``y_test``, ``class_names``.
+
+    ``x``: [N, D] tabular, [N, H, W] grey, or [N, H, W, C] / [N, C, H, W] images (uint8 scaled by 1/255,
+    floats used as they are). ``val_path`` / ``test_path`` / ``clean_val_path`` are further npz files.
+    """
+    path = _need_file(cfg.path, "path", "a .npz file with arrays x, y")
+    z = _read_npz_arrays(path, f"data.path {path}")
+    train, kind, dtype = _npz_split(z, "x", "y", "y_clean", f"data.path {path}")
+    test = None
+    if "x_test" in z:
+        test, _, _ = _npz_split(z, "x_test", "y_test", "y_test_clean", f"data.path {path}")
+
+    def read(p: str) -> Split:
+        split, k, _ = _npz_split(_read_npz_arrays(_need_file(p, "val_path/test_path", "an .npz file"), p),
+                                 "x", "y", "y_clean", p)
+        if k != kind or split.data.shape[1:] != train.data.shape[1:]:
+            raise ValueError(f"{p}: samples of shape {split.data.shape[1:]} do not match the training "
+                             f"data {train.data.shape[1:]}")
+        return split
+
+    extra = _extra_splits(cfg, read)
+    if test is not None and "test" in extra:
+        raise ValueError(f"data.path {path} already holds x_test; leave data.test_path empty")
+    extra.setdefault("test", test)
+    known = [str(s) for s in z["class_names"].tolist()] if "class_names" in z else None
+    names = _class_names(cfg, [train, extra.get("val"), extra.get("test")], known=known)
+    scale = 1.0 / 255.0 if dtype == np.uint8 and kind == "image" else 1.0
+    return Source("npz", kind, train, names, scale=scale, **extra)
+
+
+# -------------------------------------------------------------------------------------------- file lists
+def read_file_list(list_path: str, root: str) -> Split:
+    """PaddleClas-style list: one ``relative/path.jpg label`` per line (the path may contain spaces)."""
+    _need_file(list_path, "path", "a file list with lines 'relative/path.jpg label'")
+    paths, labels = [], []
+    with open(list_path, encoding="utf-8") as fh:
+        for i, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            parts = line.strip().rsplit(maxsplit=1)
+            if len(parts) != 2:
+                raise ValueError(f"{list_path} line {i}: {line.strip()!r} must be 'relative/path label'")
+            try:
+                labels.append(int(parts[1]))
+            except ValueError:
+                raise ValueError(f"{list_path} line {i}: label {parts[1]!r} is not an integer") from None
+            paths.append(os.path.join(root, parts[0]))
+    if not paths:
+        raise ValueError(f"{list_path}: the file list is empty")
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise ValueError(f"{list_path}: {len(missing)} image(s) not found under data.root={root!r}, e.g. "
+                         f"{', '.join(missing[:3])}")
+    return Split(paths, _labels(np.asarray(labels), list_path))
+
+
+@DATASETS.register("file_list")
+def file_list(cfg) -> Source:
+    """PaddleClas file lists: ``data.path`` (train), ``val_path``/``test_path``; images under ``data.root``
+    (default: the list's folder)."""
+    root = cfg.root or os.path.dirname(os.path.abspath(cfg.path or "."))
+    train = read_file_list(cfg.path, root)
+    extra = _extra_splits(cfg, lambda p: read_file_list(p, root))
+    names = _class_names(cfg, [train, extra.get("val"), extra.get("test")])
+    return Source("file_list", "image", train, names, scale=1.0 / 255.0, **extra)
+
+
+def _scan_folder(folder: str, field: str) -> dict[str, list[str]]:
+    _need_file(folder, field, "a folder with one sub-folder of images per class")
+    classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    out = {}
+    for c in classes:
+        files = []
+        for dirpath, dirnames, filenames in os.walk(os.path.join(folder, c)):
+            dirnames.sort()
+            files += [os.path.join(dirpath, f) for f in sorted(filenames) if f.lower().endswith(IMAGE_EXTENSIONS)]
+        out[c] = files
+    if not classes or not any(out.values()):
+        raise ValueError(f"data.{field}: {folder!r} holds no class sub-folders with images "
+                         f"({', '.join(IMAGE_EXTENSIONS)})")
+    return out
+
+
+@DATASETS.register("image_folder")
+def image_folder(cfg) -> Source:
+    """One sub-folder per class (sorted folder names are the class names), ``data.path`` or ``data.root``;
+    ``val_path``/``test_path`` folders use the same class names (a subset is allowed)."""
+    field = "path" if cfg.path else "root"
+    scanned = _scan_folder(cfg.path or cfg.root, field)
+    classes = list(scanned)
+    index = {c: i for i, c in enumerate(classes)}
+
+    def to_split(tree: dict[str, list[str]], where: str) -> Split:
+        unknown = sorted(set(tree) - set(index))
+        if unknown:
+            raise ValueError(f"{where}: class folder(s) {', '.join(unknown)} are not among the training "
+                             f"classes {', '.join(classes)}")
+        paths = [p for c in tree for p in tree[c]]
+        return Split(paths, np.asarray([index[c] for c in tree for _ in tree[c]], dtype=np.int64))
+
+    train = to_split(scanned, f"data.{field}")
+    extra = _extra_splits(cfg, lambda p: to_split(_scan_folder(p, "val_path/test_path"), p))
+    if cfg.class_names is not None and len(cfg.class_names) != len(classes):
+        raise ValueError(f"data.class_names has {len(cfg.class_names)} names; the folder has {len(classes)} classes")
+    return Source("image_folder", "image", train, list(cfg.class_names or classes), scale=1.0 / 255.0, **extra)
+
+
+# ------------------------------------------------------------------------------------- paddle.vision sets
+def _vision_split(ds) -> Split:
+    """Read a paddle.vision dataset (backend='cv2': HWC float arrays) into uint8 [N, H, W, C]."""
+    n = len(ds)
+    first = np.asarray(ds[0][0]) if n else np.zeros((0, 0))
+    x = np.empty((n,) + first.shape[:2] + (first.shape[2] if first.ndim == 3 else 1,), dtype=np.uint8)
+    y = np.empty(n, dtype=np.int64)
+    for i in range(n):  # filled in place: a float32 copy of CIFAR would take 600 MB
+        img, label = ds[i]
+        x[i] = np.asarray(img).reshape(x.shape[1:])
+        y[i] = int(np.asarray(label).reshape(-1)[0])
+    return Split(x, y, y.copy())
+
+
+def _missing_files(name: str, files: list[str]) -> ValueError:
+    return ValueError(f"dataset '{name}': file(s) not found: {', '.join(files)}. Put them there (see "
+                      "data.root / data.path), or set data.download=true to let paddle.vision download them "
+                      "(needs internet)")
+
+
+def _mnist_like(cfg, name: str, cls_name: str, names: list[str], mean: float, std: float) -> Source:
+    import paddle.vision.datasets as vds
+
+    _reject(cfg, name, ("path", "val_path", "test_path", "clean_val_path"))
+    files = {mode: [os.path.join(cfg.root, f) for f in pair] for mode, pair in MNIST_FILES.items()}
+    missing = [p for pair in files.values() for p in pair if not os.path.isfile(p)]
+    if missing and not cfg.download:
+        raise _missing_files(name, missing)
+    splits = {}
+    for mode, paths in files.items():
+        if not all(os.path.isfile(p) for p in paths):
+            paths = [None, None]  # paddle.vision downloads into ~/.cache/paddle/dataset
+        ds = getattr(vds, cls_name)(image_path=paths[0], label_path=paths[1], mode=mode,
+                                    download=cfg.download, backend="cv2")
+        splits[mode] = _vision_split(ds)
+    names = _class_names(cfg, [], known=names)
+    return Source(name, "image", splits["train"], names, test=splits["test"], scale=1.0 / 255.0,
+                  mean=[mean], std=[std])
+
+
+@DATASETS.register("mnist")
+def mnist(cfg) -> Source:
+    """MNIST from the four idx ``.gz`` files under ``data.root`` (paddle.vision reader)."""
+    return _mnist_like(cfg, "mnist", "MNIST", [str(i) for i in range(10)], 0.1307, 0.3081)
+
+
+@DATASETS.register("fashion_mnist")
+def fashion_mnist(cfg) -> Source:
+    """Fashion-MNIST from the four idx ``.gz`` files under ``data.root`` (same names as MNIST)."""
+    return _mnist_like(cfg, "fashion_mnist", "FashionMNIST", FASHION_MNIST_CLASSES, 0.2860, 0.3530)
+
+
+def _cifar(cfg, name: str, cls_name: str, archive: str, names: list[str], mean: list[float],
+           std: list[float]) -> Source:
+    import paddle.vision.datasets as vds
+
+    _reject(cfg, name, ("val_path", "test_path", "clean_val_path"))
+    path = cfg.path or (os.path.join(cfg.root, archive) if cfg.root else archive)
+    data_file: str | None = path
+    if not os.path.isfile(path):
+        if not cfg.download:
+            raise _missing_files(name, [path])
+        data_file = None
+    splits = {mode: _vision_split(getattr(vds, cls_name)(data_file=data_file, mode=mode, download=cfg.download,
+                                                         backend="cv2")) for mode in ("train", "test")}
+    names = _class_names(cfg, [], known=names)
+    return Source(name, "image", splits["train"], names, test=splits["test"], scale=1.0 / 255.0,
+                  mean=mean, std=std)
+
+
+@DATASETS.register("cifar10")
+def cifar10(cfg) -> Source:
+    """CIFAR-10 from ``cifar-10-python.tar.gz`` (``data.path``, or under ``data.root``)."""
+    return _cifar(cfg, "cifar10", "Cifar10", "cifar-10-python.tar.gz", CIFAR10_CLASSES,
+                  [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616])
+
+
+@DATASETS.register("cifar100")
+def cifar100(cfg) -> Source:
+    """CIFAR-100 (fine labels) from ``cifar-100-python.tar.gz`` (``data.path``, or under ``data.root``)."""
+    return _cifar(cfg, "cifar100", "Cifar100", "cifar-100-python.tar.gz", CIFAR100_CLASSES,
+                  [0.5071, 0.4865, 0.4409], [0.2673, 0.2564, 0.2762])
