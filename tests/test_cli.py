@@ -1,0 +1,64 @@
+"""CLI: one-line errors with exit 2 (no traceback), --debug shows it, commands print JSON."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from robust_paddle import cli
+
+QUICK = os.path.join(os.path.dirname(__file__), "..", "configs", "quickstart.yaml")
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "robust_paddle.cli", *args], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+
+
+def test_bad_override_is_one_line_exit_2():
+    res = run_cli("train", "-c", QUICK, "-o", "train.epochs=abc")
+    assert res.returncode == 2
+    assert res.stderr.strip() == "robust-paddle: error: train.epochs: expected int, got 'abc' (str)"
+    assert "Traceback" not in res.stderr
+
+
+def test_debug_shows_traceback():
+    res = run_cli("--debug", "train", "-c", QUICK, "-o", "train.epochs=abc")
+    assert res.returncode != 0 and "Traceback" in res.stderr and "ConfigError" in res.stderr
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "-c", "nope.yaml"], "config file not found"),
+    (["train"], "train needs -c CONFIG (or --resume RUN_DIR)"),
+    (["train", "--resume", "/nonexistent/run"], "--resume /nonexistent/run: no config.yaml there"),
+    (["train", "-c", QUICK, "-o", "model.name=resnet9000"], "unknown model 'resnet9000'"),
+    (["train", "-c", QUICK, "-o", "loss.params.qq=1"], "loss.params: unknown key(s) qq for loss 'gce'"),
+    (["eval", "-c", QUICK, "--checkpoint", "/nonexistent.pdckpt"], "checkpoint not found"),
+    (["demo", "--methods", "nosuch"], "--methods: unknown demo row(s) nosuch"),
+])
+def test_user_errors(argv, message, capsys, tmp_path):
+    argv = [a if a != QUICK else QUICK for a in argv]
+    code = cli.main(argv + (["-o", f"output_dir={tmp_path}/r"] if argv[0] == "train" and "-c" in argv else []))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("robust-paddle: error: ") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_argparse_usage_errors_exit_2():
+    res = run_cli("frobnicate")
+    assert res.returncode == 2 and "invalid choice" in res.stderr
+
+
+def test_train_then_eval_prints_json(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = cli.main(["-q", "train", "-c", QUICK, "-o", "train.epochs=1", "-o", "data.subset=200", "-o",
+                     "train.progress=false", "-o", "train.report=false", "-o", f"output_dir={out}"])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["epochs_run"] == 1 and 0 <= printed["test/acc"] <= 1
+    code = cli.main(["-q", "eval", "-c", str(out / "config.yaml"), "--checkpoint", str(out)])
+    assert code == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["test"]["acc"] == pytest.approx(printed["test/acc"])
