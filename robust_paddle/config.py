@@ -85,6 +85,9 @@ class DataConfig:
     class_names: list[str] | None = None
     subset: int = _f(0, min=0)  # keep only the first N training samples (0 = all); quick experiments
     noise: NoiseConfig = _f(factory=NoiseConfig)
+    sampler: str = _f("random", choices=("random", "weighted"))  # weighted: class-balanced draws with replacement
+    sampler_weighting: str = _f("inverse", choices=("inverse", "inverse_sqrt", "effective"))  # sampler: weighted
+    sampler_beta: float = _f(0.999, min=0.0, max=0.999999)  # sampler_weighting: effective
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,9 @@ class ModelConfig:
 class LossConfig:
     name: str = "ce"  # LOSSES registry
     params: dict = _f(factory=dict)
+    # class weights from the training labels, passed to the loss as weight= (robust_paddle.imbalance)
+    class_weighting: str = _f("none", choices=("none", "inverse", "inverse_sqrt", "effective"))
+    class_weighting_beta: float = _f(0.999, min=0.0, max=0.999999)  # "effective" (Cui et al. 2019)
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,20 @@ def make_context(cfg: Config, data: Any) -> MethodContext:
         return build_model(cfg.model.name, num_classes=data.num_classes, input_shape=tuple(data.input_shape),
                            **cfg.model.params)
 
+    weight = None
+    if cfg.loss.class_weighting != "none":  # class weights from the (noisy) training labels
+        if "weight" in cfg.loss.params:
+            raise ValueError(f"loss.params.weight and loss.class_weighting={cfg.loss.class_weighting!r} both set "
+                             "class weights; keep one of them")
+        from robust_paddle.imbalance import class_weights
+
+        weight = class_weights(np.asarray(data.train.labels), num_classes=data.num_classes,
+                               method=cfg.loss.class_weighting, beta=cfg.loss.class_weighting_beta).tolist()
+
     def loss(name: str | None = None, **overrides: Any) -> paddle.nn.Layer:
         params = dict(cfg.loss.params) if name is None else {}
+        if name is None and weight is not None:
+            params["weight"] = weight
         params.update(overrides)
         return build_loss(name or cfg.loss.name, num_classes=data.num_classes, **params)
 
@@ -58,9 +70,15 @@ def make_context(cfg: Config, data: Any) -> MethodContext:
 
 def make_loaders(cfg: Config, data: Any) -> dict[str, Any]:
     d = cfg.data
+    sampler = None
+    if d.sampler == "weighted":  # class-weighted draws with replacement, reproducible per (seed, epoch)
+        from robust_paddle.imbalance import build_weighted_sampler
+
+        sampler = build_weighted_sampler(data.train, batch_size=d.batch_size, seed=cfg.seed,
+                                         method=d.sampler_weighting, beta=d.sampler_beta)
     loaders = {
         "train": build_loader(data.train, batch_size=d.batch_size, shuffle=True, seed=cfg.seed,
-                              num_workers=d.num_workers),
+                              num_workers=d.num_workers, batch_sampler=sampler),
         "train_eval": build_loader(data.train_eval, batch_size=d.eval_batch_size, shuffle=False, seed=cfg.seed,
                                    num_workers=d.num_workers),
     }
