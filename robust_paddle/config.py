@@ -146,6 +146,18 @@ class EMAConfig:
 
 
 @dataclass(frozen=True)
+class SWAConfig:
+    """Stochastic weight averaging (robust_paddle.engine.ema.SWAHook)."""
+
+    enabled: bool = False
+    start_epoch: int = _f(0, min=0)  # 1-based first averaged epoch; 0 = the last quarter of the run
+    lr: float = _f(0.0, min=0.0)  # SWA learning rate (cyclic: upper rate); 0 keeps the scheduler's
+    lr_min: float = _f(0.0, min=0.0)  # cyclic: lower rate at the end of each cycle
+    cycle_epochs: int = _f(0, min=0)  # 0: average every epoch; c: cyclic lr, average at the end of each cycle
+    update_bn: bool = True  # recompute batch-norm statistics of the averaged weights on the train loader
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     epochs: int = _f(30, min=1)
     device: str = _f("auto", choices=("auto", "cpu", "gpu"))
@@ -159,6 +171,8 @@ class TrainConfig:
     monitor_mode: str = _f("max", choices=("max", "min"))
     early_stopping: EarlyStoppingConfig = _f(factory=EarlyStoppingConfig)
     ema: EMAConfig = _f(factory=EMAConfig)
+    swa: SWAConfig = _f(factory=SWAConfig)
+    calibration: bool = True  # reliability.png + ECE of the test split at the end (robust_paddle.calibration)
     log_every: int = _f(20, min=1)  # steps between VisualDL step scalars
     progress: bool = True  # tqdm bars
     visualdl: bool = True

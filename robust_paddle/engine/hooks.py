@@ -186,6 +186,22 @@ def build_hooks(trainer_cfg: Any) -> list[Hook]:
         from robust_paddle.engine.visualdl import VisualDLHook
 
         hooks.append(VisualDLHook())
+    # weight averaging and calibration (robust_paddle.engine.ema, robust_paddle.calibration); importing them
+    # also registers "ema", "swa" and "calibration" for train.hooks
+    from robust_paddle.calibration import CalibrationHook
+    from robust_paddle.engine.ema import EMAHook, SWAHook
+
+    ema, swa = trainer_cfg.ema, trainer_cfg.swa
+    if ema.enabled and swa.enabled:
+        raise ValueError("train.ema.enabled and train.swa.enabled are both true; they are exclusive because each "
+                         "replaces the weights that are evaluated: enable one of them")
+    if ema.enabled:
+        hooks.append(EMAHook(decay=ema.decay, warmup=ema.warmup, eval=ema.eval))
+    if swa.enabled:
+        hooks.append(SWAHook(start_epoch=swa.start_epoch, lr=swa.lr, lr_min=swa.lr_min,
+                             cycle_epochs=swa.cycle_epochs, update_bn=swa.update_bn))
+    if trainer_cfg.calibration:
+        hooks.append(CalibrationHook())
     for i, spec in enumerate(trainer_cfg.hooks):
         spec = dict(spec)
         if "name" not in spec:

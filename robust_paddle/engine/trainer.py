@@ -148,7 +148,9 @@ class Trainer:
                 raise NonFiniteLossError(
                     f"loss became {value} at epoch {self.epoch + 1}, batch {i + 1}; training stopped and {kept}. "
                     "Lower optimizer.lr, enable train.grad_clip, or check the data for NaN/Inf values")
-            self.scaler.scale(loss / accum if accum > 1 else loss).backward()
+            # average over the batches of the accumulation group (the epoch's last group may be shorter)
+            group = min(accum, n_batches - (i // accum) * accum)
+            self.scaler.scale(loss / group if group > 1 else loss).backward()
             if (i + 1) % accum == 0 or i + 1 == n_batches:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
@@ -286,6 +288,16 @@ class Trainer:
             "class_names": self.meta.get("class_names"),
             "history": self.history,
         }
+
+    @contextlib.contextmanager
+    def evaluation_weights(self) -> Iterator[None]:
+        """Runs the ``before_eval`` / ``after_eval`` hooks around the block, so predictions inside it use the
+        evaluation weights (e.g. the EMA shadow) like :meth:`evaluate_all` does."""
+        self._call("before_eval")
+        try:
+            yield
+        finally:
+            self._call("after_eval")
 
     @contextlib.contextmanager
     def eval_mode(self) -> Iterator[None]:
