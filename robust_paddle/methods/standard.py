@@ -1,13 +1,27 @@
-"""The ``standard`` method: one network trained with any registered loss."""
+"""The ``standard`` method: one network trained with any registered loss, plus optional regularisers."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import paddle
 
 from robust_paddle.methods.base import Method, MethodContext
 from robust_paddle.registry import METHODS
+from robust_paddle.regularizers import adversarial_loss, cutmix, mixup, symmetric_kl
+
+ADVERSARIAL = ("none", "fgm", "pgd")
+ADV_TARGETS = ("input", "embedding")
+
+
+def _number(value: Any, key: str, *, lo: float, hi: float | None = None, lo_open: bool = False) -> float:
+    bad = isinstance(value, bool) or not isinstance(value, (int, float))
+    bad = bad or value < lo or (lo_open and value == lo) or (hi is not None and value > hi)
+    if bad:
+        rule = f"{'>' if lo_open else '>='} {lo:g}" + (f" and <= {hi:g}" if hi is not None else "")
+        raise ValueError(f"method.params.{key} must be a number {rule}, got {value!r}")
+    return float(value)
 
 
 @METHODS.register("standard")
@@ -15,15 +29,103 @@ class StandardMethod(Method):
     """One network, one loss (``cfg.loss``): plain ERM, the baseline every robust method is compared to.
 
     With a robust loss (``gce``, ``sce``, ``nce_rce`` ...) this is the robust-loss family of methods.
+    Optional regularisers (``method.params``), all inside one ``train_step`` so AMP and gradient
+    accumulation apply unchanged (see :mod:`robust_paddle.regularizers`):
+
+    * ``mixup_alpha`` / ``cutmix_alpha`` > 0: mix each batch with ``lam ~ Beta(alpha, alpha)``
+      (https://arxiv.org/abs/1710.09412, https://arxiv.org/abs/1905.04899); the loss gets soft targets
+      ``[N, C]``. With both set, each mixed batch uses cutmix with probability ``cutmix_prob``; a batch is
+      mixed at all with probability ``mix_prob``.
+    * ``rdrop_alpha`` > 0: R-Drop (https://arxiv.org/abs/2106.14448): two dropout passes, loss
+      ``(L1 + L2) / 2 + rdrop_alpha * symmetric KL(p1, p2)``.
+    * ``adversarial``: ``"fgm"`` (https://arxiv.org/abs/1605.07725) or ``"pgd"``
+      (https://arxiv.org/abs/1706.06083) perturbation of L2 norm ``adv_epsilon`` per sample of the input
+      (``adv_target: input``) or of ``forward_features`` (``embedding``, then ``classifier``); loss
+      ``L_clean + adv_weight * L_adv``. PGD takes ``adv_steps`` steps of length ``adv_alpha`` (default
+      ``2.5 * adv_epsilon / adv_steps``).
+
+    Label smoothing is a loss option (``loss.params.label_smoothing``).
     """
 
-    def __init__(self, ctx: MethodContext) -> None:
+    def __init__(self, ctx: MethodContext, *, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0,
+                 cutmix_prob: float = 0.5, mix_prob: float = 1.0, rdrop_alpha: float = 0.0,
+                 adversarial: str = "none", adv_target: str = "input", adv_epsilon: float = 1.0,
+                 adv_steps: int = 3, adv_alpha: float | None = None, adv_weight: float = 1.0) -> None:
         super().__init__(ctx)
         self.networks = {"net": ctx.build_network()}
         self.loss_fn = ctx.build_loss()
+        self.mixup_alpha = _number(mixup_alpha, "mixup_alpha", lo=0.0)
+        self.cutmix_alpha = _number(cutmix_alpha, "cutmix_alpha", lo=0.0)
+        self.cutmix_prob = _number(cutmix_prob, "cutmix_prob", lo=0.0, hi=1.0)
+        self.mix_prob = _number(mix_prob, "mix_prob", lo=0.0, hi=1.0)
+        self.rdrop_alpha = _number(rdrop_alpha, "rdrop_alpha", lo=0.0)
+        if adversarial not in ADVERSARIAL:
+            raise ValueError(f"method.params.adversarial: {adversarial!r} is not allowed; choose one of: "
+                             f"{', '.join(ADVERSARIAL)}")
+        if adv_target not in ADV_TARGETS:
+            raise ValueError(f"method.params.adv_target: {adv_target!r} is not allowed; choose one of: "
+                             f"{', '.join(ADV_TARGETS)}")
+        self.adversarial, self.adv_target = adversarial, adv_target
+        self.adv_epsilon = _number(adv_epsilon, "adv_epsilon", lo=0.0, lo_open=True)
+        if isinstance(adv_steps, bool) or not isinstance(adv_steps, int) or adv_steps < 1:
+            raise ValueError(f"method.params.adv_steps must be an int >= 1, got {adv_steps!r}")
+        self.adv_steps = adv_steps
+        self.adv_alpha = (2.5 * self.adv_epsilon / adv_steps if adv_alpha is None
+                          else _number(adv_alpha, "adv_alpha", lo=0.0, lo_open=True))
+        self.adv_weight = _number(adv_weight, "adv_weight", lo=0.0)
+        net = self.networks["net"]
+        if adversarial != "none" and adv_target == "embedding" and not (
+                callable(getattr(net, "forward_features", None)) and isinstance(getattr(net, "classifier", None),
+                                                                                  paddle.nn.Layer)):
+            raise ValueError(f"method.params.adv_target: 'embedding' needs a model with forward_features and "
+                             f"classifier; model {ctx.cfg.model.name!r} has none (use adv_target: input)")
+        self._rng: np.random.Generator | None = None
+        self._rng_epoch = -1
+
+    def rng(self, epoch: int) -> np.random.Generator:
+        """The generator of mixing draws for ``epoch`` (a function of ``(seed, epoch)``: exact on resume)."""
+        if self._rng is None or self._rng_epoch != epoch:
+            self._rng = np.random.default_rng([int(self.ctx.cfg.seed) % 2**63, int(epoch), 0x6D6978])
+            self._rng_epoch = epoch
+        return self._rng
+
+    def mix(self, x: paddle.Tensor, y: paddle.Tensor, *, epoch: int) -> tuple[paddle.Tensor, paddle.Tensor]:
+        """Apply mixup or cutmix (when enabled and drawn for this batch); returns (inputs, targets)."""
+        if not (self.mixup_alpha or self.cutmix_alpha):
+            return x, y
+        rng = self.rng(epoch)
+        if self.mix_prob < 1.0 and rng.random() >= self.mix_prob:
+            return x, y
+        use_cutmix = self.cutmix_alpha > 0 and (not self.mixup_alpha or rng.random() < self.cutmix_prob)
+        fn, alpha = (cutmix, self.cutmix_alpha) if use_cutmix else (mixup, self.mixup_alpha)
+        mixed = fn(x, y, alpha=alpha, num_classes=self.num_classes, rng=rng)
+        return mixed.x, mixed.target
 
     def train_step(self, batch: tuple[paddle.Tensor, ...], *, epoch: int, step: int) -> tuple[paddle.Tensor, dict[str, Any]]:
         x, y, _ = batch[:3]
-        logits = self.networks["net"](x)
-        loss = self.loss_fn(logits, y)
-        return loss, {"loss": loss}
+        x, target = self.mix(x, y, epoch=epoch)
+        net = self.networks["net"]
+        if self.adversarial != "none" and self.adv_target == "embedding":
+            base = net.forward_features(x)
+            head = net.classifier
+        else:
+            if self.adversarial == "fgm":
+                x.stop_gradient = False  # FGM differentiates the loss with respect to the input
+            base, head = x, net
+        logits = head(base)
+        loss = task = self.loss_fn(logits, target)
+        terms: dict[str, Any] = {}
+        if self.rdrop_alpha > 0:
+            logits2 = net(x)
+            kl = symmetric_kl(logits, logits2)
+            loss = 0.5 * (task + self.loss_fn(logits2, target)) + self.rdrop_alpha * kl
+            terms["rdrop_kl"] = kl
+        if self.adversarial != "none":
+            adv, _ = adversarial_loss(head, base, task, self.loss_fn, target, kind=self.adversarial,
+                                      epsilon=self.adv_epsilon, alpha=self.adv_alpha, steps=self.adv_steps)
+            loss = loss + self.adv_weight * adv
+            terms["adv"] = adv
+        if terms:
+            terms["task"] = task
+        terms["loss"] = loss
+        return loss, terms
