@@ -173,6 +173,7 @@ class TrainConfig:
     ema: EMAConfig = _f(factory=EMAConfig)
     swa: SWAConfig = _f(factory=SWAConfig)
     calibration: bool = True  # reliability.png + ECE of the test split at the end (robust_paddle.calibration)
+    kfold: int = _f(0, min=0)  # K >= 2: train K models on folds of the train set (robust_paddle.kfold); 0 = off
     log_every: int = _f(20, min=1)  # steps between VisualDL step scalars
     progress: bool = True  # tqdm bars
     visualdl: bool = True

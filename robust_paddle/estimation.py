@@ -25,10 +25,7 @@ Everything here except :func:`cross_val_pred_probs` is a pure function over nump
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
-import tempfile
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -321,43 +318,9 @@ def cross_val_pred_probs(cfg: Config, *, folds: int = 5, data: Any = None) -> np
     Returns:
         [N, C] float64 probabilities, row ``i`` from the model that did not see sample ``i``.
     """
-    from sklearn.model_selection import StratifiedKFold
-
-    from robust_paddle import config as config_mod
-    from robust_paddle.data import build_data
-    from robust_paddle.engine.run import build_run
+    # the fold loop lives in robust_paddle.kfold (one implementation; train.kfold runs also keep the models)
+    from robust_paddle.kfold import train_kfold
 
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ValueError(f"folds must be an int >= 2, got {folds!r}")
-    bundle = build_data(cfg) if data is None else data
-    labels = np.asarray(bundle.train.labels, dtype=np.int64)
-    n = labels.shape[0]
-    if n < folds:
-        raise ValueError(f"folds={folds} exceeds the {n} training samples")
-    kf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=cfg.seed % 2**32)
-    counts = np.bincount(labels)
-    # stratify on the given labels unless some class is smaller than K (then plain shuffled folds)
-    split_labels = labels if counts[counts > 0].min() >= folds else np.zeros(n, dtype=np.int64)
-    out = np.zeros((n, bundle.num_classes))
-    with tempfile.TemporaryDirectory(prefix="robust_paddle_cv_") as tmp:
-        for k, (fit_idx, held_idx) in enumerate(kf.split(np.zeros(n), split_labels)):
-            fold_train = bundle.train.select(fit_idx)
-            fold_data = dataclasses.replace(bundle, train=fold_train,
-                                            train_eval=fold_train.with_pipeline(bundle.train_eval.pipeline))
-            fold_cfg = config_mod.with_values(cfg, {"seed": cfg.seed + k, "train.progress": False})
-            run = build_run(fold_cfg, output_dir=os.path.join(tmp, f"fold{k}"), hooks=[], data=fold_data)
-            run.trainer.fit()
-            held = bundle.train_eval.select(held_idx)
-            loader = _eval_loader(held, cfg)
-            logits, idx = run.trainer.predict_logits(loader)
-            out[held_idx[idx]] = softmax(logits)
-            logger.info("cross-validation fold %d/%d: trained on %d, predicted %d", k + 1, folds, len(fit_idx),
-                        len(held_idx))
-    return out
-
-
-def _eval_loader(ds: Any, cfg: Config) -> Any:
-    from robust_paddle.data import build_loader
-
-    return build_loader(ds, batch_size=cfg.data.eval_batch_size, shuffle=False, seed=cfg.seed,
-                        num_workers=cfg.data.num_workers)
+    return train_kfold(cfg, folds=folds, data=data).oof_probs

@@ -149,6 +149,12 @@ def prepare_output(cfg: Config, *, resume: bool) -> str:
 def train(cfg: Config, *, resume: str | None = None) -> dict[str, Any]:
     """Train from a config (or resume the run folder ``resume``); returns the metrics summary."""
     out = prepare_output(cfg, resume=resume is not None)
+    if cfg.train.kfold:
+        if resume is not None:
+            raise ValueError("--resume is not supported for k-fold runs (train.kfold); start a new run")
+        from robust_paddle.kfold import train_kfold
+
+        return train_kfold(cfg, folds=cfg.train.kfold, output_dir=out).summary
     run = build_run(cfg, output_dir=out)
     if run.trainer.is_main:
         config_mod.save(cfg, os.path.join(out, "config.yaml"))
