@@ -187,7 +187,8 @@ class ExportConfig:
     network: str = "auto"  # two-network methods: "net1" | "net2" | "ensemble"; "auto" = method default
     use_ema: bool = False
     softmax: bool = False  # append softmax so the model outputs probabilities
-    parity_atol: float = _f(1e-5, min=0.0)
+    parity_atol: float = _f(1e-5, min=0.0)  # max abs logit difference of the saved program vs dygraph (fp32)
+    parity_rtol: float = _f(1e-5, min=0.0)  # + rtol*|ref| for fused predictors (IR passes/oneDNN, onnxruntime)
     batch_for_parity: int = _f(16, min=1)
 
 
