@@ -1,0 +1,27 @@
+"""Classification models with a feature / classifier split.
+
+Registered in ``MODELS``: ``mlp``, ``small_cnn``, ``resnet18_cifar``, ``resnet34_cifar``,
+``preact_resnet18``. :func:`build_model` also accepts ``paddle.vision.models`` names and a user factory
+``"package.module:function"``.
+"""
+
+from robust_paddle.models.base import FeatureClassifier
+from robust_paddle.models.build import build_model, has_feature_split
+from robust_paddle.models.resnet import PreActResNet18, ResNet18Cifar, ResNet34Cifar
+from robust_paddle.models.simple import MLP, SmallCNN
+from robust_paddle.models.vision import VISION_FACTORIES, VisionClassifier
+from robust_paddle.registry import MODELS
+
+__all__ = [
+    "MLP",
+    "MODELS",
+    "VISION_FACTORIES",
+    "FeatureClassifier",
+    "PreActResNet18",
+    "ResNet18Cifar",
+    "ResNet34Cifar",
+    "SmallCNN",
+    "VisionClassifier",
+    "build_model",
+    "has_feature_split",
+]
