@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -143,3 +145,19 @@ def test_option_validation() -> None:
 def test_softmax_rows_sum_to_one() -> None:
     p = E.softmax(np.array([[1000.0, 0.0], [0.0, 0.0]]))
     np.testing.assert_allclose(p, [[1.0, 0.0], [0.5, 0.5]])
+
+
+def test_cross_val_pred_probs_tiny_digits_run() -> None:
+    from robust_paddle import config
+    from robust_paddle.data import build_data
+
+    quickstart = os.path.join(os.path.dirname(__file__), "..", "configs", "quickstart.yaml")
+    cfg = config.load(quickstart, ["train.epochs=3", "data.subset=200", "train.progress=false", "data.batch_size=16",
+                                   "data.noise.rate=0.2", "optimizer.lr=0.1"])
+    data = build_data(cfg)
+    probs = E.cross_val_pred_probs(cfg, folds=2, data=data)
+    assert probs.shape == (200, data.num_classes)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+    assert np.mean(probs.argmax(1) == data.train.clean_labels) > 0.3  # better than chance (0.1) out of sample
+    with pytest.raises(ValueError, match=r"folds=500 exceeds the 200 training samples"):
+        E.cross_val_pred_probs(cfg, folds=500, data=data)
