@@ -1,0 +1,178 @@
+"""Small-loss sample selection and the forget-rate schedule of the Co-teaching family.
+
+Pure functions over NumPy arrays or Paddle Tensors, testable without a trainer.
+
+Deep networks fit clean labels before they memorise wrong ones, so early in training the samples with
+the smallest loss are mostly correctly labelled. Co-teaching (Han et al. 2018,
+https://arxiv.org/abs/1804.06872) keeps, in every mini-batch, the ``R(T) = 1 - tau * min((T / T_k)^c, 1)``
+fraction of samples with the smallest loss, where ``tau`` is the forget rate (about the noise rate),
+``T`` the epoch and ``T_k`` the number of epochs over which the forget rate ramps up.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import paddle
+
+logger = logging.getLogger(__name__)
+
+
+def _check_fraction(value: object, *, name: str, where: str, hi_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{where}: {name} must be a number in [0, 1{')' if hi_open else ']'}, "
+                        f"got {value!r} ({type(value).__name__})")
+    v = float(value)
+    if not (math.isfinite(v) and 0.0 <= v and (v < 1.0 if hi_open else v <= 1.0)):
+        raise ValueError(f"{where}: {name} must be in [0, 1{')' if hi_open else ']'}, got {value!r}")
+    return v
+
+
+def _check_count(value: object, *, name: str, where: str, lo: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{where}: {name} must be an int >= {lo}, got {value!r} ({type(value).__name__})")
+    if int(value) < lo:
+        raise ValueError(f"{where}: {name} must be an int >= {lo}, got {value!r}")
+    return int(value)
+
+
+def num_kept(n: int, *, keep_ratio: float) -> int:
+    """How many of ``n`` samples a ``keep_ratio`` keeps: ``floor(keep_ratio * n + 0.5)``, at least 1.
+
+    Rounding is half-up (not Python's half-to-even ``round``), so 2.5 keeps 3. The original Co-teaching
+    code floors instead; rounding keeps the realised fraction closest to ``keep_ratio`` on small batches.
+
+    Args:
+        n: number of candidates, >= 1.
+        keep_ratio: fraction in [0, 1].
+
+    Returns:
+        k in [1, n].
+    """
+    n = _check_count(n, name="n", where="num_kept", lo=1)
+    r = _check_fraction(keep_ratio, name="keep_ratio", where="num_kept")
+    # the 1e-9 guards against 0.6 * 5 = 2.9999999999999996 style float error before the floor
+    return min(n, max(1, int(math.floor(r * n + 0.5 + 1e-9))))
+
+
+def small_loss_indices(losses: np.ndarray | paddle.Tensor, *, keep_ratio: float) -> np.ndarray | paddle.Tensor:
+    """Indices of the ``k = num_kept(N, keep_ratio)`` smallest losses.
+
+    Ties are broken by position (a stable sort), so equal losses keep their batch order and the result
+    is deterministic.
+
+    Args:
+        losses: ``[N]`` per-sample losses (NumPy array or Paddle Tensor, any float dtype), N >= 1.
+        keep_ratio: fraction of samples to keep, in [0, 1] (at least one sample is always kept).
+
+    Returns:
+        ``[k]`` int64 indices into ``losses``, smallest loss first; a NumPy array for NumPy input, a
+        Paddle Tensor on the input's place for Tensor input.
+
+    Raises:
+        TypeError: ``losses`` is neither an array nor a Tensor, or ``keep_ratio`` is not a number.
+        ValueError: ``losses`` is not 1-D, is empty or holds NaN; ``keep_ratio`` is outside [0, 1].
+    """
+    where = "small_loss_indices"
+    is_tensor = isinstance(losses, paddle.Tensor)
+    if is_tensor:
+        values = losses.detach().astype("float32").numpy()
+    elif isinstance(losses, np.ndarray):
+        values = losses
+    else:
+        raise TypeError(f"{where}: losses must be a numpy array or paddle.Tensor [N], got {type(losses).__name__}")
+    if values.ndim != 1 or values.shape[0] == 0:
+        raise ValueError(f"{where}: losses must have shape [N] with N >= 1, got shape {list(values.shape)}")
+    if np.isnan(values).any():
+        raise ValueError(f"{where}: losses contain NaN; small-loss selection needs finite or +inf losses")
+    k = num_kept(values.shape[0], keep_ratio=keep_ratio)
+    idx = np.argsort(values, kind="stable")[:k].astype(np.int64)
+    if is_tensor:
+        return paddle.to_tensor(idx, place=losses.place)
+    return idx
+
+
+def forget_rate_schedule(epoch: int, *, forget_rate: float, num_gradual: int, exponent: float = 1.0) -> float:
+    """Co-teaching's forget rate at ``epoch``: ``tau * min((T / T_k)^c, 1)``.
+
+    The keep ratio is ``R(T) = 1 - forget_rate_schedule(T, ...)`` (Han et al. 2018,
+    https://arxiv.org/abs/1804.06872, Sec. 3). ``T`` is the 0-based epoch, i.e. the number of epochs
+    already trained, so the first epoch trains on every sample and the full rate ``tau`` is reached at
+    ``T = T_k`` (the reference code's ``linspace(0, tau, T_k)`` reaches it one epoch earlier).
+
+    Args:
+        epoch: T, the 0-based epoch (>= 0).
+        forget_rate: tau in [0, 1), about the fraction of wrong labels.
+        num_gradual: T_k >= 0, epochs over which the rate ramps up (0: ``tau`` from the start).
+        exponent: c > 0; c = 1 is the paper's linear ramp.
+
+    Returns:
+        The forget rate in [0, tau].
+
+    Example:
+        >>> forget_rate_schedule(5, forget_rate=0.4, num_gradual=10)
+        0.2
+    """
+    where = "forget_rate_schedule"
+    t = _check_count(epoch, name="epoch", where=where)
+    tau = _check_fraction(forget_rate, name="forget_rate", where=where, hi_open=True)
+    tk = _check_count(num_gradual, name="num_gradual", where=where)
+    if isinstance(exponent, bool) or not isinstance(exponent, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(float(exponent)) or float(exponent) <= 0:
+        raise ValueError(f"{where}: exponent must be a number > 0, got {exponent!r}")
+    if tk == 0:
+        return tau
+    return tau * min((t / tk) ** float(exponent), 1.0)
+
+
+def selection_counts(selected_mask: np.ndarray, clean_mask: np.ndarray) -> tuple[int, int, int]:
+    """``(clean selected, selected, clean)`` counts for two boolean masks of the same length.
+
+    The counts add up over batches, so an epoch's precision and recall are ratios of summed counts.
+
+    Args:
+        selected_mask: ``[N]`` bool, True where a sample was selected (kept for the update).
+        clean_mask: ``[N]`` bool, True where the given label equals the true label.
+
+    Raises:
+        ValueError: the masks are not 1-D of the same length.
+        TypeError: a mask is not boolean.
+    """
+    sel, clean = np.asarray(selected_mask), np.asarray(clean_mask)
+    for name, m in (("selected_mask", sel), ("clean_mask", clean)):
+        if m.dtype != np.bool_:
+            raise TypeError(f"selection_counts: {name} must be a boolean array, got dtype {m.dtype}")
+        if m.ndim != 1:
+            raise ValueError(f"selection_counts: {name} must have shape [N], got shape {list(m.shape)}")
+    if sel.shape != clean.shape:
+        raise ValueError(f"selection_counts: selected_mask has shape {list(sel.shape)} but clean_mask has "
+                         f"{list(clean.shape)}; they must describe the same samples")
+    return int(np.count_nonzero(sel & clean)), int(np.count_nonzero(sel)), int(np.count_nonzero(clean))
+
+
+def precision_recall_from_counts(clean_selected: int, selected: int, clean: int) -> tuple[float, float]:
+    """``(clean_selected / selected, clean_selected / clean)``; NaN where a denominator is 0."""
+    precision = clean_selected / selected if selected else float("nan")
+    recall = clean_selected / clean if clean else float("nan")
+    return precision, recall
+
+
+def selection_precision_recall(selected_mask: np.ndarray, clean_mask: np.ndarray) -> tuple[float, float]:
+    """Precision and recall of a selection as a detector of correctly labelled samples.
+
+    precision = fraction of selected samples whose label is clean (the "label precision" / "pure ratio"
+    of the Co-teaching papers); recall = fraction of clean samples that were selected. Hand-written
+    rather than ``sklearn.metrics.precision_score`` because it runs on every mini-batch, where sklearn's
+    input validation costs more than the counting, and because an empty selection should read as
+    undefined (NaN), not 0.
+
+    Args:
+        selected_mask: ``[N]`` bool, True where a sample was selected.
+        clean_mask: ``[N]`` bool, True where the given label is correct.
+
+    Returns:
+        (precision, recall), each in [0, 1], or NaN when nothing is selected / nothing is clean.
+    """
+    return precision_recall_from_counts(*selection_counts(selected_mask, clean_mask))
