@@ -1,0 +1,206 @@
+"""``dividemix``: two networks, GMM co-divide, label co-refinement/co-guessing and MixMatch.
+
+Li, Socher and Hoi, "DivideMix: Learning with Noisy Labels as Semi-supervised Learning", ICLR 2020,
+https://arxiv.org/abs/2002.07394 (reference code: github.com/LiJunnan1992/DivideMix, ``Train_cifar.py``).
+
+Deviations from the reference, forced by the one-loader trainer (each step gets one batch ``(x, y, idx)``):
+
+* Labelled and unlabelled samples are split *inside* each batch by the peer network's clean
+  probabilities (``prob > p_threshold``) instead of coming from two loaders. One epoch therefore visits
+  every sample once, each batch holds labelled and unlabelled rows in the proportion of the division,
+  and the MixMatch pool has ``views * batch_size`` rows (the reference: 64 labelled + 64 unlabelled, two
+  views each, so ``data.batch_size: 128`` reproduces its pool size).
+* Both networks update in every step (the sum of their losses; parameters are disjoint, so one backward
+  trains both); the reference trains net1 for an epoch, then net2. The co-guess of the peer network
+  is taken in eval mode, as in the reference, and the own network's guesses in train mode.
+* Two augmented views: the batch is view 0 and view 1 is drawn from the training dataset
+  (``ArrayDataset.get_x(index, view=1)``, an independent augmentation) when ``data.augment`` is not
+  ``none``. Without augmentation (e.g. sklearn digits, where flips and 4-pixel crops of 8x8 images
+  destroy the digit) the two views would be identical, so one view is used: the refinement and guess
+  averages are unchanged and the MixMatch pool is the batch itself.
+* The division after epoch e is computed at the end of epoch e (see ``gmm_correction``), not at the start
+  of e+1: the same networks, so the same division.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+
+from robust_paddle.correction import linear_rampup, mix_lambda, mixup, refine_labels, sharpen
+from robust_paddle.losses.functional import to_one_hot
+from robust_paddle.methods.base import MethodContext
+from robust_paddle.methods.gmm_correction import Division, GMMDivisionMethod, check_option
+from robust_paddle.registry import METHODS
+
+if TYPE_CHECKING:
+    from robust_paddle.engine.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------------------- losses
+def semi_losses(logits_x: paddle.Tensor, targets_x: paddle.Tensor, logits_u: paddle.Tensor,
+                targets_u: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
+    """DivideMix's ``SemiLoss`` without the weight: soft CE on labelled rows, squared error on unlabelled.
+
+    Args:
+        logits_x: [Nx, C] logits of the mixed labelled rows; targets_x: [Nx, C] their mixed targets.
+        logits_u: [Nu, C] logits of the mixed unlabelled rows; targets_u: [Nu, C] their mixed targets.
+            Either side may be empty (Nx or Nu = 0), giving a zero term.
+
+    Returns:
+        ``Lx = -mean_i sum_k t_ik log softmax(z_i)_k`` and ``Lu = mean_{i,k} (softmax(z_i)_k - t_ik)^2``.
+    """
+    zero = paddle.zeros([], dtype="float32")
+    lx = zero if logits_x.shape[0] == 0 else \
+        -(F.log_softmax(logits_x.astype("float32"), axis=1) * targets_x).sum(axis=1).mean()
+    lu = zero if logits_u.shape[0] == 0 else \
+        ((F.softmax(logits_u.astype("float32"), axis=1) - targets_u) ** 2).mean()
+    return lx, lu
+
+
+def prior_penalty(logits: paddle.Tensor) -> paddle.Tensor:
+    """``KL(uniform || mean prediction) = sum_k (1/C) log((1/C) / mean_i p_ik)``: keeps all classes in use.
+
+    Args:
+        logits: [N, C].
+
+    Returns:
+        Scalar float32 Tensor (0 when the batch-mean prediction is uniform).
+    """
+    c = logits.shape[1]
+    mean_p = F.softmax(logits.astype("float32"), axis=1).mean(axis=0)
+    return (paddle.log(paddle.full([c], 1.0 / c, dtype="float32") / mean_p) / c).sum()
+
+
+def _rows(t: paddle.Tensor, rows: paddle.Tensor) -> paddle.Tensor:
+    return paddle.gather(t, rows)
+
+
+# ------------------------------------------------------------------------------------------- method
+@METHODS.register("dividemix")
+class DivideMixMethod(GMMDivisionMethod):
+    """Two networks that divide the data for each other and train semi-supervised with MixMatch.
+
+    Each epoch after the CE warm-up: per-sample losses of each network over the training set (eval mode)
+    are min-max normalised and a 2-component GMM gives each sample a clean probability; net1 trains on
+    net2's division and vice versa (co-divide). A sample is labelled when its probability exceeds
+    ``p_threshold``; its target is the label co-refinement ``sharpen(w y + (1 - w) p, T)`` (w: the peer's
+    clean probability, p: the network's own prediction averaged over the views); unlabelled samples get
+    the co-guess ``sharpen(mean of both networks' predictions, T)``. MixMatch mixes all rows with
+    ``lambda' = max(l, 1 - l), l ~ Beta(alpha, alpha)``; the loss is
+    ``Lx + lambda_u * rampup * Lu + penalty`` (soft CE, MSE, KL to the uniform prior).
+
+    Args:
+        ctx: method context.
+        warmup_epochs: CE epochs before the first division (reference: 10 on CIFAR-10, 30 on CIFAR-100).
+        lambda_u: unlabelled-loss weight (reference CIFAR-10: sym 20% 0, 50% 25, 80% 25, 90% 50, asym 40% 0).
+        p_threshold: clean-probability threshold of the labelled set (0.5; 0.6 at 90% noise).
+        T: sharpening temperature (0.5).
+        alpha: Beta parameter of MixMatch (4).
+        rampup_length: epochs of the linear ``lambda_u`` ramp-up after warm-up (16).
+        noise_mode: ``"asym"`` adds the negative-entropy penalty to the warm-up CE.
+        loss_window: the GMM fits the mean normalised loss of this many epochs (reference: 5 at 90% noise).
+        prior_penalty: add the uniform-prior penalty (on in the reference's CIFAR recipe).
+    """
+
+    name = "dividemix"
+
+    def __init__(self, ctx: MethodContext, *, warmup_epochs: int = 10, lambda_u: float = 25.0,
+                 p_threshold: float = 0.5, T: float = 0.5, alpha: float = 4.0, rampup_length: int = 16,
+                 noise_mode: str = "sym", loss_window: int = 1, prior_penalty: bool = True) -> None:
+        super().__init__(ctx, warmup_epochs=warmup_epochs, p_threshold=p_threshold, noise_mode=noise_mode,
+                         loss_window=loss_window)
+        m = self.name
+        self.lambda_u = check_option(lambda_u, name="lambda_u", method=m, kind=float, lo=0.0)
+        self.T = check_option(T, name="T", method=m, kind=float, lo=0.0, lo_open=True)
+        self.alpha = check_option(alpha, name="alpha", method=m, kind=float, lo=0.0, lo_open=True)
+        self.rampup_length = check_option(rampup_length, name="rampup_length", method=m, kind=int, lo=0)
+        self.use_prior_penalty = check_option(prior_penalty, name="prior_penalty", method=m, kind=bool)
+        self.networks = {"net1": ctx.build_network(), "net2": ctx.build_network()}
+        self.divisions = [Division(), Division()]
+        self._train_ds: Any = None
+
+    def before_epoch(self, trainer: Trainer) -> None:
+        ds = trainer.loaders["train"].dataset
+        augmented = getattr(getattr(ds, "pipeline", None), "augment", "none") != "none"
+        self._train_ds = ds if augmented and hasattr(ds, "get_x") else None
+        super().before_epoch(trainer)
+
+    def views(self, x: paddle.Tensor, idx: paddle.Tensor) -> list[paddle.Tensor]:
+        """The batch plus, with augmentation, an independent second view of the same samples."""
+        if self._train_ds is None:
+            return [x]
+        x2 = np.stack([self._train_ds.get_x(int(i), view=1) for i in idx.numpy()])
+        return [x, paddle.to_tensor(x2, dtype=x.dtype)]
+
+    def lambda_u_now(self, epoch: int) -> float:
+        """``lambda_u * linear_rampup(epoch + batch / batches, warmup_epochs, rampup_length)``."""
+        current = epoch + self._batch / self._num_batches
+        return self.lambda_u * linear_rampup(current, self.warmup_epochs, self.rampup_length)
+
+    def train_step(self, batch: tuple[paddle.Tensor, ...], *, epoch: int, step: int) -> tuple[paddle.Tensor, dict[str, Any]]:
+        """CE (+ penalty) for both networks during warm-up, then the DivideMix loss of both networks."""
+        x, y, idx = batch[:3]
+        nets = [self.networks["net1"], self.networks["net2"]]
+        if self.in_warmup(epoch):
+            self._batch += 1
+            pairs = [self.warmup_loss(net(x), y) for net in nets]
+            loss = pairs[0][0] + pairs[1][0]
+            return loss, {"loss": loss, "ce": (pairs[0][1] + pairs[1][1]) / 2, "lambda_u": 0.0}
+        lam_u = self.lambda_u_now(epoch)
+        views = self.views(x, idx)
+        onehot = to_one_hot(y, self.num_classes)
+        with paddle.no_grad():  # each network's own prediction, train mode, averaged over the views
+            own = [paddle.stack([F.softmax(net(v).astype("float32"), axis=1) for v in views]).mean(axis=0)
+                   for net in nets]
+        total, sums = None, {"lx": 0.0, "lu": 0.0, "penalty": 0.0, "labeled": 0.0}
+        for k in range(len(nets)):
+            w = self.sample_prob(1 - k, idx)  # co-divide: net k trains on its peer's division
+            mask = (w > self.p_threshold).numpy()
+            loss_k, parts = self._mixmatch_loss(k, nets, views, onehot, own[k], w, mask, lam_u, epoch)
+            total = loss_k if total is None else total + loss_k
+            for key, v in parts.items():
+                sums[key] += v / len(nets)
+        self._batch += 1
+        return total, {"loss": total, **sums, "lambda_u": lam_u}
+
+    def _mixmatch_loss(self, k: int, nets: list[paddle.nn.Layer], views: list[paddle.Tensor], onehot: paddle.Tensor,
+                       own: paddle.Tensor, w: paddle.Tensor, mask: np.ndarray, lam_u: float,
+                       epoch: int) -> tuple[paddle.Tensor, dict[str, float]]:
+        lab, unl = np.flatnonzero(mask), np.flatnonzero(~mask)
+        n_views = len(views)
+        parts_x, parts_t = [], []
+        with paddle.no_grad():
+            if lab.size:
+                rows = paddle.to_tensor(lab)
+                tx = sharpen(refine_labels(_rows(onehot, rows), _rows(own, rows), _rows(w, rows)), self.T)
+                parts_x += [_rows(v, rows) for v in views]
+                parts_t += [tx] * n_views
+            if unl.size:
+                rows = paddle.to_tensor(unl)
+                peer = nets[1 - k]
+                peer.eval()
+                try:
+                    peer_p = paddle.stack([F.softmax(peer(_rows(v, rows)).astype("float32"), axis=1)
+                                           for v in views]).mean(axis=0)
+                finally:
+                    peer.train()
+                tu = sharpen((_rows(own, rows) + peer_p) / 2, self.T)
+                parts_x += [_rows(v, rows) for v in views]
+                parts_t += [tu] * n_views
+        inputs, targets = paddle.concat(parts_x), paddle.concat(parts_t)
+        rng = np.random.default_rng([int(self.ctx.cfg.seed) % 2**32, epoch, self._batch, k])
+        lam = mix_lambda(self.alpha, rng)
+        mixed_x, mixed_t = mixup(inputs, targets, lam=lam, perm=rng.permutation(inputs.shape[0]))
+        logits = nets[k](mixed_x)
+        n_x = n_views * lab.size
+        lx, lu = semi_losses(logits[:n_x], mixed_t[:n_x], logits[n_x:], mixed_t[n_x:])
+        penalty = prior_penalty(logits) if self.use_prior_penalty else paddle.zeros([], dtype="float32")
+        loss = lx + lam_u * lu + penalty
+        return loss, {"lx": float(lx), "lu": float(lu), "penalty": float(penalty), "labeled": lab.size / mask.size}

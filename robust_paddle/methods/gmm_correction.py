@@ -1,0 +1,314 @@
+"""``gmm_correction``: one network, GMM clean probabilities and label refinement (a light DivideMix).
+
+Also holds the division machinery shared with :mod:`robust_paddle.methods.dividemix`: the eval-mode
+per-sample loss pass over the training set, the per-network GMM :class:`Division` (with the loss
+history DivideMix averages at 90% noise) and the epoch logging.
+
+When divisions happen: after every epoch from the end of the warm-up on (``method.after_epoch``), the
+networks as they are at the end of epoch e divide the training set for epoch e+1. This is the reference's
+order (its ``eval_train`` runs at the start of epoch e+1 on the same weights) while the logged scalars,
+histograms and :meth:`clean_probability` describe the networks of the same epoch row, and the final
+probabilities those of the final networks (what the label-issue report needs). The probabilities are in
+the method state, so a run resumed from the checkpoint after epoch e trains epoch e+1 on the same division.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+
+from robust_paddle.correction import (
+    fit_loss_gmm,
+    mix_lambda,
+    mixup,
+    normalize_losses,
+    refine_labels,
+    sharpen,
+    split_precision_recall,
+)
+from robust_paddle.losses.functional import per_sample_ce, to_one_hot
+from robust_paddle.methods.base import Method, MethodContext
+from robust_paddle.registry import METHODS
+
+if TYPE_CHECKING:
+    from robust_paddle.engine.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+NOISE_MODES = ("sym", "asym")
+
+
+# ------------------------------------------------------------------------------------- shared pieces
+def check_option(value: Any, *, name: str, method: str, kind: type, lo: float | None = None,
+                 hi: float | None = None, lo_open: bool = False, choices: Sequence[Any] | None = None) -> Any:
+    """Validate one ``method.params`` entry; the error names the key, the value and what is allowed."""
+    key = f"method.params.{name}"
+    if choices is not None:
+        if value not in choices:
+            raise ValueError(f"{key}: {value!r} is not allowed for method '{method}'; choose one of: "
+                             f"{', '.join(map(str, choices))}")
+        return value
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float else \
+        isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if not ok:
+        raise TypeError(f"{key}: expected {kind.__name__} for method '{method}', got {value!r} ({type(value).__name__})")
+    if lo is not None and (value < lo or (lo_open and value == lo)) or hi is not None and value > hi:
+        rule = f"{'>' if lo_open else '>='} {lo}" if lo is not None else ""
+        rule += (" and " if rule and hi is not None else "") + (f"<= {hi}" if hi is not None else "")
+        raise ValueError(f"{key}: {value!r} is out of range for method '{method}'; must be {rule}")
+    return kind(value)
+
+
+def gmm_seed(seed: int, epoch: int, net: int) -> int:
+    """Explicit seed of the mixture fitted for ``net`` after ``epoch``."""
+    return int(np.random.SeedSequence([int(seed) % 2**32, int(epoch), int(net)]).generate_state(1)[0])
+
+
+@paddle.no_grad()
+def train_set_losses(trainer: Trainer, nets: Sequence[paddle.nn.Layer]) -> np.ndarray:
+    """Per-sample cross-entropy of every training sample under each network, in eval mode.
+
+    Uses ``trainer.loaders["train_eval"]`` (no augmentation, current labels) under the trainer's AMP
+    context; the networks are put back in train mode afterwards.
+
+    Returns:
+        [K, N] float64, row k for ``nets[k]``, column = dataset index.
+    """
+    loader = trainer.loaders["train_eval"]
+    n = len(loader.dataset)
+    out = np.zeros((len(nets), n), dtype=np.float64)
+    seen = np.zeros(n, dtype=bool)
+    for net in nets:
+        net.eval()
+    try:
+        for batch in loader:
+            x, y, idx = batch[:3]
+            rows = idx.numpy().astype(np.int64)
+            with trainer.autocast():
+                for k, net in enumerate(nets):
+                    out[k, rows] = per_sample_ce(net(x), y).numpy()
+            seen[rows] = True
+    finally:
+        for net in nets:
+            net.train()
+    if not seen.all():
+        raise RuntimeError(f"train_eval loader covered {int(seen.sum())} of {n} training samples")
+    return out
+
+
+@dataclass
+class Division:
+    """One network's GMM division of the training set.
+
+    Attributes:
+        prob: [N] float32 clean probabilities of the last division, None before the first.
+        history: normalised losses of the last ``window`` divisions (DivideMix averages 5 at 90% noise).
+    """
+
+    prob: np.ndarray | None = None
+    history: list[np.ndarray] = field(default_factory=list)
+
+    def update(self, losses: np.ndarray, *, window: int, seed: int) -> float:
+        """Fit the mixture on ``losses`` [N] (raw CE); returns the seconds spent normalising and fitting."""
+        start = time.perf_counter()
+        self.history = (self.history + [normalize_losses(losses).astype(np.float32)])[-window:]
+        inputs = np.mean(self.history, axis=0) if len(self.history) > 1 else self.history[-1]
+        prob, _ = fit_loss_gmm(inputs, seed=seed, normalize=False)
+        self.prob = prob.astype(np.float32)
+        return time.perf_counter() - start
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"prob": self.prob, "history": list(self.history)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Division:
+        prob = state.get("prob")
+        return cls(prob=None if prob is None else np.asarray(prob, dtype=np.float32),
+                   history=[np.asarray(h, dtype=np.float32) for h in state.get("history", [])])
+
+
+def clean_mask_of(trainer: Trainer, ctx: MethodContext) -> np.ndarray | None:
+    """[N] bool ``labels == clean_labels`` of the training set, or None when the truth is unknown."""
+    ds = trainer.loaders["train_eval"].dataset
+    clean = getattr(ds, "clean_labels", None)
+    clean = ctx.clean_labels if clean is None else clean
+    return None if clean is None else np.asarray(ds.labels) == np.asarray(clean)
+
+
+def log_division(trainer: Trainer, *, losses: np.ndarray, probs: Sequence[np.ndarray], threshold: float,
+                 clean_mask: np.ndarray | None, gmm_s: float, pass_s: float, train_s: float | None) -> None:
+    """Epoch scalars and histograms of a division (averaged over the networks' divisions).
+
+    Scalars: ``noise/rate_gmm`` (mean of ``1 - clean_prob``), ``select/labeled_ratio``,
+    ``select/precision`` and ``select/recall`` (when clean labels are known), ``time/gmm_s`` (mixture
+    fits), ``time/divide_s`` (loss pass + fits) and ``time/gmm_frac`` (fits / training-epoch time).
+    Histograms: ``samples/loss`` (raw per-sample CE, mean over networks), ``samples/clean_prob``.
+    """
+    s = trainer.epoch_scalars
+    s["noise/rate_gmm"] = float(np.mean([np.mean(1.0 - p) for p in probs]))
+    s["select/labeled_ratio"] = float(np.mean([np.mean(p > threshold) for p in probs]))
+    if clean_mask is not None:
+        pr = [split_precision_recall(p > threshold, clean_mask) for p in probs]
+        s["select/precision"] = float(np.mean([v[0] for v in pr]))
+        s["select/recall"] = float(np.mean([v[1] for v in pr]))
+    s["time/gmm_s"] = gmm_s
+    s["time/divide_s"] = gmm_s + pass_s
+    if train_s:
+        s["time/gmm_frac"] = gmm_s / train_s
+    trainer.epoch_histograms["samples/loss"] = losses.mean(axis=0).astype(np.float32)
+    trainer.epoch_histograms["samples/clean_prob"] = np.mean(probs, axis=0).astype(np.float32)
+
+
+def neg_entropy(logits: paddle.Tensor) -> paddle.Tensor:
+    """DivideMix's confidence penalty for asymmetric noise: ``mean_i sum_k p_ik log p_ik`` (scalar)."""
+    logp = F.log_softmax(logits.astype("float32"), axis=1)
+    return (logp.exp() * logp).sum(axis=1).mean()
+
+
+class GMMDivisionMethod(Method):
+    """Shared bookkeeping of methods that divide the training set with per-network GMMs after warm-up."""
+
+    name = "gmm"
+
+    def __init__(self, ctx: MethodContext, *, warmup_epochs: int, p_threshold: float, noise_mode: str,
+                 loss_window: int) -> None:
+        super().__init__(ctx)
+        m = self.name
+        self.warmup_epochs = check_option(warmup_epochs, name="warmup_epochs", method=m, kind=int, lo=0)
+        self.p_threshold = check_option(p_threshold, name="p_threshold", method=m, kind=float, lo=0.0, hi=1.0)
+        self.noise_mode = check_option(noise_mode, name="noise_mode", method=m, kind=str, choices=NOISE_MODES)
+        self.loss_window = check_option(loss_window, name="loss_window", method=m, kind=int, lo=1)
+        self.divisions: list[Division] = []
+        self._epoch_start: float | None = None
+        self._batch = 0
+        self._num_batches = 1
+
+    def in_warmup(self, epoch: int) -> bool:
+        return epoch < self.warmup_epochs or any(d.prob is None for d in self.divisions)
+
+    def divide(self, trainer: Trainer) -> None:
+        """Per-sample losses of every network -> one GMM division per network, logged."""
+        train_s = None if self._epoch_start is None else time.perf_counter() - self._epoch_start
+        start = time.perf_counter()
+        losses = train_set_losses(trainer, list(self.networks.values()))
+        pass_s = time.perf_counter() - start
+        gmm_s = sum(d.update(losses[k], window=self.loss_window, seed=gmm_seed(self.ctx.cfg.seed, trainer.epoch, k))
+                    for k, d in enumerate(self.divisions))
+        log_division(trainer, losses=losses, probs=[d.prob for d in self.divisions], threshold=self.p_threshold,
+                     clean_mask=clean_mask_of(trainer, self.ctx), gmm_s=gmm_s, pass_s=pass_s, train_s=train_s)
+        logger.info("epoch %d: GMM division, noise rate %.3f, labelled %.3f (GMM %.3fs, loss pass %.2fs)",
+                    trainer.epoch + 1, trainer.epoch_scalars["noise/rate_gmm"],
+                    trainer.epoch_scalars["select/labeled_ratio"], gmm_s, pass_s)
+
+    def before_epoch(self, trainer: Trainer) -> None:
+        self._batch, self._num_batches = 0, max(1, len(trainer.loaders["train"]))
+        if trainer.epoch >= self.warmup_epochs and any(d.prob is None for d in self.divisions):
+            self.divide(trainer)  # warmup_epochs=0, or a checkpoint without the division
+        self._epoch_start = time.perf_counter()
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        if trainer.epoch + 1 >= self.warmup_epochs:
+            self.divide(trainer)
+        self._epoch_start = None
+
+    def clean_probability(self) -> np.ndarray | None:
+        """[N] mean clean probability over the networks' latest divisions (None during warm-up)."""
+        if not self.divisions or any(d.prob is None for d in self.divisions):
+            return None
+        return np.mean([d.prob for d in self.divisions], axis=0).astype(np.float32)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"divisions": [d.state_dict() for d in self.divisions]}
+
+    def set_state_dict(self, state: dict[str, Any]) -> None:
+        divs = (state or {}).get("divisions", [])
+        if len(divs) != len(self.divisions):
+            raise ValueError(f"method state has {len(divs)} GMM divisions, method '{self.name}' keeps "
+                             f"{len(self.divisions)}: the checkpoint was written by another method")
+        self.divisions = [Division.from_state(d) for d in divs]
+
+    def sample_prob(self, k: int, idx: paddle.Tensor) -> paddle.Tensor:
+        """[B] float32 clean probabilities of the batch rows ``idx`` under division ``k``."""
+        return paddle.to_tensor(self.divisions[k].prob[idx.numpy().astype(np.int64)], dtype="float32")
+
+    def warmup_loss(self, logits: paddle.Tensor, y: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
+        """CE warm-up, plus the negative-entropy penalty for asymmetric noise; returns (loss, ce)."""
+        ce = per_sample_ce(logits, y).mean()
+        return (ce + neg_entropy(logits) if self.noise_mode == "asym" else ce), ce
+
+
+# ------------------------------------------------------------------------------------- the method
+@METHODS.register("gmm_correction")
+class GMMCorrectionMethod(GMMDivisionMethod):
+    """One network; after a CE warm-up, a GMM on per-sample losses gives each sample a clean probability
+    w and training uses refined labels ``y' = w * y + (1 - w) * p`` with a w-weighted loss.
+
+    ``p`` is the network's own prediction (detached, sharpened with temperature ``T``). The refinement is
+    Arazo et al.'s dynamic bootstrapping (https://arxiv.org/abs/1904.11238, a beta mixture there) with the
+    mixture and the clean probability of DivideMix (Li et al. 2020, https://arxiv.org/abs/2002.07394):
+    one forward/backward per batch plus one eval pass over the training set per epoch, about half of
+    DivideMix's cost per network and without the second network.
+
+    Args:
+        ctx: method context.
+        warmup_epochs: epochs of plain CE before the first division.
+        p_threshold: clean-probability threshold of the logged selection (``select/*``).
+        T: sharpening temperature of ``p`` (1 = none).
+        weighting: ``"clean_prob"`` multiplies each sample's loss by w (noisy samples fade out), ``"none"``
+            keeps the refinement only (Arazo et al.).
+        mixup_alpha: > 0 trains on mixup of the batch (Beta(alpha, alpha), as Arazo et al.'s M-DYR); ``p``
+            then comes from an extra eval-mode forward on the unmixed batch. 0 disables.
+        noise_mode: ``"asym"`` adds the negative-entropy penalty during warm-up.
+        loss_window: divisions average the normalised losses of this many epochs.
+    """
+
+    name = "gmm_correction"
+
+    def __init__(self, ctx: MethodContext, *, warmup_epochs: int = 10, p_threshold: float = 0.5, T: float = 1.0,
+                 weighting: str = "clean_prob", mixup_alpha: float = 0.0, noise_mode: str = "sym",
+                 loss_window: int = 1) -> None:
+        super().__init__(ctx, warmup_epochs=warmup_epochs, p_threshold=p_threshold, noise_mode=noise_mode,
+                         loss_window=loss_window)
+        self.T = check_option(T, name="T", method=self.name, kind=float, lo=0.0, lo_open=True)
+        self.weighting = check_option(weighting, name="weighting", method=self.name, kind=str,
+                                      choices=("clean_prob", "none"))
+        self.mixup_alpha = check_option(mixup_alpha, name="mixup_alpha", method=self.name, kind=float, lo=0.0)
+        self.networks = {"net": ctx.build_network()}
+        self.divisions = [Division()]
+
+    def train_step(self, batch: tuple[paddle.Tensor, ...], *, epoch: int, step: int) -> tuple[paddle.Tensor, dict[str, Any]]:
+        """Warm-up: CE. Then ``mean_i weight_i * CE(logits_i, y'_i)`` with ``y' = w y + (1 - w) p``."""
+        x, y, idx = batch[:3]
+        net = self.networks["net"]
+        b = self._batch
+        self._batch += 1
+        if self.in_warmup(epoch):
+            loss, ce = self.warmup_loss(net(x), y)
+            return loss, {"loss": loss, "ce": ce}
+        w = self.sample_prob(0, idx)
+        onehot = to_one_hot(y, self.num_classes)
+        if self.mixup_alpha > 0:
+            with paddle.no_grad():
+                net.eval()
+                pred = F.softmax(net(x).astype("float32"), axis=1)
+                net.train()
+            target = refine_labels(onehot, sharpen(pred, self.T), w)
+            rng = np.random.default_rng([int(self.ctx.cfg.seed) % 2**32, epoch, b])
+            lam, perm = mix_lambda(self.mixup_alpha, rng), rng.permutation(x.shape[0])
+            x, target = mixup(x, target, lam=lam, perm=perm)
+            weight = lam * w + (1 - lam) * paddle.gather(w, paddle.to_tensor(perm))
+            logits = net(x)
+        else:
+            logits = net(x)
+            pred = F.softmax(logits.detach().astype("float32"), axis=1)
+            target, weight = refine_labels(onehot, sharpen(pred, self.T), w), w
+        per = per_sample_ce(logits, target.detach())
+        loss = (per * weight).mean() if self.weighting == "clean_prob" else per.mean()
+        return loss, {"loss": loss, "mean_w": float(w.mean())}

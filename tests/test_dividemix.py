@@ -1,0 +1,225 @@
+"""DivideMix: loss pieces and a whole training step against NumPy references, options, end-to-end runs."""
+
+import json
+import os
+
+import numpy as np
+import paddle
+import pytest
+
+from robust_paddle import config as C
+from robust_paddle.engine import run as run_mod
+from robust_paddle.engine.checkpoint import load_checkpoint
+from robust_paddle.methods.base import MethodContext
+from robust_paddle.methods.dividemix import DivideMixMethod, prior_penalty, semi_losses
+
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
+FAST = ["data.subset=300", "train.progress=false", "train.visualdl=false", "train.report=false",
+        "model.name=mlp", "data.batch_size=32", "train.checkpoint_every=1"]
+
+
+# ------------------------------------------------------------------------------------ NumPy helpers
+def softmax(z):
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def log_softmax(z):
+    return np.log(softmax(z))
+
+
+def np_sharpen(p, T):
+    q = p ** (1 / T)
+    return q / q.sum(1, keepdims=True)
+
+
+def tensor(a, dtype="float32"):
+    return paddle.to_tensor(np.asarray(a), dtype=dtype)
+
+
+# ---------------------------------------------------------------------------------------- pieces
+def test_semi_losses_match_numpy():
+    rng = np.random.default_rng(0)
+    zx, zu = rng.normal(size=(5, 4)), rng.normal(size=(3, 4))
+    tx, tu = rng.dirichlet(np.ones(4), 5), rng.dirichlet(np.ones(4), 3)
+    lx, lu = semi_losses(tensor(zx), tensor(tx), tensor(zu), tensor(tu))
+    assert float(lx) == pytest.approx(-np.mean(np.sum(log_softmax(zx) * tx, 1)), rel=1e-5)
+    assert float(lu) == pytest.approx(np.mean((softmax(zu) - tu) ** 2), rel=1e-5)
+    lx0, lu0 = semi_losses(tensor(zx[:0]), tensor(tx[:0]), tensor(zu), tensor(tu))
+    assert float(lx0) == 0.0 and float(lu0) == pytest.approx(float(lu))
+    _, lu_empty = semi_losses(tensor(zx), tensor(tx), tensor(zu[:0]), tensor(tu[:0]))
+    assert float(lu_empty) == 0.0
+
+
+def test_prior_penalty_is_kl_from_uniform():
+    z = np.random.default_rng(1).normal(size=(6, 3))
+    mean_p = softmax(z).mean(0)
+    want = np.sum(np.full(3, 1 / 3) * np.log((1 / 3) / mean_p))
+    assert float(prior_penalty(tensor(z))) == pytest.approx(want, rel=1e-5)
+    assert float(prior_penalty(tensor(np.zeros((4, 3))))) == pytest.approx(0.0, abs=1e-7)
+
+
+# ------------------------------------------------------------------------------ one step vs NumPy
+D, K, N = 4, 3, 8
+
+
+class Linear(paddle.nn.Layer):
+    def __init__(self):
+        super().__init__()
+        self.fc = paddle.nn.Linear(D, K)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def toy_method(**params):
+    cfg = C.load(None, ["seed=5"])
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    ctx = MethodContext(cfg=cfg, num_classes=K, input_shape=(D,), train_labels=labels, clean_labels=None,
+                        build_network=Linear, build_loss=lambda *a, **k: None)
+    return DivideMixMethod(ctx, **params), labels
+
+
+def ref_net_loss(k, W, B, x, onehot, probs, *, thr, T, alpha, lam_u, seed, epoch, batch):
+    """NumPy DivideMix loss of network k (one view, linear networks: train and eval mode agree)."""
+    own = [softmax(x @ W[j] + B[j]) for j in range(2)]
+    w = probs[1 - k]
+    lab, unl = np.flatnonzero(w > thr), np.flatnonzero(w <= thr)
+    tx = np_sharpen(w[lab, None] * onehot[lab] + (1 - w[lab, None]) * own[k][lab], T)
+    tu = np_sharpen((own[k][unl] + own[1 - k][unl]) / 2, T)
+    inputs, targets = np.concatenate([x[lab], x[unl]]), np.concatenate([tx, tu])
+    rng = np.random.default_rng([seed, epoch, batch, k])
+    lam = rng.beta(alpha, alpha)
+    lam = max(lam, 1 - lam)
+    perm = rng.permutation(len(inputs))
+    mx, mt = lam * inputs + (1 - lam) * inputs[perm], lam * targets + (1 - lam) * targets[perm]
+    z = mx @ W[k] + B[k]
+    n = len(lab)
+    lx = -np.mean(np.sum(log_softmax(z[:n]) * mt[:n], 1))
+    lu = np.mean((softmax(z[n:]) - mt[n:]) ** 2)
+    pen = np.sum((1 / K) * np.log((1 / K) / softmax(z).mean(0)))
+    return lx + lam_u * lu + pen, (lx, lu, pen)
+
+
+def test_train_step_matches_numpy_reference():
+    method, labels = toy_method(warmup_epochs=1, lambda_u=25.0, p_threshold=0.5, T=0.5, alpha=4.0, rampup_length=16)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(N, D)).astype(np.float32)
+    probs = [rng.random(N).astype(np.float32), rng.random(N).astype(np.float32)]
+    for d, p in zip(method.divisions, probs):
+        d.prob = p
+    method._batch, method._num_batches = 2, 4
+    epoch = 3
+    loss, terms = method.train_step((tensor(x), tensor(labels, "int64"), tensor(np.arange(N), "int64")),
+                                    epoch=epoch, step=0)
+    lam_u = 25.0 * (epoch + 2 / 4 - 1) / 16
+    assert terms["lambda_u"] == pytest.approx(lam_u)
+    nets = [method.networks["net1"], method.networks["net2"]]
+    W = [n.fc.weight.numpy().astype(np.float64) for n in nets]
+    B = [n.fc.bias.numpy().astype(np.float64) for n in nets]
+    onehot = np.eye(K)[labels]
+    refs = [ref_net_loss(k, W, B, x.astype(np.float64), onehot, [p.astype(np.float64) for p in probs], thr=0.5,
+                         T=0.5, alpha=4.0, lam_u=lam_u, seed=5, epoch=epoch, batch=2) for k in range(2)]
+    assert float(loss) == pytest.approx(refs[0][0] + refs[1][0], rel=1e-4)
+    for i, key in enumerate(("lx", "lu", "penalty")):
+        assert terms[key] == pytest.approx((refs[0][1][i] + refs[1][1][i]) / 2, rel=1e-4, abs=1e-7)
+    assert terms["labeled"] == pytest.approx(((probs[1] > 0.5).mean() + (probs[0] > 0.5).mean()) / 2)
+    loss.backward()  # both networks get gradients from the one summed loss
+    assert all(float(n.fc.weight.grad.abs().sum()) > 0 for n in nets)
+
+
+@pytest.mark.parametrize("noise_mode", ["sym", "asym"])
+def test_warmup_step_is_ce_of_both_networks(noise_mode):
+    method, labels = toy_method(warmup_epochs=2, noise_mode=noise_mode)
+    x = np.random.default_rng(4).normal(size=(N, D)).astype(np.float32)
+    loss, terms = method.train_step((tensor(x), tensor(labels, "int64"), tensor(np.arange(N), "int64")),
+                                    epoch=0, step=0)
+    want = 0.0
+    for net in (method.networks["net1"], method.networks["net2"]):
+        z = x @ net.fc.weight.numpy() + net.fc.bias.numpy()
+        want += -np.mean(log_softmax(z)[np.arange(N), labels])
+        if noise_mode == "asym":  # negative entropy: penalises confident predictions
+            want += np.mean(np.sum(softmax(z) * log_softmax(z), 1))
+    assert float(loss) == pytest.approx(want, rel=1e-5)
+    assert terms["lambda_u"] == 0.0
+
+
+@pytest.mark.parametrize("params,match", [
+    ({"p_threshold": 1.5}, r"method.params.p_threshold: 1.5 is out of range for method 'dividemix'; must be >= 0.0 and <= 1.0"),
+    ({"T": 0}, r"method.params.T: 0 is out of range .*must be > 0.0"),
+    ({"alpha": -1.0}, r"method.params.alpha: -1.0 is out of range"),
+    ({"lambda_u": -1}, r"method.params.lambda_u: -1 is out of range"),
+    ({"noise_mode": "pair"}, r"method.params.noise_mode: 'pair' is not allowed for method 'dividemix'; choose one of: sym, asym"),
+    ({"loss_window": 0}, r"method.params.loss_window: 0 is out of range"),
+    ({"warmup_epochs": 1.5}, r"method.params.warmup_epochs: expected int for method 'dividemix', got 1.5"),
+])
+def test_options_are_checked(params, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        toy_method(**params)
+
+
+def test_unknown_option_names_the_field(tmp_path):
+    cfg = C.load(os.path.join(CONFIGS, "dividemix", "digits.yaml"),
+                 FAST + [f"output_dir={tmp_path}", "method.params.lambda=1"])
+    with pytest.raises(ValueError, match=r"method.params: unknown key\(s\) lambda for method 'dividemix'"):
+        run_mod.build_run(cfg, output_dir=str(tmp_path))
+
+
+# ------------------------------------------------------------------------------------ end to end
+def digits_cfg(out, *extra):
+    return C.load(os.path.join(CONFIGS, "dividemix", "digits.yaml"),
+                  FAST + ["train.epochs=2", "method.params.warmup_epochs=1", f"output_dir={out}", *extra])
+
+
+def final_row(metrics):
+    return {k: v for k, v in metrics["final"].items() if not k.startswith("time/")}
+
+
+def test_two_epochs_resume_and_division_quality(tmp_path):
+    with paddle.utils.unique_name.guard():
+        full = run_mod.train(digits_cfg(tmp_path / "full"))
+    rows = full["history"]
+    for key in ("noise/rate_gmm", "select/labeled_ratio", "select/precision", "select/recall", "time/gmm_s"):
+        assert key in rows[0] and key in rows[1], key  # division after the warm-up epoch and after epoch 2
+    assert rows[0]["train/lambda_u"] == 0.0 and "train/lx" in rows[1]
+    metrics = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 2
+
+    state = load_checkpoint(str(tmp_path / "full" / "checkpoints" / "latest.pdckpt"))
+    probs = [d["prob"] for d in state["method"]["divisions"]]
+    assert len(probs) == 2 and all(p.shape == (300,) and p.min() >= 0 and p.max() <= 1 for p in probs)
+    noisy = np.load(tmp_path / "full" / "noisy_labels.npy") != np.load(tmp_path / "full" / "clean_labels.npy")
+    prob = np.mean(probs, axis=0)
+    flagged = prob < 0.5
+    assert noisy[flagged].mean() > 1.5 * noisy.mean()  # flagged samples are enriched for flipped ones
+    assert prob[~noisy].mean() > prob[noisy].mean() + 0.3
+
+    with paddle.utils.unique_name.guard():
+        resumed = run_mod.train(digits_cfg(tmp_path / "resumed"),
+                                resume=str(tmp_path / "full" / "checkpoints" / "epoch_001.pdckpt"))
+    a, b = final_row(full), final_row(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-7), k
+    state_b = load_checkpoint(str(tmp_path / "resumed" / "checkpoints" / "latest.pdckpt"))
+    for d_a, d_b in zip(state["method"]["divisions"], state_b["method"]["divisions"]):
+        np.testing.assert_allclose(d_a["prob"], d_b["prob"], atol=1e-6)
+    for name in ("net1", "net2"):
+        for key, v in state["networks"][name].items():
+            np.testing.assert_allclose(np.asarray(v), np.asarray(state_b["networks"][name][key]), atol=1e-6)
+
+
+def test_clean_probability_and_state_round_trip(tmp_path):
+    with paddle.utils.unique_name.guard():
+        run = run_mod.build_run(digits_cfg(tmp_path / "r"), output_dir=str(tmp_path / "r"))
+    method = run.method
+    assert method.clean_probability() is None  # nothing divided yet
+    method.divisions[0].prob = np.full(300, 0.2, np.float32)
+    method.divisions[1].prob = np.full(300, 0.6, np.float32)
+    np.testing.assert_allclose(method.clean_probability(), 0.4, rtol=1e-6)
+    state = method.state_dict()
+    method.divisions[0].prob = None
+    method.set_state_dict(state)
+    np.testing.assert_allclose(method.clean_probability(), 0.4, rtol=1e-6)
+    with pytest.raises(ValueError, match="method state has 1 GMM divisions, method 'dividemix' keeps 2"):
+        method.set_state_dict({"divisions": state["divisions"][:1]})
