@@ -2,7 +2,7 @@
 
 Steps of :func:`export_command`:
 
-1. Rebuild the run from the config and load the checkpoint (``engine.run.load_run``); pick the network to
+1. Rebuild the run from the config on CPU and load the checkpoint (``engine.run.load_run``); pick the network to
    export (``export.network``: a method's network name, ``"ensemble"`` = averaged logits of all networks,
    ``"auto"`` = the method's default) and, when asked (``export.use_ema``, or ``train.ema.enabled`` with
    ``train.ema.eval``), load the EMA weights the checkpoint holds under ``hooks.ema.shadow``.
@@ -211,6 +211,7 @@ def export_command(cfg: Config, checkpoint: str, *, out_dir: str, formats: Seque
         ValueError: bad formats / network / EMA request, or ``out_dir`` already holds an export.
         ParityError: an exported model disagrees with the dygraph model (the report is written first).
     """
+    from robust_paddle.config import with_values
     from robust_paddle.engine.checkpoint import load_checkpoint
     from robust_paddle.engine.run import load_run
 
@@ -220,7 +221,9 @@ def export_command(cfg: Config, checkpoint: str, *, out_dir: str, formats: Seque
         raise ValueError(f"--out {out_dir} already holds an export ({INFO_FILE}); choose another folder or remove it")
     os.makedirs(out_dir, exist_ok=True)
     state = load_checkpoint(checkpoint)
-    run = load_run(cfg, checkpoint)
+    # the references are computed on CPU, like the CPU predictors they are compared with (a GPU's conv
+    # kernels would differ from the CPU ones by more than parity_atol)
+    run = load_run(with_values(cfg, {"train.device": "cpu"}), checkpoint)
     method = run.method
     use_ema = wants_ema(cfg, state)
     if use_ema:

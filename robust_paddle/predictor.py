@@ -193,14 +193,15 @@ class PaddlePredictor:
         self._predictor = inference.create_predictor(config)
         self.input_name = self._predictor.get_input_names()[0]
         self.output_name = self._predictor.get_output_names()[0]
+        self._input = self._predictor.get_input_handle(self.input_name)
+        self._output = self._predictor.get_output_handle(self.output_name)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
-        handle = self._predictor.get_input_handle(self.input_name)
-        handle.reshape(list(x.shape))
-        handle.copy_from_cpu(x)
+        self._input.reshape(list(x.shape))
+        self._input.copy_from_cpu(x)
         self._predictor.run()
-        return self._predictor.get_output_handle(self.output_name).copy_to_cpu()
+        return self._output.copy_to_cpu()
 
 
 class OnnxPredictor:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from types import MappingProxyType
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
@@ -34,8 +35,9 @@ PROTO_FILE = "general_model_config.proto"
 SERVER_DIR, CLIENT_DIR = "serving_server", "serving_client"
 SERVER_CONF, CLIENT_CONF = "serving_server_conf.prototxt", "serving_client_conf.prototxt"
 #: Serving's feed_type / fetch_type codes (paddle_serving_client io: int64 0, float32 1, int32 2 ...)
-SERVING_DTYPES = {"int64": 0, "float32": 1, "int32": 2, "float64": 3, "int16": 4, "float16": 5, "bfloat16": 6,
-                  "uint8": 7, "int8": 8, "bool": 9, "complex64": 10, "complex128": 11}
+SERVING_DTYPES = MappingProxyType({"int64": 0, "float32": 1, "int32": 2, "float64": 3, "int16": 4, "float16": 5,
+                                   "bfloat16": 6, "uint8": 7, "int8": 8, "bool": 9, "complex64": 10,
+                                   "complex128": 11})
 
 _F = descriptor_pb2.FieldDescriptorProto
 # (message, [(field, number, label, type, type_name or None, default or None)]) in the .proto's order
