@@ -16,6 +16,10 @@ DEMO_ROWS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("clean_oracle", {"data.noise.kind": "none", "data.noise.rate": 0.0, "loss.name": "ce", "loss.params": {}}),
     ("ce", {"loss.name": "ce", "loss.params": {}}),
     ("gce", {"loss.name": "gce", "loss.params": {"q": 0.7}}),
+    ("dividemix", {"method.name": "dividemix", "method.params": {"warmup_epochs": 3, "lambda_u": 25.0},
+                   "loss.name": "ce", "loss.params": {}}),
+    ("gmm_correction", {"method.name": "gmm_correction", "method.params": {"warmup_epochs": 3},
+                        "loss.name": "ce", "loss.params": {}}),
 )
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "quickstart.yaml")

@@ -223,3 +223,22 @@ def test_clean_probability_and_state_round_trip(tmp_path):
     np.testing.assert_allclose(method.clean_probability(), 0.4, rtol=1e-6)
     with pytest.raises(ValueError, match="method state has 1 GMM divisions, method 'dividemix' keeps 2"):
         method.set_state_dict({"divisions": state["divisions"][:1]})
+
+
+def test_two_augmented_views_when_the_data_is_augmented(tmp_path):
+    with paddle.utils.unique_name.guard():
+        run = run_mod.build_run(digits_cfg(tmp_path / "r", "data.augment=flip"), output_dir=str(tmp_path / "r"))
+    method, trainer = run.method, run.trainer
+    trainer.epoch = 1
+    run.loaders["train"].batch_sampler.set_epoch(1)
+    method.before_epoch(trainer)
+    for d in method.divisions:
+        d.prob = np.linspace(0, 1, 300).astype(np.float32)
+    x, y, idx = next(iter(run.loaders["train"]))
+    views = method.views(x, idx)
+    ds = run.loaders["train"].dataset
+    assert len(views) == 2
+    np.testing.assert_allclose(views[1].numpy(), np.stack([ds.get_x(int(i), view=1) for i in idx.numpy()]))
+    assert not np.allclose(views[0].numpy(), views[1].numpy())  # independent flips
+    loss, terms = method.train_step((x, y, idx), epoch=1, step=0)
+    assert np.isfinite(float(loss)) and 0 < terms["labeled"] < 1
