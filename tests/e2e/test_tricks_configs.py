@@ -4,6 +4,7 @@ in the run folder."""
 import glob
 import json
 import os
+import shutil
 
 import numpy as np
 import paddle
@@ -60,3 +61,28 @@ def test_one_epoch_run(path, tmp_path):
         assert "train/adv" in metrics["final"]
     if name == "rdrop":
         assert metrics["final"]["train/rdrop_kl"] > 0
+
+
+def test_resume_with_ema_mixup_and_weighted_sampler_replays_the_uninterrupted_run(tmp_path):
+    """The EMA shadow, the per-epoch mixing draws and the weighted sampler survive a resume exactly."""
+    path = os.path.join(TRICKS, "ema.yaml")
+    common = [o for o in COMMON if not o.startswith("train.epochs")] + [
+        "method.params.mixup_alpha=0.4", "data.sampler=weighted"]
+    full = C.load(path, common + ["train.epochs=2", "train.checkpoint_every=1", f"output_dir={tmp_path / 'full'}"])
+    run_mod.train(full)
+    # a run folder holding the run as it stood after epoch 1: resume it to the end
+    part = tmp_path / "part"
+    (part / "checkpoints").mkdir(parents=True)
+    shutil.copy(tmp_path / "full" / "config.yaml", part / "config.yaml")
+    shutil.copy(tmp_path / "full" / "checkpoints" / "epoch_001.pdckpt", part / "checkpoints" / "latest.pdckpt")
+    run_mod.train(C.with_values(full, {"output_dir": str(part)}), resume=str(part))
+
+    def history(name):
+        return json.loads((tmp_path / name / "metrics.json").read_text())["history"]
+
+    assert history("part") == history("full")
+    a = paddle.load(str(tmp_path / "full" / "checkpoints" / "latest.pdckpt"))["hooks"]["ema"]
+    b = paddle.load(str(tmp_path / "part" / "checkpoints" / "latest.pdckpt"))["hooks"]["ema"]
+    assert a["num_updates"] == b["num_updates"]
+    for k, v in a["shadow"]["net"].items():
+        np.testing.assert_array_equal(v.numpy(), b["shadow"]["net"][k].numpy())
