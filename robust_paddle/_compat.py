@@ -39,7 +39,12 @@ ZLIB_LIBRARY = preload_system_zlib()
 os.environ.setdefault("GLOG_minloglevel", "2")  # silence Paddle's C++ INFO logs (inference passes)
 os.environ.setdefault("FLAGS_call_stack_level", "1")
 
+import warnings  # noqa: E402
+
 import paddle  # noqa: E402  (must follow the zlib preload)
+
+# Paddle 2.6 BatchNorm warns on every training forward that it tracks global statistics: noise, not news.
+warnings.filterwarnings("ignore", message="When training, we now always track global mean and variance")
 
 PADDLE_VERSION: tuple[int, int] = tuple(int(p) for p in paddle.__version__.split(".")[:2])  # type: ignore[assignment]
 IS_PADDLE3 = PADDLE_VERSION[0] >= 3 or paddle.__version__.startswith("0.0")  # 0.0.0 = develop build

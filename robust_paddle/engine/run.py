@@ -23,7 +23,7 @@ from robust_paddle.engine.trainer import Trainer, seed_everything
 from robust_paddle.losses import build_loss
 from robust_paddle.methods import Method, MethodContext, build_method
 from robust_paddle.models import build_model
-from robust_paddle.optim import build_grad_clip, build_optimizer, build_scheduler
+from robust_paddle.optim import build_optimizer, build_scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -121,8 +121,8 @@ def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None, data: 
     steps_per_epoch = max(1, -(-len(loaders["train"]) // cfg.train.accumulate_steps))
     scheduler = build_scheduler(cfg.scheduler, base_lr=cfg.optimizer.lr, epochs=cfg.train.epochs,
                                 steps_per_epoch=steps_per_epoch)
-    optimizer = build_optimizer(cfg.optimizer, method.parameters(), learning_rate=scheduler,
-                                grad_clip=build_grad_clip(cfg.train.grad_clip))
+    # gradient clipping happens in the trainer (global over every parameter group), not in the optimizer
+    optimizer = build_optimizer(cfg.optimizer, method.parameters(), learning_rate=scheduler)
     trainer = Trainer(cfg, method, loaders, optimizer=optimizer, scheduler=scheduler,
                       hooks=build_hooks(cfg.train) if hooks is None else hooks, output_dir=output_dir,
                       meta=model_meta(data), data=data)

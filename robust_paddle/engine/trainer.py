@@ -43,6 +43,22 @@ def seed_everything(seed: int) -> None:
     paddle.seed(seed)
 
 
+def remap_optimizer_state(state: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
+    """Rename the parameter-name prefixes of an optimizer ``state_dict`` (accumulators, master weights)."""
+    names = sorted(mapping, key=len, reverse=True)
+    out: dict[str, Any] = {}
+    for key, value in state.items():
+        if key == "master_weights" and isinstance(value, dict):
+            out[key] = {mapping.get(k, k): v for k, v in value.items()}
+            continue
+        for old in names:
+            if key.startswith(old + "_"):
+                key = mapping[old] + key[len(old):]
+                break
+        out[key] = value
+    return out
+
+
 class Trainer:
     """Runs ``method`` for ``cfg.train.epochs`` epochs over ``loaders``.
 
@@ -152,6 +168,11 @@ class Trainer:
             group = min(accum, n_batches - (i // accum) * accum)
             self.scaler.scale(loss / group if group > 1 else loss).backward()
             if (i + 1) % accum == 0 or i + 1 == n_batches:
+                if tc.grad_clip > 0:
+                    # Clip here, over ALL parameters: Paddle's optimizer-level ClipGradByGlobalNorm is
+                    # applied per parameter group, so with the no-decay group it would not be global.
+                    self.scaler.unscale_(self.optimizer)
+                    paddle.nn.utils.clip_grad_norm_(self.method.parameters(), tc.grad_clip)
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.optimizer.clear_grad()
@@ -234,7 +255,7 @@ class Trainer:
             "epoch": self.epoch + 1,
             "global_step": self.global_step,
             "networks": {k: v.state_dict() for k, v in self.method.networks.items()},
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": remap_optimizer_state(self.optimizer.state_dict(), self._param_names(portable=False)),
             "scaler": self.scaler.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "method": self.method.state_dict(),
@@ -254,7 +275,7 @@ class Trainer:
                              f"({state['config']['method']['name']!r} vs {self.cfg.method.name!r})")
         for k, net in self.method.networks.items():
             net.set_state_dict(state["networks"][k])
-        self.optimizer.set_state_dict(state["optimizer"])
+        self.optimizer.set_state_dict(remap_optimizer_state(state["optimizer"], self._param_names(portable=True)))
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         if self.scheduler is not None and state.get("scheduler") is not None:
@@ -270,6 +291,12 @@ class Trainer:
         self.stopped_early_at = state.get("stopped_early_at")
         if state.get("stop_training"):
             self.start_epoch = self.cfg.train.epochs  # the run had already stopped early
+
+    def _param_names(self, *, portable: bool) -> dict[str, str]:
+        """Paddle keys optimizer state by global parameter names (``conv2d_6.w_0_velocity_0``), which
+        depend on how many layers the process built before; checkpoints use positions instead."""
+        pairs = [(p.name, f"@param{i}") for i, p in enumerate(self.method.parameters())]
+        return {b: a for a, b in pairs} if portable else dict(pairs)
 
     def save(self, state: dict[str, Any], path: str) -> str:
         return save_checkpoint(state, path)
