@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import queue
+import signal
 import threading
 from typing import Any
 
@@ -372,10 +373,22 @@ def serve_command(model_dir: str, *, host: str = "127.0.0.1", port: int = 8080, 
                      max_wait_ms=max_wait_ms)
     handle = ServerHandle(app, host=host, port=port, threads=threads, max_body_bytes=int(max_body_mb * 1024 * 1024))
     info = app.extensions["robust_paddle"]["info"]
-    logger.info("serving %s (model %s, %d classes, input %s) at %s", model_dir, info.model_version,
-                info.num_classes, list(info.input_shape), handle.url)
+    # stdout, not only the log: with --port 0 this line is how a caller learns the port
+    print(f"serving {model_dir} (model {info.model_version}, {info.num_classes} classes, input "
+          f"{list(info.input_shape)}) at {handle.url}", flush=True)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (docker stop, kill) shuts down like Ctrl-C: waitress stops, the batcher thread is joined
+        previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         handle.serve_forever()
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         handle.close()
         close_app(app)
+        logger.info("server stopped")
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt

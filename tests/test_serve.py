@@ -5,7 +5,11 @@ micro-batcher's batching and error handling."""
 import base64
 import io
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -254,3 +258,23 @@ def test_server_argument_checks(model, tmp_path):
         create_app(model["dir"], max_body_mb=0)
     with pytest.raises(FileNotFoundError, match="has no inference.yml"):
         create_app(str(tmp_path))
+
+
+def test_cli_serve_subprocess_reports_its_port_and_stops_on_sigterm(model):
+    proc = subprocess.Popen([sys.executable, "-m", "robust_paddle.cli", "serve", "--model", model["dir"], "--port", "0",
+                             "--threads", "2"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        line = proc.stdout.readline()  # printed once the server listens
+        match = re.search(r"at (http://127\.0\.0\.1:\d+)", line)
+        assert match, line
+        url = match.group(1)
+        assert requests.get(url + "/health", timeout=30).json()["status"] == "ok"
+        r = post(url, {"inputs": model["x"][:1].tolist(), "top_k": 10})
+        np.testing.assert_allclose(probs_of(r.json(), 10), model["probs"][:1], atol=1e-5)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
