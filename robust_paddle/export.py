@@ -133,13 +133,14 @@ def save_static(net: paddle.nn.Layer, out_dir: str, *, input_shape: Sequence[int
     return prefix
 
 
-def model_version(prefix: str) -> str:
-    """First 12 hex digits of the SHA-256 of the program and weight files."""
-    h = hashlib.sha256()
-    for path in (_compat.model_file(prefix), _compat.params_file(prefix)):
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+def model_version(prefix: str, interface: dict[str, Any]) -> str:
+    """First 12 hex digits of a SHA-256 over the weight file and the model's interface (input shape, softmax,
+    preprocessing, classes, model name ...): the same weights exported the same way get the same version.
+    The program file is left out because ``jit.save`` numbers its variables with process-wide counters."""
+    h = hashlib.sha256(json.dumps(interface, sort_keys=True).encode())
+    with open(_compat.params_file(prefix), "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
     return h.hexdigest()[:12]
 
 
@@ -241,10 +242,14 @@ def export_command(cfg: Config, checkpoint: str, *, out_dir: str, formats: Seque
 
     prefix = save_static(net, out_dir, input_shape=input_shape)
     exact = PaddlePredictor(prefix, optimized=False)
+    interface = {"input_shape": input_shape, "softmax": ec.softmax, "mean": list(run.data.mean),
+                 "std": list(run.data.std), "class_names": [str(c) for c in run.data.class_names],
+                 "model": cfg.model.name, "model_params": cfg.model.params, "network": which}
     info = ModelInfo(model_dir=out_dir, input_name=exact.input_name, input_shape=tuple(input_shape),
                      kind="image" if len(input_shape) == 3 else "tabular", output_name=exact.output_name,
                      softmax=ec.softmax, mean=tuple(run.data.mean), std=tuple(run.data.std),
-                     class_names=tuple(str(c) for c in run.data.class_names), model_version=model_version(prefix),
+                     class_names=tuple(str(c) for c in run.data.class_names),
+                     model_version=model_version(prefix, interface),
                      source={"checkpoint": os.path.abspath(checkpoint), "epoch": int(state["epoch"]),
                              "method": cfg.method.name, "model": cfg.model.name, "network": which, "ema": use_ema,
                              "dataset": cfg.data.name})

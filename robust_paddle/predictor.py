@@ -46,7 +46,7 @@ class ModelInfo:
             dimension is dynamic. kind: ``"image"`` (CHW input) or ``"tabular"`` (``[D]`` input).
         output_name: fetch name; softmax: whether the model outputs probabilities (else logits).
         mean, std: per channel (per feature for tabular), applied after scaling pixels to [0, 1].
-        class_names: one per output column. model_version: hash of the exported program and weights.
+        class_names: one per output column. model_version: hash of the exported weights and interface.
         source: where the model came from (checkpoint, epoch, network, EMA).
     """
 

@@ -140,6 +140,10 @@ def test_ema_export_uses_the_shadow_weights(tmp_path_factory, tmp_path):
     np.testing.assert_allclose(got, ema, atol=1e-5)
     assert np.abs(got - raw).max() > 1e-4
 
+    # the run evaluated with its EMA weights (train.ema.eval), so export picks them without being asked
+    _, implicit_out, implicit = exported(tmp_path_factory, "ema", tag="-implicit")
+    assert implicit["source"]["ema"] is True and implicit["model_version"] == report["model_version"]
+
     # a checkpoint without EMA weights: a clear error naming the fix
     plain_cfg, plain_ckpt = trained_run(tmp_path_factory, "mlp")
     with pytest.raises(ValueError, match="holds no EMA weights; train with train.ema.enabled=true"):
