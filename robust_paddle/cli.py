@@ -102,6 +102,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CLIError("train needs -c CONFIG (or --resume RUN_DIR)")
         cfg = config.load(args.config, args.override)
     summary = train(cfg, resume=args.resume)
+    if _rank() != 0:  # data parallel: rank 0 alone reports (every rank holds the same metrics)
+        return 0
     final = {k: v for k, v in summary["final"].items() if k.startswith(("val/", "test/"))}
     print(json.dumps({"output_dir": cfg.output_dir, "epochs_run": summary["epochs_run"], **final}, indent=2))
     return 0
@@ -157,11 +159,18 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "report": cmd_report, "export"
             "compress": cmd_compress, "serve": cmd_serve, "demo": cmd_demo}
 
 
+def _rank() -> int:
+    """Rank set by ``paddle.distributed.launch`` (0 in a plain run), read without importing paddle."""
+    return int(os.environ.get("PADDLE_TRAINER_ID", "0") or 0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    # under paddle.distributed.launch only rank 0 logs progress; the other ranks' logs keep warnings and errors
+    logging.basicConfig(level=logging.WARNING if args.quiet or _rank() != 0 else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+                        force=True)  # paddle attaches a root handler on import; replace it
     from robust_paddle.engine.trainer import NonFiniteLossError
 
     try:
