@@ -1,0 +1,136 @@
+"""PaddleSlim access, version checks, model size counters and the Paddle Inference predictor of compressed models.
+
+PaddleSlim is optional (``pip install robust_paddle[slim]``) and imported only here, on first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from types import ModuleType
+
+import numpy as np
+import paddle
+
+from robust_paddle import _compat
+
+logger = logging.getLogger(__name__)
+
+#: stages PaddleSlim 2.6 cannot run on Paddle 3.x (its dygraph pruners and quant_post_static break there)
+PADDLE2_ONLY = ("prune", "ptq")
+INSTALL_HINT = "pip install robust_paddle[slim]"
+
+
+def import_paddleslim(stage: str) -> ModuleType:
+    """``import paddleslim`` for ``stage``, or an ImportError that says what to install."""
+    try:
+        import paddleslim
+    except ImportError as e:
+        raise ImportError(f"compression stage '{stage}' needs PaddleSlim, which is not installed: {INSTALL_HINT} "
+                          f"(paddleslim==2.6.0 with paddlepaddle 2.6); import failed with: {e}") from e
+    return paddleslim
+
+
+@contextlib.contextmanager
+def quiet_paddleslim(level: int = logging.WARNING) -> Iterator[None]:
+    """Raise PaddleSlim's loggers (INFO by default: one line per pruned variable and trial) to ``level`` inside
+    the block, unless ``robust_paddle.compress`` itself logs at DEBUG; restores their levels afterwards."""
+    if logger.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    loggers = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict) if n.startswith("paddleslim")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.level, level))
+    try:
+        yield
+    finally:
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
+
+
+def check_stage_supported(stage: str) -> None:
+    """Raise before any work when the running Paddle cannot do ``stage`` (names the stage and the version)."""
+    if stage in PADDLE2_ONLY:
+        _compat.require_paddle2_for(stage)
+
+
+def count_params(net: paddle.nn.Layer) -> int:
+    """Trainable parameters (BatchNorm running statistics excluded)."""
+    return int(sum(int(np.prod(p.shape)) for p in net.parameters() if not p.stop_gradient))
+
+
+def count_flops(net: paddle.nn.Layer, input_shape: Sequence[int]) -> int:
+    """Multiply-accumulate FLOPs of one sample (``paddleslim.analysis.flops``, convs and fcs)."""
+    from paddleslim.analysis import flops
+
+    was_training = net.training
+    net.eval()
+    try:
+        return int(flops(net, [1, *[int(s) for s in input_shape]]))
+    finally:
+        if was_training:
+            net.train()
+
+
+def file_sizes(prefix: str) -> dict[str, int]:
+    """Bytes of the weights file (``.pdiparams``) and the program file of a saved inference model."""
+    return {"params_bytes": os.path.getsize(_compat.params_file(prefix)),
+            "program_bytes": os.path.getsize(_compat.model_file(prefix))}
+
+
+def mkldnn_available() -> bool:
+    return bool(paddle.base.core.is_compiled_with_mkldnn())
+
+
+class DeployPredictor:
+    """Paddle Inference on the CPU as a compressed model is deployed: IR fusion passes + oneDNN, and for int8
+    programs ``enable_mkldnn_int8`` so quantised convs and fcs run int8 kernels.
+
+    ``robust_paddle.predictor.PaddlePredictor`` is the fp32 deployment predictor; it has no int8 switch, so
+    this class adds one (same call contract: ``[N, *input_shape]`` float32 in, ``[N, C]`` float32 out).
+
+    Args:
+        prefix: model path without extension.
+        int8: the program holds quantize/dequantize ops (QAT / PTQ output).
+        threads: CPU math-library threads.
+        optimized: False runs the saved program op by op (no IR passes, no oneDNN): the exact reference
+            used by parity checks (fake-quant ops then run in fp32).
+    """
+
+    def __init__(self, prefix: str, *, int8: bool = False, threads: int = 1, optimized: bool = True) -> None:
+        from paddle import inference
+
+        config = inference.Config(_compat.model_file(prefix), _compat.params_file(prefix))
+        config.disable_gpu()
+        config.disable_glog_info()
+        config.set_cpu_math_library_num_threads(int(threads))
+        config.switch_ir_optim(optimized)
+        self.int8_kernels = False
+        if optimized and mkldnn_available():
+            config.enable_mkldnn()
+            config.set_mkldnn_cache_capacity(16)
+            if int8:
+                config.enable_mkldnn_int8()
+                self.int8_kernels = True
+        else:
+            config.disable_mkldnn()
+        if int8 and optimized and not self.int8_kernels:
+            logger.warning("this Paddle build has no oneDNN: the int8 model runs with dequantised fp32 weights")
+        self._predictor = inference.create_predictor(config)
+        self.input_name = self._predictor.get_input_names()[0]
+        self.output_name = self._predictor.get_output_names()[0]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        handle = self._predictor.get_input_handle(self.input_name)
+        handle.reshape(list(x.shape))
+        handle.copy_from_cpu(x)
+        self._predictor.run()
+        return self._predictor.get_output_handle(self.output_name).copy_to_cpu()
+
+    def predict(self, x: np.ndarray, *, batch_size: int) -> np.ndarray:
+        """Outputs ``[N, C]`` of ``x`` ``[N, ...]`` in batches of ``batch_size``."""
+        return np.concatenate([self(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
