@@ -4,6 +4,7 @@ and end-to-end runs on noisy digits that resume exactly."""
 import glob
 import json
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import paddle
@@ -140,6 +141,32 @@ def test_co_teaching_step_uses_the_other_networks_selection():
     assert terms["precision"] == pytest.approx((ok[pick1].sum() + ok[pick2].sum()) / 16)
     loss.backward()
     assert all(float(n.fc.weight.grad.abs().sum()) > 0 for n in method.networks.values())
+
+
+def test_epoch_statistics_sum_over_batches():
+    clean = np.array([0, 1, 2, 0, 1, 2, 1, 2, 0, 1])
+    method, labels = toy(CoTeachingMethod, clean=clean, forget_rate=0.4, num_gradual=0)
+    trainer = SimpleNamespace(epoch=3, epoch_scalars={}, epoch_histograms={})
+    method.before_epoch(trainer)
+    x = np.random.default_rng(5).normal(size=(N, D)).astype(np.float32)
+    ok, tp, n_sel = labels == clean, 0, 0
+    for part in (np.arange(0, 6), np.arange(6, 10)):  # two batches of 6 and 4 samples
+        b = (tensor(x[part]), tensor(labels[part], "int64"), tensor(part, "int64"))
+        method.train_step(b, epoch=3, step=0)
+        ce = [numpy_ce(method.networks[k], x[part], labels[part])[1] for k in ("net1", "net2")]
+        k = int(np.floor(0.6 * len(part) + 0.5))
+        for c in ce:
+            kept = part[np.argsort(c, kind="stable")[:k]]
+            tp, n_sel = tp + ok[kept].sum(), n_sel + k
+    method.after_epoch(trainer)
+    s = trainer.epoch_scalars
+    assert s["select/keep_ratio"] == pytest.approx(n_sel / 20) and s["select/target_keep_ratio"] == 0.6
+    assert s["select/precision"] == pytest.approx(tp / n_sel)
+    assert s["select/recall"] == pytest.approx(tp / (2 * ok.sum()))
+    assert s["noise/forget_rate"] == 0.4 and "noise/rate_gmm" not in s
+    want = (numpy_ce(method.networks["net1"], x, labels)[1] + numpy_ce(method.networks["net2"], x, labels)[1]) / 2
+    # per-sample losses of the epoch; their presence also makes report.SampleStatsHook leave select/* alone
+    np.testing.assert_allclose(trainer.epoch_histograms["samples/loss"], want, rtol=1e-5)
 
 
 def test_co_teaching_plus_updates_only_on_disagreement():

@@ -104,7 +104,8 @@ class _TwoNetworkSmallLossMethod(Method):
     ``select/target_keep_ratio`` (R(T)), ``select/precision`` / ``select/recall`` (when clean labels are
     known, summed over the epoch), ``noise/forget_rate`` (tau in force; 0 while ``auto`` is still warming
     up) and, after an ``auto`` estimate, ``noise/rate_gmm``, ``noise/rate_cj`` (and ``noise/rate_true``
-    when clean labels are known). Step terms: ``loss1``, ``loss2``, ``keep_ratio`` and ``precision``.
+    when clean labels are known); histogram ``samples/loss`` (per-sample training loss, mean of the two
+    networks). Step terms: ``loss1``, ``loss2``, ``keep_ratio`` and ``precision``.
 
     Args (shared by the three methods):
         ctx: the method context (two networks from ``ctx.build_network()``; per-sample loss from
@@ -131,15 +132,18 @@ class _TwoNetworkSmallLossMethod(Method):
                                        estimate_epoch=estimate_epoch, epochs=ctx.cfg.train.epochs,
                                        where=where, seed=ctx.cfg.seed)
         self._counts = np.zeros(4, dtype=np.int64)  # clean selected, selected, clean seen, seen
+        self._sample_loss = np.full(ctx.num_train, np.nan, dtype=np.float32)  # this epoch's training losses
 
     # ----------------------------------------------------------------------------- selection helpers
     def keep_ratio(self, epoch: int) -> float:
         """R(T) for 0-based ``epoch``: ``1 - tau * min((T / T_k)^c, 1)`` (1 while ``auto`` warms up)."""
         return self.schedule.keep_ratio(epoch)
 
-    def _record(self, y: paddle.Tensor, idx: paddle.Tensor, picks: list[np.ndarray], batch_size: int
-                ) -> dict[str, float]:
-        """Add one step's selections (positions into the batch) to the epoch counts; return step terms."""
+    def _record(self, y: paddle.Tensor, idx: paddle.Tensor, picks: list[np.ndarray], batch_size: int,
+                losses: tuple[paddle.Tensor, paddle.Tensor]) -> dict[str, float]:
+        """Add one step's selections (positions into the batch) and its per-sample losses (mean of the two
+        networks) to the epoch's statistics; return the step terms."""
+        self._sample_loss[idx.numpy().reshape(-1)] = (losses[0].numpy() + losses[1].numpy()) / 2
         n_sel = sum(len(p) for p in picks)
         terms = {"keep_ratio": n_sel / (len(picks) * batch_size)}
         self._counts[1] += n_sel
@@ -161,6 +165,7 @@ class _TwoNetworkSmallLossMethod(Method):
     # ------------------------------------------------------------------------------------- epoch hooks
     def before_epoch(self, trainer: Trainer) -> None:
         self._counts[:] = 0
+        self._sample_loss[:] = np.nan
         self.schedule.maybe_estimate(trainer, epoch=trainer.epoch, clean_labels=self.ctx.clean_labels)
 
     def after_epoch(self, trainer: Trainer) -> None:
@@ -172,6 +177,11 @@ class _TwoNetworkSmallLossMethod(Method):
             precision, recall = precision_recall_from_counts(clean_sel, sel, clean)
             scalars["select/precision"], scalars["select/recall"] = precision, recall
         scalars.update(self.schedule.scalars())
+        # the training-mode per-sample losses the selection ranked; filling this histogram also tells the
+        # generic SampleStatsHook (robust_paddle.report) that the method logs its own select/* statistics
+        seen_loss = self._sample_loss[np.isfinite(self._sample_loss)]
+        if seen_loss.size:
+            trainer.epoch_histograms["samples/loss"] = seen_loss.copy()
 
     # ------------------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -215,7 +225,8 @@ class CoTeachingMethod(_TwoNetworkSmallLossMethod):
         x, y, idx = batch[:3]
         _, _, l1, l2 = self._forward_pair(x, y)
         loss1, loss2, pick1, pick2 = co_teaching_losses(l1, l2, keep_ratio=self.keep_ratio(epoch))
-        terms = self._record(y, idx, [self._positions(pick1), self._positions(pick2)], int(y.shape[0]))
+        picks = [self._positions(pick1), self._positions(pick2)]
+        terms = self._record(y, idx, picks, int(y.shape[0]), (l1, l2))
         return loss1 + loss2, {"loss1": loss1, "loss2": loss2, **terms}
 
 
@@ -270,7 +281,7 @@ class CoTeachingPlusMethod(_TwoNetworkSmallLossMethod):
                 loss1, loss2, p1, p2 = co_teaching_losses(paddle.gather(l1, where), paddle.gather(l2, where),
                                                           keep_ratio=keep)
                 picks = [dis[self._positions(p1)], dis[self._positions(p2)]]
-        terms = self._record(y, idx, picks, n)
+        terms = self._record(y, idx, picks, n, (l1, l2))
         return loss1 + loss2, {"loss1": loss1, "loss2": loss2, **terms, **extra}
 
 
@@ -307,7 +318,7 @@ class JoCoRMethod(_TwoNetworkSmallLossMethod):
         logits1, logits2, l1, l2 = self._forward_pair(x, y)
         loss, pick, kl = jocor_losses(logits1, logits2, l1, l2, co_lambda=self.co_lambda,
                                       keep_ratio=self.keep_ratio(epoch))
-        terms = self._record(y, idx, [self._positions(pick)], int(y.shape[0]))
+        terms = self._record(y, idx, [self._positions(pick)], int(y.shape[0]), (l1, l2))
         kept = {name: paddle.gather(v.detach(), pick).mean() for name, v in (("loss1", l1), ("loss2", l2),
                                                                              ("kl", kl))}
         return loss, {**kept, **terms}
