@@ -76,11 +76,21 @@ def test_run_logs_every_family_of_scalars(runs_root: Path) -> None:
 
 
 def test_hparams_record_names_the_final_metrics(runs_root: Path) -> None:
-    record = read_log(runs_root / "run1")["hyper_parameters"]["hparam"][0].hparam
+    log = read_log(runs_root / "run1")
+    record = log["hyper_parameters"]["hparam"][0].hparam
     hparams = {h.name: h for h in record.hparamInfos}
     assert hparams["method"].string_value == "standard" and hparams["loss"].string_value == "gce"
     assert hparams["noise"].string_value == "symmetric-0.4" and hparams["epochs"].int_value == 2
-    assert {m.name for m in record.metricInfos} >= {"val/acc", "test/acc", "best/val/acc"}
+    metrics = {m.name for m in record.metricInfos}
+    assert metrics >= {"val/acc", "test/acc", "best/val/acc"}
+    # the hparams view reads every metric from the scalar of the same tag, at the last epoch
+    for name in metrics:
+        assert log["scalar"][name][-1].id == 2, name
+    # including what hooks add to the last row in after_train (the calibration hook's <split>/ece)
+    final = json.loads((runs_root / "run1" / "metrics.json").read_text())["final"]
+    for key in ("test/ece", "val/ece"):
+        if final.get(key) is not None:
+            assert key in metrics and log["scalar"][key][-1].value == pytest.approx(final[key], rel=1e-6)
 
 
 def test_run_hparams_types() -> None:
@@ -181,6 +191,11 @@ def test_dashboard_serves_the_run_and_its_scalars(runs_root: Path) -> None:
             want = history(runs_root / "run1", tag)
             assert [p[1] for p in points] == [e for e, _ in want]
             np.testing.assert_allclose([p[2] for p in points], [v for _, v in want], rtol=1e-6, atol=1e-7)
+        trials = {t["name"]: t for t in api(base, "hparams/list")}
+        assert trials[run]["hparams"]["loss"] == "gce"
+        want_acc = history(runs_root / "run1", "test/acc")[-1][1]
+        assert trials[run]["metrics"]["test/acc"] == pytest.approx(want_acc, rel=1e-6)
+        assert all(v is not None for v in trials[run]["metrics"].values()), trials[run]["metrics"]
         hist = api(base, "histogram/tags")
         assert "samples/loss" in dict(zip(hist["runs"], hist["tags"]))[run]
         status, page = get(f"{base}/app/scalar")

@@ -76,6 +76,8 @@ class VisualDLHook(Hook):
         self.train_acc_samples = train_acc_samples
         self.writer: Any = None
         self._train_loader: Any = None
+        self._last_step: int | None = None  # epoch logged last in this session, and the tags logged at it
+        self._last_tags: set[str] = set()
 
     def before_train(self, trainer: Trainer) -> None:
         if not trainer.is_main:
@@ -127,9 +129,11 @@ class VisualDLHook(Hook):
         if self.writer is None:
             return
         step = trainer.epoch + 1
+        self._last_step, self._last_tags = step, set()
         for k, v in trainer.epoch_scalars.items():
             if k != "epoch" and _finite(v):
                 self.writer.add_scalar(tag=_tag(k), value=float(v), step=step)
+                self._last_tags.add(k)
         every = trainer.cfg.train.eval_every
         if (trainer.epoch + 1) % every == 0 or trainer.epoch + 1 == trainer.cfg.train.epochs:  # EvalHook's epochs
             for k, v in self.train_accuracy(trainer).items():
@@ -160,7 +164,14 @@ class VisualDLHook(Hook):
                 img = confusion_image(res["confusion"], class_names=trainer.meta.get("class_names"),
                                       title=f"Confusion matrix ({split})")
                 self.writer.add_image(tag=f"{split}/confusion", img=img, step=trainer.epoch + 1)
-        # The hparams view reads each metric from the scalar of the same tag, which after_epoch logged.
+        # Hooks running after this one at the epoch end, or before it in after_train (calibration's
+        # <split>/ece), add to the last row: log what is new, since the hparams view reads each metric from
+        # the scalar of the same tag.
+        last = trainer.history[-1] if trainer.history else {}
+        if last.get("epoch") == self._last_step:
+            for k, v in last.items():
+                if k != "epoch" and k not in self._last_tags and _finite(v):
+                    self.writer.add_scalar(tag=_tag(k), value=float(v), step=self._last_step)
         final = [k for k, v in trainer.last_eval_scalars().items() if _finite(v)]
         best = "best/" + trainer.cfg.train.monitor
         if trainer.history and _finite(trainer.history[-1].get(best)):
