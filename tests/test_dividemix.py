@@ -1,5 +1,6 @@
 """DivideMix: loss pieces and a whole training step against NumPy references, options, end-to-end runs."""
 
+import glob
 import json
 import os
 
@@ -163,6 +164,26 @@ def test_unknown_option_names_the_field(tmp_path):
                  FAST + [f"output_dir={tmp_path}", "method.params.lambda=1"])
     with pytest.raises(ValueError, match=r"method.params: unknown key\(s\) lambda for method 'dividemix'"):
         run_mod.build_run(cfg, output_dir=str(tmp_path))
+
+
+# ------------------------------------------------------------------------------------------ configs
+@pytest.mark.parametrize("name,lambda_u,p_threshold", [
+    ("cifar10_sym20", 0.0, 0.5), ("cifar10_sym50", 25.0, 0.5), ("cifar10_sym80", 25.0, 0.5),
+    ("cifar10_sym90", 50.0, 0.6), ("cifar10_asym40", 0.0, 0.5),
+])
+def test_cifar10_configs_carry_the_paper_presets(name, lambda_u, p_threshold):
+    cfg = C.load(os.path.join(CONFIGS, "dividemix", f"{name}.yaml"))
+    p = cfg.method.params
+    assert (p["lambda_u"], p["p_threshold"], p["T"], p["alpha"], p["warmup_epochs"]) == (lambda_u, p_threshold, 0.5, 4.0, 10)
+    assert cfg.data.root == "data/cifar10" and cfg.model.name == "preact_resnet18"
+    assert p["noise_mode"] == ("asym" if "asym" in name else "sym")
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(CONFIGS, "dividemix", "*.yaml"))))
+def test_every_config_builds_the_method(path):
+    cfg = C.load(path)
+    method, _ = toy_method(**cfg.method.params)
+    assert cfg.method.name == "dividemix" and isinstance(method, DivideMixMethod)
 
 
 # ------------------------------------------------------------------------------------ end to end

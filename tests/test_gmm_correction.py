@@ -1,5 +1,6 @@
 """gmm_correction: the training step against NumPy references, the shared division helpers, end-to-end runs."""
 
+import glob
 import json
 import os
 
@@ -115,6 +116,13 @@ def test_stays_in_warmup_until_a_division_exists():
 def test_options_are_checked(params, match):
     with pytest.raises((ValueError, TypeError), match=match):
         toy_method(**params)
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(CONFIGS, "gmm_correction", "*.yaml"))))
+def test_every_config_builds_the_method(path):
+    cfg = C.load(path)
+    method, _ = toy_method(**cfg.method.params)
+    assert cfg.method.name == "gmm_correction" and isinstance(method, GMMCorrectionMethod)
 
 
 # ------------------------------------------------------------------------------------ division
