@@ -54,9 +54,13 @@ def per_sample_loss(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return lse - z[np.arange(z.shape[0]), np.asarray(labels, dtype=np.int64)]
 
 
-def train_predictions(trainer: Trainer, loader: Any, n: int) -> np.ndarray:
-    """Logits [N, C] of every training sample in dataset order (one eval pass over ``loader``)."""
-    logits, idx = trainer.predict_logits(loader)
+def train_predictions(trainer: Trainer, loader: Any, n: int, *, shard: bool = False) -> np.ndarray:
+    """Logits [N, C] of every training sample in dataset order (one eval pass over ``loader``).
+
+    ``shard``: data parallel, called by every rank: each predicts its shard (``Trainer.predict_logits``).
+    """
+    logits, idx = (trainer.predict_logits(loader, shard=True) if shard and getattr(trainer, "distributed", False)
+                   else trainer.predict_logits(loader))
     if idx.shape[0] != n or not np.array_equal(np.sort(idx), np.arange(n)):
         raise ValueError(f"the train_eval loader yielded {idx.shape[0]} samples with indices that are not a "
                          f"permutation of 0..{n - 1}; it must cover the training set once")
@@ -273,7 +277,7 @@ class SampleStatsHook(Hook):
             return
         ds = trainer.data.train_eval
         labels = np.asarray(ds.labels, dtype=np.int64)
-        logits = train_predictions(trainer, trainer.loaders["train_eval"], len(labels))
+        logits = train_predictions(trainer, trainer.loaders["train_eval"], len(labels), shard=True)  # all ranks
         losses = per_sample_loss(logits, labels)
         prob, _ = loss_gmm(losses, seed=int(trainer.cfg.seed) + trainer.epoch)
         trainer.epoch_histograms["samples/loss"] = losses.astype(np.float32)

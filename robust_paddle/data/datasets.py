@@ -104,10 +104,16 @@ class EpochBatchSampler(paddle.io.BatchSampler):
 
     Call ``set_epoch(epoch)`` before iterating; it also forwards the epoch to the dataset so augmentation
     follows it. A resumed run that sets the same epoch sees exactly the same batches.
+
+    Data parallel (``num_replicas`` > 1, the role of Paddle's ``DistributedBatchSampler``): ``batch_size``
+    is the *global* batch; every rank walks the same ``(seed, epoch)`` order and yields its contiguous part
+    of each global batch (sizes as ``np.array_split``), so all ranks take ``len(self)`` steps and N
+    processes together see the batches of one process. A global batch smaller than ``num_replicas`` (the
+    epoch's last) is topped up with the epoch's first samples so no rank gets an empty batch.
     """
 
     def __init__(self, dataset: paddle.io.Dataset, *, batch_size: int, shuffle: bool, seed: int,
-                 drop_last: bool = False) -> None:
+                 drop_last: bool = False, num_replicas: int = 1, rank: int = 0) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
         super().__init__(dataset=dataset, shuffle=False, batch_size=batch_size, drop_last=bool(drop_last))
@@ -115,6 +121,15 @@ class EpochBatchSampler(paddle.io.BatchSampler):
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
         self.epoch = 0
+        self.set_replicas(num_replicas=num_replicas, rank=rank)
+
+    def set_replicas(self, *, num_replicas: int, rank: int) -> None:
+        """Shard every global batch over ``num_replicas`` ranks; this sampler yields rank ``rank``'s part."""
+        if isinstance(num_replicas, bool) or not isinstance(num_replicas, int) or num_replicas < 1:
+            raise ValueError(f"num_replicas must be an int >= 1, got {num_replicas!r}")
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must be an int in [0, {num_replicas}), got {rank!r}")
+        self.num_replicas, self.rank = num_replicas, rank
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -133,7 +148,16 @@ class EpochBatchSampler(paddle.io.BatchSampler):
         order = self.order().tolist()
         stop = len(order) - len(order) % self.batch_size if self.drop_last else len(order)
         for start in range(0, stop, self.batch_size):
-            yield order[start:start + self.batch_size]
+            batch = order[start:start + self.batch_size]
+            yield batch if self.num_replicas == 1 else self.rank_part(batch, order)
+
+    def rank_part(self, batch: list[int], order: list[int]) -> list[int]:
+        """This rank's contiguous part of the global ``batch`` (topped up from ``order`` when short)."""
+        while len(batch) < self.num_replicas:
+            batch = batch + order[:self.num_replicas - len(batch)]
+        size, extra = divmod(len(batch), self.num_replicas)
+        start = self.rank * size + min(self.rank, extra)
+        return batch[start:start + size + (self.rank < extra)]
 
     def __len__(self) -> int:
         n = len(self.dataset)
@@ -142,17 +166,22 @@ class EpochBatchSampler(paddle.io.BatchSampler):
 
 def build_loader(dataset: paddle.io.Dataset, *, batch_size: int, shuffle: bool, seed: int,
                  drop_last: bool = False, num_workers: int = 0,
-                 batch_sampler: EpochBatchSampler | None = None) -> paddle.io.DataLoader:
+                 batch_sampler: EpochBatchSampler | None = None, num_replicas: int = 1,
+                 rank: int = 0) -> paddle.io.DataLoader:
     """A DataLoader yielding ``(x [B, ...] float32, y [B] int64, idx [B] int64)`` tensors.
 
     The order depends only on ``(seed, epoch)``: call ``loader.batch_sampler.set_epoch(epoch)`` at the
     start of every epoch (workers are re-created per epoch, so they see the dataset's epoch too).
     ``batch_sampler`` replaces the default sampler (then ``batch_size``, ``shuffle``, ``seed`` and
     ``drop_last`` are the sampler's own), e.g. ``imbalance.WeightedEpochBatchSampler``.
+    ``num_replicas`` / ``rank``: data-parallel sharding of the global batches (see :class:`EpochBatchSampler`;
+    also applied to a given ``batch_sampler``).
     """
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
     sampler = batch_sampler if batch_sampler is not None else EpochBatchSampler(
         dataset, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
+    if num_replicas != 1 or rank != 0:
+        sampler.set_replicas(num_replicas=num_replicas, rank=rank)
     return paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, return_list=True,
                                 persistent_workers=False)

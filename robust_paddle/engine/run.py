@@ -15,6 +15,7 @@ import numpy as np
 import paddle
 
 from robust_paddle import config as config_mod
+from robust_paddle import distributed as dist
 from robust_paddle.config import Config
 from robust_paddle.data import build_data, build_loader
 from robust_paddle.engine.checkpoint import load_checkpoint
@@ -68,7 +69,9 @@ def make_context(cfg: Config, data: Any) -> MethodContext:
                          build_network=network, build_loss=loss)
 
 
-def make_loaders(cfg: Config, data: Any) -> dict[str, Any]:
+def make_loaders(cfg: Config, data: Any, *, num_replicas: int = 1, rank: int = 0) -> dict[str, Any]:
+    """train (shuffled by ``(seed, epoch)``; data parallel: this rank's part of every global batch),
+    train_eval, val and test loaders (whole splits; the trainer shards those per pass)."""
     d = cfg.data
     sampler = None
     if d.sampler == "weighted":  # class-weighted draws with replacement, reproducible per (seed, epoch)
@@ -78,7 +81,8 @@ def make_loaders(cfg: Config, data: Any) -> dict[str, Any]:
                                          method=d.sampler_weighting, beta=d.sampler_beta)
     loaders = {
         "train": build_loader(data.train, batch_size=d.batch_size, shuffle=True, seed=cfg.seed,
-                              num_workers=d.num_workers, batch_sampler=sampler),
+                              num_workers=d.num_workers, batch_sampler=sampler, num_replicas=num_replicas,
+                              rank=rank),
         "train_eval": build_loader(data.train_eval, batch_size=d.eval_batch_size, shuffle=False, seed=cfg.seed,
                                    num_workers=d.num_workers),
     }
@@ -106,18 +110,22 @@ class Run:
     trainer: Trainer
 
 
-def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None, data: Any = None) -> Run:
+def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None, data: Any = None,
+              distributed: bool = False) -> Run:
     """Build data, method, optimizer, scheduler and trainer (seeded by ``cfg.seed``).
 
     ``data``: a prebuilt DataBundle to train on instead of ``build_data(cfg)`` (e.g. a cross-validation
-    fold, see ``estimation.cross_val_pred_probs``).
+    fold, see ``estimation.cross_val_pred_probs``). ``distributed``: data parallel over the launched
+    processes (``robust_paddle.distributed.init`` first; every rank must call this); off for eval, export
+    and anything rank 0 builds alone.
     """
     set_device(cfg.train.device)
     seed_everything(cfg.seed)
     data = build_data(cfg) if data is None else data
     check_monitor(cfg, data)
     method = build_method(cfg, make_context(cfg, data))
-    loaders = make_loaders(cfg, data)
+    shard = {"num_replicas": dist.world_size(), "rank": dist.rank()} if distributed else {}
+    loaders = make_loaders(cfg, data, **shard)
     steps_per_epoch = max(1, -(-len(loaders["train"]) // cfg.train.accumulate_steps))
     scheduler = build_scheduler(cfg.scheduler, base_lr=cfg.optimizer.lr, epochs=cfg.train.epochs,
                                 steps_per_epoch=steps_per_epoch)
@@ -125,7 +133,7 @@ def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None, data: 
     optimizer = build_optimizer(cfg.optimizer, method.parameters(), learning_rate=scheduler)
     trainer = Trainer(cfg, method, loaders, optimizer=optimizer, scheduler=scheduler,
                       hooks=build_hooks(cfg.train) if hooks is None else hooks, output_dir=output_dir,
-                      meta=model_meta(data), data=data)
+                      meta=model_meta(data), data=data, distributed=distributed)
     return Run(cfg=cfg, data=data, method=method, loaders=loaders, trainer=trainer)
 
 
@@ -147,15 +155,24 @@ def prepare_output(cfg: Config, *, resume: bool) -> str:
 
 
 def train(cfg: Config, *, resume: str | None = None) -> dict[str, Any]:
-    """Train from a config (or resume the run folder ``resume``); returns the metrics summary."""
+    """Train from a config (or resume the run folder ``resume``); returns the metrics summary.
+
+    Under ``paddle.distributed.launch`` with several processes this trains data-parallel
+    (``docs/distributed.md``); rank 0 writes the run folder.
+    """
+    distributed = dist.init(cpu=cfg.train.device == "cpu")
+    if distributed and cfg.train.kfold:
+        raise ValueError(f"train.kfold={cfg.train.kfold} trains K independent models, which is not data parallel; "
+                         f"launch it as one process (this job has {dist.world_size()}), or unset train.kfold")
     out = prepare_output(cfg, resume=resume is not None)
+    dist.barrier()  # every rank has checked the folder before rank 0 writes config.yaml into it
     if cfg.train.kfold:
         if resume is not None:
             raise ValueError("--resume is not supported for k-fold runs (train.kfold); start a new run")
         from robust_paddle.kfold import train_kfold
 
         return train_kfold(cfg, folds=cfg.train.kfold, output_dir=out).summary
-    run = build_run(cfg, output_dir=out)
+    run = build_run(cfg, output_dir=out, distributed=distributed)
     if run.trainer.is_main:
         config_mod.save(cfg, os.path.join(out, "config.yaml"))
         if run.data.noise is not None:

@@ -19,6 +19,7 @@ import numpy as np
 import paddle
 from tqdm import tqdm
 
+from robust_paddle import distributed as dist
 from robust_paddle.config import Config, to_dict
 from robust_paddle.engine.checkpoint import save_checkpoint
 from robust_paddle.engine.hooks import Hook
@@ -71,11 +72,14 @@ class Trainer:
         hooks: sorted by priority.
         output_dir: run folder (checkpoints/, metrics.json, vdl/ ...).
         meta: model metadata stored in checkpoints (num_classes, input_shape, class_names, mean, std).
+        distributed: data parallel (``robust_paddle.distributed``): wrap every network in ``DataParallel``,
+            average the epoch's train terms over ranks, shard per-sample passes; ``loaders["train"]`` must
+            already be sharded (``engine.run.make_loaders``).
     """
 
     def __init__(self, cfg: Config, method: Method, loaders: dict[str, Any], *, optimizer: paddle.optimizer.Optimizer,
                  scheduler: paddle.optimizer.lr.LRScheduler | None, hooks: list[Hook], output_dir: str,
-                 meta: dict[str, Any], data: Any = None) -> None:
+                 meta: dict[str, Any], data: Any = None, distributed: bool = False) -> None:
         self.cfg, self.method, self.loaders = cfg, method, loaders
         self.optimizer, self.scheduler = optimizer, scheduler
         self.hooks = sorted(hooks, key=lambda h: h.priority)
@@ -92,6 +96,10 @@ class Trainer:
         self.epoch_histograms: dict[str, np.ndarray] = {}
         self.eval_details: dict[str, dict[str, Any]] = {}
         self._setup_amp()
+        self.distributed = bool(distributed) and dist.world_size() > 1
+        self._shards: dict[int, Any] = {}
+        if self.distributed:  # after AMP O2 decoration, as Paddle requires; methods call the wrappers
+            self.method.networks.update(dist.wrap_networks(self.method.networks))
 
     # ----------------------------------------------------------------------------------------- AMP
     def _setup_amp(self) -> None:
@@ -133,6 +141,8 @@ class Trainer:
                 self.method.before_epoch(self)
                 self._call("before_epoch")
                 self._train_epoch()
+                if self.distributed:  # rank 0's BN statistics on every rank
+                    dist.broadcast_buffers(self.method.networks)
                 self.method.after_epoch(self)
                 self._call("after_epoch")
                 if self.stop_training:
@@ -155,18 +165,27 @@ class Trainer:
         bar = tqdm(total=n_batches, desc=f"epoch {self.epoch + 1}/{tc.epochs}", leave=False,
                    disable=not (tc.progress and self.is_main), dynamic_ncols=True)
         for i, batch in enumerate(loader):
-            with self.autocast():
-                loss, terms = self.method.train_step(batch, epoch=self.epoch, step=self.global_step)
-            value = float(loss)
-            if not math.isfinite(value):
-                latest = os.path.join(self.checkpoint_dir, "latest.pdckpt")
-                kept = f"the last good checkpoint {latest} is kept" if os.path.exists(latest) else "no checkpoint was written"
-                raise NonFiniteLossError(
-                    f"loss became {value} at epoch {self.epoch + 1}, batch {i + 1}; training stopped and {kept}. "
-                    "Lower optimizer.lr, enable train.grad_clip, or check the data for NaN/Inf values")
-            # average over the batches of the accumulation group (the epoch's last group may be shorter)
-            group = min(accum, n_batches - (i // accum) * accum)
-            self.scaler.scale(loss / group if group > 1 else loss).backward()
+            last_of_group = (i + 1) % accum == 0 or i + 1 == n_batches
+            # data parallel + accumulation: only the group's last backward all-reduces the summed gradients
+            with dist.no_sync(self.method.networks, enabled=self.distributed and not last_of_group):
+                with self.autocast():
+                    loss, terms = self.method.train_step(batch, epoch=self.epoch, step=self.global_step)
+                value = float(loss)
+                bad = not math.isfinite(value)
+                if self.distributed:  # all ranks stop together, not one of them inside a collective
+                    bad = dist.any_true(bad)
+                if bad:
+                    latest = os.path.join(self.checkpoint_dir, "latest.pdckpt")
+                    kept = f"the last good checkpoint {latest} is kept" if os.path.exists(latest) else "no checkpoint was written"
+                    what = f"non-finite on some rank (rank {dist.rank()}: {value})" if self.distributed else value
+                    raise NonFiniteLossError(
+                        f"loss became {what} at epoch {self.epoch + 1}, batch {i + 1}; training stopped and {kept}. "
+                        "Lower optimizer.lr, enable train.grad_clip, or check the data for NaN/Inf values")
+                # average over the batches of the accumulation group (the epoch's last group may be shorter)
+                group = min(accum, n_batches - (i // accum) * accum)
+                if self.distributed:  # also when the method bypassed DataParallel.forward (forward_features)
+                    dist.prepare_backward(self.method.networks, loss)
+                self.scaler.scale(loss / group if group > 1 else loss).backward()
             if (i + 1) % accum == 0 or i + 1 == n_batches:
                 if tc.grad_clip > 0:
                     # Clip here, over ALL parameters: Paddle's optimizer-level ClipGradByGlobalNorm is
@@ -188,7 +207,10 @@ class Trainer:
         bar.close()
         if self.scheduler is not None and self.cfg.scheduler.by == "epoch":
             self.scheduler.step()
-        self.epoch_scalars.update({f"train/{k}": v / max(n_batches, 1) for k, v in sums.items()})
+        means = {k: v / max(n_batches, 1) for k, v in sums.items()}
+        if self.distributed:  # each rank saw its shard of every batch: average the ranks' epoch means
+            means = dist.mean_scalars(means)
+        self.epoch_scalars.update({f"train/{k}": v for k, v in means.items()})
         self.epoch_scalars["train/lr"] = self.current_lr()
 
     def _call(self, event: str, *args: Any) -> None:
@@ -197,23 +219,48 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------ evaluation
     @paddle.no_grad()
-    def predict_logits(self, loader: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Logits [N, C] (float32) and dataset indices [N] over ``loader`` in eval mode."""
+    def predict_logits(self, loader: Any, *, shard: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Logits [N, C] (float32) and dataset indices [N] over ``loader`` in eval mode.
+
+        ``shard=True`` (data parallel; every rank must call it together): each rank predicts its shard of
+        ``loader`` (:meth:`shard_loader`) and the rows are all-gathered in loader order, so every rank gets
+        the full arrays. The default predicts the whole loader in this process (safe from rank 0 alone).
+        """
+        gather = shard and self.distributed
+        local = self.shard_loader(loader) if gather else loader
         self.method.eval()
         outs, idxs = [], []
-        for batch in loader:
+        for batch in local:
             with self.autocast():
                 logits = self.method.predict(batch[0])
             outs.append(logits.astype("float32").numpy())
             idxs.append(batch[2].numpy())
         self.method.train()
-        return np.concatenate(outs), np.concatenate(idxs)
+        if not gather:
+            return np.concatenate(outs), np.concatenate(idxs)
+        # positions of this rank's rows in the loader's order (the shard sampler yields them)
+        where = np.array([p for b in local.batch_sampler for p in b], dtype=np.int64)
+        logits = np.concatenate(outs) if outs else np.zeros((0, self.method.num_classes), np.float32)
+        idx = np.concatenate(idxs) if idxs else np.zeros(0, np.int64)
+        n = len(loader.dataset)
+        return dist.gather_rows(logits, where, total=n), dist.gather_rows(idx, where, total=n)
+
+    def shard_loader(self, loader: Any) -> Any:
+        """This rank's shard of an evaluation ``loader`` (the loader itself in one process); cached."""
+        if not self.distributed:
+            return loader
+        if id(loader) not in self._shards:
+            self._shards[id(loader)] = (loader, dist.shard_loader(loader))
+        return self._shards[id(loader)][1]
 
     def evaluate(self, split: str) -> dict[str, Any]:
-        """Metrics of ``split`` against its labels (and ``*_clean`` ones when clean labels differ)."""
+        """Metrics of ``split`` against its labels (and ``*_clean`` ones when clean labels differ).
+
+        Data parallel: collective (every rank evaluates its shard; all get the same metrics).
+        """
         loader = self.loaders[split]
         ds = loader.dataset
-        logits, idx = self.predict_logits(loader)
+        logits, idx = self.predict_logits(loader, shard=True)
         preds = logits.argmax(1)
         out = classification_metrics(ds.labels[idx], preds, num_classes=self.method.num_classes)
         clean = getattr(ds, "clean_labels", None)
@@ -254,7 +301,7 @@ class Trainer:
         return {
             "epoch": self.epoch + 1,
             "global_step": self.global_step,
-            "networks": {k: v.state_dict() for k, v in self.method.networks.items()},
+            "networks": {k: dist.unwrap(v).state_dict() for k, v in self.method.networks.items()},
             "optimizer": remap_optimizer_state(self.optimizer.state_dict(), self._param_names(portable=False)),
             "scaler": self.scaler.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
@@ -265,6 +312,7 @@ class Trainer:
             "stop_training": self.stop_training,
             "config": to_dict(self.cfg),
             "meta": self.meta,
+            "world_size": dist.world_size() if self.distributed else 1,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -274,7 +322,7 @@ class Trainer:
             raise ValueError(f"checkpoint lacks network(s) {missing}; it was written by another method "
                              f"({state['config']['method']['name']!r} vs {self.cfg.method.name!r})")
         for k, net in self.method.networks.items():
-            net.set_state_dict(state["networks"][k])
+            dist.unwrap(net).set_state_dict(state["networks"][k])
         self.optimizer.set_state_dict(remap_optimizer_state(state["optimizer"], self._param_names(portable=True)))
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -286,6 +334,11 @@ class Trainer:
             if h.name in hook_states:
                 h.set_state_dict(hook_states[h.name])
         self.history = list(state.get("history", []))
+        saved_ws, ws = int(state.get("world_size", 1)), dist.world_size() if self.distributed else 1
+        if saved_ws != ws:
+            logger.info("the checkpoint was written by %d process(es), this run has %d: the global batches are the "
+                        "same, but per-rank random draws and batch statistics differ, so a resumed run is not an exact "
+                        "replay", saved_ws, ws)
         self.start_epoch = self.epoch = int(state["epoch"])
         self.global_step = int(state.get("global_step", 0))
         self.stopped_early_at = state.get("stopped_early_at")

@@ -24,6 +24,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
+from robust_paddle import distributed as dist
 from robust_paddle.methods.base import Method, MethodContext
 from robust_paddle.methods.forget_rate import AutoForgetRate, check_schedule_params
 from robust_paddle.registry import METHODS
@@ -169,7 +170,10 @@ class _TwoNetworkSmallLossMethod(Method):
         self.schedule.maybe_estimate(trainer, epoch=trainer.epoch, clean_labels=self.ctx.clean_labels)
 
     def after_epoch(self, trainer: Trainer) -> None:
-        clean_sel, sel, clean, seen = (int(v) for v in self._counts)
+        counts = self._counts
+        if getattr(trainer, "distributed", False):  # data parallel: every rank counted its shard of each batch
+            counts = dist.all_reduce_sum(counts)
+        clean_sel, sel, clean, seen = (int(v) for v in counts)
         scalars = trainer.epoch_scalars
         scalars["select/keep_ratio"] = sel / seen if seen else float("nan")
         scalars["select/target_keep_ratio"] = self.keep_ratio(trainer.epoch)

@@ -24,6 +24,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
+from robust_paddle import distributed as dist
 from robust_paddle.correction import (
     fit_loss_gmm,
     mix_lambda,
@@ -76,12 +77,14 @@ def train_set_losses(trainer: Trainer, nets: Sequence[paddle.nn.Layer]) -> np.nd
     """Per-sample cross-entropy of every training sample under each network, in eval mode.
 
     Uses ``trainer.loaders["train_eval"]`` (no augmentation, current labels) under the trainer's AMP
-    context; the networks are put back in train mode afterwards.
+    context; the networks are put back in train mode afterwards. Data parallel: each rank computes its
+    shard and the losses are all-gathered, so every rank returns the same [K, N] array.
 
     Returns:
         [K, N] float64, row k for ``nets[k]``, column = dataset index.
     """
-    loader = trainer.loaders["train_eval"]
+    distributed = getattr(trainer, "distributed", False)
+    loader = trainer.shard_loader(trainer.loaders["train_eval"]) if distributed else trainer.loaders["train_eval"]
     n = len(loader.dataset)
     out = np.zeros((len(nets), n), dtype=np.float64)
     seen = np.zeros(n, dtype=bool)
@@ -98,6 +101,9 @@ def train_set_losses(trainer: Trainer, nets: Sequence[paddle.nn.Layer]) -> np.nd
     finally:
         for net in nets:
             net.train()
+    if distributed:  # this rank filled its shard's columns; assemble all of them on every rank
+        mine = np.flatnonzero(seen)
+        out, seen = dist.gather_rows(out[:, mine].T, mine, total=n).T.copy(), np.ones(n, dtype=bool)
     if not seen.all():
         raise RuntimeError(f"train_eval loader covered {int(seen.sum())} of {n} training samples")
     return out
@@ -201,6 +207,11 @@ class GMMDivisionMethod(Method):
         pass_s = time.perf_counter() - start
         gmm_s = sum(d.update(losses[k], window=self.loss_window, seed=gmm_seed(self.ctx.cfg.seed, trainer.epoch, k))
                     for k, d in enumerate(self.divisions))
+        if getattr(trainer, "distributed", False):
+            # every rank fitted the same GMM on the same gathered losses; rank 0's result is made the only
+            # one, so clean probabilities are bit-identical even if BLAS or threads round differently
+            for d in self.divisions:
+                d.prob = dist.broadcast_array(d.prob)
         log_division(trainer, losses=losses, probs=[d.prob for d in self.divisions], threshold=self.p_threshold,
                      clean_mask=clean_mask_of(trainer, self.ctx), gmm_s=gmm_s, pass_s=pass_s, train_s=train_s)
         logger.info("epoch %d: GMM division, noise rate %.3f, labelled %.3f (GMM %.3fs, loss pass %.2fs)",
