@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -50,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="extra config override (repeatable), e.g. data.subset=5000")
     p.add_argument("--method", default="standard+gce", help="method spec of the trained run (default standard+gce)")
     p.add_argument("--noise", default="sym40", help="noise spec (default sym40)")
-    p.add_argument("--epochs", type=int, default=40, help="training epochs (default 40)")
+    p.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated subset of {', '.join(SCENARIOS)}")
     p.add_argument("--finetune-epochs", type=int, default=5, help="fine-tuning epochs after pruning (default 5)")
@@ -58,7 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--align", type=int, default=8, help="pruned channel counts rounded to a multiple (default 8)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads per predictor (default 1)")
     p.add_argument("--rounds", type=int, default=10, help="latency: rounds of 20 calls per model (default 10)")
-    p.add_argument("--workdir", default=None, help="folder for the run and compressions (default: a temp folder)")
+    p.add_argument("--workdir", default=None, help="folder for the run and compressions (default: a temp folder); "
+                   "a rerun with the same folder reuses its run and compressions and only re-times them")
     p.add_argument("--out", default=None, help="results JSON (default: benchmarks/results/compression-<dataset>.json)")
     return p.parse_args(argv)
 
@@ -150,10 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg = C.build_cfg(base, values, run_dir)
     ckpt = os.path.join(run_dir, "checkpoints", "latest.pdckpt")
     t0 = time.perf_counter()
-    if not os.path.exists(ckpt):
+    trained = not os.path.exists(ckpt)
+    if trained:
         train(cfg)
     results: dict[str, Any] = {"environment": C.environment(), "dataset": dataset, "method": args.method,
-                               "noise": args.noise, "epochs": args.epochs, "train_seconds": time.perf_counter() - t0,
+                               "noise": args.noise, "epochs": args.epochs, "rounds": args.rounds,
+                               "train_seconds": time.perf_counter() - t0 if trained else None,
                                "scenarios": {}, "reports": {}}
     models: dict[str, tuple[str, bool]] = {}
     for scenario in C.split_list(args.scenarios):
@@ -161,11 +165,17 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
         out = os.path.join(workdir, scenario.replace("+", "_"))
         t0 = time.perf_counter()
-        scfg = config_mod.with_values(cfg, {"slim.stages": stages_for(scenario, args)})
-        report = compress_command(scfg, ckpt, out_dir=out, print_table=True)
-        print()
-        results["reports"][scenario] = {"path": os.path.join(out, "compress_report.json"),
-                                        "seconds": time.perf_counter() - t0,
+        path = os.path.join(out, "compress_report.json")
+        reused = os.path.exists(path)
+        if reused:  # a rerun with the same --workdir re-times the models it already has
+            with open(path, encoding="utf-8") as fh:
+                report = json.load(fh)
+        else:
+            scfg = config_mod.with_values(cfg, {"slim.stages": stages_for(scenario, args)})
+            report = compress_command(scfg, ckpt, out_dir=out, print_table=True)
+            print()
+        results["reports"][scenario] = {"path": path, "reused": reused,
+                                        "seconds": None if reused else time.perf_counter() - t0,
                                         "stages": [{k: s[k] for k in ("name", "summary", "details", "checks")}
                                                    for s in report["stages"]]}
         final = report["final"]["stats"]

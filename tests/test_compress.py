@@ -237,7 +237,7 @@ def test_prune_then_qat_end_to_end(trained, tmp_path, monkeypatch):
     assert qat["after"]["params_bytes"] < qat["before"]["params_bytes"]
     for key in ("test_acc", "train_acc_clean", "train_acc_noisy", "latency_ms", "program_bytes"):
         assert key in qat["after"] and key in prune["before"]
-    assert set(qat["after"]["latency_ms"]) == {"1", "8"}
+    assert set(qat["after"]["latency_ms"]) == set(qat["after"]["latency_cpu_ms"]) == {"1", "8"}
     # the int8 model loads and predicts in Paddle Inference (oneDNN int8 and the op-by-op program)
     x = np.random.default_rng(0).normal(size=(5, 1, 8, 8)).astype(np.float32)
     prefix = os.path.join(qat["dir"], "inference")
@@ -288,20 +288,26 @@ def test_sensitivity_prune_then_ptq_end_to_end(trained, tmp_path, capsys):
     assert predict(os.path.join(ptq["dir"], "inference"), x, int8=True).shape == (3, 10)
     printed = capsys.readouterr().out
     assert "stage 0: prune fpgm flops_target 0.3" in printed and "stage 1: ptq int8 hist" in printed
-    assert "weights file" in printed and "CPU latency b8 (ms)" in printed
+    assert "weights file" in printed and "latency b8 (ms)" in printed and "CPU time b8 (ms)" in printed
 
 
-def test_failed_accuracy_check_raises_after_the_report(trained, tmp_path):
+def test_failed_check_raises_after_the_report(trained, tmp_path, monkeypatch):
+    from robust_paddle.compress import command
     from robust_paddle.compress.command import REPORT_FILE, CompressionCheckError
 
+    def failing(before, after, *, max_drop):  # the verdict logic itself: test_accuracy_check_verdicts
+        return {"metric": "test_acc", "drop": 0.5, "max_drop": max_drop, "passed": False}
+
+    monkeypatch.setattr(command, "accuracy_check", failing)
     run_dir, ckpt = trained
     out = str(tmp_path / "c")
-    with pytest.raises(CompressionCheckError, match=r"stage 0 \(prune\): failed: accuracy"):
-        compress(run_dir, ckpt, out, "[{name: prune, ratio: 0.9, finetune_epochs: 0, max_acc_drop: 0.0}]",
+    with pytest.raises(CompressionCheckError, match=r"stage 0 \(prune\): failed: accuracy; see .*compress_report"):
+        compress(run_dir, ckpt, out, "[{name: prune, ratio: 0.5, finetune_epochs: 0, max_acc_drop: 0.0}]",
                  "slim.latency_batch_sizes=[1]")
     with open(os.path.join(out, REPORT_FILE), encoding="utf-8") as fh:
         report = json.load(fh)
-    assert not report["passed"] and report["stages"][0]["checks"]["accuracy"]["drop"] > 0
+    assert not report["passed"] and not report["stages"][0]["passed"]
+    assert report["stages"][0]["checks"]["program"]["passed"]
 
 
 def test_compress_hook_runs_after_training(tmp_path):
