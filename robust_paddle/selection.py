@@ -57,7 +57,8 @@ def num_kept(n: int, *, keep_ratio: float) -> int:
     return min(n, max(1, int(math.floor(r * n + 0.5 + 1e-9))))
 
 
-def small_loss_indices(losses: np.ndarray | paddle.Tensor, *, keep_ratio: float) -> np.ndarray | paddle.Tensor:
+def small_loss_indices(losses: np.ndarray | paddle.Tensor, *, keep_ratio: float
+                       ) -> np.ndarray | paddle.Tensor:
     """Indices of the ``k = num_kept(N, keep_ratio)`` smallest losses.
 
     Ties are broken by position (a stable sort), so equal losses keep their batch order and the result
@@ -82,7 +83,8 @@ def small_loss_indices(losses: np.ndarray | paddle.Tensor, *, keep_ratio: float)
     elif isinstance(losses, np.ndarray):
         values = losses
     else:
-        raise TypeError(f"{where}: losses must be a numpy array or paddle.Tensor [N], got {type(losses).__name__}")
+        raise TypeError(f"{where}: losses must be a numpy array or paddle.Tensor [N], "
+                        f"got {type(losses).__name__}")
     if values.ndim != 1 or values.shape[0] == 0:
         raise ValueError(f"{where}: losses must have shape [N] with N >= 1, got shape {list(values.shape)}")
     if np.isnan(values).any():
