@@ -76,9 +76,9 @@ def stages_for(scenario: str, args: argparse.Namespace) -> list[dict[str, Any]]:
 def side_by_side_latency(models: dict[str, tuple[str, bool]], *, batch: np.ndarray, threads: int,
                          rounds: int, block: int = 20) -> dict[str, dict[str, float]]:
     """Median wall and CPU milliseconds per call of each model, timed in alternating blocks."""
-    from robust_paddle.compress.backend import DeployPredictor
+    from robust_paddle.predictor import PaddlePredictor
 
-    preds = {name: DeployPredictor(prefix, int8=int8, threads=threads) for name, (prefix, int8) in models.items()}
+    preds = {name: PaddlePredictor(prefix, int8=int8, threads=threads) for name, (prefix, int8) in models.items()}
     for p in preds.values():
         for _ in range(5):
             p(batch)

@@ -170,12 +170,16 @@ class PaddlePredictor:
 
     Args:
         prefix: model path without extension (``<dir>/inference``).
+        int8: the program holds quantize/dequantize ops (PaddleSlim QAT / PTQ output); with ``optimized``
+            it runs oneDNN int8 kernels (``enable_mkldnn_int8``).
         threads: CPU math-library threads.
         optimized: True runs Paddle's IR fusion passes and oneDNN (the deployment setting); False runs the
-            saved program op by op with the same kernels as dygraph (used to check the program exactly).
+            saved program op by op with the same kernels as dygraph (used to check the program exactly;
+            fake-quant ops then run in fp32).
     """
 
-    def __init__(self, prefix: str, *, threads: int = 1, optimized: bool = True) -> None:
+    def __init__(self, prefix: str, *, int8: bool = False, threads: int = 1, optimized: bool = True) -> None:
+        import paddle
         from paddle import inference
 
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
@@ -185,11 +189,17 @@ class PaddlePredictor:
         config.disable_glog_info()
         config.set_cpu_math_library_num_threads(threads)
         config.switch_ir_optim(optimized)
-        if optimized:
+        self.int8_kernels = False
+        if optimized and paddle.base.core.is_compiled_with_mkldnn():
             config.enable_mkldnn()
             config.set_mkldnn_cache_capacity(16)  # bounds oneDNN's per-shape kernel cache (dynamic batch)
+            if int8:
+                config.enable_mkldnn_int8()
+                self.int8_kernels = True
         else:
             config.disable_mkldnn()
+        if int8 and optimized and not self.int8_kernels:
+            logger.warning("this Paddle build has no oneDNN: the int8 model runs with dequantised fp32 weights")
         self._predictor = inference.create_predictor(config)
         self.input_name = self._predictor.get_input_names()[0]
         self.output_name = self._predictor.get_output_names()[0]
@@ -202,6 +212,10 @@ class PaddlePredictor:
         self._input.copy_from_cpu(x)
         self._predictor.run()
         return self._output.copy_to_cpu()
+
+    def predict(self, x: np.ndarray, *, batch_size: int) -> np.ndarray:
+        """Outputs ``[N, C]`` of ``x`` ``[N, ...]`` in batches of ``batch_size``."""
+        return np.concatenate([self(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
 class OnnxPredictor:

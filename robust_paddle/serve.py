@@ -253,7 +253,7 @@ def create_app(model_dir: str, *, max_batch_size: int = 64, max_body_mb: float =
     if isinstance(max_body_mb, bool) or not isinstance(max_body_mb, (int, float)) or max_body_mb <= 0:
         raise ValueError(f"--max-body-mb must be a number > 0, got {max_body_mb!r}")
     info = load_model_info(model_dir)
-    predictor = PaddlePredictor(info.prefix, threads=cpu_threads, optimized=True)
+    predictor = PaddlePredictor(info.prefix, int8=bool(info.source.get("int8")), threads=cpu_threads, optimized=True)
     predictor(np.zeros([1, *info.input_shape], dtype=np.float32))  # fail at start-up, not on the first request
     batcher = MicroBatcher(predictor, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
     max_body = int(max_body_mb * 1024 * 1024)

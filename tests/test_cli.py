@@ -40,7 +40,7 @@ def test_debug_shows_traceback():
 ])
 def test_user_errors(argv, message, capsys, tmp_path):
     argv = [a if a != QUICK else QUICK for a in argv]
-    code = cli.main(argv + (["-o", f"output_dir={tmp_path}/r"] if argv[0] == "train" and "-c" in argv else []))
+    code = cli.main(["-q", *argv] + (["-o", f"output_dir={tmp_path}/r"] if argv[0] == "train" and "-c" in argv else []))
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("robust-paddle: error: ") and message in err and len(err.strip().splitlines()) == 1

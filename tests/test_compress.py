@@ -46,9 +46,9 @@ def compress(run_dir: str, ckpt: str, out: str, stages: str, *extra: str) -> dic
 
 
 def predict(prefix: str, x: np.ndarray, *, int8: bool) -> np.ndarray:
-    from robust_paddle.compress.backend import DeployPredictor
+    from robust_paddle.predictor import PaddlePredictor
 
-    return DeployPredictor(prefix, int8=int8)(x)
+    return PaddlePredictor(prefix, int8=int8)(x)
 
 
 # --------------------------------------------------------------------------------------------- spec checks

@@ -27,7 +27,7 @@ from robust_paddle.compress.spec import (
 #: public name -> submodule that defines it
 _LAZY = {"compress_command": "command", "CompressionCheckError": "command", "REPORT_FILE": "command",
          "CompressHook": "hook", "prune_network": "prune", "build_qat": "quant", "quantize_post_static": "quant",
-         "finetune": "finetune", "measure_model": "measure", "DeployPredictor": "backend",
+         "finetune": "finetune", "measure_model": "measure",
          "import_paddleslim": "backend", "check_stage_supported": "backend"}
 
 __all__ = ["PRUNERS", "PruneStage", "PTQStage", "QATStage", "Stage", "parse_stage", "parse_stages", *_LAZY]

@@ -40,7 +40,6 @@ import paddle
 from robust_paddle import _compat
 from robust_paddle import config as config_mod
 from robust_paddle.compress.backend import (
-    DeployPredictor,
     check_stage_supported,
     count_flops,
     count_params,
@@ -52,7 +51,7 @@ from robust_paddle.compress.finetune import finetune, finetune_lr
 from robust_paddle.compress.measure import agreement, format_table, measure_model
 from robust_paddle.compress.spec import PruneStage, PTQStage, QATStage, Stage, parse_stages, stage_dict
 from robust_paddle.config import Config
-from robust_paddle.predictor import MODEL_PREFIX, ModelInfo
+from robust_paddle.predictor import MODEL_PREFIX, ModelInfo, PaddlePredictor
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +106,7 @@ class Session:
         from robust_paddle.export import INPUT_NAME, model_version
 
         data, cfg = self.run.data, self.cfg
-        out_name = DeployPredictor(prefix, optimized=False).output_name
+        out_name = PaddlePredictor(prefix, optimized=False).output_name
         interface = {"input_shape": self.input_shape, "softmax": cfg.export.softmax, "mean": list(data.mean),
                      "std": list(data.std), "class_names": [str(c) for c in data.class_names], "model": cfg.model.name,
                      "model_params": cfg.model.params, "network": cfg.export.network, "stage": stage, "int8": int8}
@@ -133,7 +132,7 @@ def save_fp32(session: Session, out_dir: str, *, stage: str) -> tuple[str, dict[
     os.makedirs(out_dir, exist_ok=True)
     # to_static converts forward in place: save a copy so later stages keep training the dygraph network
     prefix = save_static(copy.deepcopy(net), out_dir, input_shape=session.input_shape)
-    parity = check_runner(DeployPredictor(prefix, optimized=False), x, refs, atol=ec.parity_atol, rtol=0.0)
+    parity = check_runner(PaddlePredictor(prefix, optimized=False), x, refs, atol=ec.parity_atol, rtol=0.0)
     session.write_info(prefix, stage=stage, int8=False)
     return prefix, parity
 
@@ -188,7 +187,7 @@ def run_qat(session: Session, stage: QATStage, index: int, stage_dir: str) -> tu
     with paddle.no_grad():
         ref = net(paddle.to_tensor(x)).numpy()
     prefix = save_qat_model(quanter, net, os.path.join(stage_dir, MODEL_PREFIX), input_shape=session.input_shape)
-    out = DeployPredictor(prefix, int8=True, optimized=False)(x)
+    out = PaddlePredictor(prefix, int8=True, optimized=False)(x)
     # the saved program rounds like Paddle Inference, not like the dygraph fake-quant layers: recorded, not gated
     sim = {"max_abs_diff": float(np.abs(out - ref).max()), "argmax_agreement": float(np.mean(out.argmax(1) == ref.argmax(1))),
            "passed": True, "gated": False}

@@ -1,7 +1,7 @@
 """Before/after measurements of a saved inference model and the per-stage table.
 
 Everything is measured on the saved model in Paddle Inference on the CPU (the deployed artefact), with
-:class:`~robust_paddle.compress.backend.DeployPredictor`:
+:class:`~robust_paddle.predictor.PaddlePredictor`:
 
 * ``params`` (trainable parameters) and ``flops`` (per sample, ``paddleslim.analysis.flops``) of the network
   the model was saved from; quantisation keeps both (the ops run in int8 instead);
@@ -23,12 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from robust_paddle.compress.backend import DeployPredictor, file_sizes
+from robust_paddle.compress.backend import file_sizes
+from robust_paddle.predictor import PaddlePredictor
 
 logger = logging.getLogger(__name__)
 
 
-def predict_loader(predictor: DeployPredictor, loader: Any) -> tuple[np.ndarray, np.ndarray]:
+def predict_loader(predictor: PaddlePredictor, loader: Any) -> tuple[np.ndarray, np.ndarray]:
     """Argmax predictions ``[N]`` and dataset indices ``[N]`` of every batch ``(x, y, idx)`` of ``loader``."""
     preds, idxs = [], []
     for batch in loader:
@@ -49,7 +50,7 @@ def latency_batch(loader: Any, size: int) -> np.ndarray:
     return np.ascontiguousarray(np.resize(x, (size, *x.shape[1:])), dtype=np.float32)
 
 
-def time_predictor(predictor: DeployPredictor, x: np.ndarray, *, iters: int, warmup: int = 5) -> tuple[float, float]:
+def time_predictor(predictor: PaddlePredictor, x: np.ndarray, *, iters: int, warmup: int = 5) -> tuple[float, float]:
     """Median wall-clock and process-CPU milliseconds of ``iters`` calls after ``warmup`` untimed ones (CPU time
     is less disturbed by other processes on a shared machine)."""
     for _ in range(warmup):
@@ -88,7 +89,7 @@ def measure_model(prefix: str, *, int8: bool, params: int, flops: int, loaders: 
         ``(stats, predictions)``: stats as described above; predictions ``{"test": [N_test]}`` argmax,
         ordered by dataset index, for agreement checks between models.
     """
-    predictor = DeployPredictor(prefix, int8=int8, threads=threads)
+    predictor = PaddlePredictor(prefix, int8=int8, threads=threads)
     stats: dict[str, Any] = {"params": int(params), "flops": int(flops), **file_sizes(prefix), "int8": bool(int8),
                              "int8_kernels": predictor.int8_kernels}
     predictions: dict[str, np.ndarray] = {}
