@@ -289,3 +289,19 @@ def test_dividemix_resume_with_same_ranks_is_exact(dividemix_runs):
     for name in a:
         for k in a[name]:
             np.testing.assert_array_equal(a[name][k].numpy(), b[name][k].numpy())
+
+
+# ------------------------------------------------------------------------------------- compose example
+def test_multigpu_compose_override_launches_the_cli_on_the_chosen_gpus():
+    from test_docker import dockerfile_instructions, load_compose, schema_errors
+
+    doc = load_compose("docker-compose.yml", "docker-compose.multigpu.yml", env={"DEVICES": "0,1,2,3", "RUN": "dm"})
+    assert schema_errors(doc) == []
+    train = doc["services"]["train"]
+    assert train["entrypoint"] == ["python3", "-m", "paddle.distributed.launch", "--devices", "0,1,2,3",
+                                   "--log_dir", "/output/dm/launch_logs", "robust_paddle/cli.py"]
+    assert train["command"][0] == "train" and train["deploy"]["resources"]["reservations"]["devices"]
+    # the script path resolves in the image: WORKDIR /opt/robust_paddle holds a copy of robust_paddle/
+    ins = dockerfile_instructions()
+    assert ("WORKDIR", "/opt/robust_paddle") in ins and ("COPY", "robust_paddle/ robust_paddle/") in ins
+    assert os.path.isfile(os.path.join(REPO, "robust_paddle", "cli.py"))
