@@ -299,6 +299,10 @@ class SWAHook(Hook):
         self.apply(trainer.method.networks)
         if self.bn:
             update_bn(trainer.loaders["train"], trainer.method.networks)
+            if getattr(trainer, "distributed", False):  # each rank saw its shard: keep rank 0's statistics
+                from robust_paddle.distributed import broadcast_buffers
+
+                broadcast_buffers(trainer.method.networks)
         for split in ("val", "test"):
             if trainer.loaders.get(split) is not None:
                 res = trainer.evaluate(split)
