@@ -83,7 +83,7 @@ class DataConfig:
     num_workers: int = _f(0, min=0)
     download: bool = False  # paddle.vision datasets: download when files are missing (needs internet)
     class_names: list[str] | None = None
-    subset: int = _f(0, min=0)  # keep only the first N training samples (0 = all); quick experiments
+    subset: int = _f(0, min=0)  # keep a stratified sample of N training samples (0 = all); quick experiments
     noise: NoiseConfig = _f(factory=NoiseConfig)
     sampler: str = _f("random", choices=("random", "weighted"))  # weighted: class-balanced draws with replacement
     sampler_weighting: str = _f("inverse", choices=("inverse", "inverse_sqrt", "effective"))  # sampler: weighted
@@ -194,8 +194,19 @@ class ExportConfig:
 
 @dataclass(frozen=True)
 class SlimConfig:
+    """``robust-paddle compress`` (robust_paddle.compress); each stage is checked by compress.spec.parse_stages."""
+
     stages: list[dict] = _f(factory=list)  # ordered, e.g. [{name: prune, ratio: 0.3}, {name: qat}]
-    finetune_epochs: int = _f(2, min=0)
+    finetune_epochs: int = _f(2, min=0)  # default fine-tuning epochs of prune / qat stages
+    latency_batch_sizes: list[int] = _f(factory=lambda: [1, 64])  # CPU latency measured at these batch sizes
+    latency_iters: int = _f(30, min=1)  # timed Paddle Inference calls per model and batch size
+    threads: int = _f(1, min=1)  # CPU threads of the Paddle Inference predictors
+
+    def __post_init__(self) -> None:
+        from robust_paddle.compress.spec import check_latency_batches, parse_stages
+
+        parse_stages(self.stages)
+        check_latency_batches(self.latency_batch_sizes)
 
 
 @dataclass(frozen=True)

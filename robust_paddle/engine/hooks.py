@@ -186,6 +186,14 @@ def build_hooks(trainer_cfg: Any) -> list[Hook]:
         from robust_paddle.engine.visualdl import VisualDLHook
 
         hooks.append(VisualDLHook())
+    # per-sample loss / clean-probability statistics each epoch and the label-issue report at the end
+    # (robust_paddle.report); importing it also registers "sample_stats" and "report" for train.hooks
+    from robust_paddle.report import ReportHook, SampleStatsHook
+
+    if trainer_cfg.visualdl:
+        hooks.append(SampleStatsHook())
+    if trainer_cfg.report:
+        hooks.append(ReportHook())
     # weight averaging and calibration (robust_paddle.engine.ema, robust_paddle.calibration); importing them
     # also registers "ema", "swa" and "calibration" for train.hooks
     from robust_paddle.calibration import CalibrationHook
@@ -202,6 +210,9 @@ def build_hooks(trainer_cfg: Any) -> list[Hook]:
                              cycle_epochs=swa.cycle_epochs, update_bn=swa.update_bn))
     if trainer_cfg.calibration:
         hooks.append(CalibrationHook())
+    # registers "compress" (slim.stages on the final checkpoint after training); paddleslim loads only when it runs
+    import robust_paddle.compress.hook  # noqa: F401
+
     for i, spec in enumerate(trainer_cfg.hooks):
         spec = dict(spec)
         if "name" not in spec:
