@@ -11,6 +11,7 @@ import pytest
 from robust_paddle import config as C
 from robust_paddle.engine import run as run_mod
 from robust_paddle.engine.checkpoint import load_checkpoint
+from robust_paddle.losses import build_loss
 from robust_paddle.methods.base import MethodContext
 from robust_paddle.methods.gmm_correction import Division, GMMCorrectionMethod, gmm_seed, neg_entropy
 
@@ -34,10 +35,11 @@ class Linear(paddle.nn.Layer):
         return self.fc(x)
 
 
-def toy_method(**params):
+def toy_method(loss="ce", loss_params=None, **params):
     labels = np.array([0, 1, 2, 0, 1, 2, 0, 1])
     ctx = MethodContext(cfg=C.load(None, ["seed=9"]), num_classes=K, input_shape=(D,), train_labels=labels,
-                        clean_labels=None, build_network=Linear, build_loss=lambda *a, **k: None)
+                        clean_labels=None, build_network=Linear,
+                        build_loss=lambda: build_loss(loss, num_classes=K, **(loss_params or {})))
     return GMMCorrectionMethod(ctx, **params), labels
 
 
@@ -65,6 +67,20 @@ def test_step_is_weighted_ce_on_refined_labels(weighting, T):
     assert terms["mean_w"] == pytest.approx(w.mean(), rel=1e-6)
 
 
+def test_step_uses_the_configured_loss_on_refined_targets():
+    method, labels = toy_method(loss="gce", loss_params={"q": 0.7}, warmup_epochs=1, T=0.5)
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(N, D)).astype(np.float32)
+    w = rng.random(N).astype(np.float32)
+    method.divisions[0].prob = w
+    loss, _ = method.train_step(batch_of(x, labels), epoch=1, step=0)
+    net = method.networks["net"]
+    p = softmax(x.astype(np.float64) @ net.fc.weight.numpy() + net.fc.bias.numpy())
+    t = w[:, None] * np.eye(K)[labels] + (1 - w[:, None]) * (p**2 / (p**2).sum(1, keepdims=True))
+    gce = np.sum(t * (1 - p**0.7) / 0.7, 1)  # GCE with soft targets: sum_k t_k (1 - p_k^q) / q
+    assert float(loss) == pytest.approx(np.mean(w * gce), rel=1e-5)
+
+
 def test_step_with_mixup_matches_numpy():
     method, labels = toy_method(warmup_epochs=0, mixup_alpha=1.0)
     rng = np.random.default_rng(1)
@@ -85,6 +101,23 @@ def test_step_with_mixup_matches_numpy():
     assert float(loss) == pytest.approx(np.mean(mw * per), rel=1e-5)
 
 
+def test_warmup_with_mixup_is_ce_on_mixed_one_hot_targets():
+    method, labels = toy_method(warmup_epochs=3, mixup_alpha=2.0)
+    x = np.random.default_rng(5).normal(size=(N, D)).astype(np.float32)
+    method._batch = 1
+    loss, terms = method.train_step(batch_of(x, labels), epoch=0, step=0)
+    net = method.networks["net"]
+    W, b = net.fc.weight.numpy().astype(np.float64), net.fc.bias.numpy().astype(np.float64)
+    g = np.random.default_rng([9, 0, 1])
+    lam = g.beta(2.0, 2.0)
+    lam = max(lam, 1 - lam)
+    perm = g.permutation(N)
+    y = np.eye(K)[labels]
+    mx, mt = lam * x + (1 - lam) * x[perm], lam * y + (1 - lam) * y[perm]
+    want = np.mean(-np.sum(mt * np.log(softmax(mx @ W + b)), 1))
+    assert float(loss) == pytest.approx(want, rel=1e-5) and float(terms["warmup_loss"]) == pytest.approx(want, rel=1e-5)
+
+
 def test_warmup_is_ce_plus_penalty_for_asym():
     method, labels = toy_method(warmup_epochs=2, noise_mode="asym")
     x = np.random.default_rng(2).normal(size=(N, D)).astype(np.float32)
@@ -93,7 +126,7 @@ def test_warmup_is_ce_plus_penalty_for_asym():
     z = paddle.to_tensor(x) @ net.fc.weight + net.fc.bias
     pz = softmax(z.numpy().astype(np.float64))
     ce = -np.mean(np.log(pz[np.arange(N), labels]))
-    assert terms["ce"].item() == pytest.approx(ce, rel=1e-5)
+    assert terms["warmup_loss"].item() == pytest.approx(ce, rel=1e-5)
     assert float(loss) == pytest.approx(ce + np.mean(np.sum(pz * np.log(pz), 1)), rel=1e-5)
     assert float(neg_entropy(paddle.zeros([2, K]))) == pytest.approx(-np.log(K), rel=1e-6)
 
@@ -102,7 +135,7 @@ def test_stays_in_warmup_until_a_division_exists():
     method, labels = toy_method(warmup_epochs=0)
     x = np.random.default_rng(3).normal(size=(N, D)).astype(np.float32)
     _, terms = method.train_step(batch_of(x, labels), epoch=5, step=0)
-    assert "ce" in terms  # no division yet: plain CE
+    assert "warmup_loss" in terms and "mean_w" not in terms  # no division yet: warm-up loss
 
 
 @pytest.mark.parametrize("params,match", [

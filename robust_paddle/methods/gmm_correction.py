@@ -56,11 +56,14 @@ def check_option(value: Any, *, name: str, method: str, kind: type, lo: float | 
             raise ValueError(f"{key}: {value!r} is not allowed for method '{method}'; choose one of: "
                              f"{', '.join(map(str, choices))}")
         return value
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float else \
-        isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
     if not ok:
         raise TypeError(f"{key}: expected {kind.__name__} for method '{method}', got {value!r} ({type(value).__name__})")
-    if lo is not None and (value < lo or (lo_open and value == lo)) or hi is not None and value > hi:
+    too_low = lo is not None and (value < lo or (lo_open and value == lo))
+    if too_low or (hi is not None and value > hi):
         rule = f"{'>' if lo_open else '>='} {lo}" if lo is not None else ""
         rule += (" and " if rule and hi is not None else "") + (f"<= {hi}" if hi is not None else "")
         raise ValueError(f"{key}: {value!r} is out of range for method '{method}'; must be {rule}")
@@ -258,7 +261,7 @@ class GMMDivisionMethod(Method):
 # ------------------------------------------------------------------------------------- the method
 @METHODS.register("gmm_correction")
 class GMMCorrectionMethod(GMMDivisionMethod):
-    """One network; after a CE warm-up, a GMM on per-sample losses gives each sample a clean probability
+    """One network; after a warm-up, a GMM on per-sample CE losses gives each sample a clean probability
     w and training uses refined labels ``y' = w * y + (1 - w) * p`` with a w-weighted loss.
 
     ``p`` is the network's own prediction (detached, sharpened with temperature ``T``). The refinement is
@@ -266,6 +269,12 @@ class GMMCorrectionMethod(GMMDivisionMethod):
     mixture and the clean probability of DivideMix (Li et al. 2020, https://arxiv.org/abs/2002.07394):
     one forward/backward per batch plus one eval pass over the training set per epoch, about half of
     DivideMix's cost per network and without the second network.
+
+    The training loss is ``cfg.loss`` (CE by default, as in both papers) on the hard labels during the
+    warm-up and on the refined soft targets afterwards, with ``sample_weight = w``; with ``loss: ce`` the
+    step loss is ``mean_i w_i * CE(logits_i, y'_i)``. A robust loss (e.g. ``gce``) keeps the warm-up from
+    memorising the noisy labels at high noise rates, so the first division is cleaner. The GMM always
+    models per-sample CE.
 
     Args:
         ctx: method context.
@@ -292,27 +301,42 @@ class GMMCorrectionMethod(GMMDivisionMethod):
                                       choices=("clean_prob", "none"))
         self.mixup_alpha = check_option(mixup_alpha, name="mixup_alpha", method=self.name, kind=float, lo=0.0)
         self.networks = {"net": ctx.build_network()}
+        self.loss_fn = ctx.build_loss()
         self.divisions = [Division()]
 
+    def _draw_mix(self, n: int, epoch: int, batch: int) -> tuple[float, np.ndarray]:
+        rng = np.random.default_rng([int(self.ctx.cfg.seed) % 2**32, epoch, batch])
+        return mix_lambda(self.mixup_alpha, rng), rng.permutation(n)
+
     def train_step(self, batch: tuple[paddle.Tensor, ...], *, epoch: int, step: int) -> tuple[paddle.Tensor, dict[str, Any]]:
-        """Warm-up: CE. Then ``mean_i weight_i * CE(logits_i, y'_i)`` with ``y' = w y + (1 - w) p``."""
+        """Warm-up: ``cfg.loss`` on the labels. Then ``cfg.loss`` on ``y' = w y + (1 - w) p`` weighted by w.
+
+        With ``mixup_alpha > 0`` the warm-up trains on mixed inputs and targets too (as Arazo et al. train
+        with mixup from the first epoch): mixup slows the memorisation of noisy labels, which keeps the
+        two loss populations apart for the first division.
+        """
         x, y, idx = batch[:3]
         net = self.networks["net"]
         b = self._batch
         self._batch += 1
-        if self.in_warmup(epoch):
-            loss, ce = self.warmup_loss(net(x), y)
-            return loss, {"loss": loss, "ce": ce}
-        w = self.sample_prob(0, idx)
         onehot = to_one_hot(y, self.num_classes)
+        if self.in_warmup(epoch):
+            target: paddle.Tensor = y
+            if self.mixup_alpha > 0:
+                lam, perm = self._draw_mix(x.shape[0], epoch, b)
+                x, target = mixup(x, onehot, lam=lam, perm=perm)
+            logits = net(x)
+            sup = self.loss_fn(logits, target)
+            loss = sup + neg_entropy(logits) if self.noise_mode == "asym" else sup
+            return loss, {"loss": loss, "warmup_loss": sup}
+        w = self.sample_prob(0, idx)
         if self.mixup_alpha > 0:
             with paddle.no_grad():
                 net.eval()
                 pred = F.softmax(net(x).astype("float32"), axis=1)
                 net.train()
             target = refine_labels(onehot, sharpen(pred, self.T), w)
-            rng = np.random.default_rng([int(self.ctx.cfg.seed) % 2**32, epoch, b])
-            lam, perm = mix_lambda(self.mixup_alpha, rng), rng.permutation(x.shape[0])
+            lam, perm = self._draw_mix(x.shape[0], epoch, b)
             x, target = mixup(x, target, lam=lam, perm=perm)
             weight = lam * w + (1 - lam) * paddle.gather(w, paddle.to_tensor(perm))
             logits = net(x)
@@ -320,6 +344,5 @@ class GMMCorrectionMethod(GMMDivisionMethod):
             logits = net(x)
             pred = F.softmax(logits.detach().astype("float32"), axis=1)
             target, weight = refine_labels(onehot, sharpen(pred, self.T), w), w
-        per = per_sample_ce(logits, target.detach())
-        loss = (per * weight).mean() if self.weighting == "clean_prob" else per.mean()
+        loss = self.loss_fn(logits, target.detach(), sample_weight=weight if self.weighting == "clean_prob" else None)
         return loss, {"loss": loss, "mean_w": float(w.mean())}
