@@ -1,0 +1,181 @@
+"""Shared helpers of the noise benchmarks: method / noise specs, per-run configs, JSON results, tables.
+
+A *method spec* is a ``METHODS`` name, or ``standard+<loss>`` for the standard method with a ``LOSSES``
+entry (``standard+gce``). A *noise spec* is ``sym20``, ``pair45``, ``asym40`` ... (kind + percent) or
+``clean``. Method presets come from the shipped config of the method on the dataset (e.g.
+``configs/dividemix/digits.yaml``, ``configs/co_teaching/plus_digits.yaml``; its ``method`` and ``loss``
+sections), so the benchmark uses the same recipes as the shipped configs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import sys
+import time
+from typing import Any
+
+import robust_paddle  # noqa: F401  (first: zlib shim before paddle)
+from robust_paddle import config as config_mod
+from robust_paddle.registry import LOSSES, METHODS, accepted_kwargs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "benchmarks", "results")
+NOISE_KINDS = {"sym": "symmetric", "pair": "pair", "asym": "asymmetric"}
+#: losses of the standard method and their parameters in the benchmark (GCE q from Zhang & Sabuncu 2018,
+#: SCE alpha/beta from Wang et al. 2019 for 10 classes)
+STANDARD_LOSSES: dict[str, dict[str, Any]] = {"ce": {}, "gce": {"q": 0.7}, "sce": {"alpha": 0.1, "beta": 1.0}}
+#: no-op overrides that make benchmark runs cheap: no progress bars, VisualDL, report or epoch checkpoints
+QUIET = {"train.progress": False, "train.visualdl": False, "train.report": False, "train.checkpoint_every": 0}
+
+
+def default_methods() -> list[str]:
+    """``standard+ce/gce/sce`` then every other registered method, alphabetically."""
+    import robust_paddle.methods  # noqa: F401  (registers METHODS)
+
+    return [f"standard+{loss}" for loss in STANDARD_LOSSES] + [m for m in METHODS.names() if m != "standard"]
+
+
+def parse_noise(spec: str) -> tuple[str, float]:
+    """``"sym40"`` -> ``("symmetric", 0.4)``; ``"clean"`` -> ``("none", 0.0)``."""
+    if spec == "clean":
+        return "none", 0.0
+    m = re.fullmatch(r"(sym|pair|asym)-?(\d{1,2}(?:\.\d+)?)", spec)
+    if not m:
+        raise ValueError(f"noise spec {spec!r}: use sym|pair|asym followed by a percent, e.g. sym40, pair45, "
+                         "asym40, or 'clean'")
+    return NOISE_KINDS[m.group(1)], float(m.group(2)) / 100.0
+
+
+def parse_method(spec: str) -> tuple[str, str | None]:
+    """``"standard+gce"`` -> ``("standard", "gce")``; ``"dividemix"`` -> ``("dividemix", None)``."""
+    import robust_paddle.losses  # noqa: F401  (registers LOSSES)
+    import robust_paddle.methods  # noqa: F401
+
+    name, _, loss = spec.partition("+")
+    if name not in METHODS:
+        raise ValueError(f"method spec {spec!r}: unknown method {name!r}; choose one of: {', '.join(METHODS.names())}")
+    if loss and loss not in LOSSES:
+        raise ValueError(f"method spec {spec!r}: unknown loss {loss!r}; choose one of: {', '.join(LOSSES.names())}")
+    return name, loss or None
+
+
+def preset_path(method: str, dataset: str) -> str | None:
+    """The shipped config of ``method`` on ``dataset``: ``configs/<dir>/<dataset>.yaml`` or
+    ``configs/<dir>/<variant>_<dataset>.yaml`` whose resolved ``method.name`` is ``method`` (None if none)."""
+    root = os.path.join(ROOT, "configs")
+    exact, variants = [], []
+    for sub in sorted(os.listdir(root)):
+        folder = os.path.join(root, sub)
+        if not os.path.isdir(folder) or sub.startswith("_"):
+            continue
+        for fname in sorted(os.listdir(folder)):
+            if fname == f"{dataset}.yaml":
+                exact.append(os.path.join(folder, fname))
+            elif fname.endswith(f"_{dataset}.yaml") and not fname.startswith("_"):
+                variants.append(os.path.join(folder, fname))
+    for path in exact + variants:
+        if (config_mod.load_yaml(path).get("method") or {}).get("name") == method:
+            return path
+    return None
+
+
+def method_preset(method: str, dataset: str) -> dict[str, Any]:
+    """``method``/``loss`` sections of the method's shipped config for ``dataset`` as dotted overrides
+    ({} when there is none; see :func:`preset_path`)."""
+    path = preset_path(method, dataset)
+    if path is None:
+        return {}
+    data = config_mod.load_yaml(path)
+    out: dict[str, Any] = {}
+    for section in ("method", "loss"):
+        for key, value in (data.get(section) or {}).items():
+            out[f"{section}.{key}"] = value
+    return out
+
+
+def run_overrides(method_spec: str, noise_spec: str, *, dataset: str, seed: int, epochs: int) -> dict[str, Any]:
+    """Dotted overrides for one benchmark run (applied on top of the base config)."""
+    method, loss = parse_method(method_spec)
+    kind, rate = parse_noise(noise_spec)
+    values: dict[str, Any] = {"seed": seed, "train.epochs": epochs, "data.noise.kind": kind,
+                              "data.noise.rate": rate, "data.noise.seed": None, "method.name": method,
+                              "method.params": {}, **QUIET}
+    if method == "standard":
+        loss = loss or "ce"
+        values.update({"loss.name": loss, "loss.params": dict(STANDARD_LOSSES.get(loss, {}))})
+    else:
+        values.update({"loss.name": loss or "ce", "loss.params": {}})
+        values.update(method_preset(method, dataset))
+        if loss:
+            values.update({"loss.name": loss, "loss.params": dict(STANDARD_LOSSES.get(loss, {}))})
+    params = dict(values.get("method.params") or {})
+    names, _ = accepted_kwargs(METHODS.get(method))
+    if "noise_mode" in names:  # DivideMix-style methods: confidence penalty for asymmetric noise
+        params["noise_mode"] = "asym" if kind in ("pair", "asymmetric") else "sym"
+    if "lambda_u" in names and kind == "symmetric" and rate < 0.3:
+        params["lambda_u"] = 0.0  # DivideMix's preset below 30% symmetric noise (Li et al. 2020, Table 7)
+    values["method.params"] = params
+    return values
+
+
+def build_cfg(base: config_mod.Config, values: dict[str, Any], out_dir: str) -> config_mod.Config:
+    return config_mod.with_values(base, {**values, "output_dir": out_dir})
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return float("nan"), float("nan")
+    mean = sum(vals) / len(vals)
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+    return mean, std
+
+
+def fmt_ms(mean: float, std: float, *, scale: float = 100.0, digits: int = 1) -> str:
+    if not math.isfinite(mean):
+        return "-"
+    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
+
+
+def environment() -> dict[str, Any]:
+    import numpy as np
+    import paddle
+
+    return {"python": platform.python_version(), "paddle": paddle.__version__, "numpy": np.__version__,
+            "cpu_count": os.cpu_count(), "device": paddle.get_device(), "platform": platform.platform(),
+            "argv": sys.argv, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def save_json(path: str, data: Any) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, default=float)
+    os.replace(tmp, path)
+
+
+def add_common_args(p: argparse.ArgumentParser, *, config: str, noises: str, seeds: int, epochs: int) -> None:
+    p.add_argument("-c", "--config", default=config, help=f"base config (default: {os.path.relpath(config, ROOT)})")
+    p.add_argument("--dataset", default=None, help="data.name override (DATASETS registry), e.g. mnist")
+    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra config override for every run (repeatable), e.g. data.subset=500")
+    p.add_argument("--noises", default=noises, help=f"comma-separated noise specs (default: {noises})")
+    p.add_argument("--seeds", type=int, default=seeds, help=f"number of seeds 0..n-1 (default: {seeds})")
+    p.add_argument("--epochs", type=int, default=epochs, help=f"epochs per run (default: {epochs})")
+    p.add_argument("--workdir", default=None, help="folder for the run outputs (default: a temp folder)")
+    p.add_argument("--out", default=None, help="results JSON (default: benchmarks/results/<name>-<dataset>.json)")
+    p.add_argument("--resume", action="store_true", help="keep finished runs found in --out and do the rest")
+
+
+def load_base(args: argparse.Namespace) -> config_mod.Config:
+    overrides = list(args.override) + ([f"data.name={args.dataset}"] if args.dataset else [])
+    return config_mod.load(args.config, overrides)
+
+
+def split_list(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
