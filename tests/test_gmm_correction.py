@@ -207,3 +207,11 @@ def test_two_epochs_resume_and_division_quality(tmp_path):
     np.testing.assert_allclose(prob, state_b["method"]["divisions"][0]["prob"], atol=1e-6)
     for key, v in state["networks"]["net"].items():
         np.testing.assert_allclose(np.asarray(v), np.asarray(state_b["networks"]["net"][key]), atol=1e-6)
+
+
+def test_no_warmup_divides_before_the_first_epoch(tmp_path):
+    with paddle.utils.unique_name.guard():
+        summary = run_mod.train(digits_cfg(tmp_path / "r", "train.epochs=1", "method.params.warmup_epochs=0"))
+    (row,) = summary["history"]
+    assert "train/mean_w" in row and "train/warmup_loss" not in row  # trained on a division from epoch 1
+    assert 0.0 <= row["noise/rate_gmm"] <= 1.0
