@@ -51,7 +51,8 @@ class Registry:
             field: the config path the kwargs came from (e.g. ``"loss.params"``), used in messages.
         """
         obj = self.get(name)
-        check_kwargs(obj, kwargs, where=field or f"{self.kind} '{name}'", owner=f"{self.kind} '{name}'")
+        check_kwargs(obj, kwargs, where=field or f"{self.kind} '{name}'", owner=f"{self.kind} '{name}'",
+                     positional=len(args))
         return obj(*args, **kwargs)
 
     def names(self) -> list[str]:
@@ -70,13 +71,15 @@ class Registry:
         return f"Registry({self.kind!r}, {self.names()})"
 
 
-def accepted_kwargs(obj: Callable[..., Any]) -> tuple[list[str], bool]:
-    """Keyword names ``obj`` accepts and whether it takes ``**kwargs``."""
+def accepted_kwargs(obj: Callable[..., Any], *, positional: int = 0) -> tuple[list[str], bool]:
+    """Keyword names ``obj`` accepts (less the first ``positional`` ones, which the caller fills
+    positionally) and whether it takes ``**kwargs``."""
     target = obj.__init__ if inspect.isclass(obj) else obj
     sig = inspect.signature(target)
     names, var_kw = [], False
-    for p in sig.parameters.values():
-        if p.name == "self":
+    params = [p for p in sig.parameters.values() if p.name != "self"]
+    for i, p in enumerate(params):
+        if i < positional and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
             continue
         if p.kind is p.VAR_KEYWORD:
             var_kw = True
@@ -85,8 +88,9 @@ def accepted_kwargs(obj: Callable[..., Any]) -> tuple[list[str], bool]:
     return names, var_kw
 
 
-def check_kwargs(obj: Callable[..., Any], kwargs: dict[str, Any], *, where: str, owner: str) -> None:
-    names, var_kw = accepted_kwargs(obj)
+def check_kwargs(obj: Callable[..., Any], kwargs: dict[str, Any], *, where: str, owner: str,
+                 positional: int = 0) -> None:
+    names, var_kw = accepted_kwargs(obj, positional=positional)
     if var_kw:
         return
     unknown = sorted(set(kwargs) - set(names))

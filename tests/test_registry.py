@@ -60,3 +60,16 @@ def test_project_registries_are_populated():
     assert {"ce", "gce", "sce", "focal", "mae"} <= set(LOSSES.names())
     assert "standard" in METHODS
     assert {"mlp", "small_cnn"} <= set(MODELS.names())
+
+
+def test_positional_arguments_are_not_listed_as_allowed_keys():
+    reg = Registry("method")
+
+    @reg.register("m")
+    class M:
+        def __init__(self, ctx, *, rate: float = 0.1):
+            self.ctx, self.rate = ctx, rate
+
+    assert reg.build("m", "context", rate=0.2).rate == 0.2
+    with pytest.raises(ValueError, match=r"method.params: unknown key\(s\) rte for method 'm'; allowed: rate$"):
+        reg.build("m", "context", field="method.params", rte=0.2)
