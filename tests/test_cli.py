@@ -62,3 +62,19 @@ def test_train_then_eval_prints_json(tmp_path, capsys):
     assert code == 0
     res = json.loads(capsys.readouterr().out)
     assert res["test"]["acc"] == pytest.approx(printed["test/acc"])
+
+
+def test_demo_runs_rows_in_parallel_and_prints_the_table(tmp_path, capsys):
+    # Two rows, two worker processes, a tiny budget: the table lists both rows with accuracies in [0, 1].
+    code = cli.main(["-q", "demo", "--out", str(tmp_path), "--methods", "ce,gce", "--jobs", "2",
+                     "-o", "train.epochs=1", "-o", "data.subset=200", "-o", "train.report=false"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "digits, label noise symmetric 40% (test labels are clean)" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[3:]}
+    assert set(rows) == {"ce", "gce"}
+    assert all(0.0 <= float(rows[r][1]) <= 1.0 for r in rows)
+    assert (tmp_path / "gce" / "metrics.json").exists() and (tmp_path / "ce" / "config.yaml").exists()
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--jobs", "x"])
+    assert cli.main(["-q", "demo", "--jobs", "0"]) == 2
