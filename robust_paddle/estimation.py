@@ -11,7 +11,8 @@ out-of-sample, see :func:`cross_val_pred_probs`) and the given labels ``s`` [N]:
 3. calibration rescales each row to the label count of class ``i`` (and the whole to N), giving an
    estimate of the latent joint counts of (given, true) labels;
 4. label issues are pruned per off-diagonal cell (``prune_by_noise_rate``): for given label ``i`` and true
-   class ``j != i``, the ``round(Cj[i, j])`` samples with the largest margin ``p_j - p_i`` are flagged.
+   class ``j != i``, the ``Cj[i, j]`` samples (rounded preserving the row total) with the largest margin
+   ``p_j - p_i`` are flagged.
 
 Conventions used throughout the package:
 
@@ -215,11 +216,26 @@ def label_quality_scores(labels: np.ndarray, pred_probs: np.ndarray, *,
 
 
 # ------------------------------------------------------------------------------------------ label issues
+def round_preserving_total(row: np.ndarray) -> np.ndarray:
+    """Integers closest to ``row`` [C] whose sum is ``round(row.sum())`` (largest remainders get the +1s).
+
+    Rounding each confident-joint cell on its own can drop most of a row's noise: ten cells of 0.4 would
+    all become 0. This is the rounding cleanlab applies (``round_preserving_row_totals``).
+    """
+    x = np.asarray(row, dtype=np.float64)
+    out = np.floor(x).astype(np.int64)
+    missing = int(np.rint(x.sum())) - int(out.sum())
+    if missing > 0:
+        out[np.argsort(-(x - out), kind="stable")[:missing]] += 1
+    return out
+
+
 def prune_by_noise_rate(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
     """Confident-learning issue mask [N] bool (Northcutt et al. 2021, Sec. 3.2, "prune by noise rate").
 
-    For each given class ``i`` and true class ``j != i`` the ``round(Cj[i, j])`` samples labelled ``i``
-    with the largest margin ``p_j - p_i`` are flagged (at least one sample per labelled class is kept);
+    For each given class ``i`` and true class ``j != i`` the ``Cj[i, j]`` samples labelled ``i`` (rounded
+    so the row keeps its total, :func:`round_preserving_total`) with the largest margin ``p_j - p_i`` are
+    flagged (at least one sample per labelled class is kept);
     finally samples whose predicted class equals the given label are unflagged, as in cleanlab.
     """
     labels, probs = check_inputs(labels, pred_probs)
@@ -230,7 +246,7 @@ def prune_by_noise_rate(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarra
         rows = np.flatnonzero(labels == i)
         if rows.size <= 1:
             continue
-        counts = np.rint(cj[i]).astype(np.int64)
+        counts = round_preserving_total(cj[i])
         counts[i] = 0
         budget = rows.size - 1  # keep at least one sample of every labelled class
         if counts.sum() > budget:

@@ -161,3 +161,10 @@ def test_cross_val_pred_probs_tiny_digits_run() -> None:
     assert np.mean(probs.argmax(1) == data.train.clean_labels) > 0.3  # better than chance (0.1) out of sample
     with pytest.raises(ValueError, match=r"folds=500 exceeds the 200 training samples"):
         E.cross_val_pred_probs(cfg, folds=500, data=data)
+
+
+def test_round_preserving_total_keeps_row_noise() -> None:
+    row = np.array([0.4] * 9 + [5.0])
+    out = E.round_preserving_total(row)
+    assert out.sum() == 9 and out[-1] == 5 and set(out[:-1]) <= {0, 1}
+    np.testing.assert_array_equal(E.round_preserving_total(np.array([1.6, 2.4, 0.0])), [2, 2, 0])
