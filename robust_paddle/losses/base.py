@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import logging
 import math
 from collections.abc import Sequence
@@ -63,7 +64,7 @@ def check_class_vector(value: object, *, name: str, where: str, num_classes: int
     return arr.astype(np.float32)
 
 
-class RobustLoss(paddle.nn.Layer):
+class RobustLoss(paddle.nn.Layer, metaclass=abc.ABCMeta):
     """Base of every ``*Loss``: input checks, float32 arithmetic, class and sample weights, reduction.
 
     Subclasses set ``loss_name`` (the registry name, used in messages) and implement
@@ -101,6 +102,7 @@ class RobustLoss(paddle.nn.Layer):
             w = check_class_vector(weight, name="weight", where=where, num_classes=self.num_classes)
             self.register_buffer("class_weight", paddle.to_tensor(w), persistable=False)
 
+    @abc.abstractmethod
     def per_sample(self, logits: paddle.Tensor, target: paddle.Tensor) -> paddle.Tensor:
         """Unweighted per-sample losses.
 
@@ -111,7 +113,6 @@ class RobustLoss(paddle.nn.Layer):
         Returns:
             ``[N]`` float32.
         """
-        raise NotImplementedError(f"{type(self).__name__} must implement per_sample")
 
     def forward(self, logits: paddle.Tensor, target: paddle.Tensor,
                 sample_weight: paddle.Tensor | None = None) -> paddle.Tensor:

@@ -6,6 +6,8 @@ https://arxiv.org/abs/1412.6596.
 
 from __future__ import annotations
 
+import abc
+
 import paddle
 import paddle.nn.functional as F
 
@@ -22,8 +24,9 @@ class _BootstrapLoss(RobustLoss):
         super().__init__(num_classes=num_classes, reduction=reduction, weight=weight)
         self.beta = check_real(beta, name="beta", where=self.loss_name, lo=0.0, hi=1.0)
 
+    @abc.abstractmethod
     def _prediction_target(self, logits: paddle.Tensor) -> paddle.Tensor:
-        raise NotImplementedError(f"{type(self).__name__} must implement _prediction_target")
+        """Implemented by each concrete loss."""
 
     def per_sample(self, logits: paddle.Tensor, target: paddle.Tensor) -> paddle.Tensor:
         if self.beta == 1.0:

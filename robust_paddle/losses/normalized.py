@@ -6,6 +6,8 @@ https://arxiv.org/abs/2006.13554.
 
 from __future__ import annotations
 
+import abc
+
 import paddle
 import paddle.nn.functional as F
 
@@ -27,8 +29,9 @@ def normalized_cross_entropy(logits: paddle.Tensor, target: paddle.Tensor) -> pa
 class _NormalizedLoss(RobustLoss):
     """``alpha * NCE + beta * passive`` (Ma et al. 2020, https://arxiv.org/abs/2006.13554)."""
 
+    @abc.abstractmethod
     def _passive(self, probs: paddle.Tensor, target: paddle.Tensor) -> paddle.Tensor:
-        raise NotImplementedError(f"{type(self).__name__} must implement _passive")
+        """Implemented by each concrete loss."""
 
     def per_sample(self, logits: paddle.Tensor, target: paddle.Tensor) -> paddle.Tensor:
         loss = self.alpha * normalized_cross_entropy(logits, target)
