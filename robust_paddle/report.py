@@ -283,7 +283,12 @@ class SampleStatsHook(Hook):
         trainer.epoch_histograms["samples/loss"] = losses.astype(np.float32)
         trainer.epoch_histograms["samples/clean_prob"] = prob.astype(np.float32)
         trainer.epoch_scalars["noise/rate_gmm"] = float(np.mean(1.0 - prob))
+        # the same pass gives the training accuracy over the whole set (VisualDL then skips its own pass)
+        preds = logits.argmax(1)
+        trainer.epoch_scalars["train/acc"] = float(np.mean(preds == labels))
         clean = getattr(ds, "clean_labels", None)
+        if clean is not None and not np.array_equal(np.asarray(clean), labels):
+            trainer.epoch_scalars["train/acc_clean"] = float(np.mean(preds == np.asarray(clean)))
         if clean is not None:
             p, r = split_precision_recall(prob > 0.5, labels == np.asarray(clean))
             trainer.epoch_scalars["select/precision"], trainer.epoch_scalars["select/recall"] = p, r

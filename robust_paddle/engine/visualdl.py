@@ -135,7 +135,8 @@ class VisualDLHook(Hook):
                 self.writer.add_scalar(tag=_tag(k), value=float(v), step=step)
                 self._last_tags.add(k)
         every = trainer.cfg.train.eval_every
-        if (trainer.epoch + 1) % every == 0 or trainer.epoch + 1 == trainer.cfg.train.epochs:  # EvalHook's epochs
+        evaluated = (trainer.epoch + 1) % every == 0 or trainer.epoch + 1 == trainer.cfg.train.epochs  # EvalHook's
+        if evaluated and "train/acc" not in trainer.epoch_scalars:  # SampleStatsHook may have measured it already
             for k, v in self.train_accuracy(trainer).items():
                 self.writer.add_scalar(tag=k, value=v, step=step)
         if any(k.startswith(("val/", "test/")) for k in trainer.epoch_scalars):  # evaluated this epoch
