@@ -61,6 +61,8 @@ class NoiseConfig:
     class_map: str | dict = "auto"  # asymmetric: "cifar10" | "mnist" | {src: dst} | "auto" (by dataset)
     file: str = ""  # kind=file: .npy or one label per line (e.g. CIFAR-10N)
     apply_to_val: bool = True  # noise the validation split too (realistic); False keeps it clean
+    # exact: each class gets round(rate * n) flipped labels, per split; random: independent per-sample draws
+    sampling: str = _f("exact", choices=("exact", "random"))
 
 
 @dataclass(frozen=True)

@@ -164,6 +164,42 @@ def test_spec_json_round_trip_rebuilds_labels(clean, tmp_path):
         NoiseSpec.from_json(json.dumps({**saved, "extra": 1}))
 
 
+@pytest.mark.parametrize("kind,rate", [("symmetric", 0.4), ("pair", 0.45), ("asymmetric", 0.4)])
+def test_exact_sampling_gives_every_class_and_group_the_nominal_counts(kind, rate):
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, C, 3000)
+    groups = rng.integers(0, 3, 3000)
+    noisy, spec = inject_noise(labels, NoiseConfig(kind=kind, rate=rate, class_map="mnist"), num_classes=C, seed=2,
+                               groups=groups)
+    t = spec.transition_matrix
+    assert spec.sampling == "exact"
+    for g in range(3):
+        for c in range(C):
+            m = (groups == g) & (labels == c)
+            counts = np.bincount(noisy[m], minlength=C)
+            # largest-remainder rounding: every cell within one sample of n * T[c, j], the row total exact
+            assert counts.sum() == m.sum() and np.all(np.abs(counts - m.sum() * t[c]) < 1.0), (g, c)
+    again, _ = inject_noise(labels, NoiseConfig(kind=kind, rate=rate, class_map="mnist"), num_classes=C, seed=2,
+                            groups=groups)
+    np.testing.assert_array_equal(again, noisy)
+
+
+def test_random_sampling_draws_per_sample_and_old_specs_rebuild_with_it(clean):
+    cfg = NoiseConfig(kind="pair", rate=0.45, sampling="random")
+    noisy, spec = inject_noise(clean[:250], cfg, num_classes=C, seed=0)
+    assert spec.sampling == "random"
+    np.testing.assert_array_equal(noisy, apply_transition(clean[:250], pair_matrix(C, 0.45), seed=0, sampling="random"))
+    rates = [np.mean(noisy[clean[:250] == c] != c) for c in range(C)]
+    assert max(abs(r - 0.45) for r in rates) > 0.02  # independent draws: per-class rates spread around 0.45
+    old = json.loads(spec.to_json())
+    del old["sampling"]  # noise.json written before the field existed
+    assert NoiseSpec.from_json(json.dumps(old)).sampling == "random"
+    with pytest.raises(ValueError, match="noise.sampling must be one of exact, random, got 'stratified'"):
+        apply_transition(clean[:10], np.eye(C), seed=0, sampling="stratified")
+    with pytest.raises(ValueError, match=r"noise groups \(3,\) must match labels \(10,\)"):
+        apply_transition(clean[:10], np.eye(C), seed=0, groups=np.zeros(3))
+
+
 def test_file_kind_and_label_file_errors(tmp_path):
     labels = np.array([0, 1, 2, 1])
     txt = tmp_path / "noisy.txt"

@@ -92,6 +92,18 @@ def _split_indices(src: Source, cfg_data, seed: int) -> dict[str, np.ndarray | N
     return out
 
 
+def _split_groups(idx: dict[str, np.ndarray | None], n: int) -> np.ndarray:
+    """The split of every source sample (train and samples left out by ``data.subset`` 0, val 1, test 2), so
+    that exact noise sampling gives each split the nominal per-class rate. A subset shares group 0 with the
+    samples it leaves out: it keeps the noisy labels of the full run (its own rate is then close to, not
+    exactly, the nominal one)."""
+    groups = np.zeros(n, dtype=np.int64)
+    for g, part in ((1, "val"), (2, "test")):
+        if idx.get(part) is not None:
+            groups[idx[part]] = g
+    return groups
+
+
 def _prepare_images(src: Source, d) -> tuple[int, tuple[int, ...]]:
     """Convert in-memory images once (channels, size); returns (channels, input_shape)."""
     if src.kind == "tabular":
@@ -171,7 +183,8 @@ def build_data(cfg) -> DataBundle:
     nz = d.noise
     if nz.kind != "none":
         feats = _features(src.train, num_classes, base) if nz.kind == "instance" else None
-        noisy, spec = inject_noise(observed, nz, num_classes=num_classes, seed=seed, features=feats, dataset=src.name)
+        noisy, spec = inject_noise(observed, nz, num_classes=num_classes, seed=seed, features=feats, dataset=src.name,
+                                   groups=_split_groups(idx, len(observed)))
         clean = observed if clean is None else clean
 
     train = _dataset(src.train, idx["train"], noisy, clean, num_classes, base.with_augment(d.augment), names)

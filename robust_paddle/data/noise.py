@@ -42,39 +42,40 @@ logger = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------ registered noise kinds
-# Each kind: (labels, *, num_classes, rate, seed, class_map, file, features, dataset) -> (noisy, T or None)
+# Each kind: (labels, *, num_classes, rate, seed, class_map, file, features, dataset, sampling, groups)
+#   -> (noisy, T or None); ``sampling``/``groups`` matter to the transition-matrix kinds (see apply_transition)
 @NOISES.register("none")
-def _none(labels, *, num_classes, rate, seed, class_map, file, features, dataset):
+def _none(labels, *, num_classes, rate, seed, class_map, file, features, dataset, sampling, groups):
     return labels.copy(), np.eye(num_classes)
 
 
 @NOISES.register("symmetric")
-def _symmetric(labels, *, num_classes, rate, seed, class_map, file, features, dataset):
+def _symmetric(labels, *, num_classes, rate, seed, class_map, file, features, dataset, sampling, groups):
     t = symmetric_matrix(num_classes, rate)
-    return apply_transition(labels, t, seed=seed), t
+    return apply_transition(labels, t, seed=seed, sampling=sampling, groups=groups), t
 
 
 @NOISES.register("pair")
-def _pair(labels, *, num_classes, rate, seed, class_map, file, features, dataset):
+def _pair(labels, *, num_classes, rate, seed, class_map, file, features, dataset, sampling, groups):
     t = pair_matrix(num_classes, rate)
-    return apply_transition(labels, t, seed=seed), t
+    return apply_transition(labels, t, seed=seed, sampling=sampling, groups=groups), t
 
 
 @NOISES.register("asymmetric")
-def _asymmetric(labels, *, num_classes, rate, seed, class_map, file, features, dataset):
+def _asymmetric(labels, *, num_classes, rate, seed, class_map, file, features, dataset, sampling, groups):
     t = asymmetric_matrix(num_classes, rate, class_map, dataset=dataset)
-    return apply_transition(labels, t, seed=seed), t
+    return apply_transition(labels, t, seed=seed, sampling=sampling, groups=groups), t
 
 
 @NOISES.register("instance")
-def _instance(labels, *, num_classes, rate, seed, class_map, file, features, dataset):
+def _instance(labels, *, num_classes, rate, seed, class_map, file, features, dataset, sampling, groups):
     if features is None:
         raise ValueError("noise.kind='instance' needs the sample features (pass features=[N, ...])")
     return instance_dependent_noise(features, labels, rate=rate, num_classes=num_classes, seed=seed), None
 
 
 @NOISES.register("file")
-def _file(labels, *, num_classes, rate, seed, class_map, file, features, dataset):
+def _file(labels, *, num_classes, rate, seed, class_map, file, features, dataset, sampling, groups):
     return load_noisy_label_file(file, labels.shape[0], num_classes=num_classes), None
 
 
@@ -102,6 +103,7 @@ class NoiseSpec:
         kind: a ``NOISES`` name. rate: nominal rate. seed: the seed used.
         class_map: resolved ``(src, dst)`` pairs (asymmetric); class_map_name: ``cifar10``/``mnist``/``custom``.
         file: kind=file source. transition: nominal T [C, C] (None for ``instance``/``file``).
+        sampling: ``exact`` (per-class counts) or ``random`` (independent draws); see ``apply_transition``.
         realised_rate: fraction of labels that differ from the clean ones.
         realised_matrix: empirical T [C, C] (None while clean labels are unknown).
     """
@@ -117,6 +119,7 @@ class NoiseSpec:
     realised_rate: float | None = None
     realised_matrix: Matrix | None = None
     num_samples: int = 0
+    sampling: str = "exact"
 
     @property
     def transition_matrix(self) -> np.ndarray | None:
@@ -143,6 +146,7 @@ class NoiseSpec:
         if unknown:
             raise ValueError(f"noise spec: unknown key(s) {', '.join(unknown)}")
         d["class_map"] = tuple(sorted((int(s), int(t)) for s, t in (d.get("class_map") or {}).items()))
+        d.setdefault("sampling", "random")  # specs written before the field existed were drawn per sample
         for key in ("transition", "realised_matrix"):
             if d.get(key) is not None:
                 d[key] = _as_matrix(np.asarray(d[key], dtype=np.float64))
@@ -150,17 +154,20 @@ class NoiseSpec:
 
 
 def inject_noise(labels: np.ndarray, noise: Any, *, num_classes: int, seed: int | None = None,
-                 features: np.ndarray | None = None, dataset: str = "") -> tuple[np.ndarray, NoiseSpec]:
+                 features: np.ndarray | None = None, dataset: str = "",
+                 groups: np.ndarray | None = None) -> tuple[np.ndarray, NoiseSpec]:
     """Corrupt ``labels`` as described by a ``NoiseConfig`` or rebuild them from a ``NoiseSpec``.
 
     Args:
         labels: clean labels [N] int.
         noise: ``robust_paddle.config.NoiseConfig`` (or any object with ``kind, rate, seed, class_map,
-            file``) or a saved :class:`NoiseSpec` (gives identical labels).
+            file, sampling``) or a saved :class:`NoiseSpec` (gives identical labels with the same ``groups``).
         num_classes: C.
         seed: used when ``noise.seed`` is None (the run's seed).
         features: [N, ...] sample features, needed by ``kind='instance'``.
         dataset: dataset name, used by ``class_map='auto'``.
+        groups: optional [N] group of each sample (e.g. its split); ``sampling='exact'`` keeps the per-class
+            counts exact inside each group.
 
     Returns:
         ``(noisy [N] int64, spec)`` with the spec's realised rate/matrix measured against ``labels``.
@@ -188,11 +195,12 @@ def inject_noise(labels: np.ndarray, noise: Any, *, num_classes: int, seed: int 
         pairs, class_map = tuple(sorted(mapping.items())), mapping
         if isinstance(noise, NoiseSpec):
             map_name = noise.class_map_name or map_name
+    sampling = getattr(noise, "sampling", "exact")
     noisy, t = fn(labels, num_classes=num_classes, rate=rate, seed=int(eff_seed), class_map=class_map,
-                  file=noise.file, features=features, dataset=dataset)
+                  file=noise.file, features=features, dataset=dataset, sampling=sampling, groups=groups)
     spec = NoiseSpec(kind=kind, rate=rate, seed=int(eff_seed), num_classes=num_classes, class_map=pairs,
                      class_map_name=map_name, file=noise.file if kind == "file" else "",
-                     transition=_as_matrix(t)).with_realised(labels, noisy)
+                     transition=_as_matrix(t), sampling=sampling).with_realised(labels, noisy)
     logger.info("noise %s rate=%.3f seed=%d: realised rate %.4f over %d labels", kind, rate, eff_seed,
                 spec.realised_rate, labels.size)
     return noisy, spec
