@@ -1,0 +1,231 @@
+"""``forward_correction``: the forward loss correction of Patrini et al. 2017 with a known or estimated T.
+
+Patrini, Rozza, Menon, Nock & Qu, "Making Deep Neural Networks Robust to Label Noise: a Loss Correction
+Approach", CVPR 2017, https://arxiv.org/abs/1609.03683.
+
+With class-conditional noise ``T[i, j] = P(noisy = j | true = i)``, the network's softmax ``p(y | x)`` is
+pushed through ``T`` before the log-loss against the noisy label: ``L = -log (p^T T)_ỹ``. Minimising it
+makes ``p`` estimate the *clean* posterior (the correction is consistent whenever ``T`` is invertible), and
+the loss of a flipped label is bounded by ``-log min_j max_i T[i, j]``, so fitting a flipped label buys
+little. This is what makes the method work on pair / asymmetric noise where the noisy label is wrong in
+one fixed direction and small-loss selection barely separates clean from noisy samples.
+
+``transition``:
+
+* a ``[C, C]`` row-stochastic matrix (nested list), or a ``.npy`` / ``.json`` / ``.csv`` file holding one;
+* ``"auto"``: trained on the given labels with plain cross-entropy for ``warmup_epochs``, then ``T`` is
+  estimated from that network's softmax on the training set (eval mode) and the network is re-initialised
+  (``reinit``) and trained with the corrected loss. Estimators: ``anchor`` -- Patrini et al.'s anchor
+  points (for each class the sample at the ``anchor_quantile`` of ``p(i | x)``; its softmax is row ``i``),
+  or ``confident_joint`` (:func:`robust_paddle.estimation.estimate_noise_matrix`).
+
+The matrix in force is checkpointed (method state), logged, written to the run's ``transition.json`` when
+estimated, and compared to the realised noise matrix when clean labels are known (``noise/t_error``: mean
+absolute error per entry; ``noise/rate_t``: the noise rate ``T`` implies).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+
+from robust_paddle.data.noise import check_transition, realised_matrix
+from robust_paddle.estimation import estimate_noise_matrix, softmax
+from robust_paddle.methods.base import Method, MethodContext
+from robust_paddle.methods.gmm_correction import check_option
+from robust_paddle.registry import METHODS
+
+if TYPE_CHECKING:
+    from robust_paddle.engine.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+ESTIMATORS = ("anchor", "confident_joint")
+PROB_FLOOR = 1e-7  # keeps log((p^T T)_y) finite when T has zero columns
+
+
+def anchor_transition(probs: np.ndarray, *, quantile: float = 0.97) -> np.ndarray:
+    """Patrini et al.'s anchor-point estimate of ``T`` [C, C] from noisy-label posteriors ``probs`` [N, C].
+
+    Row ``i`` is the softmax of the sample whose ``p(i | x)`` is the largest value below the ``quantile``
+    of column ``i`` (the reference's outlier filter: the very top is often a memorised sample); with
+    ``quantile=1`` it is the arg-max sample. Rows are renormalised to sum to 1.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[0] < 1:
+        raise ValueError(f"anchor_transition: probs must be [N, C] with N >= 1, got shape {list(probs.shape)}")
+    if not 0.0 < quantile <= 1.0:
+        raise ValueError(f"anchor_transition: quantile must be in (0, 1], got {quantile!r}")
+    c = probs.shape[1]
+    t = np.empty((c, c))
+    for i in range(c):
+        col = probs[:, i]
+        if quantile < 1.0:
+            cut = np.quantile(col, quantile, method="higher")
+            below = np.where(col < cut, col, -np.inf)
+            best = int(np.argmax(below)) if np.isfinite(below).any() else int(np.argmax(col))
+        else:
+            best = int(np.argmax(col))
+        t[i] = probs[best]
+    return t / t.sum(axis=1, keepdims=True)
+
+
+def load_transition(value: Any, num_classes: int) -> np.ndarray:
+    """``method.params.transition`` as a checked [C, C] matrix (nested list or a .npy/.json/.csv file)."""
+    key = "method.params.transition"
+    if isinstance(value, str):
+        if not os.path.isfile(value):
+            raise ValueError(f"{key}: {value!r} is neither 'auto' nor an existing .npy/.json/.csv file")
+        ext = os.path.splitext(value)[1].lower()
+        try:
+            if ext == ".npy":
+                value = np.load(value, allow_pickle=False)
+            elif ext == ".json":
+                with open(value, encoding="utf-8") as fh:
+                    data = json.load(fh)
+                value = data["transition"] if isinstance(data, dict) and "transition" in data else data
+            elif ext == ".csv":
+                value = np.loadtxt(value, delimiter=",", ndmin=2)
+            else:
+                raise ValueError(f"{key}: unsupported file type {ext!r}; use .npy, .json or .csv")
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+            if str(e).startswith(key):
+                raise
+            raise ValueError(f"{key}: cannot read {value!r}: {e}") from None
+    try:
+        return check_transition(np.asarray(value, dtype=np.float64), num_classes)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{key}: {e}") from None
+
+
+def forward_loss(logits: paddle.Tensor, labels: paddle.Tensor, t: paddle.Tensor) -> paddle.Tensor:
+    """Per-sample ``-log (softmax(logits) @ T)[label]`` [B]."""
+    noisy = paddle.matmul(F.softmax(logits.astype("float32"), axis=-1), t)
+    picked = paddle.take_along_axis(noisy, labels.reshape([-1, 1]).astype("int64"), axis=1).squeeze(1)
+    return -paddle.log(picked.clip(min=PROB_FLOOR))
+
+
+@METHODS.register("forward_correction")
+class ForwardCorrectionMethod(Method):
+    """Forward loss correction (Patrini et al. 2017) with a given or estimated transition matrix.
+
+    Args:
+        transition: ``"auto"`` or a matrix / file (see the module docstring).
+        warmup_epochs: ``auto``: epochs of plain ``cfg.loss`` training before ``T`` is estimated (>= 1).
+        estimator: ``anchor`` or ``confident_joint``.
+        anchor_quantile: the anchor filter's quantile in (0, 1] (0.97 in the reference).
+        reinit: ``auto``: re-initialise the network after the estimate (the reference trains a second
+            network from scratch with the corrected loss); False fine-tunes the warm-up network.
+    """
+
+    method_name = "forward_correction"
+
+    def __init__(self, ctx: MethodContext, *, transition: Any = "auto", warmup_epochs: int = 5,
+                 estimator: str = "anchor", anchor_quantile: float = 0.97, reinit: bool = True) -> None:
+        super().__init__(ctx)
+        m = self.method_name
+        self.auto = transition == "auto"
+        self.t: np.ndarray | None = None if self.auto else load_transition(transition, ctx.num_classes)
+        self.warmup_epochs = check_option(warmup_epochs, name="warmup_epochs", method=m, kind=int, lo=1)
+        self.estimator = check_option(estimator, name="estimator", method=m, kind=str, choices=ESTIMATORS)
+        self.anchor_quantile = check_option(anchor_quantile, name="anchor_quantile", method=m, kind=float,
+                                            lo=0.0, hi=1.0, lo_open=True)
+        self.reinit = check_option(reinit, name="reinit", method=m, kind=bool)
+        epochs = ctx.cfg.train.epochs
+        if self.auto and self.warmup_epochs >= epochs:
+            logger.warning("%s: T is estimated after %d warm-up epochs but train.epochs is %d; the corrected "
+                           "loss would never be used", m, self.warmup_epochs, epochs)
+        self.networks = {"net": ctx.build_network()}
+        self.loss_fn = ctx.build_loss()
+        self.estimate: dict[str, float] = {}
+        self._t_tensor: paddle.Tensor | None = None
+
+    # ------------------------------------------------------------------------------------------ training
+    def _tensor(self) -> paddle.Tensor:
+        if self._t_tensor is None:
+            self._t_tensor = paddle.to_tensor(self.t.astype(np.float32))
+        return self._t_tensor
+
+    def train_step(self, batch: tuple[paddle.Tensor, ...], *, epoch: int, step: int) -> tuple[paddle.Tensor, dict[str, Any]]:
+        x, y = batch[0], batch[1]
+        logits = self.networks["net"](x)
+        if self.t is None:  # auto warm-up: the run's loss on the given labels
+            loss = self.loss_fn(logits, y)
+            return loss, {"warmup": 1.0}
+        loss = forward_loss(logits, y, self._tensor()).mean()
+        return loss, {"warmup": 0.0}
+
+    def before_epoch(self, trainer: Trainer) -> None:
+        if self.t is not None or trainer.epoch < self.warmup_epochs:
+            return
+        loader = trainer.loaders["train_eval"]
+        logits, idx = trainer.predict_logits(loader)
+        labels = np.asarray(loader.dataset.labels)[idx]
+        probs = softmax(logits)
+        if self.estimator == "anchor":
+            t = anchor_transition(probs, quantile=self.anchor_quantile)
+        else:
+            t = estimate_noise_matrix(labels, probs)
+        self.t, self._t_tensor = check_transition(t, self.num_classes), None
+        self.estimate = {"epoch": float(trainer.epoch), "rate_t": self.implied_rate(labels)}
+        clean = self.ctx.clean_labels
+        if clean is not None:
+            truth = realised_matrix(np.asarray(clean)[idx], labels, self.num_classes)
+            self.estimate["t_error"] = float(np.abs(self.t - truth).mean())
+            self.estimate["rate_true"] = float(np.mean(labels != np.asarray(clean)[idx]))
+        logger.info("%s: T estimated (%s) after %d epochs; implied noise rate %.3f%s\n%s", self.method_name,
+                    self.estimator, trainer.epoch, self.estimate["rate_t"],
+                    (f", true rate {self.estimate['rate_true']:.3f}, mean |T - T_true| "
+                     f"{self.estimate['t_error']:.4f}") if clean is not None else "",
+                    np.array2string(self.t, precision=3, suppress_small=True))
+        self._save(trainer)
+        if self.reinit:
+            net, fresh = self.networks["net"], self.ctx.build_network()
+            net.set_state_dict(fresh.state_dict())
+
+    def implied_rate(self, labels: np.ndarray) -> float:
+        """Noise rate implied by ``T`` and the given-label counts: ``sum_i prior_i (1 - T[i, i])`` with the
+        clean prior estimated by solving ``prior^T T = noisy prior`` (least squares, clipped, renormalised)."""
+        noisy_prior = np.bincount(labels, minlength=self.num_classes) / max(labels.size, 1)
+        prior, *_ = np.linalg.lstsq(self.t.T, noisy_prior, rcond=None)
+        prior = np.clip(prior, 0.0, None)
+        prior = prior / prior.sum() if prior.sum() > 0 else noisy_prior
+        return float(np.sum(prior * (1.0 - np.diag(self.t))))
+
+    def _save(self, trainer: Trainer) -> None:
+        out_dir = getattr(trainer, "output_dir", None)
+        if not out_dir or not getattr(trainer, "is_main", True):
+            return
+        os.makedirs(out_dir, exist_ok=True)
+        tmp = os.path.join(out_dir, "transition.json.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump({"transition": self.t.tolist(), "estimator": self.estimator, **self.estimate}, fh, indent=2)
+        os.replace(tmp, os.path.join(out_dir, "transition.json"))
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        scalars = trainer.epoch_scalars
+        for key in ("rate_t", "t_error", "rate_true"):
+            if key in self.estimate:
+                scalars[f"noise/{key}"] = self.estimate[key]
+
+    def clean_probability(self) -> np.ndarray | None:
+        return None
+
+    # --------------------------------------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        return {"transition": None if self.t is None else self.t.tolist(), "estimate": dict(self.estimate)}
+
+    def set_state_dict(self, state: dict[str, Any]) -> None:
+        unknown = sorted(set(state) - {"transition", "estimate"})
+        if unknown:
+            raise ValueError(f"{self.method_name}: checkpoint method state has unknown key(s) {unknown}")
+        t = state.get("transition")
+        if t is not None:
+            self.t, self._t_tensor = check_transition(np.asarray(t, dtype=np.float64), self.num_classes), None
+        self.estimate = {k: float(v) for k, v in (state.get("estimate") or {}).items()}
