@@ -51,12 +51,20 @@ def parse_noise(spec: str) -> tuple[str, float]:
     return NOISE_KINDS[m.group(1)], float(m.group(2)) / 100.0
 
 
+#: ``<method>@known_t``: a method with a ``transition`` parameter given the injected noise's true matrix -- an
+#: upper-bound reference (like the oracle), never counted as "the best method"
+KNOWN_T = "@known_t"
+
+
 def parse_method(spec: str) -> tuple[str, str | None]:
-    """``"standard+gce"`` -> ``("standard", "gce")``; ``"dividemix"`` -> ``("dividemix", None)``."""
+    """``"standard+gce"`` -> ``("standard", "gce")``; ``"dividemix"`` -> ``("dividemix", None)``;
+    ``"forward_correction@known_t"`` -> ``("forward_correction", None)``."""
     import robust_paddle.losses  # noqa: F401  (registers LOSSES)
     import robust_paddle.methods  # noqa: F401
 
-    name, _, loss = spec.partition("+")
+    name, _, loss = spec.removesuffix(KNOWN_T).partition("+")
+    if spec.endswith(KNOWN_T) and name in METHODS and "transition" not in accepted_kwargs(METHODS.get(name))[0]:
+        raise ValueError(f"method spec {spec!r}: {KNOWN_T} needs a method with a 'transition' parameter")
     if name not in METHODS:
         raise ValueError(f"method spec {spec!r}: unknown method {name!r}; choose one of: {', '.join(METHODS.names())}")
     if loss and loss not in LOSSES:
@@ -98,7 +106,20 @@ def method_preset(method: str, dataset: str) -> dict[str, Any]:
     return out
 
 
-def run_overrides(method_spec: str, noise_spec: str, *, dataset: str, seed: int, epochs: int) -> dict[str, Any]:
+def true_transition(noise_spec: str, *, num_classes: int, dataset: str) -> list[list[float]]:
+    """The nominal transition matrix of ``noise_spec`` (what ``@known_t`` runs are given)."""
+    from robust_paddle.data.noise import asymmetric_matrix, pair_matrix, symmetric_matrix
+
+    kind, rate = parse_noise(noise_spec)
+    if kind == "asymmetric":
+        return asymmetric_matrix(num_classes, rate, "auto", dataset=dataset).tolist()
+    if kind == "none":
+        return [[float(i == j) for j in range(num_classes)] for i in range(num_classes)]
+    return (symmetric_matrix if kind == "symmetric" else pair_matrix)(num_classes, rate).tolist()
+
+
+def run_overrides(method_spec: str, noise_spec: str, *, dataset: str, seed: int, epochs: int,
+                  num_classes: int = 10) -> dict[str, Any]:
     """Dotted overrides for one benchmark run (applied on top of the base config)."""
     method, loss = parse_method(method_spec)
     kind, rate = parse_noise(noise_spec)
@@ -119,8 +140,18 @@ def run_overrides(method_spec: str, noise_spec: str, *, dataset: str, seed: int,
         params["noise_mode"] = "asym" if kind in ("pair", "asymmetric") else "sym"
     if "lambda_u" in names and kind == "symmetric" and rate < 0.3:
         params["lambda_u"] = 0.0  # DivideMix's preset below 30% symmetric noise (Li et al. 2020, Table 7)
+    if method_spec.endswith(KNOWN_T):
+        params["transition"] = true_transition(noise_spec, num_classes=num_classes, dataset=dataset)
     values["method.params"] = params
     return values
+
+
+def num_classes_of(base: config_mod.Config) -> int:
+    """C of the base config's dataset (reads the source once)."""
+    from robust_paddle.registry import DATASETS
+    import robust_paddle.data  # noqa: F401  (registers DATASETS)
+
+    return len(DATASETS.get(base.data.name)(base.data).class_names)
 
 
 def build_cfg(base: config_mod.Config, values: dict[str, Any], out_dir: str) -> config_mod.Config:
@@ -149,6 +180,28 @@ def environment() -> dict[str, Any]:
     return {"python": platform.python_version(), "paddle": paddle.__version__, "numpy": np.__version__,
             "cpu_count": os.cpu_count(), "device": paddle.get_device(), "platform": platform.platform(),
             "argv": sys.argv, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def run_parallel(fn: Any, tasks: list[tuple[Any, tuple]], *, jobs: int):
+    """Yield ``(key, fn(*args))`` for ``tasks`` = [(key, args)] as they finish, ``jobs`` spawned processes at
+    a time, each with one OpenMP thread (several math threads per process only fight over shared cores).
+    ``fn`` must be importable (a module-level function)."""
+    import concurrent.futures
+    import multiprocessing
+
+    previous = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the spawned workers
+    try:
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            futures = {pool.submit(fn, *args): key for key, args in tasks}
+            for fut in concurrent.futures.as_completed(futures):
+                yield futures[fut], fut.result()
+    finally:
+        if previous is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = previous
 
 
 def save_json(path: str, data: Any) -> None:
