@@ -148,8 +148,8 @@ def run_overrides(method_spec: str, noise_spec: str, *, dataset: str, seed: int,
 
 def num_classes_of(base: config_mod.Config) -> int:
     """C of the base config's dataset (reads the source once)."""
-    from robust_paddle.registry import DATASETS
     import robust_paddle.data  # noqa: F401  (registers DATASETS)
+    from robust_paddle.registry import DATASETS
 
     return len(DATASETS.get(base.data.name)(base.data).class_names)
 
