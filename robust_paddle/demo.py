@@ -28,6 +28,8 @@ DEMO_ROWS: tuple[tuple[str, dict[str, Any]], ...] = (
                    "loss.name": "ce", "loss.params": {}}),
     ("gmm_correction", {"method.name": "gmm_correction", "method.params": {"warmup_epochs": 3},
                         "loss.name": "ce", "loss.params": {}}),
+    ("forward_correction", {"method.name": "forward_correction", "loss.name": "ce", "loss.params": {},
+                            "method.params": {"transition": "auto", "warmup_epochs": 5}}),
 )
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "quickstart.yaml")
@@ -110,9 +112,9 @@ def _train_parallel(todo: list[tuple[str, dict]], jobs: int) -> list[dict[str, A
 
 def format_table(rows: list[dict[str, Any]], *, noise: str, dataset: str) -> str:
     head = f"{dataset}, label noise {noise} (test labels are clean)\n"
-    cols = f"{'method':<16} {'test acc':>9} {'test@best val':>14} {'time (s)':>9}"
+    cols = f"{'method':<18} {'test acc':>9} {'test@best val':>14} {'time (s)':>9}"
     lines = [head + cols, "-" * len(cols)]
     for r in rows:
         fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else "-"  # noqa: E731
-        lines.append(f"{r['method']:<16} {fmt(r['test_acc']):>9} {fmt(r['test_acc_at_best_val']):>14} {r['seconds']:>9.1f}")
+        lines.append(f"{r['method']:<18} {fmt(r['test_acc']):>9} {fmt(r['test_acc_at_best_val']):>14} {r['seconds']:>9.1f}")
     return "\n".join(lines)
