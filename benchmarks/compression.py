@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--align", type=int, default=8, help="pruned channel counts rounded to a multiple (default 8)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads per predictor (default 1)")
     p.add_argument("--rounds", type=int, default=10, help="latency: rounds of 20 calls per model (default 10)")
+    p.add_argument("--int8-op-sets", default="", metavar="OPS;OPS",
+                   help="also time each int8 model with only these op types quantised by oneDNN, e.g. "
+                   "'conv2d;conv2d,fc' (rows '<scenario>[conv2d]'; not used for the targets)")
     p.add_argument("--workdir", default=None, help="folder for the run and compressions (default: a temp folder); "
                    "a rerun with the same folder reuses its run and compressions and only re-times them")
     p.add_argument("--out", default=None, help="results JSON (default: benchmarks/results/compression-<dataset>.json)")
@@ -73,12 +76,14 @@ def stages_for(scenario: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     return {"prune30": [prune], "qat": [qat], "ptq": [ptq], "prune30+qat": [prune, qat]}[scenario]
 
 
-def side_by_side_latency(models: dict[str, tuple[str, bool]], *, batch: np.ndarray, threads: int,
+def side_by_side_latency(models: dict[str, tuple], *, batch: np.ndarray, threads: int,
                          rounds: int, block: int = 20) -> dict[str, dict[str, float]]:
-    """Median wall and CPU milliseconds per call of each model, timed in alternating blocks."""
+    """Median wall and CPU milliseconds per call of each model (``name -> (prefix, int8[, int8_ops])``),
+    timed in alternating blocks."""
     from robust_paddle.predictor import PaddlePredictor
 
-    preds = {name: PaddlePredictor(prefix, int8=int8, threads=threads) for name, (prefix, int8) in models.items()}
+    preds = {name: PaddlePredictor(spec[0], int8=spec[1], threads=threads, int8_ops=spec[2] if len(spec) > 2 else None)
+             for name, spec in models.items()}
     for p in preds.values():
         for _ in range(5):
             p(batch)
@@ -130,6 +135,9 @@ def print_table(results: dict[str, Any]) -> None:
         print(" | ".join([name, f"{r['params']:,}", f"{r['flops']:,}", f"{r['params_bytes'] / 1024:.1f}", *lat,
                           f"{100 * r['test_acc']:.2f}", f"{100 * r.get('train_acc_clean', float('nan')):.2f}",
                           f"{100 * r.get('train_acc_noisy', float('nan')):.2f}"]))
+    for name, lat in (results.get("int8_op_sets") or {}).items():
+        print(" | ".join([name, "", "", "", *[f"{lat[b]['wall_ms']:.3f} ({lat[b]['cpu_ms']:.3f})" for b in batches],
+                          "", "", ""]))
     print()
     for c in results["targets"]:
         print(f"[{'met' if c['met'] else 'MISSED'}] {c['scenario']}: {c['target']}: {c['value']}")
@@ -184,11 +192,19 @@ def main(argv: list[str] | None = None) -> int:
         if "fp32" not in results:
             results["fp32"] = dict(report["input"]["stats"])
             models = {"fp32": (os.path.join(report["input"]["dir"], "inference"), False), **models}
+    op_sets = [tuple(o.strip() for o in part.split(",") if o.strip()) for part in args.int8_op_sets.split(";")
+               if part.strip()]
+    for name, (prefix, int8) in list(models.items()):
+        for ops in op_sets if int8 else ():
+            models[f"{name}[{','.join(ops)}]"] = (prefix, True, ops)
     run = load_run(cfg, ckpt)
     for b in (1, 64):
         lat = side_by_side_latency(models, batch=latency_batch(run.loaders["test"], b), threads=args.threads,
                                    rounds=args.rounds)
         for name, r in lat.items():
+            if "[" in name:
+                results.setdefault("int8_op_sets", {}).setdefault(name, {})[str(b)] = r
+                continue
             row = results["fp32"] if name == "fp32" else results["scenarios"][name]
             row.setdefault("latency", {})[str(b)] = r
     results["targets"] = check_targets(results)

@@ -173,17 +173,25 @@ class PaddlePredictor:
         int8: the program holds quantize/dequantize ops (PaddleSlim QAT / PTQ output); with ``optimized``
             it runs oneDNN int8 kernels (``enable_mkldnn_int8``).
         threads: CPU math-library threads.
+        int8_ops: with ``int8``, the op types oneDNN runs in int8 (e.g. ``("conv2d",)``); None lets Paddle
+            quantise every op type it can (conv2d, fc, pool2d, ...). Keeping small ops in fp32 saves their
+            quantise/dequantise reorders at batch 1 on CPUs without VNNI.
         optimized: True runs Paddle's IR fusion passes and oneDNN (the deployment setting); False runs the
             saved program op by op with the same kernels as dygraph (used to check the program exactly;
             fake-quant ops then run in fp32).
     """
 
-    def __init__(self, prefix: str, *, int8: bool = False, threads: int = 1, optimized: bool = True) -> None:
+    def __init__(self, prefix: str, *, int8: bool = False, threads: int = 1, optimized: bool = True,
+                 int8_ops: tuple[str, ...] | list[str] | None = None) -> None:
         import paddle
         from paddle import inference
 
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be an int >= 1, got {threads!r}")
+        if int8_ops is not None and (isinstance(int8_ops, str) or not int8_ops
+                                     or not all(isinstance(o, str) and o for o in int8_ops)):
+            raise ValueError(f"int8_ops must be a non-empty list of op type names such as ['conv2d', 'fc'], "
+                             f"got {int8_ops!r}")
         config = inference.Config(_compat.model_file(prefix), _compat.params_file(prefix))
         config.disable_gpu()
         config.disable_glog_info()
@@ -194,7 +202,7 @@ class PaddlePredictor:
             config.enable_mkldnn()
             config.set_mkldnn_cache_capacity(16)  # bounds oneDNN's per-shape kernel cache (dynamic batch)
             if int8:
-                config.enable_mkldnn_int8()
+                config.enable_mkldnn_int8(set(int8_ops)) if int8_ops else config.enable_mkldnn_int8()
                 self.int8_kernels = True
         else:
             config.disable_mkldnn()

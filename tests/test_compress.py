@@ -244,6 +244,14 @@ def test_prune_then_qat_end_to_end(trained, tmp_path, monkeypatch):
     for int8 in (True, False):
         y = predict(prefix, x, int8=int8)
         assert y.shape == (5, 10) and np.isfinite(y).all()
+    # only the convolutions in int8 (pool / fc in fp32): still the same model's predictions
+    from robust_paddle.predictor import PaddlePredictor
+
+    conv_only = PaddlePredictor(prefix, int8=True, int8_ops=["conv2d"])(x)
+    np.testing.assert_allclose(conv_only, predict(prefix, x, int8=True), atol=0.5)
+    assert (conv_only.argmax(1) == predict(prefix, x, int8=False).argmax(1)).mean() >= 0.8
+    with pytest.raises(ValueError, match="int8_ops must be a non-empty list of op type names"):
+        PaddlePredictor(prefix, int8=True, int8_ops="conv2d")
     info = os.path.join(qat["dir"], "inference.yml")
     assert os.path.isfile(info) and os.path.isfile(os.path.join(out, "input", "inference.yml"))
     from robust_paddle.predictor import load_model_info
