@@ -9,12 +9,12 @@ from types import SimpleNamespace
 import numpy as np
 import paddle
 import pytest
+from method_helpers import log_softmax, softmax, toy_context
 
 from robust_paddle import config as C
 from robust_paddle.engine import run as run_mod
 from robust_paddle.engine.checkpoint import load_checkpoint
 from robust_paddle.losses import build_loss
-from robust_paddle.methods.base import MethodContext
 from robust_paddle.methods.co_teaching import (
     CoTeachingMethod,
     CoTeachingPlusMethod,
@@ -31,15 +31,6 @@ from robust_paddle.registry import METHODS, check_kwargs
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
 FAST = ["data.subset=400", "train.progress=false", "train.visualdl=false", "train.report=false",
         "train.calibration=false", "model.name=mlp", "data.batch_size=50", "train.checkpoint_every=1"]
-
-
-def softmax(z):
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
-
-
-def log_softmax(z):
-    return np.log(softmax(z))
 
 
 def tensor(a, dtype="float32", grad=False):
@@ -95,21 +86,9 @@ def test_disagreement_indices():
 D, K, N = 5, 3, 10
 
 
-class Linear(paddle.nn.Layer):
-    def __init__(self):
-        super().__init__()
-        self.fc = paddle.nn.Linear(D, K)
-
-    def forward(self, x):
-        return self.fc(x)
-
-
 def toy(cls, *, clean=None, epochs=30, **params):
-    cfg = C.load(None, ["seed=3", f"train.epochs={epochs}"])
     labels = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
-    ctx = MethodContext(cfg=cfg, num_classes=K, input_shape=(D,), train_labels=labels, clean_labels=clean,
-                        build_network=Linear,
-                        build_loss=lambda name=None, **kw: build_loss(name or "ce", num_classes=K, **kw))
+    ctx = toy_context(labels, dim=D, classes=K, seed=3, overrides=[f"train.epochs={epochs}"], clean=clean)
     return cls(ctx, **params), labels
 
 

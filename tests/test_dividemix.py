@@ -7,11 +7,11 @@ import os
 import numpy as np
 import paddle
 import pytest
+from method_helpers import log_softmax, softmax, toy_context
 
 from robust_paddle import config as C
 from robust_paddle.engine import run as run_mod
 from robust_paddle.engine.checkpoint import load_checkpoint
-from robust_paddle.methods.base import MethodContext
 from robust_paddle.methods.dividemix import DivideMixMethod, prior_penalty, semi_losses
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
@@ -20,15 +20,6 @@ FAST = ["data.subset=300", "train.progress=false", "train.visualdl=false", "trai
 
 
 # ------------------------------------------------------------------------------------ NumPy helpers
-def softmax(z):
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
-
-
-def log_softmax(z):
-    return np.log(softmax(z))
-
-
 def np_sharpen(p, T):
     q = p ** (1 / T)
     return q / q.sum(1, keepdims=True)
@@ -64,21 +55,9 @@ def test_prior_penalty_is_kl_from_uniform():
 D, K, N = 4, 3, 8
 
 
-class Linear(paddle.nn.Layer):
-    def __init__(self):
-        super().__init__()
-        self.fc = paddle.nn.Linear(D, K)
-
-    def forward(self, x):
-        return self.fc(x)
-
-
 def toy_method(**params):
-    cfg = C.load(None, ["seed=5"])
     labels = np.array([0, 1, 2, 0, 1, 2, 0, 1])
-    ctx = MethodContext(cfg=cfg, num_classes=K, input_shape=(D,), train_labels=labels, clean_labels=None,
-                        build_network=Linear, build_loss=lambda *a, **k: None)
-    return DivideMixMethod(ctx, **params), labels
+    return DivideMixMethod(toy_context(labels, dim=D, classes=K, seed=5), **params), labels
 
 
 def ref_net_loss(k, W, B, x, onehot, probs, *, thr, T, alpha, lam_u, seed, epoch, batch):

@@ -7,12 +7,11 @@ import os
 import numpy as np
 import paddle
 import pytest
+from method_helpers import softmax, toy_context
 
 from robust_paddle import config as C
 from robust_paddle.engine import run as run_mod
 from robust_paddle.engine.checkpoint import load_checkpoint
-from robust_paddle.losses import build_loss
-from robust_paddle.methods.base import MethodContext
 from robust_paddle.methods.gmm_correction import Division, GMMCorrectionMethod, gmm_seed, neg_entropy
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
@@ -21,25 +20,9 @@ FAST = ["data.subset=300", "train.progress=false", "train.visualdl=false", "trai
 D, K, N = 4, 3, 8
 
 
-def softmax(z):
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
-
-
-class Linear(paddle.nn.Layer):
-    def __init__(self):
-        super().__init__()
-        self.fc = paddle.nn.Linear(D, K)
-
-    def forward(self, x):
-        return self.fc(x)
-
-
 def toy_method(loss="ce", loss_params=None, **params):
     labels = np.array([0, 1, 2, 0, 1, 2, 0, 1])
-    ctx = MethodContext(cfg=C.load(None, ["seed=9"]), num_classes=K, input_shape=(D,), train_labels=labels,
-                        clean_labels=None, build_network=Linear,
-                        build_loss=lambda: build_loss(loss, num_classes=K, **(loss_params or {})))
+    ctx = toy_context(labels, dim=D, classes=K, seed=9, loss=loss, loss_params=loss_params)
     return GMMCorrectionMethod(ctx, **params), labels
 
 

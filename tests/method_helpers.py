@@ -1,0 +1,38 @@
+"""Shared by the method tests: NumPy softmax references and a toy linear network with its MethodContext."""
+
+import numpy as np
+import paddle
+
+from robust_paddle import config as C
+from robust_paddle.losses import build_loss
+from robust_paddle.methods.base import MethodContext
+
+
+def softmax(z):
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def log_softmax(z):
+    return np.log(softmax(z))
+
+
+class Linear(paddle.nn.Layer):
+    """One linear layer ``[B, dim] -> [B, classes]`` (train and eval mode agree, so NumPy can mirror it)."""
+
+    def __init__(self, dim, classes):
+        super().__init__()
+        self.fc = paddle.nn.Linear(dim, classes)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def toy_context(labels, *, dim, classes, seed, overrides=(), clean=None, loss="ce", loss_params=None):
+    """MethodContext over ``labels`` with a fresh :class:`Linear` per network and ``build_loss`` building
+    ``loss`` (or the name a method asks for) with ``loss_params``."""
+    cfg = C.load(None, [f"seed={seed}", *overrides])
+    return MethodContext(cfg=cfg, num_classes=classes, input_shape=(dim,), train_labels=np.asarray(labels),
+                         clean_labels=clean, build_network=lambda: Linear(dim, classes),
+                         build_loss=lambda name=None, **kw: build_loss(name or loss, num_classes=classes,
+                                                                       **{**(loss_params or {}), **kw}))
