@@ -36,3 +36,14 @@ def toy_context(labels, *, dim, classes, seed, overrides=(), clean=None, loss="c
                          clean_labels=clean, build_network=lambda: Linear(dim, classes),
                          build_loss=lambda name=None, **kw: build_loss(name or loss, num_classes=classes,
                                                                        **{**(loss_params or {}), **kw}))
+
+
+def assert_same_final(full, resumed):
+    """A resumed run ends with the same final metrics as the uninterrupted one (timings excepted)."""
+    import pytest
+
+    a = {k: v for k, v in full["final"].items() if not k.startswith("time/")}
+    b = {k: v for k, v in resumed["final"].items() if not k.startswith("time/")}
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-7), k

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import paddle
 import pytest
-from method_helpers import softmax, toy_context
+from method_helpers import assert_same_final, softmax, toy_context
 
 from robust_paddle import config as C
 from robust_paddle.data.noise import apply_transition, pair_matrix, symmetric_matrix
@@ -142,11 +142,7 @@ def test_auto_estimates_resumes_and_reports(tmp_path):
     with paddle.utils.unique_name.guard():
         resumed = run_mod.train(digits_cfg(tmp_path / "resumed"),
                                 resume=str(tmp_path / "full" / "checkpoints" / "epoch_001.pdckpt"))
-    a = {k: v for k, v in full["final"].items() if not k.startswith("time/")}
-    b = {k: v for k, v in resumed["final"].items() if not k.startswith("time/")}
-    assert a.keys() == b.keys()
-    for k in a:
-        assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-7), k
+    assert_same_final(full, resumed)
 
 
 def test_known_transition_beats_ce_on_pair_noise(tmp_path):

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import paddle
 import pytest
-from method_helpers import softmax, toy_context
+from method_helpers import assert_same_final, softmax, toy_context
 
 from robust_paddle import config as C
 from robust_paddle.engine import run as run_mod
@@ -181,11 +181,7 @@ def test_two_epochs_resume_and_division_quality(tmp_path):
     with paddle.utils.unique_name.guard():
         resumed = run_mod.train(digits_cfg(tmp_path / "resumed"),
                                 resume=str(tmp_path / "full" / "checkpoints" / "epoch_001.pdckpt"))
-    a = {k: v for k, v in full["final"].items() if not k.startswith("time/")}
-    b = {k: v for k, v in resumed["final"].items() if not k.startswith("time/")}
-    assert a.keys() == b.keys()
-    for k in a:
-        assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-7), k
+    assert_same_final(full, resumed)
     state_b = load_checkpoint(str(tmp_path / "resumed" / "checkpoints" / "latest.pdckpt"))
     np.testing.assert_allclose(prob, state_b["method"]["divisions"][0]["prob"], atol=1e-6)
     for key, v in state["networks"]["net"].items():
