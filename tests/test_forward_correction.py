@@ -88,10 +88,14 @@ def test_load_transition_sources_and_errors(tmp_path):
     np.save(tmp_path / "t.npy", t)
     (tmp_path / "t.json").write_text(json.dumps({"transition": t.tolist()}))
     np.savetxt(tmp_path / "t.csv", t, delimiter=",")
-    for name in ("t.npy", "t.json", "t.csv"):
+    (tmp_path / "label_issues_summary.json").write_text(json.dumps({"estimated_noise_matrix": t.tolist(), "x": 1}))
+    for name in ("t.npy", "t.json", "t.csv", "label_issues_summary.json"):
         np.testing.assert_allclose(load_transition(str(tmp_path / name), K), t)
     with pytest.raises(ValueError, match="method.params.transition: 'nope.npy' is neither 'auto' nor an existing"):
         load_transition("nope.npy", K)
+    (tmp_path / "other.json").write_text(json.dumps({"matrix": t.tolist()}))
+    with pytest.raises(ValueError, match="has no 'transition' or 'estimated_noise_matrix' entry"):
+        load_transition(str(tmp_path / "other.json"), K)
     (tmp_path / "t.txt").write_text("1")
     with pytest.raises(ValueError, match="unsupported file type '.txt'"):
         load_transition(str(tmp_path / "t.txt"), K)

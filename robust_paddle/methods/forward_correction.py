@@ -12,7 +12,9 @@ one fixed direction and small-loss selection barely separates clean from noisy s
 
 ``transition``:
 
-* a ``[C, C]`` row-stochastic matrix (nested list), or a ``.npy`` / ``.json`` / ``.csv`` file holding one;
+* a ``[C, C]`` row-stochastic matrix (nested list), or a ``.npy`` / ``.json`` / ``.csv`` file holding one --
+  including another run's ``transition.json`` or its label-issue report's ``label_issues_summary.json``
+  (``estimated_noise_matrix``), e.g. the matrix a DivideMix run estimated;
 * ``"auto"``: trained on the given labels with plain cross-entropy for ``warmup_epochs``, then ``T`` is
   estimated from that network's softmax on the training set (eval mode) and the network is re-initialised
   (``reinit``) and trained with the corrected loss. Estimators: ``anchor`` -- Patrini et al.'s anchor
@@ -89,7 +91,12 @@ def load_transition(value: Any, num_classes: int) -> np.ndarray:
             elif ext == ".json":
                 with open(value, encoding="utf-8") as fh:
                     data = json.load(fh)
-                value = data["transition"] if isinstance(data, dict) and "transition" in data else data
+                if isinstance(data, dict):  # transition.json, or a report's label_issues_summary.json
+                    key_in = next((k for k in ("transition", "estimated_noise_matrix") if k in data), None)
+                    if key_in is None:
+                        raise ValueError(f"{key}: {value!r} has no 'transition' or 'estimated_noise_matrix' entry")
+                    data = data[key_in]
+                value = data
             elif ext == ".csv":
                 value = np.loadtxt(value, delimiter=",", ndmin=2)
             else:
