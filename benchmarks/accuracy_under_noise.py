@@ -16,7 +16,6 @@ continues an interrupted grid).
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import tempfile
@@ -129,22 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", default=None, help="comma-separated method specs (default: standard+ce/gce/sce "
                    "and every other registered method)")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    base = C.load_base(args)
-    dataset = base.data.name
     methods = C.split_list(args.methods) if args.methods else C.default_methods() + [KNOWN_T_REFERENCE]
-    noises = C.split_list(args.noises)
-    for m in methods:
-        C.parse_method(m)
-    for nz in noises:
-        C.parse_noise(nz)
-    out = args.out or os.path.join(C.RESULTS, f"accuracy_under_noise-{dataset}.json")
-    runs: list[dict[str, Any]] = []
-    if args.resume and os.path.isfile(out):
-        import json
-
-        with open(out, encoding="utf-8") as fh:
-            runs = [r for r in json.load(fh)["runs"] if r["epochs"] == args.epochs]
+    base, methods, noises, out, runs = C.start(
+        args, name="accuracy_under_noise", methods=methods,
+        resumable=lambda old: [r for r in old["runs"] if r["epochs"] == args.epochs])
+    dataset = base.data.name
     done = {(r["method"], r["noise"], r["seed"]) for r in runs}
     plan = [(ORACLE, "clean", s) for s in range(args.seeds)]
     plan += [(m, nz, s) for s in range(args.seeds) for nz in noises for m in methods]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import platform
@@ -228,6 +229,30 @@ def add_common_args(p: argparse.ArgumentParser, *, config: str, noises: str, see
 def load_base(args: argparse.Namespace) -> config_mod.Config:
     overrides = list(args.override) + ([f"data.name={args.dataset}"] if args.dataset else [])
     return config_mod.load(args.config, overrides)
+
+
+def start(args: argparse.Namespace, *, name: str, methods: list[str],
+          resumable: Any) -> tuple[config_mod.Config, list[str], list[str], str, list[dict[str, Any]]]:
+    """Shared start of the noise benchmarks: warning-level logging, the base config, checked method and noise
+    specs, the results path (``--out`` or ``results/<name>-<dataset>.json``) and, with ``--resume``, the runs
+    ``resumable(old_results)`` keeps from that file.
+
+    Returns:
+        ``(base, methods, noises, out, runs)``.
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    base = load_base(args)
+    noises = split_list(args.noises)
+    for m in methods:
+        parse_method(m)
+    for nz in noises:
+        parse_noise(nz)
+    out = args.out or os.path.join(RESULTS, f"{name}-{base.data.name}.json")
+    runs: list[dict[str, Any]] = []
+    if args.resume and os.path.isfile(out):
+        with open(out, encoding="utf-8") as fh:
+            runs = list(resumable(json.load(fh)))
+    return base, methods, noises, out, runs
 
 
 def split_list(text: str) -> list[str]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import tempfile
@@ -142,23 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cv-method", default="same", help="method spec trained K times for cleanlab's "
                    "out-of-sample probabilities; 'same' (default) = the measured method itself")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     _cleanlab()
-    base = C.load_base(args)
+    settings = (args.epochs, args.folds, args.cv_method)
+    base, methods, noises, out, runs = C.start(
+        args, name="detection", methods=C.split_list(args.methods),
+        resumable=lambda old: old["runs"] if (old["meta"]["epochs"], old["meta"]["folds"],
+                                              old["meta"].get("cv_method")) == settings else [])
     dataset = base.data.name
-    methods, noises = C.split_list(args.methods), C.split_list(args.noises)
-    for m in methods:
-        C.parse_method(m)
-    for nz in noises:
-        C.parse_noise(nz)
-    out = args.out or os.path.join(C.RESULTS, f"detection-{dataset}.json")
-    runs: list[dict[str, Any]] = []
-    if args.resume and os.path.isfile(out):
-        with open(out, encoding="utf-8") as fh:
-            old = json.load(fh)
-        if (old["meta"]["epochs"], old["meta"]["folds"], old["meta"].get("cv_method")) == (
-                args.epochs, args.folds, args.cv_method):
-            runs = old["runs"]
     done = {(r["method"], r["noise"], r["seed"]) for r in runs}
     meta = {"dataset": dataset, "config": args.config, "overrides": args.override, "epochs": args.epochs,
             "folds": args.folds, "cv_method": args.cv_method, "seeds": args.seeds, "methods": methods, "noises": noises,
