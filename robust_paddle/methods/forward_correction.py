@@ -221,9 +221,6 @@ class ForwardCorrectionMethod(Method):
             if key in self.estimate:
                 scalars[f"noise/{key}"] = self.estimate[key]
 
-    def clean_probability(self) -> np.ndarray | None:
-        return None
-
     # --------------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
         return {"transition": None if self.t is None else self.t.tolist(), "estimate": dict(self.estimate)}
