@@ -216,17 +216,23 @@ def label_quality_scores(labels: np.ndarray, pred_probs: np.ndarray, *,
 
 
 # ------------------------------------------------------------------------------------------ label issues
-def round_preserving_total(row: np.ndarray) -> np.ndarray:
+def round_preserving_total(row: np.ndarray, *, rng: np.random.Generator | None = None) -> np.ndarray:
     """Integers closest to ``row`` [C] whose sum is ``round(row.sum())`` (largest remainders get the +1s).
 
     Rounding each confident-joint cell on its own can drop most of a row's noise: ten cells of 0.4 would
-    all become 0. This is the rounding cleanlab applies (``round_preserving_row_totals``).
+    all become 0. This is the rounding cleanlab applies (``round_preserving_row_totals``). Ties between
+    equal remainders go to the lower index, or are broken at random with ``rng`` (exact noise injection,
+    ``data.noise_gen.apply_transition``, so no class is favoured). Values within 1e-9 below an integer
+    count as that integer (``100 * 0.29`` is 28.999999999999996 in floating point).
     """
     x = np.asarray(row, dtype=np.float64)
-    out = np.floor(x).astype(np.int64)
+    out = np.floor(x + 1e-9).astype(np.int64)
     missing = int(np.rint(x.sum())) - int(out.sum())
     if missing > 0:
-        out[np.argsort(-(x - out), kind="stable")[:missing]] += 1
+        frac = x - out
+        order = (np.argsort(-frac, kind="stable") if rng is None
+                 else np.lexsort((rng.random(frac.size), -frac)))
+        out[order[:missing]] += 1
     return out
 
 

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from robust_paddle.estimation import round_preserving_total
+
 logger = logging.getLogger(__name__)
 
 #: Standard asymmetric class maps (source class -> class it is flipped into).
@@ -182,18 +184,6 @@ def _sample_rows(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 SAMPLINGS = ("exact", "random")
 
 
-def exact_counts(n: int, probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``n * probs`` rounded to integers that sum to ``n`` (largest remainder; ties broken at random)."""
-    want = n * np.asarray(probs, dtype=np.float64)
-    counts = np.floor(want + 1e-9).astype(np.int64)
-    short = n - int(counts.sum())
-    if short > 0:
-        frac = want - counts
-        order = np.lexsort((rng.random(frac.size), -frac))  # largest remainder first, random among ties
-        counts[order[:short]] += 1
-    return counts
-
-
 def apply_transition(labels: np.ndarray, t: np.ndarray, *, seed: int, sampling: str = "exact",
                      groups: np.ndarray | None = None) -> np.ndarray:
     """Noisy labels from the transition matrix ``T[i, j] = P(ỹ=j | y=i)``.
@@ -233,7 +223,7 @@ def apply_transition(labels: np.ndarray, t: np.ndarray, *, seed: int, sampling: 
     for g in np.unique(groups):
         for c in np.unique(labels[groups == g]):
             members = np.flatnonzero((groups == g) & (labels == c))
-            counts = exact_counts(members.size, t[c], rng)
+            counts = round_preserving_total(members.size * t[c], rng=rng)
             noisy[rng.permutation(members)] = np.repeat(np.arange(t.shape[0]), counts)
     return noisy
 
