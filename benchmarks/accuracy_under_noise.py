@@ -25,6 +25,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import common as C  # noqa: E402
+from robust_paddle.demo import run_in_processes  # noqa: E402
 
 DEFAULT_NOISES = "sym20,sym40,sym60,sym80,pair45,asym40"
 ORACLE = "clean_oracle"
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             for i, (m, nz, s) in todo:
                 record(i, run_one(base, m, nz, s, args.epochs, workdir, dataset, num_classes))
         else:
-            for i, r in C.run_parallel(run_one, [(i, (base, m, nz, s, args.epochs, workdir, dataset,
+            for i, r in run_in_processes(run_one, [(i, (base, m, nz, s, args.epochs, workdir, dataset,
                                                        num_classes))
                                                  for i, (m, nz, s) in todo], jobs=args.jobs):
                 record(i, r)

@@ -183,28 +183,6 @@ def environment() -> dict[str, Any]:
             "argv": sys.argv, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
-def run_parallel(fn: Any, tasks: list[tuple[Any, tuple]], *, jobs: int):
-    """Yield ``(key, fn(*args))`` for ``tasks`` = [(key, args)] as they finish, ``jobs`` spawned processes at
-    a time, each with one OpenMP thread (several math threads per process only fight over shared cores).
-    ``fn`` must be importable (a module-level function)."""
-    import concurrent.futures
-    import multiprocessing
-
-    previous = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the spawned workers
-    try:
-        ctx = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            futures = {pool.submit(fn, *args): key for key, args in tasks}
-            for fut in concurrent.futures.as_completed(futures):
-                yield futures[fut], fut.result()
-    finally:
-        if previous is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = previous
-
-
 def save_json(path: str, data: Any) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"

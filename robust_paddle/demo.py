@@ -7,6 +7,7 @@ import logging
 import multiprocessing
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from robust_paddle import config as config_mod
@@ -87,22 +88,26 @@ def run_demo(*, config_path: str | None = None, overrides: list[str] | tuple[str
     if jobs <= 1:
         rows = [_train_row(name, data) for name, data in todo]
     else:
-        rows = _train_parallel(todo, jobs)
+        done = dict(run_in_processes(_train_row, [(i, row) for i, row in enumerate(todo)], jobs=jobs))
+        rows = [done[i] for i in range(len(todo))]
     for r in rows:
         logger.info("demo %s: test acc %.4f", r["method"], r["test_acc"] if r["test_acc"] is not None else float("nan"))
     print(format_table(rows, noise=f"{base.data.noise.kind} {base.data.noise.rate:.0%}", dataset=base.data.name))
     return rows
 
 
-def _train_parallel(todo: list[tuple[str, dict]], jobs: int) -> list[dict[str, Any]]:
-    """Train rows in ``jobs`` spawned processes, one OpenMP thread each (inherited from the environment)."""
+def run_in_processes(fn: Any, tasks: list[tuple[Any, tuple]], *, jobs: int) -> Iterator[tuple[Any, Any]]:
+    """Yield ``(key, fn(*args))`` for ``tasks`` = ``[(key, args)]`` as they finish, ``jobs`` spawned processes
+    at a time, each with one OpenMP thread (several math threads per process only fight over shared cores).
+    ``fn`` must be importable (a module-level function). Used by the demo and the noise benchmarks."""
     previous = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the spawned workers
     try:
         ctx = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            futures = [pool.submit(_train_row, name, data) for name, data in todo]
-            return [f.result() for f in futures]
+            futures = {pool.submit(fn, *args): key for key, args in tasks}
+            for fut in concurrent.futures.as_completed(futures):
+                yield futures[fut], fut.result()
     finally:
         if previous is None:
             os.environ.pop("OMP_NUM_THREADS", None)
