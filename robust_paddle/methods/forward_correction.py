@@ -78,33 +78,37 @@ def anchor_transition(probs: np.ndarray, *, quantile: float = 0.97) -> np.ndarra
     return t / t.sum(axis=1, keepdims=True)
 
 
+TRANSITION_KEYS = ("transition", "estimated_noise_matrix")  # transition.json; a report's label_issues_summary.json
+
+
+def _read_matrix_file(path: str, key: str) -> Any:
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in (".npy", ".json", ".csv"):
+        raise ValueError(f"{key}: unsupported file type {ext!r}; use .npy, .json or .csv")
+    try:
+        if ext == ".npy":
+            return np.load(path, allow_pickle=False)
+        if ext == ".csv":
+            return np.loadtxt(path, delimiter=",", ndmin=2)
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError) as e:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"{key}: cannot read {path!r}: {e}") from None
+    if not isinstance(data, dict):
+        return data
+    found = next((k for k in TRANSITION_KEYS if k in data), None)
+    if found is None:
+        raise ValueError(f"{key}: {path!r} has no 'transition' or 'estimated_noise_matrix' entry")
+    return data[found]
+
+
 def load_transition(value: Any, num_classes: int) -> np.ndarray:
     """``method.params.transition`` as a checked [C, C] matrix (nested list or a .npy/.json/.csv file)."""
     key = "method.params.transition"
     if isinstance(value, str):
         if not os.path.isfile(value):
             raise ValueError(f"{key}: {value!r} is neither 'auto' nor an existing .npy/.json/.csv file")
-        ext = os.path.splitext(value)[1].lower()
-        try:
-            if ext == ".npy":
-                value = np.load(value, allow_pickle=False)
-            elif ext == ".json":
-                with open(value, encoding="utf-8") as fh:
-                    data = json.load(fh)
-                if isinstance(data, dict):  # transition.json, or a report's label_issues_summary.json
-                    key_in = next((k for k in ("transition", "estimated_noise_matrix") if k in data), None)
-                    if key_in is None:
-                        raise ValueError(f"{key}: {value!r} has no 'transition' or 'estimated_noise_matrix' entry")
-                    data = data[key_in]
-                value = data
-            elif ext == ".csv":
-                value = np.loadtxt(value, delimiter=",", ndmin=2)
-            else:
-                raise ValueError(f"{key}: unsupported file type {ext!r}; use .npy, .json or .csv")
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
-            if str(e).startswith(key):
-                raise
-            raise ValueError(f"{key}: cannot read {value!r}: {e}") from None
+        value = _read_matrix_file(value, key)
     try:
         return check_transition(np.asarray(value, dtype=np.float64), num_classes)
     except (TypeError, ValueError) as e:
