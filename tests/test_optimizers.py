@@ -82,6 +82,18 @@ def test_no_decay_split_holds_exactly_biases_and_norm_params():
     assert len(decay) == len(net.parameters()) and no_decay == []
 
 
+@pytest.mark.parametrize("no_decay_norm_bias", [True, False])
+def test_a_tensor_marked_no_weight_decay_is_never_decayed(no_decay_norm_bias):
+    net = small_net()
+    lin = net[4]
+    lin.weight.no_weight_decay = True
+    decay, no_decay = split_decay_params(net.parameters(), no_decay_norm_bias=no_decay_norm_bias)
+    assert lin.weight.name in {p.name for p in no_decay} and lin.weight.name not in {p.name for p in decay}
+    assert net[0].weight.name in {p.name for p in decay}
+    build_optimizer(cfg("sgd", weight_decay=0.01), net.parameters(), learning_rate=0.1)
+    assert lin.weight.regularizer is None and isinstance(net[0].weight.regularizer, paddle.regularizer.L2Decay)
+
+
 def test_build_optimizer_sets_the_decay_on_each_tensor():
     net = small_net()
     build_optimizer(cfg("adam", weight_decay=0.01), net.parameters(), learning_rate=0.1)

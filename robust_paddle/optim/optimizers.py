@@ -180,15 +180,19 @@ def build_grad_clip(max_norm: float) -> paddle.nn.ClipGradByGlobalNorm | None:
 def split_decay_params(parameters: Sequence[paddle.Tensor], *,
                        no_decay_norm_bias: bool) -> tuple[list[paddle.Tensor], list[paddle.Tensor]]:
     """Split tensors into (decayed, not decayed): with ``no_decay_norm_bias``, tensors with ``ndim <= 1``
-    (biases, norm-layer scales and shifts, BN running statistics) are not decayed.
+    (biases, norm-layer scales and shifts, BN running statistics) are not decayed. A tensor whose
+    ``no_weight_decay`` attribute is True (e.g. a method's learned transition matrix, which decay would pull
+    toward uniform) is never decayed.
 
     Args:
         parameters: the model's tensors (duplicates, e.g. shared weights, are kept once).
     """
     unique = list({id(p): p for p in parameters}.values())
-    if not no_decay_norm_bias:
-        return unique, []
-    return [p for p in unique if len(p.shape) > 1], [p for p in unique if len(p.shape) <= 1]
+
+    def decayed(p: paddle.Tensor) -> bool:
+        return not getattr(p, "no_weight_decay", False) and (not no_decay_norm_bias or len(p.shape) > 1)
+
+    return [p for p in unique if decayed(p)], [p for p in unique if not decayed(p)]
 
 
 def build_optimizer(cfg: OptimizerConfig, parameters: Sequence[paddle.Tensor], *,
