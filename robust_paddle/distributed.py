@@ -277,6 +277,23 @@ def prepare_backward(networks: Mapping[str, paddle.nn.Layer], loss: paddle.Tenso
             reducer.prepare_for_backward(list(net._find_tensor(loss)))
 
 
+def average_gradient_across_ranks(param: paddle.Tensor) -> None:
+    """Make ``param``'s gradient the mean over ranks, for a trainable tensor that is not inside a DataParallel
+    network (whose reducer would otherwise average it): a gradient hook all-reduces every backward's
+    gradient. Under gradient accumulation each micro-batch's gradient is averaged, so the accumulated sum
+    is the same as averaging once. A no-op without data parallelism; call on every rank."""
+    if not is_distributed():
+        return
+    size = world_size()
+
+    def hook(grad: paddle.Tensor) -> paddle.Tensor:
+        total = grad.clone()
+        pdist.all_reduce(total, op=pdist.ReduceOp.SUM)
+        return total / size
+
+    param.register_hook(hook)
+
+
 @contextlib.contextmanager
 def no_sync(networks: Mapping[str, paddle.nn.Layer], *, enabled: bool = True) -> Iterator[None]:
     """Skip the gradient all-reduce inside the block (gradient accumulation: only the group's last

@@ -62,6 +62,8 @@ class DumpRankState(Hook):
         # every parameter and BN statistic: the ranks must hold identical networks after each epoch
         state = [v.numpy().astype(np.float64).ravel() for net in trainer.method.networks.values()
                  for v in net.state_dict().values()]
+        # and the method's own trainable tensors (DivideMix's learned transition matrices, warmup: volmin)
+        state += [np.asarray(w, np.float64).ravel() for w in trainer.method.state_dict().get("transitions", [])]
         np.save(os.path.join(self._dir(), f"weights_epoch{trainer.epoch + 1}.npy"), np.concatenate(state))
 
     def after_train(self, trainer: Any) -> None:

@@ -242,3 +242,75 @@ def test_two_augmented_views_when_the_data_is_augmented(tmp_path):
     assert not np.allclose(views[0].numpy(), views[1].numpy())  # independent flips
     loss, terms = method.train_step((x, y, idx), epoch=1, step=0)
     assert np.isfinite(float(loss)) and 0 < terms["labeled"] < 1
+
+
+# ------------------------------------------------------------------------------- warm-up: volmin
+def np_transition(w):
+    c = w.shape[0]
+    t = np.eye(c) + (1 - np.eye(c)) / (1 + np.exp(-w))
+    return t / t.sum(1, keepdims=True)
+
+
+def test_learned_transition_starts_diagonal_dominant():
+    from robust_paddle.methods.forward_correction import LearnedTransition
+
+    layer = LearnedTransition(10, init=2.0, lr_scale=5.0)
+    t = layer().numpy()
+    s = 1 / (1 + np.exp(2.0))
+    np.testing.assert_allclose(np.diag(t), 1 / (1 + 9 * s), rtol=1e-6)  # 0.48
+    np.testing.assert_allclose(t.sum(1), 1.0, rtol=1e-6)
+    assert layer.w.no_weight_decay and layer.w.optimize_attr["learning_rate"] == 5.0
+    assert float(LearnedTransition.volume(layer())) == pytest.approx(np.linalg.slogdet(t)[1], rel=1e-5)
+
+
+def test_volmin_warmup_step_is_the_forward_loss_plus_the_volume():
+    method, labels = toy_method(warmup_epochs=2, warmup="volmin", volume_weight=0.01, noise_mode="asym")
+    for k, tr in enumerate(method.transitions):
+        tr.w.set_value(np.full((K, K), -1.0 - k, np.float32))
+    x = np.random.default_rng(4).normal(size=(N, D)).astype(np.float32)
+    loss, terms = method.train_step((tensor(x), tensor(labels, "int64"), tensor(np.arange(N), "int64")),
+                                    epoch=0, step=0)
+    want = 0.0
+    for k, net in enumerate((method.networks["net1"], method.networks["net2"])):
+        t = np_transition(np.full((K, K), -1.0 - k))
+        z = x @ net.fc.weight.numpy() + net.fc.bias.numpy()
+        want += -np.mean(np.log((softmax(z) @ t)[np.arange(N), labels])) + 0.01 * np.linalg.slogdet(t)[1]
+    assert float(loss) == pytest.approx(want, rel=1e-5)  # no negative-entropy term with volmin
+    loss.backward()
+    params = method.parameters()
+    assert params[-2:] == [t.w for t in method.transitions]
+    assert all(float(t.w.grad.abs().sum()) > 0 for t in method.transitions)
+
+
+@pytest.mark.parametrize("params,match", [
+    ({"warmup": "gce"}, r"method.params.warmup: 'gce' is not allowed for method 'dividemix'; choose one of: ce, volmin"),
+    ({"t_lr_scale": 0.0}, r"method.params.t_lr_scale: 0.0 is out of range for method 'dividemix'; must be > 0.0"),
+    ({"volume_weight": -1.0}, r"method.params.volume_weight: -1.0 is out of range"),
+])
+def test_volmin_options_are_checked(params, match):
+    with pytest.raises(ValueError, match=match):
+        toy_method(**params)
+
+
+def test_volmin_warmup_learns_t_logs_its_error_and_resumes(tmp_path):
+    extra = ("data.noise.kind=pair", "data.noise.rate=0.45", "method.params.warmup=volmin",
+             "method.params.p_threshold=0.7")
+    with paddle.utils.unique_name.guard():
+        full = run_mod.train(digits_cfg(tmp_path / "full", *extra))
+    first = full["history"][0]
+    assert 0.0 < first["noise/t_error"] < 0.1 and "noise/t_error" not in full["history"][1]
+    state = load_checkpoint(str(tmp_path / "full" / "checkpoints" / "latest.pdckpt"))
+    weights = state["method"]["transitions"]
+    assert len(weights) == 2 and all(np.asarray(w).shape == (10, 10) for w in weights)
+    assert all(np.abs(np.asarray(w) + 2.0).max() > 1e-3 for w in weights)  # T moved from its initial value
+    with paddle.utils.unique_name.guard():
+        resumed = run_mod.train(digits_cfg(tmp_path / "resumed", *extra),
+                                resume=str(tmp_path / "full" / "checkpoints" / "epoch_001.pdckpt"))
+    a, b = final_row(full), final_row(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-7), k
+    with paddle.utils.unique_name.guard():
+        run = run_mod.build_run(digits_cfg(tmp_path / "r", *extra), output_dir=str(tmp_path / "r"))
+    with pytest.raises(ValueError, match=r"method state has 1 learned transition matrices, this run keeps 2"):
+        run.method.set_state_dict({**state["method"], "transitions": weights[:1]})

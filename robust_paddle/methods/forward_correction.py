@@ -122,6 +122,35 @@ def forward_loss(logits: paddle.Tensor, labels: paddle.Tensor, t: paddle.Tensor)
     return -paddle.log(picked.clip(min=PROB_FLOOR))
 
 
+class LearnedTransition(paddle.nn.Layer):
+    """A trainable row-stochastic ``T = rownorm(I + sigmoid(W) * (1 - I))`` [C, C] (VolMinNet's ``sig_t``).
+
+    Li, Liu, Han, Niu & Sugiyama, "Provably End-to-end Label-Noise Learning without Anchor Points", ICML
+    2021, https://arxiv.org/abs/2102.02400: trained with the forward loss plus ``volume_weight * log|det T|``
+    (:meth:`volume`), the smallest-volume ``T`` that explains the noisy labels is the true one when the clean
+    posteriors are sufficiently scattered -- no anchor points needed. ``W`` starts at ``-init`` everywhere,
+    so the diagonal always dominates each row and starts at ``1 / (1 + (C-1) sigmoid(-init))`` (0.48 for
+    10 classes and the reference's ``init=2``). ``W`` is marked ``no_weight_decay`` (decay would pull the
+    off-diagonal toward uniform) and learns at ``lr_scale`` times the optimizer's rate.
+    """
+
+    def __init__(self, num_classes: int, *, init: float = 2.0, lr_scale: float = 1.0) -> None:
+        super().__init__()
+        attr = paddle.ParamAttr(learning_rate=lr_scale, initializer=paddle.nn.initializer.Constant(-init))
+        self.w = self.create_parameter([num_classes, num_classes], dtype="float32", attr=attr)
+        self.w.no_weight_decay = True
+        self.register_buffer("off", paddle.to_tensor(1.0 - np.eye(num_classes, dtype=np.float32)), persistable=False)
+
+    def forward(self) -> paddle.Tensor:
+        t = 1.0 - self.off + F.sigmoid(self.w) * self.off
+        return t / t.sum(axis=1, keepdim=True)
+
+    @staticmethod
+    def volume(t: paddle.Tensor) -> paddle.Tensor:
+        """``log|det T|`` (scalar), the volume penalty."""
+        return paddle.linalg.slogdet(t)[1]
+
+
 @METHODS.register("forward_correction")
 class ForwardCorrectionMethod(Method):
     """Forward loss correction (Patrini et al. 2017) with a given or estimated transition matrix.
