@@ -136,7 +136,7 @@ def test_auto_estimates_resumes_and_reports(tmp_path):
     assert rows[1]["noise/rate_true"] == pytest.approx(0.45, abs=0.01)  # exact pair-45 sampling
     saved = json.loads((tmp_path / "full" / "transition.json").read_text())
     t = np.asarray(saved["transition"])
-    assert t.shape == (10, 10) and np.allclose(t.sum(1), 1.0) and saved["estimator"] == "anchor"
+    assert t.shape == (10, 10) and np.allclose(t.sum(1), 1.0) and saved["estimator"] == "confident_joint"  # the digits preset
     assert saved["t_error"] == pytest.approx(rows[1]["noise/t_error"])
     assert (tmp_path / "full" / "label_issues.csv").is_file() and (tmp_path / "full" / "noise_matrix.png").is_file()
     state = load_checkpoint(str(tmp_path / "full" / "checkpoints" / "latest.pdckpt"))
