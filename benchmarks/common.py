@@ -235,3 +235,29 @@ def start(args: argparse.Namespace, *, name: str, methods: list[str],
 
 def split_list(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def epoch_timer() -> Any:
+    """A trainer hook recording each epoch's wall-clock: ``train_s`` (epoch start to the last optimizer
+    step) and ``epoch_s`` (to the end of ``method.after_epoch``: the method's per-epoch passes included) in
+    ``.rows`` (priority 0: the first ``after_epoch`` hook, before any evaluation)."""
+    from robust_paddle.engine.hooks import Hook
+
+    class EpochTimer(Hook):
+        priority = 0
+        name = "epoch_timer"
+
+        def __init__(self) -> None:
+            self.rows: list[dict[str, float]] = []
+
+        def before_epoch(self, trainer: Any) -> None:
+            self._t0 = self._t1 = time.perf_counter()
+
+        def after_step(self, trainer: Any, terms: dict[str, float]) -> None:
+            self._t1 = time.perf_counter()
+
+        def after_epoch(self, trainer: Any) -> None:
+            t2 = time.perf_counter()
+            self.rows.append({"epoch": trainer.epoch + 1, "train_s": self._t1 - self._t0, "epoch_s": t2 - self._t0})
+
+    return EpochTimer()

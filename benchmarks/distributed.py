@@ -53,31 +53,11 @@ def worker(cfg_path: str, overrides: list[str], result: str) -> None:
     """Run inside each launched process: train with a timing hook; rank 0 writes ``result``."""
     from robust_paddle import config as config_mod
     from robust_paddle import distributed as dist
-    from robust_paddle.engine.hooks import Hook
     from robust_paddle.engine.run import build_run
-
-    class EpochTimer(Hook):
-        """Wall-clock of each epoch: start, last optimizer step, end of ``method.after_epoch``."""
-
-        priority = 0  # first after_epoch hook: before evaluation (of which there is none here)
-        name = "epoch_timer"
-
-        def __init__(self) -> None:
-            self.rows: list[dict[str, float]] = []
-
-        def before_epoch(self, trainer: Any) -> None:
-            self._t0 = self._t1 = time.perf_counter()
-
-        def after_step(self, trainer: Any, terms: dict[str, float]) -> None:
-            self._t1 = time.perf_counter()
-
-        def after_epoch(self, trainer: Any) -> None:
-            t2 = time.perf_counter()
-            self.rows.append({"epoch": trainer.epoch + 1, "train_s": self._t1 - self._t0, "epoch_s": t2 - self._t0})
 
     cfg = config_mod.load(cfg_path, overrides)
     distributed = dist.init(cpu=cfg.train.device == "cpu")
-    timer = EpochTimer()
+    timer = C.epoch_timer()
     run = build_run(cfg, output_dir=cfg.output_dir, hooks=[timer], distributed=distributed)
     run.trainer.fit()
     if dist.is_main():

@@ -1,0 +1,148 @@
+"""Training cost per method: epoch time against a standard CE epoch, and the GMM division's share of an epoch.
+
+    .venv/bin/python benchmarks/method_cost.py                      # digits, sym40, every method, ~4 min
+    .venv/bin/python benchmarks/method_cost.py --methods standard+ce,co_teaching --epochs 4 --rounds 1
+
+Every method trains on the same noisy data with its shipped digits preset (the recipes of
+``accuracy_under_noise.py``, via ``common.run_overrides``), in this process with ``OMP_NUM_THREADS`` OpenMP
+threads (default: every core, as a training job runs) and no evaluation, checkpoints, VisualDL or report; a
+hook times each epoch. The methods take turns, ``--rounds``
+times, so they share the background load. Per method, over its *main-phase* epochs (after its
+``warmup_epochs``, and never the first epoch, which allocates):
+
+* ``train s``: median time from the epoch's start to its last optimizer step;
+* ``epoch s``: the same to the end of the method's per-epoch passes (the GMM division's loss pass and fits);
+* ``x CE``: ``epoch s`` over standard CE's;
+* ``GMM %``: the mixture fits (``time/gmm_s``) over ``train s``, and ``division %``: fits plus the eval-mode
+  loss pass over the training set (``time/divide_s``), for the methods that divide.
+
+Targets (issue 3): a co_teaching epoch <= 2.1x a standard CE epoch; the GMM step <= 5% of an epoch.
+Results: ``benchmarks/results/method_cost-<dataset>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))  # read when paddle loads: set it before
+
+from benchmarks import common as C  # noqa: E402  (imports robust_paddle first: zlib shim before paddle)
+
+#: timing-only runs: no evaluation (beyond what the trainer cannot skip), checkpoints, VisualDL or plots
+TIMING = {"train.eval_every": 1000, "train.calibration": False}
+CO_TEACHING = ("co_teaching", "co_teaching_plus", "jocor")
+DIVIDERS = ("dividemix", "gmm_correction")
+
+
+def time_method(base: Any, spec: str, *, noise: str, epochs: int, workdir: str, dataset: str) -> dict[str, Any]:
+    """Train ``spec`` once; per-epoch rows plus the main-phase medians."""
+    import paddle
+
+    from robust_paddle.engine.run import build_run
+
+    values = {**C.run_overrides(spec, noise, dataset=dataset, seed=0, epochs=epochs), **TIMING}
+    cfg = C.build_cfg(base, values, os.path.join(workdir, spec.replace("+", "_")))
+    timer = C.epoch_timer()
+    with paddle.utils.unique_name.guard():
+        run = build_run(cfg, output_dir=cfg.output_dir, hooks=[timer])
+        run.trainer.fit()
+    warmup = int(getattr(run.method, "warmup_epochs", 0) or 0)
+    history = {int(r["epoch"]): r for r in run.trainer.history}
+    rows = [{**r, **{k: history.get(r["epoch"], {}).get(f"time/{k}") for k in ("gmm_s", "divide_s")}}
+            for r in timer.rows]
+    main = [r for r in rows if r["epoch"] > max(warmup, 1)]
+    if not main:
+        raise ValueError(f"{spec}: --epochs {epochs} leaves no epoch after its {warmup} warm-up epoch(s) and the "
+                         f"first; use --epochs >= {max(warmup, 1) + 2}")
+    out = {"method": spec, "warmup_epochs": warmup, "epochs": rows,
+           "train_s": statistics.median(r["train_s"] for r in main),
+           "epoch_s": statistics.median(r["epoch_s"] for r in main)}
+    for key in ("gmm_s", "divide_s"):
+        shares = [r[key] / r["train_s"] for r in main if r.get(key) is not None]
+        out[f"{key}_share"] = statistics.median(shares) if shares else None
+    return out
+
+
+def summarize(runs: list[dict[str, Any]], methods: list[str]) -> list[dict[str, Any]]:
+    """One row per method: medians over its rounds, ``x_ce`` against ``standard+ce``."""
+    table = []
+    for m in methods:
+        mine = [r for r in runs if r["method"] == m]
+        row = {"method": m, "rounds": len(mine)}
+        for key in ("train_s", "epoch_s", "gmm_s_share", "divide_s_share"):
+            vals = [r[key] for r in mine if r.get(key) is not None]
+            row[key] = statistics.median(vals) if vals else None
+        table.append(row)
+    ce = next((r for r in table if r["method"] == "standard+ce"), None)
+    for row in table:
+        row["x_ce"] = row["epoch_s"] / ce["epoch_s"] if ce else None
+    return table
+
+
+def check_targets(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for row in table:
+        if row["method"] in CO_TEACHING and row["x_ce"] is not None:
+            out.append({"target": f"{row['method']} epoch <= 2.1x a standard CE epoch", "value": row["x_ce"],
+                        "pass": row["x_ce"] <= 2.1})
+        if row["method"] in DIVIDERS and row["gmm_s_share"] is not None:
+            out.append({"target": f"{row['method']}: GMM step <= 5% of an epoch", "value": row["gmm_s_share"],
+                        "pass": row["gmm_s_share"] <= 0.05})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    C.add_common_args(p, config=os.path.join(C.ROOT, "configs", "_base_", "digits.yaml"), noises="sym40",
+                      seeds=1, epochs=8)
+    p.add_argument("--methods", default=None, help="comma-separated method specs (default: standard+ce and every "
+                   "other registered method)")
+    p.add_argument("--rounds", type=int, default=2, help="times every method is timed, in turns (default 2)")
+    args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error(f"--rounds: must be >= 1, got {args.rounds}")
+    methods = C.split_list(args.methods) if args.methods else \
+        ["standard+ce"] + [m for m in C.default_methods() if not m.startswith("standard+")]
+    base, methods, noises, out, _ = C.start(args, name="method_cost", methods=methods, resumable=lambda d: [])
+    if len(noises) != 1:
+        p.error(f"--noises: give one noise spec for the timing runs, got {noises}")
+    workdir = args.workdir or tempfile.mkdtemp(prefix="method_cost_")
+    runs = []
+    for rnd in range(args.rounds):
+        for m in methods:
+            r = time_method(base, m, noise=noises[0], epochs=args.epochs, workdir=os.path.join(workdir, f"r{rnd}"),
+                            dataset=base.data.name)
+            runs.append({**r, "round": rnd})
+            print(f"[round {rnd + 1}/{args.rounds}] {m:<20} epoch {r['epoch_s']:.3f} s", flush=True)
+    table = summarize(runs, methods)
+    targets = check_targets(table)
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.1f}"
+
+    print(f"\n{base.data.name}, {noises[0]}, {args.epochs} epochs, {os.environ.get('OMP_NUM_THREADS')} thread(s), medians "
+          f"over main-phase epochs and {args.rounds} round(s)")
+    print(f"{'method':<20} {'train s':>8} {'epoch s':>8} {'x CE':>6} {'GMM %':>6} {'division %':>10}")
+    for row in table:
+        x = "-" if row["x_ce"] is None else f"{row['x_ce']:.2f}"
+        print(f"{row['method']:<20} {row['train_s']:>8.3f} {row['epoch_s']:>8.3f} {x:>6} {pct(row['gmm_s_share']):>6} "
+              f"{pct(row['divide_s_share']):>10}")
+    print()
+    for t in targets:
+        print(f"{'PASS' if t['pass'] else 'FAIL'}  {t['target']}  ({t['value']:.3f})")
+    C.save_json(out, {"meta": {"dataset": base.data.name, "noise": noises[0], "epochs": args.epochs,
+                               "rounds": args.rounds, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+                               "environment": C.environment()},
+                      "runs": runs, "table": table, "targets": targets})
+    print(f"\nresults: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
