@@ -122,6 +122,11 @@ def forward_loss(logits: paddle.Tensor, labels: paddle.Tensor, t: paddle.Tensor)
     return -paddle.log(picked.clip(min=PROB_FLOOR))
 
 
+def transition_error(t: np.ndarray, clean: np.ndarray, noisy: np.ndarray) -> float:
+    """Mean absolute error per entry of ``t`` [C, C] against the noise matrix realised by ``clean`` -> ``noisy``."""
+    return float(np.abs(t - realised_matrix(clean, noisy, t.shape[0])).mean())
+
+
 class LearnedTransition(paddle.nn.Layer):
     """A trainable row-stochastic ``T = rownorm(I + sigmoid(W) * (1 - I))`` [C, C] (VolMinNet's ``sig_t``).
 
@@ -216,8 +221,7 @@ class ForwardCorrectionMethod(Method):
         self.estimate = {"epoch": float(trainer.epoch), "rate_t": self.implied_rate(labels)}
         clean = self.ctx.clean_labels
         if clean is not None:
-            truth = realised_matrix(np.asarray(clean)[idx], labels, self.num_classes)
-            self.estimate["t_error"] = float(np.abs(self.t - truth).mean())
+            self.estimate["t_error"] = transition_error(self.t, np.asarray(clean)[idx], labels)
             self.estimate["rate_true"] = float(np.mean(labels != np.asarray(clean)[idx]))
         logger.info("%s: T estimated (%s) after %d epochs; implied noise rate %.3f%s\n%s", self.method_name,
                     self.estimator, trainer.epoch, self.estimate["rate_t"],
