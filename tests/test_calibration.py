@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 
 from robust_paddle import config as C
-from robust_paddle.calibration import (
+from robust_paddle.engine.visualdl import VisualDLHook
+from robust_paddle.quality.calibration import (
     CalibrationHook,
     confusion_image,
     expected_calibration_error,
     plot_reliability,
     reliability_curve,
 )
-from robust_paddle.engine.visualdl import VisualDLHook
-from robust_paddle.estimation import softmax
+from robust_paddle.quality.estimation import softmax
 
 
 def probs_with_conf(conf, c=4):

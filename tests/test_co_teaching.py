@@ -12,7 +12,6 @@ import pytest
 from method_helpers import log_softmax, softmax, toy_context
 
 from robust_paddle import config as C
-from robust_paddle.engine import run as run_mod
 from robust_paddle.engine.checkpoint import load_checkpoint
 from robust_paddle.losses import build_loss
 from robust_paddle.methods.co_teaching import (
@@ -26,6 +25,7 @@ from robust_paddle.methods.co_teaching import (
 )
 from robust_paddle.methods.forget_rate import MAX_AUTO_FORGET_RATE, AutoForgetRate, estimate_noise_rates
 from robust_paddle.optim import build_scheduler
+from robust_paddle.pipeline import run as run_mod
 from robust_paddle.registry import METHODS, check_kwargs
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")

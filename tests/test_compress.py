@@ -31,7 +31,7 @@ def cfg_with(out: str, *overrides: str) -> C.Config:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(run folder, checkpoint) of the tiny GCE run on 40% symmetric noise."""
-    from robust_paddle.engine.run import train
+    from robust_paddle.pipeline.run import train
 
     out = str(tmp_path_factory.mktemp("slim") / "run")
     train(cfg_with(out))
@@ -46,7 +46,7 @@ def compress(run_dir: str, ckpt: str, out: str, stages: str, *extra: str) -> dic
 
 
 def predict(prefix: str, x: np.ndarray, *, int8: bool) -> np.ndarray:
-    from robust_paddle.predictor import PaddlePredictor
+    from robust_paddle.deploy.predictor import PaddlePredictor
 
     return PaddlePredictor(prefix, int8=int8)(x)
 
@@ -245,7 +245,7 @@ def test_prune_then_qat_end_to_end(trained, tmp_path, monkeypatch):
         y = predict(prefix, x, int8=int8)
         assert y.shape == (5, 10) and np.isfinite(y).all()
     # only the convolutions in int8 (pool / fc in fp32): still the same model's predictions
-    from robust_paddle.predictor import PaddlePredictor
+    from robust_paddle.deploy.predictor import PaddlePredictor
 
     conv_only = PaddlePredictor(prefix, int8=True, int8_ops=["conv2d"])(x)
     np.testing.assert_allclose(conv_only, predict(prefix, x, int8=True), atol=0.5)
@@ -254,7 +254,7 @@ def test_prune_then_qat_end_to_end(trained, tmp_path, monkeypatch):
         PaddlePredictor(prefix, int8=True, int8_ops="conv2d")
     info = os.path.join(qat["dir"], "inference.yml")
     assert os.path.isfile(info) and os.path.isfile(os.path.join(out, "input", "inference.yml"))
-    from robust_paddle.predictor import load_model_info
+    from robust_paddle.deploy.predictor import load_model_info
 
     assert load_model_info(qat["dir"]).source["int8"] is True
     assert report["final"]["dir"] == qat["dir"] and report["passed"]
@@ -319,7 +319,7 @@ def test_failed_check_raises_after_the_report(trained, tmp_path, monkeypatch):
 
 
 def test_compress_hook_runs_after_training(tmp_path):
-    from robust_paddle.engine.run import train
+    from robust_paddle.pipeline.run import train
 
     out = str(tmp_path / "run")
     cfg = cfg_with(out, "train.epochs=1", "train.hooks=[{name: compress, out: slim}]",

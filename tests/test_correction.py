@@ -1,10 +1,10 @@
-"""robust_paddle.correction: GMM division on synthetic losses, label refinement, sharpening, ramp-up, mixup."""
+"""robust_paddle.methods.correction: GMM division on synthetic losses, label refinement, sharpening, ramp-up, mixup."""
 
 import numpy as np
 import paddle
 import pytest
 
-from robust_paddle.correction import (
+from robust_paddle.methods.correction import (
     fit_loss_gmm,
     gmm_noise_rate,
     linear_rampup,

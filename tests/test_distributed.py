@@ -1,4 +1,4 @@
-"""Data parallel on ``paddle.distributed``: ``robust_paddle/distributed.py``, the sharded ``EpochBatchSampler``
+"""Data parallel on ``paddle.distributed``: ``robust_paddle/engine/distributed.py``, the sharded ``EpochBatchSampler``
 and the trainer's data-parallel paths.
 
 Unit tests run in this process. The end-to-end tests launch ``python -m paddle.distributed.launch
@@ -32,10 +32,10 @@ import pytest
 
 import robust_paddle  # noqa: F401  (before paddle)
 from robust_paddle import config as C
-from robust_paddle import distributed as dist
 from robust_paddle.data import ArrayDataset, EpochBatchSampler, Pipeline, build_loader
+from robust_paddle.data.imbalance import WeightedEpochBatchSampler
+from robust_paddle.engine import distributed as dist
 from robust_paddle.engine.checkpoint import load_checkpoint
-from robust_paddle.imbalance import WeightedEpochBatchSampler
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMON = ["train.epochs=2", "model.name=mlp", "train.progress=false", "train.checkpoint_every=1"]
@@ -153,7 +153,7 @@ def test_distributed_network_is_a_drop_in_for_the_model():
 
 
 def test_kfold_is_refused_under_data_parallel(monkeypatch, tmp_path):
-    from robust_paddle.engine import run
+    from robust_paddle.pipeline import run
 
     monkeypatch.setattr(run.dist, "init", lambda **kw: True)
     monkeypatch.setattr(run.dist, "world_size", lambda: 2)
@@ -176,7 +176,7 @@ def _launch(script: str, args: list[str], *, log_dir: str) -> None:
 
 
 def _one_process(cfg_path: str, overrides: list[str]) -> dict:
-    from robust_paddle.engine.run import train
+    from robust_paddle.pipeline.run import train
 
     return train(C.load(cfg_path, overrides))
 

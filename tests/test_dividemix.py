@@ -10,9 +10,9 @@ import pytest
 from method_helpers import log_softmax, softmax, toy_context
 
 from robust_paddle import config as C
-from robust_paddle.engine import run as run_mod
 from robust_paddle.engine.checkpoint import load_checkpoint
 from robust_paddle.methods.dividemix import DivideMixMethod, prior_penalty, semi_losses
+from robust_paddle.pipeline import run as run_mod
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
 FAST = ["data.subset=300", "train.progress=false", "train.visualdl=false", "train.report=false",

@@ -9,8 +9,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 import robust_paddle  # noqa: F401  (before paddle / numpy-heavy imports: zlib shim)
-from robust_paddle import estimation as E
 from robust_paddle.data.noise import apply_transition, pair_matrix, realised_matrix, symmetric_matrix
+from robust_paddle.quality import estimation as E
 
 C, N = 5, 4000
 

@@ -13,11 +13,10 @@ from google.protobuf import text_format
 
 from robust_paddle import cli
 from robust_paddle import config as C
-from robust_paddle import export as export_mod
-from robust_paddle.engine.run import load_run
-from robust_paddle.export import ParityError, check_formats, export_command
-from robust_paddle.predictor import PaddlePredictor, load_model_info, softmax
-from robust_paddle.serving_config import (
+from robust_paddle.deploy import export as export_mod
+from robust_paddle.deploy.export import ParityError, check_formats, export_command
+from robust_paddle.deploy.predictor import PaddlePredictor, load_model_info, softmax
+from robust_paddle.deploy.serving_config import (
     SERVING_DTYPES,
     file_descriptor,
     message_classes,
@@ -25,6 +24,7 @@ from robust_paddle.serving_config import (
     proto_source,
     read_model_config,
 )
+from robust_paddle.pipeline.run import load_run
 
 FAMILIES = ["mlp", "small_cnn", "resnet18_cifar", "preact_resnet18", "vision_resnet18"]
 ONNX_FAMILIES = {"mlp", "small_cnn", "resnet18_cifar"}
@@ -81,7 +81,7 @@ def test_inference_yml_fields(tmp_path_factory):
 
 
 def test_onnx_parity_against_onnxruntime(tmp_path_factory):
-    from robust_paddle.predictor import OnnxPredictor
+    from robust_paddle.deploy.predictor import OnnxPredictor
 
     cfg, out, report = exported(tmp_path_factory, "resnet18_cifar", formats=("paddle", "onnx"))
     onnx = report["parity"]["onnx"]

@@ -10,7 +10,6 @@ from method_helpers import assert_same_final, softmax, toy_context
 
 from robust_paddle import config as C
 from robust_paddle.data.noise import apply_transition, pair_matrix, symmetric_matrix
-from robust_paddle.engine import run as run_mod
 from robust_paddle.engine.checkpoint import load_checkpoint
 from robust_paddle.methods.forward_correction import (
     ForwardCorrectionMethod,
@@ -18,6 +17,7 @@ from robust_paddle.methods.forward_correction import (
     forward_loss,
     load_transition,
 )
+from robust_paddle.pipeline import run as run_mod
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
 FAST = ["data.subset=300", "train.progress=false", "train.visualdl=false", "model.name=mlp",

@@ -6,14 +6,14 @@ import pytest
 
 from robust_paddle import config as C
 from robust_paddle.data import build_data
-from robust_paddle.engine.run import make_context, make_loaders
-from robust_paddle.imbalance import (
+from robust_paddle.data.imbalance import (
     WeightedEpochBatchSampler,
     build_weighted_sampler,
     class_counts,
     class_weights,
     sample_weights,
 )
+from robust_paddle.pipeline.run import make_context, make_loaders
 
 LABELS = np.array([0] * 100 + [1] * 10 + [2] * 1)
 

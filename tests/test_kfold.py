@@ -7,8 +7,8 @@ import pytest
 
 from robust_paddle import config as C
 from robust_paddle.data import build_data
-from robust_paddle.engine import run as run_mod
-from robust_paddle.kfold import fold_data, kfold_splits, train_kfold
+from robust_paddle.pipeline import run as run_mod
+from robust_paddle.pipeline.kfold import fold_data, kfold_splits, train_kfold
 
 FAST = {"data": {"name": "digits", "subset": 150, "batch_size": 32, "val_split": 0.1, "test_split": 0.2},
         "model": {"name": "mlp", "params": {"hidden": [16]}}, "optimizer": {"lr": 0.1},
@@ -58,7 +58,7 @@ def test_out_of_fold_probabilities_and_ensemble_logits():
     assert ens["acc"] == pytest.approx(float(np.mean(res.test_logits.argmax(1) == bundle.test.labels)))
     assert res.summary["final"]["test/acc"] == ens["acc"]
     # the label-issue report's cross-validated probabilities are these
-    from robust_paddle.estimation import cross_val_pred_probs
+    from robust_paddle.quality.estimation import cross_val_pred_probs
 
     np.testing.assert_allclose(cross_val_pred_probs(cfg, folds=2, data=bundle), res.oof_probs, rtol=1e-5, atol=1e-7)
 

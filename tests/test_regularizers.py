@@ -8,9 +8,7 @@ import pytest
 from robust_paddle import config as C
 from robust_paddle.losses import build_loss
 from robust_paddle.methods.base import MethodContext
-from robust_paddle.methods.standard import StandardMethod
-from robust_paddle.models import build_model
-from robust_paddle.regularizers import (
+from robust_paddle.methods.regularizers import (
     adversarial_loss,
     cutmix,
     fgm_perturbation,
@@ -19,6 +17,8 @@ from robust_paddle.regularizers import (
     project_l2,
     symmetric_kl,
 )
+from robust_paddle.methods.standard import StandardMethod
+from robust_paddle.models import build_model
 
 C_, N = 4, 6
 

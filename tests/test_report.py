@@ -11,9 +11,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from robust_paddle import report as R
 from robust_paddle.cli import main
-from robust_paddle.plots import plot_loss_histogram, plot_noise_matrix
+from robust_paddle.quality import report as R
+from robust_paddle.quality.plots import plot_loss_histogram, plot_noise_matrix
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 QUICKSTART = os.path.join(os.path.dirname(__file__), "..", "configs", "quickstart.yaml")

@@ -4,7 +4,7 @@ import numpy as np
 import paddle
 import pytest
 
-from robust_paddle.selection import (
+from robust_paddle.methods.selection import (
     forget_rate_schedule,
     num_kept,
     precision_recall_from_counts,

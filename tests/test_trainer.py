@@ -9,12 +9,12 @@ import paddle
 import pytest
 
 from robust_paddle import config as C
-from robust_paddle.engine import run as run_mod
 from robust_paddle.engine.checkpoint import load_checkpoint, save_checkpoint
 from robust_paddle.engine.hooks import EarlyStoppingHook, is_better
 from robust_paddle.engine.metrics import classification_metrics
 from robust_paddle.engine.trainer import NonFiniteLossError, epoch_seed
 from robust_paddle.methods.standard import StandardMethod
+from robust_paddle.pipeline import run as run_mod
 from robust_paddle.registry import METHODS
 
 FAST = ["data.subset=300", "train.progress=false", "train.visualdl=false", "train.report=false",

@@ -22,8 +22,8 @@ import pytest
 
 import robust_paddle  # noqa: F401  (preloads zlib before paddle)
 from robust_paddle import config
-from robust_paddle.engine.run import build_run, train
 from robust_paddle.engine.visualdl import VisualDLHook, latest_log_file, run_hparams
+from robust_paddle.pipeline.run import build_run, train
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = str(ROOT / "configs" / "quickstart.yaml")

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from robust_paddle.estimation import round_preserving_total
+from robust_paddle.quality.estimation import round_preserving_total
 
 logger = logging.getLogger(__name__)
 

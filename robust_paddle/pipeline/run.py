@@ -15,9 +15,9 @@ import numpy as np
 import paddle
 
 from robust_paddle import config as config_mod
-from robust_paddle import distributed as dist
 from robust_paddle.config import Config
 from robust_paddle.data import build_data, build_loader
+from robust_paddle.engine import distributed as dist
 from robust_paddle.engine.checkpoint import load_checkpoint
 from robust_paddle.engine.hooks import build_hooks
 from robust_paddle.engine.trainer import Trainer, seed_everything
@@ -51,7 +51,7 @@ def make_context(cfg: Config, data: Any) -> MethodContext:
         if "weight" in cfg.loss.params:
             raise ValueError(f"loss.params.weight and loss.class_weighting={cfg.loss.class_weighting!r} both set "
                              "class weights; keep one of them")
-        from robust_paddle.imbalance import class_weights
+        from robust_paddle.data.imbalance import class_weights
 
         weight = class_weights(np.asarray(data.train.labels), num_classes=data.num_classes,
                                method=cfg.loss.class_weighting, beta=cfg.loss.class_weighting_beta).tolist()
@@ -75,7 +75,7 @@ def make_loaders(cfg: Config, data: Any, *, num_replicas: int = 1, rank: int = 0
     d = cfg.data
     sampler = None
     if d.sampler == "weighted":  # class-weighted draws with replacement, reproducible per (seed, epoch)
-        from robust_paddle.imbalance import build_weighted_sampler
+        from robust_paddle.data.imbalance import build_weighted_sampler
 
         sampler = build_weighted_sampler(data.train, batch_size=d.batch_size, seed=cfg.seed,
                                          method=d.sampler_weighting, beta=d.sampler_beta)
@@ -116,7 +116,7 @@ def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None, data: 
 
     ``data``: a prebuilt DataBundle to train on instead of ``build_data(cfg)`` (e.g. a cross-validation
     fold, see ``estimation.cross_val_pred_probs``). ``distributed``: data parallel over the launched
-    processes (``robust_paddle.distributed.init`` first; every rank must call this); off for eval, export
+    processes (``robust_paddle.engine.distributed.init`` first; every rank must call this); off for eval, export
     and anything rank 0 builds alone.
     """
     set_device(cfg.train.device)
@@ -169,7 +169,7 @@ def train(cfg: Config, *, resume: str | None = None) -> dict[str, Any]:
     if cfg.train.kfold:
         if resume is not None:
             raise ValueError("--resume is not supported for k-fold runs (train.kfold); start a new run")
-        from robust_paddle.kfold import train_kfold
+        from robust_paddle.pipeline.kfold import train_kfold
 
         return train_kfold(cfg, folds=cfg.train.kfold, output_dir=out).summary
     run = build_run(cfg, output_dir=out, distributed=distributed)

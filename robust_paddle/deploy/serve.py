@@ -12,7 +12,7 @@ API:
 * ``POST /predict`` with a JSON object holding exactly one of
 
   - ``"images"``: a list of base64 strings of PNG/JPEG files (a ``data:image/...;base64,`` prefix is allowed),
-    preprocessed like training (``robust_paddle.predictor.preprocess_images``);
+    preprocessed like training (``robust_paddle.deploy.predictor.preprocess_images``);
   - ``"inputs"``: the model input itself, normalised as in training: nested lists of numbers shaped
     ``[N, *input_shape]`` or one sample ``input_shape``;
 
@@ -39,7 +39,13 @@ from typing import Any
 
 import numpy as np
 
-from robust_paddle.predictor import ModelInfo, PaddlePredictor, load_model_info, preprocess_images, softmax
+from robust_paddle.deploy.predictor import (
+    ModelInfo,
+    PaddlePredictor,
+    load_model_info,
+    preprocess_images,
+    softmax,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -257,7 +263,7 @@ def create_app(model_dir: str, *, max_batch_size: int = 64, max_body_mb: float =
     predictor(np.zeros([1, *info.input_shape], dtype=np.float32))  # fail at start-up, not on the first request
     batcher = MicroBatcher(predictor, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
     max_body = int(max_body_mb * 1024 * 1024)
-    app = Flask("robust_paddle.serve")
+    app = Flask("robust_paddle.deploy.serve")
     app.config["MAX_CONTENT_LENGTH"] = max_body
     app.extensions["robust_paddle"] = {"info": info, "batcher": batcher}
     meta = metadata(info, max_batch_size=max_batch_size, max_body_bytes=max_body)

@@ -107,7 +107,7 @@ def message_classes() -> dict[str, type]:
 def proto_source() -> str:
     """The ``.proto`` text of :func:`file_descriptor` (what ``robust_paddle/proto/`` holds)."""
     lines = ["// Mirror of PaddleServing's core/configure/proto/general_model_config.proto (Apache-2.0 schema).",
-             "// Rendered by robust_paddle.serving_config.proto_source(); tests keep it equal to the code.",
+             "// Rendered by robust_paddle.deploy.serving_config.proto_source(); tests keep it equal to the code.",
              "", 'syntax = "proto2";', f"package {PROTO_PACKAGE};", ""]
     for msg_name, fields in _MESSAGES:
         lines.append(f"message {msg_name} {{")

@@ -340,8 +340,8 @@ def cross_val_pred_probs(cfg: Config, *, folds: int = 5, data: Any = None) -> np
     Returns:
         [N, C] float64 probabilities, row ``i`` from the model that did not see sample ``i``.
     """
-    # the fold loop lives in robust_paddle.kfold (one implementation; train.kfold runs also keep the models)
-    from robust_paddle.kfold import train_kfold
+    # the fold loop lives in robust_paddle.pipeline.kfold (one implementation; train.kfold runs also keep the models)
+    from robust_paddle.pipeline.kfold import train_kfold
 
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ValueError(f"folds must be an int >= 2, got {folds!r}")

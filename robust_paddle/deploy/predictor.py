@@ -3,7 +3,7 @@ and the image preprocessing that reproduces training.
 
 A folder written by ``robust-paddle export`` holds ``inference.pdmodel`` / ``inference.pdiparams`` (Paddle 3.x:
 ``inference.json``), ``inference.yml`` (what :class:`ModelInfo` reads), optionally ``inference.onnx`` and a
-PaddleServing package. The server (``robust_paddle.serve``), the export parity checks and the inference
+PaddleServing package. The server (``robust_paddle.deploy.serve``), the export parity checks and the inference
 benchmark all load models through this module, so they agree on preprocessing and predictor settings.
 
 Image preprocessing (``preprocess_images``), the same steps as ``robust_paddle.data.transforms``:

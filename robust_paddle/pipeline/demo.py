@@ -33,7 +33,7 @@ DEMO_ROWS: tuple[tuple[str, dict[str, Any]], ...] = (
                             "method.params": {"transition": "auto", "warmup_epochs": 5}}),
 )
 
-DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "quickstart.yaml")
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs", "quickstart.yaml")
 
 #: The demo's budget, applied before the user's ``-o`` overrides (any of it can be overridden): 30 epochs
 #: of a narrower CNN at batch 128 keep the whole table within a few minutes on 2 cores, and skip the
@@ -46,7 +46,7 @@ DEMO_PROFILE: tuple[str, ...] = (
 
 def _train_row(name: str, cfg_data: dict) -> dict[str, Any]:
     """Train one demo row (runs in a worker process when the demo uses several)."""
-    from robust_paddle.engine.run import train
+    from robust_paddle.pipeline.run import train
 
     cfg = config_mod.from_dict(cfg_data)
     start = time.perf_counter()

@@ -5,10 +5,10 @@ one stratified fold, and
 
 * predicts the held-out fold (no augmentation) with that fold's evaluation weights, giving out-of-fold
   probabilities ``oof_probs`` [N, C] for every training sample: each row comes from a model that never
-  saw the sample, which is what the label-issue report needs (:func:`robust_paddle.estimation.find_label_issues`);
+  saw the sample, which is what the label-issue report needs (:func:`robust_paddle.quality.estimation.find_label_issues`);
 * averages the K models' logits on the test (and val) split for the ensemble prediction.
 
-The fold split and seeds are those of :func:`robust_paddle.estimation.cross_val_pred_probs` (stratified
+The fold split and seeds are those of :func:`robust_paddle.quality.estimation.cross_val_pred_probs` (stratified
 ``StratifiedKFold(shuffle=True, random_state=seed)``, plain folds when a class has fewer than K samples,
 fold k seeded with ``seed + k``), which delegates here. With ``output_dir`` each fold is a full run folder
 ``fold_<k>/`` (checkpoints, metrics.json ...) and the folder gets ``oof_probs.npy``, ``test_logits.npy``
@@ -29,7 +29,7 @@ from sklearn.model_selection import StratifiedKFold
 from robust_paddle import config as config_mod
 from robust_paddle.config import Config
 from robust_paddle.engine.metrics import classification_metrics
-from robust_paddle.estimation import softmax
+from robust_paddle.quality.estimation import softmax
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def train_kfold(cfg: Config, *, folds: int, data: Any = None, output_dir: str | 
         :class:`KFoldResult` (out-of-fold probabilities aligned with ``data.train``).
     """
     from robust_paddle.data import build_data
-    from robust_paddle.engine.run import build_run, set_device
+    from robust_paddle.pipeline.run import build_run, set_device
 
     set_device(cfg.train.device)
     bundle = build_data(cfg) if data is None else data

@@ -40,7 +40,7 @@ import paddle
 
 from robust_paddle import _compat
 from robust_paddle.config import Config
-from robust_paddle.predictor import INFO_FILE, MODEL_PREFIX, ModelInfo, OnnxPredictor, PaddlePredictor
+from robust_paddle.deploy.predictor import INFO_FILE, MODEL_PREFIX, ModelInfo, OnnxPredictor, PaddlePredictor
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +186,12 @@ def check_runner(runner: Any, x: np.ndarray, refs: tuple[np.ndarray, np.ndarray]
 
 def check_serving(out_dir: str, package: dict[str, Any], *, info: ModelInfo) -> dict[str, Any]:
     """Both Serving configs parse back with the expected feed/fetch fields."""
-    from robust_paddle.serving_config import CLIENT_CONF, SERVER_CONF, SERVING_DTYPES, read_model_config
+    from robust_paddle.deploy.serving_config import (
+        CLIENT_CONF,
+        SERVER_CONF,
+        SERVING_DTYPES,
+        read_model_config,
+    )
 
     problems = []
     for folder, name in ((package["server_dir"], SERVER_CONF), (package["client_dir"], CLIENT_CONF)):
@@ -214,7 +219,7 @@ def export_command(cfg: Config, checkpoint: str, *, out_dir: str, formats: Seque
     """
     from robust_paddle.config import with_values
     from robust_paddle.engine.checkpoint import load_checkpoint
-    from robust_paddle.engine.run import load_run
+    from robust_paddle.pipeline.run import load_run
 
     fmts = check_formats(list(formats) if formats is not None else list(cfg.export.formats))
     ec = cfg.export
@@ -263,7 +268,7 @@ def export_command(cfg: Config, checkpoint: str, *, out_dir: str, formats: Seque
         files["onnx"] = export_onnx(prefix, os.path.join(out_dir, ONNX_FILE))
         parity["onnx"] = check_runner(OnnxPredictor(files["onnx"]), x, refs, atol=ec.parity_atol, rtol=ec.parity_rtol)
     if "serving" in fmts:
-        from robust_paddle.serving_config import SERVER_DIR, write_serving_package
+        from robust_paddle.deploy.serving_config import SERVER_DIR, write_serving_package
 
         package = write_serving_package(prefix, out_dir, feed_name=info.input_name, fetch_name=info.output_name,
                                         input_shape=input_shape, num_classes=info.num_classes, softmax=ec.softmax)

@@ -12,7 +12,7 @@
 * ``label_issues_summary.json`` - counts, noise-rate estimates, the estimated matrix and, when the clean
   labels are known, precision / recall / F1 of ``is_issue`` against the truth.
 
-Flagging follows :func:`robust_paddle.estimation.find_label_issues` (confident learning, Northcutt et al.
+Flagging follows :func:`robust_paddle.quality.estimation.find_label_issues` (confident learning, Northcutt et al.
 2021, https://arxiv.org/abs/1911.00068, united with the loss-GMM view of Li et al. 2020,
 https://arxiv.org/abs/2002.07394). The probabilities come from the trained (noise-robust) model itself, not
 from cross-validation; ``benchmarks/detection.py`` measures how that compares with cleanlab on K-fold
@@ -28,16 +28,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from robust_paddle import estimation as E
-from robust_paddle.correction import fit_loss_gmm, split_precision_recall
 from robust_paddle.engine.hooks import Hook, write_json
-from robust_paddle.plots import plot_loss_histogram, plot_noise_matrix
+from robust_paddle.methods.correction import fit_loss_gmm, split_precision_recall
+from robust_paddle.quality import estimation as E
+from robust_paddle.quality.plots import plot_loss_histogram, plot_noise_matrix
 from robust_paddle.registry import HOOKS
 
 if TYPE_CHECKING:
     from robust_paddle.config import Config
-    from robust_paddle.engine.run import Run
     from robust_paddle.engine.trainer import Trainer
+    from robust_paddle.pipeline.run import Run
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def write_report(run: Run, *, out_dir: str, given_labels: np.ndarray | None = No
     """Write the label-issue report of a trained run into ``out_dir``; returns the summary dict.
 
     Args:
-        run: ``robust_paddle.engine.run.Run`` (method, data, loaders, trainer) holding trained weights.
+        run: ``robust_paddle.pipeline.run.Run`` (method, data, loaders, trainer) holding trained weights.
         out_dir: folder for ``label_issues.csv``, ``noise_matrix.png``, ``loss_hist.png`` and
             ``label_issues_summary.json`` (created when missing).
         given_labels: [N] labels to audit; default the training set's current labels (the
@@ -209,7 +209,7 @@ def report_command(cfg: Config, checkpoint: str, *, out_dir: str | None = None) 
     Returns:
         The summary dict without the matrices (what the CLI prints).
     """
-    from robust_paddle.engine.run import load_run
+    from robust_paddle.pipeline.run import load_run
 
     run_dir = _run_dir(checkpoint)
     run = load_run(cfg, checkpoint, output_dir=run_dir)
@@ -240,7 +240,7 @@ class ReportHook(Hook):
     def after_train(self, trainer: Trainer) -> None:
         if not trainer.is_main or trainer.data is None or not trainer.cfg.train.report:
             return
-        from robust_paddle.engine.run import Run
+        from robust_paddle.pipeline.run import Run
 
         run = Run(cfg=trainer.cfg, data=trainer.data, method=trainer.method, loaders=trainer.loaders,
                   trainer=trainer)

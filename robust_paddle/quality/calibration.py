@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from robust_paddle.engine.hooks import Hook, write_json
-from robust_paddle.estimation import softmax
+from robust_paddle.quality.estimation import softmax
 from robust_paddle.registry import HOOKS
 
 if TYPE_CHECKING:
