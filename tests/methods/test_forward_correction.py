@@ -19,7 +19,7 @@ from robust_paddle.methods.forward_correction import (
 )
 from robust_paddle.pipeline import run as run_mod
 
-CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
 FAST = ["data.subset=300", "train.progress=false", "train.visualdl=false", "model.name=mlp",
         "data.batch_size=32", "train.checkpoint_every=1"]
 D, K = 4, 3

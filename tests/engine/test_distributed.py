@@ -37,7 +37,7 @@ from robust_paddle.data.imbalance import WeightedEpochBatchSampler
 from robust_paddle.engine import distributed as dist
 from robust_paddle.engine.checkpoint import load_checkpoint
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COMMON = ["train.epochs=2", "model.name=mlp", "train.progress=false", "train.checkpoint_every=1"]
 QUIET = ["train.report=false", "train.visualdl=false", "train.calibration=false"]
 

@@ -151,7 +151,7 @@ def test_cross_val_pred_probs_tiny_digits_run() -> None:
     from robust_paddle import config
     from robust_paddle.data import build_data
 
-    quickstart = os.path.join(os.path.dirname(__file__), "..", "configs", "quickstart.yaml")
+    quickstart = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "quickstart.yaml")
     cfg = config.load(quickstart, ["train.epochs=3", "data.subset=200", "train.progress=false", "data.batch_size=16",
                                    "data.noise.rate=0.2", "optimizer.lr=0.1"])
     data = build_data(cfg)

@@ -17,7 +17,7 @@ import robust_paddle  # noqa: F401  (before paddle: zlib preload)
 from robust_paddle import config as C
 from robust_paddle.config import ConfigError
 
-CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "quickstart.yaml")
+CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs", "quickstart.yaml")
 FAST = ["data.subset=300", "data.batch_size=50", "train.epochs=2", "model.params={channels: [8, 16]}",
         "optimizer.lr=0.1", "train.progress=false", "train.visualdl=false", "train.report=false",
         "train.calibration=false", "train.checkpoint_every=0", "slim.finetune_epochs=1", "slim.latency_iters=2",

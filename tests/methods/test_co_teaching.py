@@ -28,7 +28,7 @@ from robust_paddle.optim import build_scheduler
 from robust_paddle.pipeline import run as run_mod
 from robust_paddle.registry import METHODS, check_kwargs
 
-CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
 FAST = ["data.subset=400", "train.progress=false", "train.visualdl=false", "train.report=false",
         "train.calibration=false", "model.name=mlp", "data.batch_size=50", "train.checkpoint_every=1"]
 

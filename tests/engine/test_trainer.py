@@ -22,7 +22,7 @@ FAST = ["data.subset=300", "train.progress=false", "train.visualdl=false", "trai
 
 
 def cfg_for(tmp_path, *extra):
-    return C.load(os.path.join(os.path.dirname(__file__), "..", "configs", "quickstart.yaml"),
+    return C.load(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "quickstart.yaml"),
                   FAST + [f"output_dir={tmp_path / 'run'}", *extra])
 
 

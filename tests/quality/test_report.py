@@ -16,7 +16,7 @@ from robust_paddle.quality import report as R
 from robust_paddle.quality.plots import plot_loss_histogram, plot_noise_matrix
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-QUICKSTART = os.path.join(os.path.dirname(__file__), "..", "configs", "quickstart.yaml")
+QUICKSTART = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "quickstart.yaml")
 
 
 def png_size(path: str) -> tuple[int, int]:

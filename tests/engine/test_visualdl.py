@@ -25,7 +25,7 @@ from robust_paddle import config
 from robust_paddle.engine.visualdl import VisualDLHook, latest_log_file, run_hparams
 from robust_paddle.pipeline.run import build_run, train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = str(ROOT / "configs" / "quickstart.yaml")
 OVERRIDES = ["train.epochs=2", "data.subset=300", "data.batch_size=32", "train.log_every=2",
              "train.progress=false", "train.hooks=[{name: sample_stats}]"]

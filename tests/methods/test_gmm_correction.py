@@ -14,7 +14,7 @@ from robust_paddle.engine.checkpoint import load_checkpoint
 from robust_paddle.methods.gmm_correction import Division, GMMCorrectionMethod, gmm_seed, neg_entropy
 from robust_paddle.pipeline import run as run_mod
 
-CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
 FAST = ["data.subset=300", "train.progress=false", "train.visualdl=false", "train.report=false",
         "model.name=mlp", "data.batch_size=32", "train.checkpoint_every=1"]
 D, K, N = 4, 3, 8
