@@ -352,11 +352,13 @@ def load_yaml(path: str, _seen: tuple[str, ...] = ()) -> dict:
         raise ConfigError(f"_base_ cycle: {' -> '.join(_seen + (path,))}")
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
-    with open(path, encoding="utf-8") as fh:
-        try:
-            data = yaml_load(fh) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    from robust_paddle.data.textfile import read_text  # lazy: the data package imports paddle
+
+    text = read_text(path, what="config", error=ConfigError)
+    try:
+        data = yaml_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config must be a mapping at the top level")
     bases = data.pop("_base_", [])

@@ -136,11 +136,12 @@ def load_model_info(model_dir: str) -> ModelInfo:
     path = os.path.join(model_dir, INFO_FILE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{model_dir} has no {INFO_FILE}; pass a folder written by `robust-paddle export`")
-    with open(path, encoding="utf-8") as fh:
-        try:
-            data = yaml.safe_load(fh)
-        except yaml.YAMLError as e:
-            raise ValueError(f"{path}: invalid YAML: {e}") from None
+    from robust_paddle.data.textfile import read_text
+
+    try:
+        data = yaml.safe_load(read_text(path))
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: invalid YAML: {e}") from None
     if not isinstance(data, dict) or data.get("format") != INFO_FORMAT:
         raise ValueError(f"{path}: 'format' must be {INFO_FORMAT!r}; this is not robust_paddle export metadata")
     try:

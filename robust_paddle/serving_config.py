@@ -200,9 +200,10 @@ def read_model_config(path: str) -> Any:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Serving config not found: {path}")
     cfg = message_classes()["GeneralModelConfig"]()
-    with open(path, encoding="utf-8") as fh:
-        try:
-            text_format.Parse(fh.read(), cfg)
-        except text_format.ParseError as e:
-            raise ValueError(f"{path}: not a GeneralModelConfig text proto: {e}") from None
+    from robust_paddle.data.textfile import read_text
+
+    try:
+        text_format.Parse(read_text(path), cfg)
+    except text_format.ParseError as e:
+        raise ValueError(f"{path}: not a GeneralModelConfig text proto: {e}") from None
     return cfg

@@ -122,7 +122,7 @@ def test_file_list_with_pngs(tmp_path):
                        val_split=0.0, test_split=0.0, channels=1, image_size=4))
     check_dataset(g.train, (1, 4, 4), 3)
     (tmp_path / "bad.txt").write_text("cat/img_0.png zero\n")
-    with pytest.raises(ValueError, match="line 1: label 'zero' is not an integer"):
+    with pytest.raises(ValueError, match=r"bad\.txt:1: label 'zero' is not an integer"):
         build_data(cfg(name="file_list", path=str(tmp_path / "bad.txt"), root=str(tmp_path / "img")))
     (tmp_path / "missing.txt").write_text("cat/nope.png 0\ncat/img_0.png 1\n")
     with pytest.raises(ValueError, match="1 image\\(s\\) not found"):

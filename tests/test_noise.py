@@ -213,7 +213,7 @@ def test_file_kind_and_label_file_errors(tmp_path):
         load_noisy_label_file(str(txt), 5)
     bad = tmp_path / "bad.txt"
     bad.write_text("1\ncat\n")
-    with pytest.raises(ValueError, match="line 2 is 'cat'"):
+    with pytest.raises(ValueError, match=r"bad\.txt:2: 'cat' is not an integer label"):
         load_noisy_label_file(str(bad), 2)
     out_of_range = tmp_path / "r.txt"
     out_of_range.write_text("0\n7\n")

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from robust_paddle.data.textfile import read_text_lines, where
+from robust_paddle.errors import DataError
 from robust_paddle.registry import DATASETS
 
 logger = logging.getLogger(__name__)
@@ -200,19 +202,17 @@ def npz(cfg) -> Source:
 def read_file_list(list_path: str, root: str) -> Split:
     """PaddleClas-style list: one ``relative/path.jpg label`` per line (the path may contain spaces)."""
     _need_file(list_path, "path", "a file list with lines 'relative/path.jpg label'")
-    paths, labels = [], []
-    with open(list_path, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            parts = line.strip().rsplit(maxsplit=1)
-            if len(parts) != 2:
-                raise ValueError(f"{list_path} line {i}: {line.strip()!r} must be 'relative/path label'")
-            try:
-                labels.append(int(parts[1]))
-            except ValueError:
-                raise ValueError(f"{list_path} line {i}: label {parts[1]!r} is not an integer") from None
-            paths.append(os.path.join(root, parts[0]))
+    paths, labels, lines = [], [], []
+    for i, line in read_text_lines(list_path, what="file list"):
+        parts = line.strip().rsplit(maxsplit=1)
+        if len(parts) != 2:
+            raise DataError(f"{where(list_path, i)}: {line.strip()!r} must be 'relative/path label'")
+        try:
+            labels.append(int(parts[1]))
+        except ValueError:
+            raise DataError(f"{where(list_path, i)}: label {parts[1]!r} is not an integer") from None
+        paths.append(os.path.join(root, parts[0]))
+        lines.append(i)
     if not paths:
         raise ValueError(f"{list_path}: the file list is empty")
     missing = [p for p in paths if not os.path.isfile(p)]
