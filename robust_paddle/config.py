@@ -106,7 +106,7 @@ class ModelConfig:
 class LossConfig:
     name: str = "ce"  # LOSSES registry
     params: dict = _f(factory=dict)
-    # class weights from the training labels, passed to the loss as weight= (robust_paddle.imbalance)
+    # class weights from the training labels, passed to the loss as weight= (robust_paddle.data.imbalance)
     class_weighting: str = _f("none", choices=("none", "inverse", "inverse_sqrt", "effective"))
     class_weighting_beta: float = _f(0.999, min=0.0, max=0.999999)  # "effective" (Cui et al. 2019)
 
@@ -178,8 +178,8 @@ class TrainConfig:
     early_stopping: EarlyStoppingConfig = _f(factory=EarlyStoppingConfig)
     ema: EMAConfig = _f(factory=EMAConfig)
     swa: SWAConfig = _f(factory=SWAConfig)
-    calibration: bool = True  # reliability.png + ECE of the test split at the end (robust_paddle.calibration)
-    kfold: int = _f(0, min=0)  # K >= 2: train K models on folds of the train set (robust_paddle.kfold); 0 = off
+    calibration: bool = True  # reliability.png + ECE of the test split at the end (robust_paddle.quality.calibration)
+    kfold: int = _f(0, min=0)  # K >= 2: train K models on folds of the train set (robust_paddle.pipeline.kfold); 0 = off
     log_every: int = _f(20, min=1)  # steps between VisualDL step scalars
     progress: bool = True  # tqdm bars
     visualdl: bool = True
