@@ -89,7 +89,7 @@ def test_probe_reads_mode_and_size(tmp_path):
 @pytest.mark.parametrize("case", ["I;16", "RGBA", "P_transparency", "CMYK", "L"])
 def test_training_and_server_decode_the_same_file_identically(tmp_path, case):
     from robust_paddle.data.transforms import Pipeline
-    from robust_paddle.predictor import ModelInfo, preprocess_images
+    from robust_paddle.deploy.predictor import ModelInfo, preprocess_images
 
     src, _ = CASES[case]
     path = tmp_path / "img.bin"
