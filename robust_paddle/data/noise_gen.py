@@ -30,7 +30,7 @@ from scipy import stats
 
 from robust_paddle.data.textfile import read_text_lines, where
 from robust_paddle.errors import DataError
-from robust_paddle.estimation import round_preserving_total
+from robust_paddle.quality.estimation import round_preserving_total
 
 logger = logging.getLogger(__name__)
 

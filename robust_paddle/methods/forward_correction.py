@@ -19,7 +19,7 @@ one fixed direction and small-loss selection barely separates clean from noisy s
   estimated from that network's softmax on the training set (eval mode) and the network is re-initialised
   (``reinit``) and trained with the corrected loss. Estimators: ``anchor`` -- Patrini et al.'s anchor
   points (for each class the sample at the ``anchor_quantile`` of ``p(i | x)``; its softmax is row ``i``),
-  or ``confident_joint`` (:func:`robust_paddle.estimation.estimate_noise_matrix`).
+  or ``confident_joint`` (:func:`robust_paddle.quality.estimation.estimate_noise_matrix`).
 
 The matrix in force is checkpointed (method state), logged, written to the run's ``transition.json`` when
 estimated, and compared to the realised noise matrix when clean labels are known (``noise/t_error``: mean
@@ -40,9 +40,9 @@ import paddle.nn.functional as F
 from robust_paddle.data.noise import check_transition, realised_matrix
 from robust_paddle.data.textfile import read_text, read_text_lines, where
 from robust_paddle.errors import DataError
-from robust_paddle.estimation import estimate_noise_matrix, softmax
 from robust_paddle.methods.base import Method, MethodContext
 from robust_paddle.methods.gmm_correction import check_option
+from robust_paddle.quality.estimation import estimate_noise_matrix, softmax
 from robust_paddle.registry import METHODS
 
 if TYPE_CHECKING:

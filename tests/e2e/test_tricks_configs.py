@@ -11,7 +11,7 @@ import paddle
 import pytest
 
 from robust_paddle import config as C
-from robust_paddle.engine import run as run_mod
+from robust_paddle.pipeline import run as run_mod
 
 TRICKS = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "tricks")
 CONFIGS = sorted(p for p in glob.glob(os.path.join(TRICKS, "*.yaml")) if not os.path.basename(p).startswith("_"))
