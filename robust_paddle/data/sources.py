@@ -50,8 +50,8 @@ class Split:
 
 @dataclasses.dataclass
 class Source:
-    """What a source read. ``kind``: ``image`` or ``tabular``; ``scale`` maps stored values to [0, 1]-ish
-    units (1/255 for uint8); ``mean``/``std``: the dataset's standard statistics (None: computed on train);
+    """What a source read. ``kind``: ``image`` or ``tabular``; ``scale`` maps stored array values to [0, 1]-ish
+    units (1/255 for uint8; 1 for image paths, which the decoder maps to [0, 1]); ``mean``/``std``: the dataset's standard statistics (None: computed on train);
     ``val_trusted``: the validation labels are clean (``data.clean_val_path``)."""
 
     name: str
@@ -246,7 +246,7 @@ def file_list(cfg) -> Source:
     train = read_file_list(cfg.path, root)
     extra = _extra_splits(cfg, lambda p: read_file_list(p, root))
     names = _class_names(cfg, [train, extra.get("val"), extra.get("test")])
-    return Source("file_list", "image", train, names, scale=1.0 / 255.0, **extra)
+    return Source("file_list", "image", train, names, scale=1.0, **extra)
 
 
 def _scan_folder(folder: str, field: str) -> dict[str, list[str]]:
@@ -286,7 +286,7 @@ def image_folder(cfg) -> Source:
     extra = _extra_splits(cfg, lambda p: to_split(_scan_folder(p, "val_path/test_path"), p))
     if cfg.class_names is not None and len(cfg.class_names) != len(classes):
         raise ValueError(f"data.class_names has {len(cfg.class_names)} names; the folder has {len(classes)} classes")
-    return Source("image_folder", "image", train, list(cfg.class_names or classes), scale=1.0 / 255.0, **extra)
+    return Source("image_folder", "image", train, list(cfg.class_names or classes), scale=1.0, **extra)
 
 
 # ------------------------------------------------------------------------------------- paddle.vision sets
