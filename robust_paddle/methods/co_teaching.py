@@ -25,7 +25,7 @@ import paddle
 import paddle.nn.functional as F
 
 from robust_paddle.engine import distributed as dist
-from robust_paddle.methods.base import Method, MethodContext
+from robust_paddle.methods.base import Method, MethodContext, check_training_after, epoch_param
 from robust_paddle.methods.forget_rate import AutoForgetRate, check_schedule_params
 from robust_paddle.methods.selection import precision_recall_from_counts, small_loss_indices
 from robust_paddle.registry import METHODS
@@ -128,6 +128,8 @@ class _TwoNetworkSmallLossMethod(Method):
         self.networks = {"net1": ctx.build_network(), "net2": ctx.build_network()}
         self.loss_fn = ctx.build_loss(reduction="none")
         where = f"method '{self.method_name}'"
+        num_gradual = epoch_param(ctx, num_gradual, "num_gradual")
+        estimate_epoch = epoch_param(ctx, estimate_epoch, "estimate_epoch")
         self.num_gradual, self.exponent = check_schedule_params(num_gradual, exponent, where=where)
         self.schedule = AutoForgetRate(forget_rate, num_gradual=self.num_gradual, exponent=self.exponent,
                                        estimate_epoch=estimate_epoch, epochs=ctx.cfg.train.epochs,
@@ -258,10 +260,13 @@ class CoTeachingPlusMethod(_TwoNetworkSmallLossMethod):
                  exponent: float = 1.0, estimate_epoch: int = 2, init_epoch: int = 20) -> None:
         super().__init__(ctx, forget_rate=forget_rate, num_gradual=num_gradual, exponent=exponent,
                          estimate_epoch=estimate_epoch)
+        init_epoch = epoch_param(ctx, init_epoch, "init_epoch")
         if isinstance(init_epoch, bool) or not isinstance(init_epoch, int) or init_epoch < 0:
-            raise ValueError(f"method.params.init_epoch: must be an int >= 0 (epochs of plain Co-teaching "
-                             f"before updating by disagreement) for method '{self.method_name}', "
-                             f"got {init_epoch!r}")
+            raise ValueError(f"method.params.init_epoch: must be an int >= 0 or a fraction of the run in (0, 1) "
+                             f"(epochs of plain Co-teaching before updating by disagreement) for method "
+                             f"'{self.method_name}', got {init_epoch!r}")
+        check_training_after(ctx, init_epoch, keys="method.params.init_epoch", method=self.method_name,
+                             what="its plain Co-teaching epochs")
         self.init_epoch = init_epoch
 
     def train_step(self, batch: tuple[paddle.Tensor, ...], *, epoch: int, step: int

@@ -43,7 +43,7 @@ import paddle.nn.functional as F
 
 from robust_paddle.engine import distributed as dist
 from robust_paddle.losses.functional import to_one_hot
-from robust_paddle.methods.base import MethodContext
+from robust_paddle.methods.base import MethodContext, epoch_param
 from robust_paddle.methods.correction import linear_rampup, mix_lambda, mixup, refine_labels, sharpen
 from robust_paddle.methods.forward_correction import LearnedTransition, forward_loss, transition_error
 from robust_paddle.methods.gmm_correction import Division, GMMDivisionMethod, check_option
@@ -141,7 +141,8 @@ class DivideMixMethod(GMMDivisionMethod):
         self.lambda_u = check_option(lambda_u, name="lambda_u", method=m, kind=float, lo=0.0)
         self.T = check_option(T, name="T", method=m, kind=float, lo=0.0, lo_open=True)
         self.alpha = check_option(alpha, name="alpha", method=m, kind=float, lo=0.0, lo_open=True)
-        self.rampup_length = check_option(rampup_length, name="rampup_length", method=m, kind=int, lo=0)
+        self.rampup_length = check_option(epoch_param(ctx, rampup_length, "rampup_length"), name="rampup_length",
+                                          method=m, kind=int, lo=0)
         self.use_prior_penalty = check_option(prior_penalty, name="prior_penalty", method=m, kind=bool)
         self.warmup = check_option(warmup, name="warmup", method=m, kind=str, choices=WARMUPS)
         self.volume_weight = check_option(volume_weight, name="volume_weight", method=m, kind=float, lo=0.0)

@@ -26,7 +26,7 @@ import paddle.nn.functional as F
 
 from robust_paddle.engine import distributed as dist
 from robust_paddle.losses.functional import per_sample_ce, to_one_hot
-from robust_paddle.methods.base import Method, MethodContext
+from robust_paddle.methods.base import Method, MethodContext, check_training_after, epoch_param
 from robust_paddle.methods.correction import (
     fit_loss_gmm,
     mix_lambda,
@@ -190,7 +190,10 @@ class GMMDivisionMethod(Method):
                  loss_window: int) -> None:
         super().__init__(ctx)
         m = self.name
-        self.warmup_epochs = check_option(warmup_epochs, name="warmup_epochs", method=m, kind=int, lo=0)
+        self.warmup_epochs = check_option(epoch_param(ctx, warmup_epochs, "warmup_epochs"), name="warmup_epochs",
+                                          method=m, kind=int, lo=0)
+        check_training_after(ctx, self.warmup_epochs, keys="method.params.warmup_epochs", method=m,
+                             what="the warm-up")
         self.p_threshold = check_option(p_threshold, name="p_threshold", method=m, kind=float, lo=0.0, hi=1.0)
         self.noise_mode = check_option(noise_mode, name="noise_mode", method=m, kind=str, choices=NOISE_MODES)
         self.loss_window = check_option(loss_window, name="loss_window", method=m, kind=int, lo=1)
