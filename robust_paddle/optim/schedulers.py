@@ -135,8 +135,8 @@ class MultiStepShape:
     """``lr = base_lr * gamma ** (number of milestones <= t)``; counted from the start of training.
 
     Args:
-        milestones: strictly increasing epochs (converted to optimizer steps when ``scheduler.by`` is
-            "step"), e.g. ``[60, 120, 160]``.
+        milestones: increasing epochs (converted to optimizer steps when ``scheduler.by`` is "step"), e.g.
+            ``[60, 120, 160]``, or fractions of the run (``[0.33, 0.67]``); equal milestones decay twice.
         gamma: multiplicative factor (> 0).
     """
 
@@ -146,8 +146,8 @@ class MultiStepShape:
         if not isinstance(milestones, (list, tuple)) or not milestones:
             raise ValueError(f"scheduler.params.milestones: expected a non-empty list of epochs, got {milestones!r}")
         ms = [_epochs_int(m, f"milestones[{i}]") for i, m in enumerate(milestones)]
-        if any(b <= a for a, b in zip(ms, ms[1:])):
-            raise ValueError(f"scheduler.params.milestones: must be strictly increasing, got {list(milestones)!r}")
+        if any(b < a for a, b in zip(ms, ms[1:])):  # equal ones (fractions of a short run) decay twice there
+            raise ValueError(f"scheduler.params.milestones: must be increasing, got {list(milestones)!r}")
         self.milestones = ms
         self.gamma = _num(gamma, "gamma", lo=0.0, lo_open=True)
 
