@@ -15,11 +15,16 @@ the report uses (the method's own, else the loss GMM's). Every estimator returns
   noisy.
 
 The report states one of them, :data:`DEFAULT_ESTIMATOR`: the one with the smallest mean absolute error on
-the digits grid of ``benchmarks/noise_rate.py`` (``benchmarks/README.md``). Its interval is a percentile
-bootstrap over samples (Efron & Tibshirani 1993): the estimate recomputed on ``n_boot`` resamples of the N
-samples with replacement (the model is fixed; for ``loss_gmm`` the per-sample masses of the one fit are
-resampled). It measures the sampling spread of the estimate, not the estimator's bias, which the benchmark
-records.
+the digits grid of ``benchmarks/noise_rate.py`` (``benchmarks/README.md``). Two intervals come with it:
+
+* ``noise_rate_sampling_interval`` - a percentile bootstrap over samples (Efron & Tibshirani 1993): the
+  estimate recomputed on ``n_boot`` resamples of the N samples with replacement (the model is fixed; for
+  ``loss_gmm`` the per-sample masses of the one fit are resampled). It is the sampling spread only: on the
+  benchmark the estimators' systematic error (a few points) is larger, so alone it mostly misses the truth;
+* ``noise_rate_interval`` (the one printed) - the sampling interval widened on both sides by
+  :data:`SYSTEMATIC_ERROR`, the estimator's mean absolute error over the benchmark runs of noise-robust
+  methods (GCE, gmm_correction, DivideMix on digits). It assumes a model that has not memorised its
+  labels: after plain CE has fitted the noise every estimator reads far too low (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -32,8 +37,10 @@ from robust_paddle.quality.estimation import estimate_noise_rate
 
 ESTIMATORS = ("disagreement", "confident_joint", "loss_gmm", "clean_prob")
 #: lowest mean absolute error over the benchmark grid (benchmarks/noise_rate.py on digits; README there)
-DEFAULT_ESTIMATOR = "disagreement"
+DEFAULT_ESTIMATOR = "loss_gmm"
 DEFAULT_BOOTSTRAP, DEFAULT_LEVEL = 200, 0.95
+#: mean absolute error of each estimator over the noise-robust runs of benchmarks/noise_rate.py (digits grid)
+SYSTEMATIC_ERROR = {"disagreement": 0.057, "confident_joint": 0.069, "loss_gmm": 0.053, "clean_prob": 0.056}
 
 
 def _per_sample(name: str, labels: np.ndarray, pred_probs: np.ndarray, noisy_mass: np.ndarray | None,
@@ -117,10 +124,13 @@ def noise_rate_summary(labels: np.ndarray, pred_probs: np.ndarray, *, noisy_mass
     rates = estimate_noise_rates(labels, pred_probs, noisy_mass=noisy_mass, clean_prob=clean_prob)
     lo, hi = bootstrap_interval(estimator, labels, pred_probs, noisy_mass=noisy_mass, clean_prob=clean_prob,
                                 n_boot=n_boot, level=level, seed=seed)
+    margin = SYSTEMATIC_ERROR[estimator]
     return {"noise_rate_estimate": rates[estimator], "noise_rate_estimator": estimator,
-            "noise_rate_interval": [lo, hi], "noise_rate_interval_level": level,
-            "noise_rate_interval_method": f"percentile bootstrap over samples, {n_boot} resamples",
-            "noise_rate_estimators": rates}
+            "noise_rate_interval": [max(0.0, lo - margin), min(1.0, hi + margin)], "noise_rate_interval_level": level,
+            "noise_rate_interval_method": (f"{100 * level:.0f}% percentile bootstrap over samples ({n_boot} "
+                                           f"resamples) widened by the estimator's measured systematic error "
+                                           f"{margin:.3f} (benchmarks/noise_rate.py)"),
+            "noise_rate_sampling_interval": [lo, hi], "noise_rate_estimators": rates}
 
 
 def format_noise_rate(summary: dict[str, Any]) -> str:

@@ -7,6 +7,7 @@ from robust_paddle.quality import estimation as E
 from robust_paddle.quality.noise_rate import (
     DEFAULT_ESTIMATOR,
     ESTIMATORS,
+    SYSTEMATIC_ERROR,
     bootstrap_interval,
     estimate_noise_rates,
     format_noise_rate,
@@ -63,12 +64,36 @@ def test_interval_checks():
 
 def test_summary_and_log_line():
     given, probs, _ = noisy_problem(n=500)
-    s = noise_rate_summary(given, probs, noisy_mass=np.full(500, 0.25), n_boot=50)
+    s = noise_rate_summary(given, probs, noisy_mass=np.linspace(0.0, 0.5, 500), n_boot=50)
     assert s["noise_rate_estimator"] == DEFAULT_ESTIMATOR
     assert s["noise_rate_estimate"] == s["noise_rate_estimators"][DEFAULT_ESTIMATOR]
     lo, hi = s["noise_rate_interval"]
     assert lo <= s["noise_rate_estimate"] <= hi and s["noise_rate_interval_level"] == 0.95
+    slo, shi = s["noise_rate_sampling_interval"]
+    margin = SYSTEMATIC_ERROR[DEFAULT_ESTIMATOR]
+    assert (lo, hi) == pytest.approx((max(0.0, slo - margin), min(1.0, shi + margin)))
     line = format_noise_rate(s)
     assert line.startswith(f"noise rate {s['noise_rate_estimate']:.3f} ({DEFAULT_ESTIMATOR}, 95% interval "
                            f"{lo:.3f}-{hi:.3f}); other estimators: ")
-    assert "loss_gmm 0.250" in line
+    for name, value in s["noise_rate_estimators"].items():
+        assert (f"{name} {value:.3f}" in line) == (name != DEFAULT_ESTIMATOR)
+
+
+@pytest.mark.slow
+def test_interval_covers_the_true_rate_on_digits(tmp_path):
+    """A shipped digits config (gmm_correction, 40% symmetric noise): the printed interval holds the truth."""
+    import json
+    import os
+
+    from robust_paddle import config as C
+    from robust_paddle.pipeline import run as run_mod
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "gmm_correction", "digits.yaml")
+    cfg = C.load(path, ["train.epochs=12", "train.progress=false", "train.visualdl=false",
+                        "train.calibration=false", f"output_dir={tmp_path}"])
+    run_mod.train(cfg)
+    rep = json.loads((tmp_path / "label_issues_summary.json").read_text())
+    lo, hi = rep["noise_rate_interval"]
+    assert rep["noise_rate_estimator"] == DEFAULT_ESTIMATOR and lo <= rep["noise_rate_estimate"] <= hi
+    assert lo <= rep["true_noise_rate"] <= hi, (rep["true_noise_rate"], lo, hi, rep["noise_rate_estimators"])
+    assert hi - lo < 0.2
