@@ -7,8 +7,10 @@ PaddleServing package. The server (``robust_paddle.serve``), the export parity c
 benchmark all load models through this module, so they agree on preprocessing and predictor settings.
 
 Image preprocessing (``preprocess_images``), the same steps as ``robust_paddle.data.transforms``:
-decode with PIL -> convert to grey (``L``) or ``RGB`` as the model's channel count says -> resize to the model's
-height x width with bilinear filtering when the size differs -> 8-bit pixel / 255 (16-bit grey pixel / 65535)
+decode with PIL -> convert to grey (``L``) or ``RGB`` as the model's channel count says -> the evaluation
+geometry of training (``robust_paddle.data.transforms.fit_image``: resize to the model's height x width with
+bilinear filtering, or, with ``preprocess.resize_short`` in ``inference.yml``, resize the short side and take
+the centre crop) -> 8-bit pixel / 255 (16-bit grey pixel / 65535)
 -> ``(x - mean) / std`` per channel -> CHW float32. For the ``digits`` dataset, whose training values are
 ``k / 16`` for k in 0..16, a PNG written as ``round(255 * value)`` decodes to within 1/510 of the training value.
 """
@@ -48,6 +50,7 @@ class ModelInfo:
         mean, std: per channel (per feature for tabular), applied after scaling pixels to [0, 1].
         class_names: one per output column. model_version: hash of the exported weights and interface.
         source: where the model came from (checkpoint, epoch, network, EMA).
+        resize_short: the evaluation geometry (``data.eval_resize_short``; 0: resize straight to the input size).
     """
 
     model_dir: str
@@ -61,6 +64,7 @@ class ModelInfo:
     class_names: tuple[str, ...]
     model_version: str
     source: dict[str, Any] = dataclasses.field(default_factory=dict)
+    resize_short: int = 0  # data.eval_resize_short: short side before the centre crop; 0 = plain resize
 
     @property
     def num_classes(self) -> int:
@@ -94,6 +98,8 @@ class ModelInfo:
                 "channels": int(self.input_shape[0]) if image else None,
                 "size": [int(self.input_shape[1]), int(self.input_shape[2])] if image else None,
                 "resize": "bilinear" if image else None,
+                "resize_short": int(self.resize_short) if image and self.resize_short else None,
+                "crop": "center" if image and self.resize_short else None,
                 "pixel_scale": {"8bit": 1 / 255, "16bit": 1 / 65535} if image else None,
                 "mean": list(self.mean), "std": list(self.std), "layout": "CHW" if image else "D",
             },
@@ -150,7 +156,8 @@ def load_model_info(model_dir: str) -> ModelInfo:
                          output_name=str(out["name"]), softmax=bool(out["softmax"]),
                          mean=tuple(float(v) for v in pre["mean"]), std=tuple(float(v) for v in pre["std"]),
                          class_names=tuple(str(c) for c in data["class_names"]),
-                         model_version=str(data["model_version"]), source=dict(data.get("source") or {}))
+                         model_version=str(data["model_version"]), source=dict(data.get("source") or {}),
+                         resize_short=int(pre.get("resize_short") or 0))
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: missing or malformed field ({type(e).__name__}: {e})") from None
     if info.kind not in ("image", "tabular"):
@@ -254,13 +261,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- preprocessing
-def decode_image(data: bytes, *, channels: int, size: tuple[int, int]) -> np.ndarray:
+def decode_image(data: bytes, *, channels: int, size: tuple[int, int], resize_short: int = 0) -> np.ndarray:
     """Decode PNG/JPEG (any format PIL reads) bytes into HWC float32 in [0, 1].
 
     Args:
         data: the encoded image.
         channels: 1 (converted to grey ``L``) or 3 (``RGB``).
         size: ``(height, width)``; resized with bilinear filtering when the image differs.
+        resize_short: 0, or the short side to resize to before the centre ``size`` crop (training's
+            ``data.eval_resize_short``).
 
     Returns:
         [height, width, channels] float32.
@@ -270,19 +279,19 @@ def decode_image(data: bytes, *, channels: int, size: tuple[int, int]) -> np.nda
     """
     from PIL import Image, UnidentifiedImageError
 
+    from robust_paddle.data.transforms import fit_image
+
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
             if im.mode in SIXTEEN_BIT_MODES and channels == 1:
                 # PIL's 8-bit conversion of 16-bit grey clips instead of scaling, so keep the precision
                 im = im.convert("I")
-                if im.size != (size[1], size[0]):
-                    im = im.convert("F").resize((size[1], size[0]), Image.BILINEAR)
+                if resize_short or im.size != (size[1], size[0]):
+                    im = fit_image(im.convert("F"), size=size, resize_short=resize_short)
                 arr = np.clip(np.asarray(im, dtype=np.float32) / 65535.0, 0.0, 1.0)[:, :, None]
                 return arr.astype(np.float32)
-            im = im.convert("L" if channels == 1 else "RGB")
-            if im.size != (size[1], size[0]):
-                im = im.resize((size[1], size[0]), Image.BILINEAR)
+            im = fit_image(im.convert("L" if channels == 1 else "RGB"), size=size, resize_short=resize_short)
             arr = np.asarray(im, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         raise ValueError(f"cannot decode image ({type(e).__name__}: {e}); send PNG or JPEG bytes") from None
@@ -311,7 +320,7 @@ def preprocess_images(blobs: Sequence[bytes], info: ModelInfo) -> np.ndarray:
     out = []
     for i, blob in enumerate(blobs):
         try:
-            out.append(decode_image(blob, channels=c, size=(h, w)))
+            out.append(decode_image(blob, channels=c, size=(h, w), resize_short=info.resize_short))
         except ValueError as e:
             raise ValueError(f"images[{i}]: {e}") from None
     return normalize(np.stack(out), info)
