@@ -16,15 +16,16 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-from robust_paddle.errors import ConfigError
+from robust_paddle.data.decode import decode_image
+from robust_paddle.errors import ConfigError, DataError
 
 
 # ---------------------------------------------------------------------------------------------- decode
 def fit_image(im: Image.Image, *, size: tuple[int, int], resize_short: int = 0) -> Image.Image:
-    """The evaluation geometry on a decoded PIL image (training and the server both call this).
+    """The evaluation geometry on one PIL image (mode ``L``/``RGB`` uint8 or a float ``F`` channel).
 
     Args:
-        im: any mode.
+        im: the image.
         size: ``(height, width)`` of the result; ``(0, 0)`` keeps the image as it is.
         resize_short: 0 resizes straight to ``size`` (bilinear); else the short side is resized to
             ``resize_short`` pixels (aspect kept, bilinear) and the centre ``size`` crop is taken.
@@ -46,31 +47,35 @@ def fit_image(im: Image.Image, *, size: tuple[int, int], resize_short: int = 0) 
     return im if im.size == (w, h) else im.resize((w, h), Image.BILINEAR)
 
 
-def load_image(path: str, *, channels: int, size: int = 0, resize_short: int = 0) -> np.ndarray:
-    """Read an image file as HWC uint8.
+def fit_array(arr: np.ndarray, *, size: tuple[int, int], resize_short: int = 0) -> np.ndarray:
+    """:func:`fit_image` on an HWC float32 array, channel by channel in float (Pillow mode ``F``)."""
+    chans = [np.asarray(fit_image(Image.fromarray(np.ascontiguousarray(arr[:, :, c], dtype=np.float32), mode="F"),
+                                  size=size, resize_short=resize_short)) for c in range(arr.shape[2])]
+    return np.stack(chans, axis=2).astype(np.float32, copy=False)
+
+
+def load_image(source: str | bytes, *, channels: int, size: int | tuple[int, int] = 0, resize_short: int = 0,
+               name: str | None = None) -> np.ndarray:
+    """Decode an image file (or encoded bytes) by the one decoder, :func:`robust_paddle.data.decode.decode_image`,
+    then apply the evaluation geometry (:func:`fit_image`). Training and the server both call this.
 
     Args:
-        path: any format PIL reads.
-        channels: 1 (grey, ``L``) or 3 (``RGB``).
-        size: square side of the result (see :func:`fit_image`); 0 keeps the native size.
-        resize_short: see :func:`fit_image`.
+        source: a path, or the encoded bytes (the server).
+        channels: 1 or 3.
+        size: square side or ``(height, width)``; 0 keeps the native size.
+        resize_short: 0: resize straight to ``size``; else short side to this, then the centre crop.
+        name: how errors name the image.
 
     Returns:
-        [H, W, channels] uint8.
+        [H, W, channels] float32 in [0, 1].
+
+    Raises:
+        DataError: the file cannot be decoded (names the file and the reason).
     """
-    try:
-        with Image.open(path) as im:
-            im = fit_image(im.convert("L" if channels == 1 else "RGB"), size=(size, size), resize_short=resize_short)
-            arr = np.asarray(im, dtype=np.uint8)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"cannot read image {path!r}: {e}") from None
-    return arr[:, :, None] if arr.ndim == 2 else arr
-
-
-def image_channels(path: str) -> int:
-    """1 for greyscale files (PIL modes ``1``, ``L``, ``I``, ``F``, ``LA``), else 3."""
-    with Image.open(path) as im:
-        return 1 if im.mode in ("1", "L", "I", "I;16", "F", "LA") else 3
+    if not resize_short or not size:
+        return decode_image(source, channels=channels, size=size, name=name)
+    hw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    return fit_array(decode_image(source, channels=channels, name=name), size=hw, resize_short=resize_short)
 
 
 def _resize_one(img: np.ndarray, size: int, resize_short: int = 0) -> np.ndarray:
@@ -79,9 +84,7 @@ def _resize_one(img: np.ndarray, size: int, resize_short: int = 0) -> np.ndarray
         out = np.asarray(fit_image(im, size=(size, size), resize_short=resize_short))
         return out[:, :, None] if out.ndim == 2 else out
     # float images: PIL's "F" mode is single channel, so resize channel by channel
-    chans = [np.asarray(fit_image(Image.fromarray(img[:, :, c].astype(np.float32), mode="F"), size=(size, size),
-                                  resize_short=resize_short)) for c in range(img.shape[2])]
-    return np.stack(chans, axis=2).astype(img.dtype)
+    return fit_array(img, size=(size, size), resize_short=resize_short).astype(img.dtype)
 
 
 def convert_images(images: np.ndarray, *, channels: int = 0, size: int = 0, resize_short: int = 0) -> np.ndarray:
@@ -143,13 +146,16 @@ class Pipeline:
     Attributes:
         kind: ``"image"`` (stored HWC, output CHW) or ``"tabular"`` (stored and output [D]).
         mean, std: per channel (images) or per feature (tabular), in the scaled units.
-        scale: multiplies stored values first (1/255 for uint8 images, else 1).
+        scale: multiplies stored array values first (1/255 for uint8 arrays, else 1); image paths are decoded
+            to [0, 1] by :func:`robust_paddle.data.decode.decode_image` and then multiplied by ``scale`` too
+            (path sources use 1).
         augment: preset name or op list (``robust_paddle.data.augment``); train splits only.
-        strong_augment: the strong view's augmentation, for methods that ask for one (:meth:`__call__`
-            with ``strong=True``).
         seed: augmentation seed; a sample's randomness is ``hash(seed, epoch, index, view, strong)``.
-        channels: decoding option for image paths. size: output square side (0: native size).
+        channels, size: decoding options for image paths (size 0: native).
+        shape_hw: with size 0, the ``(height, width)`` every decoded file must have ((0, 0): not checked).
         resize_short: evaluation geometry (see :func:`fit_image`).
+        strong_augment: the strong view's augmentation, for methods that ask for one (:meth:`load` with
+            ``strong=True``).
     """
 
     kind: str
@@ -160,6 +166,7 @@ class Pipeline:
     seed: int = 0
     channels: int = 3
     size: int = 0
+    shape_hw: tuple[int, int] = (0, 0)
     resize_short: int = 0
     strong_augment: str | tuple = "strong"
 
@@ -177,7 +184,7 @@ class Pipeline:
                               "(use augment: none)")
         if len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
             raise ValueError(f"data.mean/std must have the same length and std > 0, got {self.mean}, {self.std}")
-        # cached (not fields): one conversion per pipeline instead of one per sample
+        # cached (not fields): parsed ops, built ops per output size, float32 mean / 1/std
         object.__setattr__(self, "_ops", ops)
         object.__setattr__(self, "_strong_ops", strong if self.kind == "image" else ())
         object.__setattr__(self, "_built", {})
@@ -189,22 +196,24 @@ class Pipeline:
         """Whether training samples are augmented (then views differ)."""
         return bool(self._ops)
 
-    @property
-    def crops_decoded(self) -> bool:
-        """The first op is ``random_resized_crop``: paths are decoded at their native size for it."""
-        return bool(self._ops) and self._ops[0][0] == "random_resized_crop"
-
     def with_augment(self, augment: str | tuple) -> Pipeline:
         return dataclasses.replace(self, augment=augment)
 
     def raw(self, item: np.ndarray | str, *, native: bool = False) -> np.ndarray:
-        """Stored sample -> the evaluation geometry (or the decoded image when ``native``), no randomness.
+        """Stored sample -> float32 in scaled units (HWC image or [D] vector), no randomness; image files in
+        the evaluation geometry, or as decoded when ``native`` (for ``random_resized_crop``)."""
+        return self._read(item, native=native).astype(np.float32) * np.float32(self.scale)
 
-        Returns HWC uint8 for image files and 8-bit arrays, else the stored dtype (tabular: [D])."""
-        if isinstance(item, str):
-            return load_image(item, channels=self.channels, size=0 if native else self.size,
-                              resize_short=self.resize_short)
-        return np.asarray(item)
+    def _read(self, item: np.ndarray | str, *, native: bool = False) -> np.ndarray:
+        if not isinstance(item, str):
+            return np.asarray(item)
+        arr = load_image(item, channels=self.channels, size=0 if native else self.size,
+                         resize_short=self.resize_short)
+        if not self.size and self.shape_hw[0] and arr.shape[:2] != tuple(self.shape_hw):
+            (h, w), (eh, ew) = arr.shape[:2], self.shape_hw
+            raise DataError(f"{item}: image is {w}x{h} (width x height), the other images are {ew}x{eh}; set "
+                            "data.image_size to a side length to resize every image to a square of that side")
+        return arr
 
     def _ops_for(self, strong: bool, hw: tuple[int, int], channels: int) -> tuple[list, list]:
         from robust_paddle.data.augment import build_ops
@@ -216,32 +225,46 @@ class Pipeline:
 
     def load(self, item: np.ndarray | str, *, index: int, epoch: int = 0, view: int = 0,
              strong: bool = False) -> np.ndarray:
-        """Decode/read, augment (train pipelines) and normalise one stored sample."""
-        crop_native = isinstance(item, str) and (self._strong_ops if strong else self._ops)[:1] and \
-            (self._strong_ops if strong else self._ops)[0][0] == "random_resized_crop"
-        return self(self.raw(item, native=bool(crop_native)), index=index, epoch=epoch, view=view, strong=strong)
+        """Read/decode, augment (train pipelines) and normalise one stored sample: CHW / [D] float32.
+
+        The ops see 8-bit pixels where the data has them (uint8 arrays; decoded image files, which are in
+        [0, 1], are quantised to 8 bits when the ops include colour ops -- exact for 8-bit files), else the
+        scaled float image.
+        """
+        from robust_paddle.data.augment import PHOTOMETRIC
+
+        ops = self._strong_ops if strong else self._ops
+        if self.kind == "image" and ops:
+            arr = self._read(item, native=isinstance(item, str) and ops[0][0] == "random_resized_crop")
+            if arr.dtype != np.uint8:
+                arr = arr.astype(np.float32) * np.float32(self.scale)
+                if isinstance(item, str) and any(name in PHOTOMETRIC for name, _ in ops):
+                    arr = np.rint(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
+            return self(arr, index=index, epoch=epoch, view=view, strong=strong)
+        return self(self.raw(item), index=index, epoch=epoch, view=view, strong=strong)
 
     def __call__(self, raw: np.ndarray, *, index: int, epoch: int = 0, view: int = 0,
                  strong: bool = False) -> np.ndarray:
-        """Augment (when enabled) and normalise one raw sample; returns CHW / [D] float32."""
+        """Augment (when enabled) and normalise one sample: ``raw`` is what :meth:`raw` returns (scaled float)
+        or, for images, 8-bit pixels (uint8, scaled by 1/255 here). Returns CHW / [D] float32."""
         from robust_paddle.data.augment import apply_ops
 
         mean, inv_std = self._mean, self._inv_std
         if self.kind == "tabular":
-            return ((raw.astype(np.float32) * np.float32(self.scale) - mean) * inv_std).astype(np.float32)
+            return ((raw.astype(np.float32) - mean) * inv_std).astype(np.float32)
         if raw.shape[-1] != mean.shape[0]:
             raise ValueError(f"image has {raw.shape[-1]} channels but mean/std have {mean.shape[0]} values")
+        k = np.float32(1.0 / 255.0) if raw.dtype == np.uint8 else np.float32(1.0)
         ops = self._strong_ops if strong else self._ops
-        post: list = []
-        if ops:
-            hw = (self.size, self.size) if self.size else tuple(raw.shape[:2])
-            pre, post = self._ops_for(strong, hw, raw.shape[2])
-            rng = random.Random(sample_hash(self.seed, epoch, index, view, int(strong)))
-            raw = apply_ops(raw, pre, channels=raw.shape[2], rng=rng)
-            x = (raw.astype(np.float32) * np.float32(self.scale) - mean) * inv_std
-            x = apply_ops(x, post, channels=raw.shape[2], rng=rng) if post else x
-        else:
-            x = (raw.astype(np.float32) * np.float32(self.scale) - mean) * inv_std
+        if not ops:
+            x = (raw.astype(np.float32) * k - mean) * inv_std
+            return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
+        hw = (self.size, self.size) if self.size else tuple(raw.shape[:2])
+        pre, post = self._ops_for(strong, hw, raw.shape[2])
+        rng = random.Random(sample_hash(self.seed, epoch, index, view, int(strong)))
+        raw = apply_ops(raw, pre, channels=raw.shape[2], rng=rng)
+        x = (raw.astype(np.float32) * k - mean) * inv_std
+        x = apply_ops(x, post, channels=raw.shape[2], rng=rng) if post else x
         return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
 
 
