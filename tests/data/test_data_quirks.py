@@ -159,6 +159,11 @@ def test_skip_leaves_bad_files_out_of_every_split(tmp_path):
     assert sorted(p for p, _ in b.skipped) == sorted(moved)
     used = set(b.train.paths) | set(b.val.paths) | set(b.test.paths)
     assert len(used) == 20 and not used & set(moved)
+    # the kept files keep their row in the source (the sorted folder listing, bad files included)
+    listing = sorted(str(p) for p in (tmp_path / "c" / "blue").iterdir()) + \
+        sorted(str(p) for p in (tmp_path / "c" / "red").iterdir())
+    for ds in (b.train, b.val, b.test):
+        assert [listing[r] for r in ds.source_rows] == ds.paths
 
 
 # ------------------------------------------------------------------------------------------- labels
