@@ -73,6 +73,10 @@ class DataConfig:
     batch_size: int = _f(64, min=1)
     eval_batch_size: int = _f(256, min=1)
     num_workers: int = _f(0, min=0)
+    # a sample that cannot be loaded: error (stop with one line) | skip (checked before training, left out of
+    # every split, listed in <run>/skipped_files.txt)
+    on_bad_sample: str = _f("error", choices=("error", "skip"))
+    max_classes: int = _f(1000, min=2)  # most classes inferred from labels alone (no class names)
     download: bool = False  # paddle.vision datasets: download when files are missing (needs internet)
     class_names: list[str] | None = None
     subset: int = _f(0, min=0)  # keep a stratified sample of N training samples (0 = all); quick experiments

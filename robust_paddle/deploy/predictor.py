@@ -6,9 +6,9 @@ A folder written by ``robust-paddle export`` holds ``inference.pdmodel`` / ``inf
 PaddleServing package. The server (``robust_paddle.deploy.serve``), the export parity checks and the inference
 benchmark all load models through this module, so they agree on preprocessing and predictor settings.
 
-Image preprocessing (``preprocess_images``), the same steps as ``robust_paddle.data.transforms``:
-decode with PIL -> convert to grey (``L``) or ``RGB`` as the model's channel count says -> resize to the model's
-height x width with bilinear filtering when the size differs -> 8-bit pixel / 255 (16-bit grey pixel / 65535)
+Image preprocessing (``preprocess_images``), the same steps as training: the one decoder
+(``robust_paddle.data.decode.decode_image``: every Pillow mode to the model's channels in [0, 1], 16-bit by
+1/65535, alpha over white, resized to the model's height x width with bilinear filtering when the size differs)
 -> ``(x - mean) / std`` per channel -> CHW float32. For the ``digits`` dataset, whose training values are
 ``k / 16`` for k in 0..16, a PNG written as ``round(255 * value)`` decodes to within 1/510 of the training value.
 """
@@ -16,7 +16,6 @@ height x width with bilinear filtering when the size differs -> 8-bit pixel / 25
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
 import os
 from collections.abc import Sequence
@@ -32,8 +31,6 @@ logger = logging.getLogger(__name__)
 INFO_FILE = "inference.yml"
 MODEL_PREFIX = "inference"
 INFO_FORMAT = "robust_paddle.inference/1"
-#: PIL modes decoded as 16-bit grey (scaled by 1/65535); every other mode is converted to 8-bit L / RGB
-SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,40 +252,25 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- preprocessing
-def decode_image(data: bytes, *, channels: int, size: tuple[int, int]) -> np.ndarray:
-    """Decode PNG/JPEG (any format PIL reads) bytes into HWC float32 in [0, 1].
+def decode_image(data: bytes, *, channels: int, size: tuple[int, int], name: str = "image") -> np.ndarray:
+    """Decode PNG/JPEG (any format Pillow reads) bytes into HWC float32 in [0, 1] by the one decoder that
+    training uses (:func:`robust_paddle.data.decode.decode_image`).
 
     Args:
         data: the encoded image.
-        channels: 1 (converted to grey ``L``) or 3 (``RGB``).
+        channels: 1 or 3.
         size: ``(height, width)``; resized with bilinear filtering when the image differs.
+        name: how an error names the image.
 
     Returns:
         [height, width, channels] float32.
 
     Raises:
-        ValueError: the bytes are not an image PIL can decode.
+        DataError (a ValueError): ``"<name>: cannot read image: <reason>"``.
     """
-    from PIL import Image, UnidentifiedImageError
+    from robust_paddle.data.decode import decode_image as decode
 
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            if im.mode in SIXTEEN_BIT_MODES and channels == 1:
-                # PIL's 8-bit conversion of 16-bit grey clips instead of scaling, so keep the precision
-                im = im.convert("I")
-                if im.size != (size[1], size[0]):
-                    im = im.convert("F").resize((size[1], size[0]), Image.BILINEAR)
-                arr = np.clip(np.asarray(im, dtype=np.float32) / 65535.0, 0.0, 1.0)[:, :, None]
-                return arr.astype(np.float32)
-            im = im.convert("L" if channels == 1 else "RGB")
-            if im.size != (size[1], size[0]):
-                im = im.resize((size[1], size[0]), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        raise ValueError(f"cannot decode image ({type(e).__name__}: {e}); send PNG or JPEG bytes") from None
-    arr = arr[:, :, None] if arr.ndim == 2 else arr
-    return arr.astype(np.float32) * np.float32(1.0 / 255.0)
+    return decode(data, channels=channels, size=size, name=name)
 
 
 def normalize(images: np.ndarray, info: ModelInfo) -> np.ndarray:
@@ -311,8 +293,5 @@ def preprocess_images(blobs: Sequence[bytes], info: ModelInfo) -> np.ndarray:
     c, h, w = info.input_shape
     out = []
     for i, blob in enumerate(blobs):
-        try:
-            out.append(decode_image(blob, channels=c, size=(h, w)))
-        except ValueError as e:
-            raise ValueError(f"images[{i}]: {e}") from None
+        out.append(decode_image(blob, channels=c, size=(h, w), name=f"images[{i}]"))
     return normalize(np.stack(out), info)

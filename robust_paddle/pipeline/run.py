@@ -12,6 +12,8 @@ from typing import Any
 
 from robust_paddle import config as config_mod
 from robust_paddle.config import Config
+from robust_paddle.data.identity import save_train_labels
+from robust_paddle.data.noise import save_noise
 from robust_paddle.engine import distributed as dist
 from robust_paddle.engine.checkpoint import load_checkpoint
 from robust_paddle.pipeline.build import build_run, load_run
@@ -51,10 +53,9 @@ def train(cfg: Config, *, resume: str | None = None) -> dict[str, Any]:
     run = build_run(cfg, output_dir=out, hooks=build_hooks(cfg.train), distributed=distributed)
     if run.trainer.is_main:
         config_mod.save(cfg, os.path.join(out, "config.yaml"))
+        save_train_labels(run.data.train, out)
         if run.data.noise is not None:
-            from robust_paddle.data.noise import save_noise
-
-            save_noise(run.data.noise, run.data.train.labels, run.data.train.clean_labels, out)
+            save_noise(run.data.noise, out)
     if resume is not None:
         state = load_checkpoint(resume)
         run.trainer.load_state_dict(state)

@@ -123,7 +123,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(paddle, "save", boom)
+    monkeypatch.setattr(os, "fsync", boom)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint({**base, "epoch": 2}, path)
     assert load_checkpoint(path)["epoch"] == 1
