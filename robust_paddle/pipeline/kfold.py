@@ -114,6 +114,7 @@ def train_kfold(cfg: Config, *, folds: int, data: Any = None, output_dir: str | 
     """
     from robust_paddle.data import build_data
     from robust_paddle.pipeline.build import build_run, set_device
+    from robust_paddle.pipeline.hooks import build_hooks
 
     set_device(cfg.train.device)
     bundle = build_data(cfg) if data is None else data
@@ -141,7 +142,7 @@ def train_kfold(cfg: Config, *, folds: int, data: Any = None, output_dir: str | 
                 fold_cfg = config_mod.with_values(fold_cfg, {"train.progress": False})
             os.makedirs(fold_cfg.output_dir, exist_ok=True)
             run = build_run(fold_cfg, output_dir=fold_cfg.output_dir, data=fold_data(bundle, fit_idx),
-                            hooks=None if output_dir is not None else [])
+                            hooks=build_hooks(fold_cfg.train) if output_dir is not None else [])
             if output_dir is not None:
                 config_mod.save(fold_cfg, os.path.join(fold_cfg.output_dir, "config.yaml"))
             summary = run.trainer.fit()
