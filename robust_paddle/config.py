@@ -69,7 +69,11 @@ class DataConfig:
     channels: int = _f(0, choices=(0, 1, 3))  # 0: the source's own
     mean: list[float] | None = None  # per-channel normalisation; None: dataset default
     std: list[float] | None = None
-    augment: str = _f("none", choices=("none", "flip", "crop", "flip_crop"))
+    # preset (none | cifar | imagenet | strong | flip | crop | flip_crop) or a list of ops [{name: op, ...}]
+    # (robust_paddle.data.augment); checked when the data is built
+    augment: str | list[dict] = "none"
+    strong_augment: str | list[dict] = "strong"  # the strong view for methods that ask for one
+    eval_resize_short: int = _f(0, min=0)  # eval geometry: short side to this, centre crop image_size; 0: resize
     batch_size: int = _f(64, min=1)
     eval_batch_size: int = _f(256, min=1)
     num_workers: int = _f(0, min=0)
@@ -84,6 +88,12 @@ class DataConfig:
     sampler: str = _f("random", choices=("random", "weighted"))  # weighted: class-balanced draws with replacement
     sampler_weighting: str = _f("inverse", choices=("inverse", "inverse_sqrt", "effective"))  # sampler: weighted
     sampler_beta: float = _f(0.999, min=0.0, max=0.999999)  # sampler_weighting: effective
+
+    def __post_init__(self) -> None:
+        from robust_paddle.data.augment import parse_augment
+
+        parse_augment(self.augment, field="data.augment")
+        parse_augment(self.strong_augment, field="data.strong_augment")
 
 
 @dataclass(frozen=True)
