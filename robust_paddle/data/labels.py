@@ -16,12 +16,36 @@ Rules (``sources.py`` applies them to every source):
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import numpy as np
 
 from robust_paddle.data.textfile import where
 from robust_paddle.errors import DataError
 
 LIST_MAX = 10
+#: problems collected instead of raised inside :func:`collect_label_problems` (``check-data``)
+_COLLECTOR: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("label_problems", default=None)
+
+
+@contextlib.contextmanager
+def collect_label_problems():
+    """Inside this block :func:`resolve_classes` and :func:`check_finite` append every problem to the yielded
+    list and return best-effort results instead of raising (``check-data`` reports them all)."""
+    problems: list[str] = []
+    token = _COLLECTOR.set(problems)
+    try:
+        yield problems
+    finally:
+        _COLLECTOR.reset(token)
+
+
+def _fail(message: str) -> None:
+    collector = _COLLECTOR.get()
+    if collector is None:
+        raise DataError(message)
+    collector.append(message)
 
 
 def describe(split, i: int) -> str:
@@ -41,8 +65,8 @@ def _in_range(parts: dict, num_classes: int, whence: str) -> None:
         if bad.size:
             i = int(bad[0])
             more = f"; {bad.size} {part} labels are out of range" if bad.size > 1 else ""
-            raise DataError(f"{describe(split, i)}: label {int(y[i])} is outside 0..{num_classes - 1} "
-                            f"({num_classes} classes from {whence}){more}")
+            _fail(f"{describe(split, i)}: label {int(y[i])} is outside 0..{num_classes - 1} "
+                  f"({num_classes} classes from {whence}){more}")
 
 
 def resolve_classes(parts: dict, *, names: list[str] | None, known: list[str] | None, max_classes: int,
@@ -64,9 +88,11 @@ def resolve_classes(parts: dict, *, names: list[str] | None, known: list[str] | 
     parts = {k: v for k, v in parts.items() if v is not None}
     train = parts["train"]
     if train.labels.size == 0:
-        raise DataError(f"{getattr(train, 'origin', '') or 'the training data'}: the training data has no samples")
+        _fail(f"{getattr(train, 'origin', '') or 'the training data'}: the training data has no samples")
+        return list(names if names is not None else known if known is not None else [])
     if names is not None and known is not None and len(names) != len(known):
-        raise DataError(f"{names_field} has {len(names)} names; this dataset has {len(known)} classes")
+        _fail(f"{names_field} has {len(names)} names; this dataset has {len(known)} classes")
+        names = None
     if names is not None or known is not None:
         out = list(names if names is not None else known)
         _in_range(parts, len(out), names_field if names is not None else "the dataset")
@@ -76,9 +102,10 @@ def resolve_classes(parts: dict, *, names: list[str] | None, known: list[str] | 
         first_top = next((p, s, int(np.argmax(s.labels))) for p, s in parts.items()
                          if s.labels.size and int(s.labels.max()) == top - 1)
         if top > max_classes:
-            raise DataError(f"{describe(first_top[1], first_top[2])}: label {top - 1} would make {top} classes, more "
-                            f"than data.max_classes={max_classes}; name the classes with {names_field} (or raise "
-                            "data.max_classes) if that many are real")
+            _fail(f"{describe(first_top[1], first_top[2])}: label {top - 1} would make {top} classes, more "
+                  f"than data.max_classes={max_classes}; name the classes with {names_field} (or raise "
+                  "data.max_classes) if that many are real")
+            return [str(i) for i in range(top)]
         present = np.zeros(top, dtype=bool)
         for s in parts.values():
             present[s.labels] = True
@@ -88,13 +115,13 @@ def resolve_classes(parts: dict, *, names: list[str] | None, known: list[str] | 
             split, i = next((s, int(np.flatnonzero(s.labels > gap)[0])) for s in parts.values()
                             if (s.labels > gap).any())
             shown = ", ".join(str(int(m)) for m in missing[:LIST_MAX]) + (" ..." if missing.size > LIST_MAX else "")
-            raise DataError(f"{describe(split, i)}: label {int(split.labels[i])} leaves a gap: no sample has label "
-                            f"{shown} (classes inferred from the labels must be 0..C-1); fix the label, or name "
-                            f"the classes with {names_field}")
+            _fail(f"{describe(split, i)}: label {int(split.labels[i])} leaves a gap: no sample has label "
+                  f"{shown} (classes inferred from the labels must be 0..C-1); fix the label, or name "
+                  f"the classes with {names_field}")
         out = [str(i) for i in range(top)]
     classes = np.unique(train.labels)
     if classes.size < 2:
-        raise DataError(f"{getattr(train, 'origin', '') or 'the training data'}: the training labels hold only one "
+        _fail(f"{getattr(train, 'origin', '') or 'the training data'}: the training labels hold only one "
                         f"class ({out[int(classes[0])]!r}, {train.labels.size} samples); a classifier needs at least 2")
     return out
 
@@ -107,5 +134,5 @@ def check_finite(x: np.ndarray, split, what: str) -> None:
     if bad_rows.any():
         i = int(np.argmax(bad_rows))
         kind = "NaN" if np.isnan(x[i]).any() else "Inf"
-        raise DataError(f"{describe(split, i)}: {what} holds {kind} ({int(bad_rows.sum())} sample(s) hold NaN or Inf); "
-                        "features must be finite")
+        _fail(f"{describe(split, i)}: {what} holds {kind} ({int(bad_rows.sum())} sample(s) hold NaN or Inf); "
+              "features must be finite")
