@@ -135,10 +135,12 @@ def _prepare_images(src: Source, d) -> tuple[int, tuple[int, ...], list[tuple[st
         bad = {p for p, _ in shape.skipped}
         for split in splits.values():
             keep = np.asarray([p not in bad for p in split.data], dtype=bool)
+            split.rows = np.flatnonzero(keep).astype(np.int64)  # source rows stay those of the files
             split.data = [p for p, k in zip(split.data, keep) if k]
             split.labels = split.labels[keep]
-            if split.clean_labels is not None:
-                split.clean_labels = split.clean_labels[keep]
+            for field in ("clean_labels", "ids", "lines"):  # every per-sample array of the split
+                if getattr(split, field, None) is not None:
+                    setattr(split, field, np.asarray(getattr(split, field))[keep])
     return shape.channels, (shape.channels, shape.height, shape.width), shape.skipped
 
 
@@ -175,7 +177,7 @@ def _dataset(split: Split, idx, labels, clean, num_classes, pipe, names) -> Arra
     """The samples ``idx`` of ``split`` (all when None); each keeps its source row (and id) for the outputs."""
     data = _rows(split.data, idx)
     take = (lambda a: a) if idx is None else (lambda a: a[idx])
-    rows = np.arange(len(split.labels), dtype=np.int64)
+    rows = split.rows if split.rows is not None else np.arange(len(split.labels), dtype=np.int64)
     return ArrayDataset(data, take(labels), num_classes=num_classes, pipeline=pipe,
                         clean_labels=None if clean is None else take(clean), class_names=names,
                         source_rows=take(rows), ids=None if split.ids is None else take(split.ids))

@@ -18,6 +18,7 @@ from robust_paddle import config as config_mod
 from robust_paddle.config import Config
 from robust_paddle.data import build_data, build_loader
 from robust_paddle.data.identity import save_train_labels
+from robust_paddle.data.imagecheck import write_skipped_files
 from robust_paddle.data.noise import save_noise
 from robust_paddle.engine import distributed as dist
 from robust_paddle.engine.checkpoint import load_checkpoint
@@ -126,6 +127,9 @@ def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None, data: 
     set_device(cfg.train.device)
     seed_everything(cfg.seed)
     data = build_data(cfg) if data is None else data
+    if getattr(data, "skipped", None) and dist.rank() == 0:  # data.on_bad_sample: skip
+        logger.warning("left out %d unreadable file(s), listed in %s", len(data.skipped),
+                       write_skipped_files(output_dir, data.skipped))
     check_monitor(cfg, data)
     method = build_method(cfg, make_context(cfg, data))
     if start_weights:
