@@ -100,6 +100,11 @@ class DataConfig:
 class ModelConfig:
     name: str = "small_cnn"  # MODELS registry, any paddle.vision.models name, or "pkg.module:factory"
     params: dict = _f(factory=dict)
+    # weights to start from (robust_paddle.models.pretrained): a .pdparams (paddle.vision / PaddleClas zoo),
+    # .safetensors or robust_paddle checkpoint / run folder; read weights-only, head re-initialised on mismatch
+    pretrained: str = ""
+    download: bool = False  # fetch the paddle.vision zoo weights of model.name (needs internet)
+    freeze_epochs: int = _f(0, min=0)  # train only the classifier head for this many epochs, then everything
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,7 @@ class OptimizerConfig:
     momentum: float = _f(0.9, min=0.0, max=1.0)
     nesterov: bool = False
     no_decay_norm_bias: bool = True  # no weight decay on norm layers and biases
+    backbone_lr_mult: float = _f(1.0, min=0.0)  # backbone lr = lr * this (head: lr); logged as lr/backbone
     params: dict = _f(factory=dict)  # optimizer-specific (betas, epsilon, rho ...)
 
 
@@ -179,6 +185,7 @@ class TrainConfig:
     ema: EMAConfig = _f(factory=EMAConfig)
     swa: SWAConfig = _f(factory=SWAConfig)
     calibration: bool = True  # reliability.png + ECE of the test split at the end (robust_paddle.quality.calibration)
+    init_from: str = ""  # warm start: a run folder or checkpoint with the same classes; new optimizer + schedule
     kfold: int = _f(0, min=0)  # K >= 2: train K models on folds of the train set (robust_paddle.pipeline.kfold); 0 = off
     log_every: int = _f(20, min=1)  # steps between VisualDL step scalars
     progress: bool = True  # tqdm bars

@@ -24,6 +24,7 @@ from robust_paddle.losses import build_loss
 from robust_paddle.methods import MethodContext, build_method
 from robust_paddle.models import build_model
 from robust_paddle.optim import build_optimizer, build_scheduler
+from robust_paddle.pipeline.finetune import finetune_hooks, init_weights
 
 __all__ = ["Run", "build_run", "check_monitor", "load_run", "make_context", "make_loaders", "model_meta", "set_device"]
 
@@ -101,7 +102,7 @@ def model_meta(data: Any) -> dict[str, Any]:
 
 
 def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None, data: Any = None,
-              distributed: bool = False) -> Run:
+              distributed: bool = False, start_weights: bool = False) -> Run:
     """Build data, method, optimizer, scheduler and trainer (seeded by ``cfg.seed``).
 
     ``hooks``: the trainer's hooks; none by default (a training run passes
@@ -110,7 +111,8 @@ def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None, data: 
     ``data``: a prebuilt DataBundle to train on instead of ``build_data(cfg)`` (e.g. a cross-validation
     fold, see ``pipeline.kfold.cross_val_pred_probs``). ``distributed``: data parallel over the launched
     processes (``robust_paddle.engine.distributed.init`` first; every rank must call this); off for eval, export
-    and anything rank 0 builds alone.
+    and anything rank 0 builds alone. ``start_weights``: load ``model.pretrained`` / ``train.init_from``
+    (a new run; not for resume, eval or export, whose weights come from their checkpoint).
     """
     set_device(cfg.train.device)
     seed_everything(cfg.seed)
@@ -120,6 +122,9 @@ def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None, data: 
                        write_skipped_files(output_dir, data.skipped))
     check_monitor(cfg, data)
     method = build_method(cfg, make_context(cfg, data))
+    if start_weights:
+        init_weights(cfg, method, data, out_dir=output_dir if dist.rank() == 0 else None)
+    extra_hooks = finetune_hooks(cfg, method)  # sets the backbone lr multiplier before the optimizer exists
     shard = {"num_replicas": dist.world_size(), "rank": dist.rank()} if distributed else {}
     loaders = make_loaders(cfg, data, **shard)
     steps_per_epoch = max(1, -(-len(loaders["train"]) // cfg.train.accumulate_steps))
@@ -128,7 +133,7 @@ def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None, data: 
     # gradient clipping happens in the trainer (global over every parameter group), not in the optimizer
     optimizer = build_optimizer(cfg.optimizer, method.parameters(), learning_rate=scheduler)
     trainer = Trainer(cfg, method, loaders, optimizer=optimizer, scheduler=scheduler,
-                      hooks=list(hooks or []), output_dir=output_dir,
+                      hooks=list(hooks or []) + extra_hooks, output_dir=output_dir,
                       meta=model_meta(data), data=data, distributed=distributed)
     return Run(cfg=cfg, data=data, method=method, loaders=loaders, trainer=trainer)
 

@@ -50,7 +50,8 @@ def train(cfg: Config, *, resume: str | None = None) -> dict[str, Any]:
         from robust_paddle.pipeline.kfold import train_kfold
 
         return train_kfold(cfg, folds=cfg.train.kfold, output_dir=out).summary
-    run = build_run(cfg, output_dir=out, hooks=build_hooks(cfg.train), distributed=distributed)
+    run = build_run(cfg, output_dir=out, hooks=build_hooks(cfg.train), distributed=distributed,
+                    start_weights=resume is None)
     if run.trainer.is_main:
         config_mod.save(cfg, os.path.join(out, "config.yaml"))
         save_train_labels(run.data.train, out)
