@@ -1,7 +1,9 @@
 """``robust-paddle train|eval|export|compress|report|serve|demo``.
 
-Bad input (config, flags, files) prints one line ``robust-paddle: error: ...`` on stderr and exits 2;
-``--debug`` shows the traceback instead. A training failure (non-finite loss) exits 1 with one line.
+Errors a user can fix -- exactly :class:`~robust_paddle.errors.RobustPaddleError` (config, data, checkpoint,
+compatibility, training) and ``OSError`` (a file that cannot be read or written, named) -- print one line
+``robust-paddle: error: ...`` on stderr and exit 2; ``--debug`` shows the traceback instead. Every other
+exception is a bug: it keeps its traceback and exits 1.
 """
 
 from __future__ import annotations
@@ -15,14 +17,25 @@ from collections.abc import Sequence
 from typing import Any
 
 from robust_paddle import __version__
+from robust_paddle.errors import ConfigError, RobustPaddleError, TrainingError
 
 logger = logging.getLogger("robust_paddle")
 
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, ImportError, KeyError)
 
 
-class CLIError(ValueError):
+class CLIError(ConfigError):
     """A command-line usage problem (reported like every other user error)."""
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line printed for a user error: the message's first line; an ``OSError`` names its path."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        where = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+        msg = f"{where}: {exc.strerror or type(exc).__name__}"
+    else:
+        msg = str(exc)
+    msg = msg.strip()
+    return msg.splitlines()[0] if msg else type(exc).__name__
 
 
 def _add_config_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -190,20 +203,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet or _rank() != 0 else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         force=True)  # paddle attaches a root handler on import; replace it
-    from robust_paddle.engine.trainer import NonFiniteLossError
-
     try:
         return COMMANDS[args.command](args)
-    except NonFiniteLossError as e:
+    except (RobustPaddleError, OSError) as e:
         if args.debug:
             raise
-        print(f"robust-paddle: training failed: {e}", file=sys.stderr)
-        return 1
-    except USER_ERRORS as e:
-        if args.debug:
-            raise
-        msg = str(e) if not isinstance(e, KeyError) else f"missing key {e}"
-        print(f"robust-paddle: error: {msg.splitlines()[0] if msg else type(e).__name__}", file=sys.stderr)
+        kind = "training failed" if isinstance(e, TrainingError) else "error"
+        print(f"robust-paddle: {kind}: {error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("robust-paddle: interrupted", file=sys.stderr)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from robust_paddle.engine.contract import Hook
+from robust_paddle.errors import ConfigError
 from robust_paddle.registry import HOOKS
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ class EarlyStoppingHook(Hook):
 
     def __init__(self, *, patience: int, min_delta: float = 0.0) -> None:
         if patience < 1:
-            raise ValueError(f"train.early_stopping.patience must be >= 1 to enable early stopping, got {patience}")
+            raise ConfigError(f"train.early_stopping.patience must be >= 1 to enable early stopping, got {patience}")
         self.patience, self.min_delta = patience, min_delta
         self.best: float | None = None
         self.bad_epochs = 0

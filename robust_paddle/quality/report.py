@@ -33,6 +33,7 @@ import numpy as np
 from robust_paddle.data.identity import identity_columns
 from robust_paddle.engine.hooks import Hook, write_json
 from robust_paddle.engine.trainer import Run
+from robust_paddle.errors import DataError
 from robust_paddle.methods.correction import fit_loss_gmm, split_precision_recall
 from robust_paddle.quality import estimation as E
 from robust_paddle.quality.plots import plot_loss_histogram, plot_noise_matrix
@@ -64,7 +65,7 @@ def train_predictions(trainer: Trainer, loader: Any, n: int, *, shard: bool = Fa
     logits, idx = (trainer.predict_logits(loader, shard=True) if shard and getattr(trainer, "distributed", False)
                    else trainer.predict_logits(loader))
     if idx.shape[0] != n or not np.array_equal(np.sort(idx), np.arange(n)):
-        raise ValueError(f"the train_eval loader yielded {idx.shape[0]} samples with indices that are not a "
+        raise DataError(f"the train_eval loader yielded {idx.shape[0]} samples with indices that are not a "
                          f"permutation of 0..{n - 1}; it must cover the training set once")
     out = np.empty_like(logits)
     out[idx] = logits
@@ -117,7 +118,7 @@ def write_report(run: Run, *, out_dir: str, given_labels: np.ndarray | None = No
     n = len(ds.labels)
     labels = np.asarray(ds.labels if given_labels is None else given_labels, dtype=np.int64).copy()
     if labels.shape != (n,):
-        raise ValueError(f"given_labels must have shape ({n},), got {labels.shape}")
+        raise DataError(f"given_labels must have shape ({n},), got {labels.shape}")
     logits = train_predictions(trainer, run.loaders["train_eval"], n)
     probs = E.softmax(logits)
     losses = per_sample_loss(logits, labels)
@@ -125,7 +126,7 @@ def write_report(run: Run, *, out_dir: str, given_labels: np.ndarray | None = No
     gmm_prob, gmm = loss_gmm(losses, seed=seed)
     own = run.method.clean_probability()
     if own is not None and np.asarray(own).shape != (n,):
-        raise ValueError(f"method {run.cfg.method.name!r}: clean_probability() has shape "
+        raise DataError(f"method {run.cfg.method.name!r}: clean_probability() has shape "
                          f"{np.asarray(own).shape}, expected ({n},)")
     clean_prob = gmm_prob if own is None else np.clip(np.asarray(own, dtype=np.float64), 0.0, 1.0)
     suggested = probs.argmax(axis=1)
@@ -236,7 +237,7 @@ class SampleStatsHook(Hook):
 
     def __init__(self, every: int = 1) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"sample_stats.every must be an int >= 1, got {every!r}")
+            raise DataError(f"sample_stats.every must be an int >= 1, got {every!r}")
         self.every = every
 
     def after_epoch(self, trainer: Trainer) -> None:

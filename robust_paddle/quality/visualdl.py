@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from robust_paddle.engine.hooks import Hook
+from robust_paddle.errors import ConfigError, MissingDependencyError
 from robust_paddle.registry import HOOKS
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ def _log_writer(logdir: str, *, file_name: str = "") -> Any:
     try:
         from visualdl import LogWriter
     except ImportError as e:  # pragma: no cover - visualdl is a core dependency
-        raise ImportError("VisualDL logging needs visualdl: pip install visualdl==2.5.3 "
+        raise MissingDependencyError("VisualDL logging needs visualdl: pip install visualdl==2.5.3 "
                           "(or set train.visualdl=false)") from e
     return LogWriter(logdir=logdir, file_name=file_name)
 
@@ -72,7 +73,7 @@ class VisualDLHook(Hook):
 
     def __init__(self, *, train_acc_samples: int = 2048) -> None:
         if isinstance(train_acc_samples, bool) or not isinstance(train_acc_samples, int) or train_acc_samples < 0:
-            raise ValueError(f"visualdl.train_acc_samples must be an int >= 0, got {train_acc_samples!r}")
+            raise ConfigError(f"visualdl.train_acc_samples must be an int >= 0, got {train_acc_samples!r}")
         self.train_acc_samples = train_acc_samples
         self.writer: Any = None
         self._train_loader: Any = None

@@ -10,6 +10,7 @@ import robust_paddle  # noqa: F401  (before paddle: preloads the system zlib)
 # isort: split
 import paddle
 
+from robust_paddle.errors import ConfigError
 from robust_paddle.losses import LOSSES, build_loss
 
 N, C = 4, 3
@@ -39,9 +40,9 @@ def test_common_constructor_checks(name):
         build_loss(name, num_classes=C, weight=[1.0, -1.0, 1.0])
     with pytest.raises(ValueError, match=rf"{name}: weight must be finite, >= 0 and not all zero"):
         build_loss(name, num_classes=C, weight=[0, 0, 0])
-    with pytest.raises(TypeError, match=rf"{name}: weight must be a list of 3 numbers \(one per class\), got str"):
+    with pytest.raises(ConfigError, match=rf"{name}: weight must be a list of 3 numbers \(one per class\), got str"):
         build_loss(name, num_classes=C, weight="balanced")
-    with pytest.raises(TypeError, match=rf"{name}: weight must contain only numbers"):
+    with pytest.raises(ConfigError, match=rf"{name}: weight must contain only numbers"):
         build_loss(name, num_classes=C, weight=[1.0, "a", 1.0])
     with pytest.raises(ValueError, match=rf"loss.params: unknown key\(s\) bogus for loss '{name}'; allowed: num_classes, reduction, weight"):
         build_loss(name, num_classes=C, bogus=1)
