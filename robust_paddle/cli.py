@@ -1,4 +1,4 @@
-"""``robust-paddle train|eval|export|compress|report|serve|demo``.
+"""``robust-paddle train|eval|export|compress|report|serve|list|demo``.
 
 Errors a user can fix -- exactly :class:`~robust_paddle.errors.RobustPaddleError` (config, data, checkpoint,
 compatibility, training) and ``OSError`` (a file that cannot be read or written, named) -- print one line
@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch-size", type=int, default=64)
     p.add_argument("--max-body-mb", type=float, default=10.0, help="reject request bodies larger than this")
     p.add_argument("--threads", type=int, default=4, help="server worker threads")
+
+    p = sub.add_parser("list", help="what a config can name: methods, losses, models, optimizers, schedulers, "
+                       "with their parameters, defaults and papers")
+    p.add_argument("kind", choices=["methods", "losses", "models", "optimizers", "schedulers"])
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     p = sub.add_parser("demo", help="train the clean oracle, CE and robust methods on noisy digits; print a table")
     p.add_argument("-c", "--config", default=None, help="base config (default: configs/quickstart.yaml)")
@@ -187,7 +192,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "report": cmd_report, "export": cmd_export,
+def cmd_list(args: argparse.Namespace) -> int:
+    from robust_paddle.catalog import describe, format_catalog
+
+    entries = describe(args.kind)
+    print(json.dumps(entries, indent=2) if args.json else format_catalog(entries))
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "report": cmd_report, "export": cmd_export,
             "compress": cmd_compress, "check-data": cmd_check_data, "serve": cmd_serve, "demo": cmd_demo}
 
 

@@ -57,6 +57,22 @@ def per_sample_loss(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return lse - z[np.arange(z.shape[0]), np.asarray(labels, dtype=np.int64)]
 
 
+def rank_label_issues(labels: np.ndarray, probs: np.ndarray,
+                      clean_prob: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The report's verdict and order: ``(order [N], is_issue [N] bool, quality [N])``.
+
+    ``is_issue``: confident learning united with ``clean_prob < 0.5`` and a disagreeing prediction
+    (:func:`~robust_paddle.quality.estimation.find_label_issues`); ``quality``: self-confidence
+    ``p[given]``; ``order``: most suspect first -- flagged before unflagged, then lowest quality, then
+    lowest clean probability, then index.
+    """
+    n = len(labels)
+    quality = E.label_quality_scores(labels, probs)
+    is_issue = E.find_label_issues(labels, probs, clean_prob=clean_prob)
+    tie = np.zeros(n) if clean_prob is None else clean_prob
+    return np.lexsort((np.arange(n), tie, quality, ~is_issue)), is_issue, quality
+
+
 def train_predictions(trainer: Trainer, loader: Any, n: int, *, shard: bool = False) -> np.ndarray:
     """Logits [N, C] of every training sample in dataset order (one eval pass over ``loader``).
 
@@ -130,8 +146,7 @@ def write_report(run: Run, *, out_dir: str, given_labels: np.ndarray | None = No
                          f"{np.asarray(own).shape}, expected ({n},)")
     clean_prob = gmm_prob if own is None else np.clip(np.asarray(own, dtype=np.float64), 0.0, 1.0)
     suggested = probs.argmax(axis=1)
-    quality = E.label_quality_scores(labels, probs)
-    is_issue = E.find_label_issues(labels, probs, clean_prob=clean_prob)
+    order, is_issue, quality = rank_label_issues(labels, probs, clean_prob)
     t_est = E.estimate_noise_matrix(labels, probs)
     names = list(data.class_names)
     clean = getattr(ds, "clean_labels", None)
@@ -142,8 +157,6 @@ def write_report(run: Run, *, out_dir: str, given_labels: np.ndarray | None = No
                   "quality_score": quality, "loss": losses, "is_issue": is_issue})
     if clean is not None:
         table["true_label"] = np.asarray(clean, dtype=np.int64)
-    # most suspect first: flagged before unflagged, then lowest quality, then lowest clean probability
-    order = np.lexsort((np.arange(n), clean_prob, quality, ~is_issue))
     os.makedirs(out_dir, exist_ok=True)
     csv_path = os.path.join(out_dir, CSV_NAME)
     header, rows = _csv_rows(table, order)
