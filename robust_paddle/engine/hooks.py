@@ -34,8 +34,7 @@ class EvalHook(Hook):
     name = "eval"
 
     def after_epoch(self, trainer: Trainer) -> None:
-        every = trainer.cfg.train.eval_every
-        if (trainer.epoch + 1) % every == 0 or trainer.epoch + 1 == trainer.cfg.train.epochs:
+        if trainer.is_eval_epoch():
             trainer.evaluate_all()
 
 

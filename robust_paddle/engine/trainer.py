@@ -293,6 +293,11 @@ class Trainer:
                 return vals
         return {}
 
+    def is_eval_epoch(self) -> bool:
+        """Whether the current epoch ends with an evaluation (every ``train.eval_every`` epochs and the last)."""
+        n = self.epoch + 1
+        return n % self.cfg.train.eval_every == 0 or n == self.cfg.train.epochs
+
     def current_lr(self) -> float:
         return float(self.optimizer.get_lr())
 

@@ -28,7 +28,7 @@ def build_hooks(trainer_cfg: Any) -> list[Hook]:
         hooks.append(VisualDLHook())
     # per-sample loss / clean-probability statistics each epoch and the label-issue report at the end
     # (robust_paddle.quality.report); importing it also registers "sample_stats" and "report" for train.hooks
-    if trainer_cfg.visualdl:
+    if trainer_cfg.visualdl and trainer_cfg.diagnostics:
         hooks.append(SampleStatsHook())
     if trainer_cfg.report:
         hooks.append(ReportHook())

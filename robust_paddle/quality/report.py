@@ -234,7 +234,8 @@ class ReportHook(Hook):
 class SampleStatsHook(Hook):
     """Per-epoch per-sample statistics for methods that keep none of their own.
 
-    Every ``every`` epochs, one eval pass over the training set gives per-sample losses; a 2-component GMM
+    On evaluation epochs (every ``train.eval_every`` epochs and the last) whose number is a multiple of ``every``,
+    one eval pass over the training set gives per-sample losses; a 2-component GMM
     on them gives clean probabilities. Writes the VisualDL histograms ``samples/loss`` and
     ``samples/clean_prob``, the scalar ``noise/rate_gmm`` and, when the clean labels are known,
     ``select/precision`` / ``select/recall`` of the GMM-clean split (``clean_prob > 0.5``). Skipped when
@@ -254,7 +255,7 @@ class SampleStatsHook(Hook):
         self.every = every
 
     def after_epoch(self, trainer: Trainer) -> None:
-        if (trainer.epoch + 1) % self.every or trainer.data is None:
+        if (trainer.epoch + 1) % self.every or not trainer.is_eval_epoch() or trainer.data is None:
             return
         if trainer.method.clean_probability() is not None or "samples/loss" in trainer.epoch_histograms:
             return
