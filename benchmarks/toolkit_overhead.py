@@ -39,7 +39,7 @@ COMMON = {"method.name": "standard", "loss.name": "ce", "loss.params": {}, "mode
           "optimizer.name": "adam", "optimizer.lr": 1e-3, "optimizer.weight_decay": 0.0,
           "optimizer.no_decay_norm_bias": False, "scheduler.name": "constant", "scheduler.warmup_epochs": 0.0,
           "data.batch_size": 128, "data.eval_batch_size": 256, "data.noise.kind": "none", "train.device": "cpu",
-          "train.eval_every": 1, "train.report": False, "train.calibration": False, "train.progress": True}
+          "train.eval_every": 1, "train.report": False, "train.calibration": False, "train.progress": False}
 
 
 def mnist5k_npz(workdir: str) -> str:
