@@ -94,6 +94,12 @@ class DataConfig:
     sampler: str = _f("random", choices=("random", "weighted"))  # weighted: class-balanced draws with replacement
     sampler_weighting: str = _f("inverse", choices=("inverse", "inverse_sqrt", "effective"))  # sampler: weighted
     sampler_beta: float = _f(0.999, min=0.0, max=0.999999)  # sampler_weighting: effective
+    # several annotators per sample (robust_paddle.data.labels): CSV/TSV/JSONL rows of sample, annotator, label
+    annotations: str = ""
+    annotations_method: str = _f("dawid_skene", choices=("majority_vote", "dawid_skene", "glad", "mace"))
+    annotations_target: str = _f("hard", choices=("hard", "soft"))  # soft: the consensus posterior (standard only)
+    annotations_weighting: str = _f("none", choices=("none", "agreement"))  # agreement: per-sample loss weights
+    labels_override: str = ""  # reviewed labels (robust-paddle apply-review): rows of sample, label
 
 
 @dataclass(frozen=True)
