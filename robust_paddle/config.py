@@ -79,7 +79,11 @@ class DataConfig:
     channels: int = _f(0, choices=(0, 1, 3))  # 0: the source's own
     mean: list[float] | None = None  # per-channel normalisation; None: dataset default
     std: list[float] | None = None
-    augment: str = _f("none", choices=("none", "flip", "crop", "flip_crop"))
+    # preset (none | cifar | imagenet | strong | flip | crop | flip_crop) or a list of ops [{name: op, ...}]
+    # (robust_paddle.data.augment); checked when the data is built
+    augment: str | list[dict] = "none"
+    strong_augment: str | list[dict] = "strong"  # the strong view for methods that ask for one
+    eval_resize_short: int = _f(0, min=0)  # eval geometry: short side to this, centre crop image_size; 0: resize
     batch_size: int = _f(64, min=1)
     eval_batch_size: int = _f(256, min=1)
     num_workers: int = _f(0, min=0)
@@ -100,6 +104,12 @@ class DataConfig:
     annotations_target: str = _f("hard", choices=("hard", "soft"))  # soft: the consensus posterior (standard only)
     annotations_weighting: str = _f("none", choices=("none", "agreement"))  # agreement: per-sample loss weights
     labels_override: str = ""  # reviewed labels (robust-paddle apply-review): rows of sample, label
+
+    def __post_init__(self) -> None:
+        from robust_paddle.data.augment import parse_augment
+
+        parse_augment(self.augment, field="data.augment")
+        parse_augment(self.strong_augment, field="data.strong_augment")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,33 @@ from robust_paddle.data.transforms import Pipeline
 logger = logging.getLogger(__name__)
 
 
+class RowView:
+    """Rows ``rows`` of an array (a memory-mapped ``.npy``) without copying them: ``view[i]`` reads one row.
+
+    Fancy indexing a ``numpy.memmap`` copies the selected rows into memory; a split of a memory-mapped source
+    keeps this view instead, so per-split state is the [N] int64 row numbers.
+    """
+
+    def __init__(self, base: np.ndarray, rows: np.ndarray) -> None:
+        self.base, self.rows = base, np.asarray(rows, dtype=np.int64)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows),) + tuple(self.base.shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.base.dtype
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            return np.asarray(self.base[self.rows[index]])
+        return RowView(self.base, self.rows[index])
+
+
 class ArrayDataset(paddle.io.Dataset):
     """Samples stored as an array or as image paths, decoded and normalised by a :class:`Pipeline`.
 
@@ -29,7 +56,8 @@ class ArrayDataset(paddle.io.Dataset):
     id column when it has one (``ids`` array of an npz), else ``ids`` is None.
 
     Args:
-        data: [N, H, W, C] images / [N, D] features, or N image file paths.
+        data: [N, H, W, C] images / [N, D] features (an array, a ``numpy.memmap`` or a :class:`RowView` of
+            one: rows are read per sample), or N image file paths (decoded per sample, in the loader's workers).
         labels: [N] int.
         num_classes: C; labels must be in [0, C).
         pipeline: how a stored sample becomes the model input.
@@ -44,7 +72,7 @@ class ArrayDataset(paddle.io.Dataset):
                  class_names: Sequence[str] | None = None, source_rows: np.ndarray | None = None,
                  ids: np.ndarray | None = None) -> None:
         super().__init__()
-        self.data = list(data) if not isinstance(data, np.ndarray) else data
+        self.data = data if isinstance(data, (np.ndarray, RowView)) else list(data)
         self.labels = check_labels(labels, num_classes)
         if len(self.data) != self.labels.shape[0]:
             raise ValueError(f"dataset has {len(self.data)} samples but {self.labels.shape[0]} labels")
@@ -77,10 +105,11 @@ class ArrayDataset(paddle.io.Dataset):
     def __len__(self) -> int:
         return self.labels.shape[0]
 
-    def get_x(self, index: int, *, epoch: int | None = None, view: int = 0) -> np.ndarray:
-        """Model input of sample ``index``; ``view`` > 0 gives further independent augmentations."""
-        raw = self.pipeline.raw(self.data[index])
-        return self.pipeline(raw, index=index, epoch=self.epoch if epoch is None else epoch, view=view)
+    def get_x(self, index: int, *, epoch: int | None = None, view: int = 0, strong: bool = False) -> np.ndarray:
+        """Model input of sample ``index``; ``view`` > 0 gives further independent augmentations, ``strong``
+        the strong augmentation (``data.strong_augment``) for methods that ask for a weak and a strong view."""
+        return self.pipeline.load(self.data[index], index=index, epoch=self.epoch if epoch is None else epoch,
+                                  view=view, strong=strong)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.int64, np.int64]:
         index = int(index)
@@ -106,11 +135,11 @@ class ArrayDataset(paddle.io.Dataset):
     def features(self) -> np.ndarray:
         """All samples through the pipeline without augmentation, flattened: [N, D] float32."""
         pipe = self.pipeline.with_augment("none")
-        out = [pipe(pipe.raw(self.data[i]), index=i).reshape(-1) for i in range(len(self))]
+        out = [pipe.load(self.data[i], index=i).reshape(-1) for i in range(len(self))]
         return np.stack(out) if out else np.zeros((0, 0), np.float32)
 
     def __repr__(self) -> str:
-        src = "paths" if self.paths is not None else f"array{tuple(self.data.shape)}"
+        src = "paths" if self.paths is not None else f"{type(self.data).__name__}{tuple(self.data.shape)}"
         return (f"ArrayDataset(n={len(self)}, classes={self.num_classes}, {src}, "
                 f"augment={self.pipeline.augment!r})")
 

@@ -214,6 +214,55 @@ def npz(cfg) -> Source:
     return Source("npz", kind, train, names, scale=scale, **extra)
 
 
+# ------------------------------------------------------------------------------------------- npy folder
+def _load_npy(path: str, *, mmap: bool) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read {path!r} as .npy: {e}") from None
+
+
+def _npy_split(folder: str, prefix: str, where: str) -> Split | None:
+    xp, yp = os.path.join(folder, f"x{prefix}.npy"), os.path.join(folder, f"y{prefix}.npy")
+    if not os.path.isfile(xp):
+        return None
+    if not os.path.isfile(yp):
+        raise ValueError(f"{where}: {xp} has no labels file {os.path.basename(yp)} next to it")
+    x = _load_npy(xp, mmap=True)
+    if x.ndim not in (2, 4) or (x.ndim == 4 and x.shape[3] not in (1, 3)):
+        raise ValueError(f"{xp}: memory-mapped images must be [N, H, W, C] with C in (1, 3) (or [N, D] tabular), "
+                         f"got shape {x.shape}")
+    y = _labels(_load_npy(yp, mmap=False), yp)
+    cp = os.path.join(folder, f"y{prefix}_clean.npy")
+    clean = _labels(_load_npy(cp, mmap=False), cp) if os.path.isfile(cp) else None
+    for name, arr in ((yp, y), (cp, clean)):
+        if arr is not None and arr.shape[0] != x.shape[0]:
+            raise ValueError(f"{xp} has {x.shape[0]} rows but {name} has {arr.shape[0]}")
+    return Split(x, y, clean)
+
+
+@DATASETS.register("npy")
+def npy(cfg) -> Source:
+    """A folder (``data.path``) of ``.npy`` files read as memory maps: ``x.npy`` [N, H, W, C] (uint8 scaled
+    by 1/255) or [N, D], ``y.npy`` [N], optional ``y_clean.npy``, ``x_test.npy``/``y_test.npy``,
+    ``x_val.npy``/``y_val.npy``. Samples are read row by row while training, so the images never have to
+    fit in memory (store them at the training size: a resize or channel change would load them)."""
+    _reject(cfg, "npy", ("val_path", "test_path", "clean_val_path"))
+    folder = _need_file(cfg.path, "path", "a folder holding x.npy and y.npy")
+    train = _npy_split(folder, "", f"data.path {folder}")
+    if train is None:
+        raise ValueError(f"data.path {folder!r}: no x.npy in the folder (expected x.npy and y.npy)")
+    extra = {part: _npy_split(folder, f"_{part}", f"data.path {folder}") for part in ("val", "test")}
+    for part, split in extra.items():
+        if split is not None and split.data.shape[1:] != train.data.shape[1:]:
+            raise ValueError(f"{folder}: x_{part}.npy samples of shape {split.data.shape[1:]} do not match "
+                             f"x.npy {train.data.shape[1:]}")
+    names = _class_names(cfg, [train, *extra.values()])
+    kind = "tabular" if train.data.ndim == 2 else "image"
+    scale = 1.0 / 255.0 if train.data.dtype == np.uint8 and kind == "image" else 1.0
+    return Source("npy", kind, train, names, scale=scale, **extra)
+
+
 # -------------------------------------------------------------------------------------------- file lists
 def read_file_list(list_path: str, root: str) -> Split:
     """PaddleClas-style list: one ``relative/path.jpg label`` per line (the path may contain spaces)."""
