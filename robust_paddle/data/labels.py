@@ -15,6 +15,7 @@ the row number in the source (``source_row``, 0-based).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -40,9 +41,11 @@ class LabelSources:
         consensus: the :class:`~robust_paddle.quality.annotators.Consensus`, or None.
         overridden: [N] bool, True where ``data.labels_override`` set the label.
         changed: number of samples whose training label differs from the file's label.
+        sample_names: [N] how label files name each source row (:func:`sample_keys`).
     """
 
     file_labels: np.ndarray
+    sample_names: list[str] = dataclasses.field(default_factory=list)
     consensus: Any = None
     overridden: np.ndarray | None = None
     changed: int = 0
@@ -133,7 +136,10 @@ def apply_label_sources(src: Any, d: Any, *, seed: int) -> LabelSources | None:
     num_classes = len(src.class_names)
     file_labels = np.asarray(split.labels, dtype=np.int64).copy()
     labels = file_labels.copy()
-    out = LabelSources(file_labels=file_labels)
+    names = [""] * len(labels)
+    for key, row in keys.items():  # the first key of a row: its id, full path or row number
+        names[row] = names[row] or key
+    out = LabelSources(file_labels=file_labels, sample_names=names)
     if d.annotations:
         from robust_paddle.quality.annotators import aggregate, read_annotations
 

@@ -44,6 +44,67 @@ def train_sample_names(ds: Any) -> list[str]:
     return [str(int(r)) for r in ds.source_rows]
 
 
+def annotation_targets(cfg: Config, data: Any) -> dict[str, np.ndarray | None]:
+    """``{"soft_targets": [N, C] | None, "sample_weights": [N] | None}`` for the MethodContext, from the
+    annotators' consensus (``data.annotations_target: soft``, ``data.annotations_weighting: agreement``),
+    rows in training-split order.
+
+    Raises:
+        ConfigError: either option set without ``data.annotations``, or with a method other than ``standard``
+            (the others select or relabel samples by their hard labels and would ignore it).
+    """
+    d = cfg.data
+    wanted = [k for k, v in (("annotations_target", d.annotations_target != "hard"),
+                             ("annotations_weighting", d.annotations_weighting != "none")) if v]
+    if not wanted:
+        return {"soft_targets": None, "sample_weights": None}
+    if not d.annotations:
+        raise ConfigError(f"data.{wanted[0]}: needs data.annotations (the annotators' answers)")
+    if cfg.method.name != "standard":
+        raise ConfigError(f"data.{wanted[0]}: only method 'standard' trains on the consensus posterior or agreement "
+                          f"weights; method {cfg.method.name!r} uses hard labels (set data.{wanted[0]} back to its "
+                          "default)")
+    cons = data.label_sources.consensus
+    rows = np.asarray(data.train.source_rows, dtype=np.int64)
+    soft = weights = None
+    if d.annotations_target == "soft":
+        post = cons.posterior[rows]
+        hard = np.eye(data.num_classes)[np.asarray(data.train.labels, dtype=np.int64)]
+        unanswered = post.sum(axis=1) == 0  # no answers: the file's label as a one-hot target
+        soft = np.where(unanswered[:, None], hard, post)
+    if d.annotations_weighting == "agreement":
+        agree = cons.agreement[rows]
+        weights = np.where(np.isnan(agree), 1.0, agree)
+    return {"soft_targets": soft, "sample_weights": weights}
+
+
+def label_source_summary(data: Any) -> dict[str, Any] | None:
+    """What the run's labels came from, for metrics.json: ``{"source", "changed", ...}`` or None."""
+    ls = getattr(data, "label_sources", None)
+    if ls is None:
+        return None
+    out: dict[str, Any] = {"changed": int(ls.changed)}
+    if ls.consensus is not None:
+        out["annotations_method"] = ls.consensus.method
+        out["annotators"] = len(ls.consensus.annotator_names)
+        out["annotated_samples"] = int((ls.consensus.labels >= 0).sum())
+    if ls.overridden is not None:
+        out["overridden"] = int(ls.overridden.sum())
+    return out
+
+
+def write_label_source_outputs(cfg: Config, data: Any, out_dir: str) -> list[str]:
+    """``consensus.csv``, ``annotators.csv`` and ``annotators.json`` in the run folder when the run used
+    ``data.annotations``; returns the paths written."""
+    ls = getattr(data, "label_sources", None)
+    if ls is None or ls.consensus is None:
+        return []
+    from robust_paddle.quality.annotators import write_annotator_outputs
+
+    return write_annotator_outputs(ls.consensus, out_dir, sample_names=ls.sample_names, file_labels=ls.file_labels,
+                                   class_names=list(data.class_names))
+
+
 def sample_for_review_command(cfg: Config, *, n: int, out: str, seed: int | None = None) -> dict[str, Any]:
     """Write ``out`` (.csv): ``sample, given_label, given_name, verified_label`` (empty, for the reviewer) for a
     stratified random sample of ``n`` training samples (:func:`~robust_paddle.quality.spot_check.sample_for_review`).

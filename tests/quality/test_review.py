@@ -7,7 +7,13 @@ import os
 import pytest
 
 from robust_paddle.errors import ConfigError, DataError
-from robust_paddle.quality.review import REVIEW_FILE, ReviewStore, apply_review, create_review_app, load_issues
+from robust_paddle.quality.review import (
+    REVIEW_FILE,
+    ReviewStore,
+    apply_review,
+    create_review_app,
+    load_issues,
+)
 
 FIELDS = ["index", "source_row", "given_label", "given_name", "suggested_label", "suggested_name", "clean_prob",
           "quality_score", "loss", "is_issue"]
