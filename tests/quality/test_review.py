@@ -4,6 +4,7 @@ import csv
 import json
 import os
 
+import numpy as np
 import pytest
 
 from robust_paddle.errors import ConfigError, DataError
@@ -136,3 +137,60 @@ def test_apply_review_refuses_bad_targets(tmp_path):
 def test_no_report_is_one_line(tmp_path):
     with pytest.raises(DataError, match="no label_issues.csv; write the label-issue report first"):
         load_issues(str(tmp_path))
+
+
+def _chromium():
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="Debian's chromium package is not installed")
+def test_page_renders_cards_with_thumbnails_in_headless_chromium(tmp_path):
+    import subprocess
+
+    from robust_paddle.deploy.serve import ServerHandle
+
+    run = make_run(tmp_path)
+    with open(os.path.join(run, "config.yaml"), "w", encoding="utf-8") as fh:
+        fh.write("data:\n  name: digits\n")  # thumbnails come from the run's own data
+    app = create_review_app(run, reviewer="ann")
+    handle = ServerHandle(app, host="127.0.0.1", port=0).start()
+    try:
+        shot = tmp_path / "page.png"
+        args = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--virtual-time-budget=8000", "--window-size=1200,900"]
+        dom = subprocess.run([*args, "--dump-dom", handle.url + "/"], capture_output=True, text=True, timeout=90)
+        subprocess.run([*args, f"--screenshot={shot}", handle.url + "/"], capture_output=True, timeout=90)
+    finally:
+        handle.close()
+    html = dom.stdout
+    assert html.count('class="card') == 24  # the first page, filled in by the page's script
+    assert "given <b>c0</b>" in html and "0 of 30 reviewed" in html
+    assert 'src="/api/thumb/0"' in html
+    from PIL import Image
+
+    img = np.asarray(Image.open(shot).convert("L"))
+    assert img.shape == (900, 1200) and img.std() > 10  # not a blank page
+
+
+def test_thumbnail_is_a_png_of_the_sample(tmp_path):
+    import io
+
+    from PIL import Image
+
+    from robust_paddle import config as config_mod
+    from robust_paddle.data import build_data
+
+    run = make_run(tmp_path)
+    with open(os.path.join(run, "config.yaml"), "w", encoding="utf-8") as fh:
+        fh.write("data:\n  name: digits\n")
+    c = create_review_app(run).test_client()
+    r = c.get("/api/thumb/3")
+    assert r.status_code == 200 and r.mimetype == "image/png"
+    img = np.asarray(Image.open(io.BytesIO(r.data)).convert("L"), dtype=float)
+    data = build_data(config_mod.load(os.path.join(run, "config.yaml")))
+    x = data.train_eval[3][0][0] * data.std[0] + data.mean[0]  # the sample in [0, 1] units, 8x8
+    assert img.shape == (96, 96)
+    assert np.abs(img[::12, ::12] - np.clip(x * 255 + 0.5, 0, 255).astype(np.uint8)).max() <= 1
+    assert c.get("/api/thumb/999").status_code == 404
