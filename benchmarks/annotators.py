@@ -4,7 +4,8 @@ Simulated crowds on digits (``robust_paddle.data.crowd.simulate_crowd``: experts
 confusers and spammers, sparse assignment with uneven workloads). For each crowd size and seed:
 
 1. consensus accuracy against the true labels of majority vote, Dawid-Skene, GLAD and MACE (crowd-kit, through
-   ``robust_paddle.quality.annotators.aggregate``) and of cleanlab's multi-annotator consensus
+   ``robust_paddle.quality.annotators.aggregate``), of Dawid-Skene and GLAD with the model's answers as one more
+   annotator (``with_model_answers``) and of cleanlab's multi-annotator consensus
    (``cleanlab.multiannotator.get_label_quality_multiannotator``, CROWDLAB), which also gets out-of-sample
    probabilities of a model: 5-fold cross-validated logistic regression on the pixels trained on the
    majority-vote labels (the same probabilities for every seed's crowd);
@@ -32,9 +33,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import QUIET, RESULTS, environment, mean_std, save_json, split_list  # noqa: E402
 from robust_paddle.data.crowd import simulate_crowd  # noqa: E402
-from robust_paddle.quality.annotators import AGGREGATION_METHODS, Annotations, aggregate  # noqa: E402
+from robust_paddle.quality.annotators import (  # noqa: E402
+    AGGREGATION_METHODS,
+    Annotations,
+    aggregate,
+    with_model_answers,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WITH_MODEL = ("dawid_skene+model", "glad+model")  # crowd + the model's answers (same probabilities as cleanlab's)
 
 
 def oof_probs(x: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
@@ -76,6 +83,13 @@ def consensus_rows(y: np.ndarray, x: np.ndarray, sizes: list[int], seeds: int, p
                 row[f"{method}_rank_corr"] = float(spearmanr(out.annotator_accuracy, crowd.accuracy).statistic)
                 row[f"{method}_s"] = time.perf_counter() - t0
             probs = oof_probs(x, mv.labels, seed)
+            for method in ("dawid_skene", "glad"):  # the same model's view, as one more annotator
+                t0 = time.perf_counter()
+                out = aggregate(with_model_answers(ann, probs), num_samples=y.size, num_classes=10, method=method,
+                                seed=seed)
+                row[f"{method}+model_acc"] = float(np.mean(out.labels == y))
+                row[f"{method}+model_rank_corr"] = float(spearmanr(out.annotator_accuracy[:a], crowd.accuracy).statistic)
+                row[f"{method}+model_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             cl_labels, cl_quality = cleanlab_consensus(crowd, y.size, a, probs)
             row["cleanlab_acc"] = float(np.mean(cl_labels == y))
@@ -84,7 +98,7 @@ def consensus_rows(y: np.ndarray, x: np.ndarray, sizes: list[int], seeds: int, p
             row["model_acc"] = float(np.mean(probs.argmax(1) == y))
             rows.append(row)
             print(f"  {a:3d} annotators seed {seed}: " + "  ".join(
-                f"{m} {row[m + '_acc']:.3f}" for m in (*AGGREGATION_METHODS, "cleanlab")), flush=True)
+                f"{m} {row[m + '_acc']:.3f}" for m in (*AGGREGATION_METHODS, *WITH_MODEL, "cleanlab")), flush=True)
     return rows
 
 
@@ -153,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(s) for s in split_list(args.annotators)]
     print(f"digits ({y.size} samples), {args.answers_per_sample} answers per sample, {args.seeds} seeds")
     rows = consensus_rows(y, x, sizes, args.seeds, args.answers_per_sample)
-    keys = [*AGGREGATION_METHODS, "cleanlab"]
+    keys = [*AGGREGATION_METHODS, *WITH_MODEL, "cleanlab"]
     table(rows, ["single_answer", *keys], "_acc", "consensus accuracy (mean ± sd over seeds)")
     table(rows, keys, "_rank_corr", "Spearman correlation of estimated vs true annotator accuracy")
     result: dict[str, Any] = {"environment": environment(), "load": os.getloadavg(), "consensus": rows,

@@ -27,6 +27,11 @@ from robust_paddle.losses import build_loss
 from robust_paddle.methods import Method, MethodContext, build_method
 from robust_paddle.models import build_model
 from robust_paddle.optim import build_optimizer, build_scheduler
+from robust_paddle.pipeline.label_workflow import (
+    annotation_targets,
+    label_source_summary,
+    write_label_source_outputs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +73,7 @@ def make_context(cfg: Config, data: Any) -> MethodContext:
     return MethodContext(cfg=cfg, num_classes=data.num_classes, input_shape=tuple(data.input_shape),
                          train_labels=np.asarray(data.train.labels, dtype=np.int64),
                          clean_labels=None if data.train.clean_labels is None else np.asarray(data.train.clean_labels),
-                         build_network=network, build_loss=loss)
+                         build_network=network, build_loss=loss, **annotation_targets(cfg, data))
 
 
 def make_loaders(cfg: Config, data: Any, *, num_replicas: int = 1, rank: int = 0) -> dict[str, Any]:
@@ -98,7 +103,8 @@ def make_loaders(cfg: Config, data: Any, *, num_replicas: int = 1, rank: int = 0
 def model_meta(data: Any) -> dict[str, Any]:
     return {"num_classes": int(data.num_classes), "input_shape": [int(s) for s in data.input_shape],
             "class_names": list(data.class_names), "mean": data.mean, "std": data.std,
-            "dataset": data.name if hasattr(data, "name") else None}
+            "dataset": data.name if hasattr(data, "name") else None,
+            **({"labels": labels} if (labels := label_source_summary(data)) else {})}
 
 
 @dataclass
@@ -178,6 +184,7 @@ def train(cfg: Config, *, resume: str | None = None) -> dict[str, Any]:
     if run.trainer.is_main:
         config_mod.save(cfg, os.path.join(out, "config.yaml"))
         save_train_labels(run.data.train, out)
+        write_label_source_outputs(cfg, run.data, out)
         if run.data.noise is not None:
             save_noise(run.data.noise, out)
     if resume is not None:

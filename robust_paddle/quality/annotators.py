@@ -40,7 +40,8 @@ from robust_paddle.data.table import read_table
 from robust_paddle.data.textfile import where
 from robust_paddle.errors import DataError
 
-__all__ = ["AGGREGATION_METHODS", "Annotations", "Consensus", "aggregate", "parse_label", "read_annotations"]
+__all__ = ["AGGREGATION_METHODS", "Annotations", "Consensus", "aggregate", "parse_label", "read_annotations",
+           "with_model_answers"]
 
 logger = logging.getLogger(__name__)
 
@@ -213,6 +214,25 @@ def _crowdkit_posterior(ann: Annotations, num_classes: int, method: str, seed: i
     post = probas.to_numpy(dtype=np.float64)
     sums = post.sum(axis=1, keepdims=True)
     return np.divide(post, sums, out=np.full_like(post, 1.0 / num_classes), where=sums > 0)
+
+
+def with_model_answers(ann: Annotations, pred_probs: np.ndarray) -> Annotations:
+    """``ann`` plus one pseudo-annotator ``"model"`` answering the arg-max of ``pred_probs`` [N, C] (ideally
+    out-of-sample) for every sample that has at least one human answer.
+
+    The aggregation method then estimates the model's reliability like any annotator's (its confusion matrix
+    under Dawid-Skene), which is how a model's view enters the consensus here; CROWDLAB (Goh et al. 2022,
+    https://arxiv.org/abs/2210.06812, cleanlab's multi-annotator consensus) weights the model's probabilities
+    instead.
+    """
+    probs = np.asarray(pred_probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[0] <= int(ann.sample.max()):
+        raise ValueError(f"pred_probs must be [N, C] covering every answered sample, got shape {probs.shape}")
+    tasks = np.unique(ann.sample)
+    model = len(ann.annotator_names)
+    return Annotations(np.r_[ann.sample, tasks], np.r_[ann.annotator, np.full(tasks.size, model)],
+                       np.r_[ann.label, probs[tasks].argmax(axis=1)], [*ann.annotator_names, "model"],
+                       np.r_[ann.lines, np.zeros(tasks.size, dtype=np.int64)], ann.path)
 
 
 def aggregate(ann: Annotations, *, num_samples: int, num_classes: int, method: str = "dawid_skene",
