@@ -28,7 +28,7 @@ from sklearn.model_selection import train_test_split
 
 from robust_paddle.data.datasets import ArrayDataset, RowView
 from robust_paddle.data.imagecheck import decide_image_shape
-from robust_paddle.data.labels import LabelSources, apply_label_sources
+from robust_paddle.data.label_sources import LabelSources, apply_label_sources
 from robust_paddle.data.noise import NoiseSpec, check_labels, inject_noise
 from robust_paddle.data.sources import Source, Split
 from robust_paddle.data.transforms import Pipeline, channel_stats, convert_images
@@ -138,10 +138,12 @@ def _prepare_images(src: Source, d) -> tuple[int, tuple[int, ...], list[tuple[st
         bad = {p for p, _ in shape.skipped}
         for split in splits.values():
             keep = np.asarray([p not in bad for p in split.data], dtype=bool)
+            split.rows = np.flatnonzero(keep).astype(np.int64)  # source rows stay those of the files
             split.data = [p for p, k in zip(split.data, keep) if k]
             split.labels = split.labels[keep]
-            if split.clean_labels is not None:
-                split.clean_labels = split.clean_labels[keep]
+            for field in ("clean_labels", "ids", "lines"):  # every per-sample array of the split
+                if getattr(split, field, None) is not None:
+                    setattr(split, field, np.asarray(getattr(split, field))[keep])
     return shape.channels, (shape.channels, shape.height, shape.width), shape.skipped
 
 
@@ -178,7 +180,7 @@ def _dataset(split: Split, idx, labels, clean, num_classes, pipe, names) -> Arra
     """The samples ``idx`` of ``split`` (all when None); each keeps its source row (and id) for the outputs."""
     data = _rows(split.data, idx)
     take = (lambda a: a) if idx is None else (lambda a: a[idx])
-    rows = np.arange(len(split.labels), dtype=np.int64)
+    rows = split.rows if split.rows is not None else np.arange(len(split.labels), dtype=np.int64)
     return ArrayDataset(data, take(labels), num_classes=num_classes, pipeline=pipe,
                         clean_labels=None if clean is None else take(clean), class_names=names,
                         source_rows=take(rows), ids=None if split.ids is None else take(split.ids))

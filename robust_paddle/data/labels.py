@@ -1,167 +1,138 @@
-"""Where training labels come from besides the data file: several annotators' answers and reviewed corrections.
+"""Labels and features checked where they enter: the class count, labels out of range, gaps, too many
+classes, empty and one-class datasets, NaN/Inf features.
 
-Applied to the train source right after it is read, before splits and noise (``build_data``), in this order:
+Rules (``sources.py`` applies them to every source):
 
-1. ``data.annotations`` (CSV / TSV / JSONL: sample, annotator, label) -> the consensus of
-   :func:`robust_paddle.quality.annotators.aggregate` (``data.annotations_method``) replaces the labels of the
-   samples that have answers; samples without answers keep the file's label.
-2. ``data.labels_override`` (CSV / TSV / JSONL: sample, label; what ``robust-paddle apply-review`` writes)
-   -> each listed sample takes the reviewed label. Reviewed labels win over the consensus.
-
-Samples are named the same way in every such file (:func:`sample_keys`): by the source's id column when it has
-one, else by the image path (as written in the file list, relative to ``data.root``, or the full path), else by
-the row number in the source (``source_row``, 0-based).
+- **Classes known** (``data.class_names``, folder names, a dataset's own names, an npz's ``class_names``):
+  C is their number; a label outside [0, C) in any split is an error naming ``file:line`` (text sources) or
+  the file and the sample index (arrays).
+- **Classes inferred from the labels** (no names anywhere): C = largest label + 1 over all splits; a label
+  value in [0, C) that no sample has (a gap: usually a typo such as 12 in a 10-class set) or C greater than
+  ``data.max_classes`` (default 1000, a million-class model from one wrong label) is an error unless the
+  classes are named.
+- A training split without samples, or whose labels hold fewer than 2 classes, is one clear error.
+- Features (npz ``x``) must be finite: the first sample holding NaN or Inf is named.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-import os
-from dataclasses import dataclass
-from typing import Any
+import contextlib
+import contextvars
 
 import numpy as np
 
-from robust_paddle.data.table import read_table
 from robust_paddle.data.textfile import where
-from robust_paddle.errors import ConfigError, DataError
+from robust_paddle.errors import DataError
 
-__all__ = ["LabelSources", "apply_label_sources", "read_label_override", "sample_keys"]
-
-logger = logging.getLogger(__name__)
-
-
-@dataclass
-class LabelSources:
-    """What the label sources did to the train source (all arrays over source rows).
-
-    Attributes:
-        file_labels: [N] the labels as read from the data file.
-        consensus: the :class:`~robust_paddle.quality.annotators.Consensus`, or None.
-        overridden: [N] bool, True where ``data.labels_override`` set the label.
-        changed: number of samples whose training label differs from the file's label.
-        sample_names: [N] how label files name each source row (:func:`sample_keys`).
-    """
-
-    file_labels: np.ndarray
-    sample_names: list[str] = dataclasses.field(default_factory=list)
-    consensus: Any = None
-    overridden: np.ndarray | None = None
-    changed: int = 0
+LIST_MAX = 10
+#: problems collected instead of raised inside :func:`collect_label_problems` (``check-data``)
+_COLLECTOR: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("label_problems", default=None)
 
 
-def sample_keys(split: Any, *, root: str = "") -> dict[str, int]:
-    """Sample name -> source row: the id column, else paths (full and relative to ``root``), else row numbers.
-
-    Raises:
-        DataError: the id column has duplicates (a name must point at one sample).
-    """
-    n = len(split.labels)
-    if getattr(split, "ids", None) is not None:
-        keys: dict[str, int] = {}
-        for i, v in enumerate(np.asarray(split.ids).tolist()):
-            k = str(v).strip()
-            if k in keys:
-                raise DataError(f"the source's id column holds {k!r} twice (rows {keys[k]} and {i}); ids must be "
-                                "unique to name samples in annotation and review files")
-            keys[k] = i
-        return keys
-    if isinstance(split.data, list):
-        keys = {}
-        for i, p in enumerate(split.data):
-            keys[p] = i
-            if root:
-                keys.setdefault(os.path.relpath(p, root), i)
-        return keys
-    return {str(i): i for i in range(n)}
+@contextlib.contextmanager
+def collect_label_problems():
+    """Inside this block :func:`resolve_classes` and :func:`check_finite` append every problem to the yielded
+    list and return best-effort results instead of raising (``check-data`` reports them all)."""
+    problems: list[str] = []
+    token = _COLLECTOR.set(problems)
+    try:
+        yield problems
+    finally:
+        _COLLECTOR.reset(token)
 
 
-def read_label_override(path: str, *, keys: dict[str, int], num_classes: int, class_names: list[str],
-                        what: str = "data.labels_override") -> dict[int, int]:
-    """``{source_row: label}`` from a CSV / TSV / JSONL file with ``sample`` and ``label`` columns.
-
-    Raises:
-        DataError: unknown sample, label outside the classes, one sample listed twice with different labels;
-            each names ``file:line``.
-    """
-    from robust_paddle.quality.annotators import SAMPLE_COLUMNS, parse_label
-
-    rows = read_table(path, what=what)
-    if not rows:
-        return {}
-    col = next((c for c in SAMPLE_COLUMNS if c in rows[0].values), None)
-    if col is None or "label" not in rows[0].values:
-        raise DataError(f"{what}: {where(path, rows[0].line)}: needs a sample column ({' / '.join(SAMPLE_COLUMNS)}) "
-                        f"and a label column; columns: {', '.join(rows[0].values)}")
-    index = {str(n): i for i, n in enumerate(class_names)}
-    out: dict[int, int] = {}
-    first: dict[int, int] = {}
-    for r in rows:
-        at = f"{what}: {where(path, r.line)}"
-        key = str(r.get(col, "")).strip()
-        if key not in keys:
-            raise DataError(f"{at}: sample {key!r} is not in this dataset (a file from another dataset?)")
-        s = keys[key]
-        lab = parse_label(r.get("label"), class_index=index, num_classes=num_classes, at=at)
-        if s in out and out[s] != lab:
-            raise DataError(f"{at}: sample {key!r} is set to {lab} here but to {out[s]} on line {first[s]}")
-        out[s], first[s] = lab, first.get(s, r.line)
-    return out
+def _fail(message: str) -> None:
+    collector = _COLLECTOR.get()
+    if collector is None:
+        raise DataError(message)
+    collector.append(message)
 
 
-def apply_label_sources(src: Any, d: Any, *, seed: int) -> LabelSources | None:
-    """Apply ``data.annotations`` and ``data.labels_override`` to ``src.train`` in place (see the module doc).
+def describe(split, i: int) -> str:
+    """``file:line`` of sample ``i`` of a :class:`~robust_paddle.data.sources.Split` read from text, else
+    ``file sample i``."""
+    origin = getattr(split, "origin", "") or "the data"
+    lines = getattr(split, "lines", None)
+    if lines is not None:
+        return where(origin, int(lines[i]))
+    return f"{origin} sample {i}"
+
+
+def _in_range(parts: dict, num_classes: int, whence: str) -> None:
+    for part, split in parts.items():
+        y = split.labels
+        bad = np.flatnonzero((y < 0) | (y >= num_classes))
+        if bad.size:
+            i = int(bad[0])
+            more = f"; {bad.size} {part} labels are out of range" if bad.size > 1 else ""
+            _fail(f"{describe(split, i)}: label {int(y[i])} is outside 0..{num_classes - 1} "
+                  f"({num_classes} classes from {whence}){more}")
+
+
+def resolve_classes(parts: dict, *, names: list[str] | None, known: list[str] | None, max_classes: int,
+                    names_field: str = "data.class_names") -> list[str]:
+    """The class names of a dataset after checking every split's labels against them.
 
     Args:
-        src: the :class:`~robust_paddle.data.sources.Source` just read.
-        d: ``cfg.data``.
-        seed: run seed (randomised aggregation methods).
+        parts: ``{"train": Split, "val": Split, ...}`` (None entries ignored).
+        names: ``data.class_names`` or None. known: the source's own names (folder names ...) or None.
+        max_classes: ``data.max_classes``.
 
     Returns:
-        :class:`LabelSources`, or None when neither key is set.
+        C names.
 
     Raises:
-        ConfigError: annotations together with injected noise (``data.noise.kind`` other than none).
-        DataError: see :func:`read_label_override` and
-            :func:`robust_paddle.quality.annotators.read_annotations`.
+        DataError: empty training split, label out of range, gap in inferred labels, too many inferred
+            classes, fewer than 2 classes in the training labels.
     """
-    if not (d.annotations or d.labels_override):
-        return None
-    if d.annotations and d.noise.kind != "none":
-        raise ConfigError(f"data.annotations: labels come from annotators; data.noise.kind={d.noise.kind!r} would "
-                          "inject noise on top of the consensus. Set data.noise.kind: none")
-    split = src.train
-    keys = sample_keys(split, root=d.root)
-    num_classes = len(src.class_names)
-    file_labels = np.asarray(split.labels, dtype=np.int64).copy()
-    labels = file_labels.copy()
-    names = [""] * len(labels)
-    for key, row in keys.items():  # the first key of a row: its id, full path or row number
-        names[row] = names[row] or key
-    out = LabelSources(file_labels=file_labels, sample_names=names)
-    if d.annotations:
-        from robust_paddle.quality.annotators import aggregate, read_annotations
-
-        ann = read_annotations(d.annotations, sample_index=keys, num_classes=num_classes,
-                               class_names=src.class_names)
-        cons = aggregate(ann, num_samples=len(labels), num_classes=num_classes, method=d.annotations_method,
-                         seed=seed)
-        answered = cons.labels >= 0
-        labels[answered] = cons.labels[answered]
-        out.consensus = cons
-        logger.info("annotations: %d answers from %d annotators on %d of %d samples; %s consensus differs from the "
-                    "file's label on %d", ann.sample.size, len(ann.annotator_names), int(answered.sum()),
-                    len(labels), d.annotations_method, int((labels != file_labels).sum()))
-    if d.labels_override:
-        override = read_label_override(d.labels_override, keys=keys, num_classes=num_classes,
-                                       class_names=list(src.class_names))
-        rows = np.fromiter(override.keys(), dtype=np.int64, count=len(override))
-        out.overridden = np.zeros(len(labels), dtype=bool)
-        out.overridden[rows] = True
-        before = labels[rows].copy()
-        labels[rows] = np.fromiter(override.values(), dtype=np.int64, count=len(override))
-        logger.info("labels_override: %d reviewed labels, %d changed", len(override), int((labels[rows] != before).sum()))
-    out.changed = int((labels != file_labels).sum())
-    split.labels = labels
+    parts = {k: v for k, v in parts.items() if v is not None}
+    train = parts["train"]
+    if train.labels.size == 0:
+        _fail(f"{getattr(train, 'origin', '') or 'the training data'}: the training data has no samples")
+        return list(names if names is not None else known if known is not None else [])
+    if names is not None and known is not None and len(names) != len(known):
+        _fail(f"{names_field} has {len(names)} names; this dataset has {len(known)} classes")
+        names = None
+    if names is not None or known is not None:
+        out = list(names if names is not None else known)
+        _in_range(parts, len(out), names_field if names is not None else "the dataset")
+    else:
+        _in_range(parts, np.iinfo(np.int64).max, "")  # negative labels
+        top = max(int(s.labels.max()) for s in parts.values() if s.labels.size) + 1
+        first_top = next((p, s, int(np.argmax(s.labels))) for p, s in parts.items()
+                         if s.labels.size and int(s.labels.max()) == top - 1)
+        if top > max_classes:
+            _fail(f"{describe(first_top[1], first_top[2])}: label {top - 1} would make {top} classes, more "
+                  f"than data.max_classes={max_classes}; name the classes with {names_field} (or raise "
+                  "data.max_classes) if that many are real")
+            return [str(i) for i in range(top)]
+        present = np.zeros(top, dtype=bool)
+        for s in parts.values():
+            present[s.labels] = True
+        missing = np.flatnonzero(~present)
+        if missing.size:
+            gap = int(missing[0])
+            split, i = next((s, int(np.flatnonzero(s.labels > gap)[0])) for s in parts.values()
+                            if (s.labels > gap).any())
+            shown = ", ".join(str(int(m)) for m in missing[:LIST_MAX]) + (" ..." if missing.size > LIST_MAX else "")
+            _fail(f"{describe(split, i)}: label {int(split.labels[i])} leaves a gap: no sample has label "
+                  f"{shown} (classes inferred from the labels must be 0..C-1); fix the label, or name "
+                  f"the classes with {names_field}")
+        out = [str(i) for i in range(top)]
+    classes = np.unique(train.labels)
+    if classes.size < 2:
+        _fail(f"{getattr(train, 'origin', '') or 'the training data'}: the training labels hold only one "
+                        f"class ({out[int(classes[0])]!r}, {train.labels.size} samples); a classifier needs at least 2")
     return out
+
+
+def check_finite(x: np.ndarray, split, what: str) -> None:
+    """Raise naming the first sample of ``x`` [N, ...] holding NaN or Inf (float arrays only)."""
+    if not np.issubdtype(x.dtype, np.floating) or x.size == 0:
+        return
+    bad_rows = ~np.isfinite(x.reshape(x.shape[0], -1)).all(axis=1) if x.ndim > 1 else ~np.isfinite(x)
+    if bad_rows.any():
+        i = int(np.argmax(bad_rows))
+        kind = "NaN" if np.isnan(x[i]).any() else "Inf"
+        _fail(f"{describe(split, i)}: {what} holds {kind} ({int(bad_rows.sum())} sample(s) hold NaN or Inf); "
+              "features must be finite")

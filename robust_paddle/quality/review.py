@@ -47,7 +47,7 @@ MAX_PER_PAGE = 200
 
 def sample_name(row: dict[str, Any]) -> str:
     """How label files name a report row: its ``id``, else its ``path``, else its ``source_row``
-    (the rule of :func:`robust_paddle.data.labels.sample_keys`)."""
+    (the rule of :func:`robust_paddle.data.label_sources.sample_keys`)."""
     for key in ("id", "path", "source_row"):
         v = row.get(key)
         if v not in (None, ""):
