@@ -1,4 +1,4 @@
-"""``robust-paddle train|eval|export|compress|report|serve|demo``.
+"""``robust-paddle train|check-data|eval|export|compress|report|serve|demo``.
 
 Bad input (config, flags, files) prints one line ``robust-paddle: error: ...`` on stderr and exits 2;
 ``--debug`` shows the traceback instead. A training failure (non-finite loss) exits 1 with one line.

@@ -82,7 +82,7 @@ class DataConfig:
     on_bad_sample: str = _f("error", choices=("error", "skip"))
     max_classes: int = _f(1000, min=2)  # most classes inferred from labels alone (no class names)
     download: bool = False  # paddle.vision datasets: download when files are missing (needs internet)
-    class_names: list[str] | None = None
+    class_names: list[str] | str | None = None  # the names, or a text file with one name per line
     subset: int = _f(0, min=0)  # keep a stratified sample of N training samples (0 = all); quick experiments
     noise: NoiseConfig = _f(factory=NoiseConfig)
     sampler: str = _f("random", choices=("random", "weighted"))  # weighted: class-balanced draws with replacement
