@@ -54,8 +54,8 @@ def test_pretrained_image_folder_trains_resumes_exports_and_serves(tmp_path):
     assert [r["train/loss"] for r in a] == [r["train/loss"] for r in b]
     assert [r["test/acc"] for r in a] == [r["test/acc"] for r in b]
 
-    from robust_paddle.deploy.export import export_command
     from robust_paddle.deploy.serve import close_app, create_app
+    from robust_paddle.pipeline.commands import export_command
 
     ckpt = str(tmp_path / "full" / "checkpoints" / "latest.pdckpt")
     export_command(full, ckpt, out_dir=str(tmp_path / "export"))
