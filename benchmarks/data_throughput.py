@@ -153,7 +153,7 @@ def throughput(list_path: str, *, crop: int, workers: int, rounds: int) -> dict[
 # ------------------------------------------------------------------------------------------------ RSS
 def rss_child(list_path: str, crop: int, steps: int, out: str) -> None:
     """In a fresh process: build the run and take ``steps`` training steps; print peak RSS as JSON."""
-    from robust_paddle.pipeline.run import build_run
+    from robust_paddle.pipeline.build import build_run
 
     cfg = cfg_for(list_path, crop=crop, workers=2, out=out)
     run = build_run(cfg, output_dir=out, hooks=[])
@@ -182,7 +182,7 @@ def peak_rss(list_path: str, *, crop: int, steps: int, out: str) -> dict[str, An
 
 # ---------------------------------------------------------------------------------------- epoch time
 def epoch_time(list_path: str, method: str, *, crop: int, workers: int, out: str) -> dict[str, Any]:
-    from robust_paddle.pipeline.run import build_run
+    from robust_paddle.pipeline.build import build_run
 
     name, _, loss = method.partition("+")
     extra = {"method.name": name, **({"loss.name": loss} if loss else {})}

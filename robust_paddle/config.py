@@ -197,6 +197,9 @@ class TrainConfig:
     progress: bool = True  # tqdm bars
     visualdl: bool = True
     report: bool = True  # label-issue report at the end of training
+    # per-sample diagnostics on evaluation epochs (VisualDL histograms samples/*, noise/rate_gmm, train/acc):
+    # one extra eval pass over the training set; false skips it
+    diagnostics: bool = True
     hooks: list[dict] = _f(factory=list)  # extra hooks: [{name: ..., params...}]
 
 

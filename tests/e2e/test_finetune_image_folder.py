@@ -12,6 +12,7 @@ from PIL import Image
 
 from robust_paddle import config as C
 from robust_paddle.models import build_model
+from robust_paddle.pipeline import build as build_mod
 from robust_paddle.pipeline import run as run_mod
 
 
@@ -53,14 +54,14 @@ def test_pretrained_image_folder_trains_resumes_exports_and_serves(tmp_path):
     assert [r["train/loss"] for r in a] == [r["train/loss"] for r in b]
     assert [r["test/acc"] for r in a] == [r["test/acc"] for r in b]
 
-    from robust_paddle.deploy.export import export_command
     from robust_paddle.deploy.serve import close_app, create_app
+    from robust_paddle.pipeline.commands import export_command
 
     ckpt = str(tmp_path / "full" / "checkpoints" / "latest.pdckpt")
     export_command(full, ckpt, out_dir=str(tmp_path / "export"))
     info = (tmp_path / "export" / "inference.yml").read_text()
     assert "resize_short: 18" in info and "crop: center" in info
-    run = run_mod.load_run(C.with_values(full, {"train.device": "cpu"}), ckpt)
+    run = build_mod.load_run(C.with_values(full, {"train.device": "cpu"}), ckpt)
     net = run.method.networks["net"]
     net.eval()
     test = run.data.test
