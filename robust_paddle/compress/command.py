@@ -265,9 +265,9 @@ def compress_command(cfg: Config, checkpoint: str, *, out_dir: str, print_table:
         slim = import_paddleslim(stage.name)
     if os.path.exists(os.path.join(out_dir, REPORT_FILE)):
         raise ValueError(f"--out {out_dir} already holds a compression ({REPORT_FILE}); choose another folder")
-    os.makedirs(out_dir, exist_ok=True)
     state = load_checkpoint(checkpoint)
-    run = load_run(config_mod.with_values(cfg, {"train.amp": "none"}), checkpoint, output_dir=out_dir)
+    run = load_run(config_mod.with_values(cfg, {"train.amp": "none"}), checkpoint, output_dir=out_dir, state=state)
+    os.makedirs(out_dir, exist_ok=True)
     use_ema = wants_ema(cfg, state)
     if use_ema:
         load_ema_weights(run.method.networks, state, checkpoint=checkpoint)

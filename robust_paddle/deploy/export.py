@@ -225,11 +225,11 @@ def export_command(cfg: Config, checkpoint: str, *, out_dir: str, formats: Seque
     ec = cfg.export
     if os.path.exists(os.path.join(out_dir, INFO_FILE)):
         raise ValueError(f"--out {out_dir} already holds an export ({INFO_FILE}); choose another folder or remove it")
-    os.makedirs(out_dir, exist_ok=True)
     state = load_checkpoint(checkpoint)
     # the references are computed on CPU, like the CPU predictors they are compared with (a GPU's conv
     # kernels would differ from the CPU ones by more than parity_atol)
-    run = load_run(with_values(cfg, {"train.device": "cpu"}), checkpoint)
+    run = load_run(with_values(cfg, {"train.device": "cpu"}), checkpoint, state=state)
+    os.makedirs(out_dir, exist_ok=True)
     method = run.method
     use_ema = wants_ema(cfg, state)
     if use_ema:

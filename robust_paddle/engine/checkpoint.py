@@ -36,7 +36,8 @@ READABLE_FORMATS = (1, 2)
 REQUIRED_KEYS = ("format", "epoch", "networks", "config", "meta")
 METADATA_KEY = "robust_paddle"
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_weights", "FORMAT_VERSION"]
+__all__ = ["save_checkpoint", "load_checkpoint", "load_weights", "check_signature", "check_state_keys",
+           "FORMAT_VERSION"]
 
 
 # ------------------------------------------------------------------------------------------ encoding
@@ -297,3 +298,80 @@ def load_weights(path: str, *, network: str | None = None) -> dict[str, np.ndarr
     if not out:
         raise CheckpointError(f"{path}: no parameter arrays in the file")
     return out
+
+
+# ------------------------------------------------------------------------------------------ matching
+#: signature fields in the order mismatches are listed
+SIGNATURE_FIELDS = ("model", "model_params", "method", "networks", "num_classes", "input_shape", "mean", "std",
+                    "tokenizer")
+
+
+def saved_signature(state: dict[str, Any]) -> dict[str, Any]:
+    """The model signature a checkpoint records (``meta.signature``); for checkpoints written before it
+    existed, rebuilt from their config, meta and network names (no normalisation or tokenizer then)."""
+    meta = state.get("meta") or {}
+    if isinstance(meta.get("signature"), dict):
+        return meta["signature"]
+    cfg = state.get("config") or {}
+    model, method = cfg.get("model") or {}, cfg.get("method") or {}
+    sig = {"model": model.get("name"), "model_params": model.get("params"), "method": method.get("name"),
+           "networks": sorted(state.get("networks") or {}), "num_classes": meta.get("num_classes"),
+           "input_shape": meta.get("input_shape")}
+    return {k: v for k, v in sig.items() if v is not None}
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return set(a) == set(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            return bool(np.isclose(float(a), float(b), rtol=1e-5, atol=1e-7))
+        except (TypeError, ValueError):
+            return False
+    return a == b
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, (list, tuple)) and v and all(isinstance(x, float) for x in v):
+        return "[" + ", ".join(f"{x:.4g}" for x in v) + "]"
+    return json.dumps(v, sort_keys=True, default=str)
+
+
+def check_signature(state: dict[str, Any], expected: dict[str, Any], *, source: str) -> None:
+    """Stop when the checkpoint's model signature differs from the one the config builds.
+
+    ``expected``: what the current config and data give (same fields as :data:`SIGNATURE_FIELDS`). A field
+    the checkpoint does not record is not compared.
+
+    Raises:
+        CheckpointError: one line listing every mismatching field with both values.
+    """
+    saved = saved_signature(state)
+    diffs = [f"{k}: checkpoint {_show(saved[k])}, config {_show(expected.get(k))}"
+             for k in SIGNATURE_FIELDS if k in saved and not _same(saved[k], expected.get(k))]
+    if diffs:
+        raise CheckpointError(f"checkpoint {source} does not match the config -- {'; '.join(diffs)}; use the "
+                              "config it was trained with (its run folder's config.yaml)")
+
+
+def check_state_keys(expected: dict[str, Any], saved: dict[str, Any], *, what: str, source: str) -> None:
+    """Every parameter/buffer of ``expected`` (a ``state_dict()``) must be in ``saved`` with the same shape,
+    and nothing else (Paddle's ``set_state_dict`` would only warn and keep random weights).
+
+    Raises:
+        CheckpointError: names the missing, unexpected and mis-shaped keys (the first few of each).
+    """
+    def shape(v: Any) -> list[int]:
+        return [int(d) for d in getattr(v, "shape", [])]
+
+    missing = [k for k in expected if k not in saved]
+    unexpected = [k for k in saved if k not in expected]
+    shapes = [f"{k} {shape(saved[k])} vs {shape(expected[k])}" for k in expected
+              if k in saved and shape(saved[k]) != shape(expected[k])]
+    parts = [f"{label} ({len(keys)}): {', '.join(keys[:5])}{', ...' if len(keys) > 5 else ''}"
+             for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes))
+             if keys]
+    if parts:
+        raise CheckpointError(f"checkpoint {source}: {what} does not fit the model -- {'; '.join(parts)}")

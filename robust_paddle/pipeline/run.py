@@ -18,7 +18,7 @@ from robust_paddle import config as config_mod
 from robust_paddle.config import Config
 from robust_paddle.data import build_data, build_loader
 from robust_paddle.engine import distributed as dist
-from robust_paddle.engine.checkpoint import load_checkpoint
+from robust_paddle.engine.checkpoint import check_signature, load_checkpoint, resolve_checkpoint
 from robust_paddle.engine.hooks import build_hooks
 from robust_paddle.engine.trainer import Trainer, seed_everything
 from robust_paddle.losses import build_loss
@@ -99,6 +99,22 @@ def model_meta(data: Any) -> dict[str, Any]:
             "dataset": data.name if hasattr(data, "name") else None}
 
 
+def model_signature(cfg: Config, data: Any, networks: Any) -> dict[str, Any]:
+    """What a checkpoint's weights only make sense with: the model and its params, the method and its
+    network names, classes, input shape, normalisation, and the tokenizer of text data (a data bundle's
+    ``tokenizer_signature``, when it has one). Recorded in ``meta.signature``; compared by ``load_run``."""
+    import json
+
+    sig = {"model": cfg.model.name, "model_params": json.loads(json.dumps(cfg.model.params)),
+           "method": cfg.method.name, "networks": sorted(networks), "num_classes": int(data.num_classes),
+           "input_shape": [int(s) for s in data.input_shape],
+           "mean": None if data.mean is None else [float(v) for v in data.mean],
+           "std": None if data.std is None else [float(v) for v in data.std]}
+    if getattr(data, "tokenizer_signature", None) is not None:
+        sig["tokenizer"] = data.tokenizer_signature
+    return sig
+
+
 @dataclass
 class Run:
     """A built run: everything a command needs, ready for ``trainer.fit()`` or evaluation."""
@@ -133,7 +149,8 @@ def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None, data: 
     optimizer = build_optimizer(cfg.optimizer, method.parameters(), learning_rate=scheduler)
     trainer = Trainer(cfg, method, loaders, optimizer=optimizer, scheduler=scheduler,
                       hooks=build_hooks(cfg.train) if hooks is None else hooks, output_dir=output_dir,
-                      meta=model_meta(data), data=data, distributed=distributed)
+                      meta={**model_meta(data), "signature": model_signature(cfg, data, method.networks)},
+                      data=data, distributed=distributed)
     return Run(cfg=cfg, data=data, method=method, loaders=loaders, trainer=trainer)
 
 
@@ -144,58 +161,89 @@ def check_monitor(cfg: Config, data: Any) -> None:
                          f"set data.{split}_split > 0 (or a data.{split}_path), or pick another train.monitor")
 
 
+def holds_results(out: str) -> bool:
+    """The folder holds a run's results: ``metrics.json`` or a checkpoint (also in k-fold subfolders)."""
+    for root, dirs, files in os.walk(out):
+        if "metrics.json" in files or any(f.endswith(".pdckpt") for f in files):
+            return True
+        if os.path.relpath(root, out).count(os.sep) >= 2:
+            dirs[:] = []
+    return False
+
+
 def prepare_output(cfg: Config, *, resume: bool) -> str:
-    """Create the run folder; refuse to write a new run over an existing one."""
+    """Create the run folder; refuse to write a new run over an existing one (a folder whose run died
+    before its first checkpoint is started again in place)."""
     out = cfg.output_dir
     if not resume and os.path.exists(os.path.join(out, "config.yaml")):
-        raise ValueError(f"output_dir {out!r} already holds a run; resume it with --resume {out} or choose "
-                         f"another folder with -o output_dir=...")
+        if holds_results(out):
+            raise ValueError(f"output_dir {out!r} already holds a run; resume it with --resume {out} or choose "
+                             f"another folder with -o output_dir=...")
+        logger.warning("output_dir %s holds a run that stopped before its first checkpoint: starting it again", out)
     os.makedirs(out, exist_ok=True)
     return out
 
 
 def train(cfg: Config, *, resume: str | None = None) -> dict[str, Any]:
-    """Train from a config (or resume the run folder ``resume``); returns the metrics summary.
+    """Train from a config (or resume the run folder ``resume``: see ``pipeline/resume.py``); returns the
+    metrics summary.
 
     Under ``paddle.distributed.launch`` with several processes this trains data-parallel
     (``docs/distributed.md``); rank 0 writes the run folder.
     """
+    from robust_paddle.pipeline import resume as resume_mod
+
     distributed = dist.init(cpu=cfg.train.device == "cpu")
     if distributed and cfg.train.kfold:
         raise ValueError(f"train.kfold={cfg.train.kfold} trains K independent models, which is not data parallel; "
                          f"launch it as one process (this job has {dist.world_size()}), or unset train.kfold")
+    if cfg.train.kfold and resume is not None:
+        raise ValueError("--resume is not supported for k-fold runs (train.kfold); start a new run")
+    state, changes = None, {}
+    if resume is not None:  # everything is read and checked before the folder is touched
+        state = resume_mod.load_resume_state(resume)
+        if state is None:
+            logger.warning("--resume %s: no checkpoint yet (the run stopped during its first epoch): starting it "
+                           "again from epoch 1", resume)
+        else:
+            changes = resume_mod.resume_changes(state["config"], cfg, source=resume)
+            if resume_mod.finished(state, cfg, changes):
+                logger.info("--resume %s: the run already finished (epoch %d of %d); nothing to do (raise "
+                            "train.epochs to continue it)", resume, int(state["epoch"]), cfg.train.epochs)
+                return resume_mod.finished_summary(state, resume)
     out = prepare_output(cfg, resume=resume is not None)
     dist.barrier()  # every rank has checked the folder before rank 0 writes config.yaml into it
     if cfg.train.kfold:
-        if resume is not None:
-            raise ValueError("--resume is not supported for k-fold runs (train.kfold); start a new run")
         from robust_paddle.pipeline.kfold import train_kfold
 
         return train_kfold(cfg, folds=cfg.train.kfold, output_dir=out).summary
     run = build_run(cfg, output_dir=out, distributed=distributed)
+    if state is not None:
+        resume_mod.apply_resume(run, state, changes, source=resolve_checkpoint(resume))
     if run.trainer.is_main:
         config_mod.save(cfg, os.path.join(out, "config.yaml"))
         if run.data.noise is not None:
             from robust_paddle.data.noise import save_noise
 
             save_noise(run.data.noise, run.data.train.labels, run.data.train.clean_labels, out)
-    if resume is not None:
-        state = load_checkpoint(resume)
-        run.trainer.load_state_dict(state)
-        logger.info("resumed %s at epoch %d", resume, run.trainer.start_epoch)
     return run.trainer.fit()
 
 
-def load_run(cfg: Config, checkpoint: str, *, output_dir: str | None = None) -> Run:
-    """Rebuild the run described by ``cfg`` and load ``checkpoint``'s networks and method state."""
-    state = load_checkpoint(checkpoint)
+def load_run(cfg: Config, checkpoint: str, *, output_dir: str | None = None,
+             state: dict[str, Any] | None = None) -> Run:
+    """Rebuild the run described by ``cfg`` and load ``checkpoint``'s networks and method state.
+
+    ``state``: the checkpoint already loaded (saves reading it twice).
+
+    Raises:
+        CheckpointError: unreadable/unsafe checkpoint, or one whose model signature (model, params, method,
+            networks, classes, input shape, normalisation) differs from the config's -- every mismatch named.
+    """
+    state = load_checkpoint(checkpoint) if state is None else state
     run = build_run(cfg, output_dir=output_dir or os.path.dirname(os.path.dirname(os.path.abspath(checkpoint))),
                     hooks=[])
-    saved = state["meta"]
-    if int(saved["num_classes"]) != run.data.num_classes:
-        raise ValueError(f"checkpoint {checkpoint} has {saved['num_classes']} classes but the config's data has "
-                         f"{run.data.num_classes}")
-    run.trainer.load_state_dict(state)
+    check_signature(state, run.trainer.meta["signature"], source=checkpoint)
+    run.trainer.load_state_dict(state, source=checkpoint)
     return run
 
 
