@@ -155,11 +155,14 @@ def _stats(src: Source, d, train_idx: np.ndarray, pipe: Pipeline, width: int) ->
 
 
 def _dataset(split: Split, idx, labels, clean, num_classes, pipe, names) -> ArrayDataset:
+    """The samples ``idx`` of ``split`` (all when None); each keeps its source row (and id) for the outputs."""
     data = split.data if idx is None else (
         split.data[idx] if isinstance(split.data, np.ndarray) else [split.data[i] for i in idx])
     take = (lambda a: a) if idx is None else (lambda a: a[idx])
+    rows = np.arange(len(split.labels), dtype=np.int64)
     return ArrayDataset(data, take(labels), num_classes=num_classes, pipeline=pipe,
-                        clean_labels=None if clean is None else take(clean), class_names=names)
+                        clean_labels=None if clean is None else take(clean), class_names=names,
+                        source_rows=take(rows), ids=None if split.ids is None else take(split.ids))
 
 
 def _features(split: Split, num_classes: int, pipe: Pipeline) -> np.ndarray:

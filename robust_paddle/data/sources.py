@@ -38,11 +38,14 @@ MNIST_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.
 
 @dataclasses.dataclass
 class Split:
-    """Stored samples of one split: [N, H, W, C] / [N, D] array or N image paths, observed labels [N]."""
+    """Stored samples of one split: [N, H, W, C] / [N, D] array or N image paths, observed labels [N] and,
+    when the source has an id column, the user's ids [N] (int or str). Row ``i`` is the sample's
+    ``source_row`` in every output."""
 
     data: np.ndarray | list[str]
     labels: np.ndarray
     clean_labels: np.ndarray | None = None
+    ids: np.ndarray | None = None
 
 
 @dataclasses.dataclass
@@ -154,21 +157,34 @@ def _read_npz_arrays(path: str, where: str) -> dict:
         raise ValueError(f"{where}: cannot read {path!r} as .npz: {e}") from None
 
 
-def _npz_split(z: dict, xk: str, yk: str, ck: str | None, where: str) -> tuple[Split, str, np.dtype]:
+def _npz_ids(z: dict, key: str, where: str) -> np.ndarray | None:
+    """The optional id column ``key``: 1-D integers or strings (carried to label_issues.csv as ``id``)."""
+    if key not in z:
+        return None
+    ids = np.asarray(z[key])
+    if ids.ndim != 1 or not (np.issubdtype(ids.dtype, np.integer) or ids.dtype.kind in "US"):
+        raise ValueError(f"{where} '{key}': ids must be a 1-D array of integers or strings, got shape "
+                         f"{ids.shape} dtype {ids.dtype}")
+    return ids.astype(str) if ids.dtype.kind == "S" else ids
+
+
+def _npz_split(z: dict, xk: str, yk: str, ck: str | None, where: str, ik: str = "ids") -> tuple[Split, str, np.dtype]:
     if xk not in z or yk not in z:
         raise ValueError(f"{where}: needs arrays '{xk}' and '{yk}'; found {', '.join(sorted(z)) or 'none'}")
     x, kind = _npz_images(z[xk], where)
     y = _labels(z[yk], f"{where} '{yk}'")
     clean = _labels(z[ck], f"{where} '{ck}'") if ck and ck in z else None
-    for name, arr in ((yk, y), (ck, clean)):
+    ids = _npz_ids(z, ik, where)
+    for name, arr in ((yk, y), (ck, clean), (ik, ids)):
         if arr is not None and arr.shape[0] != x.shape[0]:
             raise ValueError(f"{where}: '{xk}' has {x.shape[0]} rows but '{name}' has {arr.shape[0]}")
-    return Split(x, y, clean), kind, x.dtype
+    return Split(x, y, clean, ids), kind, x.dtype
 
 
 @DATASETS.register("npz")
 def npz(cfg) -> Source:
-    """``.npz`` with ``x``, ``y`` and optional ``y_clean``, ``x_test``/``y_test``, ``class_names``.
+    """``.npz`` with ``x``, ``y`` and optional ``y_clean``, ``ids`` (the user's sample ids, 1-D int or str:
+    carried to every per-sample output), ``x_test``/``y_test``/``ids_test``, ``class_names``.
 
     ``x``: [N, D] tabular, [N, H, W] grey, or [N, H, W, C] / [N, C, H, W] images (uint8 scaled by 1/255,
     floats used as they are). ``val_path`` / ``test_path`` / ``clean_val_path`` are further npz files.
@@ -178,7 +194,7 @@ def npz(cfg) -> Source:
     train, kind, dtype = _npz_split(z, "x", "y", "y_clean", f"data.path {path}")
     test = None
     if "x_test" in z:
-        test, _, _ = _npz_split(z, "x_test", "y_test", "y_test_clean", f"data.path {path}")
+        test, _, _ = _npz_split(z, "x_test", "y_test", "y_test_clean", f"data.path {path}", "ids_test")
 
     def read(p: str) -> Split:
         split, k, _ = _npz_split(_read_npz_arrays(_need_file(p, "val_path/test_path", "an .npz file"), p),

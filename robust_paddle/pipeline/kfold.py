@@ -11,8 +11,9 @@ one stratified fold, and
 The fold split and seeds are those of :func:`robust_paddle.quality.estimation.cross_val_pred_probs` (stratified
 ``StratifiedKFold(shuffle=True, random_state=seed)``, plain folds when a class has fewer than K samples,
 fold k seeded with ``seed + k``), which delegates here. With ``output_dir`` each fold is a full run folder
-``fold_<k>/`` (checkpoints, metrics.json ...) and the folder gets ``oof_probs.npy``, ``test_logits.npy``
-and ``kfold.json``; ``robust-paddle train`` does this when ``train.kfold: K``.
+``fold_<k>/`` (checkpoints, metrics.json ...) and the folder gets ``train_labels.npy`` (source rows and
+labels of the rows of ``oof_probs.npy``), ``oof_probs.npy``, ``test_logits.npy`` and ``kfold.json``;
+``robust-paddle train`` does this when ``train.kfold: K``.
 """
 
 from __future__ import annotations
@@ -122,8 +123,15 @@ def train_kfold(cfg: Config, *, folds: int, data: Any = None, output_dir: str | 
     oof = np.zeros((n, c), dtype=np.float32)
     sums: dict[str, np.ndarray] = {}
     fold_rows = []
-    if output_dir is not None and not os.path.exists(os.path.join(output_dir, "config.yaml")):
-        config_mod.save(cfg, os.path.join(output_dir, "config.yaml"))
+    if output_dir is not None:
+        from robust_paddle.data.identity import save_train_labels
+        from robust_paddle.data.noise import save_noise
+
+        if not os.path.exists(os.path.join(output_dir, "config.yaml")):
+            config_mod.save(cfg, os.path.join(output_dir, "config.yaml"))
+        save_train_labels(bundle.train, output_dir)  # the rows of oof_probs.npy
+        if bundle.noise is not None:
+            save_noise(bundle.noise, output_dir)
     with tempfile.TemporaryDirectory(prefix="robust_paddle_kfold_") as tmp:
         for k, (fit_idx, held_idx) in enumerate(splits):
             root = output_dir if output_dir is not None else tmp

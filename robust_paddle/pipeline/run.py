@@ -17,6 +17,8 @@ import paddle
 from robust_paddle import config as config_mod
 from robust_paddle.config import Config
 from robust_paddle.data import build_data, build_loader
+from robust_paddle.data.identity import save_train_labels
+from robust_paddle.data.noise import save_noise
 from robust_paddle.engine import distributed as dist
 from robust_paddle.engine.checkpoint import check_signature, load_checkpoint, resolve_checkpoint
 from robust_paddle.engine.hooks import build_hooks
@@ -222,10 +224,9 @@ def train(cfg: Config, *, resume: str | None = None) -> dict[str, Any]:
         resume_mod.apply_resume(run, state, changes, source=resolve_checkpoint(resume))
     if run.trainer.is_main:
         config_mod.save(cfg, os.path.join(out, "config.yaml"))
+        save_train_labels(run.data.train, out)
         if run.data.noise is not None:
-            from robust_paddle.data.noise import save_noise
-
-            save_noise(run.data.noise, run.data.train.labels, run.data.train.clean_labels, out)
+            save_noise(run.data.noise, out)
     return run.trainer.fit()
 
 

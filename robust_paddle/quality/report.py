@@ -2,8 +2,10 @@
 
 ``write_report(run, out_dir=...)`` predicts every training sample (eval mode, no augmentation) and writes:
 
-* ``label_issues.csv`` - one row per training sample, most suspect first: ``index``, ``path`` (file-backed
-  datasets), ``given_label``/``given_name``, ``suggested_label``/``suggested_name`` (arg-max prediction),
+* ``label_issues.csv`` - one row per training sample, most suspect first: ``index`` (position in the
+  run's training split, the row of ``train_labels.npy``), ``source_row`` (the row in the user's source: fix
+  labels there), ``path`` (file-backed datasets), ``id`` (the source's id column, when it has one; see
+  ``data/identity.py``), ``given_label``/``given_name``, ``suggested_label``/``suggested_name`` (arg-max prediction),
   ``clean_prob`` (the method's own clean probability, else a 2-component GMM on the per-sample losses),
   ``quality_score`` (self-confidence ``p[given]``, lower = more suspect), ``loss``, ``is_issue`` and, when
   the clean labels are known, ``true_label``;
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from robust_paddle.data.identity import identity_columns
 from robust_paddle.engine.hooks import Hook, write_json
 from robust_paddle.methods.correction import fit_loss_gmm, split_precision_recall
 from robust_paddle.quality import estimation as E
@@ -133,10 +136,7 @@ def write_report(run: Run, *, out_dir: str, given_labels: np.ndarray | None = No
     names = list(data.class_names)
     clean = getattr(ds, "clean_labels", None)
 
-    table: dict[str, Any] = {"index": np.arange(n)}
-    paths = getattr(ds, "paths", None)
-    if paths is not None:
-        table["path"] = paths
+    table: dict[str, Any] = {"index": np.arange(n), **identity_columns(ds)}
     table.update({"given_label": labels, "given_name": _names(names, labels), "suggested_label": suggested,
                   "suggested_name": _names(names, suggested), "clean_prob": clean_prob,
                   "quality_score": quality, "loss": losses, "is_issue": is_issue})

@@ -188,7 +188,8 @@ def test_two_epochs_resume_and_division_quality(tmp_path):
     state = load_checkpoint(str(tmp_path / "full" / "checkpoints" / "latest.pdckpt"))
     probs = [d["prob"] for d in state["method"]["divisions"]]
     assert len(probs) == 2 and all(p.shape == (300,) and p.min() >= 0 and p.max() <= 1 for p in probs)
-    noisy = np.load(tmp_path / "full" / "noisy_labels.npy") != np.load(tmp_path / "full" / "clean_labels.npy")
+    table = np.load(tmp_path / "full" / "train_labels.npy")
+    noisy = table["label"] != table["clean_label"]
     prob = np.mean(probs, axis=0)
     flagged = prob < 0.5
     assert noisy[flagged].mean() > 1.5 * noisy.mean()  # flagged samples are enriched for flipped ones

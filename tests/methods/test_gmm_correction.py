@@ -174,7 +174,8 @@ def test_two_epochs_resume_and_division_quality(tmp_path):
     (div,) = state["method"]["divisions"]
     prob = div["prob"]
     assert prob.shape == (300,) and prob.min() >= 0 and prob.max() <= 1
-    noisy = np.load(tmp_path / "full" / "noisy_labels.npy") != np.load(tmp_path / "full" / "clean_labels.npy")
+    table = np.load(tmp_path / "full" / "train_labels.npy")
+    noisy = table["label"] != table["clean_label"]
     assert noisy[prob < 0.5].mean() > 1.5 * noisy.mean()
     assert prob[~noisy].mean() > prob[noisy].mean() + 0.3
 

@@ -47,7 +47,8 @@ def make_run(*, n: int = 300, c: int = 3, noise: float = 0.3, seed: int = 0, pat
     flip = rng.random(n) < noise
     given = np.where(flip, (clean + rng.integers(1, c, n)) % c, clean)
     logits = 4.0 * np.eye(c)[clean] + rng.normal(0, 1.0, (n, c))
-    ds = SimpleNamespace(labels=given, clean_labels=clean, paths=[f"img/{i}.png" for i in range(n)] if paths else None)
+    ds = SimpleNamespace(labels=given, clean_labels=clean, paths=[f"img/{i}.png" for i in range(n)] if paths else None,
+                         source_rows=3 * np.arange(n) + 7)  # rows in the user's file (a split held some out)
     data = SimpleNamespace(train_eval=ds, class_names=["cat", "dog", "fox"][:c])
     cfg = SimpleNamespace(seed=seed, method=SimpleNamespace(name="standard"),
                           train=SimpleNamespace(report=True))
@@ -66,7 +67,7 @@ def test_write_report_files_columns_and_order(tmp_path) -> None:
     run, given, clean, logits = make_run()
     summary = R.write_report(run, out_dir=str(tmp_path))
     rows = read_csv(str(tmp_path / R.CSV_NAME))
-    assert list(rows[0]) == ["index", "path", "given_label", "given_name", "suggested_label", "suggested_name",
+    assert list(rows[0]) == ["index", "source_row", "path", "given_label", "given_name", "suggested_label", "suggested_name",
                              "clean_prob", "quality_score", "loss", "is_issue", "true_label"]
     assert sorted(int(r["index"]) for r in rows) == list(range(len(given)))
     # most suspect first: all flagged rows, then the rest, each block by ascending quality score
@@ -80,6 +81,7 @@ def test_write_report_files_columns_and_order(tmp_path) -> None:
     p = np.exp(logits[i] - logits[i].max())
     p /= p.sum()
     assert r0["path"] == f"img/{i}.png" and int(r0["given_label"]) == given[i] and int(r0["true_label"]) == clean[i]
+    assert all(int(r["source_row"]) == 3 * int(r["index"]) + 7 for r in rows)
     assert int(r0["suggested_label"]) == int(np.argmax(logits[i])) and r0["suggested_name"] == "cat dog fox".split()[
         int(np.argmax(logits[i]))]
     assert float(r0["quality_score"]) == pytest.approx(p[given[i]], abs=1e-6)
