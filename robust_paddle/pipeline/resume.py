@@ -10,7 +10,8 @@ Keys a resume may change (``-o KEY=VALUE``), documented in docs/resume.md:
   ``train.epochs``, ``optimizer.lr``, ``train.early_stopping.patience``;
 - no effect on the trained weights: ``output_dir``, ``train.device``, ``train.progress``, ``train.visualdl``,
   ``train.report``, ``train.calibration``, ``train.log_every``, ``train.checkpoint_every``,
-  ``data.num_workers``, ``data.eval_batch_size`` and the ``export`` / ``slim`` sections.
+  ``train.eval_every``, ``data.num_workers``, ``data.eval_batch_size``, the ``export`` / ``slim`` sections,
+  and ``train.hooks`` (extra hooks: what they do is the user's own).
 
 Any other difference is refused with one line naming the key (a new run is the way to change it). A run
 whose folder holds no checkpoint yet (it died during its first epoch) is started again in place; a run that
@@ -35,7 +36,7 @@ RESUME_APPLIED = ("train.epochs", "optimizer.lr", "train.early_stopping.patience
 #: may differ at resume: they do not change what the checkpoint's weights mean
 RESUME_FREE = ("output_dir", "train.device", "train.progress", "train.visualdl", "train.report",
                "train.calibration", "train.log_every", "train.checkpoint_every", "data.num_workers",
-               "data.eval_batch_size", "export", "slim")
+               "train.eval_every", "train.hooks", "data.eval_batch_size", "export", "slim")
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
