@@ -18,7 +18,7 @@ from robust_paddle import __version__
 
 logger = logging.getLogger("robust_paddle")
 
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, ImportError, KeyError)
+USER_ERRORS = (ValueError, TypeError, OSError, ImportError, KeyError)  # OSError: permission, missing dir, full disk
 
 
 class CLIError(ValueError):
@@ -143,8 +143,14 @@ def cmd_compress(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from robust_paddle.deploy.serve import serve_command
 
-    serve_command(args.model, host=args.host, port=args.port, max_batch_size=args.max_batch_size,
-                  max_body_mb=args.max_body_mb, threads=args.threads)
+    try:
+        serve_command(args.model, host=args.host, port=args.port, max_batch_size=args.max_batch_size,
+                      max_body_mb=args.max_body_mb, threads=args.threads)
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        raise CLIError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}; choose another --port "
+                       "(0 picks a free one) or --host") from None
     return 0
 
 
@@ -185,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         msg = str(e) if not isinstance(e, KeyError) else f"missing key {e}"
+        if isinstance(e, OSError) and e.filename is not None and e.strerror:  # "[Errno 13] ..." -> the path named
+            msg = f"{e.strerror}: {e.filename}" + (f" -> {e.filename2}" if e.filename2 else "")
         print(f"robust-paddle: error: {msg.splitlines()[0] if msg else type(e).__name__}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -175,7 +175,7 @@ def rewrite_sensitivity_cache(path: str) -> None:
     """
     import pickle
 
-    from robust_paddle.engine import safe_pickle
+    from robust_paddle.data import safe_pickle
     from robust_paddle.errors import CheckpointError
 
     status_cls = import_paddleslim("prune").dygraph.prune.filter_pruner.Status

@@ -2,7 +2,7 @@
 
 The archives hold Python pickles (one per batch); ``paddle.vision.datasets.Cifar10`` reads them with
 ``pickle.load``, so a crafted archive runs whatever it names. This reader unpickles each member through
-:mod:`robust_paddle.engine.safe_pickle` (arrays, lists and dicts only) and checks the arrays it gets.
+:mod:`robust_paddle.data.safe_pickle` (arrays, lists and dicts only) and checks the arrays it gets.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import tarfile
 
 import numpy as np
 
-from robust_paddle.engine import safe_pickle
+from robust_paddle.data import safe_pickle
 from robust_paddle.errors import DataError
 
 #: (dataset, mode) -> substring of the member names holding that split (as paddle.vision's reader)

@@ -12,7 +12,7 @@ Reading it parses JSON and copies bytes; nothing is unpickled. The state is::
 
 Files are written to a temp file, then ``os.replace``-d (a crash mid-write leaves the previous file).
 Checkpoints of format 1 (``paddle.save`` pickles) and ``.pdparams`` files are read through the allow-listed
-unpickler of :mod:`robust_paddle.engine.safe_pickle`.
+unpickler of :mod:`robust_paddle.data.safe_pickle`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from robust_paddle.engine import safe_pickle
+from robust_paddle.data import safe_pickle
 from robust_paddle.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -202,6 +202,10 @@ def save_checkpoint(state: dict[str, Any], path: str) -> str:
             fh.flush()
             os.fsync(fh.fileno())  # on disk before the rename makes it visible
         os.replace(tmp, path)
+    except OSError as e:  # a full disk fails in write()/fsync() without naming the file
+        if e.filename is not None:
+            raise
+        raise OSError(e.errno, e.strerror or str(e), path) from e
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

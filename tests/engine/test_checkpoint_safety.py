@@ -9,7 +9,7 @@ import paddle
 import pytest
 from safetensors.numpy import save_file
 
-from robust_paddle.engine import safe_pickle
+from robust_paddle.data import safe_pickle
 from robust_paddle.engine.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from robust_paddle.errors import CheckpointError
 
