@@ -187,11 +187,16 @@ def test_report_keeps_the_runs_own_report_unless_out_names_it(trained, tmp_path,
     run = copy_run(trained, tmp_path)
     csv = (run / "label_issues.csv").read_bytes()
     ckpt = str(run / "checkpoints" / "epoch_001.pdckpt")
-    one_line_exit_2(capsys, ["report", "-c", str(run / "config.yaml"), "--checkpoint", ckpt],
-                    match=f"label_issues.csv exists (the run's own report); pass --out {run} to replace it")
+    argv = ["-q", "report", "-c", str(run / "config.yaml"), "--checkpoint", ckpt]
+    assert cli.main(argv) == 0  # the run has its report: this one goes to reports/epoch_001/
     assert (run / "label_issues.csv").read_bytes() == csv
-    assert cli.main(["-q", "report", "-c", str(run / "config.yaml"), "--checkpoint", ckpt, "--out", str(run)]) == 0
-    assert (run / "label_issues.csv").read_bytes() != csv
+    other = run / "reports" / "epoch_001" / "label_issues.csv"
+    assert other.is_file()
+    capsys.readouterr()
+    one_line_exit_2(capsys, argv[1:], match=f"report: {run}/reports/epoch_001 already holds a report (and so does "
+                                            f"the run folder); pass --out {run}/reports/epoch_001 to replace it")
+    assert cli.main([*argv, "--out", str(run)]) == 0  # named: replaced
+    assert (run / "label_issues.csv").read_bytes() == other.read_bytes() != csv
 
 
 # ------------------------------------------------------------------------------------ OSError

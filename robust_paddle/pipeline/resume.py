@@ -4,7 +4,7 @@ Order: read the latest checkpoint (weights-only) -> compare the resumed config w
 was trained with (only the keys below may differ) -> build the run and compare the model signature -> load
 the state. Only then does ``train`` rewrite ``config.yaml`` and continue.
 
-Keys a resume may change (``-o KEY=VALUE``), documented in docs/resume.md:
+Keys a resume may change (``-o KEY=VALUE``; also in docs/architecture.md, "Resume"):
 
 - applied, with the learning-rate schedule re-planned from the completed step count and logged:
   ``train.epochs``, ``optimizer.lr``, ``train.early_stopping.patience``;

@@ -204,24 +204,31 @@ def report_command(cfg: Config, checkpoint: str, *, out_dir: str | None = None) 
     Args:
         cfg: the run's config (its data section rebuilds the same training set and noisy labels).
         checkpoint: checkpoint file or run folder (uses ``checkpoints/latest.pdckpt``).
-        out_dir: report folder; default the checkpoint's run folder, unless that already holds a report
-            (a report only replaces files in a folder ``out_dir`` names).
+        out_dir: report folder. Default: the checkpoint's run folder when it holds no report yet, else
+            ``RUN/reports/<checkpoint name>/`` -- a report replaces files only in a folder ``out_dir`` names.
 
     Returns:
         The summary dict without the matrices (what the CLI prints).
 
     Raises:
-        ConfigError: no ``out_dir`` and the run folder already holds a report.
+        ConfigError: no ``out_dir``, and both default folders already hold a report.
     """
     from robust_paddle.errors import ConfigError
     from robust_paddle.pipeline.run import load_run
 
     run_dir = _run_dir(checkpoint)
     if out_dir is None:
-        existing = [f for f in (CSV_NAME, SUMMARY_NAME) if os.path.exists(os.path.join(run_dir, f))]
-        if existing:
-            raise ConfigError(f"report: {os.path.join(run_dir, existing[0])} exists (the run's own report); pass "
-                              f"--out {run_dir} to replace it, or --out ANOTHER_FOLDER to keep it")
+        def has_report(folder: str) -> bool:
+            return any(os.path.exists(os.path.join(folder, f)) for f in (CSV_NAME, SUMMARY_NAME))
+
+        name = os.path.splitext(os.path.basename(checkpoint))[0] if os.path.isfile(checkpoint) else "latest"
+        for out_dir in (run_dir, os.path.join(run_dir, "reports", name)):
+            if not has_report(out_dir):
+                break
+        else:
+            raise ConfigError(f"report: {out_dir} already holds a report (and so does the run folder); pass "
+                              f"--out {out_dir} to replace it, or --out ANOTHER_FOLDER")
+        logger.info("report: writing to %s", out_dir)
     run = load_run(cfg, checkpoint, output_dir=run_dir)
     summary = write_report(run, out_dir=out_dir or run_dir)
     return {k: v for k, v in summary.items() if not k.endswith("matrix") and k != "class_names"}
