@@ -79,7 +79,11 @@ class DataConfig:
     channels: int = _f(0, choices=(0, 1, 3))  # 0: the source's own
     mean: list[float] | None = None  # per-channel normalisation; None: dataset default
     std: list[float] | None = None
-    augment: str = _f("none", choices=("none", "flip", "crop", "flip_crop"))
+    # preset (none | cifar | imagenet | strong | flip | crop | flip_crop) or a list of ops [{name: op, ...}]
+    # (robust_paddle.data.augment); checked when the data is built
+    augment: str | list[dict] = "none"
+    strong_augment: str | list[dict] = "strong"  # the strong view for methods that ask for one
+    eval_resize_short: int = _f(0, min=0)  # eval geometry: short side to this, centre crop image_size; 0: resize
     batch_size: int = _f(64, min=1)
     eval_batch_size: int = _f(256, min=1)
     num_workers: int = _f(0, min=0)
@@ -95,11 +99,22 @@ class DataConfig:
     sampler_weighting: str = _f("inverse", choices=("inverse", "inverse_sqrt", "effective"))  # sampler: weighted
     sampler_beta: float = _f(0.999, min=0.0, max=0.999999)  # sampler_weighting: effective
 
+    def __post_init__(self) -> None:
+        from robust_paddle.data.augment import parse_augment
+
+        parse_augment(self.augment, field="data.augment")
+        parse_augment(self.strong_augment, field="data.strong_augment")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = "small_cnn"  # MODELS registry, any paddle.vision.models name, or "pkg.module:factory"
     params: dict = _f(factory=dict)
+    # weights to start from (robust_paddle.models.pretrained): a .pdparams (paddle.vision / PaddleClas zoo),
+    # .safetensors or robust_paddle checkpoint / run folder; read weights-only, head re-initialised on mismatch
+    pretrained: str = ""
+    download: bool = False  # fetch the paddle.vision zoo weights of model.name (needs internet)
+    freeze_epochs: int = _f(0, min=0)  # train only the classifier head for this many epochs, then everything
 
 
 @dataclass(frozen=True)
@@ -125,6 +140,7 @@ class OptimizerConfig:
     momentum: float = _f(0.9, min=0.0, max=1.0)
     nesterov: bool = False
     no_decay_norm_bias: bool = True  # no weight decay on norm layers and biases
+    backbone_lr_mult: float = _f(1.0, min=0.0)  # backbone lr = lr * this (head: lr); logged as lr/backbone
     params: dict = _f(factory=dict)  # optimizer-specific (betas, epsilon, rho ...)
 
 
@@ -179,6 +195,7 @@ class TrainConfig:
     ema: EMAConfig = _f(factory=EMAConfig)
     swa: SWAConfig = _f(factory=SWAConfig)
     calibration: bool = True  # reliability.png + ECE of the test split at the end (robust_paddle.quality.calibration)
+    init_from: str = ""  # warm start: a run folder or checkpoint with the same classes; new optimizer + schedule
     kfold: int = _f(0, min=0)  # K >= 2: train K models on folds of the train set (robust_paddle.pipeline.kfold); 0 = off
     log_every: int = _f(20, min=1)  # steps between VisualDL step scalars
     progress: bool = True  # tqdm bars

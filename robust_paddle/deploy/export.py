@@ -247,7 +247,9 @@ def export_command(cfg: Config, checkpoint: str, *, out_dir: str, formats: Seque
 
     prefix = save_static(net, out_dir, input_shape=input_shape)
     exact = PaddlePredictor(prefix, optimized=False)
+    resize_short = int(getattr(run.data.train_eval.pipeline, "resize_short", 0))
     interface = {"input_shape": input_shape, "softmax": ec.softmax, "mean": list(run.data.mean),
+                 **({"resize_short": resize_short} if resize_short else {}),
                  "std": list(run.data.std), "class_names": [str(c) for c in run.data.class_names],
                  "model": cfg.model.name, "model_params": cfg.model.params, "network": which}
     info = ModelInfo(model_dir=out_dir, input_name=exact.input_name, input_shape=tuple(input_shape),
@@ -257,7 +259,8 @@ def export_command(cfg: Config, checkpoint: str, *, out_dir: str, formats: Seque
                      model_version=model_version(prefix, interface),
                      source={"checkpoint": os.path.abspath(checkpoint), "epoch": int(state["epoch"]),
                              "method": cfg.method.name, "model": cfg.model.name, "network": which, "ema": use_ema,
-                             "dataset": cfg.data.name})
+                             "dataset": cfg.data.name},
+                     resize_short=resize_short)
     files = {"model": _compat.model_file(prefix), "params": _compat.params_file(prefix), "info": info.save()}
     parity = {
         "paddle_program": check_runner(exact, x, refs, atol=ec.parity_atol, rtol=0.0),

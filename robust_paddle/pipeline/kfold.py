@@ -141,7 +141,7 @@ def train_kfold(cfg: Config, *, folds: int, data: Any = None, output_dir: str | 
                 fold_cfg = config_mod.with_values(fold_cfg, {"train.progress": False})
             os.makedirs(fold_cfg.output_dir, exist_ok=True)
             run = build_run(fold_cfg, output_dir=fold_cfg.output_dir, data=fold_data(bundle, fit_idx),
-                            hooks=None if output_dir is not None else [])
+                            hooks=None if output_dir is not None else [], start_weights=True)
             if output_dir is not None:
                 config_mod.save(fold_cfg, os.path.join(fold_cfg.output_dir, "config.yaml"))
             summary = run.trainer.fit()

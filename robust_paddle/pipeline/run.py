@@ -18,6 +18,7 @@ from robust_paddle import config as config_mod
 from robust_paddle.config import Config
 from robust_paddle.data import build_data, build_loader
 from robust_paddle.data.identity import save_train_labels
+from robust_paddle.data.imagecheck import write_skipped_files
 from robust_paddle.data.noise import save_noise
 from robust_paddle.engine import distributed as dist
 from robust_paddle.engine.checkpoint import check_signature, load_checkpoint, resolve_checkpoint
@@ -27,6 +28,7 @@ from robust_paddle.losses import build_loss
 from robust_paddle.methods import Method, MethodContext, build_method
 from robust_paddle.models import build_model
 from robust_paddle.optim import build_optimizer, build_scheduler
+from robust_paddle.pipeline.finetune import finetune_hooks, init_weights
 
 logger = logging.getLogger(__name__)
 
@@ -129,19 +131,26 @@ class Run:
 
 
 def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None, data: Any = None,
-              distributed: bool = False) -> Run:
+              distributed: bool = False, start_weights: bool = False) -> Run:
     """Build data, method, optimizer, scheduler and trainer (seeded by ``cfg.seed``).
 
     ``data``: a prebuilt DataBundle to train on instead of ``build_data(cfg)`` (e.g. a cross-validation
     fold, see ``estimation.cross_val_pred_probs``). ``distributed``: data parallel over the launched
     processes (``robust_paddle.engine.distributed.init`` first; every rank must call this); off for eval, export
-    and anything rank 0 builds alone.
+    and anything rank 0 builds alone. ``start_weights``: load ``model.pretrained`` / ``train.init_from``
+    (a new run; not for resume, eval or export, whose weights come from their checkpoint).
     """
     set_device(cfg.train.device)
     seed_everything(cfg.seed)
     data = build_data(cfg) if data is None else data
+    if getattr(data, "skipped", None) and dist.rank() == 0:  # data.on_bad_sample: skip
+        logger.warning("left out %d unreadable file(s), listed in %s", len(data.skipped),
+                       write_skipped_files(output_dir, data.skipped))
     check_monitor(cfg, data)
     method = build_method(cfg, make_context(cfg, data))
+    if start_weights:
+        init_weights(cfg, method, data, out_dir=output_dir if dist.rank() == 0 else None)
+    extra_hooks = finetune_hooks(cfg, method)  # sets the backbone lr multiplier before the optimizer exists
     shard = {"num_replicas": dist.world_size(), "rank": dist.rank()} if distributed else {}
     loaders = make_loaders(cfg, data, **shard)
     steps_per_epoch = max(1, -(-len(loaders["train"]) // cfg.train.accumulate_steps))
@@ -150,7 +159,7 @@ def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None, data: 
     # gradient clipping happens in the trainer (global over every parameter group), not in the optimizer
     optimizer = build_optimizer(cfg.optimizer, method.parameters(), learning_rate=scheduler)
     trainer = Trainer(cfg, method, loaders, optimizer=optimizer, scheduler=scheduler,
-                      hooks=build_hooks(cfg.train) if hooks is None else hooks, output_dir=output_dir,
+                      hooks=(build_hooks(cfg.train) if hooks is None else hooks) + extra_hooks, output_dir=output_dir,
                       meta={**model_meta(data), "signature": model_signature(cfg, data, method.networks)},
                       data=data, distributed=distributed)
     return Run(cfg=cfg, data=data, method=method, loaders=loaders, trainer=trainer)
@@ -219,7 +228,7 @@ def train(cfg: Config, *, resume: str | None = None) -> dict[str, Any]:
         from robust_paddle.pipeline.kfold import train_kfold
 
         return train_kfold(cfg, folds=cfg.train.kfold, output_dir=out).summary
-    run = build_run(cfg, output_dir=out, distributed=distributed)
+    run = build_run(cfg, output_dir=out, distributed=distributed, start_weights=resume is None)
     if state is not None:
         resume_mod.apply_resume(run, state, changes, source=resolve_checkpoint(resume))
     if run.trainer.is_main:
