@@ -137,14 +137,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from robust_paddle.quality.report import report_command
+    from robust_paddle.pipeline.commands import report_command
 
     print(json.dumps(report_command(_load_cfg(args), args.checkpoint, out_dir=args.out), indent=2))
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from robust_paddle.deploy.export import export_command
+    from robust_paddle.pipeline.commands import export_command
 
     formats = None if args.format is None else [f.strip() for f in args.format.split(",") if f.strip()]
     print(json.dumps(export_command(_load_cfg(args), args.checkpoint, out_dir=args.out, formats=formats), indent=2))
@@ -152,7 +152,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    from robust_paddle.compress import compress_command
+    from robust_paddle.pipeline.commands import compress_command
 
     compress_command(_load_cfg(args), args.checkpoint, out_dir=args.out)
     return 0

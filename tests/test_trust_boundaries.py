@@ -146,7 +146,7 @@ def test_resume_applies_new_epochs_and_lr_with_the_schedule_replanned(trained, t
     from robust_paddle.engine.checkpoint import load_checkpoint
     from robust_paddle.optim import build_scheduler
     from robust_paddle.pipeline import resume as R
-    from robust_paddle.pipeline.run import build_run
+    from robust_paddle.pipeline.build import build_run
 
     run = copy_run(trained, tmp_path)
     old_lr = C.load(str(run / "config.yaml")).optimizer.lr

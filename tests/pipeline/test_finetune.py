@@ -9,6 +9,7 @@ from robust_paddle import config as C
 from robust_paddle.engine.checkpoint import load_checkpoint
 from robust_paddle.engine.hooks import Hook
 from robust_paddle.errors import CheckpointError, ConfigError
+from robust_paddle.pipeline import build as build_mod
 from robust_paddle.pipeline import run as run_mod
 
 FAST = ["data.subset=200", "train.progress=false", "train.visualdl=false", "train.report=false",
@@ -48,7 +49,7 @@ def changed(a, b, keys):
 def test_freezing_stops_backbone_gradients_then_unfreezing_restores_them(tmp_path):
     cfg = cfg_for(tmp_path / "r", "train.epochs=2", "model.freeze_epochs=1")
     snap = Snapshots()
-    run = run_mod.build_run(cfg, output_dir=str(tmp_path / "r"), hooks=[snap])
+    run = build_mod.build_run(cfg, output_dir=str(tmp_path / "r"), hooks=[snap])
     net = run.method.networks["net"]
     params = {k: p for k, p in net.named_parameters() if not p.stop_gradient}  # BN statistics still update
     head = [k for k in params if k.startswith("classifier.")]
@@ -63,7 +64,7 @@ def test_freezing_stops_backbone_gradients_then_unfreezing_restores_them(tmp_pat
 def test_backbone_lr_multiplier_and_lr_scalars(tmp_path):
     cfg = cfg_for(tmp_path / "r", "train.epochs=3", "model.freeze_epochs=1", "optimizer.backbone_lr_mult=0.1",
                   "optimizer.lr=0.02")
-    run = run_mod.build_run(cfg, output_dir=str(tmp_path / "r"))
+    run = build_mod.build_run(cfg, output_dir=str(tmp_path / "r"))
     net = run.method.networks["net"]
     mults = {k: p.optimize_attr["learning_rate"] for k, p in net.named_parameters()}
     assert all(v == 1.0 for k, v in mults.items() if k.startswith("classifier."))
@@ -76,7 +77,7 @@ def test_backbone_lr_multiplier_and_lr_scalars(tmp_path):
 
 def test_freeze_for_the_whole_run_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="model.freeze_epochs=2 freezes the backbone for the whole run"):
-        run_mod.build_run(cfg_for(tmp_path / "r", "train.epochs=2", "model.freeze_epochs=2"),
+        build_mod.build_run(cfg_for(tmp_path / "r", "train.epochs=2", "model.freeze_epochs=2"),
                           output_dir=str(tmp_path / "r"))
 
 
@@ -86,7 +87,7 @@ def test_pretrained_run_writes_the_key_table_and_starts_from_the_weights(tmp_pat
     ckpt = load_checkpoint(str(tmp_path / "src"))
     cfg = cfg_for(tmp_path / "ft", "train.epochs=1", f"model.pretrained={tmp_path / 'src'}")
     snap = Snapshots()
-    run = run_mod.build_run(cfg, output_dir=str(tmp_path / "ft"), hooks=[snap], start_weights=True)
+    run = build_mod.build_run(cfg, output_dir=str(tmp_path / "ft"), hooks=[snap], start_weights=True)
     run.trainer.fit()
     start = snap.states[0]
     for k, v in ckpt["networks"]["net"].items():
@@ -94,7 +95,7 @@ def test_pretrained_run_writes_the_key_table_and_starts_from_the_weights(tmp_pat
     table = (tmp_path / "ft" / "pretrained_keys.txt").read_text()
     assert "loaded   classifier.weight" in table and "0 re-initialised, 0 unused" in table
     with pytest.raises(ConfigError, match="train.init_from and model.pretrained/model.download both set"):
-        run_mod.build_run(cfg_for(tmp_path / "x", f"model.pretrained={tmp_path / 'src'}",
+        build_mod.build_run(cfg_for(tmp_path / "x", f"model.pretrained={tmp_path / 'src'}",
                                   f"train.init_from={tmp_path / 'src'}"), output_dir=str(tmp_path / "x"),
                           start_weights=True)
 
@@ -105,7 +106,7 @@ def test_init_from_starts_a_new_schedule_while_resume_continues(tmp_path):
     # warm start: weights of A, epoch counter, optimizer and schedule new
     cfg_b = cfg_for(tmp_path / "b", "train.epochs=2", "scheduler.name=cosine", f"train.init_from={tmp_path / 'a'}")
     snap = Snapshots()
-    run_b = run_mod.build_run(cfg_b, output_dir=str(tmp_path / "b"), hooks=[snap], start_weights=True)
+    run_b = build_mod.build_run(cfg_b, output_dir=str(tmp_path / "b"), hooks=[snap], start_weights=True)
     assert run_b.trainer.start_epoch == 0
     run_b.trainer.fit()
     for k, v in a_last["networks"]["net"].items():
@@ -125,4 +126,4 @@ def test_init_from_needs_the_same_classes(tmp_path):
     cfg = cfg_for(tmp_path / "b", "train.epochs=1", "data.class_names=[a,b,c,d,e,f,g,h,i,j]",
                   f"train.init_from={tmp_path / 'a'}")
     with pytest.raises(CheckpointError, match="warm start needs the same classes"):
-        run_mod.build_run(cfg, output_dir=str(tmp_path / "b"), start_weights=True)
+        build_mod.build_run(cfg, output_dir=str(tmp_path / "b"), start_weights=True)
