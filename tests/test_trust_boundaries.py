@@ -51,6 +51,22 @@ def test_crafted_checkpoint_never_runs(tmp_path, capsys, command):
     assert not (tmp_path / "exported").exists() and not (tmp_path / "compressed").exists()
 
 
+def test_crafted_cifar_archive_never_runs(tmp_path, capsys):
+    import io
+    import tarfile
+
+    marker = tmp_path / "marker"
+    raw = pickle.dumps({b"data": WritesMarker(marker), b"labels": [0]})
+    with tarfile.open(tmp_path / "cifar-10-python.tar.gz", "w:gz") as tar:
+        info = tarfile.TarInfo("cifar-10-batches-py/data_batch_1")
+        info.size = len(raw)
+        tar.addfile(info, io.BytesIO(raw))
+    one_line_exit_2(capsys, ["train", "-c", QUICK, "-o", "data.name=cifar10", "-o", f"data.root={tmp_path}",
+                             "-o", f"output_dir={tmp_path}/run"],
+                    match="data_batch_1: refused to load: the file references builtins.exec")
+    assert not marker.exists()
+
+
 def test_crafted_checkpoint_at_resume_never_runs_and_changes_nothing(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()

@@ -347,7 +347,7 @@ class _WritesMarker:
         return (exec, (f"open({self.path!r}, 'w').write('pwned')",))
 
 
-def test_sensitivity_cache_is_read_weights_only(trained, tmp_path):
+def test_sensitivity_cache_is_read_weights_only(trained, tmp_path, capsys):
     import pickle
 
     from paddleslim.dygraph.prune.filter_pruner import Status
@@ -368,9 +368,15 @@ def test_sensitivity_cache_is_read_weights_only(trained, tmp_path):
     (out / "00_prune").mkdir(parents=True)
     with open(out / "00_prune" / "sensitivities_net.pickle", "wb") as fh:
         pickle.dump({"conv": _WritesMarker(marker)}, fh)
-    with pytest.raises(CheckpointError, match=r"sensitivities_net.pickle: refused to load: the file references "
-                                              r"builtins.exec"):
-        compress(run_dir, ckpt, str(out), "[{name: prune, flops_target: 0.3, sensitivity_samples: 40}]")
+    from robust_paddle import cli
+
+    capsys.readouterr()
+    code = cli.main(["-q", "compress", "-c", os.path.join(run_dir, "config.yaml"), "--checkpoint", ckpt, "--out",
+                     str(out), "-o", "slim.stages=[{name: prune, flops_target: 0.3, sensitivity_samples: 40}]",
+                     "-o", "slim.finetune_epochs=1"])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("robust-paddle")]
+    assert code == 2 and len(err) == 1, err
+    assert "sensitivities_net.pickle: refused to load: the file references builtins.exec" in err[0]
     assert not marker.exists()
     with open(good, "wb") as fh:
         pickle.dump({"a": 1}, fh)
