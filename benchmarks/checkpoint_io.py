@@ -16,9 +16,7 @@ import statistics
 import tempfile
 import time
 
-import robust_paddle  # noqa: F401  (before paddle: zlib preload)
 import numpy as np
-import paddle
 
 from robust_paddle.engine.checkpoint import load_checkpoint, save_checkpoint
 from robust_paddle.models import build_model
@@ -27,6 +25,8 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "c
 
 
 def make_state(width: int) -> dict:
+    import paddle  # after robust_paddle (its zlib preload must come first)
+
     net = build_model("resnet18_cifar", num_classes=10, input_shape=(3, 32, 32), width=width)
     opt = paddle.optimizer.Momentum(learning_rate=0.1, parameters=net.parameters())
     loss = net(paddle.randn([2, 3, 32, 32])).mean()
@@ -44,6 +44,8 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--reps", type=int, default=5)
     args = ap.parse_args()
+    import paddle
+
     state = make_state(args.width)
     n_params = sum(int(np.prod(v.shape)) for v in state["networks"]["net"].values())
     times: dict[str, list[float]] = {k: [] for k in ("save safetensors", "save pickle", "load safetensors",

@@ -16,8 +16,10 @@ from robust_paddle.data.identity import save_train_labels
 from robust_paddle.data.noise import save_noise
 from robust_paddle.engine import distributed as dist
 from robust_paddle.engine.checkpoint import resolve_checkpoint
+from robust_paddle.errors import ConfigError
 from robust_paddle.pipeline.build import build_run, load_run
 from robust_paddle.pipeline.hooks import build_hooks
+from robust_paddle.pipeline.label_workflow import write_label_source_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +40,8 @@ def prepare_output(cfg: Config, *, resume: bool) -> str:
     out = cfg.output_dir
     if not resume and os.path.exists(os.path.join(out, "config.yaml")):
         if holds_results(out):
-            raise ValueError(f"output_dir {out!r} already holds a run; resume it with --resume {out} or choose "
-                             f"another folder with -o output_dir=...")
+            raise ConfigError(f"output_dir {out!r} already holds a run; resume it with --resume {out} or choose "
+                              f"another folder with -o output_dir=...")
         logger.warning("output_dir %s holds a run that stopped before its first checkpoint: starting it again", out)
     os.makedirs(out, exist_ok=True)
     return out
@@ -56,10 +58,10 @@ def train(cfg: Config, *, resume: str | None = None) -> dict[str, Any]:
 
     distributed = dist.init(cpu=cfg.train.device == "cpu")
     if distributed and cfg.train.kfold:
-        raise ValueError(f"train.kfold={cfg.train.kfold} trains K independent models, which is not data parallel; "
+        raise ConfigError(f"train.kfold={cfg.train.kfold} trains K independent models, which is not data parallel; "
                          f"launch it as one process (this job has {dist.world_size()}), or unset train.kfold")
     if cfg.train.kfold and resume is not None:
-        raise ValueError("--resume is not supported for k-fold runs (train.kfold); start a new run")
+        raise ConfigError("--resume is not supported for k-fold runs (train.kfold); start a new run")
     state, changes = None, {}
     if resume is not None:  # everything is read and checked before the folder is touched
         state = resume_mod.load_resume_state(resume)
@@ -85,6 +87,7 @@ def train(cfg: Config, *, resume: str | None = None) -> dict[str, Any]:
     if run.trainer.is_main:
         config_mod.save(cfg, os.path.join(out, "config.yaml"))
         save_train_labels(run.data.train, out)
+        write_label_source_outputs(cfg, run.data, out)
         if run.data.noise is not None:
             save_noise(run.data.noise, out)
     return run.trainer.fit()
