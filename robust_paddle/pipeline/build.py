@@ -144,6 +144,7 @@ def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None, data: 
     if start_weights:
         init_weights(cfg, method, data, out_dir=output_dir if dist.rank() == 0 else None)
     extra_hooks = finetune_hooks(cfg, method)  # sets the backbone lr multiplier before the optimizer exists
+    data.train.extra_views = method.loader_views(data.train)  # views the method wants, made in the workers
     shard = {"num_replicas": dist.world_size(), "rank": dist.rank()} if distributed else {}
     loaders = make_loaders(cfg, data, **shard)
     steps_per_epoch = max(1, -(-len(loaders["train"]) // cfg.train.accumulate_steps))
