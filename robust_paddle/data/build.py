@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Any
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -60,6 +61,8 @@ class DataBundle:
     noise: NoiseSpec | None
     scale: float = 1.0
     name: str = ""
+    tokenizer: Any = None  # text sources: the run's data.tokenize.TextTokenizer
+    model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)  # text: vocab_size, pad_id, windows
 
 
 def _split(idx: np.ndarray, labels: np.ndarray, n_out: int, seed: int, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -106,6 +109,10 @@ def _split_groups(idx: dict[str, np.ndarray | None], n: int) -> np.ndarray:
 
 def _prepare_images(src: Source, d) -> tuple[int, tuple[int, ...]]:
     """Convert in-memory images once (channels, size); returns (channels, input_shape)."""
+    if src.kind == "text":
+        if d.image_size or d.channels:
+            raise ValueError("data.image_size/data.channels apply to images; this source holds texts; set them to 0")
+        return 0, (int(d.text.max_length),)
     if src.kind == "tabular":
         if d.image_size or d.channels:
             raise ValueError("data.image_size/data.channels apply to images; this npz source is tabular "
@@ -125,6 +132,10 @@ def _prepare_images(src: Source, d) -> tuple[int, tuple[int, ...]]:
 def _stats(src: Source, d, train_idx: np.ndarray, pipe: Pipeline, width: int) -> tuple[list[float], list[float]]:
     if (d.mean is None) != (d.std is None):
         raise ValueError("set both data.mean and data.std, or neither")
+    if src.kind == "text":
+        if d.mean is not None or d.std is not None:
+            raise ValueError("data.mean/data.std apply to images and features; this source holds texts; leave them unset")
+        return [], []
     if d.mean is not None:
         if len(d.mean) != width or len(d.std) != width:
             raise ValueError(f"data.mean/data.std need {width} values (one per {'feature' if src.kind == 'tabular' else 'channel'}), "
@@ -152,8 +163,19 @@ def _features(split: Split, num_classes: int, pipe: Pipeline) -> np.ndarray:
     return ArrayDataset(split.data, split.labels, num_classes=num_classes, pipeline=pipe).features()
 
 
-def build_data(cfg) -> DataBundle:
+def _text_pipeline(src: Source, d, train_idx: np.ndarray, seed: int, run_dir: str | None):
+    from robust_paddle.data.text_pipeline import TextPipeline, build_eda, run_tokenizer, text_model_kwargs
+
+    tok = run_tokenizer(d.text, src.train.data[train_idx], run_dir=run_dir)
+    eda = build_eda(d.text) if d.augment == "eda" else None
+    return TextPipeline(tok, eda=eda, seed=seed), text_model_kwargs(tok, d.text)
+
+
+def build_data(cfg, *, run_dir: str | None = None) -> DataBundle:
     """Build the datasets described by ``cfg.data`` (a ``robust_paddle.config.Config``) with ``cfg.seed``.
+
+    ``run_dir``: the run folder; a text source reloads ``<run_dir>/tokenizer.json`` when it is there, else it
+    fits the tokenizer on the training split (the caller saves ``bundle.tokenizer``).
 
     Returns:
         DataBundle; ``train.labels`` are noisy, ``train.clean_labels`` the labels before injection (or the
@@ -172,15 +194,25 @@ def build_data(cfg) -> DataBundle:
             check_labels(split.labels, num_classes, field=f"{part} labels of dataset '{d.name}'")
     channels, input_shape = _prepare_images(src, d)
     idx = _split_indices(src, d, seed)
-    width = input_shape[0]
-    base = Pipeline(src.kind, (0.0,) * width, (1.0,) * width, scale=src.scale, seed=seed,
-                    channels=channels or 3, size=d.image_size if src.kind == "image" else 0)
-    mean, std = _stats(src, d, idx["train"], base, width)
-    base = dataclasses.replace(base, mean=tuple(mean), std=tuple(std))
+    model_kwargs: dict[str, Any] = {}
+    if src.kind == "text":
+        base, model_kwargs = _text_pipeline(src, d, idx["train"], seed, run_dir)
+        mean, std = _stats(src, d, idx["train"], base, 0)
+    else:
+        if d.augment == "eda":
+            raise ValueError("data.augment: eda augments texts; this source holds images or features")
+        width = input_shape[0]
+        base = Pipeline(src.kind, (0.0,) * width, (1.0,) * width, scale=src.scale, seed=seed,
+                        channels=channels or 3, size=d.image_size if src.kind == "image" else 0)
+        mean, std = _stats(src, d, idx["train"], base, width)
+        base = dataclasses.replace(base, mean=tuple(mean), std=tuple(std))
 
     observed = src.train.labels
     noisy, clean, spec = observed, src.train.clean_labels, None
     nz = d.noise
+    if nz.kind == "instance" and src.kind == "text":
+        raise ValueError("data.noise.kind: instance noise needs numeric features; texts have none (use symmetric, "
+                         "pair, asymmetric or file)")
     if nz.kind != "none":
         feats = _features(src.train, num_classes, base) if nz.kind == "instance" else None
         noisy, spec = inject_noise(observed, nz, num_classes=num_classes, seed=seed, features=feats, dataset=src.name,
@@ -215,4 +247,5 @@ def build_data(cfg) -> DataBundle:
                 input_shape, f", noise {spec.kind} realised {spec.realised_rate:.3f}" if spec else "")
     return DataBundle(train=train, train_eval=train_eval, val=val, test=test, num_classes=num_classes,
                       class_names=names, input_shape=tuple(int(s) for s in input_shape), mean=mean, std=std,
-                      noise=spec, scale=src.scale, name=src.name)
+                      noise=spec, scale=src.scale, name=src.name,
+                      tokenizer=getattr(base, "tokenizer", None), model_kwargs=model_kwargs)

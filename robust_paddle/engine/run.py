@@ -18,9 +18,11 @@ from robust_paddle import config as config_mod
 from robust_paddle import distributed as dist
 from robust_paddle.config import Config
 from robust_paddle.data import build_data, build_loader
+from robust_paddle.data.tokenize import TOKENIZER_FILE
 from robust_paddle.engine.checkpoint import load_checkpoint
 from robust_paddle.engine.hooks import build_hooks
 from robust_paddle.engine.trainer import Trainer, seed_everything
+from robust_paddle.errors import ConfigError
 from robust_paddle.losses import build_loss
 from robust_paddle.methods import Method, MethodContext, build_method
 from robust_paddle.models import build_model
@@ -41,10 +43,28 @@ def set_device(name: str) -> str:
     return device
 
 
+def text_model_kwargs(cfg: Config, data: Any) -> dict[str, Any]:
+    """The vocabulary / window arguments a text model takes from the data (``DataBundle.model_kwargs``)."""
+    extra = dict(getattr(data, "model_kwargs", None) or {})
+    if getattr(data, "tokenizer", None) is None:
+        return extra
+    from robust_paddle.models.text import TEXT_MODELS
+
+    if cfg.model.name not in TEXT_MODELS:
+        raise ConfigError(f"model.name: {cfg.model.name!r} does not read token ids; dataset {cfg.data.name!r} holds "
+                          f"texts: choose one of {', '.join(TEXT_MODELS)}")
+    clash = sorted(set(extra) & set(cfg.model.params))
+    if clash:
+        raise ConfigError(f"model.params.{clash[0]} comes from the data (tokenizer / data.text); remove it")
+    return extra
+
+
 def make_context(cfg: Config, data: Any) -> MethodContext:
+    extra = text_model_kwargs(cfg, data)
+
     def network() -> paddle.nn.Layer:
         return build_model(cfg.model.name, num_classes=data.num_classes, input_shape=tuple(data.input_shape),
-                           **cfg.model.params)
+                           **cfg.model.params, **extra)
 
     weight = None
     if cfg.loss.class_weighting != "none":  # class weights from the (noisy) training labels
@@ -94,9 +114,14 @@ def make_loaders(cfg: Config, data: Any, *, num_replicas: int = 1, rank: int = 0
 
 
 def model_meta(data: Any) -> dict[str, Any]:
-    return {"num_classes": int(data.num_classes), "input_shape": [int(s) for s in data.input_shape],
+    meta = {"num_classes": int(data.num_classes), "input_shape": [int(s) for s in data.input_shape],
             "class_names": list(data.class_names), "mean": data.mean, "std": data.std,
             "dataset": data.name if hasattr(data, "name") else None}
+    tok = getattr(data, "tokenizer", None)
+    if tok is not None:  # what a text checkpoint needs to be read back with the same ids
+        meta["text"] = {"tokenizer": tok.kind, "vocab_size": tok.vocab_size, "max_length": tok.max_length,
+                        "truncation": tok.truncation, "head_tokens": tok.head_tokens}
+    return meta
 
 
 @dataclass
@@ -121,7 +146,7 @@ def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None, data: 
     """
     set_device(cfg.train.device)
     seed_everything(cfg.seed)
-    data = build_data(cfg) if data is None else data
+    data = build_data(cfg, run_dir=output_dir) if data is None else data
     check_monitor(cfg, data)
     method = build_method(cfg, make_context(cfg, data))
     shard = {"num_replicas": dist.world_size(), "rank": dist.rank()} if distributed else {}
@@ -175,6 +200,8 @@ def train(cfg: Config, *, resume: str | None = None) -> dict[str, Any]:
     run = build_run(cfg, output_dir=out, distributed=distributed)
     if run.trainer.is_main:
         config_mod.save(cfg, os.path.join(out, "config.yaml"))
+        if run.data.tokenizer is not None:
+            run.data.tokenizer.save(os.path.join(out, TOKENIZER_FILE))
         if run.data.noise is not None:
             from robust_paddle.data.noise import save_noise
 
