@@ -225,7 +225,7 @@ class TextCNN(TextClassifier):
         outs = []
         for k, conv in zip(self.kernel_sizes, self.convs):
             h = F.relu(conv(x)).transpose([0, 2, 1])  # [B, w - k + 1, F]
-            outs.append(_masked_max(h, mask[:, :h.shape[1]]))
+            outs.append(_masked_max(h, mask[:, :self.window - k + 1]))
         return paddle.concat(outs, axis=1)
 
 
