@@ -8,7 +8,14 @@ import numpy as np
 import paddle
 
 from robust_paddle.methods.base import Method, MethodContext
-from robust_paddle.methods.regularizers import adversarial_loss, cutmix, mixup, symmetric_kl
+from robust_paddle.methods.regularizers import (
+    adversarial_loss,
+    cutmix,
+    is_token_ids,
+    mix_targets,
+    mixup,
+    symmetric_kl,
+)
 from robust_paddle.registry import METHODS
 
 ADVERSARIAL = ("none", "fgm", "pgd")
@@ -79,6 +86,13 @@ class StandardMethod(Method):
                                                                                   paddle.nn.Layer)):
             raise ValueError(f"method.params.adv_target: 'embedding' needs a model with forward_features and "
                              f"classifier; model {ctx.cfg.model.name!r} has none (use adv_target: input)")
+        self.tokens = callable(getattr(net, "embedding_split", None))  # a text model over token ids
+        if self.tokens and self.cutmix_alpha > 0:
+            raise ValueError("method.params.cutmix_alpha: cutmix pastes image boxes; this model reads token ids "
+                             "(use mixup_alpha, which mixes the text features)")
+        if self.tokens and adversarial != "none" and adv_target == "input":
+            raise ValueError("method.params.adv_target: token ids cannot be perturbed; use adv_target: embedding "
+                             "(the word embeddings, Miyato et al. 2017)")
         self._rng: np.random.Generator | None = None
         self._rng_epoch = -1
 
@@ -101,8 +115,48 @@ class StandardMethod(Method):
         mixed = fn(x, y, alpha=alpha, num_classes=self.num_classes, rng=rng)
         return mixed.x, mixed.target
 
+    def feature_mix(self, y: paddle.Tensor, *, epoch: int) -> tuple[Any, paddle.Tensor]:
+        """Mixup for token ids, which cannot be interpolated: ``(f -> lam f + (1 - lam) f[perm], targets)``
+        applied to ``forward_features`` (senMixup, Guo et al. 2019, https://arxiv.org/abs/1905.08941); the same
+        draws as :meth:`mix` (``lam ~ Beta(a, a)``, then the permutation), identity when not mixing."""
+        if not self.mixup_alpha:
+            return (lambda f: f), y
+        rng = self.rng(epoch)
+        if self.mix_prob < 1.0 and rng.random() >= self.mix_prob:
+            return (lambda f: f), y
+        lam = float(rng.beta(self.mixup_alpha, self.mixup_alpha))
+        perm = rng.permutation(y.shape[0])
+        p = paddle.to_tensor(perm)
+        return (lambda f: lam * f + (1.0 - lam) * paddle.gather(f, p)), mix_targets(y, perm, lam,
+                                                                                   num_classes=self.num_classes)
+
+    def text_step(self, x: paddle.Tensor, y: paddle.Tensor, *, epoch: int) -> tuple[paddle.Tensor, dict[str, Any]]:
+        """The step for token ids: mixup on the features, FGM / PGD on the word embeddings, R-Drop."""
+        net = self.networks["net"]
+        mix, target = self.feature_mix(y, epoch=epoch)
+        base, head = net.embedding_split(x, mix=mix)
+        logits = head(base)
+        loss = task = self.loss_fn(logits, target)
+        terms: dict[str, Any] = {}
+        if self.rdrop_alpha > 0:
+            logits2 = head(net.embed(x))
+            kl = symmetric_kl(logits, logits2)
+            loss = 0.5 * (task + self.loss_fn(logits2, target)) + self.rdrop_alpha * kl
+            terms["rdrop_kl"] = kl
+        if self.adversarial != "none":
+            adv, _ = adversarial_loss(head, base, task, self.loss_fn, target, kind=self.adversarial,
+                                      epsilon=self.adv_epsilon, alpha=self.adv_alpha, steps=self.adv_steps)
+            loss = loss + self.adv_weight * adv
+            terms["adv"] = adv
+        if terms:
+            terms["task"] = task
+        terms["loss"] = loss
+        return loss, terms
+
     def train_step(self, batch: tuple[paddle.Tensor, ...], *, epoch: int, step: int) -> tuple[paddle.Tensor, dict[str, Any]]:
         x, y, _ = batch[:3]
+        if self.tokens and is_token_ids(x):
+            return self.text_step(x, y, epoch=epoch)
         x, target = self.mix(x, y, epoch=epoch)
         net = self.networks["net"]
         if self.adversarial != "none" and self.adv_target == "embedding":

@@ -191,9 +191,12 @@ class TextClassifier(FeatureClassifier):
         """ids [N, L] int64 -> features [N, feature_dim] (windows pooled, then dropout)."""
         return self.dropout(self.features_from_embeddings(self.embed(x), x))
 
-    def embedding_split(self, x: paddle.Tensor) -> tuple[paddle.Tensor, Callable[[paddle.Tensor], paddle.Tensor]]:
-        """``(token embeddings [N, L, E], head)`` with ``head(e) = classifier(features_from_embeddings(e, x))``."""
-        return self.embed(x), lambda e: self.classifier(self.dropout(self.features_from_embeddings(e, x)))
+    def embedding_split(self, x: paddle.Tensor, *, mix: Callable[[paddle.Tensor], paddle.Tensor] | None = None
+                        ) -> tuple[paddle.Tensor, Callable[[paddle.Tensor], paddle.Tensor]]:
+        """``(token embeddings [N, L, E], head)`` with ``head(e) = classifier(mix(features_from_embeddings(e, x)))``
+        (``mix``: e.g. feature mixup; identity when None). ``head(embed(x)) == forward(x)`` without ``mix``."""
+        mix = mix or (lambda f: f)
+        return self.embed(x), lambda e: self.classifier(mix(self.dropout(self.features_from_embeddings(e, x))))
 
 
 def _masked_max(h: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
