@@ -120,6 +120,8 @@ class ArrayDataset(paddle.io.Dataset):
     @property
     def sample_shape(self) -> tuple[int, ...] | None:
         """Shape of one model input (``[C, H, W]`` or ``[D]``), None when only decoding a file can tell."""
+        if self.pipeline.kind == "text":
+            return (int(self.pipeline.tokenizer.max_length),)
         if isinstance(self.data, np.ndarray):
             if self.pipeline.kind == "tabular" or self.data.ndim == 2:
                 return (int(self.data.shape[1]),)

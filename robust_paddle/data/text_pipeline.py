@@ -57,6 +57,10 @@ class TextPipeline:
             return tuple(aug(t, seed=self.seed + k, epoch=epoch, index=index, view=view) for k, t in enumerate(sample))
         return aug(sample, seed=self.seed, epoch=epoch, index=index, view=view)
 
+    def load(self, sample: Any, *, index: int, epoch: int = 0, view: int = 0, strong: bool = False) -> np.ndarray:
+        """The ``ArrayDataset`` entry point: ``[L]`` int64 ids (``strong`` views are EDA views here too)."""
+        return self(sample, index=index, epoch=epoch, view=view + (1 if strong else 0))
+
     def __call__(self, sample: Any, *, index: int = 0, epoch: int = 0, view: int = 0) -> np.ndarray:
         sample = self.augmented(sample, index=index, epoch=epoch, view=view)
         return self.tokenizer.encode(*sample) if isinstance(sample, tuple) else self.tokenizer.encode(sample)
