@@ -90,3 +90,22 @@ def test_export_parity_and_serve_texts_equal_eval(text_run, tmp_path):
     finally:
         handle.close()
         close_app(app)
+
+
+def test_text_demo_prints_the_table(tmp_path, capsys):
+    import yaml
+
+    from robust_paddle.pipeline.demo import TEXT_DEMO_ROWS, run_demo
+
+    path = write_corpus(str(tmp_path), 120)
+    cfg = tmp_path / "demo.yaml"
+    data = text_config(path, str(tmp_path / "unused"), **{"data.noise": {"kind": "symmetric", "rate": 0.4}})
+    cfg.write_text(yaml.safe_dump(data), encoding="utf-8")
+    rows = run_demo(config_path=str(cfg), task="text", methods=["clean_oracle", "ce"], jobs=1,
+                    out_dir=str(tmp_path / "demo"))
+    out = capsys.readouterr().out
+    assert [r["method"] for r in rows] == ["clean_oracle", "ce"]
+    assert "text, label noise symmetric 40%" in out and "clean_oracle" in out
+    assert {n for n, _ in TEXT_DEMO_ROWS} >= {"ce", "gce", "co_teaching", "dividemix", "gmm_correction"}
+    with pytest.raises(ValueError, match="--task: 'audio' is not a demo"):
+        run_demo(task="audio")
