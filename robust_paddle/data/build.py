@@ -29,10 +29,11 @@ from sklearn.model_selection import train_test_split
 
 from robust_paddle.data.datasets import ArrayDataset, RowView
 from robust_paddle.data.imagecheck import decide_image_shape
+from robust_paddle.data.label_sources import LabelSources, apply_label_sources
 from robust_paddle.data.noise import NoiseSpec, check_labels, inject_noise
 from robust_paddle.data.sources import Source, Split
 from robust_paddle.data.transforms import Pipeline, channel_stats, convert_images
-from robust_paddle.errors import ConfigError
+from robust_paddle.errors import ConfigError, DataError
 from robust_paddle.registry import DATASETS
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,8 @@ class DataBundle:
         mean, std: per channel (per feature for tabular), applied after ``scale``.
         noise: the injected noise, or None. scale: multiplies raw values before mean/std (1/255 for 8-bit
         images). name: the ``DATASETS`` source. skipped: ``(path, reason)`` of the files left out by
-        ``data.on_bad_sample: skip``.
+        ``data.on_bad_sample: skip``. label_sources: what ``data.annotations`` / ``data.labels_override`` did
+        (arrays over source rows; index them with ``train.source_rows``), or None.
     """
 
     train: ArrayDataset
@@ -65,6 +67,7 @@ class DataBundle:
     scale: float = 1.0
     name: str = ""
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    label_sources: LabelSources | None = None
     tokenizer: Any = None  # text sources: the run's data.tokenize.TextTokenizer
     model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)  # text: vocab_size, pad_id, windows
 
@@ -88,7 +91,7 @@ def _split_indices(src: Source, cfg_data, seed: int) -> dict[str, np.ndarray | N
             continue
         k = int(round(frac * n))
         if k < 1 or k >= len(idx):
-            raise ValueError(f"data.{part}_split={frac} leaves {k} of {len(idx)} samples for {part}; "
+            raise DataError(f"data.{part}_split={frac} leaves {k} of {len(idx)} samples for {part}; "
                              f"choose a fraction giving between 1 and {len(idx) - 1} samples, or 0")
         idx, out[part] = _split(idx, labels, k, rs, part)
     if cfg_data.subset and cfg_data.subset < len(idx):
@@ -117,11 +120,11 @@ def _prepare_images(src: Source, d) -> tuple[int, tuple[int, ...], list[tuple[st
     from every split here). Returns (channels, input_shape, skipped ``(path, reason)``). Texts: (0, (L,), [])."""
     if src.kind == "text":
         if d.image_size or d.channels:
-            raise ValueError("data.image_size/data.channels apply to images; this source holds texts; set them to 0")
+            raise ConfigError("data.image_size/data.channels apply to images; this source holds texts; set them to 0")
         return 0, (int(d.text.max_length),), []
     if src.kind == "tabular":
         if d.image_size or d.channels:
-            raise ValueError("data.image_size/data.channels apply to images; this npz source is tabular "
+            raise DataError("data.image_size/data.channels apply to images; this npz source is tabular "
                              "(x is [N, D]); set them to 0")
         return 0, (int(src.train.data.shape[1]),), []
     if d.eval_resize_short and not d.image_size:
@@ -153,14 +156,14 @@ def _prepare_images(src: Source, d) -> tuple[int, tuple[int, ...], list[tuple[st
 
 def _stats(src: Source, d, train_idx: np.ndarray, pipe: Pipeline, width: int) -> tuple[list[float], list[float]]:
     if (d.mean is None) != (d.std is None):
-        raise ValueError("set both data.mean and data.std, or neither")
+        raise DataError("set both data.mean and data.std, or neither")
     if src.kind == "text":
         if d.mean is not None or d.std is not None:
-            raise ValueError("data.mean/data.std apply to images and features; this source holds texts; leave them unset")
+            raise ConfigError("data.mean/data.std apply to images and features; this source holds texts; leave them unset")
         return [], []
     if d.mean is not None:
         if len(d.mean) != width or len(d.std) != width:
-            raise ValueError(f"data.mean/data.std need {width} values (one per {'feature' if src.kind == 'tabular' else 'channel'}), "
+            raise DataError(f"data.mean/data.std need {width} values (one per {'feature' if src.kind == 'tabular' else 'channel'}), "
                              f"got {len(d.mean)} and {len(d.std)}")
         return list(d.mean), list(d.std)
     if src.mean is not None and len(src.mean) == width:
@@ -227,8 +230,9 @@ def build_data(cfg, *, run_dir: str | None = None) -> DataBundle:
     try:
         reader = DATASETS.get(d.name)
     except ValueError as e:
-        raise ValueError(f"data.name: {e}") from None
+        raise DataError(f"data.name: {e}") from None
     src: Source = reader(d)
+    label_sources = apply_label_sources(src, d, seed=seed)
     num_classes, names = len(src.class_names), list(src.class_names)
     for part in ("train", "val", "test"):
         split = getattr(src, part)
@@ -242,7 +246,7 @@ def build_data(cfg, *, run_dir: str | None = None) -> DataBundle:
         mean, std = _stats(src, d, idx["train"], base, 0)
     else:
         if d.augment == "eda":
-            raise ValueError("data.augment: eda augments texts; this source holds images or features")
+            raise ConfigError("data.augment: eda augments texts; this source holds images or features")
         width = input_shape[0]
         base = Pipeline(src.kind, (0.0,) * width, (1.0,) * width, scale=src.scale, seed=seed,
                         channels=channels or 3, size=d.image_size if src.kind == "image" else 0,
@@ -256,7 +260,7 @@ def build_data(cfg, *, run_dir: str | None = None) -> DataBundle:
     noisy, clean, spec = observed, src.train.clean_labels, None
     nz = d.noise
     if nz.kind == "instance" and src.kind == "text":
-        raise ValueError("data.noise.kind: instance noise needs numeric features; texts have none (use symmetric, "
+        raise ConfigError("data.noise.kind: instance noise needs numeric features; texts have none (use symmetric, "
                          "pair, asymmetric or file)")
     if nz.kind != "none":
         feats = _features(src.train, num_classes, base) if nz.kind == "instance" else None
@@ -296,4 +300,5 @@ def build_data(cfg, *, run_dir: str | None = None) -> DataBundle:
     return DataBundle(train=train, train_eval=train_eval, val=val, test=test, num_classes=num_classes,
                       class_names=names, input_shape=tuple(int(s) for s in input_shape), mean=mean, std=std,
                       noise=spec, scale=src.scale, name=src.name, skipped=skipped,
-                      tokenizer=getattr(base, "tokenizer", None), model_kwargs=model_kwargs)
+                      label_sources=label_sources, tokenizer=getattr(base, "tokenizer", None),
+                      model_kwargs=model_kwargs)

