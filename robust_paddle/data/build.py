@@ -22,15 +22,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Any
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from robust_paddle.data.datasets import ArrayDataset
+from robust_paddle.data.datasets import ArrayDataset, RowView
 from robust_paddle.data.imagecheck import decide_image_shape
+from robust_paddle.data.label_sources import LabelSources, apply_label_override, apply_label_sources
 from robust_paddle.data.noise import NoiseSpec, check_labels, inject_noise
 from robust_paddle.data.sources import Source, Split
 from robust_paddle.data.transforms import Pipeline, channel_stats, convert_images
+from robust_paddle.errors import ConfigError, DataError
 from robust_paddle.registry import DATASETS
 
 logger = logging.getLogger(__name__)
@@ -47,7 +50,8 @@ class DataBundle:
         mean, std: per channel (per feature for tabular), applied after ``scale``.
         noise: the injected noise, or None. scale: multiplies raw values before mean/std (1/255 for 8-bit
         images). name: the ``DATASETS`` source. skipped: ``(path, reason)`` of the files left out by
-        ``data.on_bad_sample: skip``.
+        ``data.on_bad_sample: skip``. label_sources: what ``data.annotations`` / ``data.labels_override`` did
+        (arrays over source rows; index them with ``train.source_rows``), or None.
     """
 
     train: ArrayDataset
@@ -63,6 +67,9 @@ class DataBundle:
     scale: float = 1.0
     name: str = ""
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    label_sources: LabelSources | None = None
+    tokenizer: Any = None  # text sources: the run's data.tokenize.TextTokenizer
+    model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)  # text: vocab_size, pad_id, windows
 
 
 def _split(idx: np.ndarray, labels: np.ndarray, n_out: int, seed: int, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +91,7 @@ def _split_indices(src: Source, cfg_data, seed: int) -> dict[str, np.ndarray | N
             continue
         k = int(round(frac * n))
         if k < 1 or k >= len(idx):
-            raise ValueError(f"data.{part}_split={frac} leaves {k} of {len(idx)} samples for {part}; "
+            raise DataError(f"data.{part}_split={frac} leaves {k} of {len(idx)} samples for {part}; "
                              f"choose a fraction giving between 1 and {len(idx) - 1} samples, or 0")
         idx, out[part] = _split(idx, labels, k, rs, part)
     if cfg_data.subset and cfg_data.subset < len(idx):
@@ -110,16 +117,25 @@ def _split_groups(idx: dict[str, np.ndarray | None], n: int) -> np.ndarray:
 def _prepare_images(src: Source, d) -> tuple[int, tuple[int, ...], list[tuple[str, str]]]:
     """Convert in-memory images once (channels, size), or decide channels and size of image files from the
     data (``imagecheck.decide_image_shape``; with ``on_bad_sample: skip`` the unreadable files are removed
-    from every split here). Returns (channels, input_shape, skipped ``(path, reason)``)."""
+    from every split here). Returns (channels, input_shape, skipped ``(path, reason)``). Texts: (0, (L,), [])."""
+    if src.kind == "text":
+        if d.image_size or d.channels:
+            raise ConfigError("data.image_size/data.channels apply to images; this source holds texts; set them to 0")
+        return 0, (int(d.text.max_length),), []
     if src.kind == "tabular":
         if d.image_size or d.channels:
-            raise ValueError("data.image_size/data.channels apply to images; this npz source is tabular "
+            raise DataError("data.image_size/data.channels apply to images; this npz source is tabular "
                              "(x is [N, D]); set them to 0")
         return 0, (int(src.train.data.shape[1]),), []
+    if d.eval_resize_short and not d.image_size:
+        raise ConfigError(f"data.eval_resize_short={d.eval_resize_short} needs data.image_size (the centre crop's side)")
+    if d.eval_resize_short and d.eval_resize_short < d.image_size:
+        raise ConfigError(f"data.eval_resize_short={d.eval_resize_short} must be >= data.image_size={d.image_size}")
     if isinstance(src.train.data, np.ndarray):
         for split in (src.train, src.val, src.test):
             if split is not None:
-                split.data = convert_images(split.data, channels=d.channels, size=d.image_size)
+                split.data = convert_images(split.data, channels=d.channels, size=d.image_size,
+                                            resize_short=d.eval_resize_short)
         _, h, w, c = src.train.data.shape
         return c, (c, h, w), []
     splits = {part: getattr(src, part) for part in ("train", "val", "test") if getattr(src, part) is not None}
@@ -129,19 +145,25 @@ def _prepare_images(src: Source, d) -> tuple[int, tuple[int, ...], list[tuple[st
         bad = {p for p, _ in shape.skipped}
         for split in splits.values():
             keep = np.asarray([p not in bad for p in split.data], dtype=bool)
+            split.rows = np.flatnonzero(keep).astype(np.int64)  # source rows stay those of the files
             split.data = [p for p, k in zip(split.data, keep) if k]
             split.labels = split.labels[keep]
-            if split.clean_labels is not None:
-                split.clean_labels = split.clean_labels[keep]
+            for field in ("clean_labels", "ids", "lines"):  # every per-sample array of the split
+                if getattr(split, field, None) is not None:
+                    setattr(split, field, np.asarray(getattr(split, field))[keep])
     return shape.channels, (shape.channels, shape.height, shape.width), shape.skipped
 
 
 def _stats(src: Source, d, train_idx: np.ndarray, pipe: Pipeline, width: int) -> tuple[list[float], list[float]]:
     if (d.mean is None) != (d.std is None):
-        raise ValueError("set both data.mean and data.std, or neither")
+        raise DataError("set both data.mean and data.std, or neither")
+    if src.kind == "text":
+        if d.mean is not None or d.std is not None:
+            raise ConfigError("data.mean/data.std apply to images and features; this source holds texts; leave them unset")
+        return [], []
     if d.mean is not None:
         if len(d.mean) != width or len(d.std) != width:
-            raise ValueError(f"data.mean/data.std need {width} values (one per {'feature' if src.kind == 'tabular' else 'channel'}), "
+            raise DataError(f"data.mean/data.std need {width} values (one per {'feature' if src.kind == 'tabular' else 'channel'}), "
                              f"got {len(d.mean)} and {len(d.std)}")
         return list(d.mean), list(d.std)
     if src.mean is not None and len(src.mean) == width:
@@ -154,12 +176,22 @@ def _stats(src: Source, d, train_idx: np.ndarray, pipe: Pipeline, width: int) ->
     return channel_stats(pipe.raw(data[i])[None] for i in pick)
 
 
+def _rows(data, idx):
+    """Rows ``idx`` of a split's samples: a list of paths, an in-memory copy, or a view of a memory map."""
+    if idx is None:
+        return data
+    if isinstance(data, np.memmap):
+        return RowView(data, idx)
+    if isinstance(data, RowView):
+        return data[idx]
+    return data[idx] if isinstance(data, np.ndarray) else [data[i] for i in idx]
+
+
 def _dataset(split: Split, idx, labels, clean, num_classes, pipe, names) -> ArrayDataset:
     """The samples ``idx`` of ``split`` (all when None); each keeps its source row (and id) for the outputs."""
-    data = split.data if idx is None else (
-        split.data[idx] if isinstance(split.data, np.ndarray) else [split.data[i] for i in idx])
+    data = _rows(split.data, idx)
     take = (lambda a: a) if idx is None else (lambda a: a[idx])
-    rows = np.arange(len(split.labels), dtype=np.int64)
+    rows = split.rows if split.rows is not None else np.arange(len(split.labels), dtype=np.int64)
     return ArrayDataset(data, take(labels), num_classes=num_classes, pipeline=pipe,
                         clean_labels=None if clean is None else take(clean), class_names=names,
                         source_rows=take(rows), ids=None if split.ids is None else take(split.ids))
@@ -169,8 +201,26 @@ def _features(split: Split, num_classes: int, pipe: Pipeline) -> np.ndarray:
     return ArrayDataset(split.data, split.labels, num_classes=num_classes, pipeline=pipe).features()
 
 
-def build_data(cfg) -> DataBundle:
+def _augment_spec(value):
+    """Config value (preset name or list of op mappings) -> a hashable spec for :class:`Pipeline`."""
+    from robust_paddle.data.augment import parse_augment
+
+    return value if isinstance(value, str) else parse_augment(value)
+
+
+def _text_pipeline(src: Source, d, train_idx: np.ndarray, seed: int, run_dir: str | None):
+    from robust_paddle.data.text_pipeline import TextPipeline, build_eda, run_tokenizer, text_model_kwargs
+
+    tok = run_tokenizer(d.text, src.train.data[train_idx], run_dir=run_dir)
+    eda = build_eda(d.text) if d.augment == "eda" else None
+    return TextPipeline(tok, eda=eda, seed=seed), text_model_kwargs(tok, d.text)
+
+
+def build_data(cfg, *, run_dir: str | None = None) -> DataBundle:
     """Build the datasets described by ``cfg.data`` (a ``robust_paddle.config.Config``) with ``cfg.seed``.
+
+    ``run_dir``: the run folder; a text source reloads ``<run_dir>/tokenizer.json`` when it is there, else it
+    fits the tokenizer on the training split (the caller saves ``bundle.tokenizer``).
 
     Returns:
         DataBundle; ``train.labels`` are noisy, ``train.clean_labels`` the labels before injection (or the
@@ -180,7 +230,7 @@ def build_data(cfg) -> DataBundle:
     try:
         reader = DATASETS.get(d.name)
     except ValueError as e:
-        raise ValueError(f"data.name: {e}") from None
+        raise DataError(f"data.name: {e}") from None
     src: Source = reader(d)
     num_classes, names = len(src.class_names), list(src.class_names)
     for part in ("train", "val", "test"):
@@ -189,23 +239,40 @@ def build_data(cfg) -> DataBundle:
             check_labels(split.labels, num_classes, field=f"{part} labels of dataset '{d.name}'")
     channels, input_shape, skipped = _prepare_images(src, d)
     idx = _split_indices(src, d, seed)
-    width = input_shape[0]
-    base = Pipeline(src.kind, (0.0,) * width, (1.0,) * width, scale=src.scale, seed=seed,
-                    channels=channels or 3, size=d.image_size if src.kind == "image" else 0,
-                    shape_hw=tuple(input_shape[1:]) if src.kind == "image" and not d.image_size else (0, 0))
-    mean, std = _stats(src, d, idx["train"], base, width)
-    base = dataclasses.replace(base, mean=tuple(mean), std=tuple(std))
+    label_sources = apply_label_sources(src, d, seed=seed)  # after the splits: they follow the file's labels
+    model_kwargs: dict[str, Any] = {}
+    if src.kind == "text":
+        base, model_kwargs = _text_pipeline(src, d, idx["train"], seed, run_dir)
+        mean, std = _stats(src, d, idx["train"], base, 0)
+    else:
+        if d.augment == "eda":
+            raise ConfigError("data.augment: eda augments texts; this source holds images or features")
+        width = input_shape[0]
+        base = Pipeline(src.kind, (0.0,) * width, (1.0,) * width, scale=src.scale, seed=seed,
+                        channels=channels or 3, size=d.image_size if src.kind == "image" else 0,
+                        shape_hw=tuple(input_shape[1:]) if src.kind == "image" and not d.image_size else (0, 0),
+                        resize_short=d.eval_resize_short if src.kind == "image" else 0,
+                        strong_augment=_augment_spec(d.strong_augment) if src.kind == "image" else "none")
+        mean, std = _stats(src, d, idx["train"], base, width)
+        base = dataclasses.replace(base, mean=tuple(mean), std=tuple(std))
 
     observed = src.train.labels
     noisy, clean, spec = observed, src.train.clean_labels, None
     nz = d.noise
+    if nz.kind == "instance" and src.kind == "text":
+        raise ConfigError("data.noise.kind: instance noise needs numeric features; texts have none (use symmetric, "
+                         "pair, asymmetric or file)")
     if nz.kind != "none":
         feats = _features(src.train, num_classes, base) if nz.kind == "instance" else None
         noisy, spec = inject_noise(observed, nz, num_classes=num_classes, seed=seed, features=feats, dataset=src.name,
                                    groups=_split_groups(idx, len(observed)))
         clean = observed if clean is None else clean
+    noisy, label_sources = apply_label_override(noisy, src, d, label_sources)
 
-    train = _dataset(src.train, idx["train"], noisy, clean, num_classes, base.with_augment(d.augment), names)
+    train = _dataset(src.train, idx["train"], noisy, clean, num_classes, base.with_augment(_augment_spec(d.augment)),
+                     names)
+    if len(train):
+        train.get_x(0)  # an augmentation the data cannot take (e.g. colour ops on float pixels) fails here
     train_eval = train.with_pipeline(base)
     val = None
     if idx["val"] is not None:
@@ -233,4 +300,6 @@ def build_data(cfg) -> DataBundle:
                 input_shape, f", noise {spec.kind} realised {spec.realised_rate:.3f}" if spec else "")
     return DataBundle(train=train, train_eval=train_eval, val=val, test=test, num_classes=num_classes,
                       class_names=names, input_shape=tuple(int(s) for s in input_shape), mean=mean, std=std,
-                      noise=spec, scale=src.scale, name=src.name, skipped=skipped)
+                      noise=spec, scale=src.scale, name=src.name, skipped=skipped,
+                      label_sources=label_sources, tokenizer=getattr(base, "tokenizer", None),
+                      model_kwargs=model_kwargs)

@@ -1,8 +1,8 @@
 """``robust-paddle export``: static-graph export with proven parity, ONNX and a PaddleServing package.
 
-Steps of :func:`export_command`:
+Steps of ``pipeline.commands.export_command`` (:func:`prepare_export`, then :func:`export_run`):
 
-1. Rebuild the run from the config on CPU and load the checkpoint (``engine.run.load_run``); pick the network to
+1. Rebuild the run from the config on CPU and load the checkpoint (``pipeline.build.load_run``); pick the network to
    export (``export.network``: a method's network name, ``"ensemble"`` = averaged logits of all networks,
    ``"auto"`` = the method's default) and, when asked (``export.use_ema``, or ``train.ema.enabled`` with
    ``train.ema.eval``), load the EMA weights the checkpoint holds under ``hooks.ema.shadow``.
@@ -40,7 +40,10 @@ import paddle
 
 from robust_paddle import _compat
 from robust_paddle.config import Config
+from robust_paddle.data.tokenize import TOKENIZER_FILE
 from robust_paddle.deploy.predictor import INFO_FILE, MODEL_PREFIX, ModelInfo, OnnxPredictor, PaddlePredictor
+from robust_paddle.engine.trainer import Run
+from robust_paddle.errors import CheckpointError, ConfigError, MissingDependencyError, RobustPaddleError
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +54,7 @@ ONNX_OPSET = 13
 INPUT_NAME = "x"
 
 
-class ParityError(ValueError):
+class ParityError(RobustPaddleError, ValueError):
     """An exported model's outputs differ from the trained model's by more than the configured tolerance."""
 
 
@@ -70,10 +73,10 @@ class SoftmaxHead(paddle.nn.Layer):
 def check_formats(formats: Sequence[str]) -> list[str]:
     """Validate and de-duplicate export formats; ``serving`` and ``onnx`` need (and imply) ``paddle``."""
     if isinstance(formats, str) or not isinstance(formats, (list, tuple)) or not formats:
-        raise ValueError(f"export.formats must be a non-empty list of: {', '.join(FORMATS)}; got {formats!r}")
+        raise ConfigError(f"export.formats must be a non-empty list of: {', '.join(FORMATS)}; got {formats!r}")
     bad = [f for f in formats if f not in FORMATS]
     if bad:
-        raise ValueError(f"export format {bad[0]!r} is not supported; choose from: {', '.join(FORMATS)}")
+        raise ConfigError(f"export format {bad[0]!r} is not supported; choose from: {', '.join(FORMATS)}")
     return [f for f in FORMATS if f in formats or f == "paddle"]
 
 
@@ -85,16 +88,16 @@ def load_ema_weights(networks: dict[str, paddle.nn.Layer], state: dict[str, Any]
     """
     shadow = ((state.get("hooks") or {}).get("ema") or {}).get("shadow")
     if not shadow:
-        raise ValueError(f"export.use_ema is true but checkpoint {checkpoint} holds no EMA weights; train with "
+        raise CheckpointError(f"export.use_ema is true but checkpoint {checkpoint} holds no EMA weights; train with "
                          "train.ema.enabled=true, or set export.use_ema=false")
     missing = sorted(set(networks) - set(shadow))
     if missing:
-        raise ValueError(f"checkpoint {checkpoint} has EMA weights for {sorted(shadow)} but not for {missing}")
+        raise CheckpointError(f"checkpoint {checkpoint} has EMA weights for {sorted(shadow)} but not for {missing}")
     for name, net in networks.items():
         current = net.state_dict()
         absent = sorted(set(current) - set(shadow[name]))
         if absent:
-            raise ValueError(f"EMA weights of network {name!r} lack {absent[:5]}; they belong to another model")
+            raise ConfigError(f"EMA weights of network {name!r} lack {absent[:5]}; they belong to another model")
         net.set_state_dict({k: paddle.to_tensor(shadow[name][k]).astype(v.dtype) for k, v in current.items()})
 
 
@@ -109,24 +112,25 @@ def wants_ema(cfg: Config, state: dict[str, Any]) -> bool:
 
 def parity_batch(data: Any, size: int) -> np.ndarray:
     """The first ``size`` samples of the test split (else val, else train without augmentation), stacked
-    into ``[B, *input_shape]`` float32 exactly as evaluation feeds them."""
+    into ``[B, *input_shape]`` exactly as evaluation feeds them (float32; int64 token ids for texts)."""
     for ds in (data.test, data.val, data.train_eval):
         if ds is not None and len(ds) > 0:
             n = min(int(size), len(ds))
-            return np.stack([np.asarray(ds[i][0], dtype=np.float32) for i in range(n)])
-    raise ValueError("the run's data has no samples to check export parity on")
+            rows = [np.asarray(ds[i][0]) for i in range(n)]
+            return np.stack(rows).astype(np.int64 if rows[0].dtype.kind in "iu" else np.float32)
+    raise ConfigError("the run's data has no samples to check export parity on")
 
 
 # ------------------------------------------------------------------------------------------------ export
-def save_static(net: paddle.nn.Layer, out_dir: str, *, input_shape: Sequence[int]) -> str:
+def save_static(net: paddle.nn.Layer, out_dir: str, *, input_shape: Sequence[int], dtype: str = "float32") -> str:
     """``to_static`` with a dynamic batch dimension and ``jit.save``; returns the path prefix.
 
     Args:
         net: in eval mode; its ``forward`` is converted in place (compute dygraph references first).
         out_dir: folder for ``inference.pdmodel`` / ``.pdiparams`` (or ``.json`` on Paddle 3.x).
-        input_shape: one sample, e.g. (1, 8, 8).
+        input_shape: one sample, e.g. (1, 8, 8). dtype: ``float32``, or ``int64`` for token ids ``[N, L]``.
     """
-    spec = [paddle.static.InputSpec(shape=[None, *[int(s) for s in input_shape]], dtype="float32", name=INPUT_NAME)]
+    spec = [paddle.static.InputSpec(shape=[None, *[int(s) for s in input_shape]], dtype=dtype, name=INPUT_NAME)]
     static = paddle.jit.to_static(net, input_spec=spec, full_graph=True)
     prefix = os.path.join(out_dir, MODEL_PREFIX)
     paddle.jit.save(static, prefix)
@@ -149,10 +153,10 @@ def export_onnx(prefix: str, path: str, *, opset: int = ONNX_OPSET) -> str:
     try:
         import paddle2onnx
     except ImportError as e:
-        raise ImportError("ONNX export needs paddle2onnx<2 and onnxruntime: pip install -e .[export]") from e
+        raise MissingDependencyError("ONNX export needs paddle2onnx<2 and onnxruntime: pip install -e .[export]") from e
     model = _compat.model_file(prefix)
     if model.endswith(".json"):
-        raise ValueError("ONNX export: paddle2onnx 1.x reads .pdmodel programs; this Paddle wrote "
+        raise ConfigError("ONNX export: paddle2onnx 1.x reads .pdmodel programs; this Paddle wrote "
                          f"{os.path.basename(model)} (PIR). Export ONNX with PaddlePaddle 2.6")
     paddle2onnx.export(model, _compat.params_file(prefix), save_file=path, opset_version=opset,
                        auto_upgrade_opset=True, verbose=False, enable_onnx_checker=True)
@@ -198,7 +202,7 @@ def check_serving(out_dir: str, package: dict[str, Any], *, info: ModelInfo) -> 
         cfg = read_model_config(os.path.join(folder, name))
         feed, fetch = cfg.feed_var[0], cfg.fetch_var[0]
         got = (feed.name, list(feed.shape), feed.feed_type, fetch.name, list(fetch.shape), fetch.fetch_type)
-        want = (info.input_name, list(info.input_shape), SERVING_DTYPES["float32"], info.output_name,
+        want = (info.input_name, list(info.input_shape), SERVING_DTYPES[info.input_dtype], info.output_name,
                 [info.num_classes], SERVING_DTYPES["float32"])
         if len(cfg.feed_var) != 1 or len(cfg.fetch_var) != 1 or got != want:
             problems.append(f"{name}: got {got}, expected {want}")
@@ -206,30 +210,37 @@ def check_serving(out_dir: str, package: dict[str, Any], *, info: ModelInfo) -> 
 
 
 # ------------------------------------------------------------------------------------------------ command
-def export_command(cfg: Config, checkpoint: str, *, out_dir: str, formats: Sequence[str] | None = None) -> dict[str, Any]:
-    """Export ``checkpoint`` to ``out_dir`` in ``formats`` (default ``cfg.export.formats``) and prove parity.
+def prepare_export(cfg: Config, out_dir: str, formats: Sequence[str] | None = None) -> list[str]:
+    """Check the export request before anything is loaded; returns the formats (``out_dir`` is created
+    once the checkpoint has loaded).
+
+    Raises:
+        ValueError: bad formats, or ``out_dir`` already holds an export.
+    """
+    fmts = check_formats(list(formats) if formats is not None else list(cfg.export.formats))
+    if os.path.exists(os.path.join(out_dir, INFO_FILE)):
+        raise ConfigError(f"--out {out_dir} already holds an export ({INFO_FILE}); choose another folder or remove it")
+    return fmts
+
+
+def export_run(run: Run, state: dict[str, Any], *, checkpoint: str, out_dir: str,
+               formats: Sequence[str]) -> dict[str, Any]:
+    """Export the loaded ``run`` (rebuilt on CPU from ``checkpoint``, whose loaded ``state`` is given) to
+    ``out_dir`` in ``formats`` and prove parity (``pipeline.commands.export_command`` loads the run).
+
+    The references are computed on CPU, like the CPU predictors they are compared with (a GPU's conv
+    kernels would differ from the CPU ones by more than parity_atol).
 
     Returns:
         The report also written to ``out_dir/export_report.json``: files, model version, the network and
         weights exported, and one parity entry per check (max abs difference, tolerances, verdict).
 
     Raises:
-        ValueError: bad formats / network / EMA request, or ``out_dir`` already holds an export.
+        ValueError: bad network / EMA request.
         ParityError: an exported model disagrees with the dygraph model (the report is written first).
     """
-    from robust_paddle.config import with_values
-    from robust_paddle.engine.checkpoint import load_checkpoint
-    from robust_paddle.pipeline.run import load_run
-
-    fmts = check_formats(list(formats) if formats is not None else list(cfg.export.formats))
+    cfg, fmts = run.cfg, list(formats)
     ec = cfg.export
-    if os.path.exists(os.path.join(out_dir, INFO_FILE)):
-        raise ValueError(f"--out {out_dir} already holds an export ({INFO_FILE}); choose another folder or remove it")
-    os.makedirs(out_dir, exist_ok=True)
-    state = load_checkpoint(checkpoint)
-    # the references are computed on CPU, like the CPU predictors they are compared with (a GPU's conv
-    # kernels would differ from the CPU ones by more than parity_atol)
-    run = load_run(with_values(cfg, {"train.device": "cpu"}), checkpoint)
     method = run.method
     use_ema = wants_ema(cfg, state)
     if use_ema:
@@ -245,23 +256,41 @@ def export_command(cfg: Config, checkpoint: str, *, out_dir: str, formats: Seque
     with paddle.no_grad():
         refs = (net(paddle.to_tensor(x)).numpy(), net(paddle.to_tensor(x[:1])).numpy())
 
-    prefix = save_static(net, out_dir, input_shape=input_shape)
-    exact = PaddlePredictor(prefix, optimized=False)
+    tok = getattr(run.data, "tokenizer", None)
+    kind = "text" if tok is not None else ("image" if len(input_shape) == 3 else "tabular")
+    dtype = "int64" if kind == "text" else "float32"
+    text = None
+    if tok is not None:  # the saved tokenizer and the long-text rule travel with the model
+        tok.save(os.path.join(out_dir, TOKENIZER_FILE))
+        tc = cfg.data.text
+        text = {"tokenizer": TOKENIZER_FILE, "kind": tok.kind, "max_length": tok.max_length,
+                "truncation": tok.truncation, "head_tokens": tok.head_tokens, "window_length": tc.window_length,
+                "window_stride": tc.window_stride, "window_aggregate": tc.window_aggregate,
+                "pairs": bool(tc.text_pair_column), "max_chars": tc.max_chars}
+    prefix = save_static(net, out_dir, input_shape=input_shape, dtype=dtype)
+    exact = PaddlePredictor(prefix, optimized=False, input_dtype=dtype)
+    resize_short = int(getattr(run.data.train_eval.pipeline, "resize_short", 0))
     interface = {"input_shape": input_shape, "softmax": ec.softmax, "mean": list(run.data.mean),
+                 **({"resize_short": resize_short} if resize_short else {}),
                  "std": list(run.data.std), "class_names": [str(c) for c in run.data.class_names],
-                 "model": cfg.model.name, "model_params": cfg.model.params, "network": which}
+                 "model": cfg.model.name, "model_params": cfg.model.params, "network": which,
+                 **({"text": text, "vocab": tok.vocab} if tok is not None else {})}
     info = ModelInfo(model_dir=out_dir, input_name=exact.input_name, input_shape=tuple(input_shape),
-                     kind="image" if len(input_shape) == 3 else "tabular", output_name=exact.output_name,
+                     kind=kind, text=text, output_name=exact.output_name,
                      softmax=ec.softmax, mean=tuple(run.data.mean), std=tuple(run.data.std),
                      class_names=tuple(str(c) for c in run.data.class_names),
                      model_version=model_version(prefix, interface),
                      source={"checkpoint": os.path.abspath(checkpoint), "epoch": int(state["epoch"]),
                              "method": cfg.method.name, "model": cfg.model.name, "network": which, "ema": use_ema,
-                             "dataset": cfg.data.name})
+                             "dataset": cfg.data.name},
+                     resize_short=resize_short)
     files = {"model": _compat.model_file(prefix), "params": _compat.params_file(prefix), "info": info.save()}
+    if tok is not None:
+        files["tokenizer"] = os.path.join(out_dir, TOKENIZER_FILE)
     parity = {
         "paddle_program": check_runner(exact, x, refs, atol=ec.parity_atol, rtol=0.0),
-        "paddle_optimized": check_runner(PaddlePredictor(prefix, optimized=True), x, refs, atol=ec.parity_atol,
+        "paddle_optimized": check_runner(PaddlePredictor(prefix, optimized=True, input_dtype=dtype), x, refs,
+                                         atol=ec.parity_atol,
                                          rtol=ec.parity_rtol),
     }
     if "onnx" in fmts:
@@ -271,9 +300,10 @@ def export_command(cfg: Config, checkpoint: str, *, out_dir: str, formats: Seque
         from robust_paddle.deploy.serving_config import SERVER_DIR, write_serving_package
 
         package = write_serving_package(prefix, out_dir, feed_name=info.input_name, fetch_name=info.output_name,
-                                        input_shape=input_shape, num_classes=info.num_classes, softmax=ec.softmax)
+                                        input_shape=input_shape, num_classes=info.num_classes, softmax=ec.softmax,
+                                        input_dtype=dtype)
         files["serving"] = package["files"]
-        served = PaddlePredictor(os.path.join(out_dir, SERVER_DIR, MODEL_PREFIX), optimized=False)
+        served = PaddlePredictor(os.path.join(out_dir, SERVER_DIR, MODEL_PREFIX), optimized=False, input_dtype=dtype)
         parity["serving"] = {**check_runner(served, x, refs, atol=ec.parity_atol, rtol=0.0),
                              "config": check_serving(out_dir, package, info=info)}
         parity["serving"]["passed"] = parity["serving"]["passed"] and parity["serving"]["config"]["passed"]

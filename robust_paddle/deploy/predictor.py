@@ -8,7 +8,9 @@ benchmark all load models through this module, so they agree on preprocessing an
 
 Image preprocessing (``preprocess_images``), the same steps as training: the one decoder
 (``robust_paddle.data.decode.decode_image``: every Pillow mode to the model's channels in [0, 1], 16-bit by
-1/65535, alpha over white, resized to the model's height x width with bilinear filtering when the size differs)
+1/65535, alpha over white) and the evaluation geometry of training (``robust_paddle.data.transforms.load_image``:
+resized to the model's height x width with bilinear filtering, or, with ``preprocess.resize_short`` in
+``inference.yml`` (``data.eval_resize_short``), the short side resized and the centre crop taken)
 -> ``(x - mean) / std`` per channel -> CHW float32. For the ``digits`` dataset, whose training values are
 ``k / 16`` for k in 0..16, a PNG written as ``round(255 * value)`` decodes to within 1/510 of the training value.
 """
@@ -25,6 +27,7 @@ import numpy as np
 import yaml
 
 from robust_paddle import _compat
+from robust_paddle.errors import DataError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +43,15 @@ class ModelInfo:
     Attributes:
         model_dir: folder holding the files.
         input_name: feed name of the program; input_shape: one sample, e.g. ``(1, 8, 8)``; the batch
-            dimension is dynamic. kind: ``"image"`` (CHW input) or ``"tabular"`` (``[D]`` input).
+            dimension is dynamic. kind: ``"image"`` (CHW input), ``"tabular"`` (``[D]`` input) or ``"text"``
+            (``[L]`` int64 token ids).
         output_name: fetch name; softmax: whether the model outputs probabilities (else logits).
         mean, std: per channel (per feature for tabular), applied after scaling pixels to [0, 1].
         class_names: one per output column. model_version: hash of the exported weights and interface.
         source: where the model came from (checkpoint, epoch, network, EMA).
+        text: text models: the tokenizer file (``tokenizer.json`` in ``model_dir``) and the long-text rule
+            (``max_length``, ``truncation``, ``head_tokens``, the windows inside the program); else None.
+        resize_short: the evaluation geometry (``data.eval_resize_short``; 0: resize straight to the input size).
     """
 
     model_dir: str
@@ -58,10 +65,25 @@ class ModelInfo:
     class_names: tuple[str, ...]
     model_version: str
     source: dict[str, Any] = dataclasses.field(default_factory=dict)
+    text: dict[str, Any] | None = None
+    resize_short: int = 0  # data.eval_resize_short: short side before the centre crop; 0 = plain resize
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def input_dtype(self) -> str:
+        """``int64`` (token ids) for text models, else ``float32``."""
+        return "int64" if self.kind == "text" else "float32"
+
+    def tokenizer(self) -> Any:
+        """The saved :class:`~robust_paddle.data.tokenize.TextTokenizer` of a text model."""
+        from robust_paddle.data.tokenize import TextTokenizer
+
+        if self.text is None:
+            raise DataError(f"{self.model_dir}: this model reads {self.kind} inputs, not texts")
+        return TextTokenizer.load(os.path.join(self.model_dir, self.text["tokenizer"]))
 
     @property
     def prefix(self) -> str:
@@ -83,7 +105,7 @@ class ModelInfo:
             "model_version": self.model_version,
             "model_file": os.path.basename(self.model_file),
             "params_file": os.path.basename(self.params_file),
-            "input": {"name": self.input_name, "shape": list(self.input_shape), "dtype": "float32",
+            "input": {"name": self.input_name, "shape": list(self.input_shape), "dtype": self.input_dtype,
                       "kind": self.kind, "batch": "dynamic"},
             "output": {"name": self.output_name, "dtype": "float32", "shape": [self.num_classes],
                        "softmax": self.softmax, "kind": "probabilities" if self.softmax else "logits"},
@@ -91,8 +113,12 @@ class ModelInfo:
                 "channels": int(self.input_shape[0]) if image else None,
                 "size": [int(self.input_shape[1]), int(self.input_shape[2])] if image else None,
                 "resize": "bilinear" if image else None,
+                "resize_short": int(self.resize_short) if image and self.resize_short else None,
+                "crop": "center" if image and self.resize_short else None,
                 "pixel_scale": {"8bit": 1 / 255, "16bit": 1 / 65535} if image else None,
-                "mean": list(self.mean), "std": list(self.std), "layout": "CHW" if image else "D",
+                "mean": list(self.mean), "std": list(self.std),
+                "layout": "CHW" if image else ("L" if self.kind == "text" else "D"),
+                **({"text": dict(self.text)} if self.text is not None else {}),
             },
             "class_names": list(self.class_names),
             "num_classes": self.num_classes,
@@ -138,9 +164,9 @@ def load_model_info(model_dir: str) -> ModelInfo:
     try:
         data = yaml.safe_load(read_text(path))
     except yaml.YAMLError as e:
-        raise ValueError(f"{path}: invalid YAML: {e}") from None
+        raise DataError(f"{path}: invalid YAML: {e}") from None
     if not isinstance(data, dict) or data.get("format") != INFO_FORMAT:
-        raise ValueError(f"{path}: 'format' must be {INFO_FORMAT!r}; this is not robust_paddle export metadata")
+        raise DataError(f"{path}: 'format' must be {INFO_FORMAT!r}; this is not robust_paddle export metadata")
     try:
         inp, out, pre = data["input"], data["output"], data["preprocess"]
         info = ModelInfo(model_dir=model_dir, input_name=str(inp["name"]),
@@ -148,11 +174,15 @@ def load_model_info(model_dir: str) -> ModelInfo:
                          output_name=str(out["name"]), softmax=bool(out["softmax"]),
                          mean=tuple(float(v) for v in pre["mean"]), std=tuple(float(v) for v in pre["std"]),
                          class_names=tuple(str(c) for c in data["class_names"]),
-                         model_version=str(data["model_version"]), source=dict(data.get("source") or {}))
+                         model_version=str(data["model_version"]), source=dict(data.get("source") or {}),
+                         text=dict(pre["text"]) if pre.get("text") is not None else None,
+                         resize_short=int(pre.get("resize_short") or 0))
     except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{path}: missing or malformed field ({type(e).__name__}: {e})") from None
-    if info.kind not in ("image", "tabular"):
-        raise ValueError(f"{path}: input.kind must be 'image' or 'tabular', got {info.kind!r}")
+        raise DataError(f"{path}: missing or malformed field ({type(e).__name__}: {e})") from None
+    if info.kind not in ("image", "tabular", "text"):
+        raise DataError(f"{path}: input.kind must be 'image', 'tabular' or 'text', got {info.kind!r}")
+    if (info.kind == "text") != (info.text is not None) or (info.text is not None and "tokenizer" not in info.text):
+        raise DataError(f"{path}: a text model needs preprocess.text with its tokenizer file (and only a text model)")
     for f in (info.model_file, info.params_file):
         if not os.path.isfile(f):
             raise FileNotFoundError(f"{model_dir}: model file {os.path.basename(f)} is missing")
@@ -164,7 +194,8 @@ class PaddlePredictor:
     """A Paddle Inference predictor for one exported model (CPU).
 
     Not thread-safe: call it from one thread at a time (the server funnels requests through one batching
-    thread). Input ``[N, *input_shape]`` float32 with any N >= 1, output ``[N, C]`` float32.
+    thread). Input ``[N, *input_shape]`` float32 (``input_dtype="int64"``: token ids) with any N >= 1, output
+    ``[N, C]`` float32.
 
     Args:
         prefix: model path without extension (``<dir>/inference``).
@@ -180,15 +211,15 @@ class PaddlePredictor:
     """
 
     def __init__(self, prefix: str, *, int8: bool = False, threads: int = 1, optimized: bool = True,
-                 int8_ops: tuple[str, ...] | list[str] | None = None) -> None:
+                 int8_ops: tuple[str, ...] | list[str] | None = None, input_dtype: str = "float32") -> None:
         import paddle
         from paddle import inference
 
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads must be an int >= 1, got {threads!r}")
+            raise DataError(f"threads must be an int >= 1, got {threads!r}")
         if int8_ops is not None and (isinstance(int8_ops, str) or not int8_ops
                                      or not all(isinstance(o, str) and o for o in int8_ops)):
-            raise ValueError(f"int8_ops must be a non-empty list of op type names such as ['conv2d', 'fc'], "
+            raise DataError(f"int8_ops must be a non-empty list of op type names such as ['conv2d', 'fc'], "
                              f"got {int8_ops!r}")
         config = inference.Config(_compat.model_file(prefix), _compat.params_file(prefix))
         config.disable_gpu()
@@ -206,6 +237,7 @@ class PaddlePredictor:
             config.disable_mkldnn()
         if int8 and optimized and not self.int8_kernels:
             logger.warning("this Paddle build has no oneDNN: the int8 model runs with dequantised fp32 weights")
+        self.input_dtype = np.dtype(input_dtype)
         self._predictor = inference.create_predictor(config)
         self.input_name = self._predictor.get_input_names()[0]
         self.output_name = self._predictor.get_output_names()[0]
@@ -213,7 +245,7 @@ class PaddlePredictor:
         self._output = self._predictor.get_output_handle(self.output_name)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        x = np.ascontiguousarray(x, dtype=self.input_dtype)
         self._input.reshape(list(x.shape))
         self._input.copy_from_cpu(x)
         self._predictor.run()
@@ -231,16 +263,17 @@ class OnnxPredictor:
         try:
             import onnxruntime as ort
         except ImportError as e:
-            raise ImportError("ONNX inference needs onnxruntime: pip install -e .[export]") from e
+            raise MissingDependencyError("ONNX inference needs onnxruntime: pip install -e .[export]") from e
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         self._session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
         self.input_name = self._session.get_inputs()[0].name
         self.input_shape = list(self._session.get_inputs()[0].shape)
+        self.input_dtype = np.dtype(np.int64 if self._session.get_inputs()[0].type == "tensor(int64)" else np.float32)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self._session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        return self._session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=self.input_dtype)})[0]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -252,7 +285,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- preprocessing
-def decode_image(data: bytes, *, channels: int, size: tuple[int, int], name: str = "image") -> np.ndarray:
+def decode_image(data: bytes, *, channels: int, size: tuple[int, int], name: str = "image",
+                 resize_short: int = 0) -> np.ndarray:
     """Decode PNG/JPEG (any format Pillow reads) bytes into HWC float32 in [0, 1] by the one decoder that
     training uses (:func:`robust_paddle.data.decode.decode_image`).
 
@@ -261,6 +295,8 @@ def decode_image(data: bytes, *, channels: int, size: tuple[int, int], name: str
         channels: 1 or 3.
         size: ``(height, width)``; resized with bilinear filtering when the image differs.
         name: how an error names the image.
+        resize_short: 0, or the short side to resize to before the centre ``size`` crop (training's
+            ``data.eval_resize_short``).
 
     Returns:
         [height, width, channels] float32.
@@ -268,9 +304,9 @@ def decode_image(data: bytes, *, channels: int, size: tuple[int, int], name: str
     Raises:
         DataError (a ValueError): ``"<name>: cannot read image: <reason>"``.
     """
-    from robust_paddle.data.decode import decode_image as decode
+    from robust_paddle.data.transforms import load_image
 
-    return decode(data, channels=channels, size=size, name=name)
+    return load_image(data, channels=channels, size=size, resize_short=resize_short, name=name)
 
 
 def normalize(images: np.ndarray, info: ModelInfo) -> np.ndarray:
@@ -288,10 +324,10 @@ def preprocess_images(blobs: Sequence[bytes], info: ModelInfo) -> np.ndarray:
         ValueError: the model is tabular, or an image cannot be decoded (names its position).
     """
     if info.kind != "image":
-        raise ValueError(f"this model takes tabular inputs of shape {list(info.input_shape)}, not images; "
+        raise DataError(f"this model takes tabular inputs of shape {list(info.input_shape)}, not images; "
                          "send them as 'inputs'")
     c, h, w = info.input_shape
     out = []
     for i, blob in enumerate(blobs):
-        out.append(decode_image(blob, channels=c, size=(h, w), name=f"images[{i}]"))
+        out.append(decode_image(blob, channels=c, size=(h, w), name=f"images[{i}]", resize_short=info.resize_short))
     return normalize(np.stack(out), info)

@@ -34,6 +34,8 @@ import numpy as np
 
 from robust_paddle.data.identity import identity_columns
 from robust_paddle.engine.hooks import Hook, write_json
+from robust_paddle.engine.trainer import Run
+from robust_paddle.errors import DataError
 from robust_paddle.methods.correction import fit_loss_gmm, split_precision_recall
 from robust_paddle.quality import estimation as E
 from robust_paddle.quality.noise_rate import format_noise_rate, noise_rate_summary
@@ -41,13 +43,12 @@ from robust_paddle.quality.plots import plot_loss_histogram, plot_noise_matrix
 from robust_paddle.registry import HOOKS
 
 if TYPE_CHECKING:
-    from robust_paddle.config import Config
     from robust_paddle.engine.trainer import Trainer
-    from robust_paddle.pipeline.run import Run
 
 logger = logging.getLogger(__name__)
 
 CSV_NAME, SUMMARY_NAME = "label_issues.csv", "label_issues_summary.json"
+TEXT_WIDTH = 80  # characters of a text shown in label_issues.csv
 MATRIX_PNG, LOSS_PNG = "noise_matrix.png", "loss_hist.png"
 GMM_OPTIONS = {"max_iter": 200, "tol": 1e-4}  # one-off fit: run EM to convergence (not DivideMix's 10 steps)
 
@@ -60,6 +61,22 @@ def per_sample_loss(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return lse - z[np.arange(z.shape[0]), np.asarray(labels, dtype=np.int64)]
 
 
+def rank_label_issues(labels: np.ndarray, probs: np.ndarray,
+                      clean_prob: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The report's verdict and order: ``(order [N], is_issue [N] bool, quality [N])``.
+
+    ``is_issue``: confident learning united with ``clean_prob < 0.5`` and a disagreeing prediction
+    (:func:`~robust_paddle.quality.estimation.find_label_issues`); ``quality``: self-confidence
+    ``p[given]``; ``order``: most suspect first -- flagged before unflagged, then lowest quality, then
+    lowest clean probability, then index.
+    """
+    n = len(labels)
+    quality = E.label_quality_scores(labels, probs)
+    is_issue = E.find_label_issues(labels, probs, clean_prob=clean_prob)
+    tie = np.zeros(n) if clean_prob is None else clean_prob
+    return np.lexsort((np.arange(n), tie, quality, ~is_issue)), is_issue, quality
+
+
 def train_predictions(trainer: Trainer, loader: Any, n: int, *, shard: bool = False) -> np.ndarray:
     """Logits [N, C] of every training sample in dataset order (one eval pass over ``loader``).
 
@@ -68,7 +85,7 @@ def train_predictions(trainer: Trainer, loader: Any, n: int, *, shard: bool = Fa
     logits, idx = (trainer.predict_logits(loader, shard=True) if shard and getattr(trainer, "distributed", False)
                    else trainer.predict_logits(loader))
     if idx.shape[0] != n or not np.array_equal(np.sort(idx), np.arange(n)):
-        raise ValueError(f"the train_eval loader yielded {idx.shape[0]} samples with indices that are not a "
+        raise DataError(f"the train_eval loader yielded {idx.shape[0]} samples with indices that are not a "
                          f"permutation of 0..{n - 1}; it must cover the training set once")
     out = np.empty_like(logits)
     out[idx] = logits
@@ -82,6 +99,13 @@ def loss_gmm(losses: np.ndarray, *, seed: int) -> tuple[np.ndarray, Any]:
     except ValueError as e:
         logger.warning("loss GMM skipped (%s); every sample gets clean_prob = 1", e)
         return np.ones(len(losses)), None
+
+
+def shorten_text(text: Any, *, width: int = TEXT_WIDTH) -> str:
+    """One line of at most ``width`` characters (``" [SEP] "`` between the parts of a pair, ``...`` when cut)."""
+    t = " [SEP] ".join(text) if isinstance(text, tuple) else str(text)
+    t = " ".join(t.split())
+    return t if len(t) <= width else t[:width - 3] + "..."
 
 
 def _names(class_names: list[str], labels: np.ndarray) -> list[str]:
@@ -106,7 +130,7 @@ def write_report(run: Run, *, out_dir: str, given_labels: np.ndarray | None = No
     """Write the label-issue report of a trained run into ``out_dir``; returns the summary dict.
 
     Args:
-        run: ``robust_paddle.pipeline.run.Run`` (method, data, loaders, trainer) holding trained weights.
+        run: :class:`~robust_paddle.engine.trainer.Run` (method, data, loaders, trainer) holding trained weights.
         out_dir: folder for ``label_issues.csv``, ``noise_matrix.png``, ``loss_hist.png`` and
             ``label_issues_summary.json`` (created when missing).
         given_labels: [N] labels to audit; default the training set's current labels (the
@@ -121,7 +145,7 @@ def write_report(run: Run, *, out_dir: str, given_labels: np.ndarray | None = No
     n = len(ds.labels)
     labels = np.asarray(ds.labels if given_labels is None else given_labels, dtype=np.int64).copy()
     if labels.shape != (n,):
-        raise ValueError(f"given_labels must have shape ({n},), got {labels.shape}")
+        raise DataError(f"given_labels must have shape ({n},), got {labels.shape}")
     logits = train_predictions(trainer, run.loaders["train_eval"], n)
     probs = E.softmax(logits)
     losses = per_sample_loss(logits, labels)
@@ -129,24 +153,24 @@ def write_report(run: Run, *, out_dir: str, given_labels: np.ndarray | None = No
     gmm_prob, gmm = loss_gmm(losses, seed=seed)
     own = run.method.clean_probability()
     if own is not None and np.asarray(own).shape != (n,):
-        raise ValueError(f"method {run.cfg.method.name!r}: clean_probability() has shape "
+        raise DataError(f"method {run.cfg.method.name!r}: clean_probability() has shape "
                          f"{np.asarray(own).shape}, expected ({n},)")
     clean_prob = gmm_prob if own is None else np.clip(np.asarray(own, dtype=np.float64), 0.0, 1.0)
     suggested = probs.argmax(axis=1)
-    quality = E.label_quality_scores(labels, probs)
-    is_issue = E.find_label_issues(labels, probs, clean_prob=clean_prob)
+    order, is_issue, quality = rank_label_issues(labels, probs, clean_prob)
     t_est = E.estimate_noise_matrix(labels, probs)
     names = list(data.class_names)
     clean = getattr(ds, "clean_labels", None)
 
     table: dict[str, Any] = {"index": np.arange(n), **identity_columns(ds)}
+    texts = getattr(ds, "texts", None)
+    if texts is not None:  # text sources: the review itself, shortened, beside the labels
+        table["text"] = [shorten_text(t) for t in texts]
     table.update({"given_label": labels, "given_name": _names(names, labels), "suggested_label": suggested,
                   "suggested_name": _names(names, suggested), "clean_prob": clean_prob,
                   "quality_score": quality, "loss": losses, "is_issue": is_issue})
     if clean is not None:
         table["true_label"] = np.asarray(clean, dtype=np.int64)
-    # most suspect first: flagged before unflagged, then lowest quality, then lowest clean probability
-    order = np.lexsort((np.arange(n), clean_prob, quality, ~is_issue))
     os.makedirs(out_dir, exist_ok=True)
     csv_path = os.path.join(out_dir, CSV_NAME)
     header, rows = _csv_rows(table, order)
@@ -190,40 +214,12 @@ def write_report(run: Run, *, out_dir: str, given_labels: np.ndarray | None = No
     return summary
 
 
-def _run_dir(checkpoint: str) -> str:
-    """The run folder of a checkpoint path (``RUN/checkpoints/x.pdckpt``) or of a run folder itself."""
-    path = os.path.abspath(checkpoint)
-    if os.path.isdir(path):
-        return path
-    parent = os.path.dirname(path)
-    return os.path.dirname(parent) if os.path.basename(parent) == "checkpoints" else parent
-
-
-def report_command(cfg: Config, checkpoint: str, *, out_dir: str | None = None) -> dict[str, Any]:
-    """``robust-paddle report``: load ``checkpoint`` (a .pdckpt file or a run folder) and write the report.
-
-    Args:
-        cfg: the run's config (its data section rebuilds the same training set and noisy labels).
-        checkpoint: checkpoint file or run folder (uses ``checkpoints/latest.pdckpt``).
-        out_dir: report folder; default the checkpoint's run folder.
-
-    Returns:
-        The summary dict without the matrices (what the CLI prints).
-    """
-    from robust_paddle.pipeline.run import load_run
-
-    run_dir = _run_dir(checkpoint)
-    run = load_run(cfg, checkpoint, output_dir=run_dir)
-    summary = write_report(run, out_dir=out_dir or run_dir)
-    return {k: v for k, v in summary.items() if not k.endswith("matrix") and k != "class_names"}
-
-
 # ------------------------------------------------------------------------------------------------ hooks
 @HOOKS.register("report")
 class ReportHook(Hook):
     """Writes the label-issue report into the run folder at the end of training (rank 0 only).
 
-    Added by ``engine.hooks.build_hooks`` when ``train.report`` is true. The given labels are copied at
+    Added by ``pipeline.hooks.build_hooks`` when ``train.report`` is true. The given labels are copied at
     ``before_train`` so a method that relabels the training set in place is still audited against the
     labels the user supplied.
     """
@@ -241,8 +237,6 @@ class ReportHook(Hook):
     def after_train(self, trainer: Trainer) -> None:
         if not trainer.is_main or trainer.data is None or not trainer.cfg.train.report:
             return
-        from robust_paddle.pipeline.run import Run
-
         run = Run(cfg=trainer.cfg, data=trainer.data, method=trainer.method, loaders=trainer.loaders,
                   trainer=trainer)
         write_report(run, out_dir=trainer.output_dir, given_labels=self.given)
@@ -252,7 +246,8 @@ class ReportHook(Hook):
 class SampleStatsHook(Hook):
     """Per-epoch per-sample statistics for methods that keep none of their own.
 
-    Every ``every`` epochs, one eval pass over the training set gives per-sample losses; a 2-component GMM
+    On evaluation epochs (every ``train.eval_every`` epochs and the last) whose number is a multiple of ``every``,
+    one eval pass over the training set gives per-sample losses; a 2-component GMM
     on them gives clean probabilities. Writes the VisualDL histograms ``samples/loss`` and
     ``samples/clean_prob``, the scalar ``noise/rate_gmm`` and, when the clean labels are known,
     ``select/precision`` / ``select/recall`` of the GMM-clean split (``clean_prob > 0.5``). Skipped when
@@ -268,11 +263,11 @@ class SampleStatsHook(Hook):
 
     def __init__(self, every: int = 1) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"sample_stats.every must be an int >= 1, got {every!r}")
+            raise DataError(f"sample_stats.every must be an int >= 1, got {every!r}")
         self.every = every
 
     def after_epoch(self, trainer: Trainer) -> None:
-        if (trainer.epoch + 1) % self.every or trainer.data is None:
+        if (trainer.epoch + 1) % self.every or not trainer.is_eval_epoch() or trainer.data is None:
             return
         if trainer.method.clean_probability() is not None or "samples/loss" in trainer.epoch_histograms:
             return

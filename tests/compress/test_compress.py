@@ -39,7 +39,7 @@ def trained(tmp_path_factory):
 
 
 def compress(run_dir: str, ckpt: str, out: str, stages: str, *extra: str) -> dict:
-    from robust_paddle.compress import compress_command
+    from robust_paddle.pipeline.commands import compress_command
 
     cfg = cfg_with(run_dir, f"slim.stages={stages}", *extra)
     return compress_command(cfg, ckpt, out_dir=out, print_table=False)
@@ -108,7 +108,7 @@ def test_shipped_slim_configs_load(repo_root):
 
 # --------------------------------------------------------------------------------- environment errors
 def test_missing_paddleslim_says_what_to_install(monkeypatch, tmp_path):
-    from robust_paddle.compress import compress_command
+    from robust_paddle.pipeline.commands import compress_command
 
     monkeypatch.setitem(sys.modules, "paddleslim", None)  # makes `import paddleslim` raise ImportError
     cfg = C.load(CONFIG, ["slim.stages=[{name: qat}]"])
@@ -120,7 +120,7 @@ def test_missing_paddleslim_says_what_to_install(monkeypatch, tmp_path):
 @pytest.mark.parametrize("stage", ["prune", "ptq"])
 def test_paddle3_refuses_paddleslim_stages(monkeypatch, tmp_path, stage):
     from robust_paddle import _compat
-    from robust_paddle.compress import compress_command
+    from robust_paddle.pipeline.commands import compress_command
 
     monkeypatch.setattr(_compat, "IS_PADDLE3", True)
     spec = "{name: prune, ratio: 0.3}" if stage == "prune" else "{name: ptq}"
@@ -130,7 +130,7 @@ def test_paddle3_refuses_paddleslim_stages(monkeypatch, tmp_path, stage):
 
 
 def test_no_stages_is_an_error(tmp_path):
-    from robust_paddle.compress import compress_command
+    from robust_paddle.pipeline.commands import compress_command
 
     with pytest.raises(ValueError, match=r"slim\.stages is empty"):
         compress_command(C.load(CONFIG), str(tmp_path / "x.pdckpt"), out_dir=str(tmp_path / "out"))
@@ -277,7 +277,7 @@ def test_prune_then_qat_end_to_end(trained, tmp_path, monkeypatch):
 
 
 def test_sensitivity_prune_then_ptq_end_to_end(trained, tmp_path, capsys):
-    from robust_paddle.compress import compress_command
+    from robust_paddle.pipeline.commands import compress_command
 
     run_dir, ckpt = trained
     out = str(tmp_path / "c")
@@ -333,7 +333,52 @@ def test_compress_hook_runs_after_training(tmp_path):
 
 
 def test_compress_hook_options_checked():
-    from robust_paddle.compress.hook import CompressHook
+    from robust_paddle.pipeline.commands import CompressHook
 
     with pytest.raises(ValueError, match=r"compress\.checkpoint: 'last' is not allowed; choose one of: latest, best"):
         CompressHook(checkpoint="last")
+
+
+class _WritesMarker:
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.path!r}, 'w').write('pwned')",))
+
+
+def test_sensitivity_cache_is_read_weights_only(trained, tmp_path, capsys):
+    import pickle
+
+    from paddleslim.dygraph.prune.filter_pruner import Status
+
+    from robust_paddle.compress.prune import rewrite_sensitivity_cache
+    from robust_paddle.errors import CheckpointError
+
+    marker = tmp_path / "marker"
+    good = tmp_path / "good.pickle"
+    status = Status()
+    status.sensitivies = {"conv2d_0.w_0": {0.1: np.float32(0.01), np.float64(0.2): 0.05}}
+    status.save(str(good))
+    rewrite_sensitivity_cache(str(good))
+    assert Status(str(good)).sensitivies == {"conv2d_0.w_0": {0.1: pytest.approx(0.01), 0.2: 0.05}}
+    # a crafted cache left in a --out folder: compress stops with one line, the payload never runs
+    run_dir, ckpt = trained
+    out = tmp_path / "c"
+    (out / "00_prune").mkdir(parents=True)
+    with open(out / "00_prune" / "sensitivities_net.pickle", "wb") as fh:
+        pickle.dump({"conv": _WritesMarker(marker)}, fh)
+    from robust_paddle import cli
+
+    capsys.readouterr()
+    code = cli.main(["-q", "compress", "-c", os.path.join(run_dir, "config.yaml"), "--checkpoint", ckpt, "--out",
+                     str(out), "-o", "slim.stages=[{name: prune, flops_target: 0.3, sensitivity_samples: 40}]",
+                     "-o", "slim.finetune_epochs=1"])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("robust-paddle")]
+    assert code == 2 and len(err) == 1, err
+    assert "sensitivities_net.pickle: refused to load: the file references builtins.exec" in err[0]
+    assert not marker.exists()
+    with open(good, "wb") as fh:
+        pickle.dump({"a": 1}, fh)
+    with pytest.raises(CheckpointError, match="good.pickle is not a PaddleSlim sensitivity cache; delete it"):
+        rewrite_sensitivity_cache(str(good))

@@ -11,6 +11,7 @@ import robust_paddle  # noqa: F401  (before paddle: preloads the system zlib)
 import paddle
 import paddle.vision.models as pvm
 
+from robust_paddle.errors import ConfigError
 from robust_paddle.models import MODELS, VISION_FACTORIES, build_model, has_feature_split
 
 # Small widths keep the ResNets fast; the architecture is the same at every width.
@@ -31,7 +32,10 @@ def batch(shape, n=3, seed=0):
 
 
 def test_every_registry_entry_is_tested():
-    assert set(MODELS.names()) == set(SHAPES)
+    from robust_paddle.models.text import TEXT_MODELS
+
+    # the text models (token ids in) are tested over every entry in tests/text/test_text_models.py
+    assert set(MODELS.names()) == set(SHAPES) | set(TEXT_MODELS)
 
 
 @pytest.mark.parametrize("name,shape", CASES)
@@ -161,7 +165,7 @@ def test_user_factory_errors(user_module):
         build_model("rp_no_such_module:make", num_classes=3, input_shape=(4,))
     with pytest.raises(ValueError, match=f"model.name: module '{user_module}' has no callable 'missing'"):
         build_model(f"{user_module}:missing", num_classes=3, input_shape=(4,))
-    with pytest.raises(TypeError, match="returned str, expected a paddle.nn.Layer"):
+    with pytest.raises(ConfigError, match="returned str, expected a paddle.nn.Layer"):
         build_model(f"{user_module}:not_a_layer", num_classes=3, input_shape=(4,))
     with pytest.raises(ValueError, match="is not a 'package.module:function' path"):
         build_model("a.b:c:d", num_classes=3, input_shape=(4,))
@@ -169,8 +173,9 @@ def test_user_factory_errors(user_module):
 
 # --------------------------------------------------------------------------------------------- checks
 def test_unknown_name_lists_registry_and_other_forms():
-    with pytest.raises(ValueError, match=r"unknown model 'resnet9000'; registered: mlp, preact_resnet18, "
-                                         r"resnet18_cifar, resnet34_cifar, small_cnn; also accepted: "
+    with pytest.raises(ValueError, match=r"unknown model 'resnet9000'; registered: bigru_attention, bilstm_attention, "
+                                         r"mlp, preact_resnet18, resnet18_cifar, resnet34_cifar, small_cnn, textcnn, "
+                                         r"transformer; also accepted: "
                                          r"paddle.vision.models names .*'pkg.mod:fn'"):
         build_model("resnet9000", num_classes=3, input_shape=(3, 32, 32))
 

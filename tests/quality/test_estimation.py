@@ -10,6 +10,8 @@ from sklearn.metrics import roc_auc_score
 
 import robust_paddle  # noqa: F401  (before paddle / numpy-heavy imports: zlib shim)
 from robust_paddle.data.noise import apply_transition, pair_matrix, realised_matrix, symmetric_matrix
+from robust_paddle.errors import DataError
+from robust_paddle.pipeline import kfold
 from robust_paddle.quality import estimation as E
 
 C, N = 5, 4000
@@ -114,11 +116,11 @@ def test_detection_scores() -> None:
     (np.array([0, 1]), np.array([[0.5, 0.5], [2.0, -1.0]]), ValueError, r"negative values .* row 1"),
     (np.array([0, 1]), np.array([[0.5, 0.5], [0.7, 0.7]]), ValueError, r"rows must sum to 1 .* row 1 sums to 1.4"),
     (np.array([[0, 1]]), np.full((2, 2), 0.5), ValueError, r"labels must be a 1-D array"),
-    (np.array([0.0, 1.0]), np.full((2, 2), 0.5), TypeError, r"labels must be integers"),
+    (np.array([0.0, 1.0]), np.full((2, 2), 0.5), DataError, r"labels must be integers"),
     (np.array([0, 1, 1]), np.full((2, 2), 0.5), ValueError, r"labels has 3 entries but pred_probs has 2 rows"),
     (np.array([0, 2]), np.full((2, 2), 0.5), ValueError, r"labels must be in \[0, 2\) .* found 2"),
     (np.array([-1, 0]), np.full((2, 2), 0.5), ValueError, r"found -1"),
-    (np.array([0, 1]), np.array([["a", "b"], ["c", "d"]]), TypeError, r"real numbers"),
+    (np.array([0, 1]), np.array([["a", "b"], ["c", "d"]]), DataError, r"real numbers"),
 ])
 def test_input_validation(labels, probs, exc, match) -> None:
     with pytest.raises(exc, match=match):
@@ -139,7 +141,7 @@ def test_option_validation() -> None:
     with pytest.raises(ValueError, match=r"clean_prob values must be probabilities"):
         E.find_label_issues(labels, probs, clean_prob=np.array([0.5, 1.5]))
     with pytest.raises(ValueError, match=r"folds must be an int >= 2"):
-        E.cross_val_pred_probs(None, folds=1)  # type: ignore[arg-type]
+        kfold.cross_val_pred_probs(None, folds=1)  # type: ignore[arg-type]
 
 
 def test_softmax_rows_sum_to_one() -> None:
@@ -155,12 +157,12 @@ def test_cross_val_pred_probs_tiny_digits_run() -> None:
     cfg = config.load(quickstart, ["train.epochs=3", "data.subset=200", "train.progress=false", "data.batch_size=16",
                                    "data.noise.rate=0.2", "optimizer.lr=0.1"])
     data = build_data(cfg)
-    probs = E.cross_val_pred_probs(cfg, folds=2, data=data)
+    probs = kfold.cross_val_pred_probs(cfg, folds=2, data=data)
     assert probs.shape == (200, data.num_classes)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
     assert np.mean(probs.argmax(1) == data.train.clean_labels) > 0.3  # better than chance (0.1) out of sample
     with pytest.raises(ValueError, match=r"folds=500 exceeds the 200 training samples"):
-        E.cross_val_pred_probs(cfg, folds=500, data=data)
+        kfold.cross_val_pred_probs(cfg, folds=500, data=data)
 
 
 def test_round_preserving_total_keeps_row_noise() -> None:
