@@ -76,7 +76,7 @@ def time_config(config: str, *, steps: int, workdir: str, max_batch: int) -> dic
         npz = os.path.join(workdir, f"{kind}-{tb}-{steps}.npz")
         if not os.path.exists(npz):
             standin(kind, tb * (steps + 1), npz)
-        over += ["data.name=npz", f"data.path={npz}", "data.root="]
+        over += ["data.name=npz", f"data.path={npz}", "data.root=", "data.class_names=['0','1','2','3','4','5','6','7','8','9']"]
     cfg = config_mod.load(path, over)
     with paddle.utils.unique_name.guard():
         run = build_run(cfg, output_dir=cfg.output_dir, hooks=[])

@@ -50,7 +50,7 @@ def test_every_method_has_digits_mnist_and_cifar_configs():
 
 
 def test_every_config_says_what_it_was_measured_on_and_how_long_it_takes():
-    for path in ALL + sorted(glob.glob(os.path.join(ROOT, "_base_", "*.yaml"))):
+    for path in ALL:
         with open(path, encoding="utf-8") as fh:
             head = "".join(line for line in fh if line.startswith("#"))
         chain, cur = head, path
