@@ -26,6 +26,7 @@ import numpy as np
 import yaml
 
 from robust_paddle import _compat
+from robust_paddle.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +180,9 @@ class PaddlePredictor:
         optimized: True runs Paddle's IR fusion passes and oneDNN (the deployment setting); False runs the
             saved program op by op with the same kernels as dygraph (used to check the program exactly;
             fake-quant ops then run in fp32).
+
+    Raises:
+        ValueError: the program file is damaged (checked in Python first: Paddle's loader would crash).
     """
 
     def __init__(self, prefix: str, *, int8: bool = False, threads: int = 1, optimized: bool = True,
@@ -192,6 +196,7 @@ class PaddlePredictor:
                                      or not all(isinstance(o, str) and o for o in int8_ops)):
             raise ValueError(f"int8_ops must be a non-empty list of op type names such as ['conv2d', 'fc'], "
                              f"got {int8_ops!r}")
+        _compat.check_program_file(_compat.model_file(prefix))  # Paddle's loader segfaults on a damaged one
         config = inference.Config(_compat.model_file(prefix), _compat.params_file(prefix))
         config.disable_gpu()
         config.disable_glog_info()
@@ -272,6 +277,10 @@ def decode_image(data: bytes, *, channels: int, size: tuple[int, int]) -> np.nda
 
     try:
         with Image.open(io.BytesIO(data)) as im:
+            limit = Image.MAX_IMAGE_PIXELS  # Pillow's bomb guard only warns between 1x and 2x this limit
+            if limit is not None and im.size[0] * im.size[1] > limit:
+                raise ValueError(f"image of {im.size[0]}x{im.size[1]} pixels exceeds Pillow's decompression-bomb "
+                                 f"limit of {limit} pixels")
             im.load()
             if im.mode in SIXTEEN_BIT_MODES and channels == 1:
                 # PIL's 8-bit conversion of 16-bit grey clips instead of scaling, so keep the precision
@@ -298,15 +307,71 @@ def normalize(images: np.ndarray, info: ModelInfo) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
 
 
-def preprocess_images(blobs: Sequence[bytes], info: ModelInfo) -> np.ndarray:
-    """Encoded images -> the model input ``[N, *input_shape]`` float32 (see the module docstring).
+class PixelBudgetError(DataError):
+    """The images of one request would decode to more pixels than allowed (the server answers 413)."""
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """``(width, height)`` read from an encoded image's header, without decoding its pixels.
+
+    Pillow's decompression-bomb guard stays on: an image over ``2 * PIL.Image.MAX_IMAGE_PIXELS`` is refused
+    by ``Image.open`` itself, and one over ``MAX_IMAGE_PIXELS`` is refused here (Pillow only warns there).
 
     Raises:
+        ValueError: the bytes are not an image PIL can identify, or it exceeds Pillow's pixel limit.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        raise ValueError(f"cannot decode image ({type(e).__name__}: {e}); send PNG or JPEG bytes") from None
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        raise ValueError(f"image of {width}x{height} pixels exceeds Pillow's decompression-bomb limit of "
+                         f"{limit} pixels")
+    return width, height
+
+
+def check_pixel_budget(blobs: Sequence[bytes], max_pixels: int) -> int:
+    """Sum of the images' pixel counts from their headers; raises before anything is decoded.
+
+    Raises:
+        PixelBudgetError: the sum exceeds ``max_pixels`` (the message gives both numbers).
+        ValueError: an image cannot be identified (names its position).
+    """
+    total = 0
+    for i, blob in enumerate(blobs):
+        try:
+            width, height = image_size(blob)
+        except ValueError as e:
+            raise ValueError(f"images[{i}]: {e}") from None
+        total += width * height
+    if total > max_pixels:
+        raise PixelBudgetError(f"the images of this request hold {total / 1e6:.1f} megapixels; at most "
+                               f"{max_pixels / 1e6:g} megapixels per request (--max-megapixels)")
+    return total
+
+
+def preprocess_images(blobs: Sequence[bytes], info: ModelInfo, *, max_pixels: int | None = None) -> np.ndarray:
+    """Encoded images -> the model input ``[N, *input_shape]`` float32 (see the module docstring).
+
+    Args:
+        blobs: encoded images.
+        info: the exported model's metadata.
+        max_pixels: decoded-pixel budget of all images together (None: no budget), checked on the headers
+            before any image is decoded.
+
+    Raises:
+        PixelBudgetError: over ``max_pixels``.
         ValueError: the model is tabular, or an image cannot be decoded (names its position).
     """
     if info.kind != "image":
         raise ValueError(f"this model takes tabular inputs of shape {list(info.input_shape)}, not images; "
                          "send them as 'inputs'")
+    if max_pixels is not None:
+        check_pixel_budget(blobs, max_pixels)
     c, h, w = info.input_shape
     out = []
     for i, blob in enumerate(blobs):
