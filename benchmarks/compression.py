@@ -80,7 +80,7 @@ def side_by_side_latency(models: dict[str, tuple], *, batch: np.ndarray, threads
                          rounds: int, block: int = 20) -> dict[str, dict[str, float]]:
     """Median wall and CPU milliseconds per call of each model (``name -> (prefix, int8[, int8_ops])``),
     timed in alternating blocks."""
-    from robust_paddle.predictor import PaddlePredictor
+    from robust_paddle.deploy.predictor import PaddlePredictor
 
     preds = {name: PaddlePredictor(spec[0], int8=spec[1], threads=threads, int8_ops=spec[2] if len(spec) > 2 else None)
              for name, spec in models.items()}
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     from robust_paddle import config as config_mod
     from robust_paddle.compress import compress_command
     from robust_paddle.compress.measure import latency_batch
-    from robust_paddle.engine.run import load_run, train
+    from robust_paddle.pipeline.run import load_run, train
 
     base = C.load_base(argparse.Namespace(config=args.config, override=args.override, dataset=args.dataset))
     dataset = base.data.name

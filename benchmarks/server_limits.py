@@ -54,8 +54,8 @@ def blank_png(side: int) -> bytes:
 
 def export_model(workdir: str) -> str:
     from robust_paddle import config
-    from robust_paddle.engine.run import train
-    from robust_paddle.export import export_command
+    from robust_paddle.deploy.export import export_command
+    from robust_paddle.pipeline.run import train
 
     cfg = config.load(os.path.join(ROOT, "configs", "quickstart.yaml"), [
         "data.subset=300", "data.noise.kind=none", "train.epochs=1", "model.name=small_cnn",

@@ -94,7 +94,7 @@ def _load_cfg(args: argparse.Namespace) -> Any:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from robust_paddle import config
-    from robust_paddle.engine.run import train
+    from robust_paddle.pipeline.run import train
 
     if args.resume:
         run_cfg = os.path.join(args.resume, "config.yaml")
@@ -116,7 +116,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from robust_paddle.engine.run import evaluate
+    from robust_paddle.pipeline.run import evaluate
 
     res = evaluate(_load_cfg(args), args.checkpoint)
     print(json.dumps({s: {k: v for k, v in m.items() if k != "confusion"} for s, m in res.items()}, indent=2))
@@ -124,14 +124,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from robust_paddle.report import report_command
+    from robust_paddle.quality.report import report_command
 
     print(json.dumps(report_command(_load_cfg(args), args.checkpoint, out_dir=args.out), indent=2))
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from robust_paddle.export import export_command
+    from robust_paddle.deploy.export import export_command
 
     formats = None if args.format is None else [f.strip() for f in args.format.split(",") if f.strip()]
     print(json.dumps(export_command(_load_cfg(args), args.checkpoint, out_dir=args.out, formats=formats), indent=2))
@@ -146,7 +146,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from robust_paddle.serve import serve_command
+    from robust_paddle.deploy.serve import serve_command
 
     serve_command(args.model, host=args.host, port=args.port, max_batch_size=args.max_batch_size,
                   max_body_mb=args.max_body_mb, threads=args.threads, max_megapixels=args.max_megapixels,
@@ -155,7 +155,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from robust_paddle.demo import run_demo
+    from robust_paddle.pipeline.demo import run_demo
 
     methods = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
     run_demo(config_path=args.config, overrides=args.override, out_dir=args.out, methods=methods, jobs=args.jobs)

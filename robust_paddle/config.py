@@ -83,6 +83,10 @@ class DataConfig:
     batch_size: int = _f(64, min=1)
     eval_batch_size: int = _f(256, min=1)
     num_workers: int = _f(0, min=0)
+    # a sample that cannot be loaded: error (stop with one line) | skip (checked before training, left out of
+    # every split, listed in <run>/skipped_files.txt)
+    on_bad_sample: str = _f("error", choices=("error", "skip"))
+    max_classes: int = _f(1000, min=2)  # most classes inferred from labels alone (no class names)
     download: bool = False  # paddle.vision datasets: download when files are missing (needs internet)
     class_names: list[str] | None = None
     subset: int = _f(0, min=0)  # keep a stratified sample of N training samples (0 = all); quick experiments
@@ -102,7 +106,7 @@ class ModelConfig:
 class LossConfig:
     name: str = "ce"  # LOSSES registry
     params: dict = _f(factory=dict)
-    # class weights from the training labels, passed to the loss as weight= (robust_paddle.imbalance)
+    # class weights from the training labels, passed to the loss as weight= (robust_paddle.data.imbalance)
     class_weighting: str = _f("none", choices=("none", "inverse", "inverse_sqrt", "effective"))
     class_weighting_beta: float = _f(0.999, min=0.0, max=0.999999)  # "effective" (Cui et al. 2019)
 
@@ -174,8 +178,8 @@ class TrainConfig:
     early_stopping: EarlyStoppingConfig = _f(factory=EarlyStoppingConfig)
     ema: EMAConfig = _f(factory=EMAConfig)
     swa: SWAConfig = _f(factory=SWAConfig)
-    calibration: bool = True  # reliability.png + ECE of the test split at the end (robust_paddle.calibration)
-    kfold: int = _f(0, min=0)  # K >= 2: train K models on folds of the train set (robust_paddle.kfold); 0 = off
+    calibration: bool = True  # reliability.png + ECE of the test split at the end (robust_paddle.quality.calibration)
+    kfold: int = _f(0, min=0)  # K >= 2: train K models on folds of the train set (robust_paddle.pipeline.kfold); 0 = off
     log_every: int = _f(20, min=1)  # steps between VisualDL step scalars
     progress: bool = True  # tqdm bars
     visualdl: bool = True
@@ -352,11 +356,13 @@ def load_yaml(path: str, _seen: tuple[str, ...] = ()) -> dict:
         raise ConfigError(f"_base_ cycle: {' -> '.join(_seen + (path,))}")
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
-    with open(path, encoding="utf-8") as fh:
-        try:
-            data = yaml_load(fh) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    from robust_paddle.data.textfile import read_text  # lazy: the data package imports paddle
+
+    text = read_text(path, what="config", error=ConfigError)
+    try:
+        data = yaml_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config must be a mapping at the top level")
     bases = data.pop("_base_", [])

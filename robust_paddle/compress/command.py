@@ -51,7 +51,7 @@ from robust_paddle.compress.finetune import finetune, finetune_lr
 from robust_paddle.compress.measure import agreement, format_table, measure_model
 from robust_paddle.compress.spec import PruneStage, PTQStage, QATStage, Stage, parse_stages, stage_dict
 from robust_paddle.config import Config
-from robust_paddle.predictor import MODEL_PREFIX, ModelInfo, PaddlePredictor
+from robust_paddle.deploy.predictor import MODEL_PREFIX, ModelInfo, PaddlePredictor
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class Session:
 
     def export_net(self) -> paddle.nn.Layer:
         """The network export would save (``export.network``, optional softmax head), in eval mode."""
-        from robust_paddle.export import SoftmaxHead
+        from robust_paddle.deploy.export import SoftmaxHead
 
         net = self.run.method.export_network(self.cfg.export.network)
         net = SoftmaxHead(net) if self.cfg.export.softmax else net
@@ -103,7 +103,7 @@ class Session:
 
     def write_info(self, prefix: str, *, stage: str, int8: bool) -> str:
         """``inference.yml`` beside a saved model, so ``robust-paddle serve`` can load the folder."""
-        from robust_paddle.export import INPUT_NAME, model_version
+        from robust_paddle.deploy.export import INPUT_NAME, model_version
 
         data, cfg = self.run.data, self.cfg
         out_name = PaddlePredictor(prefix, optimized=False).output_name
@@ -122,7 +122,7 @@ class Session:
 # ------------------------------------------------------------------------------------------------- stages
 def save_fp32(session: Session, out_dir: str, *, stage: str) -> tuple[str, dict[str, Any]]:
     """Save the current fp32 export network to ``out_dir`` and check the program reproduces it exactly."""
-    from robust_paddle.export import check_runner, parity_batch, save_static
+    from robust_paddle.deploy.export import check_runner, parity_batch, save_static
 
     ec = session.cfg.export
     net = session.export_net()
@@ -181,7 +181,7 @@ def run_qat(session: Session, stage: QATStage, index: int, stage_dir: str) -> tu
     ft = finetune(session.run, start_epoch=session.start_epoch, epochs=_epochs(session, stage), output_dir=stage_dir,
                   lr=finetune_lr(session.cfg, stage.lr), meta=session.run.trainer.meta)
     net = session.export_net()
-    from robust_paddle.export import parity_batch
+    from robust_paddle.deploy.export import parity_batch
 
     x = parity_batch(session.run.data, session.cfg.export.batch_for_parity)
     with paddle.no_grad():
@@ -252,9 +252,9 @@ def compress_command(cfg: Config, checkpoint: str, *, out_dir: str, print_table:
         RuntimeError: this Paddle version cannot run a stage (names the stage and the version).
         CompressionCheckError: a stage failed its checks (after the report is written).
     """
+    from robust_paddle.deploy.export import load_ema_weights, wants_ema
     from robust_paddle.engine.checkpoint import load_checkpoint
-    from robust_paddle.engine.run import load_run
-    from robust_paddle.export import load_ema_weights, wants_ema
+    from robust_paddle.pipeline.run import load_run
 
     stages = parse_stages(cfg.slim.stages)
     if not stages:

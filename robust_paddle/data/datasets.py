@@ -22,6 +22,12 @@ class ArrayDataset(paddle.io.Dataset):
     ``labels`` in place (relabelling) is seen by every dataset that shares the array (``train`` and
     ``train_eval`` do).
 
+    Sample identity: ``index`` (what ``__getitem__`` returns and every per-sample output calls ``index``) is
+    the position in this dataset; ``source_rows[index]`` is the sample's row in the source the user gave
+    (row of the npz arrays, entry of the file list, position in the sorted image-folder scan, row of the
+    dataset's train split), ``paths[index]`` its file for path-backed data and ``ids[index]`` the source's own
+    id column when it has one (``ids`` array of an npz), else ``ids`` is None.
+
     Args:
         data: [N, H, W, C] images / [N, D] features, or N image file paths.
         labels: [N] int.
@@ -29,11 +35,14 @@ class ArrayDataset(paddle.io.Dataset):
         pipeline: how a stored sample becomes the model input.
         clean_labels: [N] int or None.
         class_names: C names.
+        source_rows: [N] int, each sample's row in the user's source; default ``0..N-1``.
+        ids: [N] the source's id column (ints or strings), or None.
     """
 
     def __init__(self, data: np.ndarray | Sequence[str], labels: np.ndarray, *, num_classes: int,
                  pipeline: Pipeline, clean_labels: np.ndarray | None = None,
-                 class_names: Sequence[str] | None = None) -> None:
+                 class_names: Sequence[str] | None = None, source_rows: np.ndarray | None = None,
+                 ids: np.ndarray | None = None) -> None:
         super().__init__()
         self.data = list(data) if not isinstance(data, np.ndarray) else data
         self.labels = check_labels(labels, num_classes)
@@ -45,6 +54,12 @@ class ArrayDataset(paddle.io.Dataset):
             if self.clean_labels.shape != self.labels.shape:
                 raise ValueError(f"clean_labels has {self.clean_labels.shape[0]} entries, labels has "
                                  f"{self.labels.shape[0]}")
+        n = self.labels.shape[0]
+        self.source_rows = np.arange(n, dtype=np.int64) if source_rows is None else np.asarray(source_rows, np.int64)
+        self.ids = None if ids is None else np.asarray(ids)
+        for name, arr in (("source_rows", self.source_rows), ("ids", self.ids)):
+            if arr is not None and arr.shape != (n,):
+                raise ValueError(f"{name} has shape {arr.shape}; the dataset has {n} samples")
         self.num_classes = int(num_classes)
         self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
         self.pipeline = pipeline
@@ -85,7 +100,8 @@ class ArrayDataset(paddle.io.Dataset):
         data = self.data[idx] if isinstance(self.data, np.ndarray) else [self.data[i] for i in idx]
         clean = None if self.clean_labels is None else self.clean_labels[idx]
         return ArrayDataset(data, self.labels[idx], num_classes=self.num_classes, pipeline=self.pipeline,
-                            clean_labels=clean, class_names=self.class_names)
+                            clean_labels=clean, class_names=self.class_names, source_rows=self.source_rows[idx],
+                            ids=None if self.ids is None else self.ids[idx])
 
     def features(self) -> np.ndarray:
         """All samples through the pipeline without augmentation, flattened: [N, D] float32."""

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from robust_paddle.data.textfile import read_text_lines, where
+from robust_paddle.errors import DataError
 from robust_paddle.registry import DATASETS
 
 logger = logging.getLogger(__name__)
@@ -36,17 +38,20 @@ MNIST_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.
 
 @dataclasses.dataclass
 class Split:
-    """Stored samples of one split: [N, H, W, C] / [N, D] array or N image paths, observed labels [N]."""
+    """Stored samples of one split: [N, H, W, C] / [N, D] array or N image paths, observed labels [N] and,
+    when the source has an id column, the user's ids [N] (int or str). Row ``i`` is the sample's
+    ``source_row`` in every output."""
 
     data: np.ndarray | list[str]
     labels: np.ndarray
     clean_labels: np.ndarray | None = None
+    ids: np.ndarray | None = None
 
 
 @dataclasses.dataclass
 class Source:
-    """What a source read. ``kind``: ``image`` or ``tabular``; ``scale`` maps stored values to [0, 1]-ish
-    units (1/255 for uint8); ``mean``/``std``: the dataset's standard statistics (None: computed on train);
+    """What a source read. ``kind``: ``image`` or ``tabular``; ``scale`` maps stored array values to [0, 1]-ish
+    units (1/255 for uint8; 1 for image paths, which the decoder maps to [0, 1]); ``mean``/``std``: the dataset's standard statistics (None: computed on train);
     ``val_trusted``: the validation labels are clean (``data.clean_val_path``)."""
 
     name: str
@@ -152,21 +157,34 @@ def _read_npz_arrays(path: str, where: str) -> dict:
         raise ValueError(f"{where}: cannot read {path!r} as .npz: {e}") from None
 
 
-def _npz_split(z: dict, xk: str, yk: str, ck: str | None, where: str) -> tuple[Split, str, np.dtype]:
+def _npz_ids(z: dict, key: str, where: str) -> np.ndarray | None:
+    """The optional id column ``key``: 1-D integers or strings (carried to label_issues.csv as ``id``)."""
+    if key not in z:
+        return None
+    ids = np.asarray(z[key])
+    if ids.ndim != 1 or not (np.issubdtype(ids.dtype, np.integer) or ids.dtype.kind in "US"):
+        raise ValueError(f"{where} '{key}': ids must be a 1-D array of integers or strings, got shape "
+                         f"{ids.shape} dtype {ids.dtype}")
+    return ids.astype(str) if ids.dtype.kind == "S" else ids
+
+
+def _npz_split(z: dict, xk: str, yk: str, ck: str | None, where: str, ik: str = "ids") -> tuple[Split, str, np.dtype]:
     if xk not in z or yk not in z:
         raise ValueError(f"{where}: needs arrays '{xk}' and '{yk}'; found {', '.join(sorted(z)) or 'none'}")
     x, kind = _npz_images(z[xk], where)
     y = _labels(z[yk], f"{where} '{yk}'")
     clean = _labels(z[ck], f"{where} '{ck}'") if ck and ck in z else None
-    for name, arr in ((yk, y), (ck, clean)):
+    ids = _npz_ids(z, ik, where)
+    for name, arr in ((yk, y), (ck, clean), (ik, ids)):
         if arr is not None and arr.shape[0] != x.shape[0]:
             raise ValueError(f"{where}: '{xk}' has {x.shape[0]} rows but '{name}' has {arr.shape[0]}")
-    return Split(x, y, clean), kind, x.dtype
+    return Split(x, y, clean, ids), kind, x.dtype
 
 
 @DATASETS.register("npz")
 def npz(cfg) -> Source:
-    """``.npz`` with ``x``, ``y`` and optional ``y_clean``, ``x_test``/``y_test``, ``class_names``.
+    """``.npz`` with ``x``, ``y`` and optional ``y_clean``, ``ids`` (the user's sample ids, 1-D int or str:
+    carried to every per-sample output), ``x_test``/``y_test``/``ids_test``, ``class_names``.
 
     ``x``: [N, D] tabular, [N, H, W] grey, or [N, H, W, C] / [N, C, H, W] images (uint8 scaled by 1/255,
     floats used as they are). ``val_path`` / ``test_path`` / ``clean_val_path`` are further npz files.
@@ -176,7 +194,7 @@ def npz(cfg) -> Source:
     train, kind, dtype = _npz_split(z, "x", "y", "y_clean", f"data.path {path}")
     test = None
     if "x_test" in z:
-        test, _, _ = _npz_split(z, "x_test", "y_test", "y_test_clean", f"data.path {path}")
+        test, _, _ = _npz_split(z, "x_test", "y_test", "y_test_clean", f"data.path {path}", "ids_test")
 
     def read(p: str) -> Split:
         split, k, _ = _npz_split(_read_npz_arrays(_need_file(p, "val_path/test_path", "an .npz file"), p),
@@ -200,19 +218,17 @@ def npz(cfg) -> Source:
 def read_file_list(list_path: str, root: str) -> Split:
     """PaddleClas-style list: one ``relative/path.jpg label`` per line (the path may contain spaces)."""
     _need_file(list_path, "path", "a file list with lines 'relative/path.jpg label'")
-    paths, labels = [], []
-    with open(list_path, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            parts = line.strip().rsplit(maxsplit=1)
-            if len(parts) != 2:
-                raise ValueError(f"{list_path} line {i}: {line.strip()!r} must be 'relative/path label'")
-            try:
-                labels.append(int(parts[1]))
-            except ValueError:
-                raise ValueError(f"{list_path} line {i}: label {parts[1]!r} is not an integer") from None
-            paths.append(os.path.join(root, parts[0]))
+    paths, labels, lines = [], [], []
+    for i, line in read_text_lines(list_path, what="file list"):
+        parts = line.strip().rsplit(maxsplit=1)
+        if len(parts) != 2:
+            raise DataError(f"{where(list_path, i)}: {line.strip()!r} must be 'relative/path label'")
+        try:
+            labels.append(int(parts[1]))
+        except ValueError:
+            raise DataError(f"{where(list_path, i)}: label {parts[1]!r} is not an integer") from None
+        paths.append(os.path.join(root, parts[0]))
+        lines.append(i)
     if not paths:
         raise ValueError(f"{list_path}: the file list is empty")
     missing = [p for p in paths if not os.path.isfile(p)]
@@ -230,7 +246,7 @@ def file_list(cfg) -> Source:
     train = read_file_list(cfg.path, root)
     extra = _extra_splits(cfg, lambda p: read_file_list(p, root))
     names = _class_names(cfg, [train, extra.get("val"), extra.get("test")])
-    return Source("file_list", "image", train, names, scale=1.0 / 255.0, **extra)
+    return Source("file_list", "image", train, names, scale=1.0, **extra)
 
 
 def _scan_folder(folder: str, field: str) -> dict[str, list[str]]:
@@ -270,7 +286,7 @@ def image_folder(cfg) -> Source:
     extra = _extra_splits(cfg, lambda p: to_split(_scan_folder(p, "val_path/test_path"), p))
     if cfg.class_names is not None and len(cfg.class_names) != len(classes):
         raise ValueError(f"data.class_names has {len(cfg.class_names)} names; the folder has {len(classes)} classes")
-    return Source("image_folder", "image", train, list(cfg.class_names or classes), scale=1.0 / 255.0, **extra)
+    return Source("image_folder", "image", train, list(cfg.class_names or classes), scale=1.0, **extra)
 
 
 # ------------------------------------------------------------------------------------- paddle.vision sets

@@ -15,37 +15,29 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from PIL import Image
 
+from robust_paddle.data.decode import decode_image
+from robust_paddle.errors import DataError
+
 AUGMENTS = ("none", "flip", "crop", "flip_crop")
 CROP_PAD = 4  # pixels of zero padding for random crops (the CIFAR recipe)
 
 
 # ---------------------------------------------------------------------------------------------- decode
 def load_image(path: str, *, channels: int, size: int = 0) -> np.ndarray:
-    """Read an image file as HWC uint8.
+    """Read an image file as HWC float32 in [0, 1] by the one decoder, :func:`robust_paddle.data.decode.decode_image`.
 
     Args:
-        path: any format PIL reads.
-        channels: 1 (grey, ``L``) or 3 (``RGB``).
+        path: any format Pillow reads.
+        channels: 1 or 3.
         size: square side to resize to (bilinear); 0 keeps the native size.
 
     Returns:
-        [H, W, channels] uint8.
+        [H, W, channels] float32.
+
+    Raises:
+        DataError: the file cannot be decoded (names the file and the reason).
     """
-    try:
-        with Image.open(path) as im:
-            im = im.convert("L" if channels == 1 else "RGB")
-            if size and im.size != (size, size):
-                im = im.resize((size, size), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"cannot read image {path!r}: {e}") from None
-    return arr[:, :, None] if arr.ndim == 2 else arr
-
-
-def image_channels(path: str) -> int:
-    """1 for greyscale files (PIL modes ``1``, ``L``, ``I``, ``F``, ``LA``), else 3."""
-    with Image.open(path) as im:
-        return 1 if im.mode in ("1", "L", "I", "I;16", "F", "LA") else 3
+    return decode_image(path, channels=channels, size=size)
 
 
 def _resize_one(img: np.ndarray, size: int) -> np.ndarray:
@@ -117,10 +109,13 @@ class Pipeline:
     Attributes:
         kind: ``"image"`` (stored HWC, output CHW) or ``"tabular"`` (stored and output [D]).
         mean, std: per channel (images) or per feature (tabular), in the scaled units.
-        scale: multiplies stored values first (1/255 for uint8 images, else 1).
+        scale: multiplies stored array values first (1/255 for uint8 arrays, else 1); image paths are decoded
+            to [0, 1] by :func:`robust_paddle.data.decode.decode_image` and then multiplied by ``scale`` too
+            (path sources use 1).
         augment: one of ``AUGMENTS``; train splits only.
         seed: augmentation seed; a sample's randomness is ``rng(seed, epoch, index, view)``.
         channels, size: decoding options for image paths (size 0: native).
+        shape_hw: with size 0, the ``(height, width)`` every decoded file must have ((0, 0): not checked).
     """
 
     kind: str
@@ -131,6 +126,7 @@ class Pipeline:
     seed: int = 0
     channels: int = 3
     size: int = 0
+    shape_hw: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         if self.kind not in ("image", "tabular"):
@@ -153,6 +149,10 @@ class Pipeline:
         """Stored sample -> float32 in scaled units (HWC image or [D] vector), no randomness."""
         if isinstance(item, str):
             arr = load_image(item, channels=self.channels, size=self.size)
+            if not self.size and self.shape_hw[0] and arr.shape[:2] != tuple(self.shape_hw):
+                (h, w), (eh, ew) = arr.shape[:2], self.shape_hw
+                raise DataError(f"{item}: image is {w}x{h} (width x height), the other images are {ew}x{eh}; set "
+                                "data.image_size to a side length to resize every image to a square of that side")
         else:
             arr = np.asarray(item)
         return arr.astype(np.float32) * np.float32(self.scale)

@@ -187,17 +187,17 @@ def build_hooks(trainer_cfg: Any) -> list[Hook]:
 
         hooks.append(VisualDLHook())
     # per-sample loss / clean-probability statistics each epoch and the label-issue report at the end
-    # (robust_paddle.report); importing it also registers "sample_stats" and "report" for train.hooks
-    from robust_paddle.report import ReportHook, SampleStatsHook
+    # (robust_paddle.quality.report); importing it also registers "sample_stats" and "report" for train.hooks
+    from robust_paddle.quality.report import ReportHook, SampleStatsHook
 
     if trainer_cfg.visualdl:
         hooks.append(SampleStatsHook())
     if trainer_cfg.report:
         hooks.append(ReportHook())
-    # weight averaging and calibration (robust_paddle.engine.ema, robust_paddle.calibration); importing them
+    # weight averaging and calibration (robust_paddle.engine.ema, robust_paddle.quality.calibration); importing them
     # also registers "ema", "swa" and "calibration" for train.hooks
-    from robust_paddle.calibration import CalibrationHook
     from robust_paddle.engine.ema import EMAHook, SWAHook
+    from robust_paddle.quality.calibration import CalibrationHook
 
     ema, swa = trainer_cfg.ema, trainer_cfg.swa
     if ema.enabled and swa.enabled:

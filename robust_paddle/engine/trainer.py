@@ -19,8 +19,8 @@ import numpy as np
 import paddle
 from tqdm import tqdm
 
-from robust_paddle import distributed as dist
 from robust_paddle.config import Config, to_dict
+from robust_paddle.engine import distributed as dist
 from robust_paddle.engine.checkpoint import save_checkpoint
 from robust_paddle.engine.hooks import Hook
 from robust_paddle.engine.metrics import classification_metrics
@@ -72,7 +72,7 @@ class Trainer:
         hooks: sorted by priority.
         output_dir: run folder (checkpoints/, metrics.json, vdl/ ...).
         meta: model metadata stored in checkpoints (num_classes, input_shape, class_names, mean, std).
-        distributed: data parallel (``robust_paddle.distributed``): wrap every network in ``DataParallel``,
+        distributed: data parallel (``robust_paddle.engine.distributed``): wrap every network in ``DataParallel``,
             average the epoch's train terms over ranks, shard per-sample passes; ``loaders["train"]`` must
             already be sharded (``engine.run.make_loaders``).
     """

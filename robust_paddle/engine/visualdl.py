@@ -160,7 +160,7 @@ class VisualDLHook(Hook):
         for split in ("val", "test"):  # confusion matrices of the last evaluation as images
             res = trainer.eval_details.get(split)
             if res and "confusion" in res:
-                from robust_paddle.calibration import confusion_image
+                from robust_paddle.quality.calibration import confusion_image
 
                 img = confusion_image(res["confusion"], class_names=trainer.meta.get("class_names"),
                                       title=f"Confusion matrix ({split})")
