@@ -304,14 +304,13 @@ def image_size(blob: bytes, *, name: str) -> tuple[int, int]:
     """
     from PIL import Image
 
-    from robust_paddle.data.decode import _DECODE_ERRORS
+    from robust_paddle.data.decode import _DECODE_ERRORS, _reason  # the decoder's own error wording
 
     try:
         with Image.open(io.BytesIO(blob)) as im:
             width, height = im.size
     except _DECODE_ERRORS as e:
-        raise DataError(f"{name}: cannot read image: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                        ) from None
+        raise DataError(f"{name}: cannot read image: {_reason(e)}") from None
     limit = Image.MAX_IMAGE_PIXELS
     if limit is not None and width * height > limit:
         raise DataError(f"{name}: cannot read image: DecompressionBombWarning: {width}x{height} pixels exceed "

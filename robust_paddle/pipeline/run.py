@@ -25,6 +25,7 @@ from robust_paddle.engine.hooks import build_hooks
 from robust_paddle.engine.trainer import Trainer, seed_everything
 from robust_paddle.losses import build_loss
 from robust_paddle.methods import Method, MethodContext, build_method
+from robust_paddle.methods.base import check_method_settings
 from robust_paddle.models import build_model
 from robust_paddle.optim import build_optimizer, build_scheduler
 
@@ -162,6 +163,8 @@ def train(cfg: Config, *, resume: str | None = None) -> dict[str, Any]:
     Under ``paddle.distributed.launch`` with several processes this trains data-parallel
     (``docs/distributed.md``); rank 0 writes the run folder.
     """
+    check_method_settings(cfg)  # before anything is written: config.yaml records only settings that apply
+    cfg = config_mod.drop_inert_settings(cfg)
     distributed = dist.init(cpu=cfg.train.device == "cpu")
     if distributed and cfg.train.kfold:
         raise ValueError(f"train.kfold={cfg.train.kfold} trains K independent models, which is not data parallel; "

@@ -32,7 +32,7 @@ import numpy as np
 
 from robust_paddle.data.identity import identity_columns
 from robust_paddle.engine.hooks import Hook, write_json
-from robust_paddle.methods.correction import fit_loss_gmm, split_precision_recall
+from robust_paddle.methods.correction import loss_clean_probability, split_precision_recall
 from robust_paddle.quality import estimation as E
 from robust_paddle.quality.plots import plot_loss_histogram, plot_noise_matrix
 from robust_paddle.registry import HOOKS
@@ -73,12 +73,10 @@ def train_predictions(trainer: Trainer, loader: Any, n: int, *, shard: bool = Fa
 
 
 def loss_gmm(losses: np.ndarray, *, seed: int) -> tuple[np.ndarray, Any]:
-    """``(clean_prob [N], GaussianMixture or None)``; all-equal losses give ``clean_prob = 1`` and no GMM."""
-    try:
-        return fit_loss_gmm(losses, seed=seed, **GMM_OPTIONS)
-    except ValueError as e:
-        logger.warning("loss GMM skipped (%s); every sample gets clean_prob = 1", e)
-        return np.ones(len(losses)), None
+    """``(clean_prob [N], GaussianMixture or None)``; all-equal losses or a mixture that does not separate
+    give ``clean_prob = 1`` and no GMM, with a warning (``correction.loss_clean_probability``)."""
+    prob, gmm, _ = loss_clean_probability(losses, seed=seed, where="label-issue report", **GMM_OPTIONS)
+    return prob, gmm
 
 
 def _names(class_names: list[str], labels: np.ndarray) -> list[str]:
