@@ -178,11 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet or _rank() != 0 else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         force=True)  # paddle attaches a root handler on import; replace it
-    from robust_paddle.engine.trainer import NonFiniteLossError
+    from robust_paddle.errors import TrainingError
 
     try:
         return COMMANDS[args.command](args)
-    except NonFiniteLossError as e:
+    except TrainingError as e:  # NonFiniteLossError and every other training stop: one line, exit 1
         if args.debug:
             raise
         print(f"robust-paddle: training failed: {e}", file=sys.stderr)

@@ -6,17 +6,18 @@
   run's training split, the row of ``train_labels.npy``), ``source_row`` (the row in the user's source: fix
   labels there), ``path`` (file-backed datasets), ``id`` (the source's id column, when it has one; see
   ``data/identity.py``), ``given_label``/``given_name``, ``suggested_label``/``suggested_name`` (arg-max prediction),
-  ``clean_prob`` (the method's own clean probability, else a 2-component GMM on the per-sample losses),
-  ``quality_score`` (self-confidence ``p[given]``, lower = more suspect), ``loss``, ``is_issue`` and, when
-  the clean labels are known, ``true_label``;
+  ``clean_prob`` (the method's own clean probability, else a 2-component GMM on the per-sample losses,
+  bounded by ``quality_score`` where confident learning flags the sample), ``quality_score``
+  (self-confidence ``p[given]``, lower = more suspect), ``loss``, ``is_issue`` and, when the clean labels
+  are known, ``true_label``; one rule ties these columns and the row order (:func:`issue_columns`): no
+  issue row has ``clean_prob >= 0.5`` and rows follow ascending ``clean_prob`` within each block;
 * ``noise_matrix.png`` - the confident-learning estimate of ``P(given | true)`` (``estimation``);
 * ``loss_hist.png`` - the per-sample loss histogram with the fitted GMM's component densities;
 * ``label_issues_summary.json`` - counts, noise-rate estimates, the estimated matrix and, when the clean
   labels are known, precision / recall / F1 of ``is_issue`` against the truth.
 
-Flagging follows :func:`robust_paddle.quality.estimation.find_label_issues` (confident learning, Northcutt et al.
-2021, https://arxiv.org/abs/1911.00068, united with the loss-GMM view of Li et al. 2020,
-https://arxiv.org/abs/2002.07394). The probabilities come from the trained (noise-robust) model itself, not
+Flagging unites confident learning (Northcutt et al. 2021, https://arxiv.org/abs/1911.00068) with the
+loss-GMM view of Li et al. 2020 (https://arxiv.org/abs/2002.07394) under :func:`issue_columns`. The probabilities come from the trained (noise-robust) model itself, not
 from cross-validation; ``benchmarks/detection.py`` measures how that compares with cleanlab on K-fold
 out-of-sample probabilities.
 """
@@ -79,6 +80,44 @@ def loss_gmm(losses: np.ndarray, *, seed: int) -> tuple[np.ndarray, Any]:
     return prob, gmm
 
 
+#: a label with a clean probability below this is an issue candidate (``find_label_issues``' default too)
+CLEAN_THRESHOLD = 0.5
+
+
+def issue_columns(labels: np.ndarray, probs: np.ndarray, clean_prob: np.ndarray, *,
+                  threshold: float = CLEAN_THRESHOLD) -> dict[str, np.ndarray]:
+    """The one rule behind ``clean_prob``, ``quality_score``, ``is_issue`` and the row order of the report.
+
+    1. ``quality_score = p[given]`` (self-confidence, Northcutt et al. 2021).
+    2. ``clean_prob`` = the method's clean probability (or the loss GMM's); for a sample that confident
+       learning flags (:func:`estimation.prune_by_noise_rate`) it is ``min(that, quality_score)``: the
+       classifier's own probability of the given label bounds how clean a flagged label can be called.
+    3. ``is_issue = clean_prob < threshold and (confident learning flags it or the prediction differs from
+       the given label)``; so no issue row has ``clean_prob >= threshold``.
+    4. Rows are ordered issues first, then by ascending ``clean_prob``, ties by ascending ``quality_score``,
+       then by index.
+
+    Without step 2, a loss GMM that calls a heavy-tailed loss "clean" (a GCE-trained model) left rows with
+    ``is_issue = 1`` and ``clean_prob = 1.0`` (issue 15).
+
+    Args:
+        labels: [N] given labels. probs: [N, C] probabilities. clean_prob: [N] in [0, 1].
+        threshold: in (0, 1).
+
+    Returns:
+        ``{"clean_prob" [N] float64, "quality_score" [N], "is_issue" [N] bool, "order" [N] int64}``.
+    """
+    labels, probs = E.check_inputs(labels, probs)
+    quality = E.label_quality_scores(labels, probs)
+    flagged = E.prune_by_noise_rate(labels, probs)
+    clean = np.asarray(clean_prob, dtype=np.float64)
+    clean = np.where(flagged, np.minimum(clean, quality), clean)
+    disagree = probs.argmax(axis=1) != labels
+    is_issue = (clean < threshold) & (flagged | disagree)
+    order = np.lexsort((np.arange(len(labels)), quality, clean, ~is_issue))
+    return {"clean_prob": clean, "quality_score": quality, "is_issue": is_issue, "order": order}
+
+
 def _names(class_names: list[str], labels: np.ndarray) -> list[str]:
     return [class_names[int(k)] for k in labels]
 
@@ -126,10 +165,10 @@ def write_report(run: Run, *, out_dir: str, given_labels: np.ndarray | None = No
     if own is not None and np.asarray(own).shape != (n,):
         raise ValueError(f"method {run.cfg.method.name!r}: clean_probability() has shape "
                          f"{np.asarray(own).shape}, expected ({n},)")
-    clean_prob = gmm_prob if own is None else np.clip(np.asarray(own, dtype=np.float64), 0.0, 1.0)
+    model_clean_prob = gmm_prob if own is None else np.clip(np.asarray(own, dtype=np.float64), 0.0, 1.0)
     suggested = probs.argmax(axis=1)
-    quality = E.label_quality_scores(labels, probs)
-    is_issue = E.find_label_issues(labels, probs, clean_prob=clean_prob)
+    cols = issue_columns(labels, probs, model_clean_prob)
+    clean_prob, quality, is_issue, order = cols["clean_prob"], cols["quality_score"], cols["is_issue"], cols["order"]
     t_est = E.estimate_noise_matrix(labels, probs)
     names = list(data.class_names)
     clean = getattr(ds, "clean_labels", None)
@@ -140,8 +179,6 @@ def write_report(run: Run, *, out_dir: str, given_labels: np.ndarray | None = No
                   "quality_score": quality, "loss": losses, "is_issue": is_issue})
     if clean is not None:
         table["true_label"] = np.asarray(clean, dtype=np.int64)
-    # most suspect first: flagged before unflagged, then lowest quality, then lowest clean probability
-    order = np.lexsort((np.arange(n), clean_prob, quality, ~is_issue))
     os.makedirs(out_dir, exist_ok=True)
     csv_path = os.path.join(out_dir, CSV_NAME)
     header, rows = _csv_rows(table, order)
