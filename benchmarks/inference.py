@@ -107,8 +107,10 @@ def prepare(model: str, workdir: str) -> tuple[Any, Any, str, np.ndarray]:
     """Train 1 epoch on digits, export paddle+onnx; returns (cfg, dygraph net, export dir, test samples)."""
     import paddle  # noqa: F401
 
-    from robust_paddle.deploy.export import export_command, parity_batch
-    from robust_paddle.pipeline.run import load_run, train
+    from robust_paddle.deploy.export import parity_batch
+    from robust_paddle.pipeline.build import load_run
+    from robust_paddle.pipeline.commands import export_command
+    from robust_paddle.pipeline.run import train
 
     values = {**C.QUIET, "train.calibration": False, "train.epochs": 1, "data.noise.kind": "none",
               "model.name": model, "model.params": MODEL_PARAMS.get(model, {})}

@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint "
                    "(uses RUN_DIR/config.yaml; -o may extend train.epochs)")
 
+    p = sub.add_parser("check-data", help="read every sample of every split and write data_report.json")
+    _add_config_args(p)
+    p.add_argument("--out", help="output folder for data_report.json (default: the config's output_dir)")
+
     p = sub.add_parser("eval", help="evaluate a checkpoint on the val/test splits")
     _add_config_args(p)
     p.add_argument("--checkpoint", required=True, help="a .pdckpt file or a run folder")
@@ -115,6 +119,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_data(args: argparse.Namespace) -> int:
+    import robust_paddle.data  # noqa: F401  (registers the DATASETS sources)
+    from robust_paddle.data.check_data import check_data, format_summary
+
+    cfg = _load_cfg(args)
+    report = check_data(cfg, out_dir=args.out, progress=not args.quiet)
+    print(format_summary(report))
+    print(f"report: {report['path']}")
+    if report["problems"]:
+        raise CLIError(f"check-data found {len(report['problems'])} problem(s) that stop training, the first: "
+                       f"{report['problems'][0]}")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from robust_paddle.pipeline.run import evaluate
 
@@ -124,14 +142,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from robust_paddle.quality.report import report_command
+    from robust_paddle.pipeline.commands import report_command
 
     print(json.dumps(report_command(_load_cfg(args), args.checkpoint, out_dir=args.out), indent=2))
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from robust_paddle.deploy.export import export_command
+    from robust_paddle.pipeline.commands import export_command
 
     formats = None if args.format is None else [f.strip() for f in args.format.split(",") if f.strip()]
     print(json.dumps(export_command(_load_cfg(args), args.checkpoint, out_dir=args.out, formats=formats), indent=2))
@@ -139,7 +157,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    from robust_paddle.compress import compress_command
+    from robust_paddle.pipeline.commands import compress_command
 
     compress_command(_load_cfg(args), args.checkpoint, out_dir=args.out)
     return 0
@@ -163,7 +181,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "report": cmd_report, "export": cmd_export,
-            "compress": cmd_compress, "serve": cmd_serve, "demo": cmd_demo}
+            "compress": cmd_compress, "check-data": cmd_check_data, "serve": cmd_serve, "demo": cmd_demo}
 
 
 def _rank() -> int:

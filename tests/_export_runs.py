@@ -52,7 +52,8 @@ def exported(tmp_path_factory, name: str, *, formats: tuple[str, ...] = ("paddle
     """(config, export folder, report) of run ``name`` exported once per session with ``formats``."""
     import json
 
-    from robust_paddle.deploy.export import REPORT_FILE, export_command
+    from robust_paddle.deploy.export import REPORT_FILE
+    from robust_paddle.pipeline.commands import export_command
 
     cfg, ckpt = trained_run(tmp_path_factory, name)
     if overrides:

@@ -340,7 +340,7 @@ def test_dockerignore_keeps_what_the_dockerfile_copies_and_nothing_else() -> Non
                 probe = src + "/__init__.py" if (ROOT / src).is_dir() and src == "robust_paddle" else src
                 assert not dockerignore_excludes(probe, patterns), f"{probe} is excluded but COPY needs it"
     assert not dockerignore_excludes("configs/quickstart.yaml", patterns)
-    assert not dockerignore_excludes("robust_paddle/engine/visualdl.py", patterns)
+    assert not dockerignore_excludes("robust_paddle/quality/visualdl.py", patterns)
     for path in (".git/config", ".venv/bin/python", "tests/test_docker.py", "output/run1/metrics.json",
                  "data/train.npz", "docs/visualdl.png", "robust_paddle/__pycache__/cli.cpython-311.pyc",
                  "robust_paddle.egg-info/PKG-INFO", "scripts/test.sh", "Dockerfile"):

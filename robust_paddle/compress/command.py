@@ -1,10 +1,10 @@
 """``robust-paddle compress``: run the ``slim.stages`` of a config on a trained checkpoint.
 
-Steps of :func:`compress_command`:
+Steps of ``pipeline.commands.compress_command`` (:func:`prepare_compress`, then :func:`compress_run`):
 
 1. Check the stages (``compress.spec``), that PaddleSlim is installed and that this Paddle can run each
    stage, before any work; refuse an ``out_dir`` that already holds a report.
-2. Rebuild the run (``engine.run.load_run``) with the checkpoint's weights and method state (GMM division,
+2. Rebuild the run (``pipeline.build.load_run``) with the checkpoint's weights and method state (GMM division,
    refined labels ...), plus its EMA weights when export would use them (``export.wants_ema``).
 3. Save the network ``export.network`` selects as the fp32 input model ``input/`` (``export.save_static``)
    and measure it (``compress.measure``).
@@ -38,7 +38,6 @@ import numpy as np
 import paddle
 
 from robust_paddle import _compat
-from robust_paddle import config as config_mod
 from robust_paddle.compress.backend import (
     check_stage_supported,
     count_flops,
@@ -239,23 +238,15 @@ def accuracy_check(before: dict[str, Any], after: dict[str, Any], *, max_drop: f
 
 
 # ---------------------------------------------------------------------------------------------- command
-def compress_command(cfg: Config, checkpoint: str, *, out_dir: str, print_table: bool = True) -> dict[str, Any]:
-    """Compress ``checkpoint`` with ``cfg.slim.stages`` into ``out_dir`` (see the module docstring).
-
-    Returns:
-        The report written to ``out_dir/compress_report.json``.
+def prepare_compress(cfg: Config, out_dir: str) -> tuple[list[Stage], Any]:
+    """Check ``cfg.slim.stages`` before any work: stages valid, PaddleSlim installed, this Paddle able to
+    run each stage, ``out_dir`` free; creates ``out_dir``. Returns the stages and the paddleslim module.
 
     Raises:
-        ValueError: no stages, invalid stages, ``out_dir`` already holds a report, empty calibration set,
-            or a model without prunable convs (each names the field).
+        ValueError: no stages, invalid stages, or ``out_dir`` already holds a report (each names the field).
         ImportError: PaddleSlim is not installed (says ``pip install robust_paddle[slim]``).
         RuntimeError: this Paddle version cannot run a stage (names the stage and the version).
-        CompressionCheckError: a stage failed its checks (after the report is written).
     """
-    from robust_paddle.deploy.export import load_ema_weights, wants_ema
-    from robust_paddle.engine.checkpoint import load_checkpoint
-    from robust_paddle.pipeline.run import load_run
-
     stages = parse_stages(cfg.slim.stages)
     if not stages:
         raise ValueError("slim.stages is empty; add stages to the config, e.g. slim: {stages: [{name: prune, "
@@ -266,8 +257,24 @@ def compress_command(cfg: Config, checkpoint: str, *, out_dir: str, print_table:
     if os.path.exists(os.path.join(out_dir, REPORT_FILE)):
         raise ValueError(f"--out {out_dir} already holds a compression ({REPORT_FILE}); choose another folder")
     os.makedirs(out_dir, exist_ok=True)
-    state = load_checkpoint(checkpoint)
-    run = load_run(config_mod.with_values(cfg, {"train.amp": "none"}), checkpoint, output_dir=out_dir)
+    return stages, slim
+
+
+def compress_run(cfg: Config, run: Any, state: dict[str, Any], *, checkpoint: str, out_dir: str,
+                 stages: list[Stage], slim: Any, print_table: bool = True) -> dict[str, Any]:
+    """Compress the loaded ``run`` (``checkpoint`` rebuilt with ``train.amp: none``; ``state`` is the loaded
+    checkpoint) with ``stages`` into ``out_dir`` (see the module docstring; ``pipeline.commands.compress_command``
+    checks with :func:`prepare_compress` and loads the run).
+
+    Returns:
+        The report written to ``out_dir/compress_report.json``.
+
+    Raises:
+        ValueError: empty calibration set, or a model without prunable convs (each names the field).
+        CompressionCheckError: a stage failed its checks (after the report is written).
+    """
+    from robust_paddle.deploy.export import load_ema_weights, wants_ema
+
     use_ema = wants_ema(cfg, state)
     if use_ema:
         load_ema_weights(run.method.networks, state, checkpoint=checkpoint)

@@ -26,11 +26,12 @@ import logging
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from robust_paddle.data.datasets import ArrayDataset
+from robust_paddle.data.datasets import ArrayDataset, RowView
 from robust_paddle.data.imagecheck import decide_image_shape
 from robust_paddle.data.noise import NoiseSpec, check_labels, inject_noise
 from robust_paddle.data.sources import Source, Split
 from robust_paddle.data.transforms import Pipeline, channel_stats, convert_images
+from robust_paddle.errors import ConfigError
 from robust_paddle.registry import DATASETS
 
 logger = logging.getLogger(__name__)
@@ -116,10 +117,15 @@ def _prepare_images(src: Source, d) -> tuple[int, tuple[int, ...], list[tuple[st
             raise ValueError("data.image_size/data.channels apply to images; this npz source is tabular "
                              "(x is [N, D]); set them to 0")
         return 0, (int(src.train.data.shape[1]),), []
+    if d.eval_resize_short and not d.image_size:
+        raise ConfigError(f"data.eval_resize_short={d.eval_resize_short} needs data.image_size (the centre crop's side)")
+    if d.eval_resize_short and d.eval_resize_short < d.image_size:
+        raise ConfigError(f"data.eval_resize_short={d.eval_resize_short} must be >= data.image_size={d.image_size}")
     if isinstance(src.train.data, np.ndarray):
         for split in (src.train, src.val, src.test):
             if split is not None:
-                split.data = convert_images(split.data, channels=d.channels, size=d.image_size)
+                split.data = convert_images(split.data, channels=d.channels, size=d.image_size,
+                                            resize_short=d.eval_resize_short)
         _, h, w, c = src.train.data.shape
         return c, (c, h, w), []
     splits = {part: getattr(src, part) for part in ("train", "val", "test") if getattr(src, part) is not None}
@@ -129,10 +135,12 @@ def _prepare_images(src: Source, d) -> tuple[int, tuple[int, ...], list[tuple[st
         bad = {p for p, _ in shape.skipped}
         for split in splits.values():
             keep = np.asarray([p not in bad for p in split.data], dtype=bool)
+            split.rows = np.flatnonzero(keep).astype(np.int64)  # source rows stay those of the files
             split.data = [p for p, k in zip(split.data, keep) if k]
             split.labels = split.labels[keep]
-            if split.clean_labels is not None:
-                split.clean_labels = split.clean_labels[keep]
+            for field in ("clean_labels", "ids", "lines"):  # every per-sample array of the split
+                if getattr(split, field, None) is not None:
+                    setattr(split, field, np.asarray(getattr(split, field))[keep])
     return shape.channels, (shape.channels, shape.height, shape.width), shape.skipped
 
 
@@ -154,12 +162,22 @@ def _stats(src: Source, d, train_idx: np.ndarray, pipe: Pipeline, width: int) ->
     return channel_stats(pipe.raw(data[i])[None] for i in pick)
 
 
+def _rows(data, idx):
+    """Rows ``idx`` of a split's samples: a list of paths, an in-memory copy, or a view of a memory map."""
+    if idx is None:
+        return data
+    if isinstance(data, np.memmap):
+        return RowView(data, idx)
+    if isinstance(data, RowView):
+        return data[idx]
+    return data[idx] if isinstance(data, np.ndarray) else [data[i] for i in idx]
+
+
 def _dataset(split: Split, idx, labels, clean, num_classes, pipe, names) -> ArrayDataset:
     """The samples ``idx`` of ``split`` (all when None); each keeps its source row (and id) for the outputs."""
-    data = split.data if idx is None else (
-        split.data[idx] if isinstance(split.data, np.ndarray) else [split.data[i] for i in idx])
+    data = _rows(split.data, idx)
     take = (lambda a: a) if idx is None else (lambda a: a[idx])
-    rows = np.arange(len(split.labels), dtype=np.int64)
+    rows = split.rows if split.rows is not None else np.arange(len(split.labels), dtype=np.int64)
     return ArrayDataset(data, take(labels), num_classes=num_classes, pipeline=pipe,
                         clean_labels=None if clean is None else take(clean), class_names=names,
                         source_rows=take(rows), ids=None if split.ids is None else take(split.ids))
@@ -167,6 +185,13 @@ def _dataset(split: Split, idx, labels, clean, num_classes, pipe, names) -> Arra
 
 def _features(split: Split, num_classes: int, pipe: Pipeline) -> np.ndarray:
     return ArrayDataset(split.data, split.labels, num_classes=num_classes, pipeline=pipe).features()
+
+
+def _augment_spec(value):
+    """Config value (preset name or list of op mappings) -> a hashable spec for :class:`Pipeline`."""
+    from robust_paddle.data.augment import parse_augment
+
+    return value if isinstance(value, str) else parse_augment(value)
 
 
 def build_data(cfg) -> DataBundle:
@@ -192,7 +217,9 @@ def build_data(cfg) -> DataBundle:
     width = input_shape[0]
     base = Pipeline(src.kind, (0.0,) * width, (1.0,) * width, scale=src.scale, seed=seed,
                     channels=channels or 3, size=d.image_size if src.kind == "image" else 0,
-                    shape_hw=tuple(input_shape[1:]) if src.kind == "image" and not d.image_size else (0, 0))
+                    shape_hw=tuple(input_shape[1:]) if src.kind == "image" and not d.image_size else (0, 0),
+                    resize_short=d.eval_resize_short if src.kind == "image" else 0,
+                    strong_augment=_augment_spec(d.strong_augment) if src.kind == "image" else "none")
     mean, std = _stats(src, d, idx["train"], base, width)
     base = dataclasses.replace(base, mean=tuple(mean), std=tuple(std))
 
@@ -205,7 +232,10 @@ def build_data(cfg) -> DataBundle:
                                    groups=_split_groups(idx, len(observed)))
         clean = observed if clean is None else clean
 
-    train = _dataset(src.train, idx["train"], noisy, clean, num_classes, base.with_augment(d.augment), names)
+    train = _dataset(src.train, idx["train"], noisy, clean, num_classes, base.with_augment(_augment_spec(d.augment)),
+                     names)
+    if len(train):
+        train.get_x(0)  # an augmentation the data cannot take (e.g. colour ops on float pixels) fails here
     train_eval = train.with_pipeline(base)
     val = None
     if idx["val"] is not None:

@@ -149,6 +149,8 @@ def _to_float(im: Image.Image, where: str) -> np.ndarray:
         return (arr.astype(np.float32) * np.float32(1.0 / 65535.0))[:, :, None]
     if mode == "F":
         arr = np.asarray(im, dtype=np.float32)
+        if not np.isfinite(arr).all():
+            raise DataError(f"{where}: the float image holds NaN or Inf; pixels must be finite")
         return arr[:, :, None]
     if mode in ("L", "RGB"):
         arr = np.asarray(im, dtype=np.float32) * np.float32(1.0 / 255.0)

@@ -159,3 +159,18 @@ def decide_image_shape(splits: dict[str, list[str]], *, channels: int = 0, image
         logger.warning("data.on_bad_sample=skip: %d unreadable file(s) left out: %s", len(skipped),
                        _listed([p for p, _ in skipped]))
     return ImageShape(channels=int(channels), height=int(h), width=int(w), skipped=skipped)
+
+
+SKIPPED_FILE = "skipped_files.txt"
+
+
+def write_skipped_files(out_dir: str, skipped: Sequence[tuple[str, str]]) -> str:
+    """Write ``<out_dir>/skipped_files.txt``: the path of every file left out, one per line (UTF-8, written to a
+    temporary file and renamed). Returns the path."""
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, SKIPPED_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+        fh.writelines(f"{p}\n" for p, _ in skipped)
+    os.replace(tmp, path)
+    return path

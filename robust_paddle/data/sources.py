@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from robust_paddle.data.labels import check_finite, resolve_classes
 from robust_paddle.data.textfile import read_text_lines, where
 from robust_paddle.errors import DataError
 from robust_paddle.registry import DATASETS
@@ -46,6 +47,9 @@ class Split:
     labels: np.ndarray
     clean_labels: np.ndarray | None = None
     ids: np.ndarray | None = None
+    origin: str = ""  # the file it was read from (for messages)
+    lines: np.ndarray | None = None  # [N] line numbers in ``origin`` (text sources)
+    rows: np.ndarray | None = None  # [N] source rows when samples were left out (on_bad_sample: skip); None: 0..N-1
 
 
 @dataclasses.dataclass
@@ -78,24 +82,16 @@ def _labels(y: np.ndarray, where: str) -> np.ndarray:
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1 or (y.size and not np.issubdtype(y.dtype, np.integer)):
-        raise ValueError(f"{where}: labels must be a 1-D integer array, got shape {y.shape} dtype {y.dtype}")
-    if y.size and y.min() < 0:
-        raise ValueError(f"{where}: label {int(y.min())} is negative; labels must be class indices >= 0")
+        raise DataError(f"{where}: labels must be a 1-D integer array, got shape {y.shape} dtype {y.dtype}")
     return y.astype(np.int64)
 
 
 def _class_names(cfg, splits: list[Split | None], known: list[str] | None = None) -> list[str]:
-    """``data.class_names`` if given, else ``known``, else "0".."C-1" with C = max label + 1."""
-    top = max((int(s.labels.max()) for s in splits if s is not None and s.labels.size), default=-1) + 1
-    names = cfg.class_names if cfg.class_names is not None else known
-    if names is None:
-        names = [str(i) for i in range(top)]
-    if len(names) < max(top, 2):
-        raise ValueError(f"data.class_names has {len(names)} names but labels go up to {top - 1} "
-                         "(at least 2 classes are needed)")
-    if known is not None and cfg.class_names is not None and len(cfg.class_names) != len(known):
-        raise ValueError(f"data.class_names has {len(cfg.class_names)} names; this dataset has {len(known)} classes")
-    return list(names)
+    """``data.class_names`` if given, else ``known``, else "0".."C-1" with C = max label + 1, after the label
+    checks of :func:`robust_paddle.data.labels.resolve_classes` (``splits``: train, val, test)."""
+    parts = dict(zip(("train", "val", "test"), splits))
+    return resolve_classes(parts, names=None if cfg.class_names is None else list(cfg.class_names), known=known,
+                           max_classes=cfg.max_classes)
 
 
 def _extra_splits(cfg, read: Callable[[str], Split]) -> dict:
@@ -130,8 +126,8 @@ def digits(cfg) -> Source:
     d = load_digits()
     x = (d.images / 16.0).astype(np.float32)[..., None]
     y = d.target.astype(np.int64)
-    names = _class_names(cfg, [], known=[str(i) for i in range(10)])
-    return Source("digits", "image", Split(x, y, y.copy()), names)
+    train = Split(x, y, y.copy(), origin="sklearn digits")
+    return Source("digits", "image", train, _class_names(cfg, [train], known=[str(i) for i in range(10)]))
 
 
 # --------------------------------------------------------------------------------------------------- npz
@@ -177,8 +173,10 @@ def _npz_split(z: dict, xk: str, yk: str, ck: str | None, where: str, ik: str = 
     ids = _npz_ids(z, ik, where)
     for name, arr in ((yk, y), (ck, clean), (ik, ids)):
         if arr is not None and arr.shape[0] != x.shape[0]:
-            raise ValueError(f"{where}: '{xk}' has {x.shape[0]} rows but '{name}' has {arr.shape[0]}")
-    return Split(x, y, clean, ids), kind, x.dtype
+            raise DataError(f"{where}: '{xk}' has {x.shape[0]} rows but '{name}' has {arr.shape[0]}")
+    split = Split(x, y, clean, ids, origin=f"{where} '{xk}'")
+    check_finite(x, split, "the sample")
+    return split, kind, x.dtype
 
 
 @DATASETS.register("npz")
@@ -214,6 +212,55 @@ def npz(cfg) -> Source:
     return Source("npz", kind, train, names, scale=scale, **extra)
 
 
+# ------------------------------------------------------------------------------------------- npy folder
+def _load_npy(path: str, *, mmap: bool) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read {path!r} as .npy: {e}") from None
+
+
+def _npy_split(folder: str, prefix: str, where: str) -> Split | None:
+    xp, yp = os.path.join(folder, f"x{prefix}.npy"), os.path.join(folder, f"y{prefix}.npy")
+    if not os.path.isfile(xp):
+        return None
+    if not os.path.isfile(yp):
+        raise ValueError(f"{where}: {xp} has no labels file {os.path.basename(yp)} next to it")
+    x = _load_npy(xp, mmap=True)
+    if x.ndim not in (2, 4) or (x.ndim == 4 and x.shape[3] not in (1, 3)):
+        raise ValueError(f"{xp}: memory-mapped images must be [N, H, W, C] with C in (1, 3) (or [N, D] tabular), "
+                         f"got shape {x.shape}")
+    y = _labels(_load_npy(yp, mmap=False), yp)
+    cp = os.path.join(folder, f"y{prefix}_clean.npy")
+    clean = _labels(_load_npy(cp, mmap=False), cp) if os.path.isfile(cp) else None
+    for name, arr in ((yp, y), (cp, clean)):
+        if arr is not None and arr.shape[0] != x.shape[0]:
+            raise ValueError(f"{xp} has {x.shape[0]} rows but {name} has {arr.shape[0]}")
+    return Split(x, y, clean)
+
+
+@DATASETS.register("npy")
+def npy(cfg) -> Source:
+    """A folder (``data.path``) of ``.npy`` files read as memory maps: ``x.npy`` [N, H, W, C] (uint8 scaled
+    by 1/255) or [N, D], ``y.npy`` [N], optional ``y_clean.npy``, ``x_test.npy``/``y_test.npy``,
+    ``x_val.npy``/``y_val.npy``. Samples are read row by row while training, so the images never have to
+    fit in memory (store them at the training size: a resize or channel change would load them)."""
+    _reject(cfg, "npy", ("val_path", "test_path", "clean_val_path"))
+    folder = _need_file(cfg.path, "path", "a folder holding x.npy and y.npy")
+    train = _npy_split(folder, "", f"data.path {folder}")
+    if train is None:
+        raise ValueError(f"data.path {folder!r}: no x.npy in the folder (expected x.npy and y.npy)")
+    extra = {part: _npy_split(folder, f"_{part}", f"data.path {folder}") for part in ("val", "test")}
+    for part, split in extra.items():
+        if split is not None and split.data.shape[1:] != train.data.shape[1:]:
+            raise ValueError(f"{folder}: x_{part}.npy samples of shape {split.data.shape[1:]} do not match "
+                             f"x.npy {train.data.shape[1:]}")
+    names = _class_names(cfg, [train, *extra.values()])
+    kind = "tabular" if train.data.ndim == 2 else "image"
+    scale = 1.0 / 255.0 if train.data.dtype == np.uint8 and kind == "image" else 1.0
+    return Source("npy", kind, train, names, scale=scale, **extra)
+
+
 # -------------------------------------------------------------------------------------------- file lists
 def read_file_list(list_path: str, root: str) -> Split:
     """PaddleClas-style list: one ``relative/path.jpg label`` per line (the path may contain spaces)."""
@@ -235,7 +282,8 @@ def read_file_list(list_path: str, root: str) -> Split:
     if missing:
         raise ValueError(f"{list_path}: {len(missing)} image(s) not found under data.root={root!r}, e.g. "
                          f"{', '.join(missing[:3])}")
-    return Split(paths, _labels(np.asarray(labels), list_path))
+    return Split(paths, _labels(np.asarray(labels, dtype=np.int64), list_path), origin=list_path,
+                 lines=np.asarray(lines, dtype=np.int64))
 
 
 @DATASETS.register("file_list")
@@ -280,13 +328,12 @@ def image_folder(cfg) -> Source:
             raise ValueError(f"{where}: class folder(s) {', '.join(unknown)} are not among the training "
                              f"classes {', '.join(classes)}")
         paths = [p for c in tree for p in tree[c]]
-        return Split(paths, np.asarray([index[c] for c in tree for _ in tree[c]], dtype=np.int64))
+        return Split(paths, np.asarray([index[c] for c in tree for _ in tree[c]], dtype=np.int64), origin=where)
 
     train = to_split(scanned, f"data.{field}")
     extra = _extra_splits(cfg, lambda p: to_split(_scan_folder(p, "val_path/test_path"), p))
-    if cfg.class_names is not None and len(cfg.class_names) != len(classes):
-        raise ValueError(f"data.class_names has {len(cfg.class_names)} names; the folder has {len(classes)} classes")
-    return Source("image_folder", "image", train, list(cfg.class_names or classes), scale=1.0, **extra)
+    names = _class_names(cfg, [train, extra.get("val"), extra.get("test")], known=classes)
+    return Source("image_folder", "image", train, names, scale=1.0, **extra)
 
 
 # ------------------------------------------------------------------------------------- paddle.vision sets
@@ -324,7 +371,7 @@ def _mnist_like(cfg, name: str, cls_name: str, names: list[str], mean: float, st
         ds = getattr(vds, cls_name)(image_path=paths[0], label_path=paths[1], mode=mode,
                                     download=cfg.download, backend="cv2")
         splits[mode] = _vision_split(ds)
-    names = _class_names(cfg, [], known=names)
+    names = _class_names(cfg, [splits["train"], None, splits["test"]], known=names)
     return Source(name, "image", splits["train"], names, test=splits["test"], scale=1.0 / 255.0,
                   mean=[mean], std=[std])
 
@@ -354,7 +401,7 @@ def _cifar(cfg, name: str, cls_name: str, archive: str, names: list[str], mean: 
         data_file = None
     splits = {mode: _vision_split(getattr(vds, cls_name)(data_file=data_file, mode=mode, download=cfg.download,
                                                          backend="cv2")) for mode in ("train", "test")}
-    names = _class_names(cfg, [], known=names)
+    names = _class_names(cfg, [splits["train"], None, splits["test"]], known=names)
     return Source(name, "image", splits["train"], names, test=splits["test"], scale=1.0 / 255.0,
                   mean=mean, std=std)
 

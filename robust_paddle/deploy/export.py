@@ -1,8 +1,8 @@
 """``robust-paddle export``: static-graph export with proven parity, ONNX and a PaddleServing package.
 
-Steps of :func:`export_command`:
+Steps of ``pipeline.commands.export_command`` (:func:`prepare_export`, then :func:`export_run`):
 
-1. Rebuild the run from the config on CPU and load the checkpoint (``engine.run.load_run``); pick the network to
+1. Rebuild the run from the config on CPU and load the checkpoint (``pipeline.build.load_run``); pick the network to
    export (``export.network``: a method's network name, ``"ensemble"`` = averaged logits of all networks,
    ``"auto"`` = the method's default) and, when asked (``export.use_ema``, or ``train.ema.enabled`` with
    ``train.ema.eval``), load the EMA weights the checkpoint holds under ``hooks.ema.shadow``.
@@ -41,6 +41,7 @@ import paddle
 from robust_paddle import _compat
 from robust_paddle.config import Config
 from robust_paddle.deploy.predictor import INFO_FILE, MODEL_PREFIX, ModelInfo, OnnxPredictor, PaddlePredictor
+from robust_paddle.engine.trainer import Run
 
 logger = logging.getLogger(__name__)
 
@@ -206,30 +207,37 @@ def check_serving(out_dir: str, package: dict[str, Any], *, info: ModelInfo) -> 
 
 
 # ------------------------------------------------------------------------------------------------ command
-def export_command(cfg: Config, checkpoint: str, *, out_dir: str, formats: Sequence[str] | None = None) -> dict[str, Any]:
-    """Export ``checkpoint`` to ``out_dir`` in ``formats`` (default ``cfg.export.formats``) and prove parity.
+def prepare_export(cfg: Config, out_dir: str, formats: Sequence[str] | None = None) -> list[str]:
+    """Check the export request before anything is loaded; creates ``out_dir``; returns the formats.
+
+    Raises:
+        ValueError: bad formats, or ``out_dir`` already holds an export.
+    """
+    fmts = check_formats(list(formats) if formats is not None else list(cfg.export.formats))
+    if os.path.exists(os.path.join(out_dir, INFO_FILE)):
+        raise ValueError(f"--out {out_dir} already holds an export ({INFO_FILE}); choose another folder or remove it")
+    os.makedirs(out_dir, exist_ok=True)
+    return fmts
+
+
+def export_run(run: Run, state: dict[str, Any], *, checkpoint: str, out_dir: str,
+               formats: Sequence[str]) -> dict[str, Any]:
+    """Export the loaded ``run`` (rebuilt on CPU from ``checkpoint``, whose loaded ``state`` is given) to
+    ``out_dir`` in ``formats`` and prove parity (``pipeline.commands.export_command`` loads the run).
+
+    The references are computed on CPU, like the CPU predictors they are compared with (a GPU's conv
+    kernels would differ from the CPU ones by more than parity_atol).
 
     Returns:
         The report also written to ``out_dir/export_report.json``: files, model version, the network and
         weights exported, and one parity entry per check (max abs difference, tolerances, verdict).
 
     Raises:
-        ValueError: bad formats / network / EMA request, or ``out_dir`` already holds an export.
+        ValueError: bad network / EMA request.
         ParityError: an exported model disagrees with the dygraph model (the report is written first).
     """
-    from robust_paddle.config import with_values
-    from robust_paddle.engine.checkpoint import load_checkpoint
-    from robust_paddle.pipeline.run import load_run
-
-    fmts = check_formats(list(formats) if formats is not None else list(cfg.export.formats))
+    cfg, fmts = run.cfg, list(formats)
     ec = cfg.export
-    if os.path.exists(os.path.join(out_dir, INFO_FILE)):
-        raise ValueError(f"--out {out_dir} already holds an export ({INFO_FILE}); choose another folder or remove it")
-    os.makedirs(out_dir, exist_ok=True)
-    state = load_checkpoint(checkpoint)
-    # the references are computed on CPU, like the CPU predictors they are compared with (a GPU's conv
-    # kernels would differ from the CPU ones by more than parity_atol)
-    run = load_run(with_values(cfg, {"train.device": "cpu"}), checkpoint)
     method = run.method
     use_ema = wants_ema(cfg, state)
     if use_ema:
@@ -247,7 +255,9 @@ def export_command(cfg: Config, checkpoint: str, *, out_dir: str, formats: Seque
 
     prefix = save_static(net, out_dir, input_shape=input_shape)
     exact = PaddlePredictor(prefix, optimized=False)
+    resize_short = int(getattr(run.data.train_eval.pipeline, "resize_short", 0))
     interface = {"input_shape": input_shape, "softmax": ec.softmax, "mean": list(run.data.mean),
+                 **({"resize_short": resize_short} if resize_short else {}),
                  "std": list(run.data.std), "class_names": [str(c) for c in run.data.class_names],
                  "model": cfg.model.name, "model_params": cfg.model.params, "network": which}
     info = ModelInfo(model_dir=out_dir, input_name=exact.input_name, input_shape=tuple(input_shape),
@@ -257,7 +267,8 @@ def export_command(cfg: Config, checkpoint: str, *, out_dir: str, formats: Seque
                      model_version=model_version(prefix, interface),
                      source={"checkpoint": os.path.abspath(checkpoint), "epoch": int(state["epoch"]),
                              "method": cfg.method.name, "model": cfg.model.name, "network": which, "ema": use_ema,
-                             "dataset": cfg.data.name})
+                             "dataset": cfg.data.name},
+                     resize_short=resize_short)
     files = {"model": _compat.model_file(prefix), "params": _compat.params_file(prefix), "info": info.save()}
     parity = {
         "paddle_program": check_runner(exact, x, refs, atol=ec.parity_atol, rtol=0.0),

@@ -8,7 +8,9 @@ benchmark all load models through this module, so they agree on preprocessing an
 
 Image preprocessing (``preprocess_images``), the same steps as training: the one decoder
 (``robust_paddle.data.decode.decode_image``: every Pillow mode to the model's channels in [0, 1], 16-bit by
-1/65535, alpha over white, resized to the model's height x width with bilinear filtering when the size differs)
+1/65535, alpha over white) and the evaluation geometry of training (``robust_paddle.data.transforms.load_image``:
+resized to the model's height x width with bilinear filtering, or, with ``preprocess.resize_short`` in
+``inference.yml`` (``data.eval_resize_short``), the short side resized and the centre crop taken)
 -> ``(x - mean) / std`` per channel -> CHW float32. For the ``digits`` dataset, whose training values are
 ``k / 16`` for k in 0..16, a PNG written as ``round(255 * value)`` decodes to within 1/510 of the training value.
 """
@@ -47,6 +49,7 @@ class ModelInfo:
         mean, std: per channel (per feature for tabular), applied after scaling pixels to [0, 1].
         class_names: one per output column. model_version: hash of the exported weights and interface.
         source: where the model came from (checkpoint, epoch, network, EMA).
+        resize_short: the evaluation geometry (``data.eval_resize_short``; 0: resize straight to the input size).
     """
 
     model_dir: str
@@ -60,6 +63,7 @@ class ModelInfo:
     class_names: tuple[str, ...]
     model_version: str
     source: dict[str, Any] = dataclasses.field(default_factory=dict)
+    resize_short: int = 0  # data.eval_resize_short: short side before the centre crop; 0 = plain resize
 
     @property
     def num_classes(self) -> int:
@@ -93,6 +97,8 @@ class ModelInfo:
                 "channels": int(self.input_shape[0]) if image else None,
                 "size": [int(self.input_shape[1]), int(self.input_shape[2])] if image else None,
                 "resize": "bilinear" if image else None,
+                "resize_short": int(self.resize_short) if image and self.resize_short else None,
+                "crop": "center" if image and self.resize_short else None,
                 "pixel_scale": {"8bit": 1 / 255, "16bit": 1 / 65535} if image else None,
                 "mean": list(self.mean), "std": list(self.std), "layout": "CHW" if image else "D",
             },
@@ -150,7 +156,8 @@ def load_model_info(model_dir: str) -> ModelInfo:
                          output_name=str(out["name"]), softmax=bool(out["softmax"]),
                          mean=tuple(float(v) for v in pre["mean"]), std=tuple(float(v) for v in pre["std"]),
                          class_names=tuple(str(c) for c in data["class_names"]),
-                         model_version=str(data["model_version"]), source=dict(data.get("source") or {}))
+                         model_version=str(data["model_version"]), source=dict(data.get("source") or {}),
+                         resize_short=int(pre.get("resize_short") or 0))
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: missing or malformed field ({type(e).__name__}: {e})") from None
     if info.kind not in ("image", "tabular"):
@@ -258,7 +265,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- preprocessing
-def decode_image(data: bytes, *, channels: int, size: tuple[int, int], name: str = "image") -> np.ndarray:
+def decode_image(data: bytes, *, channels: int, size: tuple[int, int], name: str = "image",
+                 resize_short: int = 0) -> np.ndarray:
     """Decode PNG/JPEG (any format Pillow reads) bytes into HWC float32 in [0, 1] by the one decoder that
     training uses (:func:`robust_paddle.data.decode.decode_image`).
 
@@ -267,6 +275,8 @@ def decode_image(data: bytes, *, channels: int, size: tuple[int, int], name: str
         channels: 1 or 3.
         size: ``(height, width)``; resized with bilinear filtering when the image differs.
         name: how an error names the image.
+        resize_short: 0, or the short side to resize to before the centre ``size`` crop (training's
+            ``data.eval_resize_short``).
 
     Returns:
         [height, width, channels] float32.
@@ -274,9 +284,9 @@ def decode_image(data: bytes, *, channels: int, size: tuple[int, int], name: str
     Raises:
         DataError (a ValueError): ``"<name>: cannot read image: <reason>"``.
     """
-    from robust_paddle.data.decode import decode_image as decode
+    from robust_paddle.data.transforms import load_image
 
-    return decode(data, channels=channels, size=size, name=name)
+    return load_image(data, channels=channels, size=size, resize_short=resize_short, name=name)
 
 
 def normalize(images: np.ndarray, info: ModelInfo) -> np.ndarray:
@@ -356,5 +366,5 @@ def preprocess_images(blobs: Sequence[bytes], info: ModelInfo, *, max_pixels: in
     c, h, w = info.input_shape
     out = []
     for i, blob in enumerate(blobs):
-        out.append(decode_image(blob, channels=c, size=(h, w), name=f"images[{i}]"))
+        out.append(decode_image(blob, channels=c, size=(h, w), name=f"images[{i}]", resize_short=info.resize_short))
     return normalize(np.stack(out), info)

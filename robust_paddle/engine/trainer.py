@@ -8,6 +8,7 @@ epoch k replays epochs k+1.. exactly as the uninterrupted run did.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -22,6 +23,7 @@ from tqdm import tqdm
 from robust_paddle.config import Config, to_dict
 from robust_paddle.engine import distributed as dist
 from robust_paddle.engine.checkpoint import save_checkpoint
+from robust_paddle.engine.contract import Hook, TrainableMethod
 from robust_paddle.engine.finite import (
     CHECKED_INPUT_BATCHES,
     NonFiniteLossError,
@@ -29,9 +31,7 @@ from robust_paddle.engine.finite import (
     check_logits,
     check_weights,
 )
-from robust_paddle.engine.hooks import Hook
 from robust_paddle.engine.metrics import classification_metrics
-from robust_paddle.methods.base import Method
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class Trainer:
             already be sharded (``engine.run.make_loaders``).
     """
 
-    def __init__(self, cfg: Config, method: Method, loaders: dict[str, Any], *, optimizer: paddle.optimizer.Optimizer,
+    def __init__(self, cfg: Config, method: TrainableMethod, loaders: dict[str, Any], *, optimizer: paddle.optimizer.Optimizer,
                  scheduler: paddle.optimizer.lr.LRScheduler | None, hooks: list[Hook], output_dir: str,
                  meta: dict[str, Any], data: Any = None, distributed: bool = False) -> None:
         self.cfg, self.method, self.loaders = cfg, method, loaders
@@ -420,3 +420,14 @@ class Trainer:
             yield
         finally:
             self.method.train()
+
+
+@dataclasses.dataclass
+class Run:
+    """A built run (``pipeline.build.build_run``): what train, report, export and compress work on."""
+
+    cfg: Config
+    data: Any
+    method: TrainableMethod
+    loaders: dict[str, Any]
+    trainer: Trainer

@@ -8,7 +8,7 @@ one stratified fold, and
   saw the sample, which is what the label-issue report needs (:func:`robust_paddle.quality.estimation.find_label_issues`);
 * averages the K models' logits on the test (and val) split for the ensemble prediction.
 
-The fold split and seeds are those of :func:`robust_paddle.quality.estimation.cross_val_pred_probs` (stratified
+The fold split and seeds are those of :func:`cross_val_pred_probs` (stratified
 ``StratifiedKFold(shuffle=True, random_state=seed)``, plain folds when a class has fewer than K samples,
 fold k seeded with ``seed + k``), which delegates here. With ``output_dir`` each fold is a full run folder
 ``fold_<k>/`` (checkpoints, metrics.json ...) and the folder gets ``train_labels.npy`` (source rows and
@@ -113,7 +113,8 @@ def train_kfold(cfg: Config, *, folds: int, data: Any = None, output_dir: str | 
         :class:`KFoldResult` (out-of-fold probabilities aligned with ``data.train``).
     """
     from robust_paddle.data import build_data
-    from robust_paddle.pipeline.run import build_run, set_device
+    from robust_paddle.pipeline.build import build_run, set_device
+    from robust_paddle.pipeline.hooks import build_hooks
 
     set_device(cfg.train.device)
     bundle = build_data(cfg) if data is None else data
@@ -141,7 +142,7 @@ def train_kfold(cfg: Config, *, folds: int, data: Any = None, output_dir: str | 
                 fold_cfg = config_mod.with_values(fold_cfg, {"train.progress": False})
             os.makedirs(fold_cfg.output_dir, exist_ok=True)
             run = build_run(fold_cfg, output_dir=fold_cfg.output_dir, data=fold_data(bundle, fit_idx),
-                            hooks=None if output_dir is not None else [])
+                            hooks=build_hooks(fold_cfg.train) if output_dir is not None else [], start_weights=True)
             if output_dir is not None:
                 config_mod.save(fold_cfg, os.path.join(fold_cfg.output_dir, "config.yaml"))
             summary = run.trainer.fit()
@@ -181,3 +182,26 @@ def train_kfold(cfg: Config, *, folds: int, data: Any = None, output_dir: str | 
         write_json(os.path.join(output_dir, "kfold.json"), details)
         write_json(os.path.join(output_dir, "metrics.json"), result_summary)
     return result
+
+
+def cross_val_pred_probs(cfg: Config, *, folds: int = 5, data: Any = None) -> np.ndarray:
+    """Out-of-sample probabilities [N, C] for every training sample by K-fold cross-validation.
+
+    The configured run (model, method, loss, optimizer, epochs) is trained ``folds`` times, each time on
+    the training split minus one stratified fold (``ArrayDataset.select``), and predicts the held-out fold
+    without augmentation; no files are written (the per-fold trainers get no hooks). Fold ``k`` is seeded
+    with ``cfg.seed + k``, the split with ``cfg.seed``.
+
+    Args:
+        cfg: the run config (``data.noise`` decides which noisy labels the folds see).
+        folds: K >= 2.
+        data: a prebuilt ``DataBundle`` for ``cfg`` (rebuilt from ``cfg`` when None).
+
+    The fold loop is :func:`train_kfold` (one implementation; ``train.kfold`` runs also keep the models).
+
+    Returns:
+        [N, C] float64 probabilities, row ``i`` from the model that did not see sample ``i``.
+    """
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"folds must be an int >= 2, got {folds!r}")
+    return train_kfold(cfg, folds=folds, data=data).oof_probs

@@ -2,7 +2,7 @@
 
 Confident learning (Northcutt, Jiang & Chuang 2021, "Confident Learning: Estimating Uncertainty in Dataset
 Labels", https://arxiv.org/abs/1911.00068): from predicted probabilities ``p`` [N, C] (ideally
-out-of-sample, see :func:`cross_val_pred_probs`) and the given labels ``s`` [N]:
+out-of-sample, see ``pipeline.kfold.cross_val_pred_probs``) and the given labels ``s`` [N]:
 
 1. per-class thresholds ``t_j`` = mean of ``p[:, j]`` over the samples labelled ``j`` (the class's mean
    self-confidence);
@@ -21,7 +21,7 @@ Conventions used throughout the package:
   same orientation as ``robust_paddle.data.noise`` transition matrices (``symmetric_matrix``,
   ``NoiseSpec.transition_matrix``), so the two can be compared directly.
 
-Everything here except :func:`cross_val_pred_probs` is a pure function over numpy arrays.
+Everything here is a pure function over numpy arrays.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from robust_paddle.config import Config
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -322,27 +322,3 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
-
-
-def cross_val_pred_probs(cfg: Config, *, folds: int = 5, data: Any = None) -> np.ndarray:
-    """Out-of-sample probabilities [N, C] for every training sample by K-fold cross-validation.
-
-    The configured run (model, method, loss, optimizer, epochs) is trained ``folds`` times, each time on
-    the training split minus one stratified fold (``ArrayDataset.select``), and predicts the held-out fold
-    without augmentation; no files are written (the per-fold trainers get no hooks). Fold ``k`` is seeded
-    with ``cfg.seed + k``, the split with ``cfg.seed``.
-
-    Args:
-        cfg: the run config (``data.noise`` decides which noisy labels the folds see).
-        folds: K >= 2.
-        data: a prebuilt ``DataBundle`` for ``cfg`` (rebuilt from ``cfg`` when None).
-
-    Returns:
-        [N, C] float64 probabilities, row ``i`` from the model that did not see sample ``i``.
-    """
-    # the fold loop lives in robust_paddle.pipeline.kfold (one implementation; train.kfold runs also keep the models)
-    from robust_paddle.pipeline.kfold import train_kfold
-
-    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-        raise ValueError(f"folds must be an int >= 2, got {folds!r}")
-    return train_kfold(cfg, folds=folds, data=data).oof_probs

@@ -33,15 +33,14 @@ import numpy as np
 
 from robust_paddle.data.identity import identity_columns
 from robust_paddle.engine.hooks import Hook, write_json
+from robust_paddle.engine.trainer import Run
 from robust_paddle.methods.correction import loss_clean_probability, split_precision_recall
 from robust_paddle.quality import estimation as E
 from robust_paddle.quality.plots import plot_loss_histogram, plot_noise_matrix
 from robust_paddle.registry import HOOKS
 
 if TYPE_CHECKING:
-    from robust_paddle.config import Config
     from robust_paddle.engine.trainer import Trainer
-    from robust_paddle.pipeline.run import Run
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +139,7 @@ def write_report(run: Run, *, out_dir: str, given_labels: np.ndarray | None = No
     """Write the label-issue report of a trained run into ``out_dir``; returns the summary dict.
 
     Args:
-        run: ``robust_paddle.pipeline.run.Run`` (method, data, loaders, trainer) holding trained weights.
+        run: :class:`~robust_paddle.engine.trainer.Run` (method, data, loaders, trainer) holding trained weights.
         out_dir: folder for ``label_issues.csv``, ``noise_matrix.png``, ``loss_hist.png`` and
             ``label_issues_summary.json`` (created when missing).
         given_labels: [N] labels to audit; default the training set's current labels (the
@@ -224,40 +223,12 @@ def write_report(run: Run, *, out_dir: str, given_labels: np.ndarray | None = No
     return summary
 
 
-def _run_dir(checkpoint: str) -> str:
-    """The run folder of a checkpoint path (``RUN/checkpoints/x.pdckpt``) or of a run folder itself."""
-    path = os.path.abspath(checkpoint)
-    if os.path.isdir(path):
-        return path
-    parent = os.path.dirname(path)
-    return os.path.dirname(parent) if os.path.basename(parent) == "checkpoints" else parent
-
-
-def report_command(cfg: Config, checkpoint: str, *, out_dir: str | None = None) -> dict[str, Any]:
-    """``robust-paddle report``: load ``checkpoint`` (a .pdckpt file or a run folder) and write the report.
-
-    Args:
-        cfg: the run's config (its data section rebuilds the same training set and noisy labels).
-        checkpoint: checkpoint file or run folder (uses ``checkpoints/latest.pdckpt``).
-        out_dir: report folder; default the checkpoint's run folder.
-
-    Returns:
-        The summary dict without the matrices (what the CLI prints).
-    """
-    from robust_paddle.pipeline.run import load_run
-
-    run_dir = _run_dir(checkpoint)
-    run = load_run(cfg, checkpoint, output_dir=run_dir)
-    summary = write_report(run, out_dir=out_dir or run_dir)
-    return {k: v for k, v in summary.items() if not k.endswith("matrix") and k != "class_names"}
-
-
 # ------------------------------------------------------------------------------------------------ hooks
 @HOOKS.register("report")
 class ReportHook(Hook):
     """Writes the label-issue report into the run folder at the end of training (rank 0 only).
 
-    Added by ``engine.hooks.build_hooks`` when ``train.report`` is true. The given labels are copied at
+    Added by ``pipeline.hooks.build_hooks`` when ``train.report`` is true. The given labels are copied at
     ``before_train`` so a method that relabels the training set in place is still audited against the
     labels the user supplied.
     """
@@ -275,8 +246,6 @@ class ReportHook(Hook):
     def after_train(self, trainer: Trainer) -> None:
         if not trainer.is_main or trainer.data is None or not trainer.cfg.train.report:
             return
-        from robust_paddle.pipeline.run import Run
-
         run = Run(cfg=trainer.cfg, data=trainer.data, method=trainer.method, loaders=trainer.loaders,
                   trainer=trainer)
         write_report(run, out_dir=trainer.output_dir, given_labels=self.given)

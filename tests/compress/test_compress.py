@@ -39,7 +39,7 @@ def trained(tmp_path_factory):
 
 
 def compress(run_dir: str, ckpt: str, out: str, stages: str, *extra: str) -> dict:
-    from robust_paddle.compress import compress_command
+    from robust_paddle.pipeline.commands import compress_command
 
     cfg = cfg_with(run_dir, f"slim.stages={stages}", *extra)
     return compress_command(cfg, ckpt, out_dir=out, print_table=False)
@@ -108,7 +108,7 @@ def test_shipped_slim_configs_load(repo_root):
 
 # --------------------------------------------------------------------------------- environment errors
 def test_missing_paddleslim_says_what_to_install(monkeypatch, tmp_path):
-    from robust_paddle.compress import compress_command
+    from robust_paddle.pipeline.commands import compress_command
 
     monkeypatch.setitem(sys.modules, "paddleslim", None)  # makes `import paddleslim` raise ImportError
     cfg = C.load(CONFIG, ["slim.stages=[{name: qat}]"])
@@ -120,7 +120,7 @@ def test_missing_paddleslim_says_what_to_install(monkeypatch, tmp_path):
 @pytest.mark.parametrize("stage", ["prune", "ptq"])
 def test_paddle3_refuses_paddleslim_stages(monkeypatch, tmp_path, stage):
     from robust_paddle import _compat
-    from robust_paddle.compress import compress_command
+    from robust_paddle.pipeline.commands import compress_command
 
     monkeypatch.setattr(_compat, "IS_PADDLE3", True)
     spec = "{name: prune, ratio: 0.3}" if stage == "prune" else "{name: ptq}"
@@ -130,7 +130,7 @@ def test_paddle3_refuses_paddleslim_stages(monkeypatch, tmp_path, stage):
 
 
 def test_no_stages_is_an_error(tmp_path):
-    from robust_paddle.compress import compress_command
+    from robust_paddle.pipeline.commands import compress_command
 
     with pytest.raises(ValueError, match=r"slim\.stages is empty"):
         compress_command(C.load(CONFIG), str(tmp_path / "x.pdckpt"), out_dir=str(tmp_path / "out"))
@@ -277,7 +277,7 @@ def test_prune_then_qat_end_to_end(trained, tmp_path, monkeypatch):
 
 
 def test_sensitivity_prune_then_ptq_end_to_end(trained, tmp_path, capsys):
-    from robust_paddle.compress import compress_command
+    from robust_paddle.pipeline.commands import compress_command
 
     run_dir, ckpt = trained
     out = str(tmp_path / "c")
@@ -333,7 +333,7 @@ def test_compress_hook_runs_after_training(tmp_path):
 
 
 def test_compress_hook_options_checked():
-    from robust_paddle.compress.hook import CompressHook
+    from robust_paddle.pipeline.commands import CompressHook
 
     with pytest.raises(ValueError, match=r"compress\.checkpoint: 'last' is not allowed; choose one of: latest, best"):
         CompressHook(checkpoint="last")

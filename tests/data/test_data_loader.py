@@ -6,7 +6,7 @@ import pytest
 
 from robust_paddle.config import from_dict
 from robust_paddle.data import ArrayDataset, Pipeline, build_data, build_loader
-from robust_paddle.data.transforms import augment_image, convert_images
+from robust_paddle.data.transforms import convert_images
 
 
 @pytest.fixture(scope="module")
@@ -76,13 +76,19 @@ def test_train_eval_shares_samples_and_labels(bundle):
                for i in range(10))
 
 
-def test_augment_image_flip_and_crop():
-    img = np.arange(4 * 5 * 2, dtype=np.float32).reshape(4, 5, 2) + 1
-    np.testing.assert_array_equal(augment_image(img), img)
-    np.testing.assert_array_equal(augment_image(img, flip=True), img[:, ::-1])
-    padded = np.pad(img, ((4, 4), (4, 4), (0, 0)))
-    for top, left in [(0, 0), (8, 8), (2, 7), (5, 1), (4, 0)]:
-        np.testing.assert_array_equal(augment_image(img, top=top, left=left), padded[top:top + 4, left:left + 5])
+def test_cifar_preset_is_a_window_of_the_zero_padded_image_maybe_mirrored():
+    img = np.arange(8 * 8, dtype=np.float32).reshape(8, 8, 1) + 1
+    pipe = Pipeline("image", (0.0,), (1.0,), augment="cifar", seed=1)
+    padded = np.pad(img[:, :, 0], 4)
+    windows = {(t, le, f) for t in range(9) for le in range(9) for f in (0, 1)}
+    seen = set()
+    for i in range(300):
+        out = pipe(img, index=i)[0]
+        hits = [(t, le, f) for t, le, f in windows
+                if np.array_equal(out, (padded[t:t + 8, le:le + 8])[:, ::-1] if f else padded[t:t + 8, le:le + 8])]
+        assert hits, f"sample {i} is not a padded crop"
+        seen.update(hits)
+    assert {f for _, _, f in seen} == {0, 1} and len({(t, le) for t, le, _ in seen}) > 40
 
 
 def test_augmentation_draws_cover_all_offsets(bundle):
@@ -96,11 +102,14 @@ def test_augmentation_draws_cover_all_offsets(bundle):
 
 def test_pipeline_normalises_to_chw():
     pipe = Pipeline("image", (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), scale=1 / 255)
-    raw = pipe.raw(np.full((2, 3, 3), 255, dtype=np.uint8))
+    pixels = np.full((2, 3, 3), 255, dtype=np.uint8)
+    raw = pipe.raw(pixels)
+    assert raw.dtype == np.float32 and np.all(raw == 1.0)
     out = pipe(raw, index=0)
+    np.testing.assert_array_equal(out, pipe(pixels, index=0))  # 8-bit pixels are scaled by 1/255
     assert out.shape == (3, 2, 3) and out.dtype == np.float32
     np.testing.assert_allclose(out, 2.0)
-    with pytest.raises(ValueError, match="data.augment: 'rotate' is not allowed"):
+    with pytest.raises(ValueError, match="data.augment: 'rotate' is not a preset; choose one of: none, flip"):
         Pipeline("image", (0.0,), (1.0,), augment="rotate")
 
 

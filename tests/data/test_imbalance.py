@@ -13,7 +13,7 @@ from robust_paddle.data.imbalance import (
     class_weights,
     sample_weights,
 )
-from robust_paddle.pipeline.run import make_context, make_loaders
+from robust_paddle.pipeline.build import make_context, make_loaders
 
 LABELS = np.array([0] * 100 + [1] * 10 + [2] * 1)
 

@@ -14,7 +14,7 @@ from google.protobuf import text_format
 from robust_paddle import cli
 from robust_paddle import config as C
 from robust_paddle.deploy import export as export_mod
-from robust_paddle.deploy.export import ParityError, check_formats, export_command
+from robust_paddle.deploy.export import ParityError, check_formats
 from robust_paddle.deploy.predictor import PaddlePredictor, load_model_info, softmax
 from robust_paddle.deploy.serving_config import (
     SERVING_DTYPES,
@@ -24,7 +24,8 @@ from robust_paddle.deploy.serving_config import (
     proto_source,
     read_model_config,
 )
-from robust_paddle.pipeline.run import load_run
+from robust_paddle.pipeline.build import load_run
+from robust_paddle.pipeline.commands import export_command
 
 FAMILIES = ["mlp", "small_cnn", "resnet18_cifar", "preact_resnet18", "vision_resnet18"]
 ONNX_FAMILIES = {"mlp", "small_cnn", "resnet18_cifar"}

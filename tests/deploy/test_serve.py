@@ -21,7 +21,7 @@ from PIL import Image
 
 from robust_paddle.deploy.predictor import PaddlePredictor, decode_image, load_model_info, normalize, softmax
 from robust_paddle.deploy.serve import MicroBatcher, ServerHandle, close_app, create_app, serve_command
-from robust_paddle.pipeline.run import load_run
+from robust_paddle.pipeline.build import load_run
 
 MAX_BATCH = 8
 MAX_BODY_MB = 0.25

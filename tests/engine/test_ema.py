@@ -8,7 +8,7 @@ import pytest
 
 from robust_paddle import config as C
 from robust_paddle.engine.ema import EMAHook, SWAHook, ema_decay, update_bn
-from robust_paddle.engine.hooks import build_hooks
+from robust_paddle.pipeline.hooks import build_hooks
 
 
 def small_net():

@@ -15,6 +15,7 @@ from robust_paddle.engine.metrics import classification_metrics
 from robust_paddle.engine.trainer import NonFiniteLossError, epoch_seed
 from robust_paddle.methods.standard import StandardMethod
 from robust_paddle.pipeline import run as run_mod
+from robust_paddle.pipeline.build import build_run
 from robust_paddle.registry import METHODS
 
 FAST = ["data.subset=300", "train.progress=false", "train.visualdl=false", "train.report=false",
@@ -146,7 +147,7 @@ def test_gradient_clipping_is_global_across_parameter_groups(tmp_path):
     cfg = cfg_for(tmp_path, "train.epochs=1", "train.grad_clip=0.001", "optimizer.momentum=0",
                   "optimizer.weight_decay=0", "scheduler.name=constant", "optimizer.lr=1.0", "data.subset=100",
                   "data.batch_size=100")
-    run = run_mod.build_run(cfg, output_dir=str(tmp_path / "x"), hooks=[])
+    run = build_run(cfg, output_dir=str(tmp_path / "x"), hooks=[])
     before = [p.numpy().copy() for p in run.method.parameters()]
     run.trainer._train_epoch()
     delta = np.sqrt(sum(((p.numpy() - b) ** 2).sum() for p, b in zip(run.method.parameters(), before)))

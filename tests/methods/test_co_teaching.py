@@ -26,6 +26,7 @@ from robust_paddle.methods.co_teaching import (
 from robust_paddle.methods.forget_rate import MAX_AUTO_FORGET_RATE, AutoForgetRate, estimate_noise_rates
 from robust_paddle.optim import build_scheduler
 from robust_paddle.pipeline import run as run_mod
+from robust_paddle.pipeline.build import build_run
 from robust_paddle.registry import METHODS, check_kwargs
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
@@ -217,7 +218,7 @@ def test_unknown_option_names_the_field(tmp_path):
                  FAST + [f"output_dir={tmp_path}", "method.params.lambda=0.9"])
     with pytest.raises(ValueError, match=r"method.params: unknown key\(s\) lambda for method 'jocor'; allowed: "
                                          r"forget_rate, num_gradual, exponent, estimate_epoch, co_lambda"):
-        run_mod.build_run(cfg, output_dir=str(tmp_path))
+        build_run(cfg, output_dir=str(tmp_path))
 
 
 # ---------------------------------------------------------------------------------- forget_rate auto
@@ -255,7 +256,7 @@ def test_forget_rate_auto_lands_near_the_injected_rate(tmp_path):
                  ["train.epochs=2", "scheduler.name=constant", "model.name=mlp", "train.progress=false",
                   "train.visualdl=false", "train.report=false", f"output_dir={tmp_path}"])
     with paddle.utils.unique_name.guard():
-        run = run_mod.build_run(cfg, output_dir=str(tmp_path), hooks=[])
+        run = build_run(cfg, output_dir=str(tmp_path), hooks=[])
         run.trainer.fit()
         run.method.schedule.maybe_estimate(run.trainer, epoch=2, clean_labels=run.method.ctx.clean_labels)
     est = run.method.schedule.estimate

@@ -13,6 +13,7 @@ from robust_paddle import config as C
 from robust_paddle.engine.checkpoint import load_checkpoint
 from robust_paddle.methods.dividemix import DivideMixMethod, prior_penalty, semi_losses
 from robust_paddle.pipeline import run as run_mod
+from robust_paddle.pipeline.build import build_run
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
 FAST = ["data.subset=300", "train.progress=false", "train.visualdl=false", "train.report=false",
@@ -142,7 +143,7 @@ def test_unknown_option_names_the_field(tmp_path):
     cfg = C.load(os.path.join(CONFIGS, "dividemix", "digits.yaml"),
                  FAST + [f"output_dir={tmp_path}", "method.params.lambda=1"])
     with pytest.raises(ValueError, match=r"method.params: unknown key\(s\) lambda for method 'dividemix'"):
-        run_mod.build_run(cfg, output_dir=str(tmp_path))
+        build_run(cfg, output_dir=str(tmp_path))
 
 
 # ------------------------------------------------------------------------------------------ configs
@@ -212,7 +213,7 @@ def test_two_epochs_resume_and_division_quality(tmp_path):
 
 def test_clean_probability_and_state_round_trip(tmp_path):
     with paddle.utils.unique_name.guard():
-        run = run_mod.build_run(digits_cfg(tmp_path / "r"), output_dir=str(tmp_path / "r"))
+        run = build_run(digits_cfg(tmp_path / "r"), output_dir=str(tmp_path / "r"))
     method = run.method
     assert method.clean_probability() is None  # nothing divided yet
     method.divisions[0].prob = np.full(300, 0.2, np.float32)
@@ -228,7 +229,7 @@ def test_clean_probability_and_state_round_trip(tmp_path):
 
 def test_two_augmented_views_when_the_data_is_augmented(tmp_path):
     with paddle.utils.unique_name.guard():
-        run = run_mod.build_run(digits_cfg(tmp_path / "r", "data.augment=flip"), output_dir=str(tmp_path / "r"))
+        run = build_run(digits_cfg(tmp_path / "r", "data.augment=flip"), output_dir=str(tmp_path / "r"))
     method, trainer = run.method, run.trainer
     trainer.epoch = 1
     run.loaders["train"].batch_sampler.set_epoch(1)
@@ -312,6 +313,6 @@ def test_volmin_warmup_learns_t_logs_its_error_and_resumes(tmp_path):
     for k in a:
         assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-7), k
     with paddle.utils.unique_name.guard():
-        run = run_mod.build_run(digits_cfg(tmp_path / "r", *extra), output_dir=str(tmp_path / "r"))
+        run = build_run(digits_cfg(tmp_path / "r", *extra), output_dir=str(tmp_path / "r"))
     with pytest.raises(ValueError, match=r"method state has 1 learned transition matrices, this run keeps 2"):
         run.method.set_state_dict({**state["method"], "transitions": weights[:1]})

@@ -58,7 +58,7 @@ def test_out_of_fold_probabilities_and_ensemble_logits():
     assert ens["acc"] == pytest.approx(float(np.mean(res.test_logits.argmax(1) == bundle.test.labels)))
     assert res.summary["final"]["test/acc"] == ens["acc"]
     # the label-issue report's cross-validated probabilities are these
-    from robust_paddle.quality.estimation import cross_val_pred_probs
+    from robust_paddle.pipeline.kfold import cross_val_pred_probs
 
     np.testing.assert_allclose(cross_val_pred_probs(cfg, folds=2, data=bundle), res.oof_probs, rtol=1e-5, atol=1e-7)
 

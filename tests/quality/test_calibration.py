@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from robust_paddle import config as C
-from robust_paddle.engine.visualdl import VisualDLHook
 from robust_paddle.quality.calibration import (
     CalibrationHook,
     confusion_image,
@@ -17,6 +16,7 @@ from robust_paddle.quality.calibration import (
     reliability_curve,
 )
 from robust_paddle.quality.estimation import softmax
+from robust_paddle.quality.visualdl import VisualDLHook
 
 
 def probs_with_conf(conf, c=4):

@@ -10,6 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 import robust_paddle  # noqa: F401  (before paddle / numpy-heavy imports: zlib shim)
 from robust_paddle.data.noise import apply_transition, pair_matrix, realised_matrix, symmetric_matrix
+from robust_paddle.pipeline import kfold
 from robust_paddle.quality import estimation as E
 
 C, N = 5, 4000
@@ -139,7 +140,7 @@ def test_option_validation() -> None:
     with pytest.raises(ValueError, match=r"clean_prob values must be probabilities"):
         E.find_label_issues(labels, probs, clean_prob=np.array([0.5, 1.5]))
     with pytest.raises(ValueError, match=r"folds must be an int >= 2"):
-        E.cross_val_pred_probs(None, folds=1)  # type: ignore[arg-type]
+        kfold.cross_val_pred_probs(None, folds=1)  # type: ignore[arg-type]
 
 
 def test_softmax_rows_sum_to_one() -> None:
@@ -155,12 +156,12 @@ def test_cross_val_pred_probs_tiny_digits_run() -> None:
     cfg = config.load(quickstart, ["train.epochs=3", "data.subset=200", "train.progress=false", "data.batch_size=16",
                                    "data.noise.rate=0.2", "optimizer.lr=0.1"])
     data = build_data(cfg)
-    probs = E.cross_val_pred_probs(cfg, folds=2, data=data)
+    probs = kfold.cross_val_pred_probs(cfg, folds=2, data=data)
     assert probs.shape == (200, data.num_classes)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
     assert np.mean(probs.argmax(1) == data.train.clean_labels) > 0.3  # better than chance (0.1) out of sample
     with pytest.raises(ValueError, match=r"folds=500 exceeds the 200 training samples"):
-        E.cross_val_pred_probs(cfg, folds=500, data=data)
+        kfold.cross_val_pred_probs(cfg, folds=500, data=data)
 
 
 def test_round_preserving_total_keeps_row_noise() -> None:

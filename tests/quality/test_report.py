@@ -212,7 +212,9 @@ def test_report_hook_registered() -> None:
 
     assert "report" in HOOKS and "sample_stats" in HOOKS
     assert R.ReportHook.priority == 95 and R.SampleStatsHook.priority < 50
-    assert os.path.basename(R._run_dir("/a/run/checkpoints/best.pdckpt")) == "run"
+    from robust_paddle.pipeline.commands import _run_dir
+
+    assert os.path.basename(_run_dir("/a/run/checkpoints/best.pdckpt")) == "run"
 
 
 def test_issue_columns_never_call_an_issue_clean_and_rank_by_clean_prob() -> None:

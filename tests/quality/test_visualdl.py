@@ -22,8 +22,9 @@ import pytest
 
 import robust_paddle  # noqa: F401  (preloads zlib before paddle)
 from robust_paddle import config
-from robust_paddle.engine.visualdl import VisualDLHook, latest_log_file, run_hparams
-from robust_paddle.pipeline.run import build_run, train
+from robust_paddle.pipeline.build import build_run
+from robust_paddle.pipeline.run import train
+from robust_paddle.quality.visualdl import VisualDLHook, latest_log_file, run_hparams
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = str(ROOT / "configs" / "quickstart.yaml")
