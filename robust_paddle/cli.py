@@ -1,4 +1,4 @@
-"""``robust-paddle train|eval|export|compress|report|serve|demo``.
+"""``robust-paddle train|check-data|eval|export|compress|report|serve|demo``.
 
 Bad input (config, flags, files) prints one line ``robust-paddle: error: ...`` on stderr and exits 2;
 ``--debug`` shows the traceback instead. A training failure (non-finite loss) exits 1 with one line.
@@ -87,7 +87,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="folder for the demo runs (default: output/demo-<time>)")
     p.add_argument("--methods", default=None, help="comma-separated subset of the demo rows")
     p.add_argument("--jobs", type=int, default=None, help="rows trained at once, one process each (default: CPU count)")
+    _add_label_workflow_parsers(sub)
     return parser
+
+
+def _add_label_workflow_parsers(sub: Any) -> None:
+    """sample-for-review, estimate, review, apply-review (robust_paddle.pipeline.label_workflow)."""
+    p = sub.add_parser("sample-for-review", help="draw a stratified random sample of training labels to verify")
+    _add_config_args(p)
+    p.add_argument("--n", type=int, required=True, help="how many samples to verify (e.g. 200)")
+    p.add_argument("--out", required=True, help="CSV to write (sample, given_label, given_name, verified_label)")
+    p.add_argument("--seed", type=int, default=None, help="sampling seed (default: the config's seed)")
+
+    p = sub.add_parser("estimate", help="noise rate and transition matrix from a verified sample")
+    _add_config_args(p)
+    p.add_argument("--verified", required=True, help="CSV/TSV/JSONL with sample and verified_label columns")
+    p.add_argument("--run", default=None, help="a trained run folder: combine with its report's model estimate")
+    p.add_argument("--width", type=float, default=0.05, help="wanted 95%% interval width, for the sample size")
+    p.add_argument("--out", default=None, help="folder for noise_estimate.json (default: output_dir)")
+
+    p = sub.add_parser("review", help="web page to review the most suspect labels of a run")
+    p.add_argument("--run", required=True, help="run folder with label_issues.csv")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    p.add_argument("--port", type=int, default=8050)
+    p.add_argument("--reviewer", default="", help="name recorded with each decision (default: $USER)")
+
+    p = sub.add_parser("apply-review", help="write the reviewed labels for data.labels_override")
+    p.add_argument("--run", required=True, help="run folder with review.jsonl")
+    p.add_argument("--out", required=True, help="CSV of reviewed labels (sample, label) plus an .audit.csv")
 
 
 def _load_cfg(args: argparse.Namespace) -> Any:
@@ -182,6 +209,48 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "report": cmd_report, "export": cmd_export,
             "compress": cmd_compress, "check-data": cmd_check_data, "serve": cmd_serve, "demo": cmd_demo}
+
+
+def cmd_sample_for_review(args: argparse.Namespace) -> int:
+    from robust_paddle.pipeline.label_workflow import sample_for_review_command
+
+    sample_for_review_command(_load_cfg(args), n=args.n, out=args.out, seed=args.seed)
+    return 0
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from robust_paddle.pipeline.label_workflow import estimate_command
+
+    est = estimate_command(_load_cfg(args), verified=args.verified, run_dir=args.run, width=args.width,
+                           out_dir=args.out)
+    lo, hi = est["interval"]
+    print(f"noise rate {est['noise_rate']:.4f} (95% interval {lo:.4f}-{hi:.4f}) from {est['n_verified']} verified "
+          f"samples, {est['n_wrong']} wrong; {est['more_samples_needed']} more for an interval "
+          f"{est['wanted_width']:g} wide; wrote {est['path']}")
+    if "combined" in est:
+        c = est["combined"]
+        print(f"combined with the model's estimate: {c['noise_rate']:.4f} ({c['interval'][0]:.4f}-{c['interval'][1]:.4f})")
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from robust_paddle.pipeline.label_workflow import review_command
+
+    review_command(args.run, host=args.host, port=args.port, reviewer=args.reviewer)
+    return 0
+
+
+def cmd_apply_review(args: argparse.Namespace) -> int:
+    from robust_paddle.pipeline.label_workflow import apply_review_command
+
+    s = apply_review_command(args.run, out=args.out)
+    print(f"{s['verified']} reviewed labels ({s['changed']} changed, {s['unsure']} unsure left out) -> {s['labels']}; "
+          f"audit {s['audit']}")
+    return 0
+
+
+COMMANDS.update({"sample-for-review": cmd_sample_for_review, "estimate": cmd_estimate, "review": cmd_review,
+                 "apply-review": cmd_apply_review})
 
 
 def _rank() -> int:

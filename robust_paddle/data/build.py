@@ -28,6 +28,7 @@ from sklearn.model_selection import train_test_split
 
 from robust_paddle.data.datasets import ArrayDataset, RowView
 from robust_paddle.data.imagecheck import decide_image_shape
+from robust_paddle.data.label_sources import LabelSources, apply_label_sources
 from robust_paddle.data.noise import NoiseSpec, check_labels, inject_noise
 from robust_paddle.data.sources import Source, Split
 from robust_paddle.data.transforms import Pipeline, channel_stats, convert_images
@@ -48,7 +49,8 @@ class DataBundle:
         mean, std: per channel (per feature for tabular), applied after ``scale``.
         noise: the injected noise, or None. scale: multiplies raw values before mean/std (1/255 for 8-bit
         images). name: the ``DATASETS`` source. skipped: ``(path, reason)`` of the files left out by
-        ``data.on_bad_sample: skip``.
+        ``data.on_bad_sample: skip``. label_sources: what ``data.annotations`` / ``data.labels_override`` did
+        (arrays over source rows; index them with ``train.source_rows``), or None.
     """
 
     train: ArrayDataset
@@ -64,6 +66,7 @@ class DataBundle:
     scale: float = 1.0
     name: str = ""
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    label_sources: LabelSources | None = None
 
 
 def _split(idx: np.ndarray, labels: np.ndarray, n_out: int, seed: int, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -207,6 +210,7 @@ def build_data(cfg) -> DataBundle:
     except ValueError as e:
         raise ValueError(f"data.name: {e}") from None
     src: Source = reader(d)
+    label_sources = apply_label_sources(src, d, seed=seed)
     num_classes, names = len(src.class_names), list(src.class_names)
     for part in ("train", "val", "test"):
         split = getattr(src, part)
@@ -263,4 +267,5 @@ def build_data(cfg) -> DataBundle:
                 input_shape, f", noise {spec.kind} realised {spec.realised_rate:.3f}" if spec else "")
     return DataBundle(train=train, train_eval=train_eval, val=val, test=test, num_classes=num_classes,
                       class_names=names, input_shape=tuple(int(s) for s in input_shape), mean=mean, std=std,
-                      noise=spec, scale=src.scale, name=src.name, skipped=skipped)
+                      noise=spec, scale=src.scale, name=src.name, skipped=skipped,
+                      label_sources=label_sources)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -130,7 +131,7 @@ class ArrayDataset(paddle.io.Dataset):
             x = self.get_x(index)
         except Exception as e:  # noqa: BLE001 - reported as one line by CheckedDataLoader (see LoadFailures)
             failures, shape = self.__dict__.get("_failures"), self.sample_shape
-            if failures is None or shape is None:
+            if failures is None or shape is None or not _in_loader():
                 raise
             failures.record(index, self.describe_failure(index, e))
             x = np.zeros(shape, dtype=np.float32)  # never trained on: the loader raises before yielding it
@@ -236,6 +237,12 @@ class EpochBatchSampler(paddle.io.BatchSampler):
     def __len__(self) -> int:
         n = len(self.dataset)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+
+def _in_loader() -> bool:
+    """True inside a DataLoader's reader thread or worker process (a direct ``dataset[i]`` in the main thread
+    raises as usual)."""
+    return threading.current_thread() is not threading.main_thread() or paddle.io.get_worker_info() is not None
 
 
 class LoadFailures:

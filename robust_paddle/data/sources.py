@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from robust_paddle.data.labels import check_finite, resolve_classes
+from robust_paddle.data.labels import check_finite, read_class_names, resolve_classes
 from robust_paddle.data.textfile import read_text_lines, where
 from robust_paddle.errors import DataError
 from robust_paddle.registry import DATASETS
@@ -90,7 +90,10 @@ def _class_names(cfg, splits: list[Split | None], known: list[str] | None = None
     """``data.class_names`` if given, else ``known``, else "0".."C-1" with C = max label + 1, after the label
     checks of :func:`robust_paddle.data.labels.resolve_classes` (``splits``: train, val, test)."""
     parts = dict(zip(("train", "val", "test"), splits))
-    return resolve_classes(parts, names=None if cfg.class_names is None else list(cfg.class_names), known=known,
+    names = cfg.class_names
+    if isinstance(names, str):
+        names = read_class_names(names)
+    return resolve_classes(parts, names=None if names is None else list(names), known=known,
                            max_classes=cfg.max_classes)
 
 

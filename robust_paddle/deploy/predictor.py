@@ -18,7 +18,6 @@ resized to the model's height x width with bilinear filtering, or, with ``prepro
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
 import os
 from collections.abc import Sequence
@@ -301,33 +300,6 @@ class PixelBudgetError(DataError):
     """The images of one request would decode to more pixels than allowed (the server answers 413)."""
 
 
-def image_size(blob: bytes, *, name: str) -> tuple[int, int]:
-    """``(width, height)`` from an encoded image's header; no pixel is decoded.
-
-    Not ``data.decode.probe_image``: its EXIF-orientation lookup makes Pillow decode a whole PNG (an
-    ``eXIf`` chunk may follow the pixel data), which is what the budget must prevent; the pixel count does
-    not depend on orientation. Pillow's decompression-bomb guard applies: ``Image.open`` refuses images over
-    twice ``PIL.Image.MAX_IMAGE_PIXELS`` and this function those over it (where Pillow only warns).
-
-    Raises:
-        DataError: ``"<name>: cannot read image: <reason>"``.
-    """
-    from PIL import Image
-
-    from robust_paddle.data.decode import _DECODE_ERRORS, _reason  # the decoder's own error wording
-
-    try:
-        with Image.open(io.BytesIO(blob)) as im:
-            width, height = im.size
-    except _DECODE_ERRORS as e:
-        raise DataError(f"{name}: cannot read image: {_reason(e)}") from None
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit is not None and width * height > limit:
-        raise DataError(f"{name}: cannot read image: DecompressionBombWarning: {width}x{height} pixels exceed "
-                        f"Pillow's limit of {limit} (PIL.Image.MAX_IMAGE_PIXELS)")
-    return int(width), int(height)
-
-
 def check_pixel_budget(blobs: Sequence[bytes], max_pixels: int) -> int:
     """Sum of the images' pixel counts from their headers; raises before anything is decoded.
 
@@ -335,10 +307,12 @@ def check_pixel_budget(blobs: Sequence[bytes], max_pixels: int) -> int:
         PixelBudgetError: the sum exceeds ``max_pixels`` (the message gives both numbers).
         DataError: an image cannot be identified or exceeds Pillow's bomb limit (names its position).
     """
+    from robust_paddle.data.decode import probe_image
+
     total = 0
     for i, blob in enumerate(blobs):
-        width, height = image_size(blob, name=f"images[{i}]")
-        total += width * height
+        head = probe_image(blob, name=f"images[{i}]")  # header only; Pillow's bomb guard applies
+        total += head.width * head.height
     if total > max_pixels:
         raise PixelBudgetError(f"the images of this request hold {total / 1e6:.1f} megapixels; at most "
                                f"{max_pixels / 1e6:g} megapixels per request (--max-megapixels)")

@@ -400,6 +400,7 @@ class Trainer:
             "best": {"epoch": best["epoch"], "monitor": monitor, **best} if best else None,
             "eval": self.eval_details,
             "class_names": self.meta.get("class_names"),
+            **({"labels": self.meta["labels"]} if "labels" in self.meta else {}),
             "history": self.history,
         }
 

@@ -46,6 +46,9 @@ class MethodContext:
         clean_labels: [N] int64 true labels when known (injected noise, ``y_clean``), else None.
         build_network: returns a freshly initialised network from ``cfg.model``.
         build_loss: ``build_loss(name=None, **overrides)`` -> loss Layer from ``cfg.loss`` (or ``name``).
+        soft_targets: [N, C] float target distributions per training sample (the annotators' consensus
+            posterior, ``data.annotations_target: soft``), or None.
+        sample_weights: [N] float per-sample loss weights (``data.annotations_weighting: agreement``), or None.
     """
 
     cfg: Config
@@ -55,6 +58,8 @@ class MethodContext:
     clean_labels: np.ndarray | None
     build_network: Callable[[], paddle.nn.Layer]
     build_loss: Callable[..., paddle.nn.Layer]
+    soft_targets: np.ndarray | None = None
+    sample_weights: np.ndarray | None = None
 
     @property
     def num_train(self) -> int:

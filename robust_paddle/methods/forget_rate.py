@@ -29,13 +29,17 @@ DivideMix's CIFAR-10 warm-up; the CIFAR-10N configs do.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.special import log_softmax, softmax
 
+from robust_paddle.data.textfile import read_text
+from robust_paddle.errors import ConfigError
 from robust_paddle.methods.correction import gmm_noise_rate
 from robust_paddle.methods.selection import forget_rate_schedule
 from robust_paddle.quality.estimation import estimate_noise_rate
@@ -96,11 +100,33 @@ def estimate_noise_rates(logits: np.ndarray, labels: np.ndarray, *, seed: int = 
     return {"rate_gmm": rate_gmm, "rate_cj": rate_cj, "forget_rate": tau}
 
 
+def forget_rate_from_file(path: str) -> float:
+    """The noise rate of a ``noise_estimate.json`` (``robust-paddle estimate``): ``combined`` when present, else
+    the spot check's ``noise_rate``.
+
+    Raises:
+        ConfigError: not an existing .json file, or it holds no noise rate in [0, 1).
+    """
+    key = "method.params.forget_rate"
+    if not (path.lower().endswith(".json") and os.path.isfile(path)):
+        raise ConfigError(f"{key}: {path!r} is neither a number in [0, 1), 'auto', nor an existing noise_estimate.json")
+    try:
+        data = json.loads(read_text(path, what=key))
+        rate = (data.get("combined") or data)["noise_rate"]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise ConfigError(f"{key}: {path} has no noise_rate entry (write it with robust-paddle estimate)") from None
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+        raise ConfigError(f"{key}: {path} gives noise_rate {rate!r}; it must be in [0, 1)")
+    logger.info("forget rate %.4f from %s", rate, path)
+    return float(rate)
+
+
 class AutoForgetRate:
     """The forget rate ``tau`` of a small-loss method and its schedule.
 
     Args:
-        forget_rate: tau in [0, 1), or ``"auto"``.
+        forget_rate: tau in [0, 1), ``"auto"``, or the path of a ``noise_estimate.json`` written by
+            ``robust-paddle estimate`` (its combined estimate when it has one, else the spot check's).
         num_gradual, exponent: T_k and c of :func:`robust_paddle.methods.selection.forget_rate_schedule`.
         estimate_epoch: ``auto`` only: epochs trained on every sample before the estimate (>= 1).
         epochs: the run's ``train.epochs`` (a warning is logged when the estimate would never happen).
@@ -110,6 +136,9 @@ class AutoForgetRate:
     def __init__(self, forget_rate: float | str, *, num_gradual: int, exponent: float, estimate_epoch: int,
                  epochs: int, where: str, seed: int = 0) -> None:
         self.auto = forget_rate == "auto"
+        self.source = None
+        if isinstance(forget_rate, str) and not self.auto:
+            self.source, forget_rate = forget_rate, forget_rate_from_file(forget_rate)
         if not self.auto and (isinstance(forget_rate, bool) or not isinstance(forget_rate, (int, float))
                               or not 0.0 <= forget_rate < 1.0):
             raise ValueError(f"method.params.forget_rate: must be a number in [0, 1) (about the noise rate) "

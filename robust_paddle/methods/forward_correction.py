@@ -103,7 +103,8 @@ def identity_rows_for_absent_classes(t: np.ndarray, labels: np.ndarray) -> tuple
     return out, absent
 
 
-TRANSITION_KEYS = ("transition", "estimated_noise_matrix")  # transition.json; a report's label_issues_summary.json
+# transition.json; a report's label_issues_summary.json; a spot check's noise_estimate.json (robust-paddle estimate)
+TRANSITION_KEYS = ("transition", "estimated_noise_matrix", "transition_matrix")
 
 
 def _read_csv_matrix(path: str, key: str) -> np.ndarray:
@@ -137,7 +138,7 @@ def _read_matrix_file(path: str, key: str) -> Any:
         return data
     found = next((k for k in TRANSITION_KEYS if k in data), None)
     if found is None:
-        raise ValueError(f"{key}: {path!r} has no 'transition' or 'estimated_noise_matrix' entry")
+        raise ValueError(f"{key}: {path!r} has none of the entries {', '.join(TRANSITION_KEYS)}")
     return data[found]
 
 

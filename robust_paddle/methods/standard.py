@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -89,21 +90,38 @@ class StandardMethod(Method):
             self._rng_epoch = epoch
         return self._rng
 
-    def mix(self, x: paddle.Tensor, y: paddle.Tensor, *, epoch: int) -> tuple[paddle.Tensor, paddle.Tensor]:
-        """Apply mixup or cutmix (when enabled and drawn for this batch); returns (inputs, targets)."""
+    def mix(self, x: paddle.Tensor, y: paddle.Tensor, weight: np.ndarray | None = None, *, epoch: int
+            ) -> tuple[paddle.Tensor, paddle.Tensor, np.ndarray | None]:
+        """Apply mixup or cutmix (when enabled and drawn for this batch); returns (inputs, targets, per-sample
+        weights mixed like the targets, or None)."""
         if not (self.mixup_alpha or self.cutmix_alpha):
-            return x, y
+            return x, y, weight
         rng = self.rng(epoch)
         if self.mix_prob < 1.0 and rng.random() >= self.mix_prob:
-            return x, y
+            return x, y, weight
         use_cutmix = self.cutmix_alpha > 0 and (not self.mixup_alpha or rng.random() < self.cutmix_prob)
         fn, alpha = (cutmix, self.cutmix_alpha) if use_cutmix else (mixup, self.mixup_alpha)
         mixed = fn(x, y, alpha=alpha, num_classes=self.num_classes, rng=rng)
-        return mixed.x, mixed.target
+        if weight is not None:
+            weight = mixed.lam * weight + (1.0 - mixed.lam) * weight[mixed.perm]
+        return mixed.x, mixed.target, weight
+
+    def targets(self, y: paddle.Tensor, idx: paddle.Tensor) -> tuple[paddle.Tensor, np.ndarray | None]:
+        """The batch's targets (its labels, or the consensus posterior rows when the run has soft targets) and
+        per-sample loss weights (None when the run has none)."""
+        soft, weights = self.ctx.soft_targets, self.ctx.sample_weights
+        if soft is None and weights is None:
+            return y, None
+        rows = np.asarray(idx.numpy(), dtype=np.int64)
+        target = y if soft is None else paddle.to_tensor(soft[rows], dtype="float32")
+        return target, None if weights is None else np.asarray(weights[rows], dtype=np.float32)
 
     def train_step(self, batch: tuple[paddle.Tensor, ...], *, epoch: int, step: int) -> tuple[paddle.Tensor, dict[str, Any]]:
-        x, y, _ = batch[:3]
-        x, target = self.mix(x, y, epoch=epoch)
+        x, y, idx = batch[:3]
+        target, weight = self.targets(y, idx)
+        x, target, weight = self.mix(x, target, weight, epoch=epoch)
+        loss_fn = self.loss_fn if weight is None else functools.partial(
+            self.loss_fn, sample_weight=paddle.to_tensor(weight, dtype="float32"))
         net = self.networks["net"]
         if self.adversarial != "none" and self.adv_target == "embedding":
             base = net.forward_features(x)
@@ -113,15 +131,15 @@ class StandardMethod(Method):
                 x.stop_gradient = False  # FGM differentiates the loss with respect to the input
             base, head = x, net
         logits = head(base)
-        loss = task = self.loss_fn(logits, target)
+        loss = task = loss_fn(logits, target)
         terms: dict[str, Any] = {}
         if self.rdrop_alpha > 0:
             logits2 = net(x)
             kl = symmetric_kl(logits, logits2)
-            loss = 0.5 * (task + self.loss_fn(logits2, target)) + self.rdrop_alpha * kl
+            loss = 0.5 * (task + loss_fn(logits2, target)) + self.rdrop_alpha * kl
             terms["rdrop_kl"] = kl
         if self.adversarial != "none":
-            adv, _ = adversarial_loss(head, base, task, self.loss_fn, target, kind=self.adversarial,
+            adv, _ = adversarial_loss(head, base, task, loss_fn, target, kind=self.adversarial,
                                       epsilon=self.adv_epsilon, alpha=self.adv_alpha, steps=self.adv_steps)
             loss = loss + self.adv_weight * adv
             terms["adv"] = adv

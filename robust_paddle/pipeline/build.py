@@ -25,6 +25,7 @@ from robust_paddle.methods import MethodContext, build_method
 from robust_paddle.models import build_model
 from robust_paddle.optim import build_optimizer, build_scheduler
 from robust_paddle.pipeline.finetune import finetune_hooks, init_weights
+from robust_paddle.pipeline.label_workflow import annotation_targets, label_source_summary
 
 __all__ = ["Run", "build_run", "check_monitor", "load_run", "make_context", "make_loaders", "model_meta", "set_device"]
 
@@ -68,7 +69,7 @@ def make_context(cfg: Config, data: Any) -> MethodContext:
     return MethodContext(cfg=cfg, num_classes=data.num_classes, input_shape=tuple(data.input_shape),
                          train_labels=np.asarray(data.train.labels, dtype=np.int64),
                          clean_labels=None if data.train.clean_labels is None else np.asarray(data.train.clean_labels),
-                         build_network=network, build_loss=loss)
+                         build_network=network, build_loss=loss, **annotation_targets(cfg, data))
 
 
 def make_loaders(cfg: Config, data: Any, *, num_replicas: int = 1, rank: int = 0) -> dict[str, Any]:
@@ -98,7 +99,8 @@ def make_loaders(cfg: Config, data: Any, *, num_replicas: int = 1, rank: int = 0
 def model_meta(data: Any) -> dict[str, Any]:
     return {"num_classes": int(data.num_classes), "input_shape": [int(s) for s in data.input_shape],
             "class_names": list(data.class_names), "mean": data.mean, "std": data.std,
-            "dataset": data.name if hasattr(data, "name") else None}
+            "dataset": data.name if hasattr(data, "name") else None,
+            **({"labels": labels} if (labels := label_source_summary(data)) else {})}
 
 
 def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None, data: Any = None,

@@ -19,6 +19,7 @@ from robust_paddle.engine.checkpoint import load_checkpoint
 from robust_paddle.methods.base import check_method_settings
 from robust_paddle.pipeline.build import build_run, load_run
 from robust_paddle.pipeline.hooks import build_hooks
+from robust_paddle.pipeline.label_workflow import write_label_source_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ def train(cfg: Config, *, resume: str | None = None) -> dict[str, Any]:
     if run.trainer.is_main:
         config_mod.save(cfg, os.path.join(out, "config.yaml"))
         save_train_labels(run.data.train, out)
+        write_label_source_outputs(cfg, run.data, out)
         if run.data.noise is not None:
             save_noise(run.data.noise, out)
     if resume is not None:
