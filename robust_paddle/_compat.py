@@ -43,6 +43,8 @@ import warnings  # noqa: E402
 
 import paddle  # noqa: E402  (must follow the zlib preload)
 
+from robust_paddle.errors import CompatibilityError  # noqa: E402
+
 # Paddle 2.6 BatchNorm warns on every training forward that it tracks global statistics: noise, not news.
 warnings.filterwarnings("ignore", message="When training, we now always track global mean and variance")
 
@@ -102,7 +104,7 @@ def params_file(prefix: str) -> str:
 def require_paddle2_for(stage: str) -> None:
     """Raise a clear error when a PaddleSlim stage that only works on Paddle 2.x runs on Paddle 3.x."""
     if IS_PADDLE3:
-        raise RuntimeError(
+        raise CompatibilityError(
             f"compression stage '{stage}' needs PaddlePaddle 2.6 (PaddleSlim 2.6 {stage} fails on "
             f"Paddle {paddle.__version__}); install the pinned stack (paddlepaddle==2.6.2) or drop the stage"
         )

@@ -1,7 +1,9 @@
-"""``robust-paddle train|check-data|eval|export|compress|report|serve|demo``.
+"""``robust-paddle train|check-data|eval|export|compress|report|serve|list|demo``.
 
-Bad input (config, flags, files) prints one line ``robust-paddle: error: ...`` on stderr and exits 2;
-``--debug`` shows the traceback instead. A training failure (non-finite loss) exits 1 with one line.
+Errors a user can fix -- exactly :class:`~robust_paddle.errors.RobustPaddleError` (config, data, checkpoint,
+compatibility, training) and ``OSError`` (a file that cannot be read or written, named) -- print one line
+``robust-paddle: error: ...`` on stderr and exit 2; ``--debug`` shows the traceback instead. Every other
+exception is a bug: it keeps its traceback and exits 1.
 """
 
 from __future__ import annotations
@@ -15,14 +17,25 @@ from collections.abc import Sequence
 from typing import Any
 
 from robust_paddle import __version__
+from robust_paddle.errors import ConfigError, RobustPaddleError, TrainingError
 
 logger = logging.getLogger("robust_paddle")
 
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, ImportError, KeyError)
 
 
-class CLIError(ValueError):
+class CLIError(ConfigError):
     """A command-line usage problem (reported like every other user error)."""
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line printed for a user error: the message's first line; an ``OSError`` names its path."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        where = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+        msg = f"{where}: {exc.strerror or type(exc).__name__}"
+    else:
+        msg = str(exc)
+    msg = msg.strip()
+    return msg.splitlines()[0] if msg else type(exc).__name__
 
 
 def _add_config_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -80,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decode-workers", type=int, default=2, help="requests decoding images at once")
     p.add_argument("--max-requests", type=int, default=None,
                    help="/predict requests in progress at once, more get 503 (default: threads - 1)")
+
+    p = sub.add_parser("list", help="what a config can name: methods, losses, models, optimizers, schedulers, "
+                       "with their parameters, defaults and papers")
+    p.add_argument("kind", choices=["methods", "losses", "models", "optimizers", "schedulers"])
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     p = sub.add_parser("demo", help="train the clean oracle, CE and robust methods on noisy digits; print a table")
     p.add_argument("-c", "--config", default=None, help="base config (default: configs/quickstart.yaml)")
@@ -207,7 +225,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "report": cmd_report, "export": cmd_export,
+def cmd_list(args: argparse.Namespace) -> int:
+    from robust_paddle.catalog import describe, format_catalog
+
+    entries = describe(args.kind)
+    print(json.dumps(entries, indent=2) if args.json else format_catalog(entries))
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "report": cmd_report, "export": cmd_export,
             "compress": cmd_compress, "check-data": cmd_check_data, "serve": cmd_serve, "demo": cmd_demo}
 
 
@@ -265,20 +291,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet or _rank() != 0 else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         force=True)  # paddle attaches a root handler on import; replace it
-    from robust_paddle.errors import TrainingError
-
     try:
         return COMMANDS[args.command](args)
-    except TrainingError as e:  # NonFiniteLossError and every other training stop: one line, exit 1
+    except (RobustPaddleError, OSError) as e:
         if args.debug:
             raise
-        print(f"robust-paddle: training failed: {e}", file=sys.stderr)
-        return 1
-    except USER_ERRORS as e:
-        if args.debug:
-            raise
-        msg = str(e) if not isinstance(e, KeyError) else f"missing key {e}"
-        print(f"robust-paddle: error: {msg.splitlines()[0] if msg else type(e).__name__}", file=sys.stderr)
+        kind = "training failed" if isinstance(e, TrainingError) else "error"
+        print(f"robust-paddle: {kind}: {error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("robust-paddle: interrupted", file=sys.stderr)

@@ -71,7 +71,7 @@ class DataConfig:
     mean: list[float] | None = None  # per-channel normalisation; None: dataset default
     std: list[float] | None = None
     # preset (none | cifar | imagenet | strong | flip | crop | flip_crop) or a list of ops [{name: op, ...}]
-    # (robust_paddle.data.augment); checked when the data is built
+    # (robust_paddle.data.augment); names and parameters are checked when the config is loaded
     augment: str | list[dict] = "none"
     strong_augment: str | list[dict] = "strong"  # the strong view for methods that ask for one
     eval_resize_short: int = _f(0, min=0)  # eval geometry: short side to this, centre crop image_size; 0: resize
@@ -198,6 +198,9 @@ class TrainConfig:
     progress: bool = True  # tqdm bars
     visualdl: bool = True
     report: bool = True  # label-issue report at the end of training
+    # per-sample diagnostics on evaluation epochs (VisualDL histograms samples/*, noise/rate_gmm, train/acc):
+    # one extra eval pass over the training set; false skips it
+    diagnostics: bool = True
     hooks: list[dict] = _f(factory=list)  # extra hooks: [{name: ..., params...}]
 
 

@@ -53,6 +53,7 @@ from robust_paddle.compress.measure import agreement, format_table, measure_mode
 from robust_paddle.compress.spec import PruneStage, PTQStage, QATStage, Stage, parse_stages, stage_dict
 from robust_paddle.config import Config
 from robust_paddle.deploy.predictor import MODEL_PREFIX, ModelInfo, PaddlePredictor
+from robust_paddle.errors import ConfigError, RobustPaddleError
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ REPORT_FILE = "compress_report.json"
 INPUT_DIR = "input"
 
 
-class CompressionCheckError(ValueError):
+class CompressionCheckError(RobustPaddleError, ValueError):
     """A compressed model failed its parity or accuracy check (the report was written first)."""
 
 
@@ -275,13 +276,13 @@ def prepare_compress(cfg: Config, out_dir: str) -> tuple[list[Stage], Any]:
     """
     stages = parse_stages(cfg.slim.stages)
     if not stages:
-        raise ValueError("slim.stages is empty; add stages to the config, e.g. slim: {stages: [{name: prune, "
+        raise ConfigError("slim.stages is empty; add stages to the config, e.g. slim: {stages: [{name: prune, "
                          "ratio: 0.3}, {name: qat}]}")
     for stage in stages:
         check_stage_supported(stage.name)
         slim = import_paddleslim(stage.name)
     if os.path.exists(os.path.join(out_dir, REPORT_FILE)):
-        raise ValueError(f"--out {out_dir} already holds a compression ({REPORT_FILE}); choose another folder")
+        raise ConfigError(f"--out {out_dir} already holds a compression ({REPORT_FILE}); choose another folder")
     os.makedirs(out_dir, exist_ok=True)
     return stages, slim
 

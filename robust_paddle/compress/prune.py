@@ -24,6 +24,7 @@ import paddle
 
 from robust_paddle.compress.backend import count_flops, count_params, import_paddleslim
 from robust_paddle.compress.spec import PRUNERS, PruneStage
+from robust_paddle.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def build_pruner(net: paddle.nn.Layer, pruner: str, *, input_shape: Sequence[int
         ValueError: unknown pruner name (lists the choices).
     """
     if pruner not in PRUNERS:
-        raise ValueError(f"pruner: {pruner!r} is not a PaddleSlim filter pruner; choose one of: {', '.join(PRUNERS)}")
+        raise ConfigError(f"pruner: {pruner!r} is not a PaddleSlim filter pruner; choose one of: {', '.join(PRUNERS)}")
     slim = import_paddleslim("prune")
     cls = getattr(slim.dygraph, PRUNERS[pruner])
     net.eval()
@@ -190,7 +191,7 @@ def prune_network(net: paddle.nn.Layer, stage: PruneStage, *, input_shape: Seque
     pruner = build_pruner(net, stage.pruner, input_shape=input_shape)
     targets = prunable(pruner)
     if not targets:
-        raise ValueError(f"{field}: the model has no prunable Conv2D layer (filter pruning removes conv output "
+        raise ConfigError(f"{field}: the model has no prunable Conv2D layer (filter pruning removes conv output "
                          f"channels); drop the prune stage for this model")
     out: dict[str, Any] = {}
     if stage.ratio is not None:
@@ -198,7 +199,7 @@ def prune_network(net: paddle.nn.Layer, stage: PruneStage, *, input_shape: Seque
                              field=field, network=network)
     else:
         if score is None:
-            raise ValueError(f"{field}.flops_target needs a score function for the sensitivity analysis")
+            raise ConfigError(f"{field}.flops_target needs a score function for the sensitivity analysis")
         sens = pruner.sensitive(eval_func=score, sen_file=sen_file, skip_vars=[])
         chosen = search_ratios(pruner, {t: sens.get(t, {}) for t in targets}, float(stage.flops_target),
                                input_shape=input_shape, align=stage.align)

@@ -32,7 +32,7 @@ from robust_paddle.data.label_sources import LabelSources, apply_label_sources
 from robust_paddle.data.noise import NoiseSpec, check_labels, inject_noise
 from robust_paddle.data.sources import Source, Split
 from robust_paddle.data.transforms import Pipeline, channel_stats, convert_images
-from robust_paddle.errors import ConfigError
+from robust_paddle.errors import ConfigError, DataError
 from robust_paddle.registry import DATASETS
 
 logger = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def _split_indices(src: Source, cfg_data, seed: int) -> dict[str, np.ndarray | N
             continue
         k = int(round(frac * n))
         if k < 1 or k >= len(idx):
-            raise ValueError(f"data.{part}_split={frac} leaves {k} of {len(idx)} samples for {part}; "
+            raise DataError(f"data.{part}_split={frac} leaves {k} of {len(idx)} samples for {part}; "
                              f"choose a fraction giving between 1 and {len(idx) - 1} samples, or 0")
         idx, out[part] = _split(idx, labels, k, rs, part)
     if cfg_data.subset and cfg_data.subset < len(idx):
@@ -117,7 +117,7 @@ def _prepare_images(src: Source, d) -> tuple[int, tuple[int, ...], list[tuple[st
     from every split here). Returns (channels, input_shape, skipped ``(path, reason)``)."""
     if src.kind == "tabular":
         if d.image_size or d.channels:
-            raise ValueError("data.image_size/data.channels apply to images; this npz source is tabular "
+            raise DataError("data.image_size/data.channels apply to images; this npz source is tabular "
                              "(x is [N, D]); set them to 0")
         return 0, (int(src.train.data.shape[1]),), []
     if d.eval_resize_short and not d.image_size:
@@ -149,10 +149,10 @@ def _prepare_images(src: Source, d) -> tuple[int, tuple[int, ...], list[tuple[st
 
 def _stats(src: Source, d, train_idx: np.ndarray, pipe: Pipeline, width: int) -> tuple[list[float], list[float]]:
     if (d.mean is None) != (d.std is None):
-        raise ValueError("set both data.mean and data.std, or neither")
+        raise DataError("set both data.mean and data.std, or neither")
     if d.mean is not None:
         if len(d.mean) != width or len(d.std) != width:
-            raise ValueError(f"data.mean/data.std need {width} values (one per {'feature' if src.kind == 'tabular' else 'channel'}), "
+            raise DataError(f"data.mean/data.std need {width} values (one per {'feature' if src.kind == 'tabular' else 'channel'}), "
                              f"got {len(d.mean)} and {len(d.std)}")
         return list(d.mean), list(d.std)
     if src.mean is not None and len(src.mean) == width:
@@ -208,7 +208,7 @@ def build_data(cfg) -> DataBundle:
     try:
         reader = DATASETS.get(d.name)
     except ValueError as e:
-        raise ValueError(f"data.name: {e}") from None
+        raise DataError(f"data.name: {e}") from None
     src: Source = reader(d)
     label_sources = apply_label_sources(src, d, seed=seed)
     num_classes, names = len(src.class_names), list(src.class_names)

@@ -77,19 +77,19 @@ class ArrayDataset(paddle.io.Dataset):
         self.data = data if isinstance(data, (np.ndarray, RowView)) else list(data)
         self.labels = check_labels(labels, num_classes)
         if len(self.data) != self.labels.shape[0]:
-            raise ValueError(f"dataset has {len(self.data)} samples but {self.labels.shape[0]} labels")
+            raise DataError(f"dataset has {len(self.data)} samples but {self.labels.shape[0]} labels")
         self.clean_labels = None
         if clean_labels is not None:
             self.clean_labels = check_labels(clean_labels, num_classes, field="clean_labels")
             if self.clean_labels.shape != self.labels.shape:
-                raise ValueError(f"clean_labels has {self.clean_labels.shape[0]} entries, labels has "
+                raise DataError(f"clean_labels has {self.clean_labels.shape[0]} entries, labels has "
                                  f"{self.labels.shape[0]}")
         n = self.labels.shape[0]
         self.source_rows = np.arange(n, dtype=np.int64) if source_rows is None else np.asarray(source_rows, np.int64)
         self.ids = None if ids is None else np.asarray(ids)
         for name, arr in (("source_rows", self.source_rows), ("ids", self.ids)):
             if arr is not None and arr.shape != (n,):
-                raise ValueError(f"{name} has shape {arr.shape}; the dataset has {n} samples")
+                raise DataError(f"{name} has shape {arr.shape}; the dataset has {n} samples")
         self.num_classes = int(num_classes)
         self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
         self.pipeline = pipeline
@@ -190,7 +190,7 @@ class EpochBatchSampler(paddle.io.BatchSampler):
     def __init__(self, dataset: paddle.io.Dataset, *, batch_size: int, shuffle: bool, seed: int,
                  drop_last: bool = False, num_replicas: int = 1, rank: int = 0) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+            raise DataError(f"batch_size must be an int >= 1, got {batch_size!r}")
         super().__init__(dataset=dataset, shuffle=False, batch_size=batch_size, drop_last=bool(drop_last))
         self.dataset = dataset
         self.shuffle = bool(shuffle)
@@ -201,9 +201,9 @@ class EpochBatchSampler(paddle.io.BatchSampler):
     def set_replicas(self, *, num_replicas: int, rank: int) -> None:
         """Shard every global batch over ``num_replicas`` ranks; this sampler yields rank ``rank``'s part."""
         if isinstance(num_replicas, bool) or not isinstance(num_replicas, int) or num_replicas < 1:
-            raise ValueError(f"num_replicas must be an int >= 1, got {num_replicas!r}")
+            raise DataError(f"num_replicas must be an int >= 1, got {num_replicas!r}")
         if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < num_replicas:
-            raise ValueError(f"rank must be an int in [0, {num_replicas}), got {rank!r}")
+            raise DataError(f"rank must be an int in [0, {num_replicas}), got {rank!r}")
         self.num_replicas, self.rank = num_replicas, rank
 
     def set_epoch(self, epoch: int) -> None:
@@ -349,7 +349,7 @@ def build_loader(dataset: paddle.io.Dataset, *, batch_size: int, shuffle: bool, 
     also applied to a given ``batch_sampler``).
     """
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
+        raise DataError(f"num_workers must be an int >= 0, got {num_workers!r}")
     sampler = batch_sampler if batch_sampler is not None else EpochBatchSampler(
         dataset, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
     if num_replicas != 1 or rank != 0:

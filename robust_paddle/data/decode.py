@@ -200,7 +200,7 @@ def decode_image(source: str | bytes | Image.Image, *, channels: int, size: int 
             a decompression bomb) or ``"<name>: 32-bit integer pixels ..."``.
     """
     if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+        raise DataError(f"channels must be 1 or 3, got {channels!r}")
     where = _name(source, name)
     im = source if isinstance(source, Image.Image) else None
     with warnings.catch_warnings():

@@ -74,7 +74,7 @@ class Source:
 def _reject(cfg, name: str, fields: tuple[str, ...]) -> None:
     for f in fields:
         if getattr(cfg, f):
-            raise ValueError(f"data.{f}={getattr(cfg, f)!r} is not used by dataset '{name}'; leave it empty")
+            raise DataError(f"data.{f}={getattr(cfg, f)!r} is not used by dataset '{name}'; leave it empty")
 
 
 def _labels(y: np.ndarray, where: str) -> np.ndarray:
@@ -100,7 +100,7 @@ def _class_names(cfg, splits: list[Split | None], known: list[str] | None = None
 def _extra_splits(cfg, read: Callable[[str], Split]) -> dict:
     """Val (``val_path`` or trusted ``clean_val_path``) and test (``test_path``) read with ``read``."""
     if cfg.val_path and cfg.clean_val_path:
-        raise ValueError("set only one of data.val_path and data.clean_val_path (the latter is a trusted val set)")
+        raise DataError("set only one of data.val_path and data.clean_val_path (the latter is a trusted val set)")
     out: dict = {"val_trusted": bool(cfg.clean_val_path)}
     if cfg.val_path or cfg.clean_val_path:
         out["val"] = read(cfg.clean_val_path or cfg.val_path)
@@ -113,9 +113,9 @@ def _extra_splits(cfg, read: Callable[[str], Split]) -> dict:
 
 def _need_file(path: str, field: str, what: str) -> str:
     if not path:
-        raise ValueError(f"data.{field} is empty; set it to {what}")
+        raise DataError(f"data.{field} is empty; set it to {what}")
     if not os.path.exists(path):
-        raise ValueError(f"data.{field}: {path!r} does not exist ({what})")
+        raise DataError(f"data.{field}: {path!r} does not exist ({what})")
     return path
 
 
@@ -144,7 +144,7 @@ def _npz_images(x: np.ndarray, where: str) -> tuple[np.ndarray, str]:
             return x, "image"
         if x.shape[1] in (1, 3):
             return np.ascontiguousarray(x.transpose(0, 2, 3, 1)), "image"
-    raise ValueError(f"{where}: x must be [N, D] (tabular), [N, H, W] (grey) or [N, H, W, C] / [N, C, H, W] "
+    raise DataError(f"{where}: x must be [N, D] (tabular), [N, H, W] (grey) or [N, H, W, C] / [N, C, H, W] "
                      f"with C in (1, 3); got shape {x.shape}")
 
 
@@ -153,7 +153,7 @@ def _read_npz_arrays(path: str, where: str) -> dict:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except (OSError, ValueError) as e:
-        raise ValueError(f"{where}: cannot read {path!r} as .npz: {e}") from None
+        raise DataError(f"{where}: cannot read {path!r} as .npz: {e}") from None
 
 
 def _npz_ids(z: dict, key: str, where: str) -> np.ndarray | None:
@@ -162,14 +162,14 @@ def _npz_ids(z: dict, key: str, where: str) -> np.ndarray | None:
         return None
     ids = np.asarray(z[key])
     if ids.ndim != 1 or not (np.issubdtype(ids.dtype, np.integer) or ids.dtype.kind in "US"):
-        raise ValueError(f"{where} '{key}': ids must be a 1-D array of integers or strings, got shape "
+        raise DataError(f"{where} '{key}': ids must be a 1-D array of integers or strings, got shape "
                          f"{ids.shape} dtype {ids.dtype}")
     return ids.astype(str) if ids.dtype.kind == "S" else ids
 
 
 def _npz_split(z: dict, xk: str, yk: str, ck: str | None, where: str, ik: str = "ids") -> tuple[Split, str, np.dtype]:
     if xk not in z or yk not in z:
-        raise ValueError(f"{where}: needs arrays '{xk}' and '{yk}'; found {', '.join(sorted(z)) or 'none'}")
+        raise DataError(f"{where}: needs arrays '{xk}' and '{yk}'; found {', '.join(sorted(z)) or 'none'}")
     x, kind = _npz_images(z[xk], where)
     y = _labels(z[yk], f"{where} '{yk}'")
     clean = _labels(z[ck], f"{where} '{ck}'") if ck and ck in z else None
@@ -201,13 +201,13 @@ def npz(cfg) -> Source:
         split, k, _ = _npz_split(_read_npz_arrays(_need_file(p, "val_path/test_path", "an .npz file"), p),
                                  "x", "y", "y_clean", p)
         if k != kind or split.data.shape[1:] != train.data.shape[1:]:
-            raise ValueError(f"{p}: samples of shape {split.data.shape[1:]} do not match the training "
+            raise DataError(f"{p}: samples of shape {split.data.shape[1:]} do not match the training "
                              f"data {train.data.shape[1:]}")
         return split
 
     extra = _extra_splits(cfg, read)
     if test is not None and "test" in extra:
-        raise ValueError(f"data.path {path} already holds x_test; leave data.test_path empty")
+        raise DataError(f"data.path {path} already holds x_test; leave data.test_path empty")
     extra.setdefault("test", test)
     known = [str(s) for s in z["class_names"].tolist()] if "class_names" in z else None
     names = _class_names(cfg, [train, extra.get("val"), extra.get("test")], known=known)
@@ -220,7 +220,7 @@ def _load_npy(path: str, *, mmap: bool) -> np.ndarray:
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (OSError, ValueError) as e:
-        raise ValueError(f"cannot read {path!r} as .npy: {e}") from None
+        raise DataError(f"cannot read {path!r} as .npy: {e}") from None
 
 
 def _npy_split(folder: str, prefix: str, where: str) -> Split | None:
@@ -228,17 +228,17 @@ def _npy_split(folder: str, prefix: str, where: str) -> Split | None:
     if not os.path.isfile(xp):
         return None
     if not os.path.isfile(yp):
-        raise ValueError(f"{where}: {xp} has no labels file {os.path.basename(yp)} next to it")
+        raise DataError(f"{where}: {xp} has no labels file {os.path.basename(yp)} next to it")
     x = _load_npy(xp, mmap=True)
     if x.ndim not in (2, 4) or (x.ndim == 4 and x.shape[3] not in (1, 3)):
-        raise ValueError(f"{xp}: memory-mapped images must be [N, H, W, C] with C in (1, 3) (or [N, D] tabular), "
+        raise DataError(f"{xp}: memory-mapped images must be [N, H, W, C] with C in (1, 3) (or [N, D] tabular), "
                          f"got shape {x.shape}")
     y = _labels(_load_npy(yp, mmap=False), yp)
     cp = os.path.join(folder, f"y{prefix}_clean.npy")
     clean = _labels(_load_npy(cp, mmap=False), cp) if os.path.isfile(cp) else None
     for name, arr in ((yp, y), (cp, clean)):
         if arr is not None and arr.shape[0] != x.shape[0]:
-            raise ValueError(f"{xp} has {x.shape[0]} rows but {name} has {arr.shape[0]}")
+            raise DataError(f"{xp} has {x.shape[0]} rows but {name} has {arr.shape[0]}")
     return Split(x, y, clean)
 
 
@@ -252,11 +252,11 @@ def npy(cfg) -> Source:
     folder = _need_file(cfg.path, "path", "a folder holding x.npy and y.npy")
     train = _npy_split(folder, "", f"data.path {folder}")
     if train is None:
-        raise ValueError(f"data.path {folder!r}: no x.npy in the folder (expected x.npy and y.npy)")
+        raise DataError(f"data.path {folder!r}: no x.npy in the folder (expected x.npy and y.npy)")
     extra = {part: _npy_split(folder, f"_{part}", f"data.path {folder}") for part in ("val", "test")}
     for part, split in extra.items():
         if split is not None and split.data.shape[1:] != train.data.shape[1:]:
-            raise ValueError(f"{folder}: x_{part}.npy samples of shape {split.data.shape[1:]} do not match "
+            raise DataError(f"{folder}: x_{part}.npy samples of shape {split.data.shape[1:]} do not match "
                              f"x.npy {train.data.shape[1:]}")
     names = _class_names(cfg, [train, *extra.values()])
     kind = "tabular" if train.data.ndim == 2 else "image"
@@ -280,10 +280,10 @@ def read_file_list(list_path: str, root: str) -> Split:
         paths.append(os.path.join(root, parts[0]))
         lines.append(i)
     if not paths:
-        raise ValueError(f"{list_path}: the file list is empty")
+        raise DataError(f"{list_path}: the file list is empty")
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
-        raise ValueError(f"{list_path}: {len(missing)} image(s) not found under data.root={root!r}, e.g. "
+        raise DataError(f"{list_path}: {len(missing)} image(s) not found under data.root={root!r}, e.g. "
                          f"{', '.join(missing[:3])}")
     return Split(paths, _labels(np.asarray(labels, dtype=np.int64), list_path), origin=list_path,
                  lines=np.asarray(lines, dtype=np.int64))
@@ -311,7 +311,7 @@ def _scan_folder(folder: str, field: str) -> dict[str, list[str]]:
             files += [os.path.join(dirpath, f) for f in sorted(filenames) if f.lower().endswith(IMAGE_EXTENSIONS)]
         out[c] = files
     if not classes or not any(out.values()):
-        raise ValueError(f"data.{field}: {folder!r} holds no class sub-folders with images "
+        raise DataError(f"data.{field}: {folder!r} holds no class sub-folders with images "
                          f"({', '.join(IMAGE_EXTENSIONS)})")
     return out
 
@@ -328,7 +328,7 @@ def image_folder(cfg) -> Source:
     def to_split(tree: dict[str, list[str]], where: str) -> Split:
         unknown = sorted(set(tree) - set(index))
         if unknown:
-            raise ValueError(f"{where}: class folder(s) {', '.join(unknown)} are not among the training "
+            raise DataError(f"{where}: class folder(s) {', '.join(unknown)} are not among the training "
                              f"classes {', '.join(classes)}")
         paths = [p for c in tree for p in tree[c]]
         return Split(paths, np.asarray([index[c] for c in tree for _ in tree[c]], dtype=np.int64), origin=where)

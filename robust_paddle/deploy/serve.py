@@ -48,7 +48,7 @@ from robust_paddle.deploy.predictor import (
     preprocess_images,
     softmax,
 )
-from robust_paddle.errors import ConfigError, DataError
+from robust_paddle.errors import ConfigError, DataError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ MAX_JSON_DEPTH = 400
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 
 
-class RequestError(ValueError):
+class RequestError(DataError):
     """A client error: answered with ``status`` and ``{"error": message}``."""
 
     def __init__(self, message: str, status: int = 400) -> None:
@@ -327,7 +327,7 @@ def create_app(model_dir: str, *, max_batch_size: int = 64, max_body_mb: float =
         from flask import Flask, Response, request
         from werkzeug.exceptions import HTTPException
     except ImportError as e:
-        raise ImportError("the server needs Flask and waitress: pip install -e .[serve]") from e
+        raise MissingDependencyError("the server needs Flask and waitress: pip install -e .[serve]") from e
     _positive(max_body_mb, "--max-body-mb")
     _positive(max_megapixels, "--max-megapixels")
     _positive(decode_workers, "--decode-workers", integer=True)
@@ -465,11 +465,11 @@ def serve_command(model_dir: str, *, host: str = "127.0.0.1", port: int = 8080, 
         ConfigError: a bad flag value. FileNotFoundError / ValueError / DataError: a bad model folder.
     """
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ValueError(f"--port must be in 0..65535, got {port!r}")
+        raise ConfigError(f"--port must be in 0..65535, got {port!r}")
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"--threads must be an int >= 1, got {threads!r}")
+        raise ConfigError(f"--threads must be an int >= 1, got {threads!r}")
     if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or max_batch_size < 1:
-        raise ValueError(f"--max-batch-size must be an int >= 1, got {max_batch_size!r}")
+        raise ConfigError(f"--max-batch-size must be an int >= 1, got {max_batch_size!r}")
     cpu_threads = cpu_threads or max(1, min(4, (os.cpu_count() or 2) // 2))
     max_requests = max(1, threads - 1) if max_requests is None else max_requests
     app = create_app(model_dir, max_batch_size=max_batch_size, max_body_mb=max_body_mb, cpu_threads=cpu_threads,

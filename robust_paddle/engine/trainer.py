@@ -32,6 +32,7 @@ from robust_paddle.engine.finite import (
     check_weights,
 )
 from robust_paddle.engine.metrics import classification_metrics
+from robust_paddle.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 
@@ -326,6 +327,11 @@ class Trainer:
                 return vals
         return {}
 
+    def is_eval_epoch(self) -> bool:
+        """Whether the current epoch ends with an evaluation (every ``train.eval_every`` epochs and the last)."""
+        n = self.epoch + 1
+        return n % self.cfg.train.eval_every == 0 or n == self.cfg.train.epochs
+
     def current_lr(self) -> float:
         return float(self.optimizer.get_lr())
 
@@ -353,7 +359,7 @@ class Trainer:
         """Restore a checkpoint written by :meth:`state_dict` (training continues at ``state['epoch']``)."""
         missing = sorted(set(self.method.networks) - set(state["networks"]))
         if missing:
-            raise ValueError(f"checkpoint lacks network(s) {missing}; it was written by another method "
+            raise CheckpointError(f"checkpoint lacks network(s) {missing}; it was written by another method "
                              f"({state['config']['method']['name']!r} vs {self.cfg.method.name!r})")
         for k, net in self.method.networks.items():
             dist.unwrap(net).set_state_dict(state["networks"][k])

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import paddle
 
+from robust_paddle.errors import CheckpointError, ConfigError
 from robust_paddle.registry import METHODS
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ class Method(abc.ABC):
         if which == "ensemble":
             return EnsembleNet(list(self.networks.values())) if len(names) > 1 else self.networks[names[0]]
         if which not in self.networks:
-            raise ValueError(f"export.network: {which!r} is not a network of this method; choose one of: "
+            raise ConfigError(f"export.network: {which!r} is not a network of this method; choose one of: "
                              f"{', '.join(names + ['ensemble', 'auto'])}")
         return self.networks[which]
 
@@ -155,7 +156,7 @@ class Method(abc.ABC):
 
     def set_state_dict(self, state: dict[str, Any]) -> None:
         if state:
-            raise ValueError(f"{type(self).__name__} keeps no extra state but the checkpoint has {sorted(state)}")
+            raise CheckpointError(f"{type(self).__name__} keeps no extra state but the checkpoint has {sorted(state)}")
 
 
 class EnsembleNet(paddle.nn.Layer):

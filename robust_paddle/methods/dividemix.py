@@ -42,6 +42,7 @@ import paddle
 import paddle.nn.functional as F
 
 from robust_paddle.engine import distributed as dist
+from robust_paddle.errors import CheckpointError
 from robust_paddle.losses.functional import to_one_hot
 from robust_paddle.methods.base import MethodContext
 from robust_paddle.methods.correction import linear_rampup, mix_lambda, mixup, refine_labels, sharpen
@@ -212,7 +213,7 @@ class DivideMixMethod(GMMDivisionMethod):
         if weights is None:
             return
         if len(weights) != len(self.transitions):
-            raise ValueError(f"method state has {len(weights)} learned transition matrices, this run keeps "
+            raise CheckpointError(f"method state has {len(weights)} learned transition matrices, this run keeps "
                              f"{len(self.transitions)} (method.params.warmup: {self.warmup!r})")
         for t, w in zip(self.transitions, weights):
             t.w.set_value(np.asarray(w, dtype=np.float32))

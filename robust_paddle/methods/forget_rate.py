@@ -56,11 +56,11 @@ MAX_AUTO_FORGET_RATE = 0.9
 def check_schedule_params(num_gradual: Any, exponent: Any, *, where: str) -> tuple[int, float]:
     """Validate ``num_gradual`` (int >= 0) and ``exponent`` (number > 0) of ``method.params``."""
     if isinstance(num_gradual, bool) or not isinstance(num_gradual, int) or num_gradual < 0:
-        raise ValueError(f"method.params.num_gradual: must be an int >= 0 (T_k, epochs over which the forget "
+        raise ConfigError(f"method.params.num_gradual: must be an int >= 0 (T_k, epochs over which the forget "
                          f"rate ramps up) for {where}, got {num_gradual!r}")
     if isinstance(exponent, bool) or not isinstance(exponent, (int, float)) or not math.isfinite(exponent) \
             or exponent <= 0:
-        raise ValueError(f"method.params.exponent: must be a number > 0 (c in (T/T_k)^c) for {where}, "
+        raise ConfigError(f"method.params.exponent: must be a number > 0 (c in (T/T_k)^c) for {where}, "
                          f"got {exponent!r}")
     return num_gradual, float(exponent)
 
@@ -83,14 +83,14 @@ def estimate_noise_rates(logits: np.ndarray, labels: np.ndarray, *, seed: int = 
     logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     if logits.ndim != 2 or labels.shape != (logits.shape[0],):
-        raise ValueError(f"estimate_noise_rates: logits must be [N, C] and labels [N], got shapes "
+        raise ConfigError(f"estimate_noise_rates: logits must be [N, C] and labels [N], got shapes "
                          f"{list(logits.shape)} and {list(labels.shape)}")
     losses = -log_softmax(logits, axis=1)[np.arange(labels.shape[0]), labels]
     rate_gmm = float(gmm_noise_rate(losses, seed=seed))
     rate_cj = float(estimate_noise_rate(labels, softmax(logits, axis=1)))
     finite = [r for r in (rate_gmm, rate_cj) if math.isfinite(r)]
     if not finite:
-        raise ValueError("forget_rate auto: neither the GMM nor the confident-joint noise estimate is "
+        raise ConfigError("forget_rate auto: neither the GMM nor the confident-joint noise estimate is "
                          "finite; set method.params.forget_rate to a number")
     mean = float(np.mean(finite))
     if mean > MAX_AUTO_FORGET_RATE:
@@ -141,10 +141,10 @@ class AutoForgetRate:
             self.source, forget_rate = forget_rate, forget_rate_from_file(forget_rate)
         if not self.auto and (isinstance(forget_rate, bool) or not isinstance(forget_rate, (int, float))
                               or not 0.0 <= forget_rate < 1.0):
-            raise ValueError(f"method.params.forget_rate: must be a number in [0, 1) (about the noise rate) "
+            raise ConfigError(f"method.params.forget_rate: must be a number in [0, 1) (about the noise rate) "
                              f"or 'auto' for {where}, got {forget_rate!r}")
         if isinstance(estimate_epoch, bool) or not isinstance(estimate_epoch, int) or estimate_epoch < 1:
-            raise ValueError(f"method.params.estimate_epoch: must be an int >= 1 (warm-up epochs before the "
+            raise ConfigError(f"method.params.estimate_epoch: must be an int >= 1 (warm-up epochs before the "
                              f"forget_rate auto estimate) for {where}, got {estimate_epoch!r}")
         if self.auto and estimate_epoch >= epochs:
             logger.warning("%s: forget_rate auto is estimated after %d epochs but train.epochs is %d; every "

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import paddle
 
+from robust_paddle.errors import ConfigError
 from robust_paddle.methods.base import Method, MethodContext
 from robust_paddle.methods.regularizers import adversarial_loss, cutmix, mixup, symmetric_kl
 from robust_paddle.registry import METHODS
@@ -21,7 +22,7 @@ def _number(value: Any, key: str, *, lo: float, hi: float | None = None, lo_open
     bad = bad or value < lo or (lo_open and value == lo) or (hi is not None and value > hi)
     if bad:
         rule = f"{'>' if lo_open else '>='} {lo:g}" + (f" and <= {hi:g}" if hi is not None else "")
-        raise ValueError(f"method.params.{key} must be a number {rule}, got {value!r}")
+        raise ConfigError(f"method.params.{key} must be a number {rule}, got {value!r}")
     return float(value)
 
 
@@ -61,15 +62,15 @@ class StandardMethod(Method):
         self.mix_prob = _number(mix_prob, "mix_prob", lo=0.0, hi=1.0)
         self.rdrop_alpha = _number(rdrop_alpha, "rdrop_alpha", lo=0.0)
         if adversarial not in ADVERSARIAL:
-            raise ValueError(f"method.params.adversarial: {adversarial!r} is not allowed; choose one of: "
+            raise ConfigError(f"method.params.adversarial: {adversarial!r} is not allowed; choose one of: "
                              f"{', '.join(ADVERSARIAL)}")
         if adv_target not in ADV_TARGETS:
-            raise ValueError(f"method.params.adv_target: {adv_target!r} is not allowed; choose one of: "
+            raise ConfigError(f"method.params.adv_target: {adv_target!r} is not allowed; choose one of: "
                              f"{', '.join(ADV_TARGETS)}")
         self.adversarial, self.adv_target = adversarial, adv_target
         self.adv_epsilon = _number(adv_epsilon, "adv_epsilon", lo=0.0, lo_open=True)
         if isinstance(adv_steps, bool) or not isinstance(adv_steps, int) or adv_steps < 1:
-            raise ValueError(f"method.params.adv_steps must be an int >= 1, got {adv_steps!r}")
+            raise ConfigError(f"method.params.adv_steps must be an int >= 1, got {adv_steps!r}")
         self.adv_steps = adv_steps
         self.adv_alpha = (2.5 * self.adv_epsilon / adv_steps if adv_alpha is None
                           else _number(adv_alpha, "adv_alpha", lo=0.0, lo_open=True))
@@ -78,7 +79,7 @@ class StandardMethod(Method):
         if adversarial != "none" and adv_target == "embedding" and not (
                 callable(getattr(net, "forward_features", None)) and isinstance(getattr(net, "classifier", None),
                                                                                   paddle.nn.Layer)):
-            raise ValueError(f"method.params.adv_target: 'embedding' needs a model with forward_features and "
+            raise ConfigError(f"method.params.adv_target: 'embedding' needs a model with forward_features and "
                              f"classifier; model {ctx.cfg.model.name!r} has none (use adv_target: input)")
         self._rng: np.random.Generator | None = None
         self._rng_epoch = -1

@@ -20,6 +20,7 @@ from robust_paddle.data.imagecheck import write_skipped_files
 from robust_paddle.engine import distributed as dist
 from robust_paddle.engine.checkpoint import load_checkpoint
 from robust_paddle.engine.trainer import Run, Trainer, seed_everything
+from robust_paddle.errors import CheckpointError, ConfigError
 from robust_paddle.losses import build_loss
 from robust_paddle.methods import MethodContext, build_method
 from robust_paddle.models import build_model
@@ -36,7 +37,7 @@ def set_device(name: str) -> str:
     """Select ``cpu``/``gpu``; ``auto`` picks the GPU when Paddle sees one."""
     has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
     if name == "gpu" and not has_gpu:
-        raise ValueError("train.device: 'gpu' asked for but Paddle sees no CUDA device; use 'cpu' or 'auto'")
+        raise ConfigError("train.device: 'gpu' asked for but Paddle sees no CUDA device; use 'cpu' or 'auto'")
     device = "gpu" if name == "gpu" or (name == "auto" and has_gpu) else "cpu"
     if device == "gpu" and paddle.distributed.get_world_size() > 1:
         device = f"gpu:{paddle.distributed.ParallelEnv().device_id}"
@@ -52,7 +53,7 @@ def make_context(cfg: Config, data: Any) -> MethodContext:
     weight = None
     if cfg.loss.class_weighting != "none":  # class weights from the (noisy) training labels
         if "weight" in cfg.loss.params:
-            raise ValueError(f"loss.params.weight and loss.class_weighting={cfg.loss.class_weighting!r} both set "
+            raise ConfigError(f"loss.params.weight and loss.class_weighting={cfg.loss.class_weighting!r} both set "
                              "class weights; keep one of them")
         from robust_paddle.data.imbalance import class_weights
 
@@ -143,7 +144,7 @@ def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None, data: 
 def check_monitor(cfg: Config, data: Any) -> None:
     split = cfg.train.monitor.split("/", 1)[0]
     if split in ("val", "test") and (getattr(data, split) is None or len(getattr(data, split)) == 0):
-        raise ValueError(f"train.monitor is {cfg.train.monitor!r} but the run has no {split} split; "
+        raise ConfigError(f"train.monitor is {cfg.train.monitor!r} but the run has no {split} split; "
                          f"set data.{split}_split > 0 (or a data.{split}_path), or pick another train.monitor")
 
 
@@ -154,7 +155,7 @@ def load_run(cfg: Config, checkpoint: str, *, output_dir: str | None = None) -> 
                     hooks=[])
     saved = state["meta"]
     if int(saved["num_classes"]) != run.data.num_classes:
-        raise ValueError(f"checkpoint {checkpoint} has {saved['num_classes']} classes but the config's data has "
+        raise CheckpointError(f"checkpoint {checkpoint} has {saved['num_classes']} classes but the config's data has "
                          f"{run.data.num_classes}")
     run.trainer.load_state_dict(state)
     return run

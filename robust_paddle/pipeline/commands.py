@@ -23,6 +23,7 @@ from robust_paddle import config as config_mod
 from robust_paddle.config import Config
 from robust_paddle.engine.checkpoint import load_checkpoint
 from robust_paddle.engine.hooks import Hook
+from robust_paddle.errors import ConfigError
 from robust_paddle.pipeline.build import load_run
 from robust_paddle.registry import HOOKS
 
@@ -48,16 +49,16 @@ class CompressHook(Hook):
 
     def __init__(self, *, checkpoint: str = "latest", out: str = "compressed") -> None:
         if checkpoint not in CHECKPOINTS:
-            raise ValueError(f"train.hooks compress.checkpoint: {checkpoint!r} is not allowed; choose one of: "
+            raise ConfigError(f"train.hooks compress.checkpoint: {checkpoint!r} is not allowed; choose one of: "
                              f"{', '.join(CHECKPOINTS)}")
         if not isinstance(out, str) or not out:
-            raise ValueError(f"train.hooks compress.out: expected a folder name, got {out!r}")
+            raise ConfigError(f"train.hooks compress.out: expected a folder name, got {out!r}")
         self.checkpoint, self.out = checkpoint, out
         self.report: dict[str, Any] | None = None
 
     def before_train(self, trainer: Trainer) -> None:
         if not trainer.cfg.slim.stages:
-            raise ValueError("train.hooks has the 'compress' hook but slim.stages is empty; add stages, e.g. "
+            raise ConfigError("train.hooks has the 'compress' hook but slim.stages is empty; add stages, e.g. "
                              "slim: {stages: [{name: prune, ratio: 0.3}, {name: qat}]}")
 
     def after_train(self, trainer: Trainer) -> None:

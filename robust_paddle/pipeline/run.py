@@ -16,6 +16,7 @@ from robust_paddle.data.identity import save_train_labels
 from robust_paddle.data.noise import save_noise
 from robust_paddle.engine import distributed as dist
 from robust_paddle.engine.checkpoint import load_checkpoint
+from robust_paddle.errors import ConfigError
 from robust_paddle.methods.base import check_method_settings
 from robust_paddle.pipeline.build import build_run, load_run
 from robust_paddle.pipeline.hooks import build_hooks
@@ -28,7 +29,7 @@ def prepare_output(cfg: Config, *, resume: bool) -> str:
     """Create the run folder; refuse to write a new run over an existing one."""
     out = cfg.output_dir
     if not resume and os.path.exists(os.path.join(out, "config.yaml")):
-        raise ValueError(f"output_dir {out!r} already holds a run; resume it with --resume {out} or choose "
+        raise ConfigError(f"output_dir {out!r} already holds a run; resume it with --resume {out} or choose "
                          f"another folder with -o output_dir=...")
     os.makedirs(out, exist_ok=True)
     return out
@@ -44,13 +45,13 @@ def train(cfg: Config, *, resume: str | None = None) -> dict[str, Any]:
     cfg = config_mod.drop_inert_settings(cfg)
     distributed = dist.init(cpu=cfg.train.device == "cpu")
     if distributed and cfg.train.kfold:
-        raise ValueError(f"train.kfold={cfg.train.kfold} trains K independent models, which is not data parallel; "
+        raise ConfigError(f"train.kfold={cfg.train.kfold} trains K independent models, which is not data parallel; "
                          f"launch it as one process (this job has {dist.world_size()}), or unset train.kfold")
     out = prepare_output(cfg, resume=resume is not None)
     dist.barrier()  # every rank has checked the folder before rank 0 writes config.yaml into it
     if cfg.train.kfold:
         if resume is not None:
-            raise ValueError("--resume is not supported for k-fold runs (train.kfold); start a new run")
+            raise ConfigError("--resume is not supported for k-fold runs (train.kfold); start a new run")
         from robust_paddle.pipeline.kfold import train_kfold
 
         return train_kfold(cfg, folds=cfg.train.kfold, output_dir=out).summary

@@ -38,7 +38,7 @@ import numpy as np
 
 from robust_paddle.data.table import read_table
 from robust_paddle.data.textfile import where
-from robust_paddle.errors import DataError
+from robust_paddle.errors import DataError, MissingDependencyError
 
 __all__ = ["AGGREGATION_METHODS", "Annotations", "Consensus", "aggregate", "parse_label", "read_annotations",
            "with_model_answers"]
@@ -75,7 +75,7 @@ class Annotations:
         """Answers from three [K] int arrays (annotators named by their index)."""
         s, a, lab = (np.asarray(v, dtype=np.int64) for v in (sample, annotator, label))
         if not (s.ndim == a.ndim == lab.ndim == 1 and s.shape == a.shape == lab.shape):
-            raise ValueError(f"sample, annotator and label must be 1-D of equal length, got {s.shape}, {a.shape}, "
+            raise DataError(f"sample, annotator and label must be 1-D of equal length, got {s.shape}, {a.shape}, "
                              f"{lab.shape}")
         names = [str(i) for i in range(int(a.max()) + 1)] if a.size else []
         return cls(s, a, lab, names, np.zeros(s.size, dtype=np.int64))
@@ -202,7 +202,7 @@ def _crowdkit_posterior(ann: Annotations, num_classes: int, method: str, seed: i
         import pandas as pd
         from crowdkit.aggregation import GLAD, MACE, DawidSkene, MajorityVote
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("data.annotations needs crowd-kit: pip install 'robust_paddle[quality]'") from e
+        raise MissingDependencyError("data.annotations needs crowd-kit: pip install 'robust_paddle[quality]'") from e
     df = pd.DataFrame({"task": ann.sample, "worker": ann.annotator, "label": ann.label})
     model = {"majority_vote": lambda: MajorityVote(),
              "dawid_skene": lambda: DawidSkene(n_iter=100),
@@ -227,7 +227,7 @@ def with_model_answers(ann: Annotations, pred_probs: np.ndarray) -> Annotations:
     """
     probs = np.asarray(pred_probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape[0] <= int(ann.sample.max()):
-        raise ValueError(f"pred_probs must be [N, C] covering every answered sample, got shape {probs.shape}")
+        raise DataError(f"pred_probs must be [N, C] covering every answered sample, got shape {probs.shape}")
     tasks = np.unique(ann.sample)
     model = len(ann.annotator_names)
     return Annotations(np.r_[ann.sample, tasks], np.r_[ann.annotator, np.full(tasks.size, model)],
@@ -252,12 +252,12 @@ def aggregate(ann: Annotations, *, num_samples: int, num_classes: int, method: s
         ValueError: unknown ``method``; answers out of range.
     """
     if method not in AGGREGATION_METHODS:
-        raise ValueError(f"annotations method {method!r} is not known; choose one of {', '.join(AGGREGATION_METHODS)}")
+        raise DataError(f"annotations method {method!r} is not known; choose one of {', '.join(AGGREGATION_METHODS)}")
     if ann.sample.size == 0:
         raise DataError("no annotator answers to aggregate")
     if ann.sample.min() < 0 or ann.sample.max() >= num_samples or ann.label.min() < 0 \
             or ann.label.max() >= num_classes:
-        raise ValueError("answers out of range: samples must be in [0, N) and labels in [0, C)")
+        raise DataError("answers out of range: samples must be in [0, N) and labels in [0, C)")
     n_ann = len(ann.annotator_names)
     tasks = np.unique(ann.sample)
     posterior = np.zeros((num_samples, num_classes))

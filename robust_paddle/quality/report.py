@@ -34,6 +34,7 @@ import numpy as np
 from robust_paddle.data.identity import identity_columns
 from robust_paddle.engine.hooks import Hook, write_json
 from robust_paddle.engine.trainer import Run
+from robust_paddle.errors import DataError
 from robust_paddle.methods.correction import loss_clean_probability, split_precision_recall
 from robust_paddle.quality import estimation as E
 from robust_paddle.quality.plots import plot_loss_histogram, plot_noise_matrix
@@ -57,6 +58,24 @@ def per_sample_loss(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return lse - z[np.arange(z.shape[0]), np.asarray(labels, dtype=np.int64)]
 
 
+def rank_label_issues(labels: np.ndarray, probs: np.ndarray,
+                      clean_prob: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The report's verdict and order: ``(order [N], is_issue [N] bool, quality [N])``.
+
+    With ``clean_prob``: the one rule of :func:`issue_columns` (what ``label_issues.csv`` shows). Without:
+    plain confident learning (``estimation.prune_by_noise_rate``), flagged rows first, then by ascending
+    ``quality = p[given]``, then index.
+    """
+    if clean_prob is not None:
+        cols = issue_columns(labels, probs, clean_prob)
+        return cols["order"], cols["is_issue"], cols["quality_score"]
+    labels, probs = E.check_inputs(labels, probs)
+    n = len(labels)
+    quality = E.label_quality_scores(labels, probs)
+    is_issue = E.prune_by_noise_rate(labels, probs)
+    return np.lexsort((np.arange(n), quality, ~is_issue)), is_issue, quality
+
+
 def train_predictions(trainer: Trainer, loader: Any, n: int, *, shard: bool = False) -> np.ndarray:
     """Logits [N, C] of every training sample in dataset order (one eval pass over ``loader``).
 
@@ -65,7 +84,7 @@ def train_predictions(trainer: Trainer, loader: Any, n: int, *, shard: bool = Fa
     logits, idx = (trainer.predict_logits(loader, shard=True) if shard and getattr(trainer, "distributed", False)
                    else trainer.predict_logits(loader))
     if idx.shape[0] != n or not np.array_equal(np.sort(idx), np.arange(n)):
-        raise ValueError(f"the train_eval loader yielded {idx.shape[0]} samples with indices that are not a "
+        raise DataError(f"the train_eval loader yielded {idx.shape[0]} samples with indices that are not a "
                          f"permutation of 0..{n - 1}; it must cover the training set once")
     out = np.empty_like(logits)
     out[idx] = logits
@@ -154,7 +173,7 @@ def write_report(run: Run, *, out_dir: str, given_labels: np.ndarray | None = No
     n = len(ds.labels)
     labels = np.asarray(ds.labels if given_labels is None else given_labels, dtype=np.int64).copy()
     if labels.shape != (n,):
-        raise ValueError(f"given_labels must have shape ({n},), got {labels.shape}")
+        raise DataError(f"given_labels must have shape ({n},), got {labels.shape}")
     logits = train_predictions(trainer, run.loaders["train_eval"], n)
     probs = E.softmax(logits)
     losses = per_sample_loss(logits, labels)
@@ -162,7 +181,7 @@ def write_report(run: Run, *, out_dir: str, given_labels: np.ndarray | None = No
     gmm_prob, gmm = loss_gmm(losses, seed=seed)
     own = run.method.clean_probability()
     if own is not None and np.asarray(own).shape != (n,):
-        raise ValueError(f"method {run.cfg.method.name!r}: clean_probability() has shape "
+        raise DataError(f"method {run.cfg.method.name!r}: clean_probability() has shape "
                          f"{np.asarray(own).shape}, expected ({n},)")
     model_clean_prob = gmm_prob if own is None else np.clip(np.asarray(own, dtype=np.float64), 0.0, 1.0)
     suggested = probs.argmax(axis=1)
@@ -255,7 +274,8 @@ class ReportHook(Hook):
 class SampleStatsHook(Hook):
     """Per-epoch per-sample statistics for methods that keep none of their own.
 
-    Every ``every`` epochs, one eval pass over the training set gives per-sample losses; a 2-component GMM
+    On evaluation epochs (every ``train.eval_every`` epochs and the last) whose number is a multiple of ``every``,
+    one eval pass over the training set gives per-sample losses; a 2-component GMM
     on them gives clean probabilities. Writes the VisualDL histograms ``samples/loss`` and
     ``samples/clean_prob``, the scalar ``noise/rate_gmm`` and, when the clean labels are known,
     ``select/precision`` / ``select/recall`` of the GMM-clean split (``clean_prob > 0.5``). Skipped when
@@ -271,11 +291,11 @@ class SampleStatsHook(Hook):
 
     def __init__(self, every: int = 1) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"sample_stats.every must be an int >= 1, got {every!r}")
+            raise DataError(f"sample_stats.every must be an int >= 1, got {every!r}")
         self.every = every
 
     def after_epoch(self, trainer: Trainer) -> None:
-        if (trainer.epoch + 1) % self.every or trainer.data is None:
+        if (trainer.epoch + 1) % self.every or not trainer.is_eval_epoch() or trainer.data is None:
             return
         if trainer.method.clean_probability() is not None or "samples/loss" in trainer.epoch_histograms:
             return

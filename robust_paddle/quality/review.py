@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from robust_paddle.data.table import read_table
-from robust_paddle.errors import ConfigError, DataError
+from robust_paddle.errors import ConfigError, DataError, MissingDependencyError
 
 __all__ = ["ACTIONS", "REVIEW_FILE", "ReviewStore", "apply_review", "create_review_app", "load_issues"]
 
@@ -155,7 +155,7 @@ def create_review_app(run_dir: str, *, reviewer: str = "", data: Any = None) -> 
     try:
         from flask import Flask, Response, jsonify, request
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("the review page needs Flask and waitress: pip install -e .[serve]") from e
+        raise MissingDependencyError("the review page needs Flask and waitress: pip install -e .[serve]") from e
     from robust_paddle.quality.review_page import PAGE
 
     rows = load_issues(run_dir)
