@@ -211,9 +211,16 @@ def cmd_compress(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from robust_paddle.deploy.serve import serve_command
 
-    serve_command(args.model, host=args.host, port=args.port, max_batch_size=args.max_batch_size,
-                  max_body_mb=args.max_body_mb, threads=args.threads, max_megapixels=args.max_megapixels,
-                  decode_workers=args.decode_workers, max_requests=args.max_requests)
+    try:
+        serve_command(args.model, host=args.host, port=args.port, max_batch_size=args.max_batch_size,
+                      max_body_mb=args.max_body_mb, threads=args.threads,
+                      max_megapixels=args.max_megapixels, decode_workers=args.decode_workers,
+                      max_requests=args.max_requests)
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        raise CLIError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}; choose another --port "
+                       "(0 picks a free one) or --host") from None
     return 0
 
 

@@ -28,7 +28,7 @@ from sklearn.model_selection import train_test_split
 
 from robust_paddle.data.datasets import ArrayDataset, RowView
 from robust_paddle.data.imagecheck import decide_image_shape
-from robust_paddle.data.label_sources import LabelSources, apply_label_sources
+from robust_paddle.data.label_sources import LabelSources, apply_label_override, apply_label_sources
 from robust_paddle.data.noise import NoiseSpec, check_labels, inject_noise
 from robust_paddle.data.sources import Source, Split
 from robust_paddle.data.transforms import Pipeline, channel_stats, convert_images
@@ -210,7 +210,6 @@ def build_data(cfg) -> DataBundle:
     except ValueError as e:
         raise DataError(f"data.name: {e}") from None
     src: Source = reader(d)
-    label_sources = apply_label_sources(src, d, seed=seed)
     num_classes, names = len(src.class_names), list(src.class_names)
     for part in ("train", "val", "test"):
         split = getattr(src, part)
@@ -218,6 +217,7 @@ def build_data(cfg) -> DataBundle:
             check_labels(split.labels, num_classes, field=f"{part} labels of dataset '{d.name}'")
     channels, input_shape, skipped = _prepare_images(src, d)
     idx = _split_indices(src, d, seed)
+    label_sources = apply_label_sources(src, d, seed=seed)  # after the splits: they follow the file's labels
     width = input_shape[0]
     base = Pipeline(src.kind, (0.0,) * width, (1.0,) * width, scale=src.scale, seed=seed,
                     channels=channels or 3, size=d.image_size if src.kind == "image" else 0,
@@ -235,6 +235,7 @@ def build_data(cfg) -> DataBundle:
         noisy, spec = inject_noise(observed, nz, num_classes=num_classes, seed=seed, features=feats, dataset=src.name,
                                    groups=_split_groups(idx, len(observed)))
         clean = observed if clean is None else clean
+    noisy, label_sources = apply_label_override(noisy, src, d, label_sources)
 
     train = _dataset(src.train, idx["train"], noisy, clean, num_classes, base.with_augment(_augment_spec(d.augment)),
                      names)

@@ -125,17 +125,20 @@ class ArrayDataset(paddle.io.Dataset):
             return (p.channels, p.size, p.size)
         return (p.channels, *p.shape_hw) if p.shape_hw[0] else None
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.int64, np.int64]:
+    def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
+        """``(x, label, index)``, then one input per ``extra_views`` entry (``(view, strong)`` pairs the run
+        sets for a method that asks, ``Method.loader_views``): computed here, i.e. in the loader's workers."""
         index = int(index)
+        views = self.__dict__.get("extra_views", ())
         try:
-            x = self.get_x(index)
+            xs = [self.get_x(index)] + [self.get_x(index, view=v, strong=s) for v, s in views]
         except Exception as e:  # noqa: BLE001 - reported as one line by CheckedDataLoader (see LoadFailures)
             failures, shape = self.__dict__.get("_failures"), self.sample_shape
             if failures is None or shape is None or not _in_loader():
                 raise
             failures.record(index, self.describe_failure(index, e))
-            x = np.zeros(shape, dtype=np.float32)  # never trained on: the loader raises before yielding it
-        return x, np.int64(self.labels[index]), np.int64(index)
+            xs = [np.zeros(shape, dtype=np.float32)] * (1 + len(views))  # never trained on: the loader raises first
+        return (xs[0], np.int64(self.labels[index]), np.int64(index), *xs[1:])
 
     def describe_failure(self, index: int, error: BaseException) -> str:
         """One line naming the sample (its file) and why it could not be loaded."""
@@ -150,7 +153,7 @@ class ArrayDataset(paddle.io.Dataset):
         out = ArrayDataset.__new__(ArrayDataset)
         paddle.io.Dataset.__init__(out)
         out.__dict__.update(self.__dict__)
-        out.pipeline, out.epoch = pipeline, 0
+        out.pipeline, out.epoch, out.extra_views = pipeline, 0, ()
         return out
 
     def select(self, indices: np.ndarray) -> ArrayDataset:

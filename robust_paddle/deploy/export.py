@@ -209,7 +209,8 @@ def check_serving(out_dir: str, package: dict[str, Any], *, info: ModelInfo) -> 
 
 # ------------------------------------------------------------------------------------------------ command
 def prepare_export(cfg: Config, out_dir: str, formats: Sequence[str] | None = None) -> list[str]:
-    """Check the export request before anything is loaded; creates ``out_dir``; returns the formats.
+    """Check the export request before anything is loaded; returns the formats (``out_dir`` is created
+    once the checkpoint has loaded).
 
     Raises:
         ValueError: bad formats, or ``out_dir`` already holds an export.
@@ -217,7 +218,6 @@ def prepare_export(cfg: Config, out_dir: str, formats: Sequence[str] | None = No
     fmts = check_formats(list(formats) if formats is not None else list(cfg.export.formats))
     if os.path.exists(os.path.join(out_dir, INFO_FILE)):
         raise ConfigError(f"--out {out_dir} already holds an export ({INFO_FILE}); choose another folder or remove it")
-    os.makedirs(out_dir, exist_ok=True)
     return fmts
 
 
