@@ -31,6 +31,7 @@ __all__ = [
     "loss_clean_probability",
     "mix_lambda",
     "mixture_failure",
+    "mix_forward",
     "mixup",
     "normalize_losses",
     "refine_labels",
@@ -330,3 +331,24 @@ def mixup(x: Any, targets: Any, *, lam: float, perm: Any) -> tuple[Any, Any]:
     else:
         xb, tb = x[np.asarray(perm)], targets[np.asarray(perm)]
     return lam * x + (1 - lam) * xb, lam * targets + (1 - lam) * tb
+
+
+def mix_forward(net: Any, x: Any, targets: Any, *, lam: float, perm: Any) -> tuple[Any, Any]:
+    """Logits of a mixed batch and the mixed targets: :func:`mixup` of the inputs, or, for token ids (text
+    models; ids cannot be interpolated), of ``net.forward_features`` before ``net.classifier`` (senMixup, Guo
+    et al. 2019, https://arxiv.org/abs/1905.08941).
+
+    Args:
+        net: the network (with ``forward_features`` / ``classifier`` for token ids). x: [B, ...] inputs.
+        targets: [B, C] soft targets. lam, perm: as :func:`mixup`.
+
+    Returns:
+        ``(logits [B, C], mixed_targets [B, C])``.
+    """
+    import paddle
+
+    if x.dtype in (paddle.int64, paddle.int32):
+        feats, mixed_t = mixup(net.forward_features(x), targets, lam=lam, perm=perm)
+        return net.classifier(feats), mixed_t
+    mixed_x, mixed_t = mixup(x, targets, lam=lam, perm=perm)
+    return net(mixed_x), mixed_t

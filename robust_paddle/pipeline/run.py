@@ -14,6 +14,7 @@ from robust_paddle import config as config_mod
 from robust_paddle.config import Config
 from robust_paddle.data.identity import save_train_labels
 from robust_paddle.data.noise import save_noise
+from robust_paddle.data.tokenize import TOKENIZER_FILE
 from robust_paddle.engine import distributed as dist
 from robust_paddle.engine.checkpoint import resolve_checkpoint
 from robust_paddle.errors import ConfigError
@@ -92,6 +93,8 @@ def train(cfg: Config, *, resume: str | None = None) -> dict[str, Any]:
         config_mod.save(cfg, os.path.join(out, "config.yaml"))
         save_train_labels(run.data.train, out)
         write_label_source_outputs(cfg, run.data, out)
+        if run.data.tokenizer is not None:
+            run.data.tokenizer.save(os.path.join(out, TOKENIZER_FILE))
         if run.data.noise is not None:
             save_noise(run.data.noise, out)
     return run.trainer.fit()
