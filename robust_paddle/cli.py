@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch-size", type=int, default=64)
     p.add_argument("--max-body-mb", type=float, default=10.0, help="reject request bodies larger than this")
     p.add_argument("--threads", type=int, default=4, help="server worker threads")
+    p.add_argument("--max-megapixels", type=float, default=16.0,
+                   help="decoded-pixel budget of one request's images, in millions (larger requests get 413)")
+    p.add_argument("--decode-workers", type=int, default=2, help="requests decoding images at once")
+    p.add_argument("--max-requests", type=int, default=None,
+                   help="/predict requests in progress at once, more get 503 (default: threads - 1)")
 
     p = sub.add_parser("list", help="what a config can name: methods, losses, models, optimizers, schedulers, "
                        "with their parameters, defaults and papers")
@@ -210,7 +215,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     try:
         serve_command(args.model, host=args.host, port=args.port, max_batch_size=args.max_batch_size,
-                      max_body_mb=args.max_body_mb, threads=args.threads)
+                      max_body_mb=args.max_body_mb, threads=args.threads,
+                      max_megapixels=args.max_megapixels, decode_workers=args.decode_workers,
+                      max_requests=args.max_requests)
     except OSError as e:
         if e.filename is not None:
             raise
