@@ -188,7 +188,7 @@ def npz(cfg) -> Source:
     carried to every per-sample output), ``x_test``/``y_test``/``ids_test``, ``class_names``.
 
     ``x``: [N, D] tabular, [N, H, W] grey, or [N, H, W, C] / [N, C, H, W] images (uint8 scaled by 1/255,
-    floats used as they are). ``val_path`` / ``test_path`` / ``clean_val_path`` are further npz files.
+    uint16 by 1/65535 as the image decoder does for 16-bit files, floats used as they are). ``val_path`` / ``test_path`` / ``clean_val_path`` are further npz files.
     """
     path = _need_file(cfg.path, "path", "a .npz file with arrays x, y")
     z = _read_npz_arrays(path, f"data.path {path}")
@@ -211,7 +211,8 @@ def npz(cfg) -> Source:
     extra.setdefault("test", test)
     known = [str(s) for s in z["class_names"].tolist()] if "class_names" in z else None
     names = _class_names(cfg, [train, extra.get("val"), extra.get("test")], known=known)
-    scale = 1.0 / 255.0 if dtype == np.uint8 and kind == "image" else 1.0
+    scale = {np.dtype(np.uint8): 1.0 / 255.0, np.dtype(np.uint16): 1.0 / 65535.0}.get(np.dtype(dtype), 1.0) \
+        if kind == "image" else 1.0
     return Source("npz", kind, train, names, scale=scale, **extra)
 
 
