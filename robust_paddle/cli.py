@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -81,6 +82,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``docker stop``, ``compose down``) turned into an exception so the command stops at once."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+def install_sigterm_handler() -> None:
+    """Stop on SIGTERM like on Ctrl-C.
+
+    A process started as a container's PID 1 (``docker run`` without ``--init``) gets no default action for
+    SIGTERM: the kernel drops the signal unless the process installs a handler, so ``docker stop`` would wait
+    its 10 s and kill it. With this handler the command unwinds (closing files; finished checkpoints are
+    written atomically, so the last one stays resumable) and exits with status 143.
+    """
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def check_writable_dir(path: str, flag: str) -> None:
+    """Raise :class:`CLIError` (one line) unless ``path`` can be created and written by this user.
+
+    Checked before any work, so a read-only or foreign-owned mount (e.g. a Docker volume owned by another uid)
+    fails at once instead of after training. Walks up to the nearest existing ancestor, which must be a
+    writable folder.
+    """
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise CLIError(f"{flag} {path}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise CLIError(f"{flag} {path}: {probe} is not writable by uid {os.getuid()}; choose a folder this user "
+                       f"can write (in Docker: mount one owned by uid {os.getuid()}, or build with USER_UID=$(id -u))")
+
+
 def _load_cfg(args: argparse.Namespace) -> Any:
     from robust_paddle import config
 
@@ -102,6 +142,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.config:
             raise CLIError("train needs -c CONFIG (or --resume RUN_DIR)")
         cfg = config.load(args.config, args.override)
+    check_writable_dir(cfg.output_dir, "output_dir")
     summary = train(cfg, resume=args.resume)
     if _rank() != 0:  # data parallel: rank 0 alone reports (every rank holds the same metrics)
         return 0
@@ -129,6 +170,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from robust_paddle.export import export_command
 
     formats = None if args.format is None else [f.strip() for f in args.format.split(",") if f.strip()]
+    check_writable_dir(args.out, "--out")
     print(json.dumps(export_command(_load_cfg(args), args.checkpoint, out_dir=args.out, formats=formats), indent=2))
     return 0
 
@@ -136,6 +178,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_compress(args: argparse.Namespace) -> int:
     from robust_paddle.compress import compress_command
 
+    check_writable_dir(args.out, "--out")
     compress_command(_load_cfg(args), args.checkpoint, out_dir=args.out)
     return 0
 
@@ -152,6 +195,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from robust_paddle.demo import run_demo
 
     methods = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
+    check_writable_dir(args.out or "output", "--out")
     run_demo(config_path=args.config, overrides=args.override, out_dir=args.out, methods=methods, jobs=args.jobs)
     return 0
 
@@ -174,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         force=True)  # paddle attaches a root handler on import; replace it
     from robust_paddle.engine.trainer import NonFiniteLossError
 
+    install_sigterm_handler()
     try:
         return COMMANDS[args.command](args)
     except NonFiniteLossError as e:
@@ -187,6 +232,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = str(e) if not isinstance(e, KeyError) else f"missing key {e}"
         print(f"robust-paddle: error: {msg.splitlines()[0] if msg else type(e).__name__}", file=sys.stderr)
         return 2
+    except PermissionError as e:  # a folder or file the user cannot write: their environment, not a bug
+        if args.debug:
+            raise
+        print(f"robust-paddle: error: {e.filename or ''}: permission denied for uid {os.getuid()} ({e.strerror})",
+              file=sys.stderr)
+        return 2
+    except Terminated:
+        print("robust-paddle: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("robust-paddle: interrupted", file=sys.stderr)
         return 130

@@ -31,6 +31,7 @@ import copy
 import json
 import logging
 import os
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +41,6 @@ import paddle
 from robust_paddle import _compat
 from robust_paddle import config as config_mod
 from robust_paddle.compress.backend import (
-    check_stage_supported,
     count_flops,
     count_params,
     import_paddleslim,
@@ -203,10 +203,19 @@ def run_ptq(session: Session, stage: PTQStage, index: int, stage_dir: str, curre
     ds = data.train_eval if stage.calibration_split == "train" else data.val
     x = calibration_array(ds, samples=stage.calibration_samples, seed=session.cfg.seed, field=field_name)
     os.makedirs(stage_dir, exist_ok=True)
-    info = quantize_post_static(os.path.dirname(current.prefix), stage_dir, x, stage=stage,
-                                model_filename=os.path.basename(_compat.model_file(current.prefix)),
-                                params_filename=os.path.basename(_compat.params_file(current.prefix)),
-                                field=field_name)
+    with tempfile.TemporaryDirectory(dir=stage_dir) as tmp:
+        source = current.prefix
+        if _compat.model_file(source).endswith(".json"):
+            # PaddleSlim's PTQ reads legacy .pdmodel programs only: on Paddle 3.x (PIR .json) the current
+            # network is saved once more as a legacy program for it
+            from robust_paddle.export import save_static
+
+            source = save_static(copy.deepcopy(session.export_net()), tmp, input_shape=session.input_shape,
+                                 legacy=True)
+        info = quantize_post_static(os.path.dirname(source), stage_dir, x, stage=stage,
+                                    model_filename=os.path.basename(_compat.model_file(source)),
+                                    params_filename=os.path.basename(_compat.params_file(source)),
+                                    field=field_name)
     prefix = os.path.join(stage_dir, MODEL_PREFIX)
     session.write_info(prefix, stage="ptq", int8=True)
     return prefix, True, info, {}
@@ -261,7 +270,6 @@ def compress_command(cfg: Config, checkpoint: str, *, out_dir: str, print_table:
         raise ValueError("slim.stages is empty; add stages to the config, e.g. slim: {stages: [{name: prune, "
                          "ratio: 0.3}, {name: qat}]}")
     for stage in stages:
-        check_stage_supported(stage.name)
         slim = import_paddleslim(stage.name)
     if os.path.exists(os.path.join(out_dir, REPORT_FILE)):
         raise ValueError(f"--out {out_dir} already holds a compression ({REPORT_FILE}); choose another folder")
