@@ -46,7 +46,7 @@ COPY requirements/constraints.txt requirements/constraints.txt
 COPY scripts/install.sh scripts/install.sh
 #    The build arguments are declared here, after the apt layer, and USER_UID only below: changing one
 #    re-runs only the steps that use it.
-COPY requirements/constraints-paddle3.txt requirements/constraints-paddle3.txt
+COPY requirements/paddle3.txt requirements/paddle3.txt
 # PADDLE: gpu | cpu | none (keep the base image's Paddle); PADDLE_VERSION: 3 | 2 (see scripts/install.sh)
 ARG PADDLE=none
 ARG PADDLE_VERSION=3

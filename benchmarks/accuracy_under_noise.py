@@ -25,7 +25,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import common as C  # noqa: E402
-from robust_paddle.demo import run_in_processes  # noqa: E402
+from robust_paddle.pipeline.demo import run_in_processes  # noqa: E402
 
 DEFAULT_NOISES = "sym20,sym40,sym60,sym80,pair45,asym40"
 ORACLE = "clean_oracle"
@@ -35,7 +35,7 @@ KNOWN_T_REFERENCE = "forward_correction" + C.KNOWN_T
 
 def run_one(base: Any, method: str, noise: str, seed: int, epochs: int, workdir: str, dataset: str,
             num_classes: int = 10) -> dict[str, Any]:
-    from robust_paddle.engine.run import train
+    from robust_paddle.pipeline.run import train
 
     values = C.run_overrides(method if method != ORACLE else "standard+ce", noise, dataset=dataset, seed=seed,
                              epochs=epochs, num_classes=num_classes)

@@ -6,7 +6,7 @@
 
 1. Train one run from the base config (``-c``, default ``configs/quickstart.yaml``: digits, 40% symmetric
    noise, GCE) with ``--method`` and ``--noise``.
-2. Compress its final checkpoint once per scenario with ``robust_paddle.compress.compress_command`` (each writes
+2. Compress its final checkpoint once per scenario with ``robust_paddle.pipeline.commands.compress_command`` (each writes
    its own ``compress_report.json``): ``prune30`` = L1-norm filter pruning to a 30% FLOPs target from the
    sensitivity analysis (kept channels aligned to ``--align``) + ``--finetune-epochs`` epochs with the run's
    method and loss; ``qat`` = QAT int8 + ``--qat-epochs``; ``ptq`` = post-training int8 on 256 training
@@ -80,7 +80,7 @@ def side_by_side_latency(models: dict[str, tuple], *, batch: np.ndarray, threads
                          rounds: int, block: int = 20) -> dict[str, dict[str, float]]:
     """Median wall and CPU milliseconds per call of each model (``name -> (prefix, int8[, int8_ops])``),
     timed in alternating blocks."""
-    from robust_paddle.predictor import PaddlePredictor
+    from robust_paddle.deploy.predictor import PaddlePredictor
 
     preds = {name: PaddlePredictor(spec[0], int8=spec[1], threads=threads, int8_ops=spec[2] if len(spec) > 2 else None)
              for name, spec in models.items()}
@@ -147,9 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from robust_paddle import config as config_mod
-    from robust_paddle.compress import compress_command
     from robust_paddle.compress.measure import latency_batch
-    from robust_paddle.engine.run import load_run, train
+    from robust_paddle.pipeline.build import load_run
+    from robust_paddle.pipeline.commands import compress_command
+    from robust_paddle.pipeline.run import train
 
     base = C.load_base(argparse.Namespace(config=args.config, override=args.override, dataset=args.dataset))
     dataset = base.data.name

@@ -7,11 +7,11 @@
 For every noise setting and seed, with the same config, model family and epoch budget:
 
 * **ours**: one training run of the method on the whole noisy training set; its label-issue report
-  (``robust_paddle.report.write_report``: the trained model's probabilities + the method's clean
+  (``robust_paddle.quality.report.write_report``: the trained model's probabilities + the method's clean
   probability or a loss GMM) flags issues; ``noise_rate_estimate`` is the confident-joint estimate from the
   same probabilities;
 * **cleanlab**: ``cleanlab.filter.find_label_issues`` (2.x defaults, ``prune_by_noise_rate``) fed K-fold
-  out-of-sample probabilities (``robust_paddle.estimation.cross_val_pred_probs``: the same method trained
+  out-of-sample probabilities (``robust_paddle.pipeline.kfold.cross_val_pred_probs``: the same method trained
   K times, or ``--cv-method``); cleanlab's noise rate is ``1 - trace`` of ``cleanlab.count.estimate_joint`` on them;
 * **ours on the K-fold probabilities** (``estimation.find_label_issues``) for an apples-to-apples check.
 
@@ -50,9 +50,10 @@ def _cleanlab() -> tuple[Any, Any]:
 
 def run_setting(base: Any, method: str, noise: str, seed: int, *, epochs: int, folds: int, workdir: str,
                 dataset: str, cv_method: str) -> dict[str, Any]:
-    from robust_paddle import estimation as E
     from robust_paddle.data import build_data
-    from robust_paddle.engine.run import train
+    from robust_paddle.pipeline import kfold
+    from robust_paddle.pipeline.run import train
+    from robust_paddle.quality import estimation as E
 
     cl_find, cl_joint = _cleanlab()
     values = C.run_overrides(method, noise, dataset=dataset, seed=seed, epochs=epochs)
@@ -68,7 +69,7 @@ def run_setting(base: Any, method: str, noise: str, seed: int, *, epochs: int, f
     truth = labels != clean
     cv_spec = method if cv_method == "same" else cv_method
     cv_cfg = C.build_cfg(base, C.run_overrides(cv_spec, noise, dataset=dataset, seed=seed, epochs=epochs), out)
-    probs = E.cross_val_pred_probs(cv_cfg, folds=folds, data=data)
+    probs = kfold.cross_val_pred_probs(cv_cfg, folds=folds, data=data)
     t2 = time.perf_counter()
     cl_mask = cl_find(labels, probs, n_jobs=1)  # n_jobs=1: no worker processes forked from a paddle process
     return {

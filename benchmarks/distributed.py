@@ -52,8 +52,8 @@ METHODS = {
 def worker(cfg_path: str, overrides: list[str], result: str) -> None:
     """Run inside each launched process: train with a timing hook; rank 0 writes ``result``."""
     from robust_paddle import config as config_mod
-    from robust_paddle import distributed as dist
-    from robust_paddle.engine.run import build_run
+    from robust_paddle.engine import distributed as dist
+    from robust_paddle.pipeline.build import build_run
 
     cfg = config_mod.load(cfg_path, overrides)
     distributed = dist.init(cpu=cfg.train.device == "cpu")

@@ -111,7 +111,7 @@ def run_overrides(remedy: str, base: str) -> dict[str, Any]:
 
 def run_one(base_cfg: Any, remedy: str, loss: str, seed: int, epochs: int, noise: float, workdir: str,
             minority: list[int]) -> dict[str, Any]:
-    from robust_paddle.engine.run import train
+    from robust_paddle.pipeline.run import train
 
     values = {"seed": seed, "train.epochs": epochs, "data.noise.kind": "symmetric" if noise > 0 else "none",
               "data.noise.rate": noise, "train.calibration": False, **C.QUIET, **run_overrides(remedy, loss)}

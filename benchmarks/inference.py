@@ -13,7 +13,7 @@ Inference, ``intra_op_num_threads`` for onnxruntime):
   latency p50/p90/p99, throughput = batch / mean latency, the median-call throughput = batch / p50 and the
   process CPU time per call; the backends are timed in alternating blocks of 20 calls so they share the same
   background load while each runs in its steady state;
-* the server (``robust_paddle.serve``: waitress + the micro-batching predictor thread) is started on
+* the server (``robust_paddle.deploy.serve``: waitress + the micro-batching predictor thread) is started on
   127.0.0.1 with an ephemeral port and ``--clients`` threads send ``--requests`` POST /predict requests in
   total (one sample each, fixed count, so the load stops by itself): requests/s and latency percentiles.
 
@@ -107,8 +107,10 @@ def prepare(model: str, workdir: str) -> tuple[Any, Any, str, np.ndarray]:
     """Train 1 epoch on digits, export paddle+onnx; returns (cfg, dygraph net, export dir, test samples)."""
     import paddle  # noqa: F401
 
-    from robust_paddle.engine.run import load_run, train
-    from robust_paddle.export import export_command, parity_batch
+    from robust_paddle.deploy.export import parity_batch
+    from robust_paddle.pipeline.build import load_run
+    from robust_paddle.pipeline.commands import export_command
+    from robust_paddle.pipeline.run import train
 
     values = {**C.QUIET, "train.calibration": False, "train.epochs": 1, "data.noise.kind": "none",
               "model.name": model, "model.params": MODEL_PARAMS.get(model, {})}
@@ -129,7 +131,7 @@ def prepare(model: str, workdir: str) -> tuple[Any, Any, str, np.ndarray]:
 def bench_backends(net: Any, export_dir: str, samples: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
     import paddle
 
-    from robust_paddle.predictor import OnnxPredictor, PaddlePredictor
+    from robust_paddle.deploy.predictor import OnnxPredictor, PaddlePredictor
 
     @paddle.no_grad()
     def dygraph(x: np.ndarray) -> np.ndarray:
@@ -153,7 +155,7 @@ def bench_server(export_dir: str, samples: np.ndarray, args: argparse.Namespace)
 
     import requests
 
-    from robust_paddle.serve import ServerHandle, close_app, create_app
+    from robust_paddle.deploy.serve import ServerHandle, close_app, create_app
 
     app = create_app(export_dir, max_batch_size=64, max_body_mb=10.0, cpu_threads=args.threads)
     handle = ServerHandle(app, port=0, threads=max(4, args.clients)).start()

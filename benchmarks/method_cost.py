@@ -44,7 +44,7 @@ def time_method(base: Any, spec: str, *, noise: str, epochs: int, workdir: str, 
     """Train ``spec`` once; per-epoch rows plus the main-phase medians."""
     import paddle
 
-    from robust_paddle.engine.run import build_run
+    from robust_paddle.pipeline.build import build_run
 
     values = {**C.run_overrides(spec, noise, dataset=dataset, seed=0, epochs=epochs), **TIMING}
     cfg = C.build_cfg(base, values, os.path.join(workdir, spec.replace("+", "_")))

@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint "
                    "(uses RUN_DIR/config.yaml; -o may extend train.epochs)")
 
+    p = sub.add_parser("check-data", help="read every sample of every split and write data_report.json")
+    _add_config_args(p)
+    p.add_argument("--out", help="output folder for data_report.json (default: the config's output_dir)")
+
     p = sub.add_parser("eval", help="evaluate a checkpoint on the val/test splits")
     _add_config_args(p)
     p.add_argument("--checkpoint", required=True, help="a .pdckpt file or a run folder")
@@ -129,7 +133,7 @@ def _load_cfg(args: argparse.Namespace) -> Any:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from robust_paddle import config
-    from robust_paddle.engine.run import train
+    from robust_paddle.pipeline.run import train
 
     if args.resume:
         run_cfg = os.path.join(args.resume, "config.yaml")
@@ -151,8 +155,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_data(args: argparse.Namespace) -> int:
+    import robust_paddle.data  # noqa: F401  (registers the DATASETS sources)
+    from robust_paddle.data.check_data import check_data, format_summary
+
+    cfg = _load_cfg(args)
+    report = check_data(cfg, out_dir=args.out, progress=not args.quiet)
+    print(format_summary(report))
+    print(f"report: {report['path']}")
+    if report["problems"]:
+        raise CLIError(f"check-data found {len(report['problems'])} problem(s) that stop training, the first: "
+                       f"{report['problems'][0]}")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
-    from robust_paddle.engine.run import evaluate
+    from robust_paddle.pipeline.run import evaluate
 
     res = evaluate(_load_cfg(args), args.checkpoint)
     print(json.dumps({s: {k: v for k, v in m.items() if k != "confusion"} for s, m in res.items()}, indent=2))
@@ -160,14 +178,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from robust_paddle.report import report_command
+    from robust_paddle.pipeline.commands import report_command
 
     print(json.dumps(report_command(_load_cfg(args), args.checkpoint, out_dir=args.out), indent=2))
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from robust_paddle.export import export_command
+    from robust_paddle.pipeline.commands import export_command
 
     formats = None if args.format is None else [f.strip() for f in args.format.split(",") if f.strip()]
     check_writable_dir(args.out, "--out")
@@ -176,7 +194,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    from robust_paddle.compress import compress_command
+    from robust_paddle.pipeline.commands import compress_command
 
     check_writable_dir(args.out, "--out")
     compress_command(_load_cfg(args), args.checkpoint, out_dir=args.out)
@@ -184,7 +202,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from robust_paddle.serve import serve_command
+    from robust_paddle.deploy.serve import serve_command
 
     serve_command(args.model, host=args.host, port=args.port, max_batch_size=args.max_batch_size,
                   max_body_mb=args.max_body_mb, threads=args.threads)
@@ -192,7 +210,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from robust_paddle.demo import run_demo
+    from robust_paddle.pipeline.demo import run_demo
 
     methods = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
     check_writable_dir(args.out or "output", "--out")
@@ -201,7 +219,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "report": cmd_report, "export": cmd_export,
-            "compress": cmd_compress, "serve": cmd_serve, "demo": cmd_demo}
+            "compress": cmd_compress, "check-data": cmd_check_data, "serve": cmd_serve, "demo": cmd_demo}
 
 
 def _rank() -> int:

@@ -13,12 +13,14 @@ import copy
 import dataclasses
 import os
 import re
-import types
-import typing
-from dataclasses import dataclass, field
-from typing import Any, Union
+from dataclasses import dataclass
+from typing import Any
 
 import yaml
+
+from robust_paddle.errors import ConfigError
+from robust_paddle.schema import build as _build
+from robust_paddle.schema import param as _f
 
 
 class _Loader(yaml.SafeLoader):
@@ -36,18 +38,6 @@ _Loader.add_implicit_resolver(
 def yaml_load(text: Any) -> Any:
     """``yaml.safe_load`` with YAML 1.2 floats (``1e-3``)."""
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
-
-
-class ConfigError(ValueError):
-    """A configuration value is wrong; the message names the key, the value and what is allowed."""
-
-
-def _f(default: Any = dataclasses.MISSING, *, choices: tuple | None = None, min: float | None = None,
-       max: float | None = None, min_open: bool = False, factory: Any = None) -> Any:
-    meta = {"choices": choices, "min": min, "max": max, "min_open": min_open}
-    if factory is not None:
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
 
 
 # ----------------------------------------------------------------------------------------------- sections
@@ -79,10 +69,18 @@ class DataConfig:
     channels: int = _f(0, choices=(0, 1, 3))  # 0: the source's own
     mean: list[float] | None = None  # per-channel normalisation; None: dataset default
     std: list[float] | None = None
-    augment: str = _f("none", choices=("none", "flip", "crop", "flip_crop"))
+    # preset (none | cifar | imagenet | strong | flip | crop | flip_crop) or a list of ops [{name: op, ...}]
+    # (robust_paddle.data.augment); checked when the data is built
+    augment: str | list[dict] = "none"
+    strong_augment: str | list[dict] = "strong"  # the strong view for methods that ask for one
+    eval_resize_short: int = _f(0, min=0)  # eval geometry: short side to this, centre crop image_size; 0: resize
     batch_size: int = _f(64, min=1)
     eval_batch_size: int = _f(256, min=1)
     num_workers: int = _f(0, min=0)
+    # a sample that cannot be loaded: error (stop with one line) | skip (checked before training, left out of
+    # every split, listed in <run>/skipped_files.txt)
+    on_bad_sample: str = _f("error", choices=("error", "skip"))
+    max_classes: int = _f(1000, min=2)  # most classes inferred from labels alone (no class names)
     download: bool = False  # paddle.vision datasets: download when files are missing (needs internet)
     class_names: list[str] | None = None
     subset: int = _f(0, min=0)  # keep a stratified sample of N training samples (0 = all); quick experiments
@@ -91,18 +89,29 @@ class DataConfig:
     sampler_weighting: str = _f("inverse", choices=("inverse", "inverse_sqrt", "effective"))  # sampler: weighted
     sampler_beta: float = _f(0.999, min=0.0, max=0.999999)  # sampler_weighting: effective
 
+    def __post_init__(self) -> None:
+        from robust_paddle.data.augment import parse_augment
+
+        parse_augment(self.augment, field="data.augment")
+        parse_augment(self.strong_augment, field="data.strong_augment")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = "small_cnn"  # MODELS registry, any paddle.vision.models name, or "pkg.module:factory"
     params: dict = _f(factory=dict)
+    # weights to start from (robust_paddle.models.pretrained): a .pdparams (paddle.vision / PaddleClas zoo),
+    # .safetensors or robust_paddle checkpoint / run folder; read weights-only, head re-initialised on mismatch
+    pretrained: str = ""
+    download: bool = False  # fetch the paddle.vision zoo weights of model.name (needs internet)
+    freeze_epochs: int = _f(0, min=0)  # train only the classifier head for this many epochs, then everything
 
 
 @dataclass(frozen=True)
 class LossConfig:
     name: str = "ce"  # LOSSES registry
     params: dict = _f(factory=dict)
-    # class weights from the training labels, passed to the loss as weight= (robust_paddle.imbalance)
+    # class weights from the training labels, passed to the loss as weight= (robust_paddle.data.imbalance)
     class_weighting: str = _f("none", choices=("none", "inverse", "inverse_sqrt", "effective"))
     class_weighting_beta: float = _f(0.999, min=0.0, max=0.999999)  # "effective" (Cui et al. 2019)
 
@@ -121,6 +130,7 @@ class OptimizerConfig:
     momentum: float = _f(0.9, min=0.0, max=1.0)
     nesterov: bool = False
     no_decay_norm_bias: bool = True  # no weight decay on norm layers and biases
+    backbone_lr_mult: float = _f(1.0, min=0.0)  # backbone lr = lr * this (head: lr); logged as lr/backbone
     params: dict = _f(factory=dict)  # optimizer-specific (betas, epsilon, rho ...)
 
 
@@ -174,8 +184,9 @@ class TrainConfig:
     early_stopping: EarlyStoppingConfig = _f(factory=EarlyStoppingConfig)
     ema: EMAConfig = _f(factory=EMAConfig)
     swa: SWAConfig = _f(factory=SWAConfig)
-    calibration: bool = True  # reliability.png + ECE of the test split at the end (robust_paddle.calibration)
-    kfold: int = _f(0, min=0)  # K >= 2: train K models on folds of the train set (robust_paddle.kfold); 0 = off
+    calibration: bool = True  # reliability.png + ECE of the test split at the end (robust_paddle.quality.calibration)
+    init_from: str = ""  # warm start: a run folder or checkpoint with the same classes; new optimizer + schedule
+    kfold: int = _f(0, min=0)  # K >= 2: train K models on folds of the train set (robust_paddle.pipeline.kfold); 0 = off
     log_every: int = _f(20, min=1)  # steps between VisualDL step scalars
     progress: bool = True  # tqdm bars
     visualdl: bool = True
@@ -226,102 +237,6 @@ class Config:
     slim: SlimConfig = _f(factory=SlimConfig)
 
 
-# --------------------------------------------------------------------------------------------- validation
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin is not None:
-        args = ", ".join(_type_name(a) for a in typing.get_args(tp))
-        return f"{origin.__name__}[{args}]"
-    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
-
-
-def _convert(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against type ``tp``; returns the value (ints are accepted for floats)."""
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None and len(args) < len(typing.get_args(tp)):
-            return None
-        if len(args) == 1:  # Optional[X]: report X's own error
-            return _convert(value, args[0], key)
-        errors = []
-        for arg in args:
-            try:
-                return _convert(value, arg, key)
-            except ConfigError as e:
-                errors.append(e)
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} fields, got {value!r}")
-        return _build(tp, value, key)
-    if tp is type(None):
-        if value is None:
-            return None
-        raise ConfigError(f"{key}: expected null, got {value!r}")
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list ({_type_name(tp)}), got {value!r} ({type(value).__name__})")
-        (item_tp,) = typing.get_args(tp) or (Any,)
-        return [_convert(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
-    if tp is Any:
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected float, got {value!r} ({type(value).__name__})")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected int, got {value!r} ({type(value).__name__})")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected bool (true/false), got {value!r} ({type(value).__name__})")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected str, got {value!r} ({type(value).__name__})")
-        return value
-    if tp is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r} ({type(value).__name__})")
-        return copy.deepcopy(value)
-    raise ConfigError(f"{key}: unsupported type {tp!r}")  # pragma: no cover - schema bug
-
-
-def _check_range(value: Any, meta: Any, key: str) -> None:
-    choices = meta.get("choices")
-    if choices is not None and value not in choices:
-        raise ConfigError(f"{key}: {value!r} is not allowed; choose one of: {', '.join(map(str, choices))}")
-    lo, hi = meta.get("min"), meta.get("max")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if lo is not None and (value < lo or (meta.get("min_open") and value == lo)):
-            op = ">" if meta.get("min_open") else ">="
-            raise ConfigError(f"{key}: {value!r} is out of range; must be {op} {lo}" + (f" and <= {hi}" if hi is not None else ""))
-        if hi is not None and value > hi:
-            raise ConfigError(f"{key}: {value!r} is out of range; must be <= {hi}" + (f" and >= {lo}" if lo is not None else ""))
-
-
-def _build(cls: type, data: dict, prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        where = f"{prefix}." if prefix else ""
-        raise ConfigError(
-            f"unknown key '{where}{unknown[0]}'; allowed in {prefix or 'the top level'}: {', '.join(fields)}"
-        )
-    kwargs = {}
-    for name, value in data.items():
-        key = f"{prefix}.{name}" if prefix else name
-        value = _convert(value, hints[name], key)
-        _check_range(value, fields[name].metadata, key)
-        kwargs[name] = value
-    return cls(**kwargs)
-
-
 def to_dict(cfg: Any) -> dict:
     """Plain nested dict of a config (for YAML dumps and checkpoints)."""
     return dataclasses.asdict(cfg)
@@ -352,11 +267,13 @@ def load_yaml(path: str, _seen: tuple[str, ...] = ()) -> dict:
         raise ConfigError(f"_base_ cycle: {' -> '.join(_seen + (path,))}")
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
-    with open(path, encoding="utf-8") as fh:
-        try:
-            data = yaml_load(fh) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    from robust_paddle.data.textfile import read_text  # lazy: the data package imports paddle
+
+    text = read_text(path, what="config", error=ConfigError)
+    try:
+        data = yaml_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config must be a mapping at the top level")
     bases = data.pop("_base_", [])

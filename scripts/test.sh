@@ -11,7 +11,7 @@ case "$PADDLE_VERSION" in
   3) VENV="${VENV:-.venv3}" ;;
   *) echo "scripts/test.sh: PADDLE_VERSION must be 2 or 3, got '$PADDLE_VERSION'" >&2; exit 2 ;;
 esac
-PADDLE_VERSION="$PADDLE_VERSION" VENV="$VENV" ./scripts/install.sh "dev,slim,export,serve" >/dev/null
+PADDLE_VERSION="$PADDLE_VERSION" VENV="$VENV" ./scripts/install.sh "dev,slim,export,serve,quality" >/dev/null
 PY="$VENV/bin/python"
 "$PY" -m ruff check robust_paddle tests benchmarks scripts
 exec "$PY" -m pytest -q "$@"

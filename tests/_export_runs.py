@@ -37,7 +37,7 @@ def run_config(base: str, name: str, *extra: str) -> C.Config:
 
 def trained_run(tmp_path_factory, name: str) -> tuple[C.Config, str]:
     """(config, checkpoint path) of the run ``name``; trains it the first time it is asked for."""
-    from robust_paddle.engine.run import train
+    from robust_paddle.pipeline.run import train
 
     base = str(tmp_path_factory.getbasetemp() / "export-runs")
     cfg = run_config(base, name)
@@ -52,7 +52,8 @@ def exported(tmp_path_factory, name: str, *, formats: tuple[str, ...] = ("paddle
     """(config, export folder, report) of run ``name`` exported once per session with ``formats``."""
     import json
 
-    from robust_paddle.export import REPORT_FILE, export_command
+    from robust_paddle.deploy.export import REPORT_FILE
+    from robust_paddle.pipeline.commands import export_command
 
     cfg, ckpt = trained_run(tmp_path_factory, name)
     if overrides:

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from robust_paddle import distributed as dist
 from robust_paddle.cli import main
+from robust_paddle.engine import distributed as dist
 from robust_paddle.engine.hooks import Hook, write_json
 from robust_paddle.registry import HOOKS
 

@@ -70,7 +70,7 @@ def test_unwritable_output_is_one_line_exit_2_before_any_work(argv, tmp_path, mo
     for name in ("train", "demo", "export", "compress"):  # nothing may start
         monkeypatch.setitem(cli.COMMANDS, name, cli.COMMANDS[name])
     started = []
-    monkeypatch.setattr("robust_paddle.engine.run.train", lambda *a, **k: started.append(a))
+    monkeypatch.setattr("robust_paddle.pipeline.run.train", lambda *a, **k: started.append(a))
     code = cli.main(["-q", *[a.format(ro=ro) for a in argv]])
     err = capsys.readouterr().err.strip()
     assert code == 2 and not started

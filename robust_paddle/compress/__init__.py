@@ -2,8 +2,9 @@
 quantisation, each with robust fine-tuning where it trains, an exported Paddle Inference model and a
 before/after report. See ``docs/compression.md``.
 
-``robust-paddle compress -c CFG --checkpoint P --out DIR`` calls :func:`compress_command`; the ``compress``
-hook (``train.hooks: [{name: compress}]``) runs the same stages right after training.
+``robust-paddle compress -c CFG --checkpoint P --out DIR`` calls ``pipeline.commands.compress_command``
+(which hands the loaded run to :func:`compress_run`); the ``compress`` hook (``train.hooks: [{name:
+compress}]``, also in ``pipeline.commands``) runs the same stages right after training.
 
 Only :mod:`robust_paddle.compress.spec` (no paddle, no paddleslim) is imported with this package, because the
 config validates ``slim.stages`` through it; the stage runners load on first use (PEP 562 ``__getattr__``).
@@ -25,8 +26,8 @@ from robust_paddle.compress.spec import (
 )
 
 #: public name -> submodule that defines it
-_LAZY = {"compress_command": "command", "CompressionCheckError": "command", "REPORT_FILE": "command",
-         "CompressHook": "hook", "prune_network": "prune", "build_qat": "quant", "quantize_post_static": "quant",
+_LAZY = {"compress_run": "command", "prepare_compress": "command", "CompressionCheckError": "command",
+         "REPORT_FILE": "command", "prune_network": "prune", "build_qat": "quant", "quantize_post_static": "quant",
          "finetune": "finetune", "measure_model": "measure",
          "import_paddleslim": "backend"}
 

@@ -1,10 +1,10 @@
 """``robust-paddle compress``: run the ``slim.stages`` of a config on a trained checkpoint.
 
-Steps of :func:`compress_command`:
+Steps of ``pipeline.commands.compress_command`` (:func:`prepare_compress`, then :func:`compress_run`):
 
 1. Check the stages (``compress.spec``), that PaddleSlim is installed and that this Paddle can run each
    stage, before any work; refuse an ``out_dir`` that already holds a report.
-2. Rebuild the run (``engine.run.load_run``) with the checkpoint's weights and method state (GMM division,
+2. Rebuild the run (``pipeline.build.load_run``) with the checkpoint's weights and method state (GMM division,
    refined labels ...), plus its EMA weights when export would use them (``export.wants_ema``).
 3. Save the network ``export.network`` selects as the fp32 input model ``input/`` (``export.save_static``)
    and measure it (``compress.measure``).
@@ -39,7 +39,6 @@ import numpy as np
 import paddle
 
 from robust_paddle import _compat
-from robust_paddle import config as config_mod
 from robust_paddle.compress.backend import (
     count_flops,
     count_params,
@@ -51,7 +50,7 @@ from robust_paddle.compress.finetune import finetune, finetune_lr
 from robust_paddle.compress.measure import agreement, format_table, measure_model
 from robust_paddle.compress.spec import PruneStage, PTQStage, QATStage, Stage, parse_stages, stage_dict
 from robust_paddle.config import Config
-from robust_paddle.predictor import MODEL_PREFIX, ModelInfo, PaddlePredictor
+from robust_paddle.deploy.predictor import MODEL_PREFIX, ModelInfo, PaddlePredictor
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +87,7 @@ class Session:
 
     def export_net(self) -> paddle.nn.Layer:
         """The network export would save (``export.network``, optional softmax head), in eval mode."""
-        from robust_paddle.export import SoftmaxHead
+        from robust_paddle.deploy.export import SoftmaxHead
 
         net = self.run.method.export_network(self.cfg.export.network)
         net = SoftmaxHead(net) if self.cfg.export.softmax else net
@@ -103,7 +102,7 @@ class Session:
 
     def write_info(self, prefix: str, *, stage: str, int8: bool) -> str:
         """``inference.yml`` beside a saved model, so ``robust-paddle serve`` can load the folder."""
-        from robust_paddle.export import INPUT_NAME, model_version
+        from robust_paddle.deploy.export import INPUT_NAME, model_version
 
         data, cfg = self.run.data, self.cfg
         out_name = PaddlePredictor(prefix, optimized=False).output_name
@@ -122,7 +121,7 @@ class Session:
 # ------------------------------------------------------------------------------------------------- stages
 def save_fp32(session: Session, out_dir: str, *, stage: str) -> tuple[str, dict[str, Any]]:
     """Save the current fp32 export network to ``out_dir`` and check the program reproduces it exactly."""
-    from robust_paddle.export import check_runner, parity_batch, save_static
+    from robust_paddle.deploy.export import check_runner, parity_batch, save_static
 
     ec = session.cfg.export
     net = session.export_net()
@@ -181,7 +180,7 @@ def run_qat(session: Session, stage: QATStage, index: int, stage_dir: str) -> tu
     ft = finetune(session.run, start_epoch=session.start_epoch, epochs=_epochs(session, stage), output_dir=stage_dir,
                   lr=finetune_lr(session.cfg, stage.lr), meta=session.run.trainer.meta)
     net = session.export_net()
-    from robust_paddle.export import parity_batch
+    from robust_paddle.deploy.export import parity_batch
 
     x = parity_batch(session.run.data, session.cfg.export.batch_for_parity)
     with paddle.no_grad():
@@ -208,7 +207,7 @@ def run_ptq(session: Session, stage: PTQStage, index: int, stage_dir: str, curre
         if _compat.model_file(source).endswith(".json"):
             # PaddleSlim's PTQ reads legacy .pdmodel programs only: on Paddle 3.x (PIR .json) the current
             # network is saved once more as a legacy program for it
-            from robust_paddle.export import save_static
+            from robust_paddle.deploy.export import save_static
 
             source = save_static(copy.deepcopy(session.export_net()), tmp, input_shape=session.input_shape,
                                  legacy=True)
@@ -248,23 +247,15 @@ def accuracy_check(before: dict[str, Any], after: dict[str, Any], *, max_drop: f
 
 
 # ---------------------------------------------------------------------------------------------- command
-def compress_command(cfg: Config, checkpoint: str, *, out_dir: str, print_table: bool = True) -> dict[str, Any]:
-    """Compress ``checkpoint`` with ``cfg.slim.stages`` into ``out_dir`` (see the module docstring).
-
-    Returns:
-        The report written to ``out_dir/compress_report.json``.
+def prepare_compress(cfg: Config, out_dir: str) -> tuple[list[Stage], Any]:
+    """Check ``cfg.slim.stages`` before any work: stages valid, PaddleSlim installed, this Paddle able to
+    run each stage, ``out_dir`` free; creates ``out_dir``. Returns the stages and the paddleslim module.
 
     Raises:
-        ValueError: no stages, invalid stages, ``out_dir`` already holds a report, empty calibration set,
-            or a model without prunable convs (each names the field).
+        ValueError: no stages, invalid stages, or ``out_dir`` already holds a report (each names the field).
         ImportError: PaddleSlim is not installed (says ``pip install robust_paddle[slim]``).
         RuntimeError: this Paddle version cannot run a stage (names the stage and the version).
-        CompressionCheckError: a stage failed its checks (after the report is written).
     """
-    from robust_paddle.engine.checkpoint import load_checkpoint
-    from robust_paddle.engine.run import load_run
-    from robust_paddle.export import load_ema_weights, wants_ema
-
     stages = parse_stages(cfg.slim.stages)
     if not stages:
         raise ValueError("slim.stages is empty; add stages to the config, e.g. slim: {stages: [{name: prune, "
@@ -274,8 +265,24 @@ def compress_command(cfg: Config, checkpoint: str, *, out_dir: str, print_table:
     if os.path.exists(os.path.join(out_dir, REPORT_FILE)):
         raise ValueError(f"--out {out_dir} already holds a compression ({REPORT_FILE}); choose another folder")
     os.makedirs(out_dir, exist_ok=True)
-    state = load_checkpoint(checkpoint)
-    run = load_run(config_mod.with_values(cfg, {"train.amp": "none"}), checkpoint, output_dir=out_dir)
+    return stages, slim
+
+
+def compress_run(cfg: Config, run: Any, state: dict[str, Any], *, checkpoint: str, out_dir: str,
+                 stages: list[Stage], slim: Any, print_table: bool = True) -> dict[str, Any]:
+    """Compress the loaded ``run`` (``checkpoint`` rebuilt with ``train.amp: none``; ``state`` is the loaded
+    checkpoint) with ``stages`` into ``out_dir`` (see the module docstring; ``pipeline.commands.compress_command``
+    checks with :func:`prepare_compress` and loads the run).
+
+    Returns:
+        The report written to ``out_dir/compress_report.json``.
+
+    Raises:
+        ValueError: empty calibration set, or a model without prunable convs (each names the field).
+        CompressionCheckError: a stage failed its checks (after the report is written).
+    """
+    from robust_paddle.deploy.export import load_ema_weights, wants_ema
+
     use_ema = wants_ema(cfg, state)
     if use_ema:
         load_ema_weights(run.method.networks, state, checkpoint=checkpoint)

@@ -1,7 +1,7 @@
 """Before/after measurements of a saved inference model and the per-stage table.
 
 Everything is measured on the saved model in Paddle Inference on the CPU (the deployed artefact), with
-:class:`~robust_paddle.predictor.PaddlePredictor`:
+:class:`~robust_paddle.deploy.predictor.PaddlePredictor`:
 
 * ``params`` (trainable parameters) and ``flops`` (per sample, ``paddleslim.analysis.flops``) of the network
   the model was saved from; quantisation keeps both (the ops run in int8 instead);
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from robust_paddle.compress.backend import file_sizes
-from robust_paddle.predictor import PaddlePredictor
+from robust_paddle.deploy.predictor import PaddlePredictor
 
 logger = logging.getLogger(__name__)
 

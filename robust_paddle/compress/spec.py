@@ -1,7 +1,7 @@
 """Typed compression stages: what one entry of ``slim.stages`` may say, checked where the config is loaded.
 
 This module imports neither paddle nor paddleslim (``config.SlimConfig`` validates its stages through it).
-Every error is a :class:`~robust_paddle.config.ConfigError` naming the field, e.g.
+Every error is a :class:`~robust_paddle.errors.ConfigError` naming the field, e.g.
 ``slim.stages[0].ratio: 1.5 is out of range; must be > 0 and < 1``.
 
 Rules beyond the per-field checks:
@@ -18,7 +18,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from robust_paddle.config import ConfigError, _build, _f
+from robust_paddle.errors import ConfigError
+from robust_paddle.schema import build as _build
+from robust_paddle.schema import param as _f
 
 #: pruner name -> PaddleSlim dygraph class (``paddleslim.dygraph``)
 PRUNERS = {"l1norm": "L1NormFilterPruner", "fpgm": "FPGMFilterPruner"}

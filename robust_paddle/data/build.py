@@ -26,10 +26,12 @@ import logging
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from robust_paddle.data.datasets import ArrayDataset
+from robust_paddle.data.datasets import ArrayDataset, RowView
+from robust_paddle.data.imagecheck import decide_image_shape
 from robust_paddle.data.noise import NoiseSpec, check_labels, inject_noise
 from robust_paddle.data.sources import Source, Split
-from robust_paddle.data.transforms import Pipeline, channel_stats, convert_images, image_channels, load_image
+from robust_paddle.data.transforms import Pipeline, channel_stats, convert_images
+from robust_paddle.errors import ConfigError
 from robust_paddle.registry import DATASETS
 
 logger = logging.getLogger(__name__)
@@ -45,7 +47,8 @@ class DataBundle:
         val, test: ArrayDataset or None. input_shape: one sample, e.g. (1, 8, 8), (3, 32, 32) or (64,).
         mean, std: per channel (per feature for tabular), applied after ``scale``.
         noise: the injected noise, or None. scale: multiplies raw values before mean/std (1/255 for 8-bit
-        images). name: the ``DATASETS`` source.
+        images). name: the ``DATASETS`` source. skipped: ``(path, reason)`` of the files left out by
+        ``data.on_bad_sample: skip``.
     """
 
     train: ArrayDataset
@@ -60,6 +63,7 @@ class DataBundle:
     noise: NoiseSpec | None
     scale: float = 1.0
     name: str = ""
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
 
 def _split(idx: np.ndarray, labels: np.ndarray, n_out: int, seed: int, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -104,22 +108,40 @@ def _split_groups(idx: dict[str, np.ndarray | None], n: int) -> np.ndarray:
     return groups
 
 
-def _prepare_images(src: Source, d) -> tuple[int, tuple[int, ...]]:
-    """Convert in-memory images once (channels, size); returns (channels, input_shape)."""
+def _prepare_images(src: Source, d) -> tuple[int, tuple[int, ...], list[tuple[str, str]]]:
+    """Convert in-memory images once (channels, size), or decide channels and size of image files from the
+    data (``imagecheck.decide_image_shape``; with ``on_bad_sample: skip`` the unreadable files are removed
+    from every split here). Returns (channels, input_shape, skipped ``(path, reason)``)."""
     if src.kind == "tabular":
         if d.image_size or d.channels:
             raise ValueError("data.image_size/data.channels apply to images; this npz source is tabular "
                              "(x is [N, D]); set them to 0")
-        return 0, (int(src.train.data.shape[1]),)
+        return 0, (int(src.train.data.shape[1]),), []
+    if d.eval_resize_short and not d.image_size:
+        raise ConfigError(f"data.eval_resize_short={d.eval_resize_short} needs data.image_size (the centre crop's side)")
+    if d.eval_resize_short and d.eval_resize_short < d.image_size:
+        raise ConfigError(f"data.eval_resize_short={d.eval_resize_short} must be >= data.image_size={d.image_size}")
     if isinstance(src.train.data, np.ndarray):
         for split in (src.train, src.val, src.test):
             if split is not None:
-                split.data = convert_images(split.data, channels=d.channels, size=d.image_size)
+                split.data = convert_images(split.data, channels=d.channels, size=d.image_size,
+                                            resize_short=d.eval_resize_short)
         _, h, w, c = src.train.data.shape
-        return c, (c, h, w)
-    channels = d.channels or image_channels(src.train.data[0])
-    h, w = (d.image_size, d.image_size) if d.image_size else load_image(src.train.data[0], channels=channels).shape[:2]
-    return channels, (channels, h, w)
+        return c, (c, h, w), []
+    splits = {part: getattr(src, part) for part in ("train", "val", "test") if getattr(src, part) is not None}
+    shape = decide_image_shape({part: list(s.data) for part, s in splits.items()}, channels=d.channels,
+                               image_size=d.image_size, on_bad_sample=d.on_bad_sample)
+    if shape.skipped:
+        bad = {p for p, _ in shape.skipped}
+        for split in splits.values():
+            keep = np.asarray([p not in bad for p in split.data], dtype=bool)
+            split.rows = np.flatnonzero(keep).astype(np.int64)  # source rows stay those of the files
+            split.data = [p for p, k in zip(split.data, keep) if k]
+            split.labels = split.labels[keep]
+            for field in ("clean_labels", "ids", "lines"):  # every per-sample array of the split
+                if getattr(split, field, None) is not None:
+                    setattr(split, field, np.asarray(getattr(split, field))[keep])
+    return shape.channels, (shape.channels, shape.height, shape.width), shape.skipped
 
 
 def _stats(src: Source, d, train_idx: np.ndarray, pipe: Pipeline, width: int) -> tuple[list[float], list[float]]:
@@ -140,16 +162,36 @@ def _stats(src: Source, d, train_idx: np.ndarray, pipe: Pipeline, width: int) ->
     return channel_stats(pipe.raw(data[i])[None] for i in pick)
 
 
+def _rows(data, idx):
+    """Rows ``idx`` of a split's samples: a list of paths, an in-memory copy, or a view of a memory map."""
+    if idx is None:
+        return data
+    if isinstance(data, np.memmap):
+        return RowView(data, idx)
+    if isinstance(data, RowView):
+        return data[idx]
+    return data[idx] if isinstance(data, np.ndarray) else [data[i] for i in idx]
+
+
 def _dataset(split: Split, idx, labels, clean, num_classes, pipe, names) -> ArrayDataset:
-    data = split.data if idx is None else (
-        split.data[idx] if isinstance(split.data, np.ndarray) else [split.data[i] for i in idx])
+    """The samples ``idx`` of ``split`` (all when None); each keeps its source row (and id) for the outputs."""
+    data = _rows(split.data, idx)
     take = (lambda a: a) if idx is None else (lambda a: a[idx])
+    rows = split.rows if split.rows is not None else np.arange(len(split.labels), dtype=np.int64)
     return ArrayDataset(data, take(labels), num_classes=num_classes, pipeline=pipe,
-                        clean_labels=None if clean is None else take(clean), class_names=names)
+                        clean_labels=None if clean is None else take(clean), class_names=names,
+                        source_rows=take(rows), ids=None if split.ids is None else take(split.ids))
 
 
 def _features(split: Split, num_classes: int, pipe: Pipeline) -> np.ndarray:
     return ArrayDataset(split.data, split.labels, num_classes=num_classes, pipeline=pipe).features()
+
+
+def _augment_spec(value):
+    """Config value (preset name or list of op mappings) -> a hashable spec for :class:`Pipeline`."""
+    from robust_paddle.data.augment import parse_augment
+
+    return value if isinstance(value, str) else parse_augment(value)
 
 
 def build_data(cfg) -> DataBundle:
@@ -170,11 +212,14 @@ def build_data(cfg) -> DataBundle:
         split = getattr(src, part)
         if split is not None:
             check_labels(split.labels, num_classes, field=f"{part} labels of dataset '{d.name}'")
-    channels, input_shape = _prepare_images(src, d)
+    channels, input_shape, skipped = _prepare_images(src, d)
     idx = _split_indices(src, d, seed)
     width = input_shape[0]
     base = Pipeline(src.kind, (0.0,) * width, (1.0,) * width, scale=src.scale, seed=seed,
-                    channels=channels or 3, size=d.image_size if src.kind == "image" else 0)
+                    channels=channels or 3, size=d.image_size if src.kind == "image" else 0,
+                    shape_hw=tuple(input_shape[1:]) if src.kind == "image" and not d.image_size else (0, 0),
+                    resize_short=d.eval_resize_short if src.kind == "image" else 0,
+                    strong_augment=_augment_spec(d.strong_augment) if src.kind == "image" else "none")
     mean, std = _stats(src, d, idx["train"], base, width)
     base = dataclasses.replace(base, mean=tuple(mean), std=tuple(std))
 
@@ -187,7 +232,10 @@ def build_data(cfg) -> DataBundle:
                                    groups=_split_groups(idx, len(observed)))
         clean = observed if clean is None else clean
 
-    train = _dataset(src.train, idx["train"], noisy, clean, num_classes, base.with_augment(d.augment), names)
+    train = _dataset(src.train, idx["train"], noisy, clean, num_classes, base.with_augment(_augment_spec(d.augment)),
+                     names)
+    if len(train):
+        train.get_x(0)  # an augmentation the data cannot take (e.g. colour ops on float pixels) fails here
     train_eval = train.with_pipeline(base)
     val = None
     if idx["val"] is not None:
@@ -215,4 +263,4 @@ def build_data(cfg) -> DataBundle:
                 input_shape, f", noise {spec.kind} realised {spec.realised_rate:.3f}" if spec else "")
     return DataBundle(train=train, train_eval=train_eval, val=val, test=test, num_classes=num_classes,
                       class_names=names, input_shape=tuple(int(s) for s in input_shape), mean=mean, std=std,
-                      noise=spec, scale=src.scale, name=src.name)
+                      noise=spec, scale=src.scale, name=src.name, skipped=skipped)

@@ -10,8 +10,36 @@ import paddle
 
 from robust_paddle.data.noise import check_labels
 from robust_paddle.data.transforms import Pipeline
+from robust_paddle.errors import DataError
 
 logger = logging.getLogger(__name__)
+
+
+class RowView:
+    """Rows ``rows`` of an array (a memory-mapped ``.npy``) without copying them: ``view[i]`` reads one row.
+
+    Fancy indexing a ``numpy.memmap`` copies the selected rows into memory; a split of a memory-mapped source
+    keeps this view instead, so per-split state is the [N] int64 row numbers.
+    """
+
+    def __init__(self, base: np.ndarray, rows: np.ndarray) -> None:
+        self.base, self.rows = base, np.asarray(rows, dtype=np.int64)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows),) + tuple(self.base.shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.base.dtype
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            return np.asarray(self.base[self.rows[index]])
+        return RowView(self.base, self.rows[index])
 
 
 class ArrayDataset(paddle.io.Dataset):
@@ -22,20 +50,30 @@ class ArrayDataset(paddle.io.Dataset):
     ``labels`` in place (relabelling) is seen by every dataset that shares the array (``train`` and
     ``train_eval`` do).
 
+    Sample identity: ``index`` (what ``__getitem__`` returns and every per-sample output calls ``index``) is
+    the position in this dataset; ``source_rows[index]`` is the sample's row in the source the user gave
+    (row of the npz arrays, entry of the file list, position in the sorted image-folder scan, row of the
+    dataset's train split), ``paths[index]`` its file for path-backed data and ``ids[index]`` the source's own
+    id column when it has one (``ids`` array of an npz), else ``ids`` is None.
+
     Args:
-        data: [N, H, W, C] images / [N, D] features, or N image file paths.
+        data: [N, H, W, C] images / [N, D] features (an array, a ``numpy.memmap`` or a :class:`RowView` of
+            one: rows are read per sample), or N image file paths (decoded per sample, in the loader's workers).
         labels: [N] int.
         num_classes: C; labels must be in [0, C).
         pipeline: how a stored sample becomes the model input.
         clean_labels: [N] int or None.
         class_names: C names.
+        source_rows: [N] int, each sample's row in the user's source; default ``0..N-1``.
+        ids: [N] the source's id column (ints or strings), or None.
     """
 
     def __init__(self, data: np.ndarray | Sequence[str], labels: np.ndarray, *, num_classes: int,
                  pipeline: Pipeline, clean_labels: np.ndarray | None = None,
-                 class_names: Sequence[str] | None = None) -> None:
+                 class_names: Sequence[str] | None = None, source_rows: np.ndarray | None = None,
+                 ids: np.ndarray | None = None) -> None:
         super().__init__()
-        self.data = list(data) if not isinstance(data, np.ndarray) else data
+        self.data = data if isinstance(data, (np.ndarray, RowView)) else list(data)
         self.labels = check_labels(labels, num_classes)
         if len(self.data) != self.labels.shape[0]:
             raise ValueError(f"dataset has {len(self.data)} samples but {self.labels.shape[0]} labels")
@@ -45,6 +83,12 @@ class ArrayDataset(paddle.io.Dataset):
             if self.clean_labels.shape != self.labels.shape:
                 raise ValueError(f"clean_labels has {self.clean_labels.shape[0]} entries, labels has "
                                  f"{self.labels.shape[0]}")
+        n = self.labels.shape[0]
+        self.source_rows = np.arange(n, dtype=np.int64) if source_rows is None else np.asarray(source_rows, np.int64)
+        self.ids = None if ids is None else np.asarray(ids)
+        for name, arr in (("source_rows", self.source_rows), ("ids", self.ids)):
+            if arr is not None and arr.shape != (n,):
+                raise ValueError(f"{name} has shape {arr.shape}; the dataset has {n} samples")
         self.num_classes = int(num_classes)
         self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
         self.pipeline = pipeline
@@ -62,14 +106,43 @@ class ArrayDataset(paddle.io.Dataset):
     def __len__(self) -> int:
         return self.labels.shape[0]
 
-    def get_x(self, index: int, *, epoch: int | None = None, view: int = 0) -> np.ndarray:
-        """Model input of sample ``index``; ``view`` > 0 gives further independent augmentations."""
-        raw = self.pipeline.raw(self.data[index])
-        return self.pipeline(raw, index=index, epoch=self.epoch if epoch is None else epoch, view=view)
+    def get_x(self, index: int, *, epoch: int | None = None, view: int = 0, strong: bool = False) -> np.ndarray:
+        """Model input of sample ``index``; ``view`` > 0 gives further independent augmentations, ``strong``
+        the strong augmentation (``data.strong_augment``) for methods that ask for a weak and a strong view."""
+        return self.pipeline.load(self.data[index], index=index, epoch=self.epoch if epoch is None else epoch,
+                                  view=view, strong=strong)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...] | None:
+        """Shape of one model input (``[C, H, W]`` or ``[D]``), None when only decoding a file can tell."""
+        if isinstance(self.data, np.ndarray):
+            if self.pipeline.kind == "tabular" or self.data.ndim == 2:
+                return (int(self.data.shape[1]),)
+            return (int(self.data.shape[3]), int(self.data.shape[1]), int(self.data.shape[2]))
+        p = self.pipeline
+        if p.size:
+            return (p.channels, p.size, p.size)
+        return (p.channels, *p.shape_hw) if p.shape_hw[0] else None
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.int64, np.int64]:
         index = int(index)
-        return self.get_x(index), np.int64(self.labels[index]), np.int64(index)
+        try:
+            x = self.get_x(index)
+        except Exception as e:  # noqa: BLE001 - reported as one line by CheckedDataLoader (see LoadFailures)
+            failures, shape = self.__dict__.get("_failures"), self.sample_shape
+            if failures is None or shape is None:
+                raise
+            failures.record(index, self.describe_failure(index, e))
+            x = np.zeros(shape, dtype=np.float32)  # never trained on: the loader raises before yielding it
+        return x, np.int64(self.labels[index]), np.int64(index)
+
+    def describe_failure(self, index: int, error: BaseException) -> str:
+        """One line naming the sample (its file) and why it could not be loaded."""
+        if isinstance(error, DataError):
+            return str(error).split("\n")[0]
+        what = self.data[index] if isinstance(self.data, list) else f"sample {index}"
+        text = str(error).split("\n")[0].strip()
+        return f"{what}: cannot load the sample: {type(error).__name__}{': ' + text if text else ''}"
 
     def with_pipeline(self, pipeline: Pipeline) -> ArrayDataset:
         """Same samples, same ``labels`` array object (shared), another pipeline (e.g. no augmentation)."""
@@ -85,16 +158,17 @@ class ArrayDataset(paddle.io.Dataset):
         data = self.data[idx] if isinstance(self.data, np.ndarray) else [self.data[i] for i in idx]
         clean = None if self.clean_labels is None else self.clean_labels[idx]
         return ArrayDataset(data, self.labels[idx], num_classes=self.num_classes, pipeline=self.pipeline,
-                            clean_labels=clean, class_names=self.class_names)
+                            clean_labels=clean, class_names=self.class_names, source_rows=self.source_rows[idx],
+                            ids=None if self.ids is None else self.ids[idx])
 
     def features(self) -> np.ndarray:
         """All samples through the pipeline without augmentation, flattened: [N, D] float32."""
         pipe = self.pipeline.with_augment("none")
-        out = [pipe(pipe.raw(self.data[i]), index=i).reshape(-1) for i in range(len(self))]
+        out = [pipe.load(self.data[i], index=i).reshape(-1) for i in range(len(self))]
         return np.stack(out) if out else np.zeros((0, 0), np.float32)
 
     def __repr__(self) -> str:
-        src = "paths" if self.paths is not None else f"array{tuple(self.data.shape)}"
+        src = "paths" if self.paths is not None else f"{type(self.data).__name__}{tuple(self.data.shape)}"
         return (f"ArrayDataset(n={len(self)}, classes={self.num_classes}, {src}, "
                 f"augment={self.pipeline.augment!r})")
 
@@ -164,11 +238,101 @@ class EpochBatchSampler(paddle.io.BatchSampler):
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
 
+class LoadFailures:
+    """The first sample that failed to load, shared by the main process, the DataLoader's reader thread and its
+    worker processes (shared memory, inherited by the workers).
+
+    Paddle's DataLoader does not survive an exception in ``Dataset.__getitem__``: with ``num_workers=0`` its
+    reader thread dies and the main process waits forever; with workers the error reaches the main process
+    as "Blocking queue is killed". So :class:`ArrayDataset` catches it, records it here and returns a zero
+    placeholder of the right shape; :class:`CheckedDataLoader` raises the recorded error as one
+    :class:`~robust_paddle.errors.DataError` before the batch holding the placeholder is used.
+    """
+
+    MESSAGE_BYTES = 2048
+
+    def __init__(self) -> None:
+        import multiprocessing
+
+        self._index = multiprocessing.Value("q", -1)
+        self._message = multiprocessing.Array("c", self.MESSAGE_BYTES, lock=False)
+
+    def record(self, index: int, message: str) -> None:
+        with self._index.get_lock():
+            if self._index.value < 0:
+                self._message.value = message.encode("utf-8", errors="replace")[: self.MESSAGE_BYTES - 1]
+                self._index.value = int(index)
+
+    def reset(self) -> None:
+        with self._index.get_lock():
+            self._index.value = -1
+
+    def first(self) -> tuple[int, str] | None:
+        """``(index, message)`` of the first failure since the last reset, or None."""
+        index = self._index.value
+        if index < 0:
+            return None
+        return index, self._message.value.decode("utf-8", errors="replace")
+
+    def raise_first(self) -> None:
+        """Raise the first recorded failure as a :class:`DataError` (nothing when none)."""
+        found = self.first()
+        if found is not None:
+            raise DataError(f"{found[1]} (data.on_bad_sample: skip leaves unreadable files out before training)")
+
+
+def _array_dataset(dataset: paddle.io.Dataset) -> ArrayDataset | None:
+    while dataset is not None and not isinstance(dataset, ArrayDataset):
+        dataset = getattr(dataset, "dataset", None)  # paddle.io.Subset and other wrappers
+    return dataset
+
+
+class CheckedDataLoader(paddle.io.DataLoader):
+    """A ``paddle.io.DataLoader`` whose iteration ends with one :class:`DataError` naming the sample (file)
+    and the reason as soon as any sample fails to load, in the main process, the reader thread or any worker
+    (see :class:`LoadFailures`); never a hang."""
+
+    def __init__(self, dataset: paddle.io.Dataset, **kwargs) -> None:
+        super().__init__(dataset, **kwargs)
+        base = _array_dataset(dataset)
+        self.load_failures: LoadFailures | None = None
+        if base is not None:
+            if base.__dict__.get("_failures") is None:
+                base.__dict__["_failures"] = LoadFailures()
+            self.load_failures = base.__dict__["_failures"]
+
+    def __iter__(self):
+        failures = self.load_failures
+        if failures is None:
+            yield from super().__iter__()
+            return
+        failures.reset()
+        it = super().__iter__()
+        done = False
+        try:
+            for batch in it:
+                failures.raise_first()
+                yield batch
+            done = True
+        except DataError:
+            raise
+        except Exception:
+            failures.raise_first()  # a worker's failure that surfaced as "Blocking queue is killed"
+            raise
+        finally:
+            if not done and hasattr(it, "_try_shutdown_all"):
+                it._try_shutdown_all()  # stop the reader thread / workers now, not at garbage collection
+
+    def __call__(self):
+        return self.__iter__()
+
+
 def build_loader(dataset: paddle.io.Dataset, *, batch_size: int, shuffle: bool, seed: int,
                  drop_last: bool = False, num_workers: int = 0,
                  batch_sampler: EpochBatchSampler | None = None, num_replicas: int = 1,
                  rank: int = 0) -> paddle.io.DataLoader:
-    """A DataLoader yielding ``(x [B, ...] float32, y [B] int64, idx [B] int64)`` tensors.
+    """A :class:`CheckedDataLoader` yielding ``(x [B, ...] float32, y [B] int64, idx [B] int64)`` tensors; a
+    sample that fails to load ends the iteration with one :class:`DataError` naming it.
 
     The order depends only on ``(seed, epoch)``: call ``loader.batch_sampler.set_epoch(epoch)`` at the
     start of every epoch (workers are re-created per epoch, so they see the dataset's epoch too).
@@ -183,5 +347,5 @@ def build_loader(dataset: paddle.io.Dataset, *, batch_size: int, shuffle: bool, 
         dataset, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
     if num_replicas != 1 or rank != 0:
         sampler.set_replicas(num_replicas=num_replicas, rank=rank)
-    return paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, return_list=True,
-                                persistent_workers=False)
+    return CheckedDataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, return_list=True,
+                             persistent_workers=False)

@@ -206,13 +206,11 @@ def inject_noise(labels: np.ndarray, noise: Any, *, num_classes: int, seed: int 
     return noisy, spec
 
 
-def save_noise(spec: NoiseSpec, noisy: np.ndarray, clean: np.ndarray | None, out_dir: str) -> None:
-    """Write ``noise.json`` (the spec), ``noisy_labels.npy`` and, when known, ``clean_labels.npy``."""
+def save_noise(spec: NoiseSpec, out_dir: str) -> None:
+    """Write ``noise.json`` (the spec). The labels themselves go to ``train_labels.npy``
+    (:func:`robust_paddle.data.identity.save_train_labels`, written by every run)."""
     os.makedirs(out_dir, exist_ok=True)
     tmp = os.path.join(out_dir, "noise.json.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(spec.to_json())
     os.replace(tmp, os.path.join(out_dir, "noise.json"))
-    np.save(os.path.join(out_dir, "noisy_labels.npy"), np.asarray(noisy, dtype=np.int64))
-    if clean is not None:
-        np.save(os.path.join(out_dir, "clean_labels.npy"), np.asarray(clean, dtype=np.int64))

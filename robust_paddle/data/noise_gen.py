@@ -28,7 +28,9 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from robust_paddle.estimation import round_preserving_total
+from robust_paddle.data.textfile import read_text_lines, where
+from robust_paddle.errors import DataError
+from robust_paddle.quality.estimation import round_preserving_total
 
 logger = logging.getLogger(__name__)
 
@@ -296,15 +298,13 @@ def load_noisy_label_file(path: str, n: int, *, num_classes: int | None = None) 
             raise ValueError(f"noise.file {path}: expected a 1-D integer array, got shape {arr.shape} "
                              f"dtype {arr.dtype}")
     else:
-        with open(path, encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
         values = []
-        for i, line in enumerate(lines, 1):
+        for i, line in read_text_lines(path, what="noise.file"):
             try:
                 values.append(int(line.strip()))
             except ValueError:
-                raise ValueError(f"noise.file {path}: line {i} is {line!r}; expected one integer label "
-                                 "per line") from None
+                raise DataError(f"noise.file {where(path, i)}: {line.strip()!r} is not an integer label; expected "
+                                "one integer label per line") from None
         arr = np.asarray(values, dtype=np.int64)
     if arr.shape[0] != n:
         raise ValueError(f"noise.file {path}: has {arr.shape[0]} labels but the training source has {n} "

@@ -13,6 +13,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from robust_paddle.data.labels import check_finite, resolve_classes
+from robust_paddle.data.textfile import read_text_lines, where
+from robust_paddle.errors import DataError
 from robust_paddle.registry import DATASETS
 
 logger = logging.getLogger(__name__)
@@ -36,17 +39,23 @@ MNIST_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.
 
 @dataclasses.dataclass
 class Split:
-    """Stored samples of one split: [N, H, W, C] / [N, D] array or N image paths, observed labels [N]."""
+    """Stored samples of one split: [N, H, W, C] / [N, D] array or N image paths, observed labels [N] and,
+    when the source has an id column, the user's ids [N] (int or str). Row ``i`` is the sample's
+    ``source_row`` in every output."""
 
     data: np.ndarray | list[str]
     labels: np.ndarray
     clean_labels: np.ndarray | None = None
+    ids: np.ndarray | None = None
+    origin: str = ""  # the file it was read from (for messages)
+    lines: np.ndarray | None = None  # [N] line numbers in ``origin`` (text sources)
+    rows: np.ndarray | None = None  # [N] source rows when samples were left out (on_bad_sample: skip); None: 0..N-1
 
 
 @dataclasses.dataclass
 class Source:
-    """What a source read. ``kind``: ``image`` or ``tabular``; ``scale`` maps stored values to [0, 1]-ish
-    units (1/255 for uint8); ``mean``/``std``: the dataset's standard statistics (None: computed on train);
+    """What a source read. ``kind``: ``image`` or ``tabular``; ``scale`` maps stored array values to [0, 1]-ish
+    units (1/255 for uint8; 1 for image paths, which the decoder maps to [0, 1]); ``mean``/``std``: the dataset's standard statistics (None: computed on train);
     ``val_trusted``: the validation labels are clean (``data.clean_val_path``)."""
 
     name: str
@@ -73,24 +82,16 @@ def _labels(y: np.ndarray, where: str) -> np.ndarray:
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1 or (y.size and not np.issubdtype(y.dtype, np.integer)):
-        raise ValueError(f"{where}: labels must be a 1-D integer array, got shape {y.shape} dtype {y.dtype}")
-    if y.size and y.min() < 0:
-        raise ValueError(f"{where}: label {int(y.min())} is negative; labels must be class indices >= 0")
+        raise DataError(f"{where}: labels must be a 1-D integer array, got shape {y.shape} dtype {y.dtype}")
     return y.astype(np.int64)
 
 
 def _class_names(cfg, splits: list[Split | None], known: list[str] | None = None) -> list[str]:
-    """``data.class_names`` if given, else ``known``, else "0".."C-1" with C = max label + 1."""
-    top = max((int(s.labels.max()) for s in splits if s is not None and s.labels.size), default=-1) + 1
-    names = cfg.class_names if cfg.class_names is not None else known
-    if names is None:
-        names = [str(i) for i in range(top)]
-    if len(names) < max(top, 2):
-        raise ValueError(f"data.class_names has {len(names)} names but labels go up to {top - 1} "
-                         "(at least 2 classes are needed)")
-    if known is not None and cfg.class_names is not None and len(cfg.class_names) != len(known):
-        raise ValueError(f"data.class_names has {len(cfg.class_names)} names; this dataset has {len(known)} classes")
-    return list(names)
+    """``data.class_names`` if given, else ``known``, else "0".."C-1" with C = max label + 1, after the label
+    checks of :func:`robust_paddle.data.labels.resolve_classes` (``splits``: train, val, test)."""
+    parts = dict(zip(("train", "val", "test"), splits))
+    return resolve_classes(parts, names=None if cfg.class_names is None else list(cfg.class_names), known=known,
+                           max_classes=cfg.max_classes)
 
 
 def _extra_splits(cfg, read: Callable[[str], Split]) -> dict:
@@ -125,8 +126,8 @@ def digits(cfg) -> Source:
     d = load_digits()
     x = (d.images / 16.0).astype(np.float32)[..., None]
     y = d.target.astype(np.int64)
-    names = _class_names(cfg, [], known=[str(i) for i in range(10)])
-    return Source("digits", "image", Split(x, y, y.copy()), names)
+    train = Split(x, y, y.copy(), origin="sklearn digits")
+    return Source("digits", "image", train, _class_names(cfg, [train], known=[str(i) for i in range(10)]))
 
 
 # --------------------------------------------------------------------------------------------------- npz
@@ -152,21 +153,36 @@ def _read_npz_arrays(path: str, where: str) -> dict:
         raise ValueError(f"{where}: cannot read {path!r} as .npz: {e}") from None
 
 
-def _npz_split(z: dict, xk: str, yk: str, ck: str | None, where: str) -> tuple[Split, str, np.dtype]:
+def _npz_ids(z: dict, key: str, where: str) -> np.ndarray | None:
+    """The optional id column ``key``: 1-D integers or strings (carried to label_issues.csv as ``id``)."""
+    if key not in z:
+        return None
+    ids = np.asarray(z[key])
+    if ids.ndim != 1 or not (np.issubdtype(ids.dtype, np.integer) or ids.dtype.kind in "US"):
+        raise ValueError(f"{where} '{key}': ids must be a 1-D array of integers or strings, got shape "
+                         f"{ids.shape} dtype {ids.dtype}")
+    return ids.astype(str) if ids.dtype.kind == "S" else ids
+
+
+def _npz_split(z: dict, xk: str, yk: str, ck: str | None, where: str, ik: str = "ids") -> tuple[Split, str, np.dtype]:
     if xk not in z or yk not in z:
         raise ValueError(f"{where}: needs arrays '{xk}' and '{yk}'; found {', '.join(sorted(z)) or 'none'}")
     x, kind = _npz_images(z[xk], where)
     y = _labels(z[yk], f"{where} '{yk}'")
     clean = _labels(z[ck], f"{where} '{ck}'") if ck and ck in z else None
-    for name, arr in ((yk, y), (ck, clean)):
+    ids = _npz_ids(z, ik, where)
+    for name, arr in ((yk, y), (ck, clean), (ik, ids)):
         if arr is not None and arr.shape[0] != x.shape[0]:
-            raise ValueError(f"{where}: '{xk}' has {x.shape[0]} rows but '{name}' has {arr.shape[0]}")
-    return Split(x, y, clean), kind, x.dtype
+            raise DataError(f"{where}: '{xk}' has {x.shape[0]} rows but '{name}' has {arr.shape[0]}")
+    split = Split(x, y, clean, ids, origin=f"{where} '{xk}'")
+    check_finite(x, split, "the sample")
+    return split, kind, x.dtype
 
 
 @DATASETS.register("npz")
 def npz(cfg) -> Source:
-    """``.npz`` with ``x``, ``y`` and optional ``y_clean``, ``x_test``/``y_test``, ``class_names``.
+    """``.npz`` with ``x``, ``y`` and optional ``y_clean``, ``ids`` (the user's sample ids, 1-D int or str:
+    carried to every per-sample output), ``x_test``/``y_test``/``ids_test``, ``class_names``.
 
     ``x``: [N, D] tabular, [N, H, W] grey, or [N, H, W, C] / [N, C, H, W] images (uint8 scaled by 1/255,
     floats used as they are). ``val_path`` / ``test_path`` / ``clean_val_path`` are further npz files.
@@ -176,7 +192,7 @@ def npz(cfg) -> Source:
     train, kind, dtype = _npz_split(z, "x", "y", "y_clean", f"data.path {path}")
     test = None
     if "x_test" in z:
-        test, _, _ = _npz_split(z, "x_test", "y_test", "y_test_clean", f"data.path {path}")
+        test, _, _ = _npz_split(z, "x_test", "y_test", "y_test_clean", f"data.path {path}", "ids_test")
 
     def read(p: str) -> Split:
         split, k, _ = _npz_split(_read_npz_arrays(_need_file(p, "val_path/test_path", "an .npz file"), p),
@@ -196,30 +212,78 @@ def npz(cfg) -> Source:
     return Source("npz", kind, train, names, scale=scale, **extra)
 
 
+# ------------------------------------------------------------------------------------------- npy folder
+def _load_npy(path: str, *, mmap: bool) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read {path!r} as .npy: {e}") from None
+
+
+def _npy_split(folder: str, prefix: str, where: str) -> Split | None:
+    xp, yp = os.path.join(folder, f"x{prefix}.npy"), os.path.join(folder, f"y{prefix}.npy")
+    if not os.path.isfile(xp):
+        return None
+    if not os.path.isfile(yp):
+        raise ValueError(f"{where}: {xp} has no labels file {os.path.basename(yp)} next to it")
+    x = _load_npy(xp, mmap=True)
+    if x.ndim not in (2, 4) or (x.ndim == 4 and x.shape[3] not in (1, 3)):
+        raise ValueError(f"{xp}: memory-mapped images must be [N, H, W, C] with C in (1, 3) (or [N, D] tabular), "
+                         f"got shape {x.shape}")
+    y = _labels(_load_npy(yp, mmap=False), yp)
+    cp = os.path.join(folder, f"y{prefix}_clean.npy")
+    clean = _labels(_load_npy(cp, mmap=False), cp) if os.path.isfile(cp) else None
+    for name, arr in ((yp, y), (cp, clean)):
+        if arr is not None and arr.shape[0] != x.shape[0]:
+            raise ValueError(f"{xp} has {x.shape[0]} rows but {name} has {arr.shape[0]}")
+    return Split(x, y, clean)
+
+
+@DATASETS.register("npy")
+def npy(cfg) -> Source:
+    """A folder (``data.path``) of ``.npy`` files read as memory maps: ``x.npy`` [N, H, W, C] (uint8 scaled
+    by 1/255) or [N, D], ``y.npy`` [N], optional ``y_clean.npy``, ``x_test.npy``/``y_test.npy``,
+    ``x_val.npy``/``y_val.npy``. Samples are read row by row while training, so the images never have to
+    fit in memory (store them at the training size: a resize or channel change would load them)."""
+    _reject(cfg, "npy", ("val_path", "test_path", "clean_val_path"))
+    folder = _need_file(cfg.path, "path", "a folder holding x.npy and y.npy")
+    train = _npy_split(folder, "", f"data.path {folder}")
+    if train is None:
+        raise ValueError(f"data.path {folder!r}: no x.npy in the folder (expected x.npy and y.npy)")
+    extra = {part: _npy_split(folder, f"_{part}", f"data.path {folder}") for part in ("val", "test")}
+    for part, split in extra.items():
+        if split is not None and split.data.shape[1:] != train.data.shape[1:]:
+            raise ValueError(f"{folder}: x_{part}.npy samples of shape {split.data.shape[1:]} do not match "
+                             f"x.npy {train.data.shape[1:]}")
+    names = _class_names(cfg, [train, *extra.values()])
+    kind = "tabular" if train.data.ndim == 2 else "image"
+    scale = 1.0 / 255.0 if train.data.dtype == np.uint8 and kind == "image" else 1.0
+    return Source("npy", kind, train, names, scale=scale, **extra)
+
+
 # -------------------------------------------------------------------------------------------- file lists
 def read_file_list(list_path: str, root: str) -> Split:
     """PaddleClas-style list: one ``relative/path.jpg label`` per line (the path may contain spaces)."""
     _need_file(list_path, "path", "a file list with lines 'relative/path.jpg label'")
-    paths, labels = [], []
-    with open(list_path, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            parts = line.strip().rsplit(maxsplit=1)
-            if len(parts) != 2:
-                raise ValueError(f"{list_path} line {i}: {line.strip()!r} must be 'relative/path label'")
-            try:
-                labels.append(int(parts[1]))
-            except ValueError:
-                raise ValueError(f"{list_path} line {i}: label {parts[1]!r} is not an integer") from None
-            paths.append(os.path.join(root, parts[0]))
+    paths, labels, lines = [], [], []
+    for i, line in read_text_lines(list_path, what="file list"):
+        parts = line.strip().rsplit(maxsplit=1)
+        if len(parts) != 2:
+            raise DataError(f"{where(list_path, i)}: {line.strip()!r} must be 'relative/path label'")
+        try:
+            labels.append(int(parts[1]))
+        except ValueError:
+            raise DataError(f"{where(list_path, i)}: label {parts[1]!r} is not an integer") from None
+        paths.append(os.path.join(root, parts[0]))
+        lines.append(i)
     if not paths:
         raise ValueError(f"{list_path}: the file list is empty")
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         raise ValueError(f"{list_path}: {len(missing)} image(s) not found under data.root={root!r}, e.g. "
                          f"{', '.join(missing[:3])}")
-    return Split(paths, _labels(np.asarray(labels), list_path))
+    return Split(paths, _labels(np.asarray(labels, dtype=np.int64), list_path), origin=list_path,
+                 lines=np.asarray(lines, dtype=np.int64))
 
 
 @DATASETS.register("file_list")
@@ -230,7 +294,7 @@ def file_list(cfg) -> Source:
     train = read_file_list(cfg.path, root)
     extra = _extra_splits(cfg, lambda p: read_file_list(p, root))
     names = _class_names(cfg, [train, extra.get("val"), extra.get("test")])
-    return Source("file_list", "image", train, names, scale=1.0 / 255.0, **extra)
+    return Source("file_list", "image", train, names, scale=1.0, **extra)
 
 
 def _scan_folder(folder: str, field: str) -> dict[str, list[str]]:
@@ -264,13 +328,12 @@ def image_folder(cfg) -> Source:
             raise ValueError(f"{where}: class folder(s) {', '.join(unknown)} are not among the training "
                              f"classes {', '.join(classes)}")
         paths = [p for c in tree for p in tree[c]]
-        return Split(paths, np.asarray([index[c] for c in tree for _ in tree[c]], dtype=np.int64))
+        return Split(paths, np.asarray([index[c] for c in tree for _ in tree[c]], dtype=np.int64), origin=where)
 
     train = to_split(scanned, f"data.{field}")
     extra = _extra_splits(cfg, lambda p: to_split(_scan_folder(p, "val_path/test_path"), p))
-    if cfg.class_names is not None and len(cfg.class_names) != len(classes):
-        raise ValueError(f"data.class_names has {len(cfg.class_names)} names; the folder has {len(classes)} classes")
-    return Source("image_folder", "image", train, list(cfg.class_names or classes), scale=1.0 / 255.0, **extra)
+    names = _class_names(cfg, [train, extra.get("val"), extra.get("test")], known=classes)
+    return Source("image_folder", "image", train, names, scale=1.0, **extra)
 
 
 # ------------------------------------------------------------------------------------- paddle.vision sets
@@ -308,7 +371,7 @@ def _mnist_like(cfg, name: str, cls_name: str, names: list[str], mean: float, st
         ds = getattr(vds, cls_name)(image_path=paths[0], label_path=paths[1], mode=mode,
                                     download=cfg.download, backend="cv2")
         splits[mode] = _vision_split(ds)
-    names = _class_names(cfg, [], known=names)
+    names = _class_names(cfg, [splits["train"], None, splits["test"]], known=names)
     return Source(name, "image", splits["train"], names, test=splits["test"], scale=1.0 / 255.0,
                   mean=[mean], std=[std])
 
@@ -338,7 +401,7 @@ def _cifar(cfg, name: str, cls_name: str, archive: str, names: list[str], mean: 
         data_file = None
     splits = {mode: _vision_split(getattr(vds, cls_name)(data_file=data_file, mode=mode, download=cfg.download,
                                                          backend="cv2")) for mode in ("train", "test")}
-    names = _class_names(cfg, [], known=names)
+    names = _class_names(cfg, [splits["train"], None, splits["test"]], known=names)
     return Source(name, "image", splits["train"], names, test=splits["test"], scale=1.0 / 255.0,
                   mean=mean, std=std)
 

@@ -1,71 +1,100 @@
-"""Sample pipelines: decode -> (augment) -> normalise -> CHW float32.
+"""Sample pipelines: decode -> geometry -> (augment) -> normalise -> CHW float32.
 
-Augmentation is hand-written on numpy rather than ``paddle.vision.transforms`` because its randomness must
-be a pure function of ``(seed, epoch, index, view)`` (reproducible runs and exact resume, whatever the
-worker count); paddle's random transforms draw from the global ``random`` module. The per-sample draws
-come from a SplitMix64 hash of that tuple: building a ``numpy.random.Generator`` per sample costs ~40 us,
-more than the augmentation itself.
+Geometry (the evaluation transform, recorded in ``inference.yml`` and applied by the server through
+:func:`fit_image`): resize to ``image_size``, or with ``data.eval_resize_short`` resize the short side to
+that many pixels and take the centre ``image_size`` crop. Augmentation (``robust_paddle.data.augment``) is
+``paddle.vision.transforms`` ops seeded per sample from ``(seed, epoch, index, view)`` by a SplitMix64 hash
+(building a ``numpy.random.Generator`` per sample costs ~40 us, more than a small image's augmentation).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 from PIL import Image
 
-AUGMENTS = ("none", "flip", "crop", "flip_crop")
-CROP_PAD = 4  # pixels of zero padding for random crops (the CIFAR recipe)
+from robust_paddle.data.decode import decode_image
+from robust_paddle.errors import ConfigError, DataError
 
 
 # ---------------------------------------------------------------------------------------------- decode
-def load_image(path: str, *, channels: int, size: int = 0) -> np.ndarray:
-    """Read an image file as HWC uint8.
+def fit_image(im: Image.Image, *, size: tuple[int, int], resize_short: int = 0) -> Image.Image:
+    """The evaluation geometry on one PIL image (mode ``L``/``RGB`` uint8 or a float ``F`` channel).
 
     Args:
-        path: any format PIL reads.
-        channels: 1 (grey, ``L``) or 3 (``RGB``).
-        size: square side to resize to (bilinear); 0 keeps the native size.
+        im: the image.
+        size: ``(height, width)`` of the result; ``(0, 0)`` keeps the image as it is.
+        resize_short: 0 resizes straight to ``size`` (bilinear); else the short side is resized to
+            ``resize_short`` pixels (aspect kept, bilinear) and the centre ``size`` crop is taken.
 
     Returns:
-        [H, W, channels] uint8.
+        a PIL image of ``size`` (or the input when size is ``(0, 0)``).
     """
-    try:
-        with Image.open(path) as im:
-            im = im.convert("L" if channels == 1 else "RGB")
-            if size and im.size != (size, size):
-                im = im.resize((size, size), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"cannot read image {path!r}: {e}") from None
-    return arr[:, :, None] if arr.ndim == 2 else arr
+    h, w = size
+    if not h or not w:
+        return im
+    if resize_short:
+        iw, ih = im.size
+        scale = resize_short / min(iw, ih)
+        nw, nh = max(w, int(round(iw * scale))), max(h, int(round(ih * scale)))
+        if (nw, nh) != (iw, ih):
+            im = im.resize((nw, nh), Image.BILINEAR)
+        left, top = (nw - w) // 2, (nh - h) // 2
+        return im.crop((left, top, left + w, top + h))
+    return im if im.size == (w, h) else im.resize((w, h), Image.BILINEAR)
 
 
-def image_channels(path: str) -> int:
-    """1 for greyscale files (PIL modes ``1``, ``L``, ``I``, ``F``, ``LA``), else 3."""
-    with Image.open(path) as im:
-        return 1 if im.mode in ("1", "L", "I", "I;16", "F", "LA") else 3
+def fit_array(arr: np.ndarray, *, size: tuple[int, int], resize_short: int = 0) -> np.ndarray:
+    """:func:`fit_image` on an HWC float32 array, channel by channel in float (Pillow mode ``F``)."""
+    chans = [np.asarray(fit_image(Image.fromarray(np.ascontiguousarray(arr[:, :, c], dtype=np.float32), mode="F"),
+                                  size=size, resize_short=resize_short)) for c in range(arr.shape[2])]
+    return np.stack(chans, axis=2).astype(np.float32, copy=False)
 
 
-def _resize_one(img: np.ndarray, size: int) -> np.ndarray:
+def load_image(source: str | bytes, *, channels: int, size: int | tuple[int, int] = 0, resize_short: int = 0,
+               name: str | None = None) -> np.ndarray:
+    """Decode an image file (or encoded bytes) by the one decoder, :func:`robust_paddle.data.decode.decode_image`,
+    then apply the evaluation geometry (:func:`fit_image`). Training and the server both call this.
+
+    Args:
+        source: a path, or the encoded bytes (the server).
+        channels: 1 or 3.
+        size: square side or ``(height, width)``; 0 keeps the native size.
+        resize_short: 0: resize straight to ``size``; else short side to this, then the centre crop.
+        name: how errors name the image.
+
+    Returns:
+        [H, W, channels] float32 in [0, 1].
+
+    Raises:
+        DataError: the file cannot be decoded (names the file and the reason).
+    """
+    if not resize_short or not size:
+        return decode_image(source, channels=channels, size=size, name=name)
+    hw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    return fit_array(decode_image(source, channels=channels, name=name), size=hw, resize_short=resize_short)
+
+
+def _resize_one(img: np.ndarray, size: int, resize_short: int = 0) -> np.ndarray:
     if img.dtype == np.uint8:
         im = Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img)
-        out = np.asarray(im.resize((size, size), Image.BILINEAR))
+        out = np.asarray(fit_image(im, size=(size, size), resize_short=resize_short))
         return out[:, :, None] if out.ndim == 2 else out
     # float images: PIL's "F" mode is single channel, so resize channel by channel
-    chans = [np.asarray(Image.fromarray(img[:, :, c].astype(np.float32), mode="F")
-                        .resize((size, size), Image.BILINEAR)) for c in range(img.shape[2])]
-    return np.stack(chans, axis=2).astype(img.dtype)
+    return fit_array(img, size=(size, size), resize_short=resize_short).astype(img.dtype)
 
 
-def convert_images(images: np.ndarray, *, channels: int = 0, size: int = 0) -> np.ndarray:
+def convert_images(images: np.ndarray, *, channels: int = 0, size: int = 0, resize_short: int = 0) -> np.ndarray:
     """Channel conversion and resizing of an in-memory image array, done once at build time.
 
     Args:
         images: [N, H, W, C] uint8 or float, C in {1, 3}.
         channels: 0 keeps C; 1 converts RGB to grey with PIL's ITU-R 601-2 luma weights; 3 repeats grey.
         size: square side (bilinear); 0 keeps H, W.
+        resize_short: see :func:`fit_image`.
 
     Returns:
         [N, size or H, size or W, channels or C], same dtype.
@@ -79,8 +108,8 @@ def convert_images(images: np.ndarray, *, channels: int = 0, size: int = 0) -> n
         grey = images.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
         grey = np.clip(np.rint(grey), 0, 255) if images.dtype == np.uint8 else grey
         images = grey.astype(images.dtype)[..., None]
-    if size and images.shape[1:3] != (size, size):
-        images = np.stack([_resize_one(img, size) for img in images])
+    if size and (resize_short or images.shape[1:3] != (size, size)):
+        images = np.stack([_resize_one(img, size, resize_short) for img in images])
     return images
 
 
@@ -117,88 +146,126 @@ class Pipeline:
     Attributes:
         kind: ``"image"`` (stored HWC, output CHW) or ``"tabular"`` (stored and output [D]).
         mean, std: per channel (images) or per feature (tabular), in the scaled units.
-        scale: multiplies stored values first (1/255 for uint8 images, else 1).
-        augment: one of ``AUGMENTS``; train splits only.
-        seed: augmentation seed; a sample's randomness is ``rng(seed, epoch, index, view)``.
+        scale: multiplies stored array values first (1/255 for uint8 arrays, else 1); image paths are decoded
+            to [0, 1] by :func:`robust_paddle.data.decode.decode_image` and then multiplied by ``scale`` too
+            (path sources use 1).
+        augment: preset name or op list (``robust_paddle.data.augment``); train splits only.
+        seed: augmentation seed; a sample's randomness is ``hash(seed, epoch, index, view, strong)``.
         channels, size: decoding options for image paths (size 0: native).
+        shape_hw: with size 0, the ``(height, width)`` every decoded file must have ((0, 0): not checked).
+        resize_short: evaluation geometry (see :func:`fit_image`).
+        strong_augment: the strong view's augmentation, for methods that ask for one (:meth:`load` with
+            ``strong=True``).
     """
 
     kind: str
     mean: tuple[float, ...]
     std: tuple[float, ...]
     scale: float = 1.0
-    augment: str = "none"
+    augment: str | tuple = "none"
     seed: int = 0
     channels: int = 3
     size: int = 0
+    shape_hw: tuple[int, int] = (0, 0)
+    resize_short: int = 0
+    strong_augment: str | tuple = "strong"
 
     def __post_init__(self) -> None:
+        from robust_paddle.data.augment import parse_augment
+
         if self.kind not in ("image", "tabular"):
             raise ValueError(f"pipeline kind must be 'image' or 'tabular', got {self.kind!r}")
-        if self.augment not in AUGMENTS:
-            raise ValueError(f"data.augment: {self.augment!r} is not allowed; choose one of: {', '.join(AUGMENTS)}")
-        if self.kind == "tabular" and self.augment != "none":
-            raise ValueError(f"data.augment={self.augment!r} needs image data; this source is tabular "
-                             "(use augment: none)")
+        ops = parse_augment(self.augment)
+        strong = parse_augment(self.strong_augment, field="data.strong_augment")
+        if not ops and self.augment != "none":
+            object.__setattr__(self, "augment", "none")
+        if self.kind == "tabular" and ops:
+            raise ConfigError(f"data.augment={self.augment!r} needs image data; this source is tabular "
+                              "(use augment: none)")
         if len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
             raise ValueError(f"data.mean/std must have the same length and std > 0, got {self.mean}, {self.std}")
-        # cached float32 arrays (not fields): one conversion per pipeline instead of one per sample
+        # cached (not fields): parsed ops, built ops per output size, float32 mean / 1/std
+        object.__setattr__(self, "_ops", ops)
+        object.__setattr__(self, "_strong_ops", strong if self.kind == "image" else ())
+        object.__setattr__(self, "_built", {})
         object.__setattr__(self, "_mean", np.asarray(self.mean, dtype=np.float32))
         object.__setattr__(self, "_inv_std", 1.0 / np.asarray(self.std, dtype=np.float32))
 
-    def with_augment(self, augment: str) -> Pipeline:
+    @property
+    def augmented(self) -> bool:
+        """Whether training samples are augmented (then views differ)."""
+        return bool(self._ops)
+
+    def with_augment(self, augment: str | tuple) -> Pipeline:
         return dataclasses.replace(self, augment=augment)
 
-    def raw(self, item: np.ndarray | str) -> np.ndarray:
-        """Stored sample -> float32 in scaled units (HWC image or [D] vector), no randomness."""
-        if isinstance(item, str):
-            arr = load_image(item, channels=self.channels, size=self.size)
-        else:
-            arr = np.asarray(item)
-        return arr.astype(np.float32) * np.float32(self.scale)
+    def raw(self, item: np.ndarray | str, *, native: bool = False) -> np.ndarray:
+        """Stored sample -> float32 in scaled units (HWC image or [D] vector), no randomness; image files in
+        the evaluation geometry, or as decoded when ``native`` (for ``random_resized_crop``)."""
+        return self._read(item, native=native).astype(np.float32) * np.float32(self.scale)
 
-    def __call__(self, raw: np.ndarray, *, index: int, epoch: int = 0, view: int = 0) -> np.ndarray:
-        """Augment (when enabled) and normalise one raw sample; returns CHW / [D] float32."""
+    def _read(self, item: np.ndarray | str, *, native: bool = False) -> np.ndarray:
+        if not isinstance(item, str):
+            return np.asarray(item)
+        arr = load_image(item, channels=self.channels, size=0 if native else self.size,
+                         resize_short=self.resize_short)
+        if not self.size and self.shape_hw[0] and arr.shape[:2] != tuple(self.shape_hw):
+            (h, w), (eh, ew) = arr.shape[:2], self.shape_hw
+            raise DataError(f"{item}: image is {w}x{h} (width x height), the other images are {ew}x{eh}; set "
+                            "data.image_size to a side length to resize every image to a square of that side")
+        return arr
+
+    def _ops_for(self, strong: bool, hw: tuple[int, int], channels: int) -> tuple[list, list]:
+        from robust_paddle.data.augment import build_ops
+
+        key = (strong, hw, channels)
+        if key not in self._built:
+            self._built[key] = build_ops(self._strong_ops if strong else self._ops, hw=hw, channels=channels)
+        return self._built[key]
+
+    def load(self, item: np.ndarray | str, *, index: int, epoch: int = 0, view: int = 0,
+             strong: bool = False) -> np.ndarray:
+        """Read/decode, augment (train pipelines) and normalise one stored sample: CHW / [D] float32.
+
+        The ops see 8-bit pixels where the data has them (uint8 arrays; decoded image files, which are in
+        [0, 1], are quantised to 8 bits when the ops include colour ops -- exact for 8-bit files), else the
+        scaled float image.
+        """
+        from robust_paddle.data.augment import PHOTOMETRIC
+
+        ops = self._strong_ops if strong else self._ops
+        if self.kind == "image" and ops:
+            arr = self._read(item, native=isinstance(item, str) and ops[0][0] == "random_resized_crop")
+            if arr.dtype != np.uint8:
+                arr = arr.astype(np.float32) * np.float32(self.scale)
+                if isinstance(item, str) and any(name in PHOTOMETRIC for name, _ in ops):
+                    arr = np.rint(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
+            return self(arr, index=index, epoch=epoch, view=view, strong=strong)
+        return self(self.raw(item), index=index, epoch=epoch, view=view, strong=strong)
+
+    def __call__(self, raw: np.ndarray, *, index: int, epoch: int = 0, view: int = 0,
+                 strong: bool = False) -> np.ndarray:
+        """Augment (when enabled) and normalise one sample: ``raw`` is what :meth:`raw` returns (scaled float)
+        or, for images, 8-bit pixels (uint8, scaled by 1/255 here). Returns CHW / [D] float32."""
+        from robust_paddle.data.augment import apply_ops
+
         mean, inv_std = self._mean, self._inv_std
         if self.kind == "tabular":
-            return ((raw - mean) * inv_std).astype(np.float32)
+            return ((raw.astype(np.float32) - mean) * inv_std).astype(np.float32)
         if raw.shape[-1] != mean.shape[0]:
             raise ValueError(f"image has {raw.shape[-1]} channels but mean/std have {mean.shape[0]} values")
-        if self.augment != "none":
-            h1 = sample_hash(self.seed, epoch, index, view)
-            h2 = _splitmix64(h1)
-            crop, n = "crop" in self.augment, 2 * CROP_PAD + 1
-            raw = augment_image(raw, top=h1 % n if crop else CROP_PAD, left=(h1 >> 32) % n if crop else CROP_PAD,
-                                flip="flip" in self.augment and bool(h2 & 1))
-        x = (raw - mean) * inv_std
+        k = np.float32(1.0 / 255.0) if raw.dtype == np.uint8 else np.float32(1.0)
+        ops = self._strong_ops if strong else self._ops
+        if not ops:
+            x = (raw.astype(np.float32) * k - mean) * inv_std
+            return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
+        hw = (self.size, self.size) if self.size else tuple(raw.shape[:2])
+        pre, post = self._ops_for(strong, hw, raw.shape[2])
+        rng = random.Random(sample_hash(self.seed, epoch, index, view, int(strong)))
+        raw = apply_ops(raw, pre, channels=raw.shape[2], rng=rng)
+        x = (raw.astype(np.float32) * k - mean) * inv_std
+        x = apply_ops(x, post, channels=raw.shape[2], rng=rng) if post else x
         return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
-
-
-def augment_image(img: np.ndarray, *, top: int = CROP_PAD, left: int = CROP_PAD, flip: bool = False,
-                  pad: int = CROP_PAD) -> np.ndarray:
-    """Crop ``img`` at ``(top, left)`` of its zero padding by ``pad`` pixels, then optionally mirror it.
-
-    ``top = left = pad`` is the identity crop; the result equals
-    ``np.pad(img, pad)[top:top + H, left:left + W]`` without building the padded copy.
-
-    Args:
-        img: [H, W, C].
-        top, left: offsets in [0, 2 * pad].
-        flip: mirror horizontally.
-
-    Returns:
-        [H, W, C], same dtype.
-    """
-    h, w = img.shape[:2]
-    dy, dx = int(top) - pad, int(left) - pad
-    if dy or dx:
-        out = np.zeros_like(img)
-        hh, ww = h - abs(dy), w - abs(dx)
-        if hh > 0 and ww > 0:
-            out[max(0, -dy):max(0, -dy) + hh, max(0, -dx):max(0, -dx) + ww] = \
-                img[max(0, dy):max(0, dy) + hh, max(0, dx):max(0, dx) + ww]
-        img = out
-    return img[:, ::-1] if flip else img
 
 
 _MASK64 = (1 << 64) - 1

@@ -300,7 +300,7 @@ class SWAHook(Hook):
         if self.bn:
             update_bn(trainer.loaders["train"], trainer.method.networks)
             if getattr(trainer, "distributed", False):  # each rank saw its shard: keep rank 0's statistics
-                from robust_paddle.distributed import broadcast_buffers
+                from robust_paddle.engine.distributed import broadcast_buffers
 
                 broadcast_buffers(trainer.method.networks)
         for split in ("val", "test"):

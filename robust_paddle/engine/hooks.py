@@ -1,10 +1,4 @@
-"""Trainer hooks: evaluation, checkpoints, early stopping, VisualDL and metrics.json.
-
-The contract (fvcore/detectron2 style): every hook may implement ``before_train``, ``before_epoch``,
-``after_step``, ``before_eval``, ``after_eval``, ``after_epoch``, ``after_train`` and ``on_exception``;
-hooks run in ascending ``priority``. Hooks with state (best value, patience counter) implement
-``state_dict``/``set_state_dict`` so ``--resume`` continues exactly.
-"""
+"""Trainer hooks: evaluation, checkpoints, early stopping and metrics.json (the contract: ``engine.contract.Hook``)."""
 
 from __future__ import annotations
 
@@ -16,35 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from robust_paddle.engine.contract import Hook
 from robust_paddle.registry import HOOKS
 
 if TYPE_CHECKING:
     from robust_paddle.engine.trainer import Trainer
 
 logger = logging.getLogger(__name__)
-
-
-class Hook:
-    """Base hook: every method is a no-op; ``priority`` orders hooks (lower runs first)."""
-
-    priority: int = 50
-    #: name under which state is checkpointed
-    name: str = "hook"
-
-    def before_train(self, trainer: Trainer) -> None: ...
-    def before_epoch(self, trainer: Trainer) -> None: ...
-    def after_step(self, trainer: Trainer, terms: dict[str, float]) -> None: ...
-    def before_eval(self, trainer: Trainer) -> None: ...
-    def after_eval(self, trainer: Trainer) -> None: ...
-    def after_epoch(self, trainer: Trainer) -> None: ...
-    def after_train(self, trainer: Trainer) -> None: ...
-    def on_exception(self, trainer: Trainer, exc: BaseException) -> None: ...
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def set_state_dict(self, state: dict[str, Any]) -> None:
-        return None
 
 
 def is_better(value: float, best: float | None, *, mode: str, min_delta: float = 0.0) -> bool:
@@ -174,49 +146,3 @@ def write_json(path: str, data: Any) -> None:
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(_jsonable(data), fh, indent=2)
     os.replace(tmp, path)
-
-
-def build_hooks(trainer_cfg: Any) -> list[Hook]:
-    """The default hooks a run config asks for, plus ``train.hooks`` entries from the ``HOOKS`` registry."""
-    hooks: list[Hook] = [EvalHook(), CheckpointHook(), MetricsJsonHook()]
-    if trainer_cfg.early_stopping.patience > 0:
-        hooks.append(EarlyStoppingHook(patience=trainer_cfg.early_stopping.patience,
-                                       min_delta=trainer_cfg.early_stopping.min_delta))
-    if trainer_cfg.visualdl:
-        from robust_paddle.engine.visualdl import VisualDLHook
-
-        hooks.append(VisualDLHook())
-    # per-sample loss / clean-probability statistics each epoch and the label-issue report at the end
-    # (robust_paddle.report); importing it also registers "sample_stats" and "report" for train.hooks
-    from robust_paddle.report import ReportHook, SampleStatsHook
-
-    if trainer_cfg.visualdl:
-        hooks.append(SampleStatsHook())
-    if trainer_cfg.report:
-        hooks.append(ReportHook())
-    # weight averaging and calibration (robust_paddle.engine.ema, robust_paddle.calibration); importing them
-    # also registers "ema", "swa" and "calibration" for train.hooks
-    from robust_paddle.calibration import CalibrationHook
-    from robust_paddle.engine.ema import EMAHook, SWAHook
-
-    ema, swa = trainer_cfg.ema, trainer_cfg.swa
-    if ema.enabled and swa.enabled:
-        raise ValueError("train.ema.enabled and train.swa.enabled are both true; they are exclusive because each "
-                         "replaces the weights that are evaluated: enable one of them")
-    if ema.enabled:
-        hooks.append(EMAHook(decay=ema.decay, warmup=ema.warmup, eval=ema.eval))
-    if swa.enabled:
-        hooks.append(SWAHook(start_epoch=swa.start_epoch, lr=swa.lr, lr_min=swa.lr_min,
-                             cycle_epochs=swa.cycle_epochs, update_bn=swa.update_bn))
-    if trainer_cfg.calibration:
-        hooks.append(CalibrationHook())
-    # registers "compress" (slim.stages on the final checkpoint after training); paddleslim loads only when it runs
-    import robust_paddle.compress.hook  # noqa: F401
-
-    for i, spec in enumerate(trainer_cfg.hooks):
-        spec = dict(spec)
-        if "name" not in spec:
-            raise ValueError(f"train.hooks[{i}]: each hook needs a 'name'; choose one of: {', '.join(HOOKS.names())}")
-        name = spec.pop("name")
-        hooks.append(HOOKS.build(name, field=f"train.hooks[{i}]", **spec))
-    return sorted(hooks, key=lambda h: h.priority)

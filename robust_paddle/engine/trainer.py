@@ -8,6 +8,7 @@ epoch k replays epochs k+1.. exactly as the uninterrupted run did.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -19,12 +20,11 @@ import numpy as np
 import paddle
 from tqdm import tqdm
 
-from robust_paddle import distributed as dist
 from robust_paddle.config import Config, to_dict
+from robust_paddle.engine import distributed as dist
 from robust_paddle.engine.checkpoint import save_checkpoint
-from robust_paddle.engine.hooks import Hook
+from robust_paddle.engine.contract import Hook, TrainableMethod
 from robust_paddle.engine.metrics import classification_metrics
-from robust_paddle.methods.base import Method
 
 logger = logging.getLogger(__name__)
 
@@ -72,12 +72,12 @@ class Trainer:
         hooks: sorted by priority.
         output_dir: run folder (checkpoints/, metrics.json, vdl/ ...).
         meta: model metadata stored in checkpoints (num_classes, input_shape, class_names, mean, std).
-        distributed: data parallel (``robust_paddle.distributed``): wrap every network in ``DataParallel``,
+        distributed: data parallel (``robust_paddle.engine.distributed``): wrap every network in ``DataParallel``,
             average the epoch's train terms over ranks, shard per-sample passes; ``loaders["train"]`` must
             already be sharded (``engine.run.make_loaders``).
     """
 
-    def __init__(self, cfg: Config, method: Method, loaders: dict[str, Any], *, optimizer: paddle.optimizer.Optimizer,
+    def __init__(self, cfg: Config, method: TrainableMethod, loaders: dict[str, Any], *, optimizer: paddle.optimizer.Optimizer,
                  scheduler: paddle.optimizer.lr.LRScheduler | None, hooks: list[Hook], output_dir: str,
                  meta: dict[str, Any], data: Any = None, distributed: bool = False) -> None:
         self.cfg, self.method, self.loaders = cfg, method, loaders
@@ -386,3 +386,14 @@ class Trainer:
             yield
         finally:
             self.method.train()
+
+
+@dataclasses.dataclass
+class Run:
+    """A built run (``pipeline.build.build_run``): what train, report, export and compress work on."""
+
+    cfg: Config
+    data: Any
+    method: TrainableMethod
+    loaders: dict[str, Any]
+    trainer: Trainer

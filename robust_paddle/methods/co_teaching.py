@@ -10,7 +10,7 @@
   ``(1 - lambda) * (l1 + l2) + lambda * (KL(p1||p2) + KL(p2||p1))`` pulls the networks together; the
   small-joint-loss samples update both networks with one shared loss.
 
-The keep ratio follows :func:`robust_paddle.selection.forget_rate_schedule`. With ``forget_rate: auto``
+The keep ratio follows :func:`robust_paddle.methods.selection.forget_rate_schedule`. With ``forget_rate: auto``
 the forget rate ``tau`` is estimated once, see :mod:`robust_paddle.methods.forget_rate`. The per-sample
 loss is the configured loss (``cfg.loss``, default ``ce``) with ``reduction="none"``.
 """
@@ -24,11 +24,11 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from robust_paddle import distributed as dist
+from robust_paddle.engine import distributed as dist
 from robust_paddle.methods.base import Method, MethodContext
 from robust_paddle.methods.forget_rate import AutoForgetRate, check_schedule_params
+from robust_paddle.methods.selection import precision_recall_from_counts, small_loss_indices
 from robust_paddle.registry import METHODS
-from robust_paddle.selection import precision_recall_from_counts, small_loss_indices
 
 if TYPE_CHECKING:
     from robust_paddle.engine.trainer import Trainer
@@ -182,7 +182,7 @@ class _TwoNetworkSmallLossMethod(Method):
             scalars["select/precision"], scalars["select/recall"] = precision, recall
         scalars.update(self.schedule.scalars())
         # the training-mode per-sample losses the selection ranked; filling this histogram also tells the
-        # generic SampleStatsHook (robust_paddle.report) that the method logs its own select/* statistics
+        # generic SampleStatsHook (robust_paddle.quality.report) that the method logs its own select/* statistics
         seen_loss = self._sample_loss[np.isfinite(self._sample_loss)]
         if seen_loss.size:
             trainer.epoch_histograms["samples/loss"] = seen_loss.copy()

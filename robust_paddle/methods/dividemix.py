@@ -41,10 +41,10 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from robust_paddle import distributed as dist
-from robust_paddle.correction import linear_rampup, mix_lambda, mixup, refine_labels, sharpen
+from robust_paddle.engine import distributed as dist
 from robust_paddle.losses.functional import to_one_hot
 from robust_paddle.methods.base import MethodContext
+from robust_paddle.methods.correction import linear_rampup, mix_lambda, mixup, refine_labels, sharpen
 from robust_paddle.methods.forward_correction import LearnedTransition, forward_loss, transition_error
 from robust_paddle.methods.gmm_correction import Division, GMMDivisionMethod, check_option
 from robust_paddle.registry import METHODS

@@ -7,10 +7,10 @@ ensemble's logits on the un-augmented training set (``trainer.loaders["train_eva
 independent estimators and uses their mean:
 
 * ``rate_gmm``: the posterior mass of the high-loss component of a 2-component Gaussian mixture fitted to
-  the per-sample cross-entropy losses (:func:`robust_paddle.correction.gmm_noise_rate`, as in DivideMix,
+  the per-sample cross-entropy losses (:func:`robust_paddle.methods.correction.gmm_noise_rate`, as in DivideMix,
   Li et al. 2020, https://arxiv.org/abs/2002.07394);
 * ``rate_cj``: ``1 - trace(Q)`` of the calibrated confident joint
-  (:func:`robust_paddle.estimation.estimate_noise_rate`, Northcutt et al. 2021,
+  (:func:`robust_paddle.quality.estimation.estimate_noise_rate`, Northcutt et al. 2021,
   https://arxiv.org/abs/1911.00068).
 
 The GMM tends to read high when the network is under-fitted (hard clean samples look noisy) and the
@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.special import log_softmax, softmax
 
-from robust_paddle.correction import gmm_noise_rate
-from robust_paddle.estimation import estimate_noise_rate
-from robust_paddle.selection import forget_rate_schedule
+from robust_paddle.methods.correction import gmm_noise_rate
+from robust_paddle.methods.selection import forget_rate_schedule
+from robust_paddle.quality.estimation import estimate_noise_rate
 
 if TYPE_CHECKING:
     from robust_paddle.engine.trainer import Trainer
@@ -101,7 +101,7 @@ class AutoForgetRate:
 
     Args:
         forget_rate: tau in [0, 1), or ``"auto"``.
-        num_gradual, exponent: T_k and c of :func:`robust_paddle.selection.forget_rate_schedule`.
+        num_gradual, exponent: T_k and c of :func:`robust_paddle.methods.selection.forget_rate_schedule`.
         estimate_epoch: ``auto`` only: epochs trained on every sample before the estimate (>= 1).
         epochs: the run's ``train.epochs`` (a warning is logged when the estimate would never happen).
         where: the method name, for messages. seed: the GMM's random_state.

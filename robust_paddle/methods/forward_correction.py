@@ -19,7 +19,7 @@ one fixed direction and small-loss selection barely separates clean from noisy s
   estimated from that network's softmax on the training set (eval mode) and the network is re-initialised
   (``reinit``) and trained with the corrected loss. Estimators: ``anchor`` -- Patrini et al.'s anchor
   points (for each class the sample at the ``anchor_quantile`` of ``p(i | x)``; its softmax is row ``i``),
-  or ``confident_joint`` (:func:`robust_paddle.estimation.estimate_noise_matrix`).
+  or ``confident_joint`` (:func:`robust_paddle.quality.estimation.estimate_noise_matrix`).
 
 The matrix in force is checkpointed (method state), logged, written to the run's ``transition.json`` when
 estimated, and compared to the realised noise matrix when clean labels are known (``noise/t_error``: mean
@@ -38,9 +38,11 @@ import paddle
 import paddle.nn.functional as F
 
 from robust_paddle.data.noise import check_transition, realised_matrix
-from robust_paddle.estimation import estimate_noise_matrix, softmax
+from robust_paddle.data.textfile import read_text, read_text_lines, where
+from robust_paddle.errors import DataError
 from robust_paddle.methods.base import Method, MethodContext
 from robust_paddle.methods.gmm_correction import check_option
+from robust_paddle.quality.estimation import estimate_noise_matrix, softmax
 from robust_paddle.registry import METHODS
 
 if TYPE_CHECKING:
@@ -81,6 +83,19 @@ def anchor_transition(probs: np.ndarray, *, quantile: float = 0.97) -> np.ndarra
 TRANSITION_KEYS = ("transition", "estimated_noise_matrix")  # transition.json; a report's label_issues_summary.json
 
 
+def _read_csv_matrix(path: str, key: str) -> np.ndarray:
+    """Rows of comma-separated numbers (BOM, CRLF and blank lines allowed); errors name ``file:line``."""
+    rows = []
+    for i, line in read_text_lines(path, what=key):
+        try:
+            rows.append([float(v) for v in line.split(",")])
+        except ValueError:
+            raise DataError(f"{key}: {where(path, i)}: {line.strip()!r} is not comma-separated numbers") from None
+        if len(rows[-1]) != len(rows[0]):
+            raise DataError(f"{key}: {where(path, i)}: {len(rows[-1])} values, the first row has {len(rows[0])}")
+    return np.asarray(rows, dtype=np.float64)
+
+
 def _read_matrix_file(path: str, key: str) -> Any:
     ext = os.path.splitext(path)[1].lower()
     if ext not in (".npy", ".json", ".csv"):
@@ -89,9 +104,10 @@ def _read_matrix_file(path: str, key: str) -> Any:
         if ext == ".npy":
             return np.load(path, allow_pickle=False)
         if ext == ".csv":
-            return np.loadtxt(path, delimiter=",", ndmin=2)
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
+            return _read_csv_matrix(path, key)
+        data = json.loads(read_text(path, what=key))
+    except DataError:
+        raise
     except (OSError, ValueError) as e:  # json.JSONDecodeError is a ValueError
         raise ValueError(f"{key}: cannot read {path!r}: {e}") from None
     if not isinstance(data, dict):

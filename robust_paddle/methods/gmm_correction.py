@@ -24,8 +24,10 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from robust_paddle import distributed as dist
-from robust_paddle.correction import (
+from robust_paddle.engine import distributed as dist
+from robust_paddle.losses.functional import per_sample_ce, to_one_hot
+from robust_paddle.methods.base import Method, MethodContext
+from robust_paddle.methods.correction import (
     fit_loss_gmm,
     mix_lambda,
     mixup,
@@ -34,8 +36,6 @@ from robust_paddle.correction import (
     sharpen,
     split_precision_recall,
 )
-from robust_paddle.losses.functional import per_sample_ce, to_one_hot
-from robust_paddle.methods.base import Method, MethodContext
 from robust_paddle.registry import METHODS
 
 if TYPE_CHECKING:

@@ -8,8 +8,8 @@ import numpy as np
 import paddle
 
 from robust_paddle.methods.base import Method, MethodContext
+from robust_paddle.methods.regularizers import adversarial_loss, cutmix, mixup, symmetric_kl
 from robust_paddle.registry import METHODS
-from robust_paddle.regularizers import adversarial_loss, cutmix, mixup, symmetric_kl
 
 ADVERSARIAL = ("none", "fgm", "pgd")
 ADV_TARGETS = ("input", "embedding")
@@ -30,7 +30,7 @@ class StandardMethod(Method):
 
     With a robust loss (``gce``, ``sce``, ``nce_rce`` ...) this is the robust-loss family of methods.
     Optional regularisers (``method.params``), all inside one ``train_step`` so AMP and gradient
-    accumulation apply unchanged (see :mod:`robust_paddle.regularizers`):
+    accumulation apply unchanged (see :mod:`robust_paddle.methods.regularizers`):
 
     * ``mixup_alpha`` / ``cutmix_alpha`` > 0: mix each batch with ``lam ~ Beta(alpha, alpha)``
       (https://arxiv.org/abs/1710.09412, https://arxiv.org/abs/1905.04899); the loss gets soft targets

@@ -63,8 +63,8 @@ VISION_FACTORIES: dict[str, Callable[..., nn.Layer]] = {
 }
 
 
-def _detach_last_linear(net: nn.Layer) -> nn.Linear:
-    """Replace the last registered ``nn.Linear`` of ``net`` by ``nn.Identity`` and return it."""
+def _detach_last_linear(net: nn.Layer) -> tuple[nn.Linear, str]:
+    """Replace the last registered ``nn.Linear`` of ``net`` by ``nn.Identity``; return it and its path."""
     last: tuple[str, nn.Linear] | None = None
     for path, layer in net.named_sublayers():
         if isinstance(layer, nn.Linear):
@@ -75,7 +75,7 @@ def _detach_last_linear(net: nn.Layer) -> nn.Linear:
     parent_path, _, leaf = path.rpartition(".")
     parent = dict(net.named_sublayers())[parent_path] if parent_path else net
     setattr(parent, leaf, nn.Identity())  # same key: a Sequential parent keeps its execution order
-    return linear
+    return linear, path
 
 
 class VisionClassifier(FeatureClassifier):
@@ -100,13 +100,13 @@ class VisionClassifier(FeatureClassifier):
         for key in ("pretrained", "num_classes"):
             if key in params:
                 raise ValueError(f"model.params.{key}: not accepted for paddle.vision model '{name}' "
-                                 "(num_classes comes from the dataset; weights start random, load your own "
-                                 "with paddle.load)")
+                                 "(num_classes comes from the dataset; for ImageNet weights set model.pretrained "
+                                 "to a .pdparams file, or model.download: true)")
         try:
             net = VISION_FACTORIES[name](pretrained=False, num_classes=self.num_classes, **params)
         except TypeError as e:
             raise ValueError(f"model.params: {e} (paddle.vision model '{name}')") from None
-        self.classifier = _detach_last_linear(net)
+        self.classifier, self.classifier_source = _detach_last_linear(net)  # source: the zoo files' key
         self.backbone = net
         self.feature_dim = int(self.classifier.weight.shape[0])
         self._check_input(name)

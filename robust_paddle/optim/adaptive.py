@@ -3,7 +3,7 @@
 Why hand-written: ``paddle.optimizer`` in Paddle 2.6.2 has Adam, AdamW and Adamax but neither NAdam nor
 RAdam (both arrive in Paddle 3.0). The update rules below follow the papers and PyTorch's reference
 implementations (``torch.optim.NAdam`` / ``torch.optim.RAdam``) and are tested step by step against a
-NumPy reference in ``tests/test_optimizers.py``.
+NumPy reference in ``tests/optim/test_optimizers.py``.
 
 Both subclass :class:`paddle.optimizer.Optimizer`, so parameter groups, ``grad_clip``, learning-rate
 schedulers, ``state_dict`` / ``set_state_dict``, ``paddle.amp.GradScaler`` (skipped steps on inf/nan) and

@@ -11,8 +11,8 @@ import time
 import pytest
 
 from robust_paddle import config as C
-from robust_paddle.engine import run as run_mod
 from robust_paddle.engine.checkpoint import load_checkpoint
+from robust_paddle.pipeline import run as run_mod
 
 QUICK = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "quickstart.yaml")
 COMMON = ["data.subset=400", "train.progress=false", "train.report=false", "model.name=small_cnn",

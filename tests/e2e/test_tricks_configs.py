@@ -7,11 +7,11 @@ import os
 import shutil
 
 import numpy as np
-import paddle
 import pytest
 
 from robust_paddle import config as C
-from robust_paddle.engine import run as run_mod
+from robust_paddle.engine.checkpoint import load_checkpoint
+from robust_paddle.pipeline import run as run_mod
 
 TRICKS = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "tricks")
 CONFIGS = sorted(p for p in glob.glob(os.path.join(TRICKS, "*.yaml")) if not os.path.basename(p).startswith("_"))
@@ -46,7 +46,7 @@ def test_one_epoch_run(path, tmp_path):
     assert metrics["epochs_run"] == 1
     if name == "ema":
         assert (out / "reliability.png").exists() and "test/ece" in metrics["final"]
-    state = paddle.load(str(out / "checkpoints" / "latest.pdckpt"))
+    state = load_checkpoint(str(out / "checkpoints" / "latest.pdckpt"))
     if name == "ema":
         ema = state["hooks"]["ema"]
         assert ema["num_updates"] == state["global_step"] > 0
@@ -81,8 +81,8 @@ def test_resume_with_ema_mixup_and_weighted_sampler_replays_the_uninterrupted_ru
         return json.loads((tmp_path / name / "metrics.json").read_text())["history"]
 
     assert history("part") == history("full")
-    a = paddle.load(str(tmp_path / "full" / "checkpoints" / "latest.pdckpt"))["hooks"]["ema"]
-    b = paddle.load(str(tmp_path / "part" / "checkpoints" / "latest.pdckpt"))["hooks"]["ema"]
+    a = load_checkpoint(str(tmp_path / "full" / "checkpoints" / "latest.pdckpt"))["hooks"]["ema"]
+    b = load_checkpoint(str(tmp_path / "part" / "checkpoints" / "latest.pdckpt"))["hooks"]["ema"]
     assert a["num_updates"] == b["num_updates"]
     for k, v in a["shadow"]["net"].items():
         np.testing.assert_array_equal(v.numpy(), b["shadow"]["net"][k].numpy())

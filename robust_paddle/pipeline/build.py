@@ -1,0 +1,158 @@
+"""Assembling a run from a Config: data, method, optimizer, scheduler -> Trainer.
+
+``build_run(cfg, output_dir=..., hooks=...)`` builds a fresh run; ``load_run(cfg, checkpoint)`` rebuilds the
+method with a checkpoint's weights for eval / report / export / compress. The entry points that use them are
+``pipeline.run`` (train, evaluate), ``pipeline.kfold`` and ``pipeline.commands`` (report, export, compress).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+import paddle
+
+from robust_paddle.config import Config
+from robust_paddle.data import build_data, build_loader
+from robust_paddle.data.imagecheck import write_skipped_files
+from robust_paddle.engine import distributed as dist
+from robust_paddle.engine.checkpoint import load_checkpoint
+from robust_paddle.engine.trainer import Run, Trainer, seed_everything
+from robust_paddle.losses import build_loss
+from robust_paddle.methods import MethodContext, build_method
+from robust_paddle.models import build_model
+from robust_paddle.optim import build_optimizer, build_scheduler
+from robust_paddle.pipeline.finetune import finetune_hooks, init_weights
+
+__all__ = ["Run", "build_run", "check_monitor", "load_run", "make_context", "make_loaders", "model_meta", "set_device"]
+
+logger = logging.getLogger(__name__)
+
+
+def set_device(name: str) -> str:
+    """Select ``cpu``/``gpu``; ``auto`` picks the GPU when Paddle sees one."""
+    has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    if name == "gpu" and not has_gpu:
+        raise ValueError("train.device: 'gpu' asked for but Paddle sees no CUDA device; use 'cpu' or 'auto'")
+    device = "gpu" if name == "gpu" or (name == "auto" and has_gpu) else "cpu"
+    if device == "gpu" and paddle.distributed.get_world_size() > 1:
+        device = f"gpu:{paddle.distributed.ParallelEnv().device_id}"
+    paddle.set_device(device)
+    return device
+
+
+def make_context(cfg: Config, data: Any) -> MethodContext:
+    def network() -> paddle.nn.Layer:
+        return build_model(cfg.model.name, num_classes=data.num_classes, input_shape=tuple(data.input_shape),
+                           **cfg.model.params)
+
+    weight = None
+    if cfg.loss.class_weighting != "none":  # class weights from the (noisy) training labels
+        if "weight" in cfg.loss.params:
+            raise ValueError(f"loss.params.weight and loss.class_weighting={cfg.loss.class_weighting!r} both set "
+                             "class weights; keep one of them")
+        from robust_paddle.data.imbalance import class_weights
+
+        weight = class_weights(np.asarray(data.train.labels), num_classes=data.num_classes,
+                               method=cfg.loss.class_weighting, beta=cfg.loss.class_weighting_beta).tolist()
+
+    def loss(name: str | None = None, **overrides: Any) -> paddle.nn.Layer:
+        params = dict(cfg.loss.params) if name is None else {}
+        if name is None and weight is not None:
+            params["weight"] = weight
+        params.update(overrides)
+        return build_loss(name or cfg.loss.name, num_classes=data.num_classes, **params)
+
+    return MethodContext(cfg=cfg, num_classes=data.num_classes, input_shape=tuple(data.input_shape),
+                         train_labels=np.asarray(data.train.labels, dtype=np.int64),
+                         clean_labels=None if data.train.clean_labels is None else np.asarray(data.train.clean_labels),
+                         build_network=network, build_loss=loss)
+
+
+def make_loaders(cfg: Config, data: Any, *, num_replicas: int = 1, rank: int = 0) -> dict[str, Any]:
+    """train (shuffled by ``(seed, epoch)``; data parallel: this rank's part of every global batch),
+    train_eval, val and test loaders (whole splits; the trainer shards those per pass)."""
+    d = cfg.data
+    sampler = None
+    if d.sampler == "weighted":  # class-weighted draws with replacement, reproducible per (seed, epoch)
+        from robust_paddle.data.imbalance import build_weighted_sampler
+
+        sampler = build_weighted_sampler(data.train, batch_size=d.batch_size, seed=cfg.seed,
+                                         method=d.sampler_weighting, beta=d.sampler_beta)
+    loaders = {
+        "train": build_loader(data.train, batch_size=d.batch_size, shuffle=True, seed=cfg.seed,
+                              num_workers=d.num_workers, batch_sampler=sampler, num_replicas=num_replicas,
+                              rank=rank),
+        "train_eval": build_loader(data.train_eval, batch_size=d.eval_batch_size, shuffle=False, seed=cfg.seed,
+                                   num_workers=d.num_workers),
+    }
+    for split in ("val", "test"):
+        ds = getattr(data, split)
+        loaders[split] = None if ds is None or len(ds) == 0 else build_loader(
+            ds, batch_size=d.eval_batch_size, shuffle=False, seed=cfg.seed, num_workers=d.num_workers)
+    return loaders
+
+
+def model_meta(data: Any) -> dict[str, Any]:
+    return {"num_classes": int(data.num_classes), "input_shape": [int(s) for s in data.input_shape],
+            "class_names": list(data.class_names), "mean": data.mean, "std": data.std,
+            "dataset": data.name if hasattr(data, "name") else None}
+
+
+def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None, data: Any = None,
+              distributed: bool = False, start_weights: bool = False) -> Run:
+    """Build data, method, optimizer, scheduler and trainer (seeded by ``cfg.seed``).
+
+    ``hooks``: the trainer's hooks; none by default (a training run passes
+    ``pipeline.hooks.build_hooks(cfg.train)``, see ``pipeline.run.train``).
+
+    ``data``: a prebuilt DataBundle to train on instead of ``build_data(cfg)`` (e.g. a cross-validation
+    fold, see ``pipeline.kfold.cross_val_pred_probs``). ``distributed``: data parallel over the launched
+    processes (``robust_paddle.engine.distributed.init`` first; every rank must call this); off for eval, export
+    and anything rank 0 builds alone. ``start_weights``: load ``model.pretrained`` / ``train.init_from``
+    (a new run; not for resume, eval or export, whose weights come from their checkpoint).
+    """
+    set_device(cfg.train.device)
+    seed_everything(cfg.seed)
+    data = build_data(cfg) if data is None else data
+    if getattr(data, "skipped", None) and dist.rank() == 0:  # data.on_bad_sample: skip
+        logger.warning("left out %d unreadable file(s), listed in %s", len(data.skipped),
+                       write_skipped_files(output_dir, data.skipped))
+    check_monitor(cfg, data)
+    method = build_method(cfg, make_context(cfg, data))
+    if start_weights:
+        init_weights(cfg, method, data, out_dir=output_dir if dist.rank() == 0 else None)
+    extra_hooks = finetune_hooks(cfg, method)  # sets the backbone lr multiplier before the optimizer exists
+    shard = {"num_replicas": dist.world_size(), "rank": dist.rank()} if distributed else {}
+    loaders = make_loaders(cfg, data, **shard)
+    steps_per_epoch = max(1, -(-len(loaders["train"]) // cfg.train.accumulate_steps))
+    scheduler = build_scheduler(cfg.scheduler, base_lr=cfg.optimizer.lr, epochs=cfg.train.epochs,
+                                steps_per_epoch=steps_per_epoch)
+    # gradient clipping happens in the trainer (global over every parameter group), not in the optimizer
+    optimizer = build_optimizer(cfg.optimizer, method.parameters(), learning_rate=scheduler)
+    trainer = Trainer(cfg, method, loaders, optimizer=optimizer, scheduler=scheduler,
+                      hooks=list(hooks or []) + extra_hooks, output_dir=output_dir,
+                      meta=model_meta(data), data=data, distributed=distributed)
+    return Run(cfg=cfg, data=data, method=method, loaders=loaders, trainer=trainer)
+
+
+def check_monitor(cfg: Config, data: Any) -> None:
+    split = cfg.train.monitor.split("/", 1)[0]
+    if split in ("val", "test") and (getattr(data, split) is None or len(getattr(data, split)) == 0):
+        raise ValueError(f"train.monitor is {cfg.train.monitor!r} but the run has no {split} split; "
+                         f"set data.{split}_split > 0 (or a data.{split}_path), or pick another train.monitor")
+
+
+def load_run(cfg: Config, checkpoint: str, *, output_dir: str | None = None) -> Run:
+    """Rebuild the run described by ``cfg`` and load ``checkpoint``'s networks and method state."""
+    state = load_checkpoint(checkpoint)
+    run = build_run(cfg, output_dir=output_dir or os.path.dirname(os.path.dirname(os.path.abspath(checkpoint))),
+                    hooks=[])
+    saved = state["meta"]
+    if int(saved["num_classes"]) != run.data.num_classes:
+        raise ValueError(f"checkpoint {checkpoint} has {saved['num_classes']} classes but the config's data has "
+                         f"{run.data.num_classes}")
+    run.trainer.load_state_dict(state)
+    return run

@@ -1,0 +1,70 @@
+"""Training and evaluation entry points: ``robust-paddle train`` and ``robust-paddle eval``.
+
+``train(cfg)`` prepares the run folder, builds the run with the hooks the config asks for
+(``pipeline.hooks.build_hooks``) and fits it; ``train.kfold`` hands over to ``pipeline.kfold``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from robust_paddle import config as config_mod
+from robust_paddle.config import Config
+from robust_paddle.data.identity import save_train_labels
+from robust_paddle.data.noise import save_noise
+from robust_paddle.engine import distributed as dist
+from robust_paddle.engine.checkpoint import load_checkpoint
+from robust_paddle.pipeline.build import build_run, load_run
+from robust_paddle.pipeline.hooks import build_hooks
+
+logger = logging.getLogger(__name__)
+
+
+def prepare_output(cfg: Config, *, resume: bool) -> str:
+    """Create the run folder; refuse to write a new run over an existing one."""
+    out = cfg.output_dir
+    if not resume and os.path.exists(os.path.join(out, "config.yaml")):
+        raise ValueError(f"output_dir {out!r} already holds a run; resume it with --resume {out} or choose "
+                         f"another folder with -o output_dir=...")
+    os.makedirs(out, exist_ok=True)
+    return out
+
+
+def train(cfg: Config, *, resume: str | None = None) -> dict[str, Any]:
+    """Train from a config (or resume the run folder ``resume``); returns the metrics summary.
+
+    Under ``paddle.distributed.launch`` with several processes this trains data-parallel
+    (``docs/distributed.md``); rank 0 writes the run folder.
+    """
+    distributed = dist.init(cpu=cfg.train.device == "cpu")
+    if distributed and cfg.train.kfold:
+        raise ValueError(f"train.kfold={cfg.train.kfold} trains K independent models, which is not data parallel; "
+                         f"launch it as one process (this job has {dist.world_size()}), or unset train.kfold")
+    out = prepare_output(cfg, resume=resume is not None)
+    dist.barrier()  # every rank has checked the folder before rank 0 writes config.yaml into it
+    if cfg.train.kfold:
+        if resume is not None:
+            raise ValueError("--resume is not supported for k-fold runs (train.kfold); start a new run")
+        from robust_paddle.pipeline.kfold import train_kfold
+
+        return train_kfold(cfg, folds=cfg.train.kfold, output_dir=out).summary
+    run = build_run(cfg, output_dir=out, hooks=build_hooks(cfg.train), distributed=distributed,
+                    start_weights=resume is None)
+    if run.trainer.is_main:
+        config_mod.save(cfg, os.path.join(out, "config.yaml"))
+        save_train_labels(run.data.train, out)
+        if run.data.noise is not None:
+            save_noise(run.data.noise, out)
+    if resume is not None:
+        state = load_checkpoint(resume)
+        run.trainer.load_state_dict(state)
+        logger.info("resumed %s at epoch %d", resume, run.trainer.start_epoch)
+    return run.trainer.fit()
+
+
+def evaluate(cfg: Config, checkpoint: str) -> dict[str, Any]:
+    """Evaluate a checkpoint on the val and test splits; returns ``{split: metrics}``."""
+    run = load_run(cfg, checkpoint)
+    return run.trainer.evaluate_all()

@@ -1,0 +1,1 @@
+"""Label quality: noise-matrix estimation (confident learning), the label-issue report, calibration, plots."""

@@ -1,0 +1,263 @@
+"""The label-issue report and the per-epoch sample statistics hook.
+
+``write_report(run, out_dir=...)`` predicts every training sample (eval mode, no augmentation) and writes:
+
+* ``label_issues.csv`` - one row per training sample, most suspect first: ``index`` (position in the
+  run's training split, the row of ``train_labels.npy``), ``source_row`` (the row in the user's source: fix
+  labels there), ``path`` (file-backed datasets), ``id`` (the source's id column, when it has one; see
+  ``data/identity.py``), ``given_label``/``given_name``, ``suggested_label``/``suggested_name`` (arg-max prediction),
+  ``clean_prob`` (the method's own clean probability, else a 2-component GMM on the per-sample losses),
+  ``quality_score`` (self-confidence ``p[given]``, lower = more suspect), ``loss``, ``is_issue`` and, when
+  the clean labels are known, ``true_label``;
+* ``noise_matrix.png`` - the confident-learning estimate of ``P(given | true)`` (``estimation``);
+* ``loss_hist.png`` - the per-sample loss histogram with the fitted GMM's component densities;
+* ``label_issues_summary.json`` - counts, noise-rate estimates, the estimated matrix and, when the clean
+  labels are known, precision / recall / F1 of ``is_issue`` against the truth.
+
+Flagging follows :func:`robust_paddle.quality.estimation.find_label_issues` (confident learning, Northcutt et al.
+2021, https://arxiv.org/abs/1911.00068, united with the loss-GMM view of Li et al. 2020,
+https://arxiv.org/abs/2002.07394). The probabilities come from the trained (noise-robust) model itself, not
+from cross-validation; ``benchmarks/detection.py`` measures how that compares with cleanlab on K-fold
+out-of-sample probabilities.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from robust_paddle.data.identity import identity_columns
+from robust_paddle.engine.hooks import Hook, write_json
+from robust_paddle.engine.trainer import Run
+from robust_paddle.methods.correction import fit_loss_gmm, split_precision_recall
+from robust_paddle.quality import estimation as E
+from robust_paddle.quality.plots import plot_loss_histogram, plot_noise_matrix
+from robust_paddle.registry import HOOKS
+
+if TYPE_CHECKING:
+    from robust_paddle.engine.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+CSV_NAME, SUMMARY_NAME = "label_issues.csv", "label_issues_summary.json"
+MATRIX_PNG, LOSS_PNG = "noise_matrix.png", "loss_hist.png"
+GMM_OPTIONS = {"max_iter": 200, "tol": 1e-4}  # one-off fit: run EM to convergence (not DivideMix's 10 steps)
+
+
+def per_sample_loss(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Cross-entropy of each row of ``logits`` [N, C] against ``labels`` [N] -> [N] float64 (log-sum-exp)."""
+    z = np.asarray(logits, dtype=np.float64)
+    m = z.max(axis=1, keepdims=True)
+    lse = (m + np.log(np.exp(z - m).sum(axis=1, keepdims=True)))[:, 0]
+    return lse - z[np.arange(z.shape[0]), np.asarray(labels, dtype=np.int64)]
+
+
+def train_predictions(trainer: Trainer, loader: Any, n: int, *, shard: bool = False) -> np.ndarray:
+    """Logits [N, C] of every training sample in dataset order (one eval pass over ``loader``).
+
+    ``shard``: data parallel, called by every rank: each predicts its shard (``Trainer.predict_logits``).
+    """
+    logits, idx = (trainer.predict_logits(loader, shard=True) if shard and getattr(trainer, "distributed", False)
+                   else trainer.predict_logits(loader))
+    if idx.shape[0] != n or not np.array_equal(np.sort(idx), np.arange(n)):
+        raise ValueError(f"the train_eval loader yielded {idx.shape[0]} samples with indices that are not a "
+                         f"permutation of 0..{n - 1}; it must cover the training set once")
+    out = np.empty_like(logits)
+    out[idx] = logits
+    return out
+
+
+def loss_gmm(losses: np.ndarray, *, seed: int) -> tuple[np.ndarray, Any]:
+    """``(clean_prob [N], GaussianMixture or None)``; all-equal losses give ``clean_prob = 1`` and no GMM."""
+    try:
+        return fit_loss_gmm(losses, seed=seed, **GMM_OPTIONS)
+    except ValueError as e:
+        logger.warning("loss GMM skipped (%s); every sample gets clean_prob = 1", e)
+        return np.ones(len(losses)), None
+
+
+def _names(class_names: list[str], labels: np.ndarray) -> list[str]:
+    return [class_names[int(k)] for k in labels]
+
+
+def _csv_rows(table: dict[str, Any], order: np.ndarray) -> tuple[list[str], list[list[Any]]]:
+    header = list(table)
+    cols = [table[h] for h in header]
+    rows = []
+    for i in order:
+        row = []
+        for v in cols:
+            x = v[i]
+            row.append(f"{x:.6f}" if isinstance(x, (float, np.floating)) else
+                       int(x) if isinstance(x, (bool, np.bool_)) else x)
+        rows.append(row)
+    return header, rows
+
+
+def write_report(run: Run, *, out_dir: str, given_labels: np.ndarray | None = None) -> dict[str, Any]:
+    """Write the label-issue report of a trained run into ``out_dir``; returns the summary dict.
+
+    Args:
+        run: :class:`~robust_paddle.engine.trainer.Run` (method, data, loaders, trainer) holding trained weights.
+        out_dir: folder for ``label_issues.csv``, ``noise_matrix.png``, ``loss_hist.png`` and
+            ``label_issues_summary.json`` (created when missing).
+        given_labels: [N] labels to audit; default the training set's current labels (the
+            :class:`ReportHook` passes the labels as they were before training, in case a method
+            relabelled them in place).
+
+    Returns:
+        The summary (also written as JSON), with ``files`` naming the written paths.
+    """
+    trainer, data = run.trainer, run.data
+    ds = data.train_eval
+    n = len(ds.labels)
+    labels = np.asarray(ds.labels if given_labels is None else given_labels, dtype=np.int64).copy()
+    if labels.shape != (n,):
+        raise ValueError(f"given_labels must have shape ({n},), got {labels.shape}")
+    logits = train_predictions(trainer, run.loaders["train_eval"], n)
+    probs = E.softmax(logits)
+    losses = per_sample_loss(logits, labels)
+    seed = int(run.cfg.seed)
+    gmm_prob, gmm = loss_gmm(losses, seed=seed)
+    own = run.method.clean_probability()
+    if own is not None and np.asarray(own).shape != (n,):
+        raise ValueError(f"method {run.cfg.method.name!r}: clean_probability() has shape "
+                         f"{np.asarray(own).shape}, expected ({n},)")
+    clean_prob = gmm_prob if own is None else np.clip(np.asarray(own, dtype=np.float64), 0.0, 1.0)
+    suggested = probs.argmax(axis=1)
+    quality = E.label_quality_scores(labels, probs)
+    is_issue = E.find_label_issues(labels, probs, clean_prob=clean_prob)
+    t_est = E.estimate_noise_matrix(labels, probs)
+    names = list(data.class_names)
+    clean = getattr(ds, "clean_labels", None)
+
+    table: dict[str, Any] = {"index": np.arange(n), **identity_columns(ds)}
+    table.update({"given_label": labels, "given_name": _names(names, labels), "suggested_label": suggested,
+                  "suggested_name": _names(names, suggested), "clean_prob": clean_prob,
+                  "quality_score": quality, "loss": losses, "is_issue": is_issue})
+    if clean is not None:
+        table["true_label"] = np.asarray(clean, dtype=np.int64)
+    # most suspect first: flagged before unflagged, then lowest quality, then lowest clean probability
+    order = np.lexsort((np.arange(n), clean_prob, quality, ~is_issue))
+    os.makedirs(out_dir, exist_ok=True)
+    csv_path = os.path.join(out_dir, CSV_NAME)
+    header, rows = _csv_rows(table, order)
+    tmp = csv_path + ".tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    os.replace(tmp, csv_path)
+
+    noisy_mask = None if clean is None else labels != np.asarray(clean)
+    matrix_path = plot_noise_matrix(t_est, os.path.join(out_dir, MATRIX_PNG), class_names=names)
+    loss_path = plot_loss_histogram(losses, os.path.join(out_dir, LOSS_PNG), gmm=gmm, noisy_mask=noisy_mask)
+    summary: dict[str, Any] = {
+        "method": run.cfg.method.name,
+        "num_samples": n,
+        "num_issues": int(is_issue.sum()),
+        "issue_fraction": float(is_issue.mean()),
+        "clean_prob_source": "gmm" if own is None else "method",
+        "noise_rate_estimate": E.estimate_noise_rate(labels, probs),
+        "noise_rate_gmm": float(np.mean(1.0 - gmm_prob)),
+        "noise_rate_clean_prob": float(np.mean(clean_prob < 0.5)),
+        "class_names": names,
+        "estimated_noise_matrix": t_est.tolist(),
+        "matrix_orientation": "rows = true class, columns = given label: P(given = j | true = i)",
+        "predicted_disagrees_with_given": int((suggested != labels).sum()),
+    }
+    if noisy_mask is not None:
+        from robust_paddle.data.noise import realised_matrix
+
+        truth = np.asarray(clean, dtype=np.int64)
+        summary["true_noise_rate"] = float(noisy_mask.mean())
+        summary["true_noise_matrix"] = realised_matrix(truth, labels, len(names)).tolist()
+        summary["detection"] = E.detection_scores(is_issue, noisy_mask)
+        flagged = is_issue & noisy_mask
+        summary["suggested_label_accuracy_on_true_issues"] = (
+            float(np.mean(suggested[flagged] == truth[flagged])) if flagged.any() else None)
+    summary["files"] = {"csv": csv_path, "noise_matrix": matrix_path, "loss_hist": loss_path,
+                        "summary": os.path.join(out_dir, SUMMARY_NAME)}
+    write_json(summary["files"]["summary"], summary)
+    logger.info("label-issue report: %d of %d samples flagged (noise rate estimate %.3f) -> %s",
+                summary["num_issues"], n, summary["noise_rate_estimate"], csv_path)
+    return summary
+
+
+# ------------------------------------------------------------------------------------------------ hooks
+@HOOKS.register("report")
+class ReportHook(Hook):
+    """Writes the label-issue report into the run folder at the end of training (rank 0 only).
+
+    Added by ``pipeline.hooks.build_hooks`` when ``train.report`` is true. The given labels are copied at
+    ``before_train`` so a method that relabels the training set in place is still audited against the
+    labels the user supplied.
+    """
+
+    priority = 95
+    name = "report"
+
+    def __init__(self) -> None:
+        self.given: np.ndarray | None = None
+
+    def before_train(self, trainer: Trainer) -> None:
+        if trainer.data is not None:
+            self.given = np.array(trainer.data.train.labels, dtype=np.int64, copy=True)
+
+    def after_train(self, trainer: Trainer) -> None:
+        if not trainer.is_main or trainer.data is None or not trainer.cfg.train.report:
+            return
+        run = Run(cfg=trainer.cfg, data=trainer.data, method=trainer.method, loaders=trainer.loaders,
+                  trainer=trainer)
+        write_report(run, out_dir=trainer.output_dir, given_labels=self.given)
+
+
+@HOOKS.register("sample_stats")
+class SampleStatsHook(Hook):
+    """Per-epoch per-sample statistics for methods that keep none of their own.
+
+    Every ``every`` epochs, one eval pass over the training set gives per-sample losses; a 2-component GMM
+    on them gives clean probabilities. Writes the VisualDL histograms ``samples/loss`` and
+    ``samples/clean_prob``, the scalar ``noise/rate_gmm`` and, when the clean labels are known,
+    ``select/precision`` / ``select/recall`` of the GMM-clean split (``clean_prob > 0.5``). Skipped when
+    the method has a ``clean_probability()`` or already filled ``samples/loss`` this epoch. Runs before
+    the checkpoint hook so the checkpointed history holds the scalars.
+
+    Args:
+        every: epochs between passes (>= 1).
+    """
+
+    priority = 40
+    name = "sample_stats"
+
+    def __init__(self, every: int = 1) -> None:
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"sample_stats.every must be an int >= 1, got {every!r}")
+        self.every = every
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        if (trainer.epoch + 1) % self.every or trainer.data is None:
+            return
+        if trainer.method.clean_probability() is not None or "samples/loss" in trainer.epoch_histograms:
+            return
+        ds = trainer.data.train_eval
+        labels = np.asarray(ds.labels, dtype=np.int64)
+        logits = train_predictions(trainer, trainer.loaders["train_eval"], len(labels), shard=True)  # all ranks
+        losses = per_sample_loss(logits, labels)
+        prob, _ = loss_gmm(losses, seed=int(trainer.cfg.seed) + trainer.epoch)
+        trainer.epoch_histograms["samples/loss"] = losses.astype(np.float32)
+        trainer.epoch_histograms["samples/clean_prob"] = prob.astype(np.float32)
+        trainer.epoch_scalars["noise/rate_gmm"] = float(np.mean(1.0 - prob))
+        # the same pass gives the training accuracy over the whole set (VisualDL then skips its own pass)
+        preds = logits.argmax(1)
+        trainer.epoch_scalars["train/acc"] = float(np.mean(preds == labels))
+        clean = getattr(ds, "clean_labels", None)
+        if clean is not None and not np.array_equal(np.asarray(clean), labels):
+            trainer.epoch_scalars["train/acc_clean"] = float(np.mean(preds == np.asarray(clean)))
+        if clean is not None:
+            p, r = split_precision_recall(prob > 0.5, labels == np.asarray(clean))
+            trainer.epoch_scalars["select/precision"], trainer.epoch_scalars["select/recall"] = p, r

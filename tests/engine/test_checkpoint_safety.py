@@ -1,0 +1,136 @@
+"""Weights-only loading: safetensors checkpoints round-trip every state type; pickles (.pdparams, format-1
+checkpoints) are read through an allow-list, and a crafted pickle never runs its payload."""
+
+import os
+import pickle
+
+import numpy as np
+import paddle
+import pytest
+from safetensors.numpy import save_file
+
+from robust_paddle.engine import safe_pickle
+from robust_paddle.engine.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from robust_paddle.errors import CheckpointError
+
+
+class MarkerPayload:
+    """Unpickling this writes ``path`` through builtins.exec (what a hostile checkpoint would do)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.path!r}, 'w').write('pwned')",))
+
+
+class SystemPayload:
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.path}",))
+
+
+def crafted(path, marker, *, kind="exec", wrap=True):
+    """A pickle that looks like a checkpoint (or a state dict) and writes ``marker`` when unpickled."""
+    payload = MarkerPayload(marker) if kind == "exec" else SystemPayload(marker)
+    obj = {"format": 1, "epoch": 1, "networks": {"net": {"w": payload}}, "config": {}, "meta": {}} if wrap \
+        else {"fc.weight": payload}
+    with open(path, "wb") as fh:
+        pickle.dump(obj, fh, protocol=2)
+    return str(path)
+
+
+def test_state_round_trips_every_type(tmp_path):
+    lin = paddle.nn.Linear(3, 2)
+    state = {"epoch": 3, "networks": {"net": lin.state_dict()}, "config": {"a": [1, 2.5, None, "x"]},
+             "meta": {"mean": [0.5], "nan": float("nan")},
+             "method": {"divisions": {0: np.arange(4), 7: np.array([True, False])}, "pair": (1, "b"),
+                        "scalar": np.float32(1.5), "bytes": b"\x00\x01", "__weird": {1, 2}},
+             "bf16": paddle.to_tensor([1.0, 2.0]).astype("bfloat16")}
+    path = save_checkpoint(state, str(tmp_path / "c.pdckpt"))
+    with open(path, "rb") as fh:
+        assert not safe_pickle.is_pickle(fh.read(1))  # safetensors, not a pickle
+    back = load_checkpoint(path)
+    assert back["format"] == 2 and back["epoch"] == 3 and back["config"] == {"a": [1, 2.5, None, "x"]}
+    for k, v in lin.state_dict().items():
+        assert isinstance(back["networks"]["net"][k], paddle.Tensor)
+        np.testing.assert_array_equal(back["networks"]["net"][k].numpy(), v.numpy())
+    m = back["method"]
+    assert set(m["divisions"]) == {0, 7} and m["divisions"][7].dtype == np.bool_
+    np.testing.assert_array_equal(m["divisions"][0], np.arange(4))
+    assert m["pair"] == (1, "b") and m["scalar"] == np.float32(1.5) and m["scalar"].dtype == np.float32
+    assert m["bytes"] == b"\x00\x01" and m["__weird"] == {1, 2}
+    assert np.isnan(back["meta"]["nan"])
+    assert str(back["bf16"].dtype).endswith("bfloat16") and back["bf16"].astype("float32").numpy().tolist() == [1, 2]
+
+
+def test_format1_pickle_checkpoint_still_loads(tmp_path):
+    lin = paddle.nn.Linear(3, 2)
+    path = str(tmp_path / "old.pdckpt")
+    paddle.save({"format": 1, "epoch": 2, "networks": {"net": lin.state_dict()}, "config": {}, "meta": {},
+                 "method": {"t": np.eye(2)}}, path)
+    state = load_checkpoint(path)
+    np.testing.assert_array_equal(state["networks"]["net"]["weight"].numpy(), lin.weight.numpy())
+    np.testing.assert_array_equal(state["method"]["t"], np.eye(2))
+
+
+@pytest.mark.parametrize("kind", ["exec", "system"])
+def test_crafted_checkpoint_never_runs(tmp_path, kind):
+    marker = tmp_path / "marker"
+    path = crafted(tmp_path / "evil.pdckpt", marker, kind=kind)
+    with pytest.raises(CheckpointError, match=r"evil.pdckpt: refused to load: the file references "
+                                              r"\S*(exec|system)"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="refused to load"):
+        load_weights(crafted(tmp_path / "evil.pdparams", marker, kind=kind, wrap=False))
+    assert not marker.exists()
+
+
+def test_paddle_eval_only_in_its_lodtensor_form(tmp_path):
+    marker = tmp_path / "marker"
+
+    class EvalPayload:
+        def __reduce__(self):
+            return (eval, (f"open({str(marker)!r}, 'w')",))
+
+    with pytest.raises(CheckpointError, match="cannot be read as a pickle.*LoDTensor"):
+        safe_pickle.safe_loads(pickle.dumps({"w": EvalPayload()}), source="x.pdparams")
+    assert not marker.exists()
+    arr = np.arange(3.0)
+
+    class LoD:
+        def __reduce__(self):
+            return (eval, ("data", {"data": arr}))
+
+    np.testing.assert_array_equal(safe_pickle.safe_loads(pickle.dumps(LoD()), source="x"), arr)
+
+
+def test_load_weights_formats(tmp_path):
+    lin = paddle.nn.Linear(4, 3)
+    ref = {k: v.numpy() for k, v in lin.state_dict().items()}
+    paddle.save(lin.state_dict(), str(tmp_path / "a.pdparams"))
+    with open(tmp_path / "b.pdparams", "wb") as fh:
+        pickle.dump({"state_dict": ref, "StructuredToParameterName@@": {"weight": "w"}}, fh)
+    save_file(ref, str(tmp_path / "c.safetensors"))
+    save_checkpoint({"epoch": 1, "networks": {"net": lin.state_dict()}, "config": {}, "meta": {}},
+                    str(tmp_path / "d.pdckpt"))
+    for name in ("a.pdparams", "b.pdparams", "c.safetensors", "d.pdckpt"):
+        got = load_weights(str(tmp_path / name))
+        assert set(got) == set(ref), name
+        for k in ref:
+            assert isinstance(got[k], np.ndarray)
+            np.testing.assert_array_equal(got[k], ref[k])
+    with pytest.raises(CheckpointError, match="has no network 'other'"):
+        load_weights(str(tmp_path / "d.pdckpt"), network="other")
+    with open(tmp_path / "e.pdparams", "wb") as fh:
+        pickle.dump({"w": "text"}, fh)
+    with pytest.raises(CheckpointError, match=r"e.pdparams: entry 'w' is a str, not an array"):
+        load_weights(str(tmp_path / "e.pdparams"))
+    save_file({"w": np.zeros(2, np.float32)}, str(tmp_path / "f.pdckpt"))
+    with pytest.raises(CheckpointError, match="safetensors file but not a robust_paddle checkpoint"):
+        load_checkpoint(str(tmp_path / "f.pdckpt"))
+    (tmp_path / "g.pdparams").write_bytes(b"\x80\x04garbage")
+    with pytest.raises(CheckpointError, match="g.pdparams: cannot be read as a pickle"):
+        load_weights(str(tmp_path / "g.pdparams"))

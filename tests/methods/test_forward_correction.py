@@ -1,0 +1,168 @@
+"""forward_correction: the corrected loss against NumPy, the T estimators and loaders, end-to-end runs."""
+
+import json
+import os
+
+import numpy as np
+import paddle
+import pytest
+from method_helpers import assert_same_final, softmax, toy_context
+
+from robust_paddle import config as C
+from robust_paddle.data.noise import apply_transition, pair_matrix, symmetric_matrix
+from robust_paddle.engine.checkpoint import load_checkpoint
+from robust_paddle.methods.forward_correction import (
+    ForwardCorrectionMethod,
+    anchor_transition,
+    forward_loss,
+    load_transition,
+)
+from robust_paddle.pipeline import run as run_mod
+
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
+FAST = ["data.subset=300", "train.progress=false", "train.visualdl=false", "model.name=mlp",
+        "data.batch_size=32", "train.checkpoint_every=1"]
+D, K = 4, 3
+
+
+def toy_method(**params):
+    return ForwardCorrectionMethod(toy_context([0, 1, 2, 0], dim=D, classes=K, seed=3), **params)
+
+
+def test_forward_loss_matches_numpy():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(5, K)).astype(np.float32)
+    y = np.array([0, 2, 1, 1, 0])
+    t = pair_matrix(K, 0.3).astype(np.float32)
+    got = forward_loss(paddle.to_tensor(z), paddle.to_tensor(y), paddle.to_tensor(t)).numpy()
+    p = softmax(z.astype(np.float64))
+    want = -np.log((p @ t)[np.arange(5), y])
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    # identity T is plain cross-entropy
+    ident = forward_loss(paddle.to_tensor(z), paddle.to_tensor(y), paddle.eye(K)).numpy()
+    np.testing.assert_allclose(ident, -np.log(p[np.arange(5), y]), rtol=1e-5)
+
+
+def test_step_uses_given_transition_from_the_start():
+    t = symmetric_matrix(K, 0.2)
+    method = toy_method(transition=t.tolist())
+    x = np.random.default_rng(1).normal(size=(4, D)).astype(np.float32)
+    y = np.array([0, 1, 2, 0])
+    batch = (paddle.to_tensor(x), paddle.to_tensor(y), paddle.arange(4))
+    loss, terms = method.train_step(batch, epoch=0, step=0)
+    net = method.networks["net"]
+    z = x @ net.fc.weight.numpy() + net.fc.bias.numpy()
+    p = softmax(z.astype(np.float64))
+    assert float(loss) == pytest.approx(float(np.mean(-np.log((p @ t)[np.arange(4), y]))), rel=1e-5)
+    assert terms["warmup"] == 0.0
+
+
+def test_auto_warms_up_with_the_run_loss():
+    method = toy_method()
+    assert method.t is None
+    x = np.ones((2, D), np.float32)
+    loss, terms = method.train_step((paddle.to_tensor(x), paddle.to_tensor([0, 1]), paddle.arange(2)), epoch=0,
+                                    step=0)
+    z = paddle.to_tensor(x) @ method.networks["net"].fc.weight + method.networks["net"].fc.bias
+    want = paddle.nn.functional.cross_entropy(z, paddle.to_tensor([0, 1])).numpy()
+    assert terms["warmup"] == 1.0 and float(loss) == pytest.approx(float(want), rel=1e-6)
+
+
+def test_anchor_points_recover_t_from_ideal_posteriors():
+    # noisy posteriors of samples whose clean posterior is one-hot are exactly rows of T
+    t = pair_matrix(4, 0.35)
+    rng = np.random.default_rng(0)
+    clean = rng.integers(0, 4, 400)
+    soft = rng.dirichlet(np.ones(4) * 0.3, 400)  # ambiguous samples: mixtures of rows
+    mix = np.where(rng.random(400)[:, None] < 0.5, np.eye(4)[clean], soft)
+    probs = mix @ t
+    np.testing.assert_allclose(anchor_transition(probs, quantile=1.0), t, atol=1e-9)
+    est = anchor_transition(probs, quantile=0.97)
+    assert np.abs(est - t).max() < 0.05 and np.allclose(est.sum(1), 1.0)
+    with pytest.raises(ValueError, match="quantile must be in"):
+        anchor_transition(probs, quantile=0.0)
+
+
+def test_load_transition_sources_and_errors(tmp_path):
+    t = pair_matrix(K, 0.4)
+    np.save(tmp_path / "t.npy", t)
+    (tmp_path / "t.json").write_text(json.dumps({"transition": t.tolist()}))
+    np.savetxt(tmp_path / "t.csv", t, delimiter=",")
+    (tmp_path / "label_issues_summary.json").write_text(json.dumps({"estimated_noise_matrix": t.tolist(), "x": 1}))
+    for name in ("t.npy", "t.json", "t.csv", "label_issues_summary.json"):
+        np.testing.assert_allclose(load_transition(str(tmp_path / name), K), t)
+    with pytest.raises(ValueError, match="method.params.transition: 'nope.npy' is neither 'auto' nor an existing"):
+        load_transition("nope.npy", K)
+    (tmp_path / "other.json").write_text(json.dumps({"matrix": t.tolist()}))
+    with pytest.raises(ValueError, match="has no 'transition' or 'estimated_noise_matrix' entry"):
+        load_transition(str(tmp_path / "other.json"), K)
+    (tmp_path / "t.txt").write_text("1")
+    with pytest.raises(ValueError, match="unsupported file type '.txt'"):
+        load_transition(str(tmp_path / "t.txt"), K)
+    with pytest.raises(ValueError, match=r"method.params.transition: transition matrix must be square \[C, C\] \(C=3\)"):
+        load_transition(np.eye(2).tolist(), K)
+    with pytest.raises(ValueError, match="each row must sum to 1"):
+        load_transition([[0.5, 0.2, 0.2], [0, 1, 0], [0, 0, 1]], K)
+
+
+@pytest.mark.parametrize("params,match", [
+    ({"estimator": "median"}, r"method.params.estimator: 'median' is not allowed .* anchor, confident_joint"),
+    ({"warmup_epochs": 0}, r"method.params.warmup_epochs: 0 is out of range"),
+    ({"anchor_quantile": 1.5}, r"method.params.anchor_quantile: 1.5 is out of range"),
+    ({"reinit": "yes"}, r"method.params.reinit: expected bool"),
+])
+def test_options_are_checked(params, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        toy_method(**params)
+
+
+def test_config_builds_the_method():
+    cfg = C.load(os.path.join(CONFIGS, "forward_correction", "digits.yaml"))
+    assert cfg.method.name == "forward_correction"
+    assert isinstance(toy_method(**cfg.method.params), ForwardCorrectionMethod)
+
+
+def digits_cfg(out, *extra):
+    return C.load(os.path.join(CONFIGS, "forward_correction", "digits.yaml"),
+                  FAST + ["train.epochs=3", "method.params.warmup_epochs=1", f"output_dir={out}", *extra])
+
+
+def test_auto_estimates_resumes_and_reports(tmp_path):
+    with paddle.utils.unique_name.guard():
+        full = run_mod.train(digits_cfg(tmp_path / "full"))
+    rows = full["history"]
+    assert "noise/rate_t" not in rows[0] and rows[0]["train/warmup"] == 1.0
+    assert rows[1]["train/warmup"] == 0.0 and 0.0 <= rows[1]["noise/rate_t"] <= 1.0
+    assert rows[1]["noise/rate_true"] == pytest.approx(0.45, abs=0.01)  # exact pair-45 sampling
+    saved = json.loads((tmp_path / "full" / "transition.json").read_text())
+    t = np.asarray(saved["transition"])
+    assert t.shape == (10, 10) and np.allclose(t.sum(1), 1.0) and saved["estimator"] == "confident_joint"  # the digits preset
+    assert saved["t_error"] == pytest.approx(rows[1]["noise/t_error"])
+    assert (tmp_path / "full" / "label_issues.csv").is_file() and (tmp_path / "full" / "noise_matrix.png").is_file()
+    state = load_checkpoint(str(tmp_path / "full" / "checkpoints" / "latest.pdckpt"))
+    np.testing.assert_allclose(np.asarray(state["method"]["transition"]), t)
+
+    # resume from the warm-up checkpoint: the estimate and the re-initialisation happen again, identically
+    with paddle.utils.unique_name.guard():
+        resumed = run_mod.train(digits_cfg(tmp_path / "resumed"),
+                                resume=str(tmp_path / "full" / "checkpoints" / "epoch_001.pdckpt"))
+    assert_same_final(full, resumed)
+
+
+def test_known_transition_beats_ce_on_pair_noise(tmp_path):
+    # the corrected loss with the true T vs plain CE, same data and budget (45% pair noise, 300 samples)
+    t = pair_matrix(10, 0.45)
+    np.save(tmp_path / "t.npy", t)
+    extra = ["train.epochs=12", "train.report=false", "train.checkpoint_every=0", "model.name=small_cnn"]
+    with paddle.utils.unique_name.guard():
+        fc = run_mod.train(digits_cfg(tmp_path / "fc", *extra, f"method.params.transition={tmp_path / 't.npy'}"))
+    with paddle.utils.unique_name.guard():
+        ce = run_mod.train(digits_cfg(tmp_path / "ce", *extra, "method.name=standard", "method.params={}"))
+    assert fc["final"]["test/acc"] > ce["final"]["test/acc"] + 0.1
+
+
+def test_exact_pair_noise_gives_each_class_the_nominal_rate():
+    clean = np.repeat(np.arange(10), 125)
+    noisy = apply_transition(clean, pair_matrix(10, 0.45), seed=0)
+    rates = [np.mean(noisy[clean == c] != c) for c in range(10)]
+    assert max(abs(r - 0.45) for r in rates) <= 1 / 125
