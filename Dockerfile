@@ -33,7 +33,8 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN if ! python3 -c "import ctypes.util as u, sys; sys.exit(not u.find_library('gomp'))"; then \
         apt-get update \
         && apt-get install -y --no-install-recommends libgomp1 \
-        && rm -rf /var/lib/apt/lists/*; \
+        && apt-get clean \
+        && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin; \
     fi
 
 WORKDIR /opt/robust_paddle
