@@ -1,7 +1,9 @@
-"""``robust-paddle train|eval|export|compress|report|serve|demo``.
+"""``robust-paddle train|check-data|eval|export|compress|report|serve|list|demo``.
 
-Bad input (config, flags, files) prints one line ``robust-paddle: error: ...`` on stderr and exits 2;
-``--debug`` shows the traceback instead. A training failure (non-finite loss) exits 1 with one line.
+Errors a user can fix -- exactly :class:`~robust_paddle.errors.RobustPaddleError` (config, data, checkpoint,
+compatibility, training) and ``OSError`` (a file that cannot be read or written, named) -- print one line
+``robust-paddle: error: ...`` on stderr and exit 2; ``--debug`` shows the traceback instead. Every other
+exception is a bug: it keeps its traceback and exits 1.
 """
 
 from __future__ import annotations
@@ -16,14 +18,25 @@ from collections.abc import Sequence
 from typing import Any
 
 from robust_paddle import __version__
+from robust_paddle.errors import ConfigError, RobustPaddleError, TrainingError
 
 logger = logging.getLogger("robust_paddle")
 
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, ImportError, KeyError)
 
 
-class CLIError(ValueError):
+class CLIError(ConfigError):
     """A command-line usage problem (reported like every other user error)."""
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line printed for a user error: the message's first line; an ``OSError`` names its path."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        where = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+        msg = f"{where}: {exc.strerror or type(exc).__name__}"
+    else:
+        msg = str(exc)
+    msg = msg.strip()
+    return msg.splitlines()[0] if msg else type(exc).__name__
 
 
 def _add_config_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -77,12 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-body-mb", type=float, default=10.0, help="reject request bodies larger than this")
     p.add_argument("--threads", type=int, default=4, help="server worker threads")
 
+    p = sub.add_parser("list", help="what a config can name: methods, losses, models, optimizers, schedulers, "
+                       "with their parameters, defaults and papers")
+    p.add_argument("kind", choices=["methods", "losses", "models", "optimizers", "schedulers"])
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
     p = sub.add_parser("demo", help="train the clean oracle, CE and robust methods on noisy digits; print a table")
     p.add_argument("-c", "--config", default=None, help="base config (default: configs/quickstart.yaml)")
     p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", default=None, help="folder for the demo runs (default: output/demo-<time>)")
     p.add_argument("--methods", default=None, help="comma-separated subset of the demo rows")
     p.add_argument("--jobs", type=int, default=None, help="rows trained at once, one process each (default: CPU count)")
+    _add_label_workflow_parsers(sub)
     return parser
 
 
@@ -123,6 +142,32 @@ def check_writable_dir(path: str, flag: str) -> None:
     if not os.access(probe, os.W_OK | os.X_OK):
         raise CLIError(f"{flag} {path}: {probe} is not writable by uid {os.getuid()}; choose a folder this user "
                        f"can write (in Docker: mount one owned by uid {os.getuid()}, or build with USER_UID=$(id -u))")
+
+
+def _add_label_workflow_parsers(sub: Any) -> None:
+    """sample-for-review, estimate, review, apply-review (robust_paddle.pipeline.label_workflow)."""
+    p = sub.add_parser("sample-for-review", help="draw a stratified random sample of training labels to verify")
+    _add_config_args(p)
+    p.add_argument("--n", type=int, required=True, help="how many samples to verify (e.g. 200)")
+    p.add_argument("--out", required=True, help="CSV to write (sample, given_label, given_name, verified_label)")
+    p.add_argument("--seed", type=int, default=None, help="sampling seed (default: the config's seed)")
+
+    p = sub.add_parser("estimate", help="noise rate and transition matrix from a verified sample")
+    _add_config_args(p)
+    p.add_argument("--verified", required=True, help="CSV/TSV/JSONL with sample and verified_label columns")
+    p.add_argument("--run", default=None, help="a trained run folder: combine with its report's model estimate")
+    p.add_argument("--width", type=float, default=0.05, help="wanted 95%% interval width, for the sample size")
+    p.add_argument("--out", default=None, help="folder for noise_estimate.json (default: output_dir)")
+
+    p = sub.add_parser("review", help="web page to review the most suspect labels of a run")
+    p.add_argument("--run", required=True, help="run folder with label_issues.csv")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    p.add_argument("--port", type=int, default=8050)
+    p.add_argument("--reviewer", default="", help="name recorded with each decision (default: $USER)")
+
+    p = sub.add_parser("apply-review", help="write the reviewed labels for data.labels_override")
+    p.add_argument("--run", required=True, help="run folder with review.jsonl")
+    p.add_argument("--out", required=True, help="CSV of reviewed labels (sample, label) plus an .audit.csv")
 
 
 def _load_cfg(args: argparse.Namespace) -> Any:
@@ -204,8 +249,14 @@ def cmd_compress(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from robust_paddle.deploy.serve import serve_command
 
-    serve_command(args.model, host=args.host, port=args.port, max_batch_size=args.max_batch_size,
-                  max_body_mb=args.max_body_mb, threads=args.threads)
+    try:
+        serve_command(args.model, host=args.host, port=args.port, max_batch_size=args.max_batch_size,
+                      max_body_mb=args.max_body_mb, threads=args.threads)
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        raise CLIError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}; choose another --port "
+                       "(0 picks a free one) or --host") from None
     return 0
 
 
@@ -218,8 +269,58 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "report": cmd_report, "export": cmd_export,
+def cmd_list(args: argparse.Namespace) -> int:
+    from robust_paddle.catalog import describe, format_catalog
+
+    entries = describe(args.kind)
+    print(json.dumps(entries, indent=2) if args.json else format_catalog(entries))
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "report": cmd_report, "export": cmd_export,
             "compress": cmd_compress, "check-data": cmd_check_data, "serve": cmd_serve, "demo": cmd_demo}
+
+
+def cmd_sample_for_review(args: argparse.Namespace) -> int:
+    from robust_paddle.pipeline.label_workflow import sample_for_review_command
+
+    sample_for_review_command(_load_cfg(args), n=args.n, out=args.out, seed=args.seed)
+    return 0
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from robust_paddle.pipeline.label_workflow import estimate_command
+
+    est = estimate_command(_load_cfg(args), verified=args.verified, run_dir=args.run, width=args.width,
+                           out_dir=args.out)
+    lo, hi = est["interval"]
+    print(f"noise rate {est['noise_rate']:.4f} (95% interval {lo:.4f}-{hi:.4f}) from {est['n_verified']} verified "
+          f"samples, {est['n_wrong']} wrong; {est['more_samples_needed']} more for an interval "
+          f"{est['wanted_width']:g} wide; wrote {est['path']}")
+    if "combined" in est:
+        c = est["combined"]
+        print(f"combined with the model's estimate: {c['noise_rate']:.4f} ({c['interval'][0]:.4f}-{c['interval'][1]:.4f})")
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from robust_paddle.pipeline.label_workflow import review_command
+
+    review_command(args.run, host=args.host, port=args.port, reviewer=args.reviewer)
+    return 0
+
+
+def cmd_apply_review(args: argparse.Namespace) -> int:
+    from robust_paddle.pipeline.label_workflow import apply_review_command
+
+    s = apply_review_command(args.run, out=args.out)
+    print(f"{s['verified']} reviewed labels ({s['changed']} changed, {s['unsure']} unsure left out) -> {s['labels']}; "
+          f"audit {s['audit']}")
+    return 0
+
+
+COMMANDS.update({"sample-for-review": cmd_sample_for_review, "estimate": cmd_estimate, "review": cmd_review,
+                 "apply-review": cmd_apply_review})
 
 
 def _rank() -> int:
@@ -234,27 +335,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet or _rank() != 0 else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         force=True)  # paddle attaches a root handler on import; replace it
-    from robust_paddle.engine.trainer import NonFiniteLossError
-
     install_sigterm_handler()
     try:
         return COMMANDS[args.command](args)
-    except NonFiniteLossError as e:
+    except (RobustPaddleError, OSError) as e:
         if args.debug:
             raise
-        print(f"robust-paddle: training failed: {e}", file=sys.stderr)
-        return 1
-    except USER_ERRORS as e:
-        if args.debug:
-            raise
-        msg = str(e) if not isinstance(e, KeyError) else f"missing key {e}"
-        print(f"robust-paddle: error: {msg.splitlines()[0] if msg else type(e).__name__}", file=sys.stderr)
-        return 2
-    except PermissionError as e:  # a folder or file the user cannot write: their environment, not a bug
-        if args.debug:
-            raise
-        print(f"robust-paddle: error: {e.filename or ''}: permission denied for uid {os.getuid()} ({e.strerror})",
-              file=sys.stderr)
+        kind = "training failed" if isinstance(e, TrainingError) else "error"
+        print(f"robust-paddle: {kind}: {error_line(e)}", file=sys.stderr)
         return 2
     except Terminated:
         print("robust-paddle: terminated (SIGTERM)", file=sys.stderr)

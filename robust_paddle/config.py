@@ -70,7 +70,7 @@ class DataConfig:
     mean: list[float] | None = None  # per-channel normalisation; None: dataset default
     std: list[float] | None = None
     # preset (none | cifar | imagenet | strong | flip | crop | flip_crop) or a list of ops [{name: op, ...}]
-    # (robust_paddle.data.augment); checked when the data is built
+    # (robust_paddle.data.augment); names and parameters are checked when the config is loaded
     augment: str | list[dict] = "none"
     strong_augment: str | list[dict] = "strong"  # the strong view for methods that ask for one
     eval_resize_short: int = _f(0, min=0)  # eval geometry: short side to this, centre crop image_size; 0: resize
@@ -82,12 +82,18 @@ class DataConfig:
     on_bad_sample: str = _f("error", choices=("error", "skip"))
     max_classes: int = _f(1000, min=2)  # most classes inferred from labels alone (no class names)
     download: bool = False  # paddle.vision datasets: download when files are missing (needs internet)
-    class_names: list[str] | None = None
+    class_names: list[str] | str | None = None  # the names, or a text file with one name per line
     subset: int = _f(0, min=0)  # keep a stratified sample of N training samples (0 = all); quick experiments
     noise: NoiseConfig = _f(factory=NoiseConfig)
     sampler: str = _f("random", choices=("random", "weighted"))  # weighted: class-balanced draws with replacement
     sampler_weighting: str = _f("inverse", choices=("inverse", "inverse_sqrt", "effective"))  # sampler: weighted
     sampler_beta: float = _f(0.999, min=0.0, max=0.999999)  # sampler_weighting: effective
+    # several annotators per sample (robust_paddle.data.label_sources): CSV/TSV/JSONL rows of sample, annotator, label
+    annotations: str = ""
+    annotations_method: str = _f("dawid_skene", choices=("majority_vote", "dawid_skene", "glad", "mace"))
+    annotations_target: str = _f("hard", choices=("hard", "soft"))  # soft: the consensus posterior (standard only)
+    annotations_weighting: str = _f("none", choices=("none", "agreement"))  # agreement: per-sample loss weights
+    labels_override: str = ""  # reviewed labels (robust-paddle apply-review): rows of sample, label
 
     def __post_init__(self) -> None:
         from robust_paddle.data.augment import parse_augment
@@ -191,6 +197,9 @@ class TrainConfig:
     progress: bool = True  # tqdm bars
     visualdl: bool = True
     report: bool = True  # label-issue report at the end of training
+    # per-sample diagnostics on evaluation epochs (VisualDL histograms samples/*, noise/rate_gmm, train/acc):
+    # one extra eval pass over the training set; false skips it
+    diagnostics: bool = True
     hooks: list[dict] = _f(factory=list)  # extra hooks: [{name: ..., params...}]
 
 

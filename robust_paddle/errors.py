@@ -13,7 +13,7 @@ working.
 from __future__ import annotations
 
 __all__ = ["RobustPaddleError", "ConfigError", "DataError", "CheckpointError", "CompatibilityError",
-           "TrainingError"]
+           "TrainingError", "MissingDependencyError"]
 
 
 class RobustPaddleError(Exception):
@@ -38,3 +38,7 @@ class CompatibilityError(RobustPaddleError, RuntimeError):
 
 class TrainingError(RobustPaddleError, RuntimeError):
     """Training cannot continue (e.g. a non-finite loss); the last good checkpoint is left intact."""
+
+
+class MissingDependencyError(CompatibilityError, ImportError):
+    """An optional library a feature needs is not installed; the message names the ``pip install`` to run."""

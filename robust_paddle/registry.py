@@ -6,6 +6,8 @@ import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from robust_paddle.errors import ConfigError
+
 
 class Registry:
     """A named table of builders (classes or factory functions).
@@ -28,9 +30,9 @@ class Registry:
         def deco(obj: Callable[..., Any]) -> Callable[..., Any]:
             key = name if name is not None else obj.__name__.lower()
             if not isinstance(key, str) or not key or key != key.lower():
-                raise ValueError(f"{self.kind} registry: names must be non-empty lowercase strings, got {key!r}")
+                raise ConfigError(f"{self.kind} registry: names must be non-empty lowercase strings, got {key!r}")
             if key in self._table:
-                raise ValueError(
+                raise ConfigError(
                     f"{self.kind} '{key}' is already registered (by {self._table[key].__qualname__}); "
                     f"registered: {', '.join(self.names())}"
                 )
@@ -41,7 +43,7 @@ class Registry:
 
     def get(self, name: str) -> Callable[..., Any]:
         if not isinstance(name, str) or name not in self._table:
-            raise ValueError(f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}")
+            raise ConfigError(f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}")
         return self._table[name]
 
     def build(self, name: str, *args: Any, field: str | None = None, **kwargs: Any) -> Any:
@@ -95,7 +97,7 @@ def check_kwargs(obj: Callable[..., Any], kwargs: dict[str, Any], *, where: str,
         return
     unknown = sorted(set(kwargs) - set(names))
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"{where}: unknown key(s) {', '.join(unknown)} for {owner}; allowed: {', '.join(names) or '(none)'}"
         )
 

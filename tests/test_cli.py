@@ -78,3 +78,49 @@ def test_demo_runs_rows_in_parallel_and_prints_the_table(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["demo", "--jobs", "x"])
     assert cli.main(["-q", "demo", "--jobs", "0"]) == 2
+
+
+def test_internal_bug_keeps_its_traceback_and_exits_1(tmp_path):
+    # a KeyError raised inside a method is a bug, not bad input: full traceback, exit 1
+    code = ("import sys\n"
+            "from robust_paddle.methods.standard import StandardMethod\n"
+            "def broken(self, batch, *, epoch, step):\n"
+            "    return {}['no_such_term']\n"
+            "StandardMethod.train_step = broken\n"
+            "from robust_paddle.cli import main\n"
+            f"sys.exit(main(['-q', 'train', '-c', {QUICK!r}, '-o', 'train.epochs=1', '-o', 'data.subset=100',\n"
+            f"               '-o', 'train.progress=false', '-o', 'output_dir={tmp_path}/r']))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1
+    assert "Traceback (most recent call last)" in res.stderr and "KeyError: 'no_such_term'" in res.stderr
+    assert "robust-paddle: error" not in res.stderr
+
+
+@pytest.mark.parametrize("exc, line", [
+    (FileNotFoundError(2, "No such file or directory", "/data/x.csv"), "/data/x.csv: No such file or directory"),
+    (PermissionError(13, "Permission denied", "/out/run"), "/out/run: Permission denied"),
+    (FileNotFoundError("checkpoint not found: /a.pdckpt"), "checkpoint not found: /a.pdckpt"),
+])
+def test_os_errors_name_the_path(exc, line):
+    assert cli.error_line(exc) == line
+
+
+@pytest.mark.parametrize("exc", [KeyError("k"), TypeError("t"), ValueError("v")])
+def test_plain_builtin_errors_are_not_user_errors(monkeypatch, exc):
+    def boom(args):
+        raise exc
+
+    monkeypatch.setitem(cli.COMMANDS, "demo", boom)
+    with pytest.raises(type(exc)):
+        cli.main(["-q", "demo"])
+
+
+def test_robust_paddle_errors_are_one_line_exit_2(monkeypatch, capsys):
+    from robust_paddle.errors import CheckpointError, TrainingError
+
+    for exc, prefix in [(CheckpointError("ckpt.pdckpt: not a checkpoint\ndetail"), "robust-paddle: error: "),
+                        (TrainingError("loss became nan"), "robust-paddle: training failed: ")]:
+        monkeypatch.setitem(cli.COMMANDS, "demo", lambda args, exc=exc: (_ for _ in ()).throw(exc))
+        assert cli.main(["-q", "demo"]) == 2
+        err = capsys.readouterr().err
+        assert err == prefix + str(exc).splitlines()[0] + "\n"

@@ -87,5 +87,4 @@ def test_permission_error_anywhere_is_one_line_exit_2(monkeypatch, capsys):
     code = cli.main(["-q", "eval", "-c", QUICK, "--checkpoint", "x"])
     err = capsys.readouterr().err.strip()
     assert code == 2
-    assert err == (f"robust-paddle: error: /output/run/metrics.json: permission denied for uid {os.getuid()} "
-                   "(Permission denied)")
+    assert err == "robust-paddle: error: /output/run/metrics.json: Permission denied"

@@ -22,7 +22,7 @@ LEAVES = {"robust_paddle.errors", "robust_paddle._compat", "robust_paddle.regist
 #: what the engine may import besides itself: it runs the loop over data and never reaches above
 ENGINE_MAY_IMPORT = LEAVES | {"robust_paddle.config", "robust_paddle.data"}
 #: the only modules outside ``pipeline/`` that may import it (entry points and the lazy public API)
-PIPELINE_USERS = {"robust_paddle", "robust_paddle.cli"}
+PIPELINE_USERS = {"robust_paddle", "robust_paddle.cli", "robust_paddle.api"}
 
 
 def module_files(root: str = ROOT) -> dict[str, str]:

@@ -15,6 +15,7 @@ import numpy as np
 import paddle
 
 from robust_paddle import _compat
+from robust_paddle.errors import MissingDependencyError
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ def import_paddleslim(stage: str) -> ModuleType:
     try:
         import paddleslim
     except ImportError as e:
-        raise ImportError(f"compression stage '{stage}' needs PaddleSlim, which is not installed: {INSTALL_HINT} "
+        raise MissingDependencyError(f"compression stage '{stage}' needs PaddleSlim, which is not installed: {INSTALL_HINT} "
                           f"(paddleslim==2.6.0 with paddlepaddle 2.6); import failed with: {e}") from e
     _compat.patch_paddleslim(paddleslim)
     return paddleslim

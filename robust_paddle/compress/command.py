@@ -51,6 +51,7 @@ from robust_paddle.compress.measure import agreement, format_table, measure_mode
 from robust_paddle.compress.spec import PruneStage, PTQStage, QATStage, Stage, parse_stages, stage_dict
 from robust_paddle.config import Config
 from robust_paddle.deploy.predictor import MODEL_PREFIX, ModelInfo, PaddlePredictor
+from robust_paddle.errors import ConfigError, RobustPaddleError
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ REPORT_FILE = "compress_report.json"
 INPUT_DIR = "input"
 
 
-class CompressionCheckError(ValueError):
+class CompressionCheckError(RobustPaddleError, ValueError):
     """A compressed model failed its parity or accuracy check (the report was written first)."""
 
 
@@ -249,7 +250,8 @@ def accuracy_check(before: dict[str, Any], after: dict[str, Any], *, max_drop: f
 # ---------------------------------------------------------------------------------------------- command
 def prepare_compress(cfg: Config, out_dir: str) -> tuple[list[Stage], Any]:
     """Check ``cfg.slim.stages`` before any work: stages valid, PaddleSlim installed, this Paddle able to
-    run each stage, ``out_dir`` free; creates ``out_dir``. Returns the stages and the paddleslim module.
+    run each stage, ``out_dir`` free (created once the checkpoint has loaded). Returns the stages and the
+    paddleslim module.
 
     Raises:
         ValueError: no stages, invalid stages, or ``out_dir`` already holds a report (each names the field).
@@ -258,13 +260,12 @@ def prepare_compress(cfg: Config, out_dir: str) -> tuple[list[Stage], Any]:
     """
     stages = parse_stages(cfg.slim.stages)
     if not stages:
-        raise ValueError("slim.stages is empty; add stages to the config, e.g. slim: {stages: [{name: prune, "
+        raise ConfigError("slim.stages is empty; add stages to the config, e.g. slim: {stages: [{name: prune, "
                          "ratio: 0.3}, {name: qat}]}")
     for stage in stages:
         slim = import_paddleslim(stage.name)
     if os.path.exists(os.path.join(out_dir, REPORT_FILE)):
-        raise ValueError(f"--out {out_dir} already holds a compression ({REPORT_FILE}); choose another folder")
-    os.makedirs(out_dir, exist_ok=True)
+        raise ConfigError(f"--out {out_dir} already holds a compression ({REPORT_FILE}); choose another folder")
     return stages, slim
 
 

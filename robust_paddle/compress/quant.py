@@ -23,6 +23,7 @@ import paddle
 from robust_paddle import _compat
 from robust_paddle.compress.backend import import_paddleslim
 from robust_paddle.compress.spec import PTQStage, QATStage
+from robust_paddle.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def calibration_array(dataset: Any, *, samples: int, seed: int, field: str) -> n
     """
     n = 0 if dataset is None else len(dataset)
     if n == 0:
-        raise ValueError(f"{field}: the calibration set is empty (no samples in that split); pick a split with "
+        raise ConfigError(f"{field}: the calibration set is empty (no samples in that split); pick a split with "
                          "samples (train or val) or give the run a validation split (data.val_split > 0)")
     idx = np.sort(np.random.default_rng(seed).permutation(n)[: min(int(samples), n)])
     return np.stack([np.asarray(dataset[int(i)][0], dtype=np.float32) for i in idx])
@@ -123,7 +124,7 @@ def calibration_loader(x: np.ndarray, *, feed_name: str, batch_size: int) -> pad
         ValueError: ``x`` is empty.
     """
     if len(x) == 0:
-        raise ValueError("calibration: the calibration array is empty; pass at least one sample")
+        raise ConfigError("calibration: the calibration array is empty; pass at least one sample")
     var = paddle.static.data(name=feed_name, shape=[None, *x.shape[1:]], dtype="float32")
     return paddle.io.DataLoader(_ArrayDataset(x), feed_list=[var], places=paddle.CPUPlace(), return_list=False,
                                 batch_size=int(batch_size), shuffle=False, drop_last=False)
@@ -149,7 +150,7 @@ def quantize_post_static(model_dir: str, out_dir: str, calibration: np.ndarray, 
         ValueError: ``calibration`` is empty (names ``field``).
     """
     if calibration is None or len(calibration) == 0:
-        raise ValueError(f"{field}: the calibration set is empty; PTQ needs at least one sample")
+        raise ConfigError(f"{field}: the calibration set is empty; PTQ needs at least one sample")
     slim = import_paddleslim("ptq")
     batches = -(-len(calibration) // stage.batch_size)
     # PaddleSlim's quant_post_static reads and writes legacy (.pdmodel) programs: on Paddle 3.x it runs with

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from robust_paddle.errors import ConfigError
+from robust_paddle.errors import ConfigError, DataError
 
 PRESETS: dict[str, tuple[tuple[str, dict], ...]] = {
     "none": (),
@@ -62,13 +62,13 @@ def _F():
 
 def _pair(value: Sequence[float], name: str) -> tuple[float, float]:
     if not isinstance(value, (list, tuple)) or len(value) != 2 or not value[0] <= value[1]:
-        raise ValueError(f"{name} must be [low, high] with low <= high, got {value!r}")
+        raise DataError(f"{name} must be [low, high] with low <= high, got {value!r}")
     return float(value[0]), float(value[1])
 
 
 def _prob(p: float) -> float:
     if not 0.0 <= float(p) <= 1.0:
-        raise ValueError(f"prob must be in [0, 1], got {p!r}")
+        raise DataError(f"prob must be in [0, 1], got {p!r}")
     return float(p)
 
 
@@ -140,7 +140,7 @@ def _color_jitter(hw: tuple[int, int], channels: int, *, brightness: float = 0.4
     for name, v, hi in (("brightness", brightness, None), ("contrast", contrast, None),
                         ("saturation", saturation, None), ("hue", hue, 0.5)):
         if float(v) < 0 or (hi is not None and float(v) > hi):
-            raise ValueError(f"{name} must be >= 0{f' and <= {hi}' if hi else ''}, got {v!r}")
+            raise DataError(f"{name} must be >= 0{f' and <= {hi}' if hi else ''}, got {v!r}")
     F = _F()
     parts = [(F.adjust_brightness, float(brightness), 1.0), (F.adjust_contrast, float(contrast), 1.0)]
     if channels == 3:
@@ -208,7 +208,7 @@ class RandAugment:
 
     def __init__(self, channels: int, *, num_ops: int = 2, magnitude: float = 10.0) -> None:
         if int(num_ops) < 1 or not 0 <= float(magnitude) <= 30:
-            raise ValueError(f"rand_augment: num_ops must be >= 1 and magnitude in [0, 30], got {num_ops}, {magnitude}")
+            raise DataError(f"rand_augment: num_ops must be >= 1 and magnitude in [0, 30], got {num_ops}, {magnitude}")
         self.channels, self.num_ops, self.m = channels, int(num_ops), float(magnitude) / 30.0
 
     def _one(self, img: np.ndarray, op: str, sign: float) -> np.ndarray:

@@ -28,10 +28,11 @@ from sklearn.model_selection import train_test_split
 
 from robust_paddle.data.datasets import ArrayDataset, RowView
 from robust_paddle.data.imagecheck import decide_image_shape
+from robust_paddle.data.label_sources import LabelSources, apply_label_override, apply_label_sources
 from robust_paddle.data.noise import NoiseSpec, check_labels, inject_noise
 from robust_paddle.data.sources import Source, Split
 from robust_paddle.data.transforms import Pipeline, channel_stats, convert_images
-from robust_paddle.errors import ConfigError
+from robust_paddle.errors import ConfigError, DataError
 from robust_paddle.registry import DATASETS
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,8 @@ class DataBundle:
         mean, std: per channel (per feature for tabular), applied after ``scale``.
         noise: the injected noise, or None. scale: multiplies raw values before mean/std (1/255 for 8-bit
         images). name: the ``DATASETS`` source. skipped: ``(path, reason)`` of the files left out by
-        ``data.on_bad_sample: skip``.
+        ``data.on_bad_sample: skip``. label_sources: what ``data.annotations`` / ``data.labels_override`` did
+        (arrays over source rows; index them with ``train.source_rows``), or None.
     """
 
     train: ArrayDataset
@@ -64,6 +66,7 @@ class DataBundle:
     scale: float = 1.0
     name: str = ""
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    label_sources: LabelSources | None = None
 
 
 def _split(idx: np.ndarray, labels: np.ndarray, n_out: int, seed: int, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +88,7 @@ def _split_indices(src: Source, cfg_data, seed: int) -> dict[str, np.ndarray | N
             continue
         k = int(round(frac * n))
         if k < 1 or k >= len(idx):
-            raise ValueError(f"data.{part}_split={frac} leaves {k} of {len(idx)} samples for {part}; "
+            raise DataError(f"data.{part}_split={frac} leaves {k} of {len(idx)} samples for {part}; "
                              f"choose a fraction giving between 1 and {len(idx) - 1} samples, or 0")
         idx, out[part] = _split(idx, labels, k, rs, part)
     if cfg_data.subset and cfg_data.subset < len(idx):
@@ -114,7 +117,7 @@ def _prepare_images(src: Source, d) -> tuple[int, tuple[int, ...], list[tuple[st
     from every split here). Returns (channels, input_shape, skipped ``(path, reason)``)."""
     if src.kind == "tabular":
         if d.image_size or d.channels:
-            raise ValueError("data.image_size/data.channels apply to images; this npz source is tabular "
+            raise DataError("data.image_size/data.channels apply to images; this npz source is tabular "
                              "(x is [N, D]); set them to 0")
         return 0, (int(src.train.data.shape[1]),), []
     if d.eval_resize_short and not d.image_size:
@@ -146,10 +149,10 @@ def _prepare_images(src: Source, d) -> tuple[int, tuple[int, ...], list[tuple[st
 
 def _stats(src: Source, d, train_idx: np.ndarray, pipe: Pipeline, width: int) -> tuple[list[float], list[float]]:
     if (d.mean is None) != (d.std is None):
-        raise ValueError("set both data.mean and data.std, or neither")
+        raise DataError("set both data.mean and data.std, or neither")
     if d.mean is not None:
         if len(d.mean) != width or len(d.std) != width:
-            raise ValueError(f"data.mean/data.std need {width} values (one per {'feature' if src.kind == 'tabular' else 'channel'}), "
+            raise DataError(f"data.mean/data.std need {width} values (one per {'feature' if src.kind == 'tabular' else 'channel'}), "
                              f"got {len(d.mean)} and {len(d.std)}")
         return list(d.mean), list(d.std)
     if src.mean is not None and len(src.mean) == width:
@@ -205,7 +208,7 @@ def build_data(cfg) -> DataBundle:
     try:
         reader = DATASETS.get(d.name)
     except ValueError as e:
-        raise ValueError(f"data.name: {e}") from None
+        raise DataError(f"data.name: {e}") from None
     src: Source = reader(d)
     num_classes, names = len(src.class_names), list(src.class_names)
     for part in ("train", "val", "test"):
@@ -214,6 +217,7 @@ def build_data(cfg) -> DataBundle:
             check_labels(split.labels, num_classes, field=f"{part} labels of dataset '{d.name}'")
     channels, input_shape, skipped = _prepare_images(src, d)
     idx = _split_indices(src, d, seed)
+    label_sources = apply_label_sources(src, d, seed=seed)  # after the splits: they follow the file's labels
     width = input_shape[0]
     base = Pipeline(src.kind, (0.0,) * width, (1.0,) * width, scale=src.scale, seed=seed,
                     channels=channels or 3, size=d.image_size if src.kind == "image" else 0,
@@ -231,6 +235,7 @@ def build_data(cfg) -> DataBundle:
         noisy, spec = inject_noise(observed, nz, num_classes=num_classes, seed=seed, features=feats, dataset=src.name,
                                    groups=_split_groups(idx, len(observed)))
         clean = observed if clean is None else clean
+    noisy, label_sources = apply_label_override(noisy, src, d, label_sources)
 
     train = _dataset(src.train, idx["train"], noisy, clean, num_classes, base.with_augment(_augment_spec(d.augment)),
                      names)
@@ -263,4 +268,5 @@ def build_data(cfg) -> DataBundle:
                 input_shape, f", noise {spec.kind} realised {spec.realised_rate:.3f}" if spec else "")
     return DataBundle(train=train, train_eval=train_eval, val=val, test=test, num_classes=num_classes,
                       class_names=names, input_shape=tuple(int(s) for s in input_shape), mean=mean, std=std,
-                      noise=spec, scale=src.scale, name=src.name, skipped=skipped)
+                      noise=spec, scale=src.scale, name=src.name, skipped=skipped,
+                      label_sources=label_sources)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from robust_paddle.errors import DataError
+
 __all__ = ["Crowd", "annotator_matrix", "simulate_crowd"]
 
 
@@ -48,7 +50,7 @@ def annotator_matrix(kind: str, num_classes: int, *, rng: np.random.Generator, a
             m[i] = (1.0 - confusion) * m[i]
             m[i, j] += confusion
     elif kind not in ("expert", "good", "mediocre"):
-        raise ValueError(f"unknown annotator kind {kind!r}")
+        raise DataError(f"unknown annotator kind {kind!r}")
     return m
 
 
@@ -72,7 +74,7 @@ def simulate_crowd(true_labels: np.ndarray, *, num_classes: int, num_annotators:
     """
     y = np.asarray(true_labels, dtype=np.int64)
     if not 1 <= answers_per_sample <= num_annotators:
-        raise ValueError(f"answers_per_sample must be in [1, {num_annotators}], got {answers_per_sample}")
+        raise DataError(f"answers_per_sample must be in [1, {num_annotators}], got {answers_per_sample}")
     rng = np.random.default_rng(seed)
     shares = np.array([s for _, _, s in mix], dtype=np.float64)
     counts = np.floor(shares / shares.sum() * num_annotators).astype(int)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -76,19 +77,19 @@ class ArrayDataset(paddle.io.Dataset):
         self.data = data if isinstance(data, (np.ndarray, RowView)) else list(data)
         self.labels = check_labels(labels, num_classes)
         if len(self.data) != self.labels.shape[0]:
-            raise ValueError(f"dataset has {len(self.data)} samples but {self.labels.shape[0]} labels")
+            raise DataError(f"dataset has {len(self.data)} samples but {self.labels.shape[0]} labels")
         self.clean_labels = None
         if clean_labels is not None:
             self.clean_labels = check_labels(clean_labels, num_classes, field="clean_labels")
             if self.clean_labels.shape != self.labels.shape:
-                raise ValueError(f"clean_labels has {self.clean_labels.shape[0]} entries, labels has "
+                raise DataError(f"clean_labels has {self.clean_labels.shape[0]} entries, labels has "
                                  f"{self.labels.shape[0]}")
         n = self.labels.shape[0]
         self.source_rows = np.arange(n, dtype=np.int64) if source_rows is None else np.asarray(source_rows, np.int64)
         self.ids = None if ids is None else np.asarray(ids)
         for name, arr in (("source_rows", self.source_rows), ("ids", self.ids)):
             if arr is not None and arr.shape != (n,):
-                raise ValueError(f"{name} has shape {arr.shape}; the dataset has {n} samples")
+                raise DataError(f"{name} has shape {arr.shape}; the dataset has {n} samples")
         self.num_classes = int(num_classes)
         self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
         self.pipeline = pipeline
@@ -124,17 +125,20 @@ class ArrayDataset(paddle.io.Dataset):
             return (p.channels, p.size, p.size)
         return (p.channels, *p.shape_hw) if p.shape_hw[0] else None
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.int64, np.int64]:
+    def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
+        """``(x, label, index)``, then one input per ``extra_views`` entry (``(view, strong)`` pairs the run
+        sets for a method that asks, ``Method.loader_views``): computed here, i.e. in the loader's workers."""
         index = int(index)
+        views = self.__dict__.get("extra_views", ())
         try:
-            x = self.get_x(index)
+            xs = [self.get_x(index)] + [self.get_x(index, view=v, strong=s) for v, s in views]
         except Exception as e:  # noqa: BLE001 - reported as one line by CheckedDataLoader (see LoadFailures)
             failures, shape = self.__dict__.get("_failures"), self.sample_shape
-            if failures is None or shape is None:
+            if failures is None or shape is None or not _in_loader():
                 raise
             failures.record(index, self.describe_failure(index, e))
-            x = np.zeros(shape, dtype=np.float32)  # never trained on: the loader raises before yielding it
-        return x, np.int64(self.labels[index]), np.int64(index)
+            xs = [np.zeros(shape, dtype=np.float32)] * (1 + len(views))  # never trained on: the loader raises first
+        return (xs[0], np.int64(self.labels[index]), np.int64(index), *xs[1:])
 
     def describe_failure(self, index: int, error: BaseException) -> str:
         """One line naming the sample (its file) and why it could not be loaded."""
@@ -149,7 +153,7 @@ class ArrayDataset(paddle.io.Dataset):
         out = ArrayDataset.__new__(ArrayDataset)
         paddle.io.Dataset.__init__(out)
         out.__dict__.update(self.__dict__)
-        out.pipeline, out.epoch = pipeline, 0
+        out.pipeline, out.epoch, out.extra_views = pipeline, 0, ()
         return out
 
     def select(self, indices: np.ndarray) -> ArrayDataset:
@@ -189,7 +193,7 @@ class EpochBatchSampler(paddle.io.BatchSampler):
     def __init__(self, dataset: paddle.io.Dataset, *, batch_size: int, shuffle: bool, seed: int,
                  drop_last: bool = False, num_replicas: int = 1, rank: int = 0) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+            raise DataError(f"batch_size must be an int >= 1, got {batch_size!r}")
         super().__init__(dataset=dataset, shuffle=False, batch_size=batch_size, drop_last=bool(drop_last))
         self.dataset = dataset
         self.shuffle = bool(shuffle)
@@ -200,9 +204,9 @@ class EpochBatchSampler(paddle.io.BatchSampler):
     def set_replicas(self, *, num_replicas: int, rank: int) -> None:
         """Shard every global batch over ``num_replicas`` ranks; this sampler yields rank ``rank``'s part."""
         if isinstance(num_replicas, bool) or not isinstance(num_replicas, int) or num_replicas < 1:
-            raise ValueError(f"num_replicas must be an int >= 1, got {num_replicas!r}")
+            raise DataError(f"num_replicas must be an int >= 1, got {num_replicas!r}")
         if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < num_replicas:
-            raise ValueError(f"rank must be an int in [0, {num_replicas}), got {rank!r}")
+            raise DataError(f"rank must be an int in [0, {num_replicas}), got {rank!r}")
         self.num_replicas, self.rank = num_replicas, rank
 
     def set_epoch(self, epoch: int) -> None:
@@ -236,6 +240,12 @@ class EpochBatchSampler(paddle.io.BatchSampler):
     def __len__(self) -> int:
         n = len(self.dataset)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+
+def _in_loader() -> bool:
+    """True inside a DataLoader's reader thread or worker process (a direct ``dataset[i]`` in the main thread
+    raises as usual)."""
+    return threading.current_thread() is not threading.main_thread() or paddle.io.get_worker_info() is not None
 
 
 class LoadFailures:
@@ -342,7 +352,7 @@ def build_loader(dataset: paddle.io.Dataset, *, batch_size: int, shuffle: bool, 
     also applied to a given ``batch_sampler``).
     """
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
+        raise DataError(f"num_workers must be an int >= 0, got {num_workers!r}")
     sampler = batch_sampler if batch_sampler is not None else EpochBatchSampler(
         dataset, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
     if num_replicas != 1 or rank != 0:

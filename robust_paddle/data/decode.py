@@ -23,7 +23,7 @@ transparency                 the alpha channel is then dropped
 Then the channel rule: a grey image given to a 3-channel model is repeated on the 3 channels; a colour image
 given to a 1-channel model becomes ITU-R 601-2 luma ``0.299 R + 0.587 G + 0.114 B`` (computed in float, so no
 8-bit rounding). Then, when ``size`` differs from the image, each channel is resized with bilinear filtering in
-float (Pillow mode ``F``). The EXIF orientation tag is applied first (phone photos); animated or multi-page
+float (Pillow mode ``F``). The EXIF orientation tag of JPEG, TIFF and WebP files is applied first (phone photos); animated or multi-page
 files give their first frame. 16-bit-per-channel colour files (48-bit PNG) are reduced to 8 bits by Pillow
 itself.
 
@@ -40,7 +40,7 @@ import struct
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from robust_paddle.errors import DataError
 
@@ -93,12 +93,24 @@ def _reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
+#: EXIF orientation -> the transpose that shows the image upright (as ``ImageOps.exif_transpose``)
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}
+#: formats whose EXIF block is read with the header (a PNG eXIf chunk after the pixels is not consulted, so the
+#: header probe and the decoder always agree without decoding PNG pixels twice)
+_EXIF_FORMATS = ("JPEG", "MPO", "TIFF", "WEBP")
+
+
 def _orientation(im: Image.Image) -> int:
-    """The EXIF orientation tag (1 = as stored); a broken EXIF block counts as 1, as in ``exif_transpose``."""
-    try:
-        return int(im.getexif().get(0x0112, 1))
-    except Exception:  # noqa: BLE001 - any EXIF parsing failure means "no orientation"
+    """The EXIF orientation tag read from the header (1 = as stored); a broken EXIF block counts as 1."""
+    if im.format not in _EXIF_FORMATS and "exif" not in im.info:
         return 1
+    try:
+        value = int(im.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - any EXIF parsing failure means "no orientation", as in exif_transpose
+        return 1
+    return value if value in _TRANSPOSE else 1
 
 
 def probe_image(source: str | bytes, *, name: str | None = None) -> ImageInfo:
@@ -188,21 +200,22 @@ def decode_image(source: str | bytes | Image.Image, *, channels: int, size: int 
             a decompression bomb) or ``"<name>: 32-bit integer pixels ..."``.
     """
     if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+        raise DataError(f"channels must be 1 or 3, got {channels!r}")
     where = _name(source, name)
     im = source if isinstance(source, Image.Image) else None
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             im = im or _open(source)
+            orientation = _orientation(im)
             im.load()
         except _DECODE_ERRORS as e:
             if im is not None and im is not source:
                 im.close()
             raise DataError(f"{where}: cannot read image: {_reason(e)}") from None
     with contextlib.nullcontext(im) if im is source else im:
-        if _orientation(im) != 1:
-            im = ImageOps.exif_transpose(im)
+        if orientation != 1:
+            im = im.transpose(_TRANSPOSE[orientation])
         arr = _to_float(im, where)
     if channels == 3 and arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)

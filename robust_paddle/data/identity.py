@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from robust_paddle.errors import DataError
+
 TRAIN_LABELS_NAME = "train_labels.npy"
 
 
@@ -47,7 +49,7 @@ def train_labels_table(ds: Any, *, labels: np.ndarray | None = None) -> np.ndarr
     n = len(ds)
     label = np.asarray(ds.labels if labels is None else labels, dtype=np.int64)
     if label.shape != (n,):
-        raise ValueError(f"labels must have shape ({n},), got {label.shape}")
+        raise DataError(f"labels must have shape ({n},), got {label.shape}")
     cols = identity_columns(ds)
     fields: list[tuple[str, Any]] = [("source_row", np.int64), ("label", np.int64)]
     values: dict[str, Any] = {"source_row": cols["source_row"], "label": label}

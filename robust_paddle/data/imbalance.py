@@ -24,6 +24,7 @@ import numpy as np
 import paddle
 
 from robust_paddle.data.datasets import EpochBatchSampler
+from robust_paddle.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +43,11 @@ def class_counts(labels: np.ndarray, *, num_classes: int) -> np.ndarray:
     """
     labels = np.asarray(labels).reshape(-1)
     if labels.size and not np.issubdtype(labels.dtype, np.integer):
-        raise TypeError(f"labels must be integers, got dtype {labels.dtype}")
+        raise DataError(f"labels must be integers, got dtype {labels.dtype}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+        raise DataError(f"num_classes must be an int >= 2, got {num_classes!r}")
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"labels must lie in [0, {num_classes}), got values in [{labels.min()}, {labels.max()}]")
+        raise DataError(f"labels must lie in [0, {num_classes}), got values in [{labels.min()}, {labels.max()}]")
     return np.bincount(labels.astype(np.int64), minlength=num_classes).astype(np.int64)
 
 
@@ -68,13 +69,13 @@ def class_weights(labels: np.ndarray, *, num_classes: int, method: str = "invers
         ValueError: unknown ``method``, ``beta`` outside [0, 1), or no labels at all.
     """
     if method not in WEIGHTINGS:
-        raise ValueError(f"class weighting {method!r} is not known; choose one of: {', '.join(WEIGHTINGS)}")
+        raise DataError(f"class weighting {method!r} is not known; choose one of: {', '.join(WEIGHTINGS)}")
     if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 <= float(beta) < 1.0:
-        raise ValueError(f"class weighting beta must be a number in [0, 1), got {beta!r}")
+        raise DataError(f"class weighting beta must be a number in [0, 1), got {beta!r}")
     counts = class_counts(labels, num_classes=num_classes).astype(np.float64)
     present = counts > 0
     if not present.any():
-        raise ValueError("class weights need at least one label, got an empty label array")
+        raise DataError("class weights need at least one label, got an empty label array")
     if not present.all():
         logger.warning("classes %s have no training sample; their class weight is 0",
                        np.flatnonzero(~present).tolist())
@@ -95,7 +96,7 @@ def sample_weights(labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     weights = np.asarray(weights, dtype=np.float64).reshape(-1)
     if labels.size and labels.max() >= weights.size:
-        raise ValueError(f"label {labels.max()} has no weight (only {weights.size} class weights)")
+        raise DataError(f"label {labels.max()} has no weight (only {weights.size} class weights)")
     return weights[labels]
 
 
@@ -120,12 +121,12 @@ class WeightedEpochBatchSampler(EpochBatchSampler):
         super().__init__(dataset, batch_size=batch_size, shuffle=True, seed=seed, drop_last=drop_last)
         w = np.asarray(weights, dtype=np.float64).reshape(-1)
         if w.shape[0] != len(dataset):
-            raise ValueError(f"sampler weights: need one weight per sample ({len(dataset)}), got {w.shape[0]}")
+            raise DataError(f"sampler weights: need one weight per sample ({len(dataset)}), got {w.shape[0]}")
         if not np.all(np.isfinite(w)) or np.any(w < 0) or not np.any(w > 0):
-            raise ValueError("sampler weights must be finite, >= 0 and not all zero")
+            raise DataError("sampler weights must be finite, >= 0 and not all zero")
         if num_samples is not None and (isinstance(num_samples, bool) or not isinstance(num_samples, int)
                                         or num_samples < 1):
-            raise ValueError(f"sampler num_samples must be an int >= 1 or None, got {num_samples!r}")
+            raise DataError(f"sampler num_samples must be an int >= 1 or None, got {num_samples!r}")
         self.probs = w / w.sum()
         self.num_samples = len(dataset) if num_samples is None else num_samples
 

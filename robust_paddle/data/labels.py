@@ -21,7 +21,7 @@ import contextvars
 
 import numpy as np
 
-from robust_paddle.data.textfile import where
+from robust_paddle.data.textfile import read_text_lines, where
 from robust_paddle.errors import DataError
 
 LIST_MAX = 10
@@ -136,3 +136,18 @@ def check_finite(x: np.ndarray, split, what: str) -> None:
         kind = "NaN" if np.isnan(x[i]).any() else "Inf"
         _fail(f"{describe(split, i)}: {what} holds {kind} ({int(bad_rows.sum())} sample(s) hold NaN or Inf); "
               "features must be finite")
+
+
+def read_class_names(path: str) -> list[str]:
+    """``data.class_names`` given as a text file: one name per line (blank lines skipped, surrounding spaces
+    dropped); a repeated name is an error naming both lines."""
+    seen: dict[str, int] = {}
+    for n, line in read_text_lines(path, what="data.class_names"):
+        name = line.strip()
+        if name in seen:
+            raise DataError(f"data.class_names: {where(path, n)}: {name!r} repeats line {seen[name]}; class names "
+                            "must be unique")
+        seen[name] = n
+    if not seen:
+        raise DataError(f"data.class_names: {path} holds no names (one class name per line)")
+    return list(seen)

@@ -36,6 +36,7 @@ from robust_paddle.data.noise_gen import (  # noqa: F401  (re-exported public AP
     resolve_class_map,
     symmetric_matrix,
 )
+from robust_paddle.errors import DataError
 from robust_paddle.registry import NOISES
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def _asymmetric(labels, *, num_classes, rate, seed, class_map, file, features, d
 @NOISES.register("instance")
 def _instance(labels, *, num_classes, rate, seed, class_map, file, features, dataset, sampling, groups):
     if features is None:
-        raise ValueError("noise.kind='instance' needs the sample features (pass features=[N, ...])")
+        raise DataError("noise.kind='instance' needs the sample features (pass features=[N, ...])")
     return instance_dependent_noise(features, labels, rate=rate, num_classes=num_classes, seed=seed), None
 
 
@@ -129,7 +130,7 @@ class NoiseSpec:
         """A copy whose realised rate/matrix are measured on ``clean`` vs ``noisy`` (e.g. the train split)."""
         clean, noisy = np.asarray(clean), np.asarray(noisy)
         if clean.shape != noisy.shape:
-            raise ValueError(f"clean labels {clean.shape} and noisy labels {noisy.shape} differ in shape")
+            raise DataError(f"clean labels {clean.shape} and noisy labels {noisy.shape} differ in shape")
         rate = float(np.mean(clean != noisy)) if clean.size else 0.0
         return dataclasses.replace(self, realised_rate=rate, num_samples=int(clean.size),
                                    realised_matrix=_as_matrix(realised_matrix(clean, noisy, self.num_classes)))
@@ -144,7 +145,7 @@ class NoiseSpec:
         d = json.loads(text)
         unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
-            raise ValueError(f"noise spec: unknown key(s) {', '.join(unknown)}")
+            raise DataError(f"noise spec: unknown key(s) {', '.join(unknown)}")
         d["class_map"] = tuple(sorted((int(s), int(t)) for s, t in (d.get("class_map") or {}).items()))
         d.setdefault("sampling", "random")  # specs written before the field existed were drawn per sample
         for key in ("transition", "realised_matrix"):
@@ -176,16 +177,16 @@ def inject_noise(labels: np.ndarray, noise: Any, *, num_classes: int, seed: int 
     labels = check_labels(labels, num_classes)
     if isinstance(noise, NoiseSpec):
         if noise.num_classes != num_classes:
-            raise ValueError(f"noise spec is for {noise.num_classes} classes, data has {num_classes}")
+            raise DataError(f"noise spec is for {noise.num_classes} classes, data has {num_classes}")
         class_map: Any = {s: t for s, t in noise.class_map} if noise.class_map else "auto"
         eff_seed = noise.seed
     else:
         class_map = noise.class_map
         eff_seed = noise.seed if noise.seed is not None else seed
     if eff_seed is None:
-        raise ValueError("inject_noise: no seed; set noise.seed or pass seed=")
+        raise DataError("inject_noise: no seed; set noise.seed or pass seed=")
     if isinstance(eff_seed, bool) or not isinstance(eff_seed, (int, np.integer)) or eff_seed < 0:
-        raise ValueError(f"noise.seed (or the run seed) must be an int >= 0, got {eff_seed!r}")
+        raise DataError(f"noise.seed (or the run seed) must be an int >= 0, got {eff_seed!r}")
     kind, rate = noise.kind, _check_rate(noise.rate)
     fn = NOISES.get(kind)
     pairs: tuple[tuple[int, int], ...] = ()

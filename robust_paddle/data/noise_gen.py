@@ -49,12 +49,12 @@ IDN_NORM_STD = 0.1  # std of the truncated normal flip-rate distribution (Xia et
 # ------------------------------------------------------------------------------------------- validation
 def _check_num_classes(num_classes: int) -> None:
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+        raise DataError(f"num_classes must be an int >= 2, got {num_classes!r}")
 
 
 def _check_rate(rate: float, field: str = "noise.rate") -> float:
     if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)) or not 0.0 <= rate <= 1.0:
-        raise ValueError(f"{field} must be a number in [0, 1], got {rate!r}")
+        raise DataError(f"{field} must be a number in [0, 1], got {rate!r}")
     return float(rate)
 
 
@@ -62,13 +62,13 @@ def check_labels(labels: Any, num_classes: int, *, field: str = "labels") -> np.
     """Return ``labels`` as int64 [N], raising ValueError unless they are integers in [0, num_classes)."""
     arr = np.asarray(labels)
     if arr.ndim != 1:
-        raise ValueError(f"{field} must be 1-D [N], got shape {arr.shape}")
+        raise DataError(f"{field} must be 1-D [N], got shape {arr.shape}")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"{field} must hold integers, got dtype {arr.dtype}")
+        raise DataError(f"{field} must hold integers, got dtype {arr.dtype}")
     arr = arr.astype(np.int64)
     if arr.size and (arr.min() < 0 or arr.max() >= num_classes):
         bad = arr[(arr < 0) | (arr >= num_classes)][0]
-        raise ValueError(f"{field}: label {int(bad)} is out of range; labels must be in [0, {num_classes - 1}]")
+        raise DataError(f"{field}: label {int(bad)} is out of range; labels must be in [0, {num_classes - 1}]")
     return arr
 
 
@@ -115,13 +115,13 @@ def resolve_class_map(class_map: str | Mapping[Any, Any], *, num_classes: int,
         name = class_map
         if name == "auto":
             if dataset not in AUTO_CLASS_MAPS:
-                raise ValueError(
+                raise DataError(
                     f"noise.class_map='auto' has no standard map for dataset {dataset!r} (known: "
                     f"{', '.join(sorted(AUTO_CLASS_MAPS))}); set noise.class_map to one of "
                     f"{', '.join(sorted(CLASS_MAPS))} or a mapping {{src: dst}}")
             name = AUTO_CLASS_MAPS[dataset]
         if name not in CLASS_MAPS:
-            raise ValueError(f"noise.class_map: unknown map {class_map!r}; choose one of "
+            raise DataError(f"noise.class_map: unknown map {class_map!r}; choose one of "
                              f"{', '.join(sorted(CLASS_MAPS))}, 'auto' or a mapping {{src: dst}}")
         mapping = dict(CLASS_MAPS[name])
     elif isinstance(class_map, Mapping):
@@ -131,13 +131,13 @@ def resolve_class_map(class_map: str | Mapping[Any, Any], *, num_classes: int,
             try:
                 src, dst = int(k), int(v)
             except (TypeError, ValueError):
-                raise ValueError(f"noise.class_map: entry {k!r}: {v!r} must map a class index to a class index") from None
+                raise DataError(f"noise.class_map: entry {k!r}: {v!r} must map a class index to a class index") from None
             mapping[src] = dst
     else:
-        raise TypeError(f"noise.class_map must be a map name or a mapping, got {type(class_map).__name__}")
+        raise DataError(f"noise.class_map must be a map name or a mapping, got {type(class_map).__name__}")
     for src, dst in mapping.items():
         if not (0 <= src < num_classes and 0 <= dst < num_classes) or src == dst:
-            raise ValueError(f"noise.class_map: {src} -> {dst} is invalid; classes must differ and lie in "
+            raise DataError(f"noise.class_map: {src} -> {dst} is invalid; classes must differ and lie in "
                              f"[0, {num_classes - 1}]")
     return name, mapping
 
@@ -169,9 +169,9 @@ def check_transition(t: Any, num_classes: int | None = None) -> np.ndarray:
     """Validate a row-stochastic matrix [C, C] (non-negative, rows sum to 1) and return it as float64."""
     t = np.asarray(t, dtype=np.float64)
     if t.ndim != 2 or t.shape[0] != t.shape[1] or (num_classes is not None and t.shape[0] != num_classes):
-        raise ValueError(f"transition matrix must be square [C, C] (C={num_classes}), got shape {t.shape}")
+        raise DataError(f"transition matrix must be square [C, C] (C={num_classes}), got shape {t.shape}")
     if not np.all(np.isfinite(t)) or t.min() < 0 or not np.allclose(t.sum(1), 1.0, atol=1e-6):
-        raise ValueError("transition matrix must be finite, non-negative, and each row must sum to 1; "
+        raise DataError("transition matrix must be finite, non-negative, and each row must sum to 1; "
                          f"row sums are {np.round(t.sum(1), 6).tolist()}")
     return t
 
@@ -212,7 +212,7 @@ def apply_transition(labels: np.ndarray, t: np.ndarray, *, seed: int, sampling: 
     t = check_transition(t)
     labels = check_labels(labels, t.shape[0])
     if sampling not in SAMPLINGS:
-        raise ValueError(f"noise.sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
+        raise DataError(f"noise.sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
     rng = np.random.default_rng(seed)
     if sampling == "random":
         return _sample_rows(t[labels], rng)
@@ -220,7 +220,7 @@ def apply_transition(labels: np.ndarray, t: np.ndarray, *, seed: int, sampling: 
         groups = np.zeros(labels.shape[0], dtype=np.int64)
     groups = np.asarray(groups)
     if groups.shape != labels.shape:
-        raise ValueError(f"noise groups {groups.shape} must match labels {labels.shape}")
+        raise DataError(f"noise groups {groups.shape} must match labels {labels.shape}")
     noisy = labels.astype(np.int64).copy()
     for g in np.unique(groups):
         for c in np.unique(labels[groups == g]):
@@ -255,9 +255,9 @@ def instance_dependent_noise(features: np.ndarray, labels: np.ndarray, *, rate: 
     labels = check_labels(labels, num_classes)
     x = np.asarray(features, dtype=np.float32).reshape(len(features), -1)
     if x.shape[0] != labels.shape[0]:
-        raise ValueError(f"features has {x.shape[0]} rows but labels has {labels.shape[0]}")
+        raise DataError(f"features has {x.shape[0]} rows but labels has {labels.shape[0]}")
     if not np.all(np.isfinite(x)):
-        raise ValueError("features must be finite for instance-dependent noise")
+        raise DataError("features must be finite for instance-dependent noise")
     if rate == 0.0:
         return labels.copy()
     rng = np.random.default_rng(seed)
@@ -291,11 +291,11 @@ def load_noisy_label_file(path: str, n: int, *, num_classes: int | None = None) 
         ValueError: missing file, unparsable line, wrong length or out-of-range label.
     """
     if not path or not os.path.isfile(path):
-        raise ValueError(f"noise.file: {path!r} does not exist (kind=file needs a .npy or text file of labels)")
+        raise DataError(f"noise.file: {path!r} does not exist (kind=file needs a .npy or text file of labels)")
     if path.endswith(".npy"):
         arr = np.load(path, allow_pickle=False)
         if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
-            raise ValueError(f"noise.file {path}: expected a 1-D integer array, got shape {arr.shape} "
+            raise DataError(f"noise.file {path}: expected a 1-D integer array, got shape {arr.shape} "
                              f"dtype {arr.dtype}")
     else:
         values = []
@@ -307,10 +307,10 @@ def load_noisy_label_file(path: str, n: int, *, num_classes: int | None = None) 
                                 "one integer label per line") from None
         arr = np.asarray(values, dtype=np.int64)
     if arr.shape[0] != n:
-        raise ValueError(f"noise.file {path}: has {arr.shape[0]} labels but the training source has {n} "
+        raise DataError(f"noise.file {path}: has {arr.shape[0]} labels but the training source has {n} "
                          "samples; the file must hold one label per sample, in source order")
     if num_classes is not None:
         check_labels(arr, num_classes, field=f"noise.file {path}")
     elif arr.size and arr.min() < 0:
-        raise ValueError(f"noise.file {path}: label {int(arr.min())} is out of range; labels must be >= 0")
+        raise DataError(f"noise.file {path}: label {int(arr.min())} is out of range; labels must be >= 0")
     return arr.astype(np.int64)

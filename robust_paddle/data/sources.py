@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from robust_paddle.data.labels import check_finite, resolve_classes
+from robust_paddle.data.labels import check_finite, read_class_names, resolve_classes
 from robust_paddle.data.textfile import read_text_lines, where
 from robust_paddle.errors import DataError
 from robust_paddle.registry import DATASETS
@@ -74,7 +74,7 @@ class Source:
 def _reject(cfg, name: str, fields: tuple[str, ...]) -> None:
     for f in fields:
         if getattr(cfg, f):
-            raise ValueError(f"data.{f}={getattr(cfg, f)!r} is not used by dataset '{name}'; leave it empty")
+            raise DataError(f"data.{f}={getattr(cfg, f)!r} is not used by dataset '{name}'; leave it empty")
 
 
 def _labels(y: np.ndarray, where: str) -> np.ndarray:
@@ -90,14 +90,17 @@ def _class_names(cfg, splits: list[Split | None], known: list[str] | None = None
     """``data.class_names`` if given, else ``known``, else "0".."C-1" with C = max label + 1, after the label
     checks of :func:`robust_paddle.data.labels.resolve_classes` (``splits``: train, val, test)."""
     parts = dict(zip(("train", "val", "test"), splits))
-    return resolve_classes(parts, names=None if cfg.class_names is None else list(cfg.class_names), known=known,
+    names = cfg.class_names
+    if isinstance(names, str):
+        names = read_class_names(names)
+    return resolve_classes(parts, names=None if names is None else list(names), known=known,
                            max_classes=cfg.max_classes)
 
 
 def _extra_splits(cfg, read: Callable[[str], Split]) -> dict:
     """Val (``val_path`` or trusted ``clean_val_path``) and test (``test_path``) read with ``read``."""
     if cfg.val_path and cfg.clean_val_path:
-        raise ValueError("set only one of data.val_path and data.clean_val_path (the latter is a trusted val set)")
+        raise DataError("set only one of data.val_path and data.clean_val_path (the latter is a trusted val set)")
     out: dict = {"val_trusted": bool(cfg.clean_val_path)}
     if cfg.val_path or cfg.clean_val_path:
         out["val"] = read(cfg.clean_val_path or cfg.val_path)
@@ -110,9 +113,9 @@ def _extra_splits(cfg, read: Callable[[str], Split]) -> dict:
 
 def _need_file(path: str, field: str, what: str) -> str:
     if not path:
-        raise ValueError(f"data.{field} is empty; set it to {what}")
+        raise DataError(f"data.{field} is empty; set it to {what}")
     if not os.path.exists(path):
-        raise ValueError(f"data.{field}: {path!r} does not exist ({what})")
+        raise DataError(f"data.{field}: {path!r} does not exist ({what})")
     return path
 
 
@@ -141,7 +144,7 @@ def _npz_images(x: np.ndarray, where: str) -> tuple[np.ndarray, str]:
             return x, "image"
         if x.shape[1] in (1, 3):
             return np.ascontiguousarray(x.transpose(0, 2, 3, 1)), "image"
-    raise ValueError(f"{where}: x must be [N, D] (tabular), [N, H, W] (grey) or [N, H, W, C] / [N, C, H, W] "
+    raise DataError(f"{where}: x must be [N, D] (tabular), [N, H, W] (grey) or [N, H, W, C] / [N, C, H, W] "
                      f"with C in (1, 3); got shape {x.shape}")
 
 
@@ -150,7 +153,7 @@ def _read_npz_arrays(path: str, where: str) -> dict:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except (OSError, ValueError) as e:
-        raise ValueError(f"{where}: cannot read {path!r} as .npz: {e}") from None
+        raise DataError(f"{where}: cannot read {path!r} as .npz: {e}") from None
 
 
 def _npz_ids(z: dict, key: str, where: str) -> np.ndarray | None:
@@ -159,14 +162,14 @@ def _npz_ids(z: dict, key: str, where: str) -> np.ndarray | None:
         return None
     ids = np.asarray(z[key])
     if ids.ndim != 1 or not (np.issubdtype(ids.dtype, np.integer) or ids.dtype.kind in "US"):
-        raise ValueError(f"{where} '{key}': ids must be a 1-D array of integers or strings, got shape "
+        raise DataError(f"{where} '{key}': ids must be a 1-D array of integers or strings, got shape "
                          f"{ids.shape} dtype {ids.dtype}")
     return ids.astype(str) if ids.dtype.kind == "S" else ids
 
 
 def _npz_split(z: dict, xk: str, yk: str, ck: str | None, where: str, ik: str = "ids") -> tuple[Split, str, np.dtype]:
     if xk not in z or yk not in z:
-        raise ValueError(f"{where}: needs arrays '{xk}' and '{yk}'; found {', '.join(sorted(z)) or 'none'}")
+        raise DataError(f"{where}: needs arrays '{xk}' and '{yk}'; found {', '.join(sorted(z)) or 'none'}")
     x, kind = _npz_images(z[xk], where)
     y = _labels(z[yk], f"{where} '{yk}'")
     clean = _labels(z[ck], f"{where} '{ck}'") if ck and ck in z else None
@@ -185,7 +188,7 @@ def npz(cfg) -> Source:
     carried to every per-sample output), ``x_test``/``y_test``/``ids_test``, ``class_names``.
 
     ``x``: [N, D] tabular, [N, H, W] grey, or [N, H, W, C] / [N, C, H, W] images (uint8 scaled by 1/255,
-    floats used as they are). ``val_path`` / ``test_path`` / ``clean_val_path`` are further npz files.
+    uint16 by 1/65535 as the image decoder does for 16-bit files, floats used as they are). ``val_path`` / ``test_path`` / ``clean_val_path`` are further npz files.
     """
     path = _need_file(cfg.path, "path", "a .npz file with arrays x, y")
     z = _read_npz_arrays(path, f"data.path {path}")
@@ -198,17 +201,18 @@ def npz(cfg) -> Source:
         split, k, _ = _npz_split(_read_npz_arrays(_need_file(p, "val_path/test_path", "an .npz file"), p),
                                  "x", "y", "y_clean", p)
         if k != kind or split.data.shape[1:] != train.data.shape[1:]:
-            raise ValueError(f"{p}: samples of shape {split.data.shape[1:]} do not match the training "
+            raise DataError(f"{p}: samples of shape {split.data.shape[1:]} do not match the training "
                              f"data {train.data.shape[1:]}")
         return split
 
     extra = _extra_splits(cfg, read)
     if test is not None and "test" in extra:
-        raise ValueError(f"data.path {path} already holds x_test; leave data.test_path empty")
+        raise DataError(f"data.path {path} already holds x_test; leave data.test_path empty")
     extra.setdefault("test", test)
     known = [str(s) for s in z["class_names"].tolist()] if "class_names" in z else None
     names = _class_names(cfg, [train, extra.get("val"), extra.get("test")], known=known)
-    scale = 1.0 / 255.0 if dtype == np.uint8 and kind == "image" else 1.0
+    scale = {np.dtype(np.uint8): 1.0 / 255.0, np.dtype(np.uint16): 1.0 / 65535.0}.get(np.dtype(dtype), 1.0) \
+        if kind == "image" else 1.0
     return Source("npz", kind, train, names, scale=scale, **extra)
 
 
@@ -217,7 +221,7 @@ def _load_npy(path: str, *, mmap: bool) -> np.ndarray:
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (OSError, ValueError) as e:
-        raise ValueError(f"cannot read {path!r} as .npy: {e}") from None
+        raise DataError(f"cannot read {path!r} as .npy: {e}") from None
 
 
 def _npy_split(folder: str, prefix: str, where: str) -> Split | None:
@@ -225,17 +229,17 @@ def _npy_split(folder: str, prefix: str, where: str) -> Split | None:
     if not os.path.isfile(xp):
         return None
     if not os.path.isfile(yp):
-        raise ValueError(f"{where}: {xp} has no labels file {os.path.basename(yp)} next to it")
+        raise DataError(f"{where}: {xp} has no labels file {os.path.basename(yp)} next to it")
     x = _load_npy(xp, mmap=True)
     if x.ndim not in (2, 4) or (x.ndim == 4 and x.shape[3] not in (1, 3)):
-        raise ValueError(f"{xp}: memory-mapped images must be [N, H, W, C] with C in (1, 3) (or [N, D] tabular), "
+        raise DataError(f"{xp}: memory-mapped images must be [N, H, W, C] with C in (1, 3) (or [N, D] tabular), "
                          f"got shape {x.shape}")
     y = _labels(_load_npy(yp, mmap=False), yp)
     cp = os.path.join(folder, f"y{prefix}_clean.npy")
     clean = _labels(_load_npy(cp, mmap=False), cp) if os.path.isfile(cp) else None
     for name, arr in ((yp, y), (cp, clean)):
         if arr is not None and arr.shape[0] != x.shape[0]:
-            raise ValueError(f"{xp} has {x.shape[0]} rows but {name} has {arr.shape[0]}")
+            raise DataError(f"{xp} has {x.shape[0]} rows but {name} has {arr.shape[0]}")
     return Split(x, y, clean)
 
 
@@ -249,11 +253,11 @@ def npy(cfg) -> Source:
     folder = _need_file(cfg.path, "path", "a folder holding x.npy and y.npy")
     train = _npy_split(folder, "", f"data.path {folder}")
     if train is None:
-        raise ValueError(f"data.path {folder!r}: no x.npy in the folder (expected x.npy and y.npy)")
+        raise DataError(f"data.path {folder!r}: no x.npy in the folder (expected x.npy and y.npy)")
     extra = {part: _npy_split(folder, f"_{part}", f"data.path {folder}") for part in ("val", "test")}
     for part, split in extra.items():
         if split is not None and split.data.shape[1:] != train.data.shape[1:]:
-            raise ValueError(f"{folder}: x_{part}.npy samples of shape {split.data.shape[1:]} do not match "
+            raise DataError(f"{folder}: x_{part}.npy samples of shape {split.data.shape[1:]} do not match "
                              f"x.npy {train.data.shape[1:]}")
     names = _class_names(cfg, [train, *extra.values()])
     kind = "tabular" if train.data.ndim == 2 else "image"
@@ -277,10 +281,10 @@ def read_file_list(list_path: str, root: str) -> Split:
         paths.append(os.path.join(root, parts[0]))
         lines.append(i)
     if not paths:
-        raise ValueError(f"{list_path}: the file list is empty")
+        raise DataError(f"{list_path}: the file list is empty")
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
-        raise ValueError(f"{list_path}: {len(missing)} image(s) not found under data.root={root!r}, e.g. "
+        raise DataError(f"{list_path}: {len(missing)} image(s) not found under data.root={root!r}, e.g. "
                          f"{', '.join(missing[:3])}")
     return Split(paths, _labels(np.asarray(labels, dtype=np.int64), list_path), origin=list_path,
                  lines=np.asarray(lines, dtype=np.int64))
@@ -308,7 +312,7 @@ def _scan_folder(folder: str, field: str) -> dict[str, list[str]]:
             files += [os.path.join(dirpath, f) for f in sorted(filenames) if f.lower().endswith(IMAGE_EXTENSIONS)]
         out[c] = files
     if not classes or not any(out.values()):
-        raise ValueError(f"data.{field}: {folder!r} holds no class sub-folders with images "
+        raise DataError(f"data.{field}: {folder!r} holds no class sub-folders with images "
                          f"({', '.join(IMAGE_EXTENSIONS)})")
     return out
 
@@ -325,7 +329,7 @@ def image_folder(cfg) -> Source:
     def to_split(tree: dict[str, list[str]], where: str) -> Split:
         unknown = sorted(set(tree) - set(index))
         if unknown:
-            raise ValueError(f"{where}: class folder(s) {', '.join(unknown)} are not among the training "
+            raise DataError(f"{where}: class folder(s) {', '.join(unknown)} are not among the training "
                              f"classes {', '.join(classes)}")
         paths = [p for c in tree for p in tree[c]]
         return Split(paths, np.asarray([index[c] for c in tree for _ in tree[c]], dtype=np.int64), origin=where)
@@ -388,19 +392,19 @@ def fashion_mnist(cfg) -> Source:
     return _mnist_like(cfg, "fashion_mnist", "FashionMNIST", FASHION_MNIST_CLASSES, 0.2860, 0.3530)
 
 
-def _cifar(cfg, name: str, cls_name: str, archive: str, names: list[str], mean: list[float],
-           std: list[float]) -> Source:
-    import paddle.vision.datasets as vds
+def _cifar(cfg, name: str, archive: str, names: list[str], mean: list[float], std: list[float]) -> Source:
+    from robust_paddle.data.cifar import download, read_cifar
 
     _reject(cfg, name, ("val_path", "test_path", "clean_val_path"))
     path = cfg.path or (os.path.join(cfg.root, archive) if cfg.root else archive)
-    data_file: str | None = path
     if not os.path.isfile(path):
         if not cfg.download:
             raise _missing_files(name, [path])
-        data_file = None
-    splits = {mode: _vision_split(getattr(vds, cls_name)(data_file=data_file, mode=mode, download=cfg.download,
-                                                         backend="cv2")) for mode in ("train", "test")}
+        path = download(name)
+    splits = {}
+    for mode in ("train", "test"):  # read weights-only: the archive's pickles never run code
+        x, y = read_cifar(path, name, mode)
+        splits[mode] = Split(x, y, y.copy())
     names = _class_names(cfg, [splits["train"], None, splits["test"]], known=names)
     return Source(name, "image", splits["train"], names, test=splits["test"], scale=1.0 / 255.0,
                   mean=mean, std=std)
@@ -409,12 +413,12 @@ def _cifar(cfg, name: str, cls_name: str, archive: str, names: list[str], mean: 
 @DATASETS.register("cifar10")
 def cifar10(cfg) -> Source:
     """CIFAR-10 from ``cifar-10-python.tar.gz`` (``data.path``, or under ``data.root``)."""
-    return _cifar(cfg, "cifar10", "Cifar10", "cifar-10-python.tar.gz", CIFAR10_CLASSES,
+    return _cifar(cfg, "cifar10", "cifar-10-python.tar.gz", CIFAR10_CLASSES,
                   [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616])
 
 
 @DATASETS.register("cifar100")
 def cifar100(cfg) -> Source:
     """CIFAR-100 (fine labels) from ``cifar-100-python.tar.gz`` (``data.path``, or under ``data.root``)."""
-    return _cifar(cfg, "cifar100", "Cifar100", "cifar-100-python.tar.gz", CIFAR100_CLASSES,
+    return _cifar(cfg, "cifar100", "cifar-100-python.tar.gz", CIFAR100_CLASSES,
                   [0.5071, 0.4865, 0.4409], [0.2673, 0.2564, 0.2762])

@@ -27,7 +27,7 @@ from typing import Any
 from robust_paddle.data.textfile import iter_text_lines, where
 from robust_paddle.errors import DataError
 
-__all__ = ["TABLE_FORMATS", "Row", "read_table", "table_format"]
+__all__ = ["MAX_JSON_DEPTH", "TABLE_FORMATS", "Row", "json_depth", "read_table", "table_format"]
 
 TABLE_FORMATS = ("csv", "tsv", "jsonl")
 _EXT = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -62,7 +62,7 @@ def table_format(path: str, fmt: str | None = None) -> str:
     return _EXT[ext]
 
 
-def _depth(text: str) -> int:
+def json_depth(text: str) -> int:
     """Deepest bracket nesting outside strings (a cheap pre-check before json.loads recurses)."""
     depth = best = 0
     in_str = esc = False
@@ -87,7 +87,7 @@ def _depth(text: str) -> int:
 def _jsonl_rows(path: str, what: str | None) -> Iterator[Row]:
     prefix = f"{what}: " if what else ""
     for n, text in iter_text_lines(path, what=what):
-        if _depth(text) > MAX_JSON_DEPTH:
+        if json_depth(text) > MAX_JSON_DEPTH:
             raise DataError(f"{prefix}{where(path, n)}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
         try:
             obj = json.loads(text)

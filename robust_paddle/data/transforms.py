@@ -100,7 +100,7 @@ def convert_images(images: np.ndarray, *, channels: int = 0, size: int = 0, resi
         [N, size or H, size or W, channels or C], same dtype.
     """
     if images.ndim != 4 or images.shape[3] not in (1, 3):
-        raise ValueError(f"images must be [N, H, W, C] with C in (1, 3), got shape {images.shape}")
+        raise DataError(f"images must be [N, H, W, C] with C in (1, 3), got shape {images.shape}")
     c = images.shape[3]
     if channels == 3 and c == 1:
         images = np.repeat(images, 3, axis=3)
@@ -131,7 +131,7 @@ def channel_stats(samples: Iterable[np.ndarray]) -> tuple[list[float], list[floa
         sq = (b * b).sum(0) if sq is None else sq + (b * b).sum(0)
         count += b.shape[0]
     if not count:
-        raise ValueError("cannot compute normalisation statistics from an empty training set")
+        raise DataError("cannot compute normalisation statistics from an empty training set")
     mean = total / count
     std = np.sqrt(np.maximum(sq / count - mean * mean, 0.0))
     std[std < 1e-8] = 1.0
@@ -174,7 +174,7 @@ class Pipeline:
         from robust_paddle.data.augment import parse_augment
 
         if self.kind not in ("image", "tabular"):
-            raise ValueError(f"pipeline kind must be 'image' or 'tabular', got {self.kind!r}")
+            raise DataError(f"pipeline kind must be 'image' or 'tabular', got {self.kind!r}")
         ops = parse_augment(self.augment)
         strong = parse_augment(self.strong_augment, field="data.strong_augment")
         if not ops and self.augment != "none":
@@ -183,7 +183,7 @@ class Pipeline:
             raise ConfigError(f"data.augment={self.augment!r} needs image data; this source is tabular "
                               "(use augment: none)")
         if len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
-            raise ValueError(f"data.mean/std must have the same length and std > 0, got {self.mean}, {self.std}")
+            raise DataError(f"data.mean/std must have the same length and std > 0, got {self.mean}, {self.std}")
         # cached (not fields): parsed ops, built ops per output size, float32 mean / 1/std
         object.__setattr__(self, "_ops", ops)
         object.__setattr__(self, "_strong_ops", strong if self.kind == "image" else ())
@@ -253,7 +253,7 @@ class Pipeline:
         if self.kind == "tabular":
             return ((raw.astype(np.float32) - mean) * inv_std).astype(np.float32)
         if raw.shape[-1] != mean.shape[0]:
-            raise ValueError(f"image has {raw.shape[-1]} channels but mean/std have {mean.shape[0]} values")
+            raise DataError(f"image has {raw.shape[-1]} channels but mean/std have {mean.shape[0]} values")
         k = np.float32(1.0 / 255.0) if raw.dtype == np.uint8 else np.float32(1.0)
         ops = self._strong_ops if strong else self._ops
         if not ops:

@@ -44,6 +44,7 @@ from robust_paddle import _compat
 from robust_paddle.config import Config
 from robust_paddle.deploy.predictor import INFO_FILE, MODEL_PREFIX, ModelInfo, OnnxPredictor, PaddlePredictor
 from robust_paddle.engine.trainer import Run
+from robust_paddle.errors import CheckpointError, ConfigError, MissingDependencyError, RobustPaddleError
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ ONNX_OPSET = 13
 INPUT_NAME = "x"
 
 
-class ParityError(ValueError):
+class ParityError(RobustPaddleError, ValueError):
     """An exported model's outputs differ from the trained model's by more than the configured tolerance."""
 
 
@@ -73,10 +74,10 @@ class SoftmaxHead(paddle.nn.Layer):
 def check_formats(formats: Sequence[str]) -> list[str]:
     """Validate and de-duplicate export formats; ``serving`` and ``onnx`` need (and imply) ``paddle``."""
     if isinstance(formats, str) or not isinstance(formats, (list, tuple)) or not formats:
-        raise ValueError(f"export.formats must be a non-empty list of: {', '.join(FORMATS)}; got {formats!r}")
+        raise ConfigError(f"export.formats must be a non-empty list of: {', '.join(FORMATS)}; got {formats!r}")
     bad = [f for f in formats if f not in FORMATS]
     if bad:
-        raise ValueError(f"export format {bad[0]!r} is not supported; choose from: {', '.join(FORMATS)}")
+        raise ConfigError(f"export format {bad[0]!r} is not supported; choose from: {', '.join(FORMATS)}")
     return [f for f in FORMATS if f in formats or f == "paddle"]
 
 
@@ -88,16 +89,16 @@ def load_ema_weights(networks: dict[str, paddle.nn.Layer], state: dict[str, Any]
     """
     shadow = ((state.get("hooks") or {}).get("ema") or {}).get("shadow")
     if not shadow:
-        raise ValueError(f"export.use_ema is true but checkpoint {checkpoint} holds no EMA weights; train with "
+        raise CheckpointError(f"export.use_ema is true but checkpoint {checkpoint} holds no EMA weights; train with "
                          "train.ema.enabled=true, or set export.use_ema=false")
     missing = sorted(set(networks) - set(shadow))
     if missing:
-        raise ValueError(f"checkpoint {checkpoint} has EMA weights for {sorted(shadow)} but not for {missing}")
+        raise CheckpointError(f"checkpoint {checkpoint} has EMA weights for {sorted(shadow)} but not for {missing}")
     for name, net in networks.items():
         current = net.state_dict()
         absent = sorted(set(current) - set(shadow[name]))
         if absent:
-            raise ValueError(f"EMA weights of network {name!r} lack {absent[:5]}; they belong to another model")
+            raise ConfigError(f"EMA weights of network {name!r} lack {absent[:5]}; they belong to another model")
         net.set_state_dict({k: paddle.to_tensor(shadow[name][k]).astype(v.dtype) for k, v in current.items()})
 
 
@@ -117,7 +118,7 @@ def parity_batch(data: Any, size: int) -> np.ndarray:
         if ds is not None and len(ds) > 0:
             n = min(int(size), len(ds))
             return np.stack([np.asarray(ds[i][0], dtype=np.float32) for i in range(n)])
-    raise ValueError("the run's data has no samples to check export parity on")
+    raise ConfigError("the run's data has no samples to check export parity on")
 
 
 # ------------------------------------------------------------------------------------------------ export
@@ -161,7 +162,7 @@ def export_onnx(prefix: str, path: str, *, opset: int = ONNX_OPSET) -> str:
     try:
         import paddle2onnx
     except ImportError as e:
-        raise ImportError("ONNX export needs paddle2onnx and onnxruntime: pip install -e .[export]") from e
+        raise MissingDependencyError("ONNX export needs paddle2onnx and onnxruntime: pip install -e .[export]") from e
     model = _compat.model_file(prefix)
     version = getattr(paddle2onnx, "__version__", "0")
     _compat.check_paddle2onnx_reads(model, version)
@@ -220,15 +221,15 @@ def check_serving(out_dir: str, package: dict[str, Any], *, info: ModelInfo, fee
 
 # ------------------------------------------------------------------------------------------------ command
 def prepare_export(cfg: Config, out_dir: str, formats: Sequence[str] | None = None) -> list[str]:
-    """Check the export request before anything is loaded; creates ``out_dir``; returns the formats.
+    """Check the export request before anything is loaded; returns the formats (``out_dir`` is created
+    once the checkpoint has loaded).
 
     Raises:
         ValueError: bad formats, or ``out_dir`` already holds an export.
     """
     fmts = check_formats(list(formats) if formats is not None else list(cfg.export.formats))
     if os.path.exists(os.path.join(out_dir, INFO_FILE)):
-        raise ValueError(f"--out {out_dir} already holds an export ({INFO_FILE}); choose another folder or remove it")
-    os.makedirs(out_dir, exist_ok=True)
+        raise ConfigError(f"--out {out_dir} already holds an export ({INFO_FILE}); choose another folder or remove it")
     return fmts
 
 

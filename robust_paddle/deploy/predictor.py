@@ -27,6 +27,7 @@ import numpy as np
 import yaml
 
 from robust_paddle import _compat
+from robust_paddle.errors import DataError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
 
@@ -144,9 +145,9 @@ def load_model_info(model_dir: str) -> ModelInfo:
     try:
         data = yaml.safe_load(read_text(path))
     except yaml.YAMLError as e:
-        raise ValueError(f"{path}: invalid YAML: {e}") from None
+        raise DataError(f"{path}: invalid YAML: {e}") from None
     if not isinstance(data, dict) or data.get("format") != INFO_FORMAT:
-        raise ValueError(f"{path}: 'format' must be {INFO_FORMAT!r}; this is not robust_paddle export metadata")
+        raise DataError(f"{path}: 'format' must be {INFO_FORMAT!r}; this is not robust_paddle export metadata")
     try:
         inp, out, pre = data["input"], data["output"], data["preprocess"]
         info = ModelInfo(model_dir=model_dir, input_name=str(inp["name"]),
@@ -157,9 +158,9 @@ def load_model_info(model_dir: str) -> ModelInfo:
                          model_version=str(data["model_version"]), source=dict(data.get("source") or {}),
                          resize_short=int(pre.get("resize_short") or 0))
     except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{path}: missing or malformed field ({type(e).__name__}: {e})") from None
+        raise DataError(f"{path}: missing or malformed field ({type(e).__name__}: {e})") from None
     if info.kind not in ("image", "tabular"):
-        raise ValueError(f"{path}: input.kind must be 'image' or 'tabular', got {info.kind!r}")
+        raise DataError(f"{path}: input.kind must be 'image' or 'tabular', got {info.kind!r}")
     for f in (info.model_file, info.params_file):
         if not os.path.isfile(f):
             raise FileNotFoundError(f"{model_dir}: model file {os.path.basename(f)} is missing")
@@ -192,10 +193,10 @@ class PaddlePredictor:
         from paddle import inference
 
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads must be an int >= 1, got {threads!r}")
+            raise DataError(f"threads must be an int >= 1, got {threads!r}")
         if int8_ops is not None and (isinstance(int8_ops, str) or not int8_ops
                                      or not all(isinstance(o, str) and o for o in int8_ops)):
-            raise ValueError(f"int8_ops must be a non-empty list of op type names such as ['conv2d', 'fc'], "
+            raise DataError(f"int8_ops must be a non-empty list of op type names such as ['conv2d', 'fc'], "
                              f"got {int8_ops!r}")
         config = inference.Config(_compat.model_file(prefix), _compat.params_file(prefix))
         config.disable_gpu()
@@ -238,7 +239,7 @@ class OnnxPredictor:
         try:
             import onnxruntime as ort
         except ImportError as e:
-            raise ImportError("ONNX inference needs onnxruntime: pip install -e .[export]") from e
+            raise MissingDependencyError("ONNX inference needs onnxruntime: pip install -e .[export]") from e
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -298,7 +299,7 @@ def preprocess_images(blobs: Sequence[bytes], info: ModelInfo) -> np.ndarray:
         ValueError: the model is tabular, or an image cannot be decoded (names its position).
     """
     if info.kind != "image":
-        raise ValueError(f"this model takes tabular inputs of shape {list(info.input_shape)}, not images; "
+        raise DataError(f"this model takes tabular inputs of shape {list(info.input_shape)}, not images; "
                          "send them as 'inputs'")
     c, h, w = info.input_shape
     out = []

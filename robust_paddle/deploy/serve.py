@@ -46,6 +46,7 @@ from robust_paddle.deploy.predictor import (
     preprocess_images,
     softmax,
 )
+from robust_paddle.errors import ConfigError, DataError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ ALLOWED_KEYS = ("images", "inputs", "top_k")
 DATA_URL_SEP = ";base64,"
 
 
-class RequestError(ValueError):
+class RequestError(DataError):
     """A client error: answered with ``status`` and ``{"error": message}``."""
 
     def __init__(self, message: str, status: int = 400) -> None:
@@ -255,9 +256,9 @@ def create_app(model_dir: str, *, max_batch_size: int = 64, max_body_mb: float =
         from flask import Flask, Response, request
         from werkzeug.exceptions import HTTPException
     except ImportError as e:
-        raise ImportError("the server needs Flask and waitress: pip install -e .[serve]") from e
+        raise MissingDependencyError("the server needs Flask and waitress: pip install -e .[serve]") from e
     if isinstance(max_body_mb, bool) or not isinstance(max_body_mb, (int, float)) or max_body_mb <= 0:
-        raise ValueError(f"--max-body-mb must be a number > 0, got {max_body_mb!r}")
+        raise ConfigError(f"--max-body-mb must be a number > 0, got {max_body_mb!r}")
     info = load_model_info(model_dir)
     predictor = PaddlePredictor(info.prefix, int8=bool(info.source.get("int8")), threads=cpu_threads, optimized=True)
     predictor(np.zeros([1, *info.input_shape], dtype=np.float32))  # fail at start-up, not on the first request
@@ -369,11 +370,11 @@ def serve_command(model_dir: str, *, host: str = "127.0.0.1", port: int = 8080, 
         max_wait_ms: how long the batcher waits to fill a batch (0: no added latency).
     """
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ValueError(f"--port must be in 0..65535, got {port!r}")
+        raise ConfigError(f"--port must be in 0..65535, got {port!r}")
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"--threads must be an int >= 1, got {threads!r}")
+        raise ConfigError(f"--threads must be an int >= 1, got {threads!r}")
     if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or max_batch_size < 1:
-        raise ValueError(f"--max-batch-size must be an int >= 1, got {max_batch_size!r}")
+        raise ConfigError(f"--max-batch-size must be an int >= 1, got {max_batch_size!r}")
     cpu_threads = cpu_threads or max(1, min(4, (os.cpu_count() or 2) // 2))
     app = create_app(model_dir, max_batch_size=max_batch_size, max_body_mb=max_body_mb, cpu_threads=cpu_threads,
                      max_wait_ms=max_wait_ms)

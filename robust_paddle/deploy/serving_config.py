@@ -28,6 +28,8 @@ from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
+from robust_paddle.errors import DataError
+
 logger = logging.getLogger(__name__)
 
 PROTO_PACKAGE = "baidu.paddle_serving.configure"
@@ -134,10 +136,10 @@ def build_model_config(*, feed_name: str, feed_alias: str, feed_shape: list[int]
         dtype: both variables' dtype (a key of :data:`SERVING_DTYPES`).
     """
     if dtype not in SERVING_DTYPES:
-        raise ValueError(f"dtype {dtype!r} has no Serving type code; allowed: {', '.join(SERVING_DTYPES)}")
+        raise DataError(f"dtype {dtype!r} has no Serving type code; allowed: {', '.join(SERVING_DTYPES)}")
     for what, shape in (("feed_shape", feed_shape), ("fetch_shape", fetch_shape)):
         if not shape or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in shape):
-            raise ValueError(f"{what} must be a non-empty list of positive ints (batch dimension excluded), got {shape!r}")
+            raise DataError(f"{what} must be a non-empty list of positive ints (batch dimension excluded), got {shape!r}")
     classes = message_classes()
     cfg = classes["GeneralModelConfig"]()
     cfg.feed_var.add(name=feed_name, alias_name=feed_alias, is_lod_tensor=False,
@@ -205,5 +207,5 @@ def read_model_config(path: str) -> Any:
     try:
         text_format.Parse(read_text(path), cfg)
     except text_format.ParseError as e:
-        raise ValueError(f"{path}: not a GeneralModelConfig text proto: {e}") from None
+        raise DataError(f"{path}: not a GeneralModelConfig text proto: {e}") from None
     return cfg

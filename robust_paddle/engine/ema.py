@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import paddle
 
 from robust_paddle.engine.hooks import Hook
+from robust_paddle.errors import ConfigError
 from robust_paddle.registry import HOOKS
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ def _load_state(net: paddle.nn.Layer, state: dict[str, Any]) -> None:
     current = net.state_dict()
     missing = sorted(set(current) - set(state))
     if missing:
-        raise ValueError(f"averaged weights lack entries {missing[:5]} of the network; they were taken from "
+        raise ConfigError(f"averaged weights lack entries {missing[:5]} of the network; they were taken from "
                          "another model")
     net.set_state_dict({k: (state[k] if isinstance(state[k], paddle.Tensor) else paddle.to_tensor(state[k]))
                         .astype(v.dtype) for k, v in current.items()})
@@ -76,7 +77,7 @@ class EMAHook(Hook):
 
     def __init__(self, *, decay: float = 0.999, warmup: bool = True, eval: bool = True) -> None:
         if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= decay <= 1.0:
-            raise ValueError(f"train.ema.decay must be a number in [0, 1], got {decay!r}")
+            raise ConfigError(f"train.ema.decay must be a number in [0, 1], got {decay!r}")
         self.decay, self.warmup, self.eval = float(decay), bool(warmup), bool(eval)
         self.shadow: dict[str, dict[str, paddle.Tensor]] | None = None
         self.num_updates = 0
@@ -201,15 +202,15 @@ class SWAHook(Hook):
                  update_bn: bool = True) -> None:
         for key, v in (("start_epoch", start_epoch), ("cycle_epochs", cycle_epochs)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"train.swa.{key} must be an int >= 0, got {v!r}")
+                raise ConfigError(f"train.swa.{key} must be an int >= 0, got {v!r}")
         for key, v in (("lr", lr), ("lr_min", lr_min)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-                raise ValueError(f"train.swa.{key} must be a number >= 0, got {v!r}")
+                raise ConfigError(f"train.swa.{key} must be a number >= 0, got {v!r}")
         if cycle_epochs and lr <= 0:
-            raise ValueError(f"train.swa.cycle_epochs={cycle_epochs} needs a cyclic upper rate train.swa.lr > 0, "
+            raise ConfigError(f"train.swa.cycle_epochs={cycle_epochs} needs a cyclic upper rate train.swa.lr > 0, "
                              f"got lr={lr!r}")
         if cycle_epochs and lr_min > lr:
-            raise ValueError(f"train.swa.lr_min ({lr_min}) must not exceed train.swa.lr ({lr})")
+            raise ConfigError(f"train.swa.lr_min ({lr_min}) must not exceed train.swa.lr ({lr})")
         self.start_epoch, self.lr, self.lr_min = start_epoch, float(lr), float(lr_min)
         self.cycle_epochs, self.bn = cycle_epochs, bool(update_bn)
         self.average: dict[str, dict[str, paddle.Tensor]] | None = None
@@ -246,7 +247,7 @@ class SWAHook(Hook):
     def before_train(self, trainer: Trainer) -> None:
         epochs = trainer.cfg.train.epochs
         if self.first_epoch(epochs) > epochs:
-            raise ValueError(f"train.swa.start_epoch={self.start_epoch} is after the last epoch ({epochs}); "
+            raise ConfigError(f"train.swa.start_epoch={self.start_epoch} is after the last epoch ({epochs}); "
                              f"choose 1..{epochs}, or 0 for the last quarter")
         n = len(trainer.loaders["train"])
         self._steps_per_epoch = max(1, -(-n // trainer.cfg.train.accumulate_steps))
@@ -285,7 +286,7 @@ class SWAHook(Hook):
     def apply(self, networks: dict[str, paddle.nn.Layer]) -> None:
         """Load the averaged parameters into ``networks`` (other entries, e.g. BN statistics, are kept)."""
         if self.average is None:
-            raise ValueError("SWA has averaged no weights yet (the SWA phase has not started)")
+            raise ConfigError("SWA has averaged no weights yet (the SWA phase has not started)")
         with paddle.no_grad():
             for name, net in networks.items():
                 for k, p in net.named_parameters():

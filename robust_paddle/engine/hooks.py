@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from robust_paddle.engine.contract import Hook
+from robust_paddle.errors import ConfigError
 from robust_paddle.registry import HOOKS
 
 if TYPE_CHECKING:
@@ -33,8 +34,7 @@ class EvalHook(Hook):
     name = "eval"
 
     def after_epoch(self, trainer: Trainer) -> None:
-        every = trainer.cfg.train.eval_every
-        if (trainer.epoch + 1) % every == 0 or trainer.epoch + 1 == trainer.cfg.train.epochs:
+        if trainer.is_eval_epoch():
             trainer.evaluate_all()
 
 
@@ -83,7 +83,7 @@ class EarlyStoppingHook(Hook):
 
     def __init__(self, *, patience: int, min_delta: float = 0.0) -> None:
         if patience < 1:
-            raise ValueError(f"train.early_stopping.patience must be >= 1 to enable early stopping, got {patience}")
+            raise ConfigError(f"train.early_stopping.patience must be >= 1 to enable early stopping, got {patience}")
         self.patience, self.min_delta = patience, min_delta
         self.best: float | None = None
         self.bad_epochs = 0
@@ -143,6 +143,12 @@ def _jsonable(obj: Any) -> Any:
 def write_json(path: str, data: Any) -> None:
     """Write JSON atomically (non-finite floats become null)."""
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(_jsonable(data), fh, indent=2)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(_jsonable(data), fh, indent=2)
+        os.replace(tmp, path)
+    except OSError as e:  # a full disk fails in write() without naming the file
+        if e.filename is not None:
+            raise
+        raise OSError(e.errno, e.strerror or str(e), path) from e
+

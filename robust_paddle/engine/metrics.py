@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score, recall_score
 
+from robust_paddle.errors import DataError
+
 
 def classification_metrics(labels: np.ndarray, preds: np.ndarray, *, num_classes: int) -> dict:
     """Accuracy, macro-F1, per-class recall and the confusion matrix.
@@ -20,10 +22,10 @@ def classification_metrics(labels: np.ndarray, preds: np.ndarray, *, num_classes
     labels = np.asarray(labels).reshape(-1)
     preds = np.asarray(preds).reshape(-1)
     if labels.shape != preds.shape:
-        raise ValueError(f"labels {labels.shape} and preds {preds.shape} differ in shape")
+        raise DataError(f"labels {labels.shape} and preds {preds.shape} differ in shape")
     classes = list(range(num_classes))
     if labels.size == 0:
-        raise ValueError("cannot compute metrics on an empty set")
+        raise DataError("cannot compute metrics on an empty set")
     return {
         "acc": float((labels == preds).mean()),
         "macro_f1": float(f1_score(labels, preds, labels=classes, average="macro", zero_division=0)),

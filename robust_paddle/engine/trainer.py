@@ -22,14 +22,15 @@ from tqdm import tqdm
 
 from robust_paddle.config import Config, to_dict
 from robust_paddle.engine import distributed as dist
-from robust_paddle.engine.checkpoint import save_checkpoint
+from robust_paddle.engine.checkpoint import check_state_keys, save_checkpoint
 from robust_paddle.engine.contract import Hook, TrainableMethod
 from robust_paddle.engine.metrics import classification_metrics
+from robust_paddle.errors import CheckpointError, TrainingError
 
 logger = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(TrainingError):
     """The loss became NaN/Inf; the run stopped and the last good checkpoint was left untouched."""
 
 
@@ -292,6 +293,11 @@ class Trainer:
                 return vals
         return {}
 
+    def is_eval_epoch(self) -> bool:
+        """Whether the current epoch ends with an evaluation (every ``train.eval_every`` epochs and the last)."""
+        n = self.epoch + 1
+        return n % self.cfg.train.eval_every == 0 or n == self.cfg.train.epochs
+
     def current_lr(self) -> float:
         return float(self.optimizer.get_lr())
 
@@ -315,14 +321,21 @@ class Trainer:
             "world_size": dist.world_size() if self.distributed else 1,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a checkpoint written by :meth:`state_dict` (training continues at ``state['epoch']``)."""
+    def load_state_dict(self, state: dict[str, Any], *, source: str = "state") -> None:
+        """Restore a checkpoint written by :meth:`state_dict` (training continues at ``state['epoch']``).
+
+        Raises:
+            CheckpointError: a network's parameters do not fit (missing, unexpected or mis-shaped keys).
+        """
         missing = sorted(set(self.method.networks) - set(state["networks"]))
         if missing:
-            raise ValueError(f"checkpoint lacks network(s) {missing}; it was written by another method "
+            raise CheckpointError(f"checkpoint lacks network(s) {missing}; it was written by another method "
                              f"({state['config']['method']['name']!r} vs {self.cfg.method.name!r})")
         for k, net in self.method.networks.items():
-            dist.unwrap(net).set_state_dict(state["networks"][k])
+            net = dist.unwrap(net)
+            check_state_keys(net.state_dict(), state["networks"][k], what=f"network {k!r}",
+                             source=source)
+            net.set_state_dict(state["networks"][k])
         self.optimizer.set_state_dict(remap_optimizer_state(state["optimizer"], self._param_names(portable=True)))
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -366,6 +379,7 @@ class Trainer:
             "best": {"epoch": best["epoch"], "monitor": monitor, **best} if best else None,
             "eval": self.eval_details,
             "class_names": self.meta.get("class_names"),
+            **({"labels": self.meta["labels"]} if "labels" in self.meta else {}),
             "history": self.history,
         }
 

@@ -11,6 +11,7 @@ from typing import ClassVar
 import numpy as np
 import paddle
 
+from robust_paddle.errors import ConfigError
 from robust_paddle.losses import functional as LF
 
 logger = logging.getLogger(__name__)
@@ -33,34 +34,34 @@ def check_real(value: object, *, name: str, where: str, lo: float | None = None,
         ValueError: ``"<where>: <name> must be in (0, 1], got 0"`` style message when out of range.
     """
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{where}: {name} must be a number, got {value!r} ({type(value).__name__})")
+        raise ConfigError(f"{where}: {name} must be a number, got {value!r} ({type(value).__name__})")
     v = float(value)
     bad = not math.isfinite(v)
     bad |= lo is not None and (v < lo or (lo_open and v == lo))
     bad |= hi is not None and (v > hi or (hi_open and v == hi))
     if bad:
         rule = _interval(lo, hi, lo_open, hi_open) if (lo is not None or hi is not None) else "finite"
-        raise ValueError(f"{where}: {name} must be {rule}, got {value!r}")
+        raise ConfigError(f"{where}: {name} must be {rule}, got {value!r}")
     return v
 
 
 def check_class_vector(value: object, *, name: str, where: str, num_classes: int) -> np.ndarray:
     """A length-``num_classes`` vector of finite, non-negative numbers (not all zero) as float32."""
     if isinstance(value, (str, bytes, paddle.Tensor)) or not isinstance(value, (Sequence, np.ndarray)):
-        raise TypeError(
+        raise ConfigError(
             f"{where}: {name} must be a list of {num_classes} numbers (one per class), "
             f"got {type(value).__name__}"
         )
     if any(isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) for v in value):
-        raise TypeError(f"{where}: {name} must contain only numbers, got {list(value)!r}")
+        raise ConfigError(f"{where}: {name} must contain only numbers, got {list(value)!r}")
     arr = np.asarray(value, dtype=np.float64)
     if arr.ndim != 1 or arr.shape[0] != num_classes:
-        raise ValueError(
+        raise ConfigError(
             f"{where}: {name} must have one entry per class (length {num_classes}), got length "
             f"{arr.shape[0] if arr.ndim == 1 else list(arr.shape)}"
         )
     if not np.all(np.isfinite(arr)) or np.any(arr < 0) or not np.any(arr > 0):
-        raise ValueError(f"{where}: {name} must be finite, >= 0 and not all zero, got {arr.tolist()!r}")
+        raise ConfigError(f"{where}: {name} must be finite, >= 0 and not all zero, got {arr.tolist()!r}")
     return arr.astype(np.float32)
 
 
@@ -91,9 +92,9 @@ class RobustLoss(paddle.nn.Layer, metaclass=abc.ABCMeta):
         super().__init__()
         where = self.loss_name
         if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-            raise ValueError(f"{where}: num_classes must be an int >= 2, got {num_classes!r}")
+            raise ConfigError(f"{where}: num_classes must be an int >= 2, got {num_classes!r}")
         if reduction not in LF.REDUCTIONS:
-            raise ValueError(f"{where}: reduction must be one of {', '.join(LF.REDUCTIONS)}, got {reduction!r}")
+            raise ConfigError(f"{where}: reduction must be one of {', '.join(LF.REDUCTIONS)}, got {reduction!r}")
         self.num_classes = int(num_classes)
         self.reduction = reduction
         if weight is None:

@@ -24,6 +24,8 @@ import math
 import paddle
 import paddle.nn.functional as F
 
+from robust_paddle.errors import DataError
+
 logger = logging.getLogger(__name__)
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -38,7 +40,7 @@ def _dtype_name(t: paddle.Tensor) -> str:
 
 def _require_tensor(value: object, *, name: str, where: str) -> paddle.Tensor:
     if not isinstance(value, paddle.Tensor):
-        raise TypeError(f"{where}: {name} must be a paddle.Tensor, got {type(value).__name__}")
+        raise DataError(f"{where}: {name} must be a paddle.Tensor, got {type(value).__name__}")
     return value
 
 
@@ -59,18 +61,18 @@ def check_logits(logits: paddle.Tensor, *, num_classes: int | None = None, where
     """
     _require_tensor(logits, name="logits", where=where)
     if logits.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"{where}: logits must be a float Tensor [N, C], got dtype {_dtype_name(logits)}")
+        raise DataError(f"{where}: logits must be a float Tensor [N, C], got dtype {_dtype_name(logits)}")
     if logits.ndim != 2:
-        raise ValueError(f"{where}: logits must have shape [N, C], got shape {list(logits.shape)}")
+        raise DataError(f"{where}: logits must have shape [N, C], got shape {list(logits.shape)}")
     n, c = logits.shape
     if n == 0:
-        raise ValueError(f"{where}: logits has an empty batch (shape {list(logits.shape)}); a loss needs N >= 1")
+        raise DataError(f"{where}: logits has an empty batch (shape {list(logits.shape)}); a loss needs N >= 1")
     if num_classes is not None and c != num_classes:
-        raise ValueError(
+        raise DataError(
             f"{where}: logits have {c} classes (shape {list(logits.shape)}) but num_classes={num_classes}"
         )
     if c < 2:
-        raise ValueError(f"{where}: logits must have at least 2 classes, got shape {list(logits.shape)}")
+        raise DataError(f"{where}: logits must have at least 2 classes, got shape {list(logits.shape)}")
     return logits.astype("float32") if logits.dtype != paddle.float32 else logits
 
 
@@ -91,9 +93,9 @@ def to_one_hot(target: paddle.Tensor, num_classes: int) -> paddle.Tensor:
     where = "to_one_hot"
     _require_tensor(target, name="target", where=where)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"{where}: num_classes must be an int >= 2, got {num_classes!r}")
+        raise DataError(f"{where}: num_classes must be an int >= 2, got {num_classes!r}")
     if target.dtype not in _INT_DTYPES:
-        raise TypeError(
+        raise DataError(
             f"{where}: target must be integer labels [N], got dtype {_dtype_name(target)}; "
             "use target_probs() for soft [N, C] targets"
         )
@@ -105,14 +107,14 @@ def _hard_labels(target: paddle.Tensor, *, n: int | None, num_classes: int, wher
     if target.ndim == 2 and target.shape[1] == 1:
         target = target.reshape([-1])
     if target.ndim != 1:
-        raise ValueError(f"{where}: hard labels must have shape [N] or [N, 1], got shape {list(target.shape)}")
+        raise DataError(f"{where}: hard labels must have shape [N] or [N, 1], got shape {list(target.shape)}")
     if n is not None and target.shape[0] != n:
-        raise ValueError(f"{where}: target has {target.shape[0]} labels but logits have N={n} rows")
+        raise DataError(f"{where}: target has {target.shape[0]} labels but logits have N={n} rows")
     if target.shape[0] > 0:
         lo, hi = int(target.min().item()), int(target.max().item())
         if lo < 0 or hi >= num_classes:
             bad = lo if lo < 0 else hi
-            raise ValueError(f"{where}: label {bad} is out of range; labels must be in [0, {num_classes - 1}]")
+            raise DataError(f"{where}: label {bad} is out of range; labels must be in [0, {num_classes - 1}]")
     return target.astype("int64")
 
 
@@ -132,13 +134,13 @@ def target_probs(target: paddle.Tensor, num_classes: int, *, n: int | None = Non
     if target.dtype in _INT_DTYPES:
         return F.one_hot(_hard_labels(target, n=n, num_classes=num_classes, where=where), num_classes).astype("float32")
     if target.dtype not in _FLOAT_DTYPES:
-        raise TypeError(
+        raise DataError(
             f"{where}: target must be int labels [N] or float soft targets [N, C], got dtype {_dtype_name(target)}"
         )
     if target.ndim != 2 or target.shape[1] != num_classes or (n is not None and target.shape[0] != n):
         expected = f"[{n if n is not None else 'N'}, {num_classes}]"
         hint = " (float [N] targets are not labels; pass int64 labels)" if target.ndim == 1 else ""
-        raise ValueError(
+        raise DataError(
             f"{where}: soft target must have shape {expected} like the logits, got shape {list(target.shape)}{hint}"
         )
     return target.astype("float32") if target.dtype != paddle.float32 else target
@@ -164,16 +166,16 @@ def reduce_loss(loss: paddle.Tensor, *, reduction: str = "mean", sample_weight: 
         Scalar Tensor, or ``[N]`` for ``reduction="none"``.
     """
     if reduction not in REDUCTIONS:
-        raise ValueError(f"{where}: reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+        raise DataError(f"{where}: reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
     if sample_weight is not None:
         _require_tensor(sample_weight, name="sample_weight", where=where)
         if sample_weight.dtype not in _FLOAT_DTYPES:
-            raise TypeError(f"{where}: sample_weight must be a float Tensor [N], got dtype {_dtype_name(sample_weight)}")
+            raise DataError(f"{where}: sample_weight must be a float Tensor [N], got dtype {_dtype_name(sample_weight)}")
         sw = sample_weight
         if sw.ndim == 2 and sw.shape[1] == 1:
             sw = sw.reshape([-1])
         if sw.ndim != 1 or sw.shape[0] != loss.shape[0]:
-            raise ValueError(
+            raise DataError(
                 f"{where}: sample_weight must have shape [{loss.shape[0]}] (one weight per sample), "
                 f"got shape {list(sample_weight.shape)}"
             )
@@ -204,7 +206,7 @@ def per_sample_ce(logits: paddle.Tensor, target: paddle.Tensor, *, label_smoothi
     where = "per_sample_ce"
     if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
             or not 0.0 <= label_smoothing < 1.0:
-        raise ValueError(f"{where}: label_smoothing must be in [0, 1), got {label_smoothing!r}")
+        raise DataError(f"{where}: label_smoothing must be in [0, 1), got {label_smoothing!r}")
     with paddle.amp.auto_cast(enable=False):
         z, t = prepare(logits, target, where=where)
         return cross_entropy(z, smooth(t, float(label_smoothing)))

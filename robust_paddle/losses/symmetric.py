@@ -9,6 +9,7 @@ from __future__ import annotations
 import paddle
 import paddle.nn.functional as F
 
+from robust_paddle.errors import ConfigError
 from robust_paddle.losses import functional as LF
 from robust_paddle.losses.base import RobustLoss, check_real
 from robust_paddle.registry import LOSSES
@@ -19,7 +20,7 @@ def check_alpha_beta(alpha: float, beta: float, *, where: str) -> tuple[float, f
     a = check_real(alpha, name="alpha", where=where, lo=0.0)
     b = check_real(beta, name="beta", where=where, lo=0.0)
     if a == 0.0 and b == 0.0:
-        raise ValueError(f"{where}: alpha and beta cannot both be 0 (the loss would be zero)")
+        raise ConfigError(f"{where}: alpha and beta cannot both be 0 (the loss would be zero)")
     return a, b
 
 

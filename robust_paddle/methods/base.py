@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import paddle
 
+from robust_paddle.errors import CheckpointError, ConfigError
 from robust_paddle.registry import METHODS
 
 if TYPE_CHECKING:
@@ -46,6 +47,9 @@ class MethodContext:
         clean_labels: [N] int64 true labels when known (injected noise, ``y_clean``), else None.
         build_network: returns a freshly initialised network from ``cfg.model``.
         build_loss: ``build_loss(name=None, **overrides)`` -> loss Layer from ``cfg.loss`` (or ``name``).
+        soft_targets: [N, C] float target distributions per training sample (the annotators' consensus
+            posterior, ``data.annotations_target: soft``), or None.
+        sample_weights: [N] float per-sample loss weights (``data.annotations_weighting: agreement``), or None.
     """
 
     cfg: Config
@@ -55,6 +59,8 @@ class MethodContext:
     clean_labels: np.ndarray | None
     build_network: Callable[[], paddle.nn.Layer]
     build_loss: Callable[..., paddle.nn.Layer]
+    soft_targets: np.ndarray | None = None
+    sample_weights: np.ndarray | None = None
 
     @property
     def num_train(self) -> int:
@@ -116,9 +122,15 @@ class Method(abc.ABC):
         if which == "ensemble":
             return EnsembleNet(list(self.networks.values())) if len(names) > 1 else self.networks[names[0]]
         if which not in self.networks:
-            raise ValueError(f"export.network: {which!r} is not a network of this method; choose one of: "
+            raise ConfigError(f"export.network: {which!r} is not a network of this method; choose one of: "
                              f"{', '.join(names + ['ensemble', 'auto'])}")
         return self.networks[which]
+
+    def loader_views(self, dataset: Any) -> tuple[tuple[int, bool], ...]:
+        """Extra augmented views of each training sample the method wants in its batches, as
+        ``(view, strong)`` pairs: the train loader's workers compute them and a batch becomes
+        ``(x, y, idx, x_view_a, ...)`` (``dataset.get_x(i, view=view, strong=strong)``). Default: none."""
+        return ()
 
     def before_epoch(self, trainer: Trainer) -> None:
         """Called before each training epoch (e.g. co-divide with a GMM)."""
@@ -136,7 +148,7 @@ class Method(abc.ABC):
 
     def set_state_dict(self, state: dict[str, Any]) -> None:
         if state:
-            raise ValueError(f"{type(self).__name__} keeps no extra state but the checkpoint has {sorted(state)}")
+            raise CheckpointError(f"{type(self).__name__} keeps no extra state but the checkpoint has {sorted(state)}")
 
 
 class EnsembleNet(paddle.nn.Layer):

@@ -25,6 +25,7 @@ import paddle
 import paddle.nn.functional as F
 
 from robust_paddle.engine import distributed as dist
+from robust_paddle.errors import CheckpointError, ConfigError
 from robust_paddle.methods.base import Method, MethodContext
 from robust_paddle.methods.forget_rate import AutoForgetRate, check_schedule_params
 from robust_paddle.methods.selection import precision_recall_from_counts, small_loss_indices
@@ -194,7 +195,7 @@ class _TwoNetworkSmallLossMethod(Method):
     def set_state_dict(self, state: dict[str, Any]) -> None:
         unknown = sorted(set(state) - {"forget_rate"})
         if unknown:
-            raise ValueError(f"{self.method_name}: checkpoint method state has unknown key(s) {unknown}; "
+            raise CheckpointError(f"{self.method_name}: checkpoint method state has unknown key(s) {unknown}; "
                              "it was written by another method")
         self.schedule.set_state_dict(state.get("forget_rate") or {})
 
@@ -259,7 +260,7 @@ class CoTeachingPlusMethod(_TwoNetworkSmallLossMethod):
         super().__init__(ctx, forget_rate=forget_rate, num_gradual=num_gradual, exponent=exponent,
                          estimate_epoch=estimate_epoch)
         if isinstance(init_epoch, bool) or not isinstance(init_epoch, int) or init_epoch < 0:
-            raise ValueError(f"method.params.init_epoch: must be an int >= 0 (epochs of plain Co-teaching "
+            raise ConfigError(f"method.params.init_epoch: must be an int >= 0 (epochs of plain Co-teaching "
                              f"before updating by disagreement) for method '{self.method_name}', "
                              f"got {init_epoch!r}")
         self.init_epoch = init_epoch
@@ -312,7 +313,7 @@ class JoCoRMethod(_TwoNetworkSmallLossMethod):
                          estimate_epoch=estimate_epoch)
         if isinstance(co_lambda, bool) or not isinstance(co_lambda, (int, float)) \
                 or not 0.0 <= co_lambda <= 1.0:
-            raise ValueError(f"method.params.co_lambda: must be a number in [0, 1] (weight of the KL "
+            raise ConfigError(f"method.params.co_lambda: must be a number in [0, 1] (weight of the KL "
                              f"co-regularisation) for method '{self.method_name}', got {co_lambda!r}")
         self.co_lambda = float(co_lambda)
 

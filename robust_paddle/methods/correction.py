@@ -20,6 +20,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import precision_score, recall_score
 from sklearn.mixture import GaussianMixture
 
+from robust_paddle.errors import DataError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -41,21 +43,21 @@ def _losses_1d(losses: Any, *, where: str) -> np.ndarray:
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:
-        raise ValueError(f"{where}: losses must be a 1-D array [N], got shape {list(arr.shape)}")
+        raise DataError(f"{where}: losses must be a 1-D array [N], got shape {list(arr.shape)}")
     if arr.shape[0] < 2:
-        raise ValueError(f"{where}: losses needs at least 2 samples to fit a 2-component mixture, got {arr.shape[0]}")
+        raise DataError(f"{where}: losses needs at least 2 samples to fit a 2-component mixture, got {arr.shape[0]}")
     if not np.all(np.isfinite(arr)):
         bad = int(np.flatnonzero(~np.isfinite(arr))[0])
-        raise ValueError(f"{where}: losses must be finite; index {bad} is {arr[bad]}")
+        raise DataError(f"{where}: losses must be finite; index {bad} is {arr[bad]}")
     return arr
 
 
 def _positive(value: Any, *, name: str, where: str, allow_zero: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{where}: {name} must be a number, got {value!r} ({type(value).__name__})")
+        raise DataError(f"{where}: {name} must be a number, got {value!r} ({type(value).__name__})")
     v = float(value)
     if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        raise ValueError(f"{where}: {name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+        raise DataError(f"{where}: {name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
     return v
 
 
@@ -84,7 +86,7 @@ def normalize_losses(losses: Any) -> np.ndarray:
     arr = _losses_1d(losses, where="normalize_losses")
     lo, hi = float(arr.min()), float(arr.max())
     if hi - lo <= 0.0:
-        raise ValueError(f"normalize_losses: all {arr.shape[0]} losses equal {lo!r}; a mixture cannot separate "
+        raise DataError(f"normalize_losses: all {arr.shape[0]} losses equal {lo!r}; a mixture cannot separate "
                          "clean from noisy samples (is the network outputting constant logits?)")
     return (arr - lo) / (hi - lo)
 
@@ -115,9 +117,9 @@ def fit_loss_gmm(losses: Any, *, seed: int, reg_covar: float = 5e-4, tol: float 
     _positive(reg_covar, name="reg_covar", where=where)
     _positive(tol, name="tol", where=where)
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise ValueError(f"{where}: max_iter must be an int >= 1, got {max_iter!r}")
+        raise DataError(f"{where}: max_iter must be an int >= 1, got {max_iter!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"{where}: seed must be an int, got {seed!r} ({type(seed).__name__})")
+        raise DataError(f"{where}: seed must be an int, got {seed!r} ({type(seed).__name__})")
     gmm = GaussianMixture(n_components=2, max_iter=int(max_iter), tol=tol, reg_covar=reg_covar,
                           random_state=int(seed) % 2**32)
     x = arr.reshape(-1, 1)
@@ -164,11 +166,11 @@ def split_precision_recall(selected: Any, clean_mask: Any) -> tuple[float, float
     """
     sel, clean = np.asarray(selected), np.asarray(clean_mask)
     if sel.shape != clean.shape or sel.ndim != 1:
-        raise ValueError(f"split_precision_recall: selected and clean_mask must be 1-D of equal length, got "
+        raise DataError(f"split_precision_recall: selected and clean_mask must be 1-D of equal length, got "
                          f"shapes {list(sel.shape)} and {list(clean.shape)}")
     for name, a in (("selected", sel), ("clean_mask", clean)):
         if a.dtype != np.bool_:
-            raise TypeError(f"split_precision_recall: {name} must be a bool array, got dtype {a.dtype}")
+            raise DataError(f"split_precision_recall: {name} must be a bool array, got dtype {a.dtype}")
     if sel.shape[0] == 0:
         return 0.0, 0.0
     return (float(precision_score(clean, sel, zero_division=0)),
@@ -188,11 +190,11 @@ def refine_labels(onehot: Any, pred: Any, w: Any) -> Any:
         [N, C] refined targets, same type as the inputs (numpy or paddle).
     """
     if tuple(onehot.shape) != tuple(pred.shape) or len(onehot.shape) != 2:
-        raise ValueError(f"refine_labels: onehot and pred must both be [N, C], got shapes {list(onehot.shape)} "
+        raise DataError(f"refine_labels: onehot and pred must both be [N, C], got shapes {list(onehot.shape)} "
                          f"and {list(pred.shape)}")
     n = onehot.shape[0]
     if tuple(w.shape) not in ((n,), (n, 1)):
-        raise ValueError(f"refine_labels: w must be [N] or [N, 1] with N={n}, got shape {list(w.shape)}")
+        raise DataError(f"refine_labels: w must be [N] or [N, 1] with N={n}, got shape {list(w.shape)}")
     w = w.reshape([n, 1]) if _is_tensor(w) else np.reshape(w, (n, 1))
     return w * onehot + (1 - w) * pred
 
@@ -251,9 +253,9 @@ def mixup(x: Any, targets: Any, *, lam: float, perm: Any) -> tuple[Any, Any]:
         ``(mixed_x [B, ...], mixed_targets [B, C])``.
     """
     if not 0.0 <= float(lam) <= 1.0:
-        raise ValueError(f"mixup: lam must be in [0, 1], got {lam!r}")
+        raise DataError(f"mixup: lam must be in [0, 1], got {lam!r}")
     if x.shape[0] != targets.shape[0] or len(perm) != x.shape[0]:
-        raise ValueError(f"mixup: x, targets and perm need the same length, got {x.shape[0]}, {targets.shape[0]} "
+        raise DataError(f"mixup: x, targets and perm need the same length, got {x.shape[0]}, {targets.shape[0]} "
                          f"and {len(perm)}")
     if _is_tensor(x):
         import paddle

@@ -29,13 +29,17 @@ DivideMix's CIFAR-10 warm-up; the CIFAR-10N configs do.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.special import log_softmax, softmax
 
+from robust_paddle.data.textfile import read_text
+from robust_paddle.errors import ConfigError
 from robust_paddle.methods.correction import gmm_noise_rate
 from robust_paddle.methods.selection import forget_rate_schedule
 from robust_paddle.quality.estimation import estimate_noise_rate
@@ -52,11 +56,11 @@ MAX_AUTO_FORGET_RATE = 0.9
 def check_schedule_params(num_gradual: Any, exponent: Any, *, where: str) -> tuple[int, float]:
     """Validate ``num_gradual`` (int >= 0) and ``exponent`` (number > 0) of ``method.params``."""
     if isinstance(num_gradual, bool) or not isinstance(num_gradual, int) or num_gradual < 0:
-        raise ValueError(f"method.params.num_gradual: must be an int >= 0 (T_k, epochs over which the forget "
+        raise ConfigError(f"method.params.num_gradual: must be an int >= 0 (T_k, epochs over which the forget "
                          f"rate ramps up) for {where}, got {num_gradual!r}")
     if isinstance(exponent, bool) or not isinstance(exponent, (int, float)) or not math.isfinite(exponent) \
             or exponent <= 0:
-        raise ValueError(f"method.params.exponent: must be a number > 0 (c in (T/T_k)^c) for {where}, "
+        raise ConfigError(f"method.params.exponent: must be a number > 0 (c in (T/T_k)^c) for {where}, "
                          f"got {exponent!r}")
     return num_gradual, float(exponent)
 
@@ -79,14 +83,14 @@ def estimate_noise_rates(logits: np.ndarray, labels: np.ndarray, *, seed: int = 
     logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     if logits.ndim != 2 or labels.shape != (logits.shape[0],):
-        raise ValueError(f"estimate_noise_rates: logits must be [N, C] and labels [N], got shapes "
+        raise ConfigError(f"estimate_noise_rates: logits must be [N, C] and labels [N], got shapes "
                          f"{list(logits.shape)} and {list(labels.shape)}")
     losses = -log_softmax(logits, axis=1)[np.arange(labels.shape[0]), labels]
     rate_gmm = float(gmm_noise_rate(losses, seed=seed))
     rate_cj = float(estimate_noise_rate(labels, softmax(logits, axis=1)))
     finite = [r for r in (rate_gmm, rate_cj) if math.isfinite(r)]
     if not finite:
-        raise ValueError("forget_rate auto: neither the GMM nor the confident-joint noise estimate is "
+        raise ConfigError("forget_rate auto: neither the GMM nor the confident-joint noise estimate is "
                          "finite; set method.params.forget_rate to a number")
     mean = float(np.mean(finite))
     if mean > MAX_AUTO_FORGET_RATE:
@@ -96,11 +100,33 @@ def estimate_noise_rates(logits: np.ndarray, labels: np.ndarray, *, seed: int = 
     return {"rate_gmm": rate_gmm, "rate_cj": rate_cj, "forget_rate": tau}
 
 
+def forget_rate_from_file(path: str) -> float:
+    """The noise rate of a ``noise_estimate.json`` (``robust-paddle estimate``): ``combined`` when present, else
+    the spot check's ``noise_rate``.
+
+    Raises:
+        ConfigError: not an existing .json file, or it holds no noise rate in [0, 1).
+    """
+    key = "method.params.forget_rate"
+    if not (path.lower().endswith(".json") and os.path.isfile(path)):
+        raise ConfigError(f"{key}: {path!r} is neither a number in [0, 1), 'auto', nor an existing noise_estimate.json")
+    try:
+        data = json.loads(read_text(path, what=key))
+        rate = (data.get("combined") or data)["noise_rate"]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise ConfigError(f"{key}: {path} has no noise_rate entry (write it with robust-paddle estimate)") from None
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+        raise ConfigError(f"{key}: {path} gives noise_rate {rate!r}; it must be in [0, 1)")
+    logger.info("forget rate %.4f from %s", rate, path)
+    return float(rate)
+
+
 class AutoForgetRate:
     """The forget rate ``tau`` of a small-loss method and its schedule.
 
     Args:
-        forget_rate: tau in [0, 1), or ``"auto"``.
+        forget_rate: tau in [0, 1), ``"auto"``, or the path of a ``noise_estimate.json`` written by
+            ``robust-paddle estimate`` (its combined estimate when it has one, else the spot check's).
         num_gradual, exponent: T_k and c of :func:`robust_paddle.methods.selection.forget_rate_schedule`.
         estimate_epoch: ``auto`` only: epochs trained on every sample before the estimate (>= 1).
         epochs: the run's ``train.epochs`` (a warning is logged when the estimate would never happen).
@@ -110,12 +136,15 @@ class AutoForgetRate:
     def __init__(self, forget_rate: float | str, *, num_gradual: int, exponent: float, estimate_epoch: int,
                  epochs: int, where: str, seed: int = 0) -> None:
         self.auto = forget_rate == "auto"
+        self.source = None
+        if isinstance(forget_rate, str) and not self.auto:
+            self.source, forget_rate = forget_rate, forget_rate_from_file(forget_rate)
         if not self.auto and (isinstance(forget_rate, bool) or not isinstance(forget_rate, (int, float))
                               or not 0.0 <= forget_rate < 1.0):
-            raise ValueError(f"method.params.forget_rate: must be a number in [0, 1) (about the noise rate) "
+            raise ConfigError(f"method.params.forget_rate: must be a number in [0, 1) (about the noise rate) "
                              f"or 'auto' for {where}, got {forget_rate!r}")
         if isinstance(estimate_epoch, bool) or not isinstance(estimate_epoch, int) or estimate_epoch < 1:
-            raise ValueError(f"method.params.estimate_epoch: must be an int >= 1 (warm-up epochs before the "
+            raise ConfigError(f"method.params.estimate_epoch: must be an int >= 1 (warm-up epochs before the "
                              f"forget_rate auto estimate) for {where}, got {estimate_epoch!r}")
         if self.auto and estimate_epoch >= epochs:
             logger.warning("%s: forget_rate auto is estimated after %d epochs but train.epochs is %d; every "

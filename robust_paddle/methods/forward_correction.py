@@ -39,7 +39,7 @@ import paddle.nn.functional as F
 
 from robust_paddle.data.noise import check_transition, realised_matrix
 from robust_paddle.data.textfile import read_text, read_text_lines, where
-from robust_paddle.errors import DataError
+from robust_paddle.errors import CheckpointError, ConfigError, DataError
 from robust_paddle.methods.base import Method, MethodContext
 from robust_paddle.methods.gmm_correction import check_option
 from robust_paddle.quality.estimation import estimate_noise_matrix, softmax
@@ -63,9 +63,9 @@ def anchor_transition(probs: np.ndarray, *, quantile: float = 0.97) -> np.ndarra
     """
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape[0] < 1:
-        raise ValueError(f"anchor_transition: probs must be [N, C] with N >= 1, got shape {list(probs.shape)}")
+        raise ConfigError(f"anchor_transition: probs must be [N, C] with N >= 1, got shape {list(probs.shape)}")
     if not 0.0 < quantile <= 1.0:
-        raise ValueError(f"anchor_transition: quantile must be in (0, 1], got {quantile!r}")
+        raise ConfigError(f"anchor_transition: quantile must be in (0, 1], got {quantile!r}")
     c = probs.shape[1]
     t = np.empty((c, c))
     for i in range(c):
@@ -80,7 +80,8 @@ def anchor_transition(probs: np.ndarray, *, quantile: float = 0.97) -> np.ndarra
     return t / t.sum(axis=1, keepdims=True)
 
 
-TRANSITION_KEYS = ("transition", "estimated_noise_matrix")  # transition.json; a report's label_issues_summary.json
+# transition.json; a report's label_issues_summary.json; a spot check's noise_estimate.json (robust-paddle estimate)
+TRANSITION_KEYS = ("transition", "estimated_noise_matrix", "transition_matrix")
 
 
 def _read_csv_matrix(path: str, key: str) -> np.ndarray:
@@ -99,7 +100,7 @@ def _read_csv_matrix(path: str, key: str) -> np.ndarray:
 def _read_matrix_file(path: str, key: str) -> Any:
     ext = os.path.splitext(path)[1].lower()
     if ext not in (".npy", ".json", ".csv"):
-        raise ValueError(f"{key}: unsupported file type {ext!r}; use .npy, .json or .csv")
+        raise ConfigError(f"{key}: unsupported file type {ext!r}; use .npy, .json or .csv")
     try:
         if ext == ".npy":
             return np.load(path, allow_pickle=False)
@@ -109,12 +110,12 @@ def _read_matrix_file(path: str, key: str) -> Any:
     except DataError:
         raise
     except (OSError, ValueError) as e:  # json.JSONDecodeError is a ValueError
-        raise ValueError(f"{key}: cannot read {path!r}: {e}") from None
+        raise ConfigError(f"{key}: cannot read {path!r}: {e}") from None
     if not isinstance(data, dict):
         return data
     found = next((k for k in TRANSITION_KEYS if k in data), None)
     if found is None:
-        raise ValueError(f"{key}: {path!r} has no 'transition' or 'estimated_noise_matrix' entry")
+        raise ConfigError(f"{key}: {path!r} has none of the entries {', '.join(TRANSITION_KEYS)}")
     return data[found]
 
 
@@ -123,12 +124,12 @@ def load_transition(value: Any, num_classes: int) -> np.ndarray:
     key = "method.params.transition"
     if isinstance(value, str):
         if not os.path.isfile(value):
-            raise ValueError(f"{key}: {value!r} is neither 'auto' nor an existing .npy/.json/.csv file")
+            raise ConfigError(f"{key}: {value!r} is neither 'auto' nor an existing .npy/.json/.csv file")
         value = _read_matrix_file(value, key)
     try:
         return check_transition(np.asarray(value, dtype=np.float64), num_classes)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{key}: {e}") from None
+        raise ConfigError(f"{key}: {e}") from None
 
 
 def forward_loss(logits: paddle.Tensor, labels: paddle.Tensor, t: paddle.Tensor) -> paddle.Tensor:
@@ -281,7 +282,7 @@ class ForwardCorrectionMethod(Method):
     def set_state_dict(self, state: dict[str, Any]) -> None:
         unknown = sorted(set(state) - {"transition", "estimate"})
         if unknown:
-            raise ValueError(f"{self.method_name}: checkpoint method state has unknown key(s) {unknown}")
+            raise CheckpointError(f"{self.method_name}: checkpoint method state has unknown key(s) {unknown}")
         t = state.get("transition")
         if t is not None:
             self.t, self._t_tensor = check_transition(np.asarray(t, dtype=np.float64), self.num_classes), None

@@ -25,6 +25,7 @@ import paddle
 import paddle.nn.functional as F
 
 from robust_paddle.engine import distributed as dist
+from robust_paddle.errors import CheckpointError, ConfigError
 from robust_paddle.losses.functional import per_sample_ce, to_one_hot
 from robust_paddle.methods.base import Method, MethodContext
 from robust_paddle.methods.correction import (
@@ -53,7 +54,7 @@ def check_option(value: Any, *, name: str, method: str, kind: type, lo: float | 
     key = f"method.params.{name}"
     if choices is not None:
         if value not in choices:
-            raise ValueError(f"{key}: {value!r} is not allowed for method '{method}'; choose one of: "
+            raise ConfigError(f"{key}: {value!r} is not allowed for method '{method}'; choose one of: "
                              f"{', '.join(map(str, choices))}")
         return value
     if kind is float:
@@ -61,12 +62,12 @@ def check_option(value: Any, *, name: str, method: str, kind: type, lo: float | 
     else:
         ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
     if not ok:
-        raise TypeError(f"{key}: expected {kind.__name__} for method '{method}', got {value!r} ({type(value).__name__})")
+        raise ConfigError(f"{key}: expected {kind.__name__} for method '{method}', got {value!r} ({type(value).__name__})")
     too_low = lo is not None and (value < lo or (lo_open and value == lo))
     if too_low or (hi is not None and value > hi):
         rule = f"{'>' if lo_open else '>='} {lo}" if lo is not None else ""
         rule += (" and " if rule and hi is not None else "") + (f"<= {hi}" if hi is not None else "")
-        raise ValueError(f"{key}: {value!r} is out of range for method '{method}'; must be {rule}")
+        raise ConfigError(f"{key}: {value!r} is out of range for method '{method}'; must be {rule}")
     return kind(value)
 
 
@@ -244,7 +245,7 @@ class GMMDivisionMethod(Method):
     def set_state_dict(self, state: dict[str, Any]) -> None:
         divs = (state or {}).get("divisions", [])
         if len(divs) != len(self.divisions):
-            raise ValueError(f"method state has {len(divs)} GMM divisions, method '{self.name}' keeps "
+            raise CheckpointError(f"method state has {len(divs)} GMM divisions, method '{self.name}' keeps "
                              f"{len(self.divisions)}: the checkpoint was written by another method")
         self.divisions = [Division.from_state(d) for d in divs]
 

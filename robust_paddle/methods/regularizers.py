@@ -24,6 +24,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
+from robust_paddle.errors import ConfigError
 from robust_paddle.losses.functional import target_probs
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class MixedBatch:
 
 def _check_alpha(alpha: float, name: str) -> float:
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
-        raise ValueError(f"{name} must be a number > 0, got {alpha!r}")
+        raise ConfigError(f"{name} must be a number > 0, got {alpha!r}")
     return float(alpha)
 
 
@@ -92,7 +93,7 @@ def cutmix(x: paddle.Tensor, target: paddle.Tensor, *, alpha: float, num_classes
     """
     alpha = _check_alpha(alpha, "cutmix_alpha")
     if x.ndim != 4:
-        raise ValueError(f"cutmix_alpha needs image inputs [N, C, H, W], got input shape {list(x.shape)}; "
+        raise ConfigError(f"cutmix_alpha needs image inputs [N, C, H, W], got input shape {list(x.shape)}; "
                          "use mixup_alpha for other inputs")
     h, w = int(x.shape[2]), int(x.shape[3])
     lam = float(rng.beta(alpha, alpha))
@@ -114,7 +115,7 @@ def symmetric_kl(logits_a: paddle.Tensor, logits_b: paddle.Tensor) -> paddle.Ten
         logits_a, logits_b: [N, C] logits of two dropout passes over the same batch.
     """
     if logits_a.shape != logits_b.shape or logits_a.ndim != 2:
-        raise ValueError(f"symmetric_kl needs two [N, C] logits of the same shape, got {list(logits_a.shape)} "
+        raise ConfigError(f"symmetric_kl needs two [N, C] logits of the same shape, got {list(logits_a.shape)} "
                          f"and {list(logits_b.shape)}")
     with paddle.amp.auto_cast(enable=False):
         la = F.log_softmax(logits_a.astype("float32"), axis=1)
@@ -194,5 +195,5 @@ def adversarial_loss(head: Callable[[paddle.Tensor], paddle.Tensor], base: paddl
     elif kind == "pgd":
         r = pgd_perturbation(lambda z: loss_fn(head(z), target), base, epsilon=epsilon, alpha=alpha, steps=steps)
     else:
-        raise ValueError(f"adversarial must be 'none', 'fgm' or 'pgd', got {kind!r}")
+        raise ConfigError(f"adversarial must be 'none', 'fgm' or 'pgd', got {kind!r}")
     return loss_fn(head(base + r.astype(base.dtype)), target), r

@@ -17,24 +17,26 @@ import math
 import numpy as np
 import paddle
 
+from robust_paddle.errors import DataError
+
 logger = logging.getLogger(__name__)
 
 
 def _check_fraction(value: object, *, name: str, where: str, hi_open: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{where}: {name} must be a number in [0, 1{')' if hi_open else ']'}, "
+        raise DataError(f"{where}: {name} must be a number in [0, 1{')' if hi_open else ']'}, "
                         f"got {value!r} ({type(value).__name__})")
     v = float(value)
     if not (math.isfinite(v) and 0.0 <= v and (v < 1.0 if hi_open else v <= 1.0)):
-        raise ValueError(f"{where}: {name} must be in [0, 1{')' if hi_open else ']'}, got {value!r}")
+        raise DataError(f"{where}: {name} must be in [0, 1{')' if hi_open else ']'}, got {value!r}")
     return v
 
 
 def _check_count(value: object, *, name: str, where: str, lo: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{where}: {name} must be an int >= {lo}, got {value!r} ({type(value).__name__})")
+        raise DataError(f"{where}: {name} must be an int >= {lo}, got {value!r} ({type(value).__name__})")
     if int(value) < lo:
-        raise ValueError(f"{where}: {name} must be an int >= {lo}, got {value!r}")
+        raise DataError(f"{where}: {name} must be an int >= {lo}, got {value!r}")
     return int(value)
 
 
@@ -83,12 +85,12 @@ def small_loss_indices(losses: np.ndarray | paddle.Tensor, *, keep_ratio: float
     elif isinstance(losses, np.ndarray):
         values = losses
     else:
-        raise TypeError(f"{where}: losses must be a numpy array or paddle.Tensor [N], "
+        raise DataError(f"{where}: losses must be a numpy array or paddle.Tensor [N], "
                         f"got {type(losses).__name__}")
     if values.ndim != 1 or values.shape[0] == 0:
-        raise ValueError(f"{where}: losses must have shape [N] with N >= 1, got shape {list(values.shape)}")
+        raise DataError(f"{where}: losses must have shape [N] with N >= 1, got shape {list(values.shape)}")
     if np.isnan(values).any():
-        raise ValueError(f"{where}: losses contain NaN; small-loss selection needs finite or +inf losses")
+        raise DataError(f"{where}: losses contain NaN; small-loss selection needs finite or +inf losses")
     k = num_kept(values.shape[0], keep_ratio=keep_ratio)
     idx = np.argsort(values, kind="stable")[:k].astype(np.int64)
     if is_tensor:
@@ -123,7 +125,7 @@ def forget_rate_schedule(epoch: int, *, forget_rate: float, num_gradual: int, ex
     tk = _check_count(num_gradual, name="num_gradual", where=where)
     if isinstance(exponent, bool) or not isinstance(exponent, (int, float, np.integer, np.floating)) \
             or not math.isfinite(float(exponent)) or float(exponent) <= 0:
-        raise ValueError(f"{where}: exponent must be a number > 0, got {exponent!r}")
+        raise DataError(f"{where}: exponent must be a number > 0, got {exponent!r}")
     if tk == 0:
         return tau
     return tau * min((t / tk) ** float(exponent), 1.0)
@@ -145,11 +147,11 @@ def selection_counts(selected_mask: np.ndarray, clean_mask: np.ndarray) -> tuple
     sel, clean = np.asarray(selected_mask), np.asarray(clean_mask)
     for name, m in (("selected_mask", sel), ("clean_mask", clean)):
         if m.dtype != np.bool_:
-            raise TypeError(f"selection_counts: {name} must be a boolean array, got dtype {m.dtype}")
+            raise DataError(f"selection_counts: {name} must be a boolean array, got dtype {m.dtype}")
         if m.ndim != 1:
-            raise ValueError(f"selection_counts: {name} must have shape [N], got shape {list(m.shape)}")
+            raise DataError(f"selection_counts: {name} must have shape [N], got shape {list(m.shape)}")
     if sel.shape != clean.shape:
-        raise ValueError(f"selection_counts: selected_mask has shape {list(sel.shape)} but clean_mask has "
+        raise DataError(f"selection_counts: selected_mask has shape {list(sel.shape)} but clean_mask has "
                          f"{list(clean.shape)}; they must describe the same samples")
     return int(np.count_nonzero(sel & clean)), int(np.count_nonzero(sel)), int(np.count_nonzero(clean))
 

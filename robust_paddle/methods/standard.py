@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 import paddle
 
+from robust_paddle.errors import ConfigError
 from robust_paddle.methods.base import Method, MethodContext
 from robust_paddle.methods.regularizers import adversarial_loss, cutmix, mixup, symmetric_kl
 from robust_paddle.registry import METHODS
@@ -20,7 +22,7 @@ def _number(value: Any, key: str, *, lo: float, hi: float | None = None, lo_open
     bad = bad or value < lo or (lo_open and value == lo) or (hi is not None and value > hi)
     if bad:
         rule = f"{'>' if lo_open else '>='} {lo:g}" + (f" and <= {hi:g}" if hi is not None else "")
-        raise ValueError(f"method.params.{key} must be a number {rule}, got {value!r}")
+        raise ConfigError(f"method.params.{key} must be a number {rule}, got {value!r}")
     return float(value)
 
 
@@ -60,15 +62,15 @@ class StandardMethod(Method):
         self.mix_prob = _number(mix_prob, "mix_prob", lo=0.0, hi=1.0)
         self.rdrop_alpha = _number(rdrop_alpha, "rdrop_alpha", lo=0.0)
         if adversarial not in ADVERSARIAL:
-            raise ValueError(f"method.params.adversarial: {adversarial!r} is not allowed; choose one of: "
+            raise ConfigError(f"method.params.adversarial: {adversarial!r} is not allowed; choose one of: "
                              f"{', '.join(ADVERSARIAL)}")
         if adv_target not in ADV_TARGETS:
-            raise ValueError(f"method.params.adv_target: {adv_target!r} is not allowed; choose one of: "
+            raise ConfigError(f"method.params.adv_target: {adv_target!r} is not allowed; choose one of: "
                              f"{', '.join(ADV_TARGETS)}")
         self.adversarial, self.adv_target = adversarial, adv_target
         self.adv_epsilon = _number(adv_epsilon, "adv_epsilon", lo=0.0, lo_open=True)
         if isinstance(adv_steps, bool) or not isinstance(adv_steps, int) or adv_steps < 1:
-            raise ValueError(f"method.params.adv_steps must be an int >= 1, got {adv_steps!r}")
+            raise ConfigError(f"method.params.adv_steps must be an int >= 1, got {adv_steps!r}")
         self.adv_steps = adv_steps
         self.adv_alpha = (2.5 * self.adv_epsilon / adv_steps if adv_alpha is None
                           else _number(adv_alpha, "adv_alpha", lo=0.0, lo_open=True))
@@ -77,7 +79,7 @@ class StandardMethod(Method):
         if adversarial != "none" and adv_target == "embedding" and not (
                 callable(getattr(net, "forward_features", None)) and isinstance(getattr(net, "classifier", None),
                                                                                   paddle.nn.Layer)):
-            raise ValueError(f"method.params.adv_target: 'embedding' needs a model with forward_features and "
+            raise ConfigError(f"method.params.adv_target: 'embedding' needs a model with forward_features and "
                              f"classifier; model {ctx.cfg.model.name!r} has none (use adv_target: input)")
         self._rng: np.random.Generator | None = None
         self._rng_epoch = -1
@@ -89,21 +91,38 @@ class StandardMethod(Method):
             self._rng_epoch = epoch
         return self._rng
 
-    def mix(self, x: paddle.Tensor, y: paddle.Tensor, *, epoch: int) -> tuple[paddle.Tensor, paddle.Tensor]:
-        """Apply mixup or cutmix (when enabled and drawn for this batch); returns (inputs, targets)."""
+    def mix(self, x: paddle.Tensor, y: paddle.Tensor, weight: np.ndarray | None = None, *, epoch: int
+            ) -> tuple[paddle.Tensor, paddle.Tensor, np.ndarray | None]:
+        """Apply mixup or cutmix (when enabled and drawn for this batch); returns (inputs, targets, per-sample
+        weights mixed like the targets, or None)."""
         if not (self.mixup_alpha or self.cutmix_alpha):
-            return x, y
+            return x, y, weight
         rng = self.rng(epoch)
         if self.mix_prob < 1.0 and rng.random() >= self.mix_prob:
-            return x, y
+            return x, y, weight
         use_cutmix = self.cutmix_alpha > 0 and (not self.mixup_alpha or rng.random() < self.cutmix_prob)
         fn, alpha = (cutmix, self.cutmix_alpha) if use_cutmix else (mixup, self.mixup_alpha)
         mixed = fn(x, y, alpha=alpha, num_classes=self.num_classes, rng=rng)
-        return mixed.x, mixed.target
+        if weight is not None:
+            weight = mixed.lam * weight + (1.0 - mixed.lam) * weight[mixed.perm]
+        return mixed.x, mixed.target, weight
+
+    def targets(self, y: paddle.Tensor, idx: paddle.Tensor) -> tuple[paddle.Tensor, np.ndarray | None]:
+        """The batch's targets (its labels, or the consensus posterior rows when the run has soft targets) and
+        per-sample loss weights (None when the run has none)."""
+        soft, weights = self.ctx.soft_targets, self.ctx.sample_weights
+        if soft is None and weights is None:
+            return y, None
+        rows = np.asarray(idx.numpy(), dtype=np.int64)
+        target = y if soft is None else paddle.to_tensor(soft[rows], dtype="float32")
+        return target, None if weights is None else np.asarray(weights[rows], dtype=np.float32)
 
     def train_step(self, batch: tuple[paddle.Tensor, ...], *, epoch: int, step: int) -> tuple[paddle.Tensor, dict[str, Any]]:
-        x, y, _ = batch[:3]
-        x, target = self.mix(x, y, epoch=epoch)
+        x, y, idx = batch[:3]
+        target, weight = self.targets(y, idx)
+        x, target, weight = self.mix(x, target, weight, epoch=epoch)
+        loss_fn = self.loss_fn if weight is None else functools.partial(
+            self.loss_fn, sample_weight=paddle.to_tensor(weight, dtype="float32"))
         net = self.networks["net"]
         if self.adversarial != "none" and self.adv_target == "embedding":
             base = net.forward_features(x)
@@ -113,15 +132,15 @@ class StandardMethod(Method):
                 x.stop_gradient = False  # FGM differentiates the loss with respect to the input
             base, head = x, net
         logits = head(base)
-        loss = task = self.loss_fn(logits, target)
+        loss = task = loss_fn(logits, target)
         terms: dict[str, Any] = {}
         if self.rdrop_alpha > 0:
             logits2 = net(x)
             kl = symmetric_kl(logits, logits2)
-            loss = 0.5 * (task + self.loss_fn(logits2, target)) + self.rdrop_alpha * kl
+            loss = 0.5 * (task + loss_fn(logits2, target)) + self.rdrop_alpha * kl
             terms["rdrop_kl"] = kl
         if self.adversarial != "none":
-            adv, _ = adversarial_loss(head, base, task, self.loss_fn, target, kind=self.adversarial,
+            adv, _ = adversarial_loss(head, base, task, loss_fn, target, kind=self.adversarial,
                                       epsilon=self.adv_epsilon, alpha=self.adv_alpha, steps=self.adv_steps)
             loss = loss + self.adv_weight * adv
             terms["adv"] = adv

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import paddle
 from paddle import nn
 
+from robust_paddle.errors import ConfigError
+
 
 class FeatureClassifier(nn.Layer, metaclass=abc.ABCMeta):
     """Base for models built here: ``forward(x) = classifier(forward_features(x))``.
@@ -41,18 +43,18 @@ def check_image_shape(input_shape: Sequence[int], *, model: str, channels: tuple
                       min_size: int = 1) -> tuple[int, int, int]:
     """Validate a ``(C, H, W)`` image shape for ``model``; returns it as a tuple of ints."""
     if len(input_shape) != 3:
-        raise ValueError(f"model '{model}': input_shape must be (channels, height, width), got {tuple(input_shape)!r}")
+        raise ConfigError(f"model '{model}': input_shape must be (channels, height, width), got {tuple(input_shape)!r}")
     c, h, w = (int(v) for v in input_shape)
     if c not in channels:
-        raise ValueError(f"model '{model}': input_shape {tuple(input_shape)!r} has {c} channels; "
+        raise ConfigError(f"model '{model}': input_shape {tuple(input_shape)!r} has {c} channels; "
                          f"allowed: {', '.join(map(str, channels))} (see data.channels)")
     if h < min_size or w < min_size:
-        raise ValueError(f"model '{model}': input_shape {tuple(input_shape)!r} is smaller than "
+        raise ConfigError(f"model '{model}': input_shape {tuple(input_shape)!r} is smaller than "
                          f"{min_size}x{min_size} (see data.image_size)")
     return c, h, w
 
 
 def check_num_classes(num_classes: int, *, model: str) -> int:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"model '{model}': num_classes must be an int >= 2, got {num_classes!r}")
+        raise ConfigError(f"model '{model}': num_classes must be an int >= 2, got {num_classes!r}")
     return num_classes

@@ -10,6 +10,7 @@ from typing import Any
 
 from paddle import nn
 
+from robust_paddle.errors import ConfigError
 from robust_paddle.models.vision import VISION_FACTORIES, VisionClassifier
 from robust_paddle.registry import MODELS
 
@@ -28,7 +29,7 @@ def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
     if not isinstance(input_shape, (tuple, list)) or not input_shape or not all(
         isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in input_shape
     ):
-        raise ValueError(f"input_shape: expected a non-empty tuple of positive ints (per-sample shape without "
+        raise ConfigError(f"input_shape: expected a non-empty tuple of positive ints (per-sample shape without "
                          f"the batch axis, e.g. (3, 32, 32)), got {input_shape!r}")
     return tuple(input_shape)
 
@@ -38,14 +39,14 @@ def _build_user_factory(name: str, *, num_classes: int, input_shape: tuple[int, 
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise ValueError(f"model.name: cannot import module '{module_name}' for {name!r}: {e}") from None
+        raise ConfigError(f"model.name: cannot import module '{module_name}' for {name!r}: {e}") from None
     # The user named this attribute explicitly in model.name; this is not selection among our own code.
     factory = getattr(module, func_name, None)
     if not callable(factory):
-        raise ValueError(f"model.name: module '{module_name}' has no callable '{func_name}' (from {name!r})")
+        raise ConfigError(f"model.name: module '{module_name}' has no callable '{func_name}' (from {name!r})")
     model = factory(num_classes=num_classes, input_shape=input_shape, **params)
     if not isinstance(model, nn.Layer):
-        raise TypeError(f"model.name: {name!r} returned {type(model).__name__}, expected a paddle.nn.Layer")
+        raise ConfigError(f"model.name: {name!r} returned {type(model).__name__}, expected a paddle.nn.Layer")
     if not has_feature_split(model):
         logger.warning("model %r has no feature_dim / forward_features / classifier; methods that need "
                        "features (DivideMix, embedding-level adversarial training) will not work with it", name)
@@ -77,18 +78,18 @@ def build_model(name: str, *, num_classes: int, input_shape: Sequence[int], **pa
         ValueError: unknown name, unknown or invalid ``model.params``, unsupported input shape.
     """
     if not isinstance(name, str) or not name:
-        raise ValueError(f"model.name: expected a non-empty string, got {name!r}")
+        raise ConfigError(f"model.name: expected a non-empty string, got {name!r}")
     input_shape = _check_input_shape(input_shape)
     if name in MODELS:
         model = MODELS.build(name, field="model.params", num_classes=num_classes, input_shape=input_shape, **params)
     elif ":" in name:
         if not _USER_FACTORY.match(name):
-            raise ValueError(f"model.name: {name!r} is not a 'package.module:function' path")
+            raise ConfigError(f"model.name: {name!r} is not a 'package.module:function' path")
         model = _build_user_factory(name, num_classes=num_classes, input_shape=input_shape, **params)
     elif name in VISION_FACTORIES:
         model = VisionClassifier(name, num_classes=num_classes, input_shape=input_shape, **params)
     else:
-        raise ValueError(
+        raise ConfigError(
             f"model.name: unknown model {name!r}; registered: {', '.join(MODELS.names())}; also accepted: "
             f"paddle.vision.models names (e.g. resnet18, mobilenet_v2; all: {', '.join(VISION_FACTORIES)}) "
             "and a user factory "

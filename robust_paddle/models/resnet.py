@@ -24,6 +24,7 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
+from robust_paddle.errors import ConfigError
 from robust_paddle.models.base import FeatureClassifier, check_image_shape, check_num_classes
 from robust_paddle.registry import MODELS
 
@@ -80,7 +81,7 @@ class PreActBlock(nn.Layer):
 
 def _check_width(width: int, model: str) -> int:
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ValueError(f"model.params.width: expected an int >= 1 for model '{model}', got {width!r}")
+        raise ConfigError(f"model.params.width: expected an int >= 1 for model '{model}', got {width!r}")
     return width
 
 

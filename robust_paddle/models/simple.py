@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import paddle
 from paddle import nn
 
+from robust_paddle.errors import ConfigError
 from robust_paddle.models.base import FeatureClassifier, check_image_shape, check_num_classes
 from robust_paddle.registry import MODELS
 
@@ -17,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 def _check_dropout(dropout: float, model: str) -> float:
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"model.params.dropout: expected a number in [0, 1) for model '{model}', got {dropout!r}")
+        raise ConfigError(f"model.params.dropout: expected a number in [0, 1) for model '{model}', got {dropout!r}")
     return float(dropout)
 
 
@@ -25,7 +26,7 @@ def _check_widths(widths: Sequence[int], key: str, model: str, *, allow_empty: b
     if not isinstance(widths, (list, tuple)) or (not widths and not allow_empty) or not all(
         isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths
     ):
-        raise ValueError(f"model.params.{key}: expected a list of positive ints for model '{model}', got {widths!r}")
+        raise ConfigError(f"model.params.{key}: expected a list of positive ints for model '{model}', got {widths!r}")
     return list(widths)
 
 
@@ -93,7 +94,7 @@ class SmallCNN(FeatureClassifier):
         self.input_shape = (c, h, w)
         channels = _check_widths(channels, "channels", "small_cnn", allow_empty=False)
         if isinstance(convs_per_stage, bool) or not isinstance(convs_per_stage, int) or convs_per_stage < 1:
-            raise ValueError(f"model.params.convs_per_stage: expected an int >= 1, got {convs_per_stage!r}")
+            raise ConfigError(f"model.params.convs_per_stage: expected an int >= 1, got {convs_per_stage!r}")
         dropout = _check_dropout(dropout, "small_cnn")
         layers: list[nn.Layer] = []
         in_c, size = c, min(h, w)

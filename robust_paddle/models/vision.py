@@ -19,6 +19,7 @@ import paddle
 import paddle.vision.models as pvm
 from paddle import nn
 
+from robust_paddle.errors import ConfigError
 from robust_paddle.models.base import FeatureClassifier, check_image_shape, check_num_classes
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def _detach_last_linear(net: nn.Layer) -> tuple[nn.Linear, str]:
         if isinstance(layer, nn.Linear):
             last = (path, layer)
     if last is None:
-        raise ValueError(f"{type(net).__name__} has no nn.Linear classification layer")
+        raise ConfigError(f"{type(net).__name__} has no nn.Linear classification layer")
     path, linear = last
     parent_path, _, leaf = path.rpartition(".")
     parent = dict(net.named_sublayers())[parent_path] if parent_path else net
@@ -94,18 +95,18 @@ class VisionClassifier(FeatureClassifier):
     def __init__(self, name: str, *, num_classes: int, input_shape: Sequence[int], **params: Any) -> None:
         super().__init__()
         if name not in VISION_FACTORIES:
-            raise ValueError(f"unknown paddle.vision model {name!r}; choose one of: {', '.join(VISION_FACTORIES)}")
+            raise ConfigError(f"unknown paddle.vision model {name!r}; choose one of: {', '.join(VISION_FACTORIES)}")
         self.num_classes = check_num_classes(num_classes, model=name)
         self.input_shape = check_image_shape(input_shape, model=name, channels=(3,))
         for key in ("pretrained", "num_classes"):
             if key in params:
-                raise ValueError(f"model.params.{key}: not accepted for paddle.vision model '{name}' "
+                raise ConfigError(f"model.params.{key}: not accepted for paddle.vision model '{name}' "
                                  "(num_classes comes from the dataset; for ImageNet weights set model.pretrained "
                                  "to a .pdparams file, or model.download: true)")
         try:
             net = VISION_FACTORIES[name](pretrained=False, num_classes=self.num_classes, **params)
         except TypeError as e:
-            raise ValueError(f"model.params: {e} (paddle.vision model '{name}')") from None
+            raise ConfigError(f"model.params: {e} (paddle.vision model '{name}')") from None
         self.classifier, self.classifier_source = _detach_last_linear(net)  # source: the zoo files' key
         self.backbone = net
         self.feature_dim = int(self.classifier.weight.shape[0])
@@ -118,13 +119,13 @@ class VisionClassifier(FeatureClassifier):
             with paddle.no_grad():
                 feats = self.forward_features(paddle.zeros([1, *self.input_shape]))
         except (ValueError, RuntimeError) as e:
-            raise ValueError(f"model '{name}' cannot take input_shape {self.input_shape} "
+            raise ConfigError(f"model '{name}' cannot take input_shape {self.input_shape} "
                              f"(see data.image_size): {str(e).splitlines()[0]}") from None
         finally:
             if was_training:
                 self.train()
         if list(feats.shape) != [1, self.feature_dim]:
-            raise ValueError(f"model '{name}': features have shape {feats.shape}, expected [1, {self.feature_dim}]")
+            raise ConfigError(f"model '{name}': features have shape {feats.shape}, expected [1, {self.feature_dim}]")
 
     def forward_features(self, x: paddle.Tensor) -> paddle.Tensor:
         return paddle.flatten(self.backbone(x), start_axis=1)

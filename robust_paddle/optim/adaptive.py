@@ -22,17 +22,19 @@ import paddle
 from paddle.optimizer import Optimizer
 from paddle.optimizer.lr import LRScheduler
 
+from robust_paddle.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 
 def _check_betas(betas: Sequence[float], epsilon: float, owner: str) -> tuple[float, float]:
     if len(betas) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in betas):
-        raise ValueError(f"{owner}: betas must be two numbers in [0, 1), got {betas!r}")
+        raise ConfigError(f"{owner}: betas must be two numbers in [0, 1), got {betas!r}")
     b1, b2 = float(betas[0]), float(betas[1])
     if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
-        raise ValueError(f"{owner}: betas must be two numbers in [0, 1), got {betas!r}")
+        raise ConfigError(f"{owner}: betas must be two numbers in [0, 1), got {betas!r}")
     if not isinstance(epsilon, (int, float)) or isinstance(epsilon, bool) or epsilon < 0:
-        raise ValueError(f"{owner}: epsilon must be a number >= 0, got {epsilon!r}")
+        raise ConfigError(f"{owner}: epsilon must be a number >= 0, got {epsilon!r}")
     return b1, b2
 
 
@@ -146,7 +148,7 @@ class NAdam(_TensorOpOptimizer):
     ) -> None:
         self._beta1, self._beta2 = _check_betas(betas, epsilon, "NAdam")
         if not isinstance(momentum_decay, (int, float)) or isinstance(momentum_decay, bool) or momentum_decay < 0:
-            raise ValueError(f"NAdam: momentum_decay must be a number >= 0, got {momentum_decay!r}")
+            raise ConfigError(f"NAdam: momentum_decay must be a number >= 0, got {momentum_decay!r}")
         self._epsilon = float(epsilon)
         self._decay_base = 0.96 ** float(momentum_decay)
         self.type = "nadam"

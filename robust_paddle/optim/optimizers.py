@@ -30,6 +30,7 @@ from paddle.regularizer import L2Decay
 
 from robust_paddle import _compat
 from robust_paddle.config import OptimizerConfig
+from robust_paddle.errors import ConfigError
 from robust_paddle.optim.adaptive import NAdam, RAdam
 from robust_paddle.registry import OPTIMIZERS, accepted_kwargs
 
@@ -53,23 +54,23 @@ class OptimizerCommon:
 # ------------------------------------------------------------------------------------------ value checks
 def _number(value: Any, key: str, *, lo: float | None = None, hi: float | None = None, hi_open: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"optimizer.params.{key}: expected a number, got {value!r}")
+        raise ConfigError(f"optimizer.params.{key}: expected a number, got {value!r}")
     if (lo is not None and value < lo) or (hi is not None and (value > hi or (hi_open and value == hi))):
         bound = f"in [{lo}, {hi}{')' if hi_open else ']'}" if hi is not None else f">= {lo}"
-        raise ValueError(f"optimizer.params.{key}: {value!r} is out of range; must be {bound}")
+        raise ConfigError(f"optimizer.params.{key}: {value!r} is out of range; must be {bound}")
     return float(value)
 
 
 def _betas(value: Any) -> tuple[float, float]:
     if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise ValueError(f"optimizer.params.betas: expected [beta1, beta2], got {value!r}")
+        raise ConfigError(f"optimizer.params.betas: expected [beta1, beta2], got {value!r}")
     return (_number(value[0], "betas[0]", lo=0.0, hi=1.0, hi_open=True),
             _number(value[1], "betas[1]", lo=0.0, hi=1.0, hi_open=True))
 
 
 def _reject_nesterov(common: OptimizerCommon, name: str) -> None:
     if common.nesterov:
-        raise ValueError(f"optimizer.nesterov: true is only supported by 'sgd' (got optimizer '{name}'); "
+        raise ConfigError(f"optimizer.nesterov: true is only supported by 'sgd' (got optimizer '{name}'); "
                          "use 'nadam' for Adam with Nesterov momentum")
 
 
@@ -83,7 +84,7 @@ def build_sgd(parameters: list, common: OptimizerCommon) -> Optimizer:
     """
     if common.momentum == 0.0:
         if common.nesterov:
-            raise ValueError("optimizer.nesterov: true needs optimizer.momentum > 0, got momentum 0")
+            raise ConfigError("optimizer.nesterov: true needs optimizer.momentum > 0, got momentum 0")
         return paddle.optimizer.SGD(learning_rate=common.learning_rate, parameters=parameters,
                                     weight_decay=None, grad_clip=common.grad_clip)
     return paddle.optimizer.Momentum(learning_rate=common.learning_rate, momentum=common.momentum,
@@ -100,7 +101,7 @@ def build_rmsprop(parameters: list, common: OptimizerCommon, *, rho: float = 0.9
     """
     _reject_nesterov(common, "rmsprop")
     if not isinstance(centered, bool):
-        raise ValueError(f"optimizer.params.centered: expected true/false, got {centered!r}")
+        raise ConfigError(f"optimizer.params.centered: expected true/false, got {centered!r}")
     return paddle.optimizer.RMSProp(
         learning_rate=common.learning_rate, rho=_number(rho, "rho", lo=0.0, hi=1.0, hi_open=True),
         epsilon=_number(epsilon, "epsilon", lo=0.0), momentum=common.momentum, centered=centered,
@@ -204,7 +205,7 @@ def build_grad_clip(max_norm: float) -> paddle.nn.ClipGradByGlobalNorm | None:
         max_norm: the largest allowed L2 norm of all gradients together (``train.grad_clip``); 0 disables.
     """
     if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)) or max_norm < 0:
-        raise ValueError(f"train.grad_clip: expected a number >= 0 (0 disables clipping), got {max_norm!r}")
+        raise ConfigError(f"train.grad_clip: expected a number >= 0 (0 disables clipping), got {max_norm!r}")
     return paddle.nn.ClipGradByGlobalNorm(clip_norm=float(max_norm)) if max_norm > 0 else None
 
 
@@ -246,22 +247,22 @@ def build_optimizer(cfg: OptimizerConfig, parameters: Sequence[paddle.Tensor], *
     """
     builder = OPTIMIZERS.get(cfg.name)
     if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float, LRScheduler)):
-        raise TypeError(f"learning_rate: expected a float or a paddle LRScheduler, got {type(learning_rate).__name__}")
+        raise ConfigError(f"learning_rate: expected a float or a paddle LRScheduler, got {type(learning_rate).__name__}")
     if isinstance(learning_rate, (int, float)):
         if learning_rate <= 0:
-            raise ValueError(f"learning_rate: must be > 0, got {learning_rate!r}")
+            raise ConfigError(f"learning_rate: must be > 0, got {learning_rate!r}")
         learning_rate = float(learning_rate)
     names, _ = accepted_kwargs(builder)
     allowed = [n for n in names if n not in _COMMON_ARGS]
     params = dict(cfg.params)
     unknown = sorted(set(params) - set(allowed))
     if unknown:
-        raise ValueError(f"optimizer.params: unknown key(s) {', '.join(unknown)} for optimizer '{cfg.name}'; "
+        raise ConfigError(f"optimizer.params: unknown key(s) {', '.join(unknown)} for optimizer '{cfg.name}'; "
                          f"allowed: {', '.join(allowed) or '(none)'} (learning rate, weight decay, momentum "
                          "and nesterov are optimizer.lr / weight_decay / momentum / nesterov)")
     params_list = list(parameters)
     if not params_list:
-        raise ValueError("build_optimizer: parameters is empty; pass model.parameters()")
+        raise ConfigError("build_optimizer: parameters is empty; pass model.parameters()")
     decay, no_decay = split_decay_params(params_list, no_decay_norm_bias=cfg.no_decay_norm_bias)
     common = OptimizerCommon(learning_rate=learning_rate, weight_decay=float(cfg.weight_decay),
                              decay_names=frozenset(p.name for p in decay), momentum=float(cfg.momentum),

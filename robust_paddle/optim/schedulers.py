@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from paddle.optimizer.lr import LRScheduler
 
 from robust_paddle.config import SchedulerConfig
+from robust_paddle.errors import ConfigError
 from robust_paddle.registry import SCHEDULERS
 
 logger = logging.getLogger(__name__)
@@ -27,9 +28,9 @@ logger = logging.getLogger(__name__)
 
 def _num(value: object, key: str, *, lo: float, lo_open: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"scheduler.params.{key}: expected a number, got {value!r}")
+        raise ConfigError(f"scheduler.params.{key}: expected a number, got {value!r}")
     if value < lo or (lo_open and value == lo):
-        raise ValueError(f"scheduler.params.{key}: {value!r} is out of range; must be {'>' if lo_open else '>='} {lo}")
+        raise ConfigError(f"scheduler.params.{key}: {value!r} is out of range; must be {'>' if lo_open else '>='} {lo}")
     return float(value)
 
 
@@ -102,7 +103,7 @@ class PolynomialShape:
 
 def _epochs_int(value: object, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"scheduler.params.{key}: expected a whole number of epochs >= 1, got {value!r}")
+        raise ConfigError(f"scheduler.params.{key}: expected a whole number of epochs >= 1, got {value!r}")
     return value
 
 
@@ -117,7 +118,7 @@ class StepShape:
 
     def __init__(self, step_size: int | None = None, gamma: float = 0.1) -> None:
         if step_size is None:
-            raise ValueError("scheduler.params.step_size: required for scheduler 'step' (epochs between decays)")
+            raise ConfigError("scheduler.params.step_size: required for scheduler 'step' (epochs between decays)")
         self.step_size = _epochs_int(step_size, "step_size")
         self.gamma = _num(gamma, "gamma", lo=0.0, lo_open=True)
 
@@ -137,12 +138,12 @@ class MultiStepShape:
 
     def __init__(self, milestones: Sequence[int] | None = None, gamma: float = 0.1) -> None:
         if milestones is None:
-            raise ValueError("scheduler.params.milestones: required for scheduler 'multistep' (a list of epochs)")
+            raise ConfigError("scheduler.params.milestones: required for scheduler 'multistep' (a list of epochs)")
         if not isinstance(milestones, (list, tuple)) or not milestones:
-            raise ValueError(f"scheduler.params.milestones: expected a non-empty list of epochs, got {milestones!r}")
+            raise ConfigError(f"scheduler.params.milestones: expected a non-empty list of epochs, got {milestones!r}")
         ms = [_epochs_int(m, f"milestones[{i}]") for i, m in enumerate(milestones)]
         if any(b <= a for a, b in zip(ms, ms[1:])):
-            raise ValueError(f"scheduler.params.milestones: must be strictly increasing, got {list(milestones)!r}")
+            raise ConfigError(f"scheduler.params.milestones: must be strictly increasing, got {list(milestones)!r}")
         self.milestones = ms
         self.gamma = _num(gamma, "gamma", lo=0.0, lo_open=True)
 
@@ -220,20 +221,20 @@ def build_scheduler(cfg: SchedulerConfig, *, base_lr: float, epochs: int, steps_
     """
     for key, val in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch)):
         if isinstance(val, bool) or not isinstance(val, int) or val < 1:
-            raise ValueError(f"build_scheduler: {key} must be an int >= 1, got {val!r}")
+            raise ConfigError(f"build_scheduler: {key} must be an int >= 1, got {val!r}")
     if isinstance(base_lr, bool) or not isinstance(base_lr, (int, float)) or base_lr <= 0:
-        raise ValueError(f"build_scheduler: base_lr must be a number > 0, got {base_lr!r}")
+        raise ConfigError(f"build_scheduler: base_lr must be a number > 0, got {base_lr!r}")
     if cfg.by not in ("step", "epoch"):
-        raise ValueError(f"scheduler.by: {cfg.by!r} is not allowed; choose one of: step, epoch")
+        raise ConfigError(f"scheduler.by: {cfg.by!r} is not allowed; choose one of: step, epoch")
     shape = SCHEDULERS.build(cfg.name, field="scheduler.params", **cfg.params)
     unit = steps_per_epoch if cfg.by == "step" else 1
     total = epochs * unit
     if cfg.by == "epoch" and float(cfg.warmup_epochs) != int(cfg.warmup_epochs):
-        raise ValueError(f"scheduler.warmup_epochs: {cfg.warmup_epochs!r} must be a whole number of epochs "
+        raise ConfigError(f"scheduler.warmup_epochs: {cfg.warmup_epochs!r} must be a whole number of epochs "
                          "when scheduler.by is 'epoch' (use by: step for fractional warm-up)")
     warmup = int(round(cfg.warmup_epochs * unit))
     if warmup >= total and cfg.warmup_epochs > 0:
-        raise ValueError(f"scheduler.warmup_epochs: {cfg.warmup_epochs!r} must be shorter than the run "
+        raise ConfigError(f"scheduler.warmup_epochs: {cfg.warmup_epochs!r} must be shorter than the run "
                          f"({epochs} epochs)")
     sched = ScheduledLR(shape, base_lr=float(base_lr), total=total, warmup=warmup,
                         warmup_start_factor=cfg.warmup_start_factor, unit=unit, by=cfg.by)

@@ -18,13 +18,15 @@ from robust_paddle.config import Config
 from robust_paddle.data import build_data, build_loader
 from robust_paddle.data.imagecheck import write_skipped_files
 from robust_paddle.engine import distributed as dist
-from robust_paddle.engine.checkpoint import load_checkpoint
+from robust_paddle.engine.checkpoint import check_signature, load_checkpoint
 from robust_paddle.engine.trainer import Run, Trainer, seed_everything
+from robust_paddle.errors import ConfigError
 from robust_paddle.losses import build_loss
 from robust_paddle.methods import MethodContext, build_method
 from robust_paddle.models import build_model
 from robust_paddle.optim import build_optimizer, build_scheduler
 from robust_paddle.pipeline.finetune import finetune_hooks, init_weights
+from robust_paddle.pipeline.label_workflow import annotation_targets, label_source_summary
 
 __all__ = ["Run", "build_run", "check_monitor", "load_run", "make_context", "make_loaders", "model_meta", "set_device"]
 
@@ -35,7 +37,7 @@ def set_device(name: str) -> str:
     """Select ``cpu``/``gpu``; ``auto`` picks the GPU when Paddle sees one."""
     has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
     if name == "gpu" and not has_gpu:
-        raise ValueError("train.device: 'gpu' asked for but Paddle sees no CUDA device; use 'cpu' or 'auto'")
+        raise ConfigError("train.device: 'gpu' asked for but Paddle sees no CUDA device; use 'cpu' or 'auto'")
     device = "gpu" if name == "gpu" or (name == "auto" and has_gpu) else "cpu"
     if device == "gpu" and paddle.distributed.get_world_size() > 1:
         device = f"gpu:{paddle.distributed.ParallelEnv().device_id}"
@@ -51,7 +53,7 @@ def make_context(cfg: Config, data: Any) -> MethodContext:
     weight = None
     if cfg.loss.class_weighting != "none":  # class weights from the (noisy) training labels
         if "weight" in cfg.loss.params:
-            raise ValueError(f"loss.params.weight and loss.class_weighting={cfg.loss.class_weighting!r} both set "
+            raise ConfigError(f"loss.params.weight and loss.class_weighting={cfg.loss.class_weighting!r} both set "
                              "class weights; keep one of them")
         from robust_paddle.data.imbalance import class_weights
 
@@ -68,7 +70,7 @@ def make_context(cfg: Config, data: Any) -> MethodContext:
     return MethodContext(cfg=cfg, num_classes=data.num_classes, input_shape=tuple(data.input_shape),
                          train_labels=np.asarray(data.train.labels, dtype=np.int64),
                          clean_labels=None if data.train.clean_labels is None else np.asarray(data.train.clean_labels),
-                         build_network=network, build_loss=loss)
+                         build_network=network, build_loss=loss, **annotation_targets(cfg, data))
 
 
 def make_loaders(cfg: Config, data: Any, *, num_replicas: int = 1, rank: int = 0) -> dict[str, Any]:
@@ -98,7 +100,24 @@ def make_loaders(cfg: Config, data: Any, *, num_replicas: int = 1, rank: int = 0
 def model_meta(data: Any) -> dict[str, Any]:
     return {"num_classes": int(data.num_classes), "input_shape": [int(s) for s in data.input_shape],
             "class_names": list(data.class_names), "mean": data.mean, "std": data.std,
-            "dataset": data.name if hasattr(data, "name") else None}
+            "dataset": data.name if hasattr(data, "name") else None,
+            **({"labels": labels} if (labels := label_source_summary(data)) else {})}
+
+
+def model_signature(cfg: Config, data: Any, networks: Any) -> dict[str, Any]:
+    """What a checkpoint's weights only make sense with: the model and its params, the method and its
+    network names, classes, input shape, normalisation, and the tokenizer of text data (a data bundle's
+    ``tokenizer_signature``, when it has one). Recorded in ``meta.signature``; compared by :func:`load_run`."""
+    import json
+
+    sig = {"model": cfg.model.name, "model_params": json.loads(json.dumps(cfg.model.params)),
+           "method": cfg.method.name, "networks": sorted(networks), "num_classes": int(data.num_classes),
+           "input_shape": [int(s) for s in data.input_shape],
+           "mean": None if data.mean is None else [float(v) for v in data.mean],
+           "std": None if data.std is None else [float(v) for v in data.std]}
+    if getattr(data, "tokenizer_signature", None) is not None:
+        sig["tokenizer"] = data.tokenizer_signature
+    return sig
 
 
 def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None, data: Any = None,
@@ -125,6 +144,7 @@ def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None, data: 
     if start_weights:
         init_weights(cfg, method, data, out_dir=output_dir if dist.rank() == 0 else None)
     extra_hooks = finetune_hooks(cfg, method)  # sets the backbone lr multiplier before the optimizer exists
+    data.train.extra_views = method.loader_views(data.train)  # views the method wants, made in the workers
     shard = {"num_replicas": dist.world_size(), "rank": dist.rank()} if distributed else {}
     loaders = make_loaders(cfg, data, **shard)
     steps_per_epoch = max(1, -(-len(loaders["train"]) // cfg.train.accumulate_steps))
@@ -134,25 +154,32 @@ def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None, data: 
     optimizer = build_optimizer(cfg.optimizer, method.parameters(), learning_rate=scheduler)
     trainer = Trainer(cfg, method, loaders, optimizer=optimizer, scheduler=scheduler,
                       hooks=list(hooks or []) + extra_hooks, output_dir=output_dir,
-                      meta=model_meta(data), data=data, distributed=distributed)
+                      meta={**model_meta(data), "signature": model_signature(cfg, data, method.networks)},
+                      data=data, distributed=distributed)
     return Run(cfg=cfg, data=data, method=method, loaders=loaders, trainer=trainer)
 
 
 def check_monitor(cfg: Config, data: Any) -> None:
     split = cfg.train.monitor.split("/", 1)[0]
     if split in ("val", "test") and (getattr(data, split) is None or len(getattr(data, split)) == 0):
-        raise ValueError(f"train.monitor is {cfg.train.monitor!r} but the run has no {split} split; "
+        raise ConfigError(f"train.monitor is {cfg.train.monitor!r} but the run has no {split} split; "
                          f"set data.{split}_split > 0 (or a data.{split}_path), or pick another train.monitor")
 
 
-def load_run(cfg: Config, checkpoint: str, *, output_dir: str | None = None) -> Run:
-    """Rebuild the run described by ``cfg`` and load ``checkpoint``'s networks and method state."""
-    state = load_checkpoint(checkpoint)
+def load_run(cfg: Config, checkpoint: str, *, output_dir: str | None = None,
+             state: dict[str, Any] | None = None) -> Run:
+    """Rebuild the run described by ``cfg`` and load ``checkpoint``'s networks and method state.
+
+    ``state``: the checkpoint already loaded (saves reading it twice).
+
+    Raises:
+        CheckpointError: unreadable/unsafe checkpoint, or one whose model signature (model, params, method,
+            networks, classes, input shape, normalisation) differs from the config's -- every mismatch named;
+            or weights that do not fit the network (missing, unexpected, mis-shaped keys).
+    """
+    state = load_checkpoint(checkpoint) if state is None else state
     run = build_run(cfg, output_dir=output_dir or os.path.dirname(os.path.dirname(os.path.abspath(checkpoint))),
                     hooks=[])
-    saved = state["meta"]
-    if int(saved["num_classes"]) != run.data.num_classes:
-        raise ValueError(f"checkpoint {checkpoint} has {saved['num_classes']} classes but the config's data has "
-                         f"{run.data.num_classes}")
-    run.trainer.load_state_dict(state)
+    check_signature(state, run.trainer.meta["signature"], source=checkpoint)
+    run.trainer.load_state_dict(state, source=checkpoint)
     return run

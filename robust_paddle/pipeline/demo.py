@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from robust_paddle import config as config_mod
+from robust_paddle.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -73,9 +74,9 @@ def run_demo(*, config_path: str | None = None, overrides: list[str] | tuple[str
     if methods is not None:
         unknown = sorted(set(methods) - set(names))
         if unknown:
-            raise ValueError(f"--methods: unknown demo row(s) {', '.join(unknown)}; choose from: {', '.join(names)}")
+            raise ConfigError(f"--methods: unknown demo row(s) {', '.join(unknown)}; choose from: {', '.join(names)}")
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
-        raise ValueError(f"--jobs must be an integer >= 1, got {jobs!r}")
+        raise ConfigError(f"--jobs must be an integer >= 1, got {jobs!r}")
     path = config_path or DEFAULT_CONFIG
     base = config_mod.load(path, list(DEMO_PROFILE) + list(overrides))
     out_dir = out_dir or os.path.join("output", time.strftime("demo-%Y%m%d-%H%M%S"))

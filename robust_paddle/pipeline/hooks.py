@@ -11,6 +11,7 @@ from typing import Any
 
 from robust_paddle.engine.ema import EMAHook, SWAHook
 from robust_paddle.engine.hooks import CheckpointHook, EarlyStoppingHook, EvalHook, Hook, MetricsJsonHook
+from robust_paddle.errors import ConfigError
 from robust_paddle.quality.calibration import CalibrationHook
 from robust_paddle.quality.report import ReportHook, SampleStatsHook
 from robust_paddle.quality.visualdl import VisualDLHook
@@ -27,7 +28,7 @@ def build_hooks(trainer_cfg: Any) -> list[Hook]:
         hooks.append(VisualDLHook())
     # per-sample loss / clean-probability statistics each epoch and the label-issue report at the end
     # (robust_paddle.quality.report); importing it also registers "sample_stats" and "report" for train.hooks
-    if trainer_cfg.visualdl:
+    if trainer_cfg.visualdl and trainer_cfg.diagnostics:
         hooks.append(SampleStatsHook())
     if trainer_cfg.report:
         hooks.append(ReportHook())
@@ -35,7 +36,7 @@ def build_hooks(trainer_cfg: Any) -> list[Hook]:
     # also registers "ema", "swa" and "calibration" for train.hooks
     ema, swa = trainer_cfg.ema, trainer_cfg.swa
     if ema.enabled and swa.enabled:
-        raise ValueError("train.ema.enabled and train.swa.enabled are both true; they are exclusive because each "
+        raise ConfigError("train.ema.enabled and train.swa.enabled are both true; they are exclusive because each "
                          "replaces the weights that are evaluated: enable one of them")
     if ema.enabled:
         hooks.append(EMAHook(decay=ema.decay, warmup=ema.warmup, eval=ema.eval))
@@ -50,7 +51,7 @@ def build_hooks(trainer_cfg: Any) -> list[Hook]:
     for i, spec in enumerate(trainer_cfg.hooks):
         spec = dict(spec)
         if "name" not in spec:
-            raise ValueError(f"train.hooks[{i}]: each hook needs a 'name'; choose one of: {', '.join(HOOKS.names())}")
+            raise ConfigError(f"train.hooks[{i}]: each hook needs a 'name'; choose one of: {', '.join(HOOKS.names())}")
         name = spec.pop("name")
         hooks.append(HOOKS.build(name, field=f"train.hooks[{i}]", **spec))
     return sorted(hooks, key=lambda h: h.priority)

@@ -30,6 +30,7 @@ from sklearn.model_selection import StratifiedKFold
 from robust_paddle import config as config_mod
 from robust_paddle.config import Config
 from robust_paddle.engine.metrics import classification_metrics
+from robust_paddle.errors import ConfigError
 from robust_paddle.quality.estimation import softmax
 
 logger = logging.getLogger(__name__)
@@ -45,11 +46,11 @@ def kfold_splits(labels: np.ndarray, *, folds: int, seed: int) -> list[tuple[np.
         labels: [N] int labels. folds: K >= 2. seed: shuffling seed.
     """
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-        raise ValueError(f"folds (train.kfold) must be an int >= 2, got {folds!r}")
+        raise ConfigError(f"folds (train.kfold) must be an int >= 2, got {folds!r}")
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     n = labels.shape[0]
     if n < folds:
-        raise ValueError(f"folds={folds} exceeds the {n} training samples")
+        raise ConfigError(f"folds={folds} exceeds the {n} training samples")
     counts = np.bincount(labels)
     split_labels = labels if counts[counts > 0].min() >= folds else np.zeros(n, dtype=np.int64)
     kf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed % 2**32)
@@ -203,5 +204,5 @@ def cross_val_pred_probs(cfg: Config, *, folds: int = 5, data: Any = None) -> np
         [N, C] float64 probabilities, row ``i`` from the model that did not see sample ``i``.
     """
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-        raise ValueError(f"folds must be an int >= 2, got {folds!r}")
+        raise ConfigError(f"folds must be an int >= 2, got {folds!r}")
     return train_kfold(cfg, folds=folds, data=data).oof_probs

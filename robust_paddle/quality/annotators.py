@@ -26,7 +26,10 @@ Every method returns a posterior ``P(true | answers)`` [N, C]. From it, the same
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,9 +38,10 @@ import numpy as np
 
 from robust_paddle.data.table import read_table
 from robust_paddle.data.textfile import where
-from robust_paddle.errors import DataError
+from robust_paddle.errors import DataError, MissingDependencyError
 
-__all__ = ["AGGREGATION_METHODS", "Annotations", "Consensus", "aggregate", "read_annotations"]
+__all__ = ["AGGREGATION_METHODS", "Annotations", "Consensus", "aggregate", "parse_label", "read_annotations",
+           "with_model_answers"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +75,7 @@ class Annotations:
         """Answers from three [K] int arrays (annotators named by their index)."""
         s, a, lab = (np.asarray(v, dtype=np.int64) for v in (sample, annotator, label))
         if not (s.ndim == a.ndim == lab.ndim == 1 and s.shape == a.shape == lab.shape):
-            raise ValueError(f"sample, annotator and label must be 1-D of equal length, got {s.shape}, {a.shape}, "
+            raise DataError(f"sample, annotator and label must be 1-D of equal length, got {s.shape}, {a.shape}, "
                              f"{lab.shape}")
         names = [str(i) for i in range(int(a.max()) + 1)] if a.size else []
         return cls(s, a, lab, names, np.zeros(s.size, dtype=np.int64))
@@ -104,7 +108,8 @@ class Consensus:
     method: str
 
 
-def _label_of(value: Any, *, class_index: Mapping[str, int], num_classes: int, at: str) -> int:
+def parse_label(value: Any, *, class_index: Mapping[str, int], num_classes: int, at: str) -> int:
+    """A label cell as a class index: an int in [0, C) or a class name; ``at`` prefixes errors (DataError)."""
     if isinstance(value, bool):
         value = str(value)
     if isinstance(value, (int, np.integer)) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
@@ -168,7 +173,7 @@ def read_annotations(path: str, *, sample_index: Mapping[str, int], num_classes:
             raise DataError(f"{at}: empty annotator id")
         s = sample_index[key]
         a = annotator_ids.setdefault(who, len(annotator_ids))
-        lab = _label_of(r.get("label"), class_index=class_index, num_classes=num_classes, at=at)
+        lab = parse_label(r.get("label"), class_index=class_index, num_classes=num_classes, at=at)
         if (s, a) in seen:
             prev_line, prev_label = seen[(s, a)]
             if prev_label != lab:
@@ -197,7 +202,7 @@ def _crowdkit_posterior(ann: Annotations, num_classes: int, method: str, seed: i
         import pandas as pd
         from crowdkit.aggregation import GLAD, MACE, DawidSkene, MajorityVote
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("data.annotations needs crowd-kit: pip install 'robust_paddle[quality]'") from e
+        raise MissingDependencyError("data.annotations needs crowd-kit: pip install 'robust_paddle[quality]'") from e
     df = pd.DataFrame({"task": ann.sample, "worker": ann.annotator, "label": ann.label})
     model = {"majority_vote": lambda: MajorityVote(),
              "dawid_skene": lambda: DawidSkene(n_iter=100),
@@ -209,6 +214,25 @@ def _crowdkit_posterior(ann: Annotations, num_classes: int, method: str, seed: i
     post = probas.to_numpy(dtype=np.float64)
     sums = post.sum(axis=1, keepdims=True)
     return np.divide(post, sums, out=np.full_like(post, 1.0 / num_classes), where=sums > 0)
+
+
+def with_model_answers(ann: Annotations, pred_probs: np.ndarray) -> Annotations:
+    """``ann`` plus one pseudo-annotator ``"model"`` answering the arg-max of ``pred_probs`` [N, C] (ideally
+    out-of-sample) for every sample that has at least one human answer.
+
+    The aggregation method then estimates the model's reliability like any annotator's (its confusion matrix
+    under Dawid-Skene), which is how a model's view enters the consensus here; CROWDLAB (Goh et al. 2022,
+    https://arxiv.org/abs/2210.06812, cleanlab's multi-annotator consensus) weights the model's probabilities
+    instead.
+    """
+    probs = np.asarray(pred_probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[0] <= int(ann.sample.max()):
+        raise DataError(f"pred_probs must be [N, C] covering every answered sample, got shape {probs.shape}")
+    tasks = np.unique(ann.sample)
+    model = len(ann.annotator_names)
+    return Annotations(np.r_[ann.sample, tasks], np.r_[ann.annotator, np.full(tasks.size, model)],
+                       np.r_[ann.label, probs[tasks].argmax(axis=1)], [*ann.annotator_names, "model"],
+                       np.r_[ann.lines, np.zeros(tasks.size, dtype=np.int64)], ann.path)
 
 
 def aggregate(ann: Annotations, *, num_samples: int, num_classes: int, method: str = "dawid_skene",
@@ -228,12 +252,12 @@ def aggregate(ann: Annotations, *, num_samples: int, num_classes: int, method: s
         ValueError: unknown ``method``; answers out of range.
     """
     if method not in AGGREGATION_METHODS:
-        raise ValueError(f"annotations method {method!r} is not known; choose one of {', '.join(AGGREGATION_METHODS)}")
+        raise DataError(f"annotations method {method!r} is not known; choose one of {', '.join(AGGREGATION_METHODS)}")
     if ann.sample.size == 0:
         raise DataError("no annotator answers to aggregate")
     if ann.sample.min() < 0 or ann.sample.max() >= num_samples or ann.label.min() < 0 \
             or ann.label.max() >= num_classes:
-        raise ValueError("answers out of range: samples must be in [0, N) and labels in [0, C)")
+        raise DataError("answers out of range: samples must be in [0, N) and labels in [0, C)")
     n_ann = len(ann.annotator_names)
     tasks = np.unique(ann.sample)
     posterior = np.zeros((num_samples, num_classes))
@@ -255,3 +279,46 @@ def aggregate(ann: Annotations, *, num_samples: int, num_classes: int, method: s
         logger.warning("%d of %d samples have no annotator answer", int((~answered).sum()), num_samples)
     return Consensus(labels, posterior, agreement, num_answers, conf, accuracy, answers,
                      list(ann.annotator_names), method)
+
+
+def write_annotator_outputs(cons: Consensus, out_dir: str, *, sample_names: Sequence[str], file_labels: np.ndarray,
+                            class_names: Sequence[str]) -> list[str]:
+    """Write ``consensus.csv`` (one row per source sample) and ``annotators.csv`` (one row per annotator,
+    best first) plus ``annotators.json`` (the confusion matrices ``[true][given]``); returns the paths.
+
+    ``consensus.csv``: source_row, sample, num_answers, consensus_label, consensus_name, confidence (posterior of
+    the consensus label), agreement, file_label. ``annotators.csv``: annotator, answers, accuracy, and the most
+    frequent confusion (``true -> given`` with its probability).
+    """
+    from robust_paddle.ops import atomic_write
+
+    os.makedirs(out_dir, exist_ok=True)
+    n = cons.labels.size
+    conf_p = np.where(cons.labels >= 0, cons.posterior[np.arange(n), np.maximum(cons.labels, 0)], np.nan)
+    paths = [os.path.join(out_dir, name) for name in ("consensus.csv", "annotators.csv", "annotators.json")]
+    with atomic_write(paths[0], newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["source_row", "sample", "num_answers", "consensus_label", "consensus_name", "confidence",
+                    "agreement", "file_label"])
+        for i in range(n):
+            lab = int(cons.labels[i])
+            w.writerow([i, sample_names[i], int(cons.num_answers[i]), lab if lab >= 0 else "",
+                        class_names[lab] if lab >= 0 else "", "" if lab < 0 else f"{conf_p[i]:.6f}",
+                        "" if np.isnan(cons.agreement[i]) else f"{cons.agreement[i]:.6f}", int(file_labels[i])])
+    order = np.argsort(-cons.annotator_accuracy, kind="stable")
+    with atomic_write(paths[1], newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["annotator", "answers", "accuracy", "top_confusion", "top_confusion_prob"])
+        for a in order:
+            off = cons.annotator_confusion[a].copy()
+            np.fill_diagonal(off, -1.0)
+            t, g = np.unravel_index(int(off.argmax()), off.shape)
+            w.writerow([cons.annotator_names[a], int(cons.annotator_answers[a]), f"{cons.annotator_accuracy[a]:.6f}",
+                        f"{class_names[t]} -> {class_names[g]}", f"{off[t, g]:.6f}"])
+    with atomic_write(paths[2]) as fh:
+        json.dump({"method": cons.method, "class_names": list(class_names),
+                   "annotators": [{"annotator": cons.annotator_names[a], "answers": int(cons.annotator_answers[a]),
+                                   "accuracy": float(cons.annotator_accuracy[a]),
+                                   "confusion": cons.annotator_confusion[a].round(6).tolist()} for a in order]},
+                  fh, indent=2)
+    return paths

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from robust_paddle.engine.hooks import Hook, write_json
+from robust_paddle.errors import ConfigError, MissingDependencyError
 from robust_paddle.quality.estimation import softmax
 from robust_paddle.registry import HOOKS
 
@@ -33,11 +34,11 @@ def _check_probs(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels).reshape(-1)
     if probs.ndim != 2 or probs.shape[0] == 0:
-        raise ValueError(f"probs must have shape [N, C] with N >= 1, got {list(probs.shape)}")
+        raise ConfigError(f"probs must have shape [N, C] with N >= 1, got {list(probs.shape)}")
     if labels.shape[0] != probs.shape[0]:
-        raise ValueError(f"labels has {labels.shape[0]} entries but probs has {probs.shape[0]} rows")
+        raise ConfigError(f"labels has {labels.shape[0]} entries but probs has {probs.shape[0]} rows")
     if not np.all(np.isfinite(probs)) or probs.min() < 0 or not np.allclose(probs.sum(1), 1.0, atol=1e-3):
-        raise ValueError("probs must be finite, non-negative rows summing to 1 (apply softmax to logits first)")
+        raise ConfigError("probs must be finite, non-negative rows summing to 1 (apply softmax to logits first)")
     return probs, labels.astype(np.int64)
 
 
@@ -54,7 +55,7 @@ def reliability_curve(probs: np.ndarray, labels: np.ndarray, *, n_bins: int = 15
         (nan when empty), "counts": [M] int, "ece": float}``.
     """
     if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
-        raise ValueError(f"n_bins must be an int >= 1, got {n_bins!r}")
+        raise ConfigError(f"n_bins must be an int >= 1, got {n_bins!r}")
     probs, labels = _check_probs(probs, labels)
     conf = probs.max(1)
     correct = (probs.argmax(1) == labels).astype(np.float64)
@@ -88,7 +89,7 @@ def _pyplot() -> Any:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as e:  # pragma: no cover - matplotlib is a core dependency
-        raise ImportError("plots need matplotlib: pip install matplotlib") from e
+        raise MissingDependencyError("plots need matplotlib: pip install matplotlib") from e
     return plt
 
 
@@ -127,7 +128,7 @@ def confusion_image(confusion: np.ndarray, *, class_names: list[str] | None = No
     plt = _pyplot()
     cm = np.asarray(confusion, dtype=np.int64)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
-        raise ValueError(f"confusion must be a square [C, C] matrix, got shape {list(cm.shape)}")
+        raise ConfigError(f"confusion must be a square [C, C] matrix, got shape {list(cm.shape)}")
     c = cm.shape[0]
     names = list(class_names) if class_names is not None else [str(i) for i in range(c)]
     size = min(12.0, 2.0 + 0.45 * c)
@@ -167,9 +168,9 @@ class CalibrationHook(Hook):
 
     def __init__(self, *, split: str = "test", n_bins: int = 15) -> None:
         if split not in ("test", "val"):
-            raise ValueError(f"calibration split must be 'test' or 'val', got {split!r}")
+            raise ConfigError(f"calibration split must be 'test' or 'val', got {split!r}")
         if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
-            raise ValueError(f"calibration n_bins must be an int >= 1, got {n_bins!r}")
+            raise ConfigError(f"calibration n_bins must be an int >= 1, got {n_bins!r}")
         self.split, self.n_bins = split, n_bins
 
     def after_train(self, trainer: Trainer) -> None:

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from robust_paddle.errors import DataError
+
 if TYPE_CHECKING:
     pass
 
@@ -52,47 +54,47 @@ def check_inputs(labels: Any, pred_probs: Any) -> tuple[np.ndarray, np.ndarray]:
     """
     probs = np.asarray(pred_probs)
     if probs.ndim != 2:
-        raise ValueError(f"pred_probs must be a 2-D array [N, C], got shape {probs.shape}")
+        raise DataError(f"pred_probs must be a 2-D array [N, C], got shape {probs.shape}")
     if not np.issubdtype(probs.dtype, np.number) or np.issubdtype(probs.dtype, np.complexfloating):
-        raise TypeError(f"pred_probs must hold real numbers, got dtype {probs.dtype}")
+        raise DataError(f"pred_probs must hold real numbers, got dtype {probs.dtype}")
     n, c = probs.shape
     if n == 0:
-        raise ValueError("pred_probs is empty (N = 0); need at least one sample")
+        raise DataError("pred_probs is empty (N = 0); need at least one sample")
     if c < 2:
-        raise ValueError(f"pred_probs must have at least 2 classes (columns), got {c}")
+        raise DataError(f"pred_probs must have at least 2 classes (columns), got {c}")
     probs = probs.astype(np.float64)
     if not np.isfinite(probs).all():
         bad = int(np.flatnonzero(~np.isfinite(probs).all(axis=1))[0])
-        raise ValueError(f"pred_probs has NaN/Inf values (first in row {bad}); pass softmax probabilities")
+        raise DataError(f"pred_probs has NaN/Inf values (first in row {bad}); pass softmax probabilities")
     if (probs < 0).any():
         bad = int(np.flatnonzero((probs < 0).any(axis=1))[0])
-        raise ValueError(f"pred_probs has negative values (first in row {bad}); pass softmax probabilities, "
+        raise DataError(f"pred_probs has negative values (first in row {bad}); pass softmax probabilities, "
                          "not logits")
     sums = probs.sum(axis=1)
     off = np.abs(sums - 1.0) > PROB_ATOL
     if off.any():
         bad = int(np.flatnonzero(off)[0])
-        raise ValueError(f"pred_probs rows must sum to 1 (within {PROB_ATOL}); row {bad} sums to {sums[bad]:.6f}. "
+        raise DataError(f"pred_probs rows must sum to 1 (within {PROB_ATOL}); row {bad} sums to {sums[bad]:.6f}. "
                          "Apply a softmax to logits first")
     lab = np.asarray(labels)
     if lab.ndim != 1:
-        raise ValueError(f"labels must be a 1-D array [N], got shape {lab.shape}")
+        raise DataError(f"labels must be a 1-D array [N], got shape {lab.shape}")
     if lab.dtype == bool or not np.issubdtype(lab.dtype, np.integer):
-        raise TypeError(f"labels must be integers in [0, {c}), got dtype {lab.dtype}")
+        raise DataError(f"labels must be integers in [0, {c}), got dtype {lab.dtype}")
     if lab.shape[0] != n:
-        raise ValueError(f"labels has {lab.shape[0]} entries but pred_probs has {n} rows; they must match")
+        raise DataError(f"labels has {lab.shape[0]} entries but pred_probs has {n} rows; they must match")
     if lab.min() < 0 or lab.max() >= c:
         bad = int(lab[(lab < 0) | (lab >= c)][0])
-        raise ValueError(f"labels must be in [0, {c}) for pred_probs with {c} columns; found {bad}")
+        raise DataError(f"labels must be in [0, {c}) for pred_probs with {c} columns; found {bad}")
     return lab.astype(np.int64), probs
 
 
 def _check_clean_prob(clean_prob: Any, n: int) -> np.ndarray:
     w = np.asarray(clean_prob, dtype=np.float64)
     if w.shape != (n,):
-        raise ValueError(f"clean_prob must have shape ({n},) (one value per sample), got {w.shape}")
+        raise DataError(f"clean_prob must have shape ({n},) (one value per sample), got {w.shape}")
     if not np.isfinite(w).all() or (w < 0).any() or (w > 1).any():
-        raise ValueError("clean_prob values must be probabilities in [0, 1]")
+        raise DataError("clean_prob values must be probabilities in [0, 1]")
     return w
 
 
@@ -203,7 +205,7 @@ def label_quality_scores(labels: np.ndarray, pred_probs: np.ndarray, *,
         [N] float64.
     """
     if method not in QUALITY_METHODS:
-        raise ValueError(f"method: {method!r} is not a label-quality method; choose one of: "
+        raise DataError(f"method: {method!r} is not a label-quality method; choose one of: "
                          f"{', '.join(QUALITY_METHODS)}")
     labels, probs = check_inputs(labels, pred_probs)
     rows = np.arange(len(labels))
@@ -290,9 +292,9 @@ def find_label_issues(labels: np.ndarray, pred_probs: np.ndarray, *, clean_prob:
         [N] bool, True = likely label issue.
     """
     if combine not in COMBINE_RULES:
-        raise ValueError(f"combine: {combine!r} is not allowed; choose one of: {', '.join(COMBINE_RULES)}")
+        raise DataError(f"combine: {combine!r} is not allowed; choose one of: {', '.join(COMBINE_RULES)}")
     if not 0.0 < clean_threshold < 1.0:
-        raise ValueError(f"clean_threshold must be in (0, 1), got {clean_threshold!r}")
+        raise DataError(f"clean_threshold must be in (0, 1), got {clean_threshold!r}")
     labels, probs = check_inputs(labels, pred_probs)
     mask = prune_by_noise_rate(labels, probs)
     if clean_prob is None or combine == "none":
@@ -306,7 +308,7 @@ def detection_scores(flagged: np.ndarray, truth: np.ndarray) -> dict[str, float]
     """Precision, recall and F1 of a boolean ``flagged`` [N] mask against the true ``truth`` [N] mask."""
     flagged, truth = np.asarray(flagged, dtype=bool), np.asarray(truth, dtype=bool)
     if flagged.shape != truth.shape:
-        raise ValueError(f"flagged has shape {flagged.shape} but truth has {truth.shape}; they must match")
+        raise DataError(f"flagged has shape {flagged.shape} but truth has {truth.shape}; they must match")
     tp = float(np.sum(flagged & truth))
     precision = tp / flagged.sum() if flagged.any() else 0.0
     recall = tp / truth.sum() if truth.any() else 0.0

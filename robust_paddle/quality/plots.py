@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from robust_paddle.errors import DataError, MissingDependencyError
+
 logger = logging.getLogger(__name__)
 
 
@@ -21,7 +23,7 @@ def _figure(width: float, height: float) -> tuple[Any, Any]:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as e:  # pragma: no cover - matplotlib is a core dependency
-        raise ImportError("the label-issue report plots need matplotlib: pip install matplotlib") from e
+        raise MissingDependencyError("the label-issue report plots need matplotlib: pip install matplotlib") from e
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
     return fig, fig.add_subplot(1, 1, 1)
@@ -40,11 +42,11 @@ def plot_noise_matrix(matrix: np.ndarray, path: str, *, class_names: Sequence[st
     """Heatmap of a transition matrix ``T[true, given]`` [C, C] with per-cell values; returns ``path``."""
     t = np.asarray(matrix, dtype=np.float64)
     if t.ndim != 2 or t.shape[0] != t.shape[1]:
-        raise ValueError(f"matrix must be square [C, C], got shape {t.shape}")
+        raise DataError(f"matrix must be square [C, C], got shape {t.shape}")
     c = t.shape[0]
     names = [str(n) for n in class_names] if class_names is not None else [str(i) for i in range(c)]
     if len(names) != c:
-        raise ValueError(f"class_names has {len(names)} entries but the matrix has {c} classes")
+        raise DataError(f"class_names has {len(names)} entries but the matrix has {c} classes")
     side = min(max(4.0, 0.55 * c + 2.0), 24.0)
     fig, ax = _figure(side + 1.0, side)
     im = ax.imshow(t, cmap="Blues", vmin=0.0, vmax=1.0)
@@ -94,13 +96,13 @@ def plot_loss_histogram(losses: np.ndarray, path: str, *, gmm: Any = None, noisy
     """
     x = np.asarray(losses, dtype=np.float64).reshape(-1)
     if x.size == 0 or not np.isfinite(x).all():
-        raise ValueError("losses must be a non-empty array of finite values")
+        raise DataError("losses must be a non-empty array of finite values")
     fig, ax = _figure(7.0, 4.5)
     edges = np.linspace(x.min(), x.max() if x.max() > x.min() else x.min() + 1.0, bins + 1)
     if noisy_mask is not None:
         m = np.asarray(noisy_mask, dtype=bool).reshape(-1)
         if m.shape != x.shape:
-            raise ValueError(f"noisy_mask has shape {m.shape} but losses has {x.shape}")
+            raise DataError(f"noisy_mask has shape {m.shape} but losses has {x.shape}")
         # weights so the two stacked parts together integrate to 1 like the mixture's densities
         w = np.full(x.shape, 1.0 / (x.size * (edges[1] - edges[0])))
         ax.hist([x[~m], x[m]], bins=edges, weights=[w[~m], w[m]], stacked=True, alpha=0.6,

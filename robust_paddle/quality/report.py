@@ -33,6 +33,7 @@ import numpy as np
 from robust_paddle.data.identity import identity_columns
 from robust_paddle.engine.hooks import Hook, write_json
 from robust_paddle.engine.trainer import Run
+from robust_paddle.errors import DataError
 from robust_paddle.methods.correction import fit_loss_gmm, split_precision_recall
 from robust_paddle.quality import estimation as E
 from robust_paddle.quality.plots import plot_loss_histogram, plot_noise_matrix
@@ -56,6 +57,22 @@ def per_sample_loss(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return lse - z[np.arange(z.shape[0]), np.asarray(labels, dtype=np.int64)]
 
 
+def rank_label_issues(labels: np.ndarray, probs: np.ndarray,
+                      clean_prob: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The report's verdict and order: ``(order [N], is_issue [N] bool, quality [N])``.
+
+    ``is_issue``: confident learning united with ``clean_prob < 0.5`` and a disagreeing prediction
+    (:func:`~robust_paddle.quality.estimation.find_label_issues`); ``quality``: self-confidence
+    ``p[given]``; ``order``: most suspect first -- flagged before unflagged, then lowest quality, then
+    lowest clean probability, then index.
+    """
+    n = len(labels)
+    quality = E.label_quality_scores(labels, probs)
+    is_issue = E.find_label_issues(labels, probs, clean_prob=clean_prob)
+    tie = np.zeros(n) if clean_prob is None else clean_prob
+    return np.lexsort((np.arange(n), tie, quality, ~is_issue)), is_issue, quality
+
+
 def train_predictions(trainer: Trainer, loader: Any, n: int, *, shard: bool = False) -> np.ndarray:
     """Logits [N, C] of every training sample in dataset order (one eval pass over ``loader``).
 
@@ -64,7 +81,7 @@ def train_predictions(trainer: Trainer, loader: Any, n: int, *, shard: bool = Fa
     logits, idx = (trainer.predict_logits(loader, shard=True) if shard and getattr(trainer, "distributed", False)
                    else trainer.predict_logits(loader))
     if idx.shape[0] != n or not np.array_equal(np.sort(idx), np.arange(n)):
-        raise ValueError(f"the train_eval loader yielded {idx.shape[0]} samples with indices that are not a "
+        raise DataError(f"the train_eval loader yielded {idx.shape[0]} samples with indices that are not a "
                          f"permutation of 0..{n - 1}; it must cover the training set once")
     out = np.empty_like(logits)
     out[idx] = logits
@@ -117,7 +134,7 @@ def write_report(run: Run, *, out_dir: str, given_labels: np.ndarray | None = No
     n = len(ds.labels)
     labels = np.asarray(ds.labels if given_labels is None else given_labels, dtype=np.int64).copy()
     if labels.shape != (n,):
-        raise ValueError(f"given_labels must have shape ({n},), got {labels.shape}")
+        raise DataError(f"given_labels must have shape ({n},), got {labels.shape}")
     logits = train_predictions(trainer, run.loaders["train_eval"], n)
     probs = E.softmax(logits)
     losses = per_sample_loss(logits, labels)
@@ -125,12 +142,11 @@ def write_report(run: Run, *, out_dir: str, given_labels: np.ndarray | None = No
     gmm_prob, gmm = loss_gmm(losses, seed=seed)
     own = run.method.clean_probability()
     if own is not None and np.asarray(own).shape != (n,):
-        raise ValueError(f"method {run.cfg.method.name!r}: clean_probability() has shape "
+        raise DataError(f"method {run.cfg.method.name!r}: clean_probability() has shape "
                          f"{np.asarray(own).shape}, expected ({n},)")
     clean_prob = gmm_prob if own is None else np.clip(np.asarray(own, dtype=np.float64), 0.0, 1.0)
     suggested = probs.argmax(axis=1)
-    quality = E.label_quality_scores(labels, probs)
-    is_issue = E.find_label_issues(labels, probs, clean_prob=clean_prob)
+    order, is_issue, quality = rank_label_issues(labels, probs, clean_prob)
     t_est = E.estimate_noise_matrix(labels, probs)
     names = list(data.class_names)
     clean = getattr(ds, "clean_labels", None)
@@ -141,8 +157,6 @@ def write_report(run: Run, *, out_dir: str, given_labels: np.ndarray | None = No
                   "quality_score": quality, "loss": losses, "is_issue": is_issue})
     if clean is not None:
         table["true_label"] = np.asarray(clean, dtype=np.int64)
-    # most suspect first: flagged before unflagged, then lowest quality, then lowest clean probability
-    order = np.lexsort((np.arange(n), clean_prob, quality, ~is_issue))
     os.makedirs(out_dir, exist_ok=True)
     csv_path = os.path.join(out_dir, CSV_NAME)
     header, rows = _csv_rows(table, order)
@@ -220,7 +234,8 @@ class ReportHook(Hook):
 class SampleStatsHook(Hook):
     """Per-epoch per-sample statistics for methods that keep none of their own.
 
-    Every ``every`` epochs, one eval pass over the training set gives per-sample losses; a 2-component GMM
+    On evaluation epochs (every ``train.eval_every`` epochs and the last) whose number is a multiple of ``every``,
+    one eval pass over the training set gives per-sample losses; a 2-component GMM
     on them gives clean probabilities. Writes the VisualDL histograms ``samples/loss`` and
     ``samples/clean_prob``, the scalar ``noise/rate_gmm`` and, when the clean labels are known,
     ``select/precision`` / ``select/recall`` of the GMM-clean split (``clean_prob > 0.5``). Skipped when
@@ -236,11 +251,11 @@ class SampleStatsHook(Hook):
 
     def __init__(self, every: int = 1) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"sample_stats.every must be an int >= 1, got {every!r}")
+            raise DataError(f"sample_stats.every must be an int >= 1, got {every!r}")
         self.every = every
 
     def after_epoch(self, trainer: Trainer) -> None:
-        if (trainer.epoch + 1) % self.every or trainer.data is None:
+        if (trainer.epoch + 1) % self.every or not trainer.is_eval_epoch() or trainer.data is None:
             return
         if trainer.method.clean_probability() is not None or "samples/loss" in trainer.epoch_histograms:
             return

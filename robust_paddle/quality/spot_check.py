@@ -39,7 +39,7 @@ __all__ = ["combine_estimates", "samples_needed", "sample_for_review", "spot_che
 
 def _z(confidence: float) -> float:
     if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+        raise DataError(f"confidence must be in (0, 1), got {confidence!r}")
     return float(norm.ppf(0.5 + confidence / 2.0))
 
 
@@ -59,9 +59,9 @@ def wilson_interval(successes: float, n: float, *, confidence: float = 0.95) -> 
         ValueError: ``n <= 0``, ``successes`` outside ``[0, n]``, or ``confidence`` outside (0, 1).
     """
     if not n > 0:
-        raise ValueError(f"wilson_interval: need n > 0 trials, got {n!r}")
+        raise DataError(f"wilson_interval: need n > 0 trials, got {n!r}")
     if not 0 <= successes <= n:
-        raise ValueError(f"wilson_interval: successes must be in [0, n={n}], got {successes!r}")
+        raise DataError(f"wilson_interval: successes must be in [0, n={n}], got {successes!r}")
     z = _z(confidence)
     p = successes / n
     denom = 1.0 + z * z / n
@@ -83,9 +83,9 @@ def samples_needed(rate: float, width: float, *, confidence: float = 0.95, max_n
         ValueError: ``rate`` outside [0, 1] or ``width`` outside (0, 1].
     """
     if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"samples_needed: rate must be in [0, 1], got {rate!r}")
+        raise DataError(f"samples_needed: rate must be in [0, 1], got {rate!r}")
     if not 0.0 < width <= 1.0:
-        raise ValueError(f"samples_needed: width must be in (0, 1], got {width!r}")
+        raise DataError(f"samples_needed: width must be in (0, 1], got {width!r}")
 
     def wide(n: int) -> float:
         lo, hi = wilson_interval(rate * n, n, confidence=confidence)
@@ -108,12 +108,12 @@ def samples_needed(rate: float, width: float, *, confidence: float = 0.95, max_n
 def _check_pairs(given: Any, verified: Any, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     g, t = np.asarray(given), np.asarray(verified)
     if g.ndim != 1 or g.shape != t.shape:
-        raise ValueError(f"given and verified must be 1-D arrays of equal length, got {g.shape} and {t.shape}")
+        raise DataError(f"given and verified must be 1-D arrays of equal length, got {g.shape} and {t.shape}")
     if g.size == 0:
         raise DataError("the spot check has no verified samples; verify at least one (see sample-for-review)")
     for name, a in (("given", g), ("verified", t)):
         if not np.issubdtype(a.dtype, np.integer):
-            raise ValueError(f"{name} labels must be integers, got dtype {a.dtype}")
+            raise DataError(f"{name} labels must be integers, got dtype {a.dtype}")
         if a.min() < 0 or a.max() >= num_classes:
             raise DataError(f"{name} label {int(a.min() if a.min() < 0 else a.max())} is outside "
                             f"[0, {num_classes}) for a {num_classes}-class dataset")
@@ -147,7 +147,7 @@ def spot_check_estimate(given: Any, verified: Any, *, num_classes: int, class_co
     """
     g, t = _check_pairs(given, verified, num_classes)
     if not alpha > 0:
-        raise ValueError(f"alpha must be > 0 (Dirichlet pseudo-count), got {alpha!r}")
+        raise DataError(f"alpha must be > 0 (Dirichlet pseudo-count), got {alpha!r}")
     c = num_classes
     m_g = np.bincount(g, minlength=c).astype(np.float64)
     wrong_g = np.bincount(g[g != t], minlength=c).astype(np.float64)
@@ -156,7 +156,7 @@ def spot_check_estimate(given: Any, verified: Any, *, num_classes: int, class_co
     else:
         counts = np.asarray(class_counts, dtype=np.float64)
         if counts.shape != (c,) or (counts < 0).any() or counts.sum() <= 0:
-            raise ValueError(f"class_counts must be [{c}] non-negative counts, got {counts.tolist()}")
+            raise DataError(f"class_counts must be [{c}] non-negative counts, got {counts.tolist()}")
         missing = np.flatnonzero((counts > 0) & (m_g == 0))
         share = counts / counts.sum()
         if missing.size:  # a class with no verified sample: its rate is unknown; weight the others
@@ -225,9 +225,9 @@ def sample_for_review(labels: Any, n: int, *, seed: int, num_classes: int | None
     """
     y = np.asarray(labels)
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"labels must be a 1-D int array, got shape {y.shape} dtype {y.dtype}")
+        raise DataError(f"labels must be a 1-D int array, got shape {y.shape} dtype {y.dtype}")
     if not 1 <= n <= y.size:
-        raise ValueError(f"sample size must be between 1 and the {y.size} training samples, got {n}")
+        raise DataError(f"sample size must be between 1 and the {y.size} training samples, got {n}")
     c = int(num_classes or (y.max() + 1))
     counts = np.bincount(y, minlength=c).astype(np.float64)
     quota = counts * n / y.size

@@ -9,6 +9,7 @@ a resumed run appends to its existing file instead of starting a new one.
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import numbers
 import os
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from robust_paddle.engine.hooks import Hook
+from robust_paddle.errors import ConfigError, MissingDependencyError
 from robust_paddle.registry import HOOKS
 
 if TYPE_CHECKING:
@@ -35,7 +37,7 @@ def _log_writer(logdir: str, *, file_name: str = "") -> Any:
     try:
         from visualdl import LogWriter
     except ImportError as e:  # pragma: no cover - visualdl is a core dependency
-        raise ImportError("VisualDL logging needs visualdl: pip install visualdl==2.5.3 "
+        raise MissingDependencyError("VisualDL logging needs visualdl: pip install visualdl==2.5.3 "
                           "(or set train.visualdl=false)") from e
     return LogWriter(logdir=logdir, file_name=file_name)
 
@@ -63,7 +65,7 @@ class VisualDLHook(Hook):
     hyper-parameters with its final metrics (VisualDL's hparams view).
 
     Args:
-        train_acc_samples: size of the training subset scored for ``train/acc`` (0 turns it off). It costs
+        train_acc_samples: size of the training subset scored for ``train/acc`` (0, or ``train.diagnostics: false``, turns it off). It costs
             one forward pass over that many samples per evaluation.
     """
 
@@ -72,7 +74,7 @@ class VisualDLHook(Hook):
 
     def __init__(self, *, train_acc_samples: int = 2048) -> None:
         if isinstance(train_acc_samples, bool) or not isinstance(train_acc_samples, int) or train_acc_samples < 0:
-            raise ValueError(f"visualdl.train_acc_samples must be an int >= 0, got {train_acc_samples!r}")
+            raise ConfigError(f"visualdl.train_acc_samples must be an int >= 0, got {train_acc_samples!r}")
         self.train_acc_samples = train_acc_samples
         self.writer: Any = None
         self._train_loader: Any = None
@@ -85,11 +87,27 @@ class VisualDLHook(Hook):
         logdir = os.path.join(trainer.output_dir, "vdl")
         self.writer = _log_writer(logdir, file_name=latest_log_file(logdir) or "")
         self._train_loader = self._train_subset_loader(trainer)
+        if trainer.start_epoch == 0:
+            self._log_annotators(trainer)
+
+    def _log_annotators(self, trainer: Trainer) -> None:
+        """With ``data.annotations``: each annotator's estimated accuracy (``annotators/accuracy``, one step per
+        annotator, best first, as in ``annotators.csv``) and the table as text."""
+        path = os.path.join(trainer.output_dir, "annotators.json")
+        if not os.path.isfile(path):
+            return
+        with open(path, encoding="utf-8") as fh:
+            rows = json.load(fh)["annotators"]
+        lines = ["| rank | annotator | answers | accuracy |", "|---|---|---|---|"]
+        for rank, row in enumerate(rows):
+            self.writer.add_scalar(tag="annotators/accuracy", step=rank, value=float(row["accuracy"]))
+            lines.append(f"| {rank} | {row['annotator']} | {row['answers']} | {row['accuracy']:.4f} |")
+        self.writer.add_text(tag="annotators/table", text_string="\n".join(lines), step=0)
 
     def _train_subset_loader(self, trainer: Trainer) -> Any:
         loader = trainer.loaders.get("train_eval")
-        if loader is None or self.train_acc_samples == 0:
-            return None
+        if loader is None or self.train_acc_samples == 0 or not getattr(trainer.cfg.train, "diagnostics", True):
+            return None  # train.diagnostics: false turns every extra pass over the training set off
         n = len(loader.dataset)
         if n <= self.train_acc_samples:
             return loader
@@ -134,9 +152,7 @@ class VisualDLHook(Hook):
             if k != "epoch" and _finite(v):
                 self.writer.add_scalar(tag=_tag(k), value=float(v), step=step)
                 self._last_tags.add(k)
-        every = trainer.cfg.train.eval_every
-        evaluated = (trainer.epoch + 1) % every == 0 or trainer.epoch + 1 == trainer.cfg.train.epochs  # EvalHook's
-        if evaluated and "train/acc" not in trainer.epoch_scalars:  # SampleStatsHook may have measured it already
+        if trainer.is_eval_epoch() and "train/acc" not in trainer.epoch_scalars:  # SampleStatsHook may have measured it already
             for k, v in self.train_accuracy(trainer).items():
                 self.writer.add_scalar(tag=k, value=v, step=step)
         if any(k.startswith(("val/", "test/")) for k in trainer.epoch_scalars):  # evaluated this epoch

@@ -13,6 +13,7 @@ import pytest
 from data_quirks import (
     brightness_pair_16bit,
     colour_folder,
+    encode,
     mode_cases,
     save,
     write_bad_files,
@@ -145,6 +146,8 @@ def test_loader_failure_in_thread_or_worker_is_one_error(tmp_path, workers):
     with pytest.raises(DataError, match=r"red/0003\.png: cannot read image: "):
         for _ in loader:
             pass
+    with pytest.raises(DataError, match=r"red/0003\.png: cannot read image: "):  # direct indexing raises too
+        b.train[b.train.paths.index(target)]
 
 
 def test_skip_leaves_bad_files_out_of_every_split(tmp_path):
@@ -159,6 +162,11 @@ def test_skip_leaves_bad_files_out_of_every_split(tmp_path):
     assert sorted(p for p, _ in b.skipped) == sorted(moved)
     used = set(b.train.paths) | set(b.val.paths) | set(b.test.paths)
     assert len(used) == 20 and not used & set(moved)
+    # the kept files keep their row in the source (the sorted folder listing, bad files included)
+    listing = sorted(str(p) for p in (tmp_path / "c" / "blue").iterdir()) + \
+        sorted(str(p) for p in (tmp_path / "c" / "red").iterdir())
+    for ds in (b.train, b.val, b.test):
+        assert [listing[r] for r in ds.source_rows] == ds.paths
 
 
 # ------------------------------------------------------------------------------------------- labels
@@ -257,3 +265,27 @@ def test_cli_every_quirk_with_skip_trains_to_the_end(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     listed = (tmp_path / "run" / "skipped_files.txt").read_text(encoding="utf-8").splitlines()
     assert sorted(listed) == moved
+
+
+def test_class_names_file_from_a_windows_editor(tmp_path):
+    lst = _png_list(tmp_path, [0, 1, 2, 0, 1, 2])
+    names = write_lines(str(tmp_path / "names.txt"), ["cat", "dog ", "", "eel"])
+    b = build_data(cfg(name="file_list", path=lst, class_names=names))
+    assert b.class_names == ["cat", "dog", "eel"] and b.num_classes == 3
+    two = write_lines(str(tmp_path / "two.txt"), ["cat", "dog"])
+    with pytest.raises(DataError, match=r"train\.txt:3: label 2 is outside 0\.\.1 \(2 classes from data\.class_names\)"):
+        build_data(cfg(name="file_list", path=lst, class_names=two))
+    dup = write_lines(str(tmp_path / "dup.txt"), ["cat", "dog", "cat"])
+    with pytest.raises(DataError, match=r"dup\.txt:3: 'cat' repeats line 1; class names must be unique"):
+        build_data(cfg(name="file_list", path=lst, class_names=dup))
+
+
+def test_uint16_npz_images_scale_like_16bit_files(tmp_path):
+    x = np.stack([np.full((4, 4), 2000, np.uint16), np.full((4, 4), 50000, np.uint16)] * 3)
+    np.savez(tmp_path / "u16.npz", x=x, y=np.array([0, 1] * 3))
+    b = build_data(cfg(name="npz", path=str(tmp_path / "u16.npz"), mean=[0.0], std=[1.0]))
+    png = encode(Image.fromarray(x[1]))
+    from robust_paddle.data.decode import decode_image
+
+    np.testing.assert_allclose(b.train_eval[1][0][0], decode_image(png, channels=1)[..., 0], rtol=1e-6)
+    np.testing.assert_allclose(b.train_eval[0][0], 2000 / 65535, rtol=1e-6)

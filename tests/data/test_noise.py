@@ -20,6 +20,7 @@ from robust_paddle.data.noise import (
     save_noise,
     symmetric_matrix,
 )
+from robust_paddle.errors import DataError
 from robust_paddle.registry import NOISES
 
 C = 10
@@ -233,7 +234,7 @@ def test_input_checks():
         apply_transition(np.array([0, 1]), np.array([[0.5, 0.4], [0, 1]]), seed=0)
     with pytest.raises(ValueError, match="label 5 is out of range"):
         apply_transition(np.array([0, 5]), np.eye(2), seed=0)
-    with pytest.raises(TypeError, match="must hold integers"):
+    with pytest.raises(DataError, match="must hold integers"):
         apply_transition(np.array([0.0, 1.0]), np.eye(2), seed=0)
     with pytest.raises(ValueError, match="unknown noise 'gaussian'"):
         inject_noise(np.array([0, 1]), _Cfg("gaussian"), num_classes=2, seed=0)

@@ -10,6 +10,7 @@ import robust_paddle  # noqa: F401  (before paddle: preloads the system zlib)
 # isort: split
 import paddle
 
+from robust_paddle.errors import ConfigError, DataError
 from robust_paddle.losses import LOSSES, build_loss
 
 N, C = 4, 3
@@ -39,9 +40,9 @@ def test_common_constructor_checks(name):
         build_loss(name, num_classes=C, weight=[1.0, -1.0, 1.0])
     with pytest.raises(ValueError, match=rf"{name}: weight must be finite, >= 0 and not all zero"):
         build_loss(name, num_classes=C, weight=[0, 0, 0])
-    with pytest.raises(TypeError, match=rf"{name}: weight must be a list of 3 numbers \(one per class\), got str"):
+    with pytest.raises(ConfigError, match=rf"{name}: weight must be a list of 3 numbers \(one per class\), got str"):
         build_loss(name, num_classes=C, weight="balanced")
-    with pytest.raises(TypeError, match=rf"{name}: weight must contain only numbers"):
+    with pytest.raises(ConfigError, match=rf"{name}: weight must contain only numbers"):
         build_loss(name, num_classes=C, weight=[1.0, "a", 1.0])
     with pytest.raises(ValueError, match=rf"loss.params: unknown key\(s\) bogus for loss '{name}'; allowed: num_classes, reduction, weight"):
         build_loss(name, num_classes=C, bogus=1)
@@ -60,8 +61,8 @@ HYPER_CASES = [
     ("gce", {"q": 0}, ValueError, r"gce: q must be in \(0, 1\], got 0"),
     ("gce", {"q": 1.5}, ValueError, r"gce: q must be in \(0, 1\], got 1.5"),
     ("gce", {"q": float("nan")}, ValueError, r"gce: q must be in \(0, 1\], got nan"),
-    ("gce", {"q": "0.7"}, TypeError, r"gce: q must be a number, got '0.7' \(str\)"),
-    ("gce", {"q": True}, TypeError, r"gce: q must be a number, got True \(bool\)"),
+    ("gce", {"q": "0.7"}, ConfigError, r"gce: q must be a number, got '0.7' \(str\)"),
+    ("gce", {"q": True}, ConfigError, r"gce: q must be a number, got True \(bool\)"),
     ("truncated_gce", {"q": 0.0}, ValueError, r"truncated_gce: q must be in \(0, 1\], got 0.0"),
     ("truncated_gce", {"k": 1.0}, ValueError, r"truncated_gce: k must be in \[0, 1\), got 1.0"),
     ("truncated_gce", {"k": -0.5}, ValueError, r"truncated_gce: k must be in \[0, 1\), got -0.5"),
@@ -78,7 +79,7 @@ HYPER_CASES = [
     ("focal", {"alpha": 0.0}, ValueError, r"focal: alpha must be > 0, got 0.0"),
     ("focal", {"alpha": [1.0, 1.0]}, ValueError, r"focal: alpha must have one entry per class \(length 3\), got length 2"),
     ("focal", {"alpha": [1.0, -1.0, 1.0]}, ValueError, r"focal: alpha must be finite, >= 0 and not all zero"),
-    ("focal", {"alpha": "auto"}, TypeError, r"focal: alpha must be a number, got 'auto' \(str\)"),
+    ("focal", {"alpha": "auto"}, ConfigError, r"focal: alpha must be a number, got 'auto' \(str\)"),
     ("bootstrap_soft", {"beta": 1.5}, ValueError, r"bootstrap_soft: beta must be in \[0, 1\], got 1.5"),
     ("bootstrap_hard", {"beta": -0.2}, ValueError, r"bootstrap_hard: beta must be in \[0, 1\], got -0.2"),
 ]
@@ -105,8 +106,8 @@ def test_forward_input_checks(name):
         ((_z().reshape([-1]), _y()), ValueError, r"logits must have shape \[N, C\], got shape \[12\]"),
         ((_z(c=4), _y()), ValueError, r"logits have 4 classes \(shape \[4, 4\]\) but num_classes=3"),
         ((_z(n=0), _y(())), ValueError, r"logits has an empty batch"),
-        ((paddle.to_tensor(np.zeros((N, C), np.int64)), _y()), TypeError, r"logits must be a float Tensor \[N, C\], got dtype int64"),
-        ((_z().numpy(), _y()), TypeError, r"logits must be a paddle.Tensor, got ndarray"),
+        ((paddle.to_tensor(np.zeros((N, C), np.int64)), _y()), DataError, r"logits must be a float Tensor \[N, C\], got dtype int64"),
+        ((_z().numpy(), _y()), DataError, r"logits must be a paddle.Tensor, got ndarray"),
         ((_z(), _y((0, 1, 2))), ValueError, r"target has 3 labels but logits have N=4 rows"),
         ((_z(), _y((0, 1, 3, 1))), ValueError, r"label 3 is out of range; labels must be in \[0, 2\]"),
         ((_z(), _y((0, -1, 2, 1))), ValueError, r"label -1 is out of range; labels must be in \[0, 2\]"),
@@ -114,12 +115,12 @@ def test_forward_input_checks(name):
         ((_z(), paddle.zeros([N, 4])), ValueError, r"soft target must have shape \[4, 3\] like the logits, got shape \[4, 4\]"),
         ((_z(), paddle.zeros([3, C])), ValueError, r"soft target must have shape \[4, 3\] like the logits, got shape \[3, 3\]"),
         ((_z(), paddle.zeros([N])), ValueError, r"soft target must have shape \[4, 3\] like the logits, got shape \[4\] \(float \[N\] targets are not labels; pass int64 labels\)"),
-        ((_z(), paddle.zeros([N], "bool")), TypeError, r"target must be int labels \[N\] or float soft targets \[N, C\], got dtype bool"),
-        ((_z(), [0, 1, 2, 1]), TypeError, r"target must be a paddle.Tensor, got list"),
+        ((_z(), paddle.zeros([N], "bool")), DataError, r"target must be int labels \[N\] or float soft targets \[N, C\], got dtype bool"),
+        ((_z(), [0, 1, 2, 1]), DataError, r"target must be a paddle.Tensor, got list"),
         ((_z(), _y(), paddle.ones([3])), ValueError, r"sample_weight must have shape \[4\] \(one weight per sample\), got shape \[3\]"),
         ((_z(), _y(), paddle.ones([N, 2])), ValueError, r"sample_weight must have shape \[4\]"),
-        ((_z(), _y(), paddle.ones([N], "int64")), TypeError, r"sample_weight must be a float Tensor \[N\], got dtype int64"),
-        ((_z(), _y(), np.ones(N)), TypeError, r"sample_weight must be a paddle.Tensor, got ndarray"),
+        ((_z(), _y(), paddle.ones([N], "int64")), DataError, r"sample_weight must be a float Tensor \[N\], got dtype int64"),
+        ((_z(), _y(), np.ones(N)), DataError, r"sample_weight must be a paddle.Tensor, got ndarray"),
     ]
     for args, exc, message in cases:
         with pytest.raises(exc, match=rf"^{name}: {message}"):

@@ -10,6 +10,7 @@ import robust_paddle  # noqa: F401  (before paddle: preloads the system zlib)
 # isort: split
 import paddle
 
+from robust_paddle.errors import DataError
 from robust_paddle.losses import build_loss, per_sample_ce, target_probs, to_one_hot
 
 N, C = 8, 5
@@ -174,7 +175,7 @@ def test_to_one_hot_and_target_probs():
     out = target_probs(paddle.to_tensor(soft), C)
     assert out.dtype == paddle.float32
     np.testing.assert_allclose(out.numpy(), soft, rtol=1e-7)
-    with pytest.raises(TypeError, match="to_one_hot: target must be integer labels.*use target_probs"):
+    with pytest.raises(DataError, match="to_one_hot: target must be integer labels.*use target_probs"):
         to_one_hot(paddle.to_tensor(soft), C)
     with pytest.raises(ValueError, match=r"to_one_hot: label 5 is out of range; labels must be in \[0, 4\]"):
         to_one_hot(paddle.to_tensor(np.array([0, 5])), C)
@@ -182,5 +183,5 @@ def test_to_one_hot_and_target_probs():
         to_one_hot(paddle.to_tensor(y), 1)
     with pytest.raises(ValueError, match=r"to_one_hot: hard labels must have shape \[N\] or \[N, 1\], got shape \[3, 2\]"):
         to_one_hot(paddle.to_tensor(np.zeros((3, 2), np.int64)), C)
-    with pytest.raises(TypeError, match="to_one_hot: target must be a paddle.Tensor, got ndarray"):
+    with pytest.raises(DataError, match="to_one_hot: target must be a paddle.Tensor, got ndarray"):
         to_one_hot(y, C)

@@ -4,6 +4,7 @@ import numpy as np
 import paddle
 import pytest
 
+from robust_paddle.errors import DataError
 from robust_paddle.methods.correction import (
     fit_loss_gmm,
     gmm_noise_rate,
@@ -76,7 +77,7 @@ def test_fit_loss_gmm_checks_options():
         fit_loss_gmm(losses, seed=0, reg_covar=0)
     with pytest.raises(ValueError, match="max_iter must be an int >= 1, got 0"):
         fit_loss_gmm(losses, seed=0, max_iter=0)
-    with pytest.raises(TypeError, match="seed must be an int, got 0.5"):
+    with pytest.raises(DataError, match="seed must be an int, got 0.5"):
         fit_loss_gmm(losses, seed=0.5)
 
 
@@ -85,7 +86,7 @@ def test_split_precision_recall_reference():
     clean = np.array([True, False, True, False, True])
     assert split_precision_recall(sel, clean) == pytest.approx((2 / 3, 2 / 3))
     assert split_precision_recall(np.zeros(3, bool), np.ones(3, bool)) == (0.0, 0.0)
-    with pytest.raises(TypeError, match="selected must be a bool array, got dtype int64"):
+    with pytest.raises(DataError, match="selected must be a bool array, got dtype int64"):
         split_precision_recall(np.array([1, 0]), np.array([True, False]))
     with pytest.raises(ValueError, match=r"equal length, got shapes \[2\] and \[3\]"):
         split_precision_recall(np.ones(2, bool), np.ones(3, bool))

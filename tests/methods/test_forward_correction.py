@@ -94,7 +94,7 @@ def test_load_transition_sources_and_errors(tmp_path):
     with pytest.raises(ValueError, match="method.params.transition: 'nope.npy' is neither 'auto' nor an existing"):
         load_transition("nope.npy", K)
     (tmp_path / "other.json").write_text(json.dumps({"matrix": t.tolist()}))
-    with pytest.raises(ValueError, match="has no 'transition' or 'estimated_noise_matrix' entry"):
+    with pytest.raises(ValueError, match="has none of the entries transition, estimated_noise_matrix, transition_matrix"):
         load_transition(str(tmp_path / "other.json"), K)
     (tmp_path / "t.txt").write_text("1")
     with pytest.raises(ValueError, match="unsupported file type '.txt'"):

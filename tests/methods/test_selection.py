@@ -4,6 +4,7 @@ import numpy as np
 import paddle
 import pytest
 
+from robust_paddle.errors import DataError
 from robust_paddle.methods.selection import (
     forget_rate_schedule,
     num_kept,
@@ -23,9 +24,9 @@ def test_num_kept_rounds_half_up_and_keeps_at_least_one(n, ratio, k):
 
 @pytest.mark.parametrize("kwargs, exc, match", [
     ({"n": 0, "keep_ratio": 0.5}, ValueError, r"num_kept: n must be an int >= 1, got 0"),
-    ({"n": 2.0, "keep_ratio": 0.5}, TypeError, r"num_kept: n must be an int >= 1, got 2.0 \(float\)"),
+    ({"n": 2.0, "keep_ratio": 0.5}, DataError, r"num_kept: n must be an int >= 1, got 2.0 \(float\)"),
     ({"n": 4, "keep_ratio": 1.5}, ValueError, r"num_kept: keep_ratio must be in \[0, 1\], got 1.5"),
-    ({"n": 4, "keep_ratio": "0.5"}, TypeError, r"num_kept: keep_ratio must be a number in \[0, 1\]"),
+    ({"n": 4, "keep_ratio": "0.5"}, DataError, r"num_kept: keep_ratio must be a number in \[0, 1\]"),
 ])
 def test_num_kept_checks(kwargs, exc, match):
     with pytest.raises(exc, match=match):
@@ -68,7 +69,7 @@ def test_inf_losses_sort_last():
 
 
 @pytest.mark.parametrize("losses, exc, match", [
-    ([0.1, 0.2], TypeError, r"losses must be a numpy array or paddle.Tensor \[N\], got list"),
+    ([0.1, 0.2], DataError, r"losses must be a numpy array or paddle.Tensor \[N\], got list"),
     (np.zeros((2, 2)), ValueError, r"losses must have shape \[N\] with N >= 1, got shape \[2, 2\]"),
     (np.zeros(0), ValueError, r"got shape \[0\]"),
     (np.array([0.1, np.nan]), ValueError, "losses contain NaN"),
@@ -98,7 +99,7 @@ def test_keep_ratio_is_one_minus_schedule_and_zero_ramp():
     ({"epoch": -1}, ValueError, r"epoch must be an int >= 0, got -1"),
     ({"forget_rate": 1.0}, ValueError, r"forget_rate must be in \[0, 1\), got 1.0"),
     ({"forget_rate": -0.1}, ValueError, r"forget_rate must be in \[0, 1\)"),
-    ({"num_gradual": 2.5}, TypeError, r"num_gradual must be an int >= 0, got 2.5"),
+    ({"num_gradual": 2.5}, DataError, r"num_gradual must be an int >= 0, got 2.5"),
     ({"exponent": 0}, ValueError, r"exponent must be a number > 0, got 0"),
 ])
 def test_schedule_checks(kwargs, exc, match):
@@ -140,7 +141,7 @@ def test_counts_add_up_over_batches_and_empty_cases():
 
 
 @pytest.mark.parametrize("sel, clean, exc, match", [
-    (np.array([1, 0]), np.array([True, False]), TypeError, "selected_mask must be a boolean array, got dtype int64"),
+    (np.array([1, 0]), np.array([True, False]), DataError, "selected_mask must be a boolean array, got dtype int64"),
     (np.array([True]), np.array([True, False]), ValueError, r"selected_mask has shape \[1\] but clean_mask has \[2\]"),
     (np.ones((2, 2), bool), np.ones((2, 2), bool), ValueError, r"selected_mask must have shape \[N\]"),
 ])

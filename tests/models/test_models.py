@@ -11,6 +11,7 @@ import robust_paddle  # noqa: F401  (before paddle: preloads the system zlib)
 import paddle
 import paddle.vision.models as pvm
 
+from robust_paddle.errors import ConfigError
 from robust_paddle.models import MODELS, VISION_FACTORIES, build_model, has_feature_split
 
 # Small widths keep the ResNets fast; the architecture is the same at every width.
@@ -161,7 +162,7 @@ def test_user_factory_errors(user_module):
         build_model("rp_no_such_module:make", num_classes=3, input_shape=(4,))
     with pytest.raises(ValueError, match=f"model.name: module '{user_module}' has no callable 'missing'"):
         build_model(f"{user_module}:missing", num_classes=3, input_shape=(4,))
-    with pytest.raises(TypeError, match="returned str, expected a paddle.nn.Layer"):
+    with pytest.raises(ConfigError, match="returned str, expected a paddle.nn.Layer"):
         build_model(f"{user_module}:not_a_layer", num_classes=3, input_shape=(4,))
     with pytest.raises(ValueError, match="is not a 'package.module:function' path"):
         build_model("a.b:c:d", num_classes=3, input_shape=(4,))

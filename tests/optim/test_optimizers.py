@@ -13,6 +13,7 @@ from paddle import nn
 
 from robust_paddle import _compat
 from robust_paddle.config import OptimizerConfig
+from robust_paddle.errors import ConfigError
 from robust_paddle.optim import OPTIMIZERS, NAdam, RAdam, build_grad_clip, build_optimizer, split_decay_params
 from robust_paddle.optim.optimizers import make_nadam, make_radam
 
@@ -305,7 +306,7 @@ def test_nesterov_checks():
 def test_learning_rate_and_parameter_checks():
     with pytest.raises(ValueError, match="parameters is empty"):
         build_optimizer(cfg("sgd"), [], learning_rate=0.1)
-    with pytest.raises(TypeError, match="learning_rate: expected a float or a paddle LRScheduler"):
+    with pytest.raises(ConfigError, match="learning_rate: expected a float or a paddle LRScheduler"):
         build_optimizer(cfg("sgd"), linear().parameters(), learning_rate="0.1")
     with pytest.raises(ValueError, match="learning_rate: must be > 0"):
         build_optimizer(cfg("sgd"), linear().parameters(), learning_rate=0.0)

@@ -71,3 +71,19 @@ def test_bad_answer_files_name_the_line(tmp_path, text, message):
     with pytest.raises(DataError, match=message):
         read_annotations(write(tmp_path, text), sample_index={"0": 0, "1": 1}, num_classes=2,
                          class_names=["cat", "dog"])
+
+
+def test_a_good_model_as_one_more_annotator_raises_consensus_accuracy(crowd):
+    from robust_paddle.quality.annotators import with_model_answers
+
+    y, c = crowd
+    rng = np.random.default_rng(0)
+    probs = np.full((y.size, 10), 0.01)
+    right = rng.uniform(size=y.size) < 0.9  # a model that is right 90 % of the time
+    probs[np.arange(y.size), np.where(right, y, (y + 1) % 10)] = 0.91
+    ann = Annotations.from_arrays(c.sample, c.annotator, c.label)
+    plain = aggregate(ann, num_samples=y.size, num_classes=10, method="dawid_skene")
+    both = aggregate(with_model_answers(ann, probs), num_samples=y.size, num_classes=10, method="dawid_skene")
+    assert both.annotator_names[-1] == "model" and both.annotator_answers[-1] == y.size
+    assert np.mean(both.labels == y) > np.mean(plain.labels == y) + 0.02
+    assert abs(both.annotator_accuracy[-1] - 0.9) < 0.05

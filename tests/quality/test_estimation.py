@@ -10,6 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 import robust_paddle  # noqa: F401  (before paddle / numpy-heavy imports: zlib shim)
 from robust_paddle.data.noise import apply_transition, pair_matrix, realised_matrix, symmetric_matrix
+from robust_paddle.errors import DataError
 from robust_paddle.pipeline import kfold
 from robust_paddle.quality import estimation as E
 
@@ -115,11 +116,11 @@ def test_detection_scores() -> None:
     (np.array([0, 1]), np.array([[0.5, 0.5], [2.0, -1.0]]), ValueError, r"negative values .* row 1"),
     (np.array([0, 1]), np.array([[0.5, 0.5], [0.7, 0.7]]), ValueError, r"rows must sum to 1 .* row 1 sums to 1.4"),
     (np.array([[0, 1]]), np.full((2, 2), 0.5), ValueError, r"labels must be a 1-D array"),
-    (np.array([0.0, 1.0]), np.full((2, 2), 0.5), TypeError, r"labels must be integers"),
+    (np.array([0.0, 1.0]), np.full((2, 2), 0.5), DataError, r"labels must be integers"),
     (np.array([0, 1, 1]), np.full((2, 2), 0.5), ValueError, r"labels has 3 entries but pred_probs has 2 rows"),
     (np.array([0, 2]), np.full((2, 2), 0.5), ValueError, r"labels must be in \[0, 2\) .* found 2"),
     (np.array([-1, 0]), np.full((2, 2), 0.5), ValueError, r"found -1"),
-    (np.array([0, 1]), np.array([["a", "b"], ["c", "d"]]), TypeError, r"real numbers"),
+    (np.array([0, 1]), np.array([["a", "b"], ["c", "d"]]), DataError, r"real numbers"),
 ])
 def test_input_validation(labels, probs, exc, match) -> None:
     with pytest.raises(exc, match=match):

@@ -34,8 +34,12 @@ class FakeTrainer:
         self.logits, self.perm = logits, perm
         self.method = SimpleNamespace(clean_probability=lambda: clean_prob)
         self.epoch, self.is_main = 0, True
+        self.eval_epoch = True
         self.epoch_histograms: dict = {}
         self.epoch_scalars: dict = {}
+
+    def is_eval_epoch(self) -> bool:
+        return self.eval_epoch
 
     def predict_logits(self, loader):
         return self.logits[self.perm], self.perm  # shuffled order: the report must restore dataset order
@@ -148,8 +152,12 @@ def test_sample_stats_hook_fills_histograms_and_selection() -> None:
     assert tr.epoch_histograms["samples/clean_prob"].shape == (400,)
     assert abs(tr.epoch_scalars["noise/rate_gmm"] - np.mean(given != clean)) < 0.1
     assert tr.epoch_scalars["select/precision"] > 0.9 and tr.epoch_scalars["select/recall"] > 0.9
-    # skipped when the method keeps its own statistics
+    # skipped on epochs without evaluation (train.eval_every) and when the method keeps its own statistics
     tr.epoch_histograms, tr.epoch_scalars = {}, {}
+    tr.eval_epoch = False
+    hook.after_epoch(tr)
+    assert tr.epoch_histograms == {} and tr.epoch_scalars == {}
+    tr.eval_epoch = True
     tr.method.clean_probability = lambda: np.ones(400)
     hook.after_epoch(tr)
     assert tr.epoch_histograms == {} and tr.epoch_scalars == {}

@@ -1,0 +1,189 @@
+"""Several annotators per sample: consensus accuracy, annotator-quality ranking, and training on the consensus.
+
+Simulated crowds on digits (``robust_paddle.data.crowd.simulate_crowd``: experts, good, mediocre, systematic
+confusers and spammers, sparse assignment with uneven workloads). For each crowd size and seed:
+
+1. consensus accuracy against the true labels of majority vote, Dawid-Skene, GLAD and MACE (crowd-kit, through
+   ``robust_paddle.quality.annotators.aggregate``), of Dawid-Skene and GLAD with the model's answers as one more
+   annotator (``with_model_answers``) and of cleanlab's multi-annotator consensus
+   (``cleanlab.multiannotator.get_label_quality_multiannotator``, CROWDLAB), which also gets out-of-sample
+   probabilities of a model: 5-fold cross-validated logistic regression on the pixels trained on the
+   majority-vote labels (the same probabilities for every seed's crowd);
+2. Spearman rank correlation of each method's estimated annotator accuracy with the true one;
+3. with ``--train``: test accuracy of the product's standard CE run trained through ``data.annotations`` on the
+   majority-vote, Dawid-Skene (hard) and Dawid-Skene posterior (soft) labels, beside training on the true labels.
+
+    python benchmarks/annotators.py                      # consensus table, 3 seeds, 5/20/50 annotators
+    python benchmarks/annotators.py --train --epochs 20  # plus training runs (about a minute each on 2 cores)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.common import QUIET, RESULTS, environment, mean_std, save_json, split_list  # noqa: E402
+from robust_paddle.data.crowd import simulate_crowd  # noqa: E402
+from robust_paddle.quality.annotators import (  # noqa: E402
+    AGGREGATION_METHODS,
+    Annotations,
+    aggregate,
+    with_model_answers,
+)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WITH_MODEL = ("dawid_skene+model", "glad+model")  # crowd + the model's answers (same probabilities as cleanlab's)
+
+
+def oof_probs(x: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
+    """5-fold out-of-sample probabilities of a logistic regression on ``labels``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+
+    model = LogisticRegression(max_iter=2000, C=0.5)
+    return cross_val_predict(model, x / 16.0, labels, cv=5, method="predict_proba")
+
+
+def cleanlab_consensus(crowd: Any, n: int, a: int, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """cleanlab CROWDLAB consensus labels [N] and annotator quality [A]."""
+    from cleanlab.multiannotator import get_label_quality_multiannotator
+
+    table = np.full((n, a), np.nan)
+    table[crowd.sample, crowd.annotator] = crowd.label
+    out = get_label_quality_multiannotator(table, probs, verbose=False)
+    quality = out["annotator_stats"]["annotator_quality"].reindex(range(a)).to_numpy(dtype=float)
+    return out["label_quality"]["consensus_label"].to_numpy(dtype=np.int64), quality
+
+
+def consensus_rows(y: np.ndarray, x: np.ndarray, sizes: list[int], seeds: int, per_sample: int) -> list[dict]:
+    from scipy.stats import spearmanr
+
+    rows = []
+    for a in sizes:
+        for seed in range(seeds):
+            crowd = simulate_crowd(y, num_classes=10, num_annotators=a, answers_per_sample=per_sample, seed=seed)
+            ann = Annotations.from_arrays(crowd.sample, crowd.annotator, crowd.label)
+            mv = aggregate(ann, num_samples=y.size, num_classes=10, method="majority_vote")
+            row: dict[str, Any] = {"annotators": a, "seed": seed,
+                                   "single_answer_acc": float(np.mean(crowd.label == y[crowd.sample]))}
+            for method in AGGREGATION_METHODS:
+                t0 = time.perf_counter()
+                out = mv if method == "majority_vote" else aggregate(ann, num_samples=y.size, num_classes=10,
+                                                                     method=method, seed=seed)
+                row[f"{method}_acc"] = float(np.mean(out.labels == y))
+                row[f"{method}_rank_corr"] = float(spearmanr(out.annotator_accuracy, crowd.accuracy).statistic)
+                row[f"{method}_s"] = time.perf_counter() - t0
+            probs = oof_probs(x, mv.labels, seed)
+            for method in ("dawid_skene", "glad"):  # the same model's view, as one more annotator
+                t0 = time.perf_counter()
+                out = aggregate(with_model_answers(ann, probs), num_samples=y.size, num_classes=10, method=method,
+                                seed=seed)
+                row[f"{method}+model_acc"] = float(np.mean(out.labels == y))
+                row[f"{method}+model_rank_corr"] = float(spearmanr(out.annotator_accuracy[:a], crowd.accuracy).statistic)
+                row[f"{method}+model_s"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            cl_labels, cl_quality = cleanlab_consensus(crowd, y.size, a, probs)
+            row["cleanlab_acc"] = float(np.mean(cl_labels == y))
+            row["cleanlab_rank_corr"] = float(spearmanr(cl_quality, crowd.accuracy).statistic)
+            row["cleanlab_s"] = time.perf_counter() - t0
+            row["model_acc"] = float(np.mean(probs.argmax(1) == y))
+            rows.append(row)
+            print(f"  {a:3d} annotators seed {seed}: " + "  ".join(
+                f"{m} {row[m + '_acc']:.3f}" for m in (*AGGREGATION_METHODS, *WITH_MODEL, "cleanlab")), flush=True)
+    return rows
+
+
+def train_rows(y: np.ndarray, sizes: list[int], seeds: int, per_sample: int, epochs: int, config: str,
+               workdir: str) -> list[dict]:
+    """Standard CE trained through ``data.annotations`` with each label source; test labels are clean."""
+    from robust_paddle import config as config_mod
+    from robust_paddle.pipeline.run import train
+
+    rows = []
+    variants = {"true_labels": None, "majority_vote": ("majority_vote", "hard"),
+                "dawid_skene": ("dawid_skene", "hard"), "dawid_skene_soft": ("dawid_skene", "soft")}
+    for a in sizes:
+        for seed in range(seeds):
+            crowd = simulate_crowd(y, num_classes=10, num_annotators=a, answers_per_sample=per_sample, seed=seed)
+            path = os.path.join(workdir, f"crowd{a}_s{seed}.csv")
+            with open(path, "w", newline="", encoding="utf-8") as fh:
+                w = csv.writer(fh)
+                w.writerow(["sample", "annotator", "label"])
+                w.writerows(zip(crowd.sample.tolist(), (f"a{k}" for k in crowd.annotator), crowd.label.tolist()))
+            row: dict[str, Any] = {"annotators": a, "seed": seed}
+            for name, spec in variants.items():
+                values = {**QUIET, "seed": seed, "train.epochs": epochs,
+                          "output_dir": os.path.join(workdir, f"crowd{a}_s{seed}_{name}")}
+                if spec is not None:
+                    values.update({"data.annotations": path, "data.annotations_method": spec[0],
+                                   "data.annotations_target": spec[1]})
+                cfg = config_mod.load(config, [f"{k}={v}" for k, v in values.items()])
+                t0 = time.perf_counter()
+                summary = train(cfg)
+                row[f"{name}_test_acc"] = float(summary["final"].get("test/acc", float("nan")))
+                row[f"{name}_s"] = time.perf_counter() - t0
+            rows.append(row)
+            print(f"  train {a:3d} annotators seed {seed}: " + "  ".join(
+                f"{n} {row[n + '_test_acc']:.3f}" for n in variants), flush=True)
+    return rows
+
+
+def table(rows: list[dict], keys: list[str], suffix: str, title: str) -> None:
+    print(f"\n{title}")
+    print(f"{'annotators':>10}  " + "  ".join(f"{k:>16}" for k in keys))
+    for a in sorted({r["annotators"] for r in rows}):
+        sel = [r for r in rows if r["annotators"] == a]
+        cells = []
+        for k in keys:
+            m, s = mean_std([r[f"{k}{suffix}"] for r in sel])
+            cells.append(f"{m:>9.3f} ± {s:.3f}")
+        print(f"{a:>10}  " + "  ".join(cells))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--annotators", default="5,20,50", help="crowd sizes (default: 5,20,50)")
+    p.add_argument("--answers-per-sample", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--train", action="store_true", help="also train standard CE on each label source")
+    p.add_argument("--train-annotators", default="20", help="crowd sizes for --train (default: 20)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("-c", "--config", default=os.path.join(ROOT, "configs", "quickstart.yaml"))
+    p.add_argument("--out", default=os.path.join(RESULTS, "annotators-digits.json"))
+    args = p.parse_args(argv)
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    y, x = digits.target.astype(np.int64), digits.data
+    sizes = [int(s) for s in split_list(args.annotators)]
+    print(f"digits ({y.size} samples), {args.answers_per_sample} answers per sample, {args.seeds} seeds")
+    rows = consensus_rows(y, x, sizes, args.seeds, args.answers_per_sample)
+    keys = [*AGGREGATION_METHODS, *WITH_MODEL, "cleanlab"]
+    table(rows, ["single_answer", *keys], "_acc", "consensus accuracy (mean ± sd over seeds)")
+    table(rows, keys, "_rank_corr", "Spearman correlation of estimated vs true annotator accuracy")
+    result: dict[str, Any] = {"environment": environment(), "load": os.getloadavg(), "consensus": rows,
+                              "args": vars(args)}
+    if args.train:
+        with tempfile.TemporaryDirectory() as work:
+            trows = train_rows(y, [int(s) for s in split_list(args.train_annotators)], args.seeds,
+                               args.answers_per_sample, args.epochs, args.config, work)
+        table(trows, ["true_labels", "majority_vote", "dawid_skene", "dawid_skene_soft"], "_test_acc",
+              f"test accuracy of standard CE trained on each label source ({args.epochs} epochs)")
+        result["training"] = trows
+    result["load_after"] = os.getloadavg()
+    save_json(args.out, result)
+    print(f"\nwrote {args.out}; load average {result['load']} -> {result['load_after']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
