@@ -51,7 +51,7 @@ COPY requirements/paddle3.txt requirements/paddle3.txt
 # PADDLE: gpu | cpu | none (keep the base image's Paddle); PADDLE_VERSION: 3 | 2 (see scripts/install.sh)
 ARG PADDLE=none
 ARG PADDLE_VERSION=3
-ARG EXTRAS=slim,export,serve
+ARG EXTRAS=slim,export,serve,text
 RUN mkdir robust_paddle && touch robust_paddle/__init__.py \
     && if [ "$PADDLE" != none ]; then python3 -m pip uninstall -y paddlepaddle paddlepaddle-gpu; fi \
     && VENV=none PYTHON=python3 PADDLE="$PADDLE" PADDLE_VERSION="$PADDLE_VERSION" OPENCV=headless \

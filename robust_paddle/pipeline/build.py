@@ -45,10 +45,28 @@ def set_device(name: str) -> str:
     return device
 
 
+def text_model_kwargs(cfg: Config, data: Any) -> dict[str, Any]:
+    """The vocabulary / window arguments a text model takes from the data (``DataBundle.model_kwargs``)."""
+    extra = dict(getattr(data, "model_kwargs", None) or {})
+    if getattr(data, "tokenizer", None) is None:
+        return extra
+    from robust_paddle.models.text import TEXT_MODELS
+
+    if cfg.model.name not in TEXT_MODELS:
+        raise ConfigError(f"model.name: {cfg.model.name!r} does not read token ids; dataset {cfg.data.name!r} holds "
+                          f"texts: choose one of {', '.join(TEXT_MODELS)}")
+    clash = sorted(set(extra) & set(cfg.model.params))
+    if clash:
+        raise ConfigError(f"model.params.{clash[0]} comes from the data (tokenizer / data.text); remove it")
+    return extra
+
+
 def make_context(cfg: Config, data: Any) -> MethodContext:
+    extra = text_model_kwargs(cfg, data)
+
     def network() -> paddle.nn.Layer:
         return build_model(cfg.model.name, num_classes=data.num_classes, input_shape=tuple(data.input_shape),
-                           **cfg.model.params)
+                           **cfg.model.params, **extra)
 
     weight = None
     if cfg.loss.class_weighting != "none":  # class weights from the (noisy) training labels
@@ -98,10 +116,15 @@ def make_loaders(cfg: Config, data: Any, *, num_replicas: int = 1, rank: int = 0
 
 
 def model_meta(data: Any) -> dict[str, Any]:
-    return {"num_classes": int(data.num_classes), "input_shape": [int(s) for s in data.input_shape],
+    meta = {"num_classes": int(data.num_classes), "input_shape": [int(s) for s in data.input_shape],
             "class_names": list(data.class_names), "mean": data.mean, "std": data.std,
             "dataset": data.name if hasattr(data, "name") else None,
             **({"labels": labels} if (labels := label_source_summary(data)) else {})}
+    tok = getattr(data, "tokenizer", None)
+    if tok is not None:  # what a text checkpoint needs to be read back with the same ids
+        meta["text"] = {"tokenizer": tok.kind, "vocab_size": tok.vocab_size, "max_length": tok.max_length,
+                        "truncation": tok.truncation, "head_tokens": tok.head_tokens}
+    return meta
 
 
 def model_signature(cfg: Config, data: Any, networks: Any) -> dict[str, Any]:
@@ -135,7 +158,7 @@ def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None, data: 
     """
     set_device(cfg.train.device)
     seed_everything(cfg.seed)
-    data = build_data(cfg) if data is None else data
+    data = build_data(cfg, run_dir=output_dir) if data is None else data
     if getattr(data, "skipped", None) and dist.rank() == 0:  # data.on_bad_sample: skip
         logger.warning("left out %d unreadable file(s), listed in %s", len(data.skipped),
                        write_skipped_files(output_dir, data.skipped))
