@@ -29,7 +29,9 @@ def test_sigterm_stops_training_with_143_and_leaves_a_resumable_checkpoint(tmp_p
             time.sleep(0.2)
         assert ckpt.exists(), proc.stderr.read() if proc.poll() is not None else "no checkpoint within 120 s"
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=10)  # a wait of more than 10 s is what `docker stop` punishes
+        # without the handler the process dies by the signal (returncode -15) or, as a container's PID 1,
+        # ignores it; the 10 s `docker stop` grants are checked on the real image by scripts/docker_smoke.sh
+        _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
