@@ -17,7 +17,7 @@ from robust_paddle.data.noise import save_noise
 from robust_paddle.engine import distributed as dist
 from robust_paddle.engine.checkpoint import load_checkpoint
 from robust_paddle.errors import ConfigError
-from robust_paddle.pipeline.build import build_run, load_run
+from robust_paddle.pipeline.build import build_run, compile_networks, load_run
 from robust_paddle.pipeline.hooks import build_hooks
 from robust_paddle.pipeline.label_workflow import write_label_source_outputs
 
@@ -54,6 +54,8 @@ def train(cfg: Config, *, resume: str | None = None) -> dict[str, Any]:
         return train_kfold(cfg, folds=cfg.train.kfold, output_dir=out).summary
     run = build_run(cfg, output_dir=out, hooks=build_hooks(cfg.train), distributed=distributed,
                     start_weights=resume is None)
+    if cfg.train.compile == "to_static":
+        compile_networks(run.method)
     if run.trainer.is_main:
         config_mod.save(cfg, os.path.join(out, "config.yaml"))
         save_train_labels(run.data.train, out)
