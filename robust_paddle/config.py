@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from robust_paddle.errors import ConfigError
+from robust_paddle.ops import atomic_write
 from robust_paddle.schema import build as _build
 from robust_paddle.schema import param as _f
 
@@ -357,7 +358,5 @@ def with_values(cfg: Config, values: dict[str, Any]) -> Config:
 def save(cfg: Config, path: str) -> None:
     """Write the resolved config as YAML (atomically)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_write(path) as fh:
         yaml.safe_dump(to_dict(cfg), fh, sort_keys=False)
-    os.replace(tmp, path)

@@ -44,9 +44,9 @@ from robust_paddle.deploy.predictor import (
     PaddlePredictor,
     load_model_info,
     preprocess_images,
-    softmax,
 )
 from robust_paddle.errors import ConfigError, DataError, MissingDependencyError
+from robust_paddle.ops import softmax
 
 logger = logging.getLogger(__name__)
 
@@ -308,7 +308,7 @@ def create_app(model_dir: str, *, max_batch_size: int = 64, max_body_mb: float =
             raise RequestError(f"the body is not valid JSON ({e}); send {{\"images\": [...]}} or {{\"inputs\": [...]}}") from None
         x, top_k = parse_request(body, info, max_batch_size=max_batch_size)
         out = batcher.submit(x)
-        probs = out if info.softmax else softmax(out)
+        probs = out if info.softmax else softmax(out).astype(np.float32)
         return reply({"model_version": info.model_version,
                       "predictions": format_predictions(probs, info, top_k=top_k)})
 

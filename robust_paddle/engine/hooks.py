@@ -12,6 +12,7 @@ import numpy as np
 
 from robust_paddle.engine.contract import Hook
 from robust_paddle.errors import ConfigError
+from robust_paddle.ops import atomic_write
 from robust_paddle.registry import HOOKS
 
 if TYPE_CHECKING:
@@ -142,7 +143,5 @@ def _jsonable(obj: Any) -> Any:
 
 def write_json(path: str, data: Any) -> None:
     """Write JSON atomically (non-finite floats become null)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_write(path) as fh:
         json.dump(_jsonable(data), fh, indent=2)
-    os.replace(tmp, path)

@@ -24,8 +24,10 @@ from robust_paddle.config import Config, to_dict
 from robust_paddle.engine import distributed as dist
 from robust_paddle.engine.checkpoint import save_checkpoint
 from robust_paddle.engine.contract import Hook, TrainableMethod
+from robust_paddle.engine.logging_api import TrainerLog
 from robust_paddle.engine.metrics import classification_metrics
 from robust_paddle.errors import CheckpointError, TrainingError
+from robust_paddle.ops import derive_seed
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +36,6 @@ class NonFiniteLossError(TrainingError):
     """The loss became NaN/Inf; the run stopped and the last good checkpoint was left untouched."""
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A well-mixed 31-bit seed for (run seed, epoch)."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] % (2**31 - 1))
 
 
 def seed_everything(seed: int) -> None:
@@ -61,7 +60,7 @@ def remap_optimizer_state(state: dict[str, Any], mapping: dict[str, str]) -> dic
     return out
 
 
-class Trainer:
+class Trainer(TrainerLog):
     """Runs ``method`` for ``cfg.train.epochs`` epochs over ``loaders``.
 
     Args:
@@ -135,7 +134,7 @@ class Trainer:
                 self.epoch = epoch
                 self.epoch_scalars, self.epoch_histograms = {"epoch": epoch + 1}, {}
                 self.history.append(self.epoch_scalars)  # hooks fill it in place
-                seed_everything(epoch_seed(self.cfg.seed, epoch))
+                seed_everything(derive_seed(self.cfg.seed, epoch))
                 sampler = self.loaders["train"].batch_sampler
                 if hasattr(sampler, "set_epoch"):
                     sampler.set_epoch(epoch)

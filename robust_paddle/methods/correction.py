@@ -29,7 +29,6 @@ __all__ = [
     "gmm_noise_rate",
     "linear_rampup",
     "mix_lambda",
-    "mixup",
     "normalize_losses",
     "refine_labels",
     "sharpen",
@@ -241,27 +240,3 @@ def mix_lambda(alpha: float, rng: np.random.Generator) -> float:
     return max(lam, 1.0 - lam)
 
 
-def mixup(x: Any, targets: Any, *, lam: float, perm: Any) -> tuple[Any, Any]:
-    """Mix every row with row ``perm[i]``: ``lam * a + (1 - lam) * a[perm]`` for inputs and targets.
-
-    Args:
-        x: [B, ...] inputs; targets: [B, C] soft targets (numpy or paddle, same kind).
-        lam: mixing coefficient in [0, 1].
-        perm: [B] permutation (numpy int array or paddle int Tensor).
-
-    Returns:
-        ``(mixed_x [B, ...], mixed_targets [B, C])``.
-    """
-    if not 0.0 <= float(lam) <= 1.0:
-        raise DataError(f"mixup: lam must be in [0, 1], got {lam!r}")
-    if x.shape[0] != targets.shape[0] or len(perm) != x.shape[0]:
-        raise DataError(f"mixup: x, targets and perm need the same length, got {x.shape[0]}, {targets.shape[0]} "
-                         f"and {len(perm)}")
-    if _is_tensor(x):
-        import paddle
-
-        p = perm if _is_tensor(perm) else paddle.to_tensor(np.asarray(perm, dtype=np.int64), place=x.place)
-        xb, tb = paddle.gather(x, p), paddle.gather(targets, p)
-    else:
-        xb, tb = x[np.asarray(perm)], targets[np.asarray(perm)]
-    return lam * x + (1 - lam) * xb, lam * targets + (1 - lam) * tb

@@ -45,9 +45,10 @@ from robust_paddle.engine import distributed as dist
 from robust_paddle.errors import CheckpointError
 from robust_paddle.losses.functional import to_one_hot
 from robust_paddle.methods.base import MethodContext
-from robust_paddle.methods.correction import linear_rampup, mix_lambda, mixup, refine_labels, sharpen
+from robust_paddle.methods.correction import linear_rampup, mix_lambda, refine_labels, sharpen
 from robust_paddle.methods.forward_correction import LearnedTransition, forward_loss, transition_error
 from robust_paddle.methods.gmm_correction import Division, GMMDivisionMethod, check_option
+from robust_paddle.ops import mixup
 from robust_paddle.registry import METHODS
 
 if TYPE_CHECKING:
@@ -191,7 +192,8 @@ class DivideMixMethod(GMMDivisionMethod):
             t = np.mean([tr().numpy() for tr in self.transitions], axis=0)
         clean = self.ctx.clean_labels
         if clean is not None:
-            trainer.epoch_scalars["noise/t_error"] = transition_error(t, np.asarray(clean), np.asarray(self.ctx.train_labels))
+            trainer.log_scalar("noise/t_error",
+                               transition_error(t, np.asarray(clean), np.asarray(self.ctx.train_labels)))
         if trainer.epoch + 1 == self.warmup_epochs:
             logger.info("%s: transition matrix learned in the warm-up (mean of both networks)%s\n%s", self.name,
                         f", mean |T - T_true| {trainer.epoch_scalars['noise/t_error']:.4f}" if clean is not None else "",

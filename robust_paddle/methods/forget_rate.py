@@ -36,12 +36,12 @@ import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.special import log_softmax, softmax
 
 from robust_paddle.data.textfile import read_text
 from robust_paddle.errors import ConfigError
 from robust_paddle.methods.correction import gmm_noise_rate
 from robust_paddle.methods.selection import forget_rate_schedule
+from robust_paddle.ops import per_sample_ce, softmax
 from robust_paddle.quality.estimation import estimate_noise_rate
 
 if TYPE_CHECKING:
@@ -85,9 +85,9 @@ def estimate_noise_rates(logits: np.ndarray, labels: np.ndarray, *, seed: int = 
     if logits.ndim != 2 or labels.shape != (logits.shape[0],):
         raise ConfigError(f"estimate_noise_rates: logits must be [N, C] and labels [N], got shapes "
                          f"{list(logits.shape)} and {list(labels.shape)}")
-    losses = -log_softmax(logits, axis=1)[np.arange(labels.shape[0]), labels]
+    losses = per_sample_ce(logits, labels)
     rate_gmm = float(gmm_noise_rate(losses, seed=seed))
-    rate_cj = float(estimate_noise_rate(labels, softmax(logits, axis=1)))
+    rate_cj = float(estimate_noise_rate(labels, softmax(logits)))
     finite = [r for r in (rate_gmm, rate_cj) if math.isfinite(r)]
     if not finite:
         raise ConfigError("forget_rate auto: neither the GMM nor the confident-joint noise estimate is "

@@ -42,7 +42,8 @@ from robust_paddle.data.textfile import read_text, read_text_lines, where
 from robust_paddle.errors import CheckpointError, ConfigError, DataError
 from robust_paddle.methods.base import Method, MethodContext
 from robust_paddle.methods.gmm_correction import check_option
-from robust_paddle.quality.estimation import estimate_noise_matrix, softmax
+from robust_paddle.ops import softmax
+from robust_paddle.quality.estimation import estimate_noise_matrix
 from robust_paddle.registry import METHODS
 
 if TYPE_CHECKING:
@@ -260,20 +261,13 @@ class ForwardCorrectionMethod(Method):
         return float(np.sum(prior * (1.0 - np.diag(self.t))))
 
     def _save(self, trainer: Trainer) -> None:
-        out_dir = getattr(trainer, "output_dir", None)
-        if not out_dir or not getattr(trainer, "is_main", True):
-            return
-        os.makedirs(out_dir, exist_ok=True)
-        tmp = os.path.join(out_dir, "transition.json.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump({"transition": self.t.tolist(), "estimator": self.estimator, **self.estimate}, fh, indent=2)
-        os.replace(tmp, os.path.join(out_dir, "transition.json"))
+        trainer.save_artifact("transition.json", {"transition": self.t.tolist(), "estimator": self.estimator,
+                                                  **self.estimate})
 
     def after_epoch(self, trainer: Trainer) -> None:
-        scalars = trainer.epoch_scalars
         for key in ("rate_t", "t_error", "rate_true"):
             if key in self.estimate:
-                scalars[f"noise/{key}"] = self.estimate[key]
+                trainer.log_scalar(f"noise/{key}", self.estimate[key])
 
     # --------------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:

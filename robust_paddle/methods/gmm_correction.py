@@ -31,12 +31,12 @@ from robust_paddle.methods.base import Method, MethodContext
 from robust_paddle.methods.correction import (
     fit_loss_gmm,
     mix_lambda,
-    mixup,
     normalize_losses,
     refine_labels,
     sharpen,
     split_precision_recall,
 )
+from robust_paddle.ops import derive_seed, mixup
 from robust_paddle.registry import METHODS
 
 if TYPE_CHECKING:
@@ -71,9 +71,6 @@ def check_option(value: Any, *, name: str, method: str, kind: type, lo: float | 
     return kind(value)
 
 
-def gmm_seed(seed: int, epoch: int, net: int) -> int:
-    """Explicit seed of the mixture fitted for ``net`` after ``epoch``."""
-    return int(np.random.SeedSequence([int(seed) % 2**32, int(epoch), int(net)]).generate_state(1)[0])
 
 
 @paddle.no_grad()
@@ -161,19 +158,19 @@ def log_division(trainer: Trainer, *, losses: np.ndarray, probs: Sequence[np.nda
     fits), ``time/divide_s`` (loss pass + fits) and ``time/gmm_frac`` (fits / training-epoch time).
     Histograms: ``samples/loss`` (raw per-sample CE, mean over networks), ``samples/clean_prob``.
     """
-    s = trainer.epoch_scalars
-    s["noise/rate_gmm"] = float(np.mean([np.mean(1.0 - p) for p in probs]))
-    s["select/labeled_ratio"] = float(np.mean([np.mean(p > threshold) for p in probs]))
+    log = trainer.log_scalar
+    log("noise/rate_gmm", float(np.mean([np.mean(1.0 - p) for p in probs])))
+    log("select/labeled_ratio", float(np.mean([np.mean(p > threshold) for p in probs])))
     if clean_mask is not None:
         pr = [split_precision_recall(p > threshold, clean_mask) for p in probs]
-        s["select/precision"] = float(np.mean([v[0] for v in pr]))
-        s["select/recall"] = float(np.mean([v[1] for v in pr]))
-    s["time/gmm_s"] = gmm_s
-    s["time/divide_s"] = gmm_s + pass_s
+        log("select/precision", float(np.mean([v[0] for v in pr])))
+        log("select/recall", float(np.mean([v[1] for v in pr])))
+    log("time/gmm_s", gmm_s)
+    log("time/divide_s", gmm_s + pass_s)
     if train_s:
-        s["time/gmm_frac"] = gmm_s / train_s
-    trainer.epoch_histograms["samples/loss"] = losses.mean(axis=0).astype(np.float32)
-    trainer.epoch_histograms["samples/clean_prob"] = np.mean(probs, axis=0).astype(np.float32)
+        log("time/gmm_frac", gmm_s / train_s)
+    trainer.log_histogram("samples/loss", losses.mean(axis=0))
+    trainer.log_histogram("samples/clean_prob", np.mean(probs, axis=0))
 
 
 def neg_entropy(logits: paddle.Tensor) -> paddle.Tensor:
@@ -209,7 +206,7 @@ class GMMDivisionMethod(Method):
         start = time.perf_counter()
         losses = train_set_losses(trainer, list(self.networks.values()))
         pass_s = time.perf_counter() - start
-        gmm_s = sum(d.update(losses[k], window=self.loss_window, seed=gmm_seed(self.ctx.cfg.seed, trainer.epoch, k))
+        gmm_s = sum(d.update(losses[k], window=self.loss_window, seed=derive_seed(self.ctx.cfg.seed, trainer.epoch, k))
                     for k, d in enumerate(self.divisions))
         if getattr(trainer, "distributed", False):
             # every rank fitted the same GMM on the same gathered losses; rank 0's result is made the only
