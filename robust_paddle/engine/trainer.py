@@ -26,6 +26,7 @@ from robust_paddle.engine.checkpoint import save_checkpoint
 from robust_paddle.engine.contract import Hook, TrainableMethod
 from robust_paddle.engine.logging_api import TrainerLog
 from robust_paddle.engine.metrics import classification_metrics
+from robust_paddle.engine.train_pass import TrainSetPass
 from robust_paddle.errors import CheckpointError, TrainingError
 from robust_paddle.ops import derive_seed
 
@@ -60,7 +61,7 @@ def remap_optimizer_state(state: dict[str, Any], mapping: dict[str, str]) -> dic
     return out
 
 
-class Trainer(TrainerLog):
+class Trainer(TrainerLog, TrainSetPass):
     """Runs ``method`` for ``cfg.train.epochs`` epochs over ``loaders``.
 
     Args:
@@ -326,6 +327,7 @@ class Trainer(TrainerLog):
         if missing:
             raise CheckpointError(f"checkpoint lacks network(s) {missing}; it was written by another method "
                              f"({state['config']['method']['name']!r} vs {self.cfg.method.name!r})")
+        self.weights_changed()
         for k, net in self.method.networks.items():
             dist.unwrap(net).set_state_dict(state["networks"][k])
         self.optimizer.set_state_dict(remap_optimizer_state(state["optimizer"], self._param_names(portable=True)))

@@ -168,14 +168,13 @@ class AutoForgetRate:
         """Estimate tau once, at the start of epoch ``estimate_epoch`` (``auto`` only)."""
         if not self.auto or self.tau is not None or epoch < self.estimate_epoch:
             return
-        loader = trainer.loaders["train_eval"]
-        logits, idx = trainer.predict_logits(loader)
-        labels = np.asarray(loader.dataset.labels)[idx]
+        logits = trainer.train_set_logits()  # the shared per-sample pass (every rank calls it)
+        labels = np.asarray(trainer.loaders["train_eval"].dataset.labels)
         est = estimate_noise_rates(logits, labels, seed=self.seed)
         self.tau = est["forget_rate"]
         self.estimate = {**est, "epoch": float(epoch)}
         if clean_labels is not None:
-            self.estimate["rate_true"] = float(np.mean(labels != np.asarray(clean_labels)[idx]))
+            self.estimate["rate_true"] = float(np.mean(labels != np.asarray(clean_labels)))
         truth = f" (true rate {self.estimate['rate_true']:.3f})" if "rate_true" in self.estimate else ""
         logger.info("%s: forget_rate auto after %d epochs: GMM noisy mass %.3f, confident joint %.3f -> "
                     "forget rate %.3f (their mean)%s", self.where, epoch, est["rate_gmm"], est["rate_cj"],

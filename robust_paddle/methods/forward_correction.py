@@ -227,9 +227,8 @@ class ForwardCorrectionMethod(Method):
     def before_epoch(self, trainer: Trainer) -> None:
         if self.t is not None or trainer.epoch < self.warmup_epochs:
             return
-        loader = trainer.loaders["train_eval"]
-        logits, idx = trainer.predict_logits(loader)
-        labels = np.asarray(loader.dataset.labels)[idx]
+        logits = trainer.train_set_logits()  # the shared per-sample pass (every rank calls it)
+        labels = np.asarray(trainer.loaders["train_eval"].dataset.labels)
         probs = softmax(logits)
         if self.estimator == "anchor":
             t = anchor_transition(probs, quantile=self.anchor_quantile)
@@ -239,8 +238,8 @@ class ForwardCorrectionMethod(Method):
         self.estimate = {"epoch": float(trainer.epoch), "rate_t": self.implied_rate(labels)}
         clean = self.ctx.clean_labels
         if clean is not None:
-            self.estimate["t_error"] = transition_error(self.t, np.asarray(clean)[idx], labels)
-            self.estimate["rate_true"] = float(np.mean(labels != np.asarray(clean)[idx]))
+            self.estimate["t_error"] = transition_error(self.t, np.asarray(clean), labels)
+            self.estimate["rate_true"] = float(np.mean(labels != np.asarray(clean)))
         logger.info("%s: T estimated (%s) after %d epochs; implied noise rate %.3f%s\n%s", self.method_name,
                     self.estimator, trainer.epoch, self.estimate["rate_t"],
                     (f", true rate {self.estimate['rate_true']:.3f}, mean |T - T_true| "

@@ -69,10 +69,14 @@ def rank_label_issues(labels: np.ndarray, probs: np.ndarray,
 
 
 def train_predictions(trainer: Trainer, loader: Any, n: int, *, shard: bool = False) -> np.ndarray:
-    """Logits [N, C] of every training sample in dataset order (one eval pass over ``loader``).
+    """Logits [N, C] of every training sample in dataset order: the trainer's cached training-set pass
+    (:meth:`~robust_paddle.engine.train_pass.TrainSetPass.train_set_logits`) when ``loader`` is its
+    ``train_eval`` loader, else one eval pass over ``loader``.
 
     ``shard``: data parallel, called by every rank: each predicts its shard (``Trainer.predict_logits``).
     """
+    if hasattr(trainer, "train_set_logits") and loader is trainer.loaders.get("train_eval"):
+        return trainer.train_set_logits(collective=shard)
     logits, idx = (trainer.predict_logits(loader, shard=True) if shard and getattr(trainer, "distributed", False)
                    else trainer.predict_logits(loader))
     if idx.shape[0] != n or not np.array_equal(np.sort(idx), np.arange(n)):
