@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", default=None, help="folder for the demo runs (default: output/demo-<time>)")
     p.add_argument("--methods", default=None, help="comma-separated subset of the demo rows")
+    p.add_argument("--task", default="image", choices=("image", "text"),
+                   help="image: noisy digits (default); text: the embedded Chinese review corpus (needs [text])")
     p.add_argument("--jobs", type=int, default=None, help="rows trained at once, one process each (default: CPU count)")
     _add_label_workflow_parsers(sub)
     return parser
@@ -206,8 +208,14 @@ def cmd_compress(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from robust_paddle.deploy.serve import serve_command
 
-    serve_command(args.model, host=args.host, port=args.port, max_batch_size=args.max_batch_size,
-                  max_body_mb=args.max_body_mb, threads=args.threads)
+    try:
+        serve_command(args.model, host=args.host, port=args.port, max_batch_size=args.max_batch_size,
+                      max_body_mb=args.max_body_mb, threads=args.threads)
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        raise CLIError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}; choose another --port "
+                       "(0 picks a free one) or --host") from None
     return 0
 
 
@@ -215,7 +223,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from robust_paddle.pipeline.demo import run_demo
 
     methods = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
-    run_demo(config_path=args.config, overrides=args.override, out_dir=args.out, methods=methods, jobs=args.jobs)
+    run_demo(config_path=args.config, overrides=args.override, out_dir=args.out, methods=methods, jobs=args.jobs,
+             task=args.task)
     return 0
 
 

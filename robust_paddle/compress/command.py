@@ -241,7 +241,8 @@ def accuracy_check(before: dict[str, Any], after: dict[str, Any], *, max_drop: f
 # ---------------------------------------------------------------------------------------------- command
 def prepare_compress(cfg: Config, out_dir: str) -> tuple[list[Stage], Any]:
     """Check ``cfg.slim.stages`` before any work: stages valid, PaddleSlim installed, this Paddle able to
-    run each stage, ``out_dir`` free; creates ``out_dir``. Returns the stages and the paddleslim module.
+    run each stage, ``out_dir`` free (created once the checkpoint has loaded). Returns the stages and the
+    paddleslim module.
 
     Raises:
         ValueError: no stages, invalid stages, or ``out_dir`` already holds a report (each names the field).
@@ -257,7 +258,6 @@ def prepare_compress(cfg: Config, out_dir: str) -> tuple[list[Stage], Any]:
         slim = import_paddleslim(stage.name)
     if os.path.exists(os.path.join(out_dir, REPORT_FILE)):
         raise ConfigError(f"--out {out_dir} already holds a compression ({REPORT_FILE}); choose another folder")
-    os.makedirs(out_dir, exist_ok=True)
     return stages, slim
 
 

@@ -94,6 +94,8 @@ def prune_network(net: paddle.nn.Layer, stage: PruneStage, *, input_shape: Seque
     else:
         if score is None:
             raise ConfigError(f"{field}.flops_target needs a score function for the sensitivity analysis")
+        if sen_file is not None and os.path.isfile(sen_file):
+            rewrite_sensitivity_cache(sen_file)  # PaddleSlim pickle.loads it: only plain data may reach it
         sens = pruner.sensitive(eval_func=score, sen_file=sen_file, skip_vars=[])
         chosen = search_ratios(pruner, {t: sens.get(t, {}) for t in targets}, float(stage.flops_target),
                                input_shape=input_shape, align=stage.align)
@@ -158,3 +160,42 @@ def search_ratios(pruner: Any, sensitivities: dict[str, dict[float, float]], tar
 
 def sensitivity_file(stage_dir: str, network: str) -> str:
     return os.path.join(stage_dir, f"sensitivities_{network}.pickle")
+
+
+class _StatusFields:
+    """Stands in for PaddleSlim's ``Status`` while a cache is read weights-only (a bare attribute holder)."""
+
+
+def rewrite_sensitivity_cache(path: str) -> None:
+    """Read PaddleSlim's sensitivity cache (a pickled ``Status``) weights-only, check it holds
+    ``{param: {ratio: loss}}`` numbers, and write it again from those numbers, so the ``pickle.load`` that
+    ``FilterPruner.sensitive`` runs on it sees only data this function wrote.
+
+    Raises:
+        CheckpointError: the file is unreadable, references code, or is not a sensitivity cache (names it).
+    """
+    import pickle
+
+    from robust_paddle.data import safe_pickle
+    from robust_paddle.errors import CheckpointError
+
+    status_cls = import_paddleslim("prune").dygraph.prune.filter_pruner.Status
+    data = safe_pickle.safe_load(path, extra={("paddleslim.dygraph.prune.filter_pruner", "Status"): _StatusFields})
+    fields = getattr(data, "__dict__", {})
+    sens, acc = fields.get("sensitivies"), fields.get("accumulates", {})
+
+    def curves(d: Any) -> bool:
+        return isinstance(d, dict) and all(isinstance(k, str) and isinstance(v, dict) and all(
+            isinstance(r, (float, np.floating)) and isinstance(x, (int, float, np.number)) for r, x in v.items()) for k, v in d.items())
+
+    if not isinstance(data, _StatusFields) or not curves(sens) or not isinstance(acc, dict):
+        raise CheckpointError(f"{path} is not a PaddleSlim sensitivity cache; delete it to recompute the "
+                              "sensitivities")
+    status = status_cls()
+    status.sensitivies = {k: {float(r): float(x) for r, x in v.items()} for k, v in sens.items()}
+    status.accumulates = {}  # only consulted mid-layer; recomputing that layer is safe
+    status.is_ckp = bool(fields.get("is_ckp", True))
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as fh:
+        pickle.dump(status, fh)
+    os.replace(tmp, path)

@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 REPORT_FILE = "data_report.json"
 LIST_MAX = 50  # examples kept per list in the report
+FULL_COUNTS_MAX = 1000  # classes listed with zero counts too
 
 
 @dataclasses.dataclass
@@ -93,7 +94,8 @@ def _row_digests(x: np.ndarray) -> list[str]:
 def _counts(labels: np.ndarray, names: list[str]) -> dict[str, int]:
     valid = labels[(labels >= 0) & (labels < len(names))]
     counts = np.bincount(valid, minlength=len(names)) if len(names) else np.zeros(0, np.int64)
-    return {names[i]: int(c) for i, c in enumerate(counts)}
+    full = len(names) <= FULL_COUNTS_MAX  # beyond that (a stray huge label) only the classes that occur
+    return {names[i]: int(c) for i, c in enumerate(counts) if full or c}
 
 
 def _duplicates(samples: dict[str, list[tuple[str, str, int]]]) -> dict:

@@ -100,6 +100,11 @@ class ArrayDataset(paddle.io.Dataset):
         """Image paths for file-backed datasets, else None."""
         return self.data if isinstance(self.data, list) else None
 
+    @property
+    def texts(self) -> np.ndarray | None:
+        """The texts (or ``(text, pair)`` tuples) of a text dataset, else None."""
+        return self.data if getattr(self.pipeline, "kind", None) == "text" else None
+
     def set_epoch(self, epoch: int) -> None:
         """Epoch used to seed augmentation (called by the loader's batch sampler)."""
         self.epoch = int(epoch)
@@ -116,6 +121,8 @@ class ArrayDataset(paddle.io.Dataset):
     @property
     def sample_shape(self) -> tuple[int, ...] | None:
         """Shape of one model input (``[C, H, W]`` or ``[D]``), None when only decoding a file can tell."""
+        if self.pipeline.kind == "text":
+            return (int(self.pipeline.tokenizer.max_length),)
         if isinstance(self.data, np.ndarray):
             if self.pipeline.kind == "tabular" or self.data.ndim == 2:
                 return (int(self.data.shape[1]),)
@@ -125,17 +132,20 @@ class ArrayDataset(paddle.io.Dataset):
             return (p.channels, p.size, p.size)
         return (p.channels, *p.shape_hw) if p.shape_hw[0] else None
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.int64, np.int64]:
+    def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
+        """``(x, label, index)``, then one input per ``extra_views`` entry (``(view, strong)`` pairs the run
+        sets for a method that asks, ``Method.loader_views``): computed here, i.e. in the loader's workers."""
         index = int(index)
+        views = self.__dict__.get("extra_views", ())
         try:
-            x = self.get_x(index)
+            xs = [self.get_x(index)] + [self.get_x(index, view=v, strong=s) for v, s in views]
         except Exception as e:  # noqa: BLE001 - reported as one line by CheckedDataLoader (see LoadFailures)
             failures, shape = self.__dict__.get("_failures"), self.sample_shape
             if failures is None or shape is None or not _in_loader():
                 raise
             failures.record(index, self.describe_failure(index, e))
-            x = np.zeros(shape, dtype=np.float32)  # never trained on: the loader raises before yielding it
-        return x, np.int64(self.labels[index]), np.int64(index)
+            xs = [np.zeros(shape, dtype=np.float32)] * (1 + len(views))  # never trained on: the loader raises first
+        return (xs[0], np.int64(self.labels[index]), np.int64(index), *xs[1:])
 
     def describe_failure(self, index: int, error: BaseException) -> str:
         """One line naming the sample (its file) and why it could not be loaded."""
@@ -150,7 +160,7 @@ class ArrayDataset(paddle.io.Dataset):
         out = ArrayDataset.__new__(ArrayDataset)
         paddle.io.Dataset.__init__(out)
         out.__dict__.update(self.__dict__)
-        out.pipeline, out.epoch = pipeline, 0
+        out.pipeline, out.epoch, out.extra_views = pipeline, 0, ()
         return out
 
     def select(self, indices: np.ndarray) -> ArrayDataset:

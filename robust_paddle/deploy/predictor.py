@@ -44,11 +44,14 @@ class ModelInfo:
     Attributes:
         model_dir: folder holding the files.
         input_name: feed name of the program; input_shape: one sample, e.g. ``(1, 8, 8)``; the batch
-            dimension is dynamic. kind: ``"image"`` (CHW input) or ``"tabular"`` (``[D]`` input).
+            dimension is dynamic. kind: ``"image"`` (CHW input), ``"tabular"`` (``[D]`` input) or ``"text"``
+            (``[L]`` int64 token ids).
         output_name: fetch name; softmax: whether the model outputs probabilities (else logits).
         mean, std: per channel (per feature for tabular), applied after scaling pixels to [0, 1].
         class_names: one per output column. model_version: hash of the exported weights and interface.
         source: where the model came from (checkpoint, epoch, network, EMA).
+        text: text models: the tokenizer file (``tokenizer.json`` in ``model_dir``) and the long-text rule
+            (``max_length``, ``truncation``, ``head_tokens``, the windows inside the program); else None.
         resize_short: the evaluation geometry (``data.eval_resize_short``; 0: resize straight to the input size).
     """
 
@@ -63,11 +66,25 @@ class ModelInfo:
     class_names: tuple[str, ...]
     model_version: str
     source: dict[str, Any] = dataclasses.field(default_factory=dict)
+    text: dict[str, Any] | None = None
     resize_short: int = 0  # data.eval_resize_short: short side before the centre crop; 0 = plain resize
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def input_dtype(self) -> str:
+        """``int64`` (token ids) for text models, else ``float32``."""
+        return "int64" if self.kind == "text" else "float32"
+
+    def tokenizer(self) -> Any:
+        """The saved :class:`~robust_paddle.data.tokenize.TextTokenizer` of a text model."""
+        from robust_paddle.data.tokenize import TextTokenizer
+
+        if self.text is None:
+            raise DataError(f"{self.model_dir}: this model reads {self.kind} inputs, not texts")
+        return TextTokenizer.load(os.path.join(self.model_dir, self.text["tokenizer"]))
 
     @property
     def prefix(self) -> str:
@@ -89,7 +106,7 @@ class ModelInfo:
             "model_version": self.model_version,
             "model_file": os.path.basename(self.model_file),
             "params_file": os.path.basename(self.params_file),
-            "input": {"name": self.input_name, "shape": list(self.input_shape), "dtype": "float32",
+            "input": {"name": self.input_name, "shape": list(self.input_shape), "dtype": self.input_dtype,
                       "kind": self.kind, "batch": "dynamic"},
             "output": {"name": self.output_name, "dtype": "float32", "shape": [self.num_classes],
                        "softmax": self.softmax, "kind": "probabilities" if self.softmax else "logits"},
@@ -100,7 +117,9 @@ class ModelInfo:
                 "resize_short": int(self.resize_short) if image and self.resize_short else None,
                 "crop": "center" if image and self.resize_short else None,
                 "pixel_scale": {"8bit": 1 / 255, "16bit": 1 / 65535} if image else None,
-                "mean": list(self.mean), "std": list(self.std), "layout": "CHW" if image else "D",
+                "mean": list(self.mean), "std": list(self.std),
+                "layout": "CHW" if image else ("L" if self.kind == "text" else "D"),
+                **({"text": dict(self.text)} if self.text is not None else {}),
             },
             "class_names": list(self.class_names),
             "num_classes": self.num_classes,
@@ -155,11 +174,14 @@ def load_model_info(model_dir: str) -> ModelInfo:
                          mean=tuple(float(v) for v in pre["mean"]), std=tuple(float(v) for v in pre["std"]),
                          class_names=tuple(str(c) for c in data["class_names"]),
                          model_version=str(data["model_version"]), source=dict(data.get("source") or {}),
+                         text=dict(pre["text"]) if pre.get("text") is not None else None,
                          resize_short=int(pre.get("resize_short") or 0))
     except (KeyError, TypeError, ValueError) as e:
         raise DataError(f"{path}: missing or malformed field ({type(e).__name__}: {e})") from None
-    if info.kind not in ("image", "tabular"):
-        raise DataError(f"{path}: input.kind must be 'image' or 'tabular', got {info.kind!r}")
+    if info.kind not in ("image", "tabular", "text"):
+        raise DataError(f"{path}: input.kind must be 'image', 'tabular' or 'text', got {info.kind!r}")
+    if (info.kind == "text") != (info.text is not None) or (info.text is not None and "tokenizer" not in info.text):
+        raise DataError(f"{path}: a text model needs preprocess.text with its tokenizer file (and only a text model)")
     for f in (info.model_file, info.params_file):
         if not os.path.isfile(f):
             raise FileNotFoundError(f"{model_dir}: model file {os.path.basename(f)} is missing")
@@ -171,7 +193,8 @@ class PaddlePredictor:
     """A Paddle Inference predictor for one exported model (CPU).
 
     Not thread-safe: call it from one thread at a time (the server funnels requests through one batching
-    thread). Input ``[N, *input_shape]`` float32 with any N >= 1, output ``[N, C]`` float32.
+    thread). Input ``[N, *input_shape]`` float32 (``input_dtype="int64"``: token ids) with any N >= 1, output
+    ``[N, C]`` float32.
 
     Args:
         prefix: model path without extension (``<dir>/inference``).
@@ -187,7 +210,7 @@ class PaddlePredictor:
     """
 
     def __init__(self, prefix: str, *, int8: bool = False, threads: int = 1, optimized: bool = True,
-                 int8_ops: tuple[str, ...] | list[str] | None = None) -> None:
+                 int8_ops: tuple[str, ...] | list[str] | None = None, input_dtype: str = "float32") -> None:
         import paddle
         from paddle import inference
 
@@ -213,6 +236,7 @@ class PaddlePredictor:
             config.disable_mkldnn()
         if int8 and optimized and not self.int8_kernels:
             logger.warning("this Paddle build has no oneDNN: the int8 model runs with dequantised fp32 weights")
+        self.input_dtype = np.dtype(input_dtype)
         self._predictor = inference.create_predictor(config)
         self.input_name = self._predictor.get_input_names()[0]
         self.output_name = self._predictor.get_output_names()[0]
@@ -220,7 +244,7 @@ class PaddlePredictor:
         self._output = self._predictor.get_output_handle(self.output_name)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        x = np.ascontiguousarray(x, dtype=self.input_dtype)
         self._input.reshape(list(x.shape))
         self._input.copy_from_cpu(x)
         self._predictor.run()
@@ -245,9 +269,10 @@ class OnnxPredictor:
         self._session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
         self.input_name = self._session.get_inputs()[0].name
         self.input_shape = list(self._session.get_inputs()[0].shape)
+        self.input_dtype = np.dtype(np.int64 if self._session.get_inputs()[0].type == "tensor(int64)" else np.float32)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self._session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        return self._session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=self.input_dtype)})[0]
 
 
 

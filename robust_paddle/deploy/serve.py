@@ -14,7 +14,10 @@ API:
   - ``"images"``: a list of base64 strings of PNG/JPEG files (a ``data:image/...;base64,`` prefix is allowed),
     preprocessed like training (``robust_paddle.deploy.predictor.preprocess_images``);
   - ``"inputs"``: the model input itself, normalised as in training: nested lists of numbers shaped
-    ``[N, *input_shape]`` or one sample ``input_shape``;
+    ``[N, *input_shape]`` or one sample ``input_shape`` (text models: token ids);
+  - ``"texts"`` (text models): a list of raw strings (sentence-pair models: ``[text, pair]`` lists), tokenised
+    with the export's ``tokenizer.json`` under the same long-text rule as training (truncation at
+    tokenisation, sliding windows inside the program), so the server predicts what ``robust-paddle eval`` does;
 
   and optionally ``"top_k"`` (1..num_classes, default min(5, num_classes)). The response holds, per sample,
   the top class (``class_id``, ``label``, ``probability``) and the ``top_k`` list.
@@ -50,7 +53,8 @@ from robust_paddle.ops import softmax
 
 logger = logging.getLogger(__name__)
 
-ALLOWED_KEYS = ("images", "inputs", "top_k")
+ALLOWED_KEYS = ("images", "inputs", "texts", "top_k")
+INPUT_KEYS = ("images", "inputs", "texts")
 DATA_URL_SEP = ";base64,"
 
 
@@ -165,8 +169,36 @@ def _decode_base64(item: Any, i: int) -> bytes:
         raise RequestError(f"images[{i}] is not valid base64 ({e}); send base64-encoded PNG/JPEG bytes") from None
 
 
+def parse_texts(texts: Any, info: ModelInfo, tokenizer: Any, *, max_batch_size: int) -> np.ndarray:
+    """Raw strings (or ``[text, pair]`` lists) -> token ids ``[N, L]`` int64 by the saved tokenizer and rule."""
+    if info.kind != "text":
+        raise RequestError(f"this model takes {info.kind} inputs, not texts; send "
+                           f"{'images' if info.kind == 'image' else 'inputs'}")
+    pairs = bool(info.text.get("pairs"))
+    shape = "[text, pair] lists" if pairs else "strings"
+    if not isinstance(texts, list) or not texts:
+        raise RequestError(f"'texts' must be a non-empty list of {shape}")
+    if len(texts) > max_batch_size:
+        raise RequestError(f"'texts' holds {len(texts)} texts; at most {max_batch_size} per request (--max-batch-size)")
+    limit = int(info.text.get("max_chars") or 0)
+    samples = []
+    for i, t in enumerate(texts):
+        parts = t if pairs and isinstance(t, list) and len(t) == 2 else (t,) if not pairs else None
+        if parts is None or not all(isinstance(p, str) for p in parts):
+            raise RequestError(f"texts[{i}] must be {'a [text, pair] list of two strings' if pairs else 'a string'}, "
+                               f"got {type(t).__name__}")
+        for p in parts:
+            if not p.strip():
+                raise RequestError(f"texts[{i}] is empty")
+            if limit and len(p) > limit:
+                raise RequestError(f"texts[{i}] has {len(p)} characters; the model's limit is {limit} (data.text.max_chars)")
+        samples.append(tuple(parts) if pairs else parts[0])
+    return tokenizer.encode_batch(samples)
+
+
 def parse_inputs(inputs: Any, info: ModelInfo, *, max_batch_size: int) -> np.ndarray:
-    """Nested lists of numbers -> ``[N, *input_shape]`` float32, with shape/dtype errors named."""
+    """Nested lists of numbers -> ``[N, *input_shape]`` float32 (text models: int64 token ids), with shape/dtype
+    errors named."""
     want = list(info.input_shape)
     if not isinstance(inputs, list) or not inputs:
         raise RequestError(f"'inputs' must be a non-empty nested list of numbers shaped [N, {', '.join(map(str, want))}] "
@@ -186,6 +218,10 @@ def parse_inputs(inputs: Any, info: ModelInfo, *, max_batch_size: int) -> np.nda
     if list(arr.shape[1:]) != want:
         raise RequestError(f"'inputs' has shape {list(arr.shape)}; expected [N, {', '.join(map(str, want))}] "
                            f"with 1 <= N <= {max_batch_size}, or one sample {want}")
+    if info.kind == "text":
+        if arr.dtype.kind not in "iu" or (arr.size and arr.min() < 0):
+            raise RequestError("'inputs' of a text model are token ids: integers >= 0 (or send raw 'texts')")
+        return arr.astype(np.int64)
     with np.errstate(over="ignore"):  # numbers beyond float32 become inf and are rejected just below
         x = arr.astype(np.float32)
     if not np.all(np.isfinite(x)):
@@ -193,19 +229,23 @@ def parse_inputs(inputs: Any, info: ModelInfo, *, max_batch_size: int) -> np.nda
     return x
 
 
-def parse_request(body: Any, info: ModelInfo, *, max_batch_size: int) -> tuple[np.ndarray, int]:
-    """A decoded JSON body -> (model input ``[N, *input_shape]`` float32, top_k)."""
+def parse_request(body: Any, info: ModelInfo, *, max_batch_size: int, tokenizer: Any = None) -> tuple[np.ndarray, int]:
+    """A decoded JSON body -> (model input ``[N, *input_shape]`` float32 / int64 token ids, top_k)."""
     if not isinstance(body, dict):
-        raise RequestError(f"the body must be a JSON object with 'images' or 'inputs'; got a JSON {type(body).__name__}")
+        raise RequestError(f"the body must be a JSON object with 'images', 'inputs' or 'texts'; got a JSON "
+                           f"{type(body).__name__}")
     unknown = sorted(set(body) - set(ALLOWED_KEYS))
     if unknown:
         raise RequestError(f"unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(ALLOWED_KEYS)}")
-    if ("images" in body) == ("inputs" in body):
-        raise RequestError("send exactly one of 'images' (base64 PNG/JPEG strings) or 'inputs' (nested number lists)")
+    if sum(k in body for k in INPUT_KEYS) != 1:
+        raise RequestError("send exactly one of 'images' (base64 PNG/JPEG strings), 'inputs' (nested number lists) "
+                           "or 'texts' (strings, text models)")
     top_k = body.get("top_k", min(5, info.num_classes))
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= info.num_classes:
         raise RequestError(f"'top_k' must be an int in 1..{info.num_classes}, got {top_k!r}")
-    if "images" in body:
+    if "texts" in body:
+        x = parse_texts(body["texts"], info, tokenizer, max_batch_size=max_batch_size)
+    elif "images" in body:
         images = body["images"]
         if not isinstance(images, list) or not images:
             raise RequestError("'images' must be a non-empty list of base64 strings of PNG/JPEG files")
@@ -219,6 +259,8 @@ def parse_request(body: Any, info: ModelInfo, *, max_batch_size: int) -> tuple[n
             raise RequestError(str(e)) from None
     else:
         x = parse_inputs(body["inputs"], info, max_batch_size=max_batch_size)
+        if tokenizer is not None and x.size and x.max() >= tokenizer.vocab_size:
+            raise RequestError(f"'inputs' holds token id {int(x.max())}; the vocabulary has {tokenizer.vocab_size} ids")
         if x.shape[0] > max_batch_size:
             raise RequestError(f"'inputs' holds {x.shape[0]} samples; at most {max_batch_size} per request "
                                "(--max-batch-size)")
@@ -260,8 +302,10 @@ def create_app(model_dir: str, *, max_batch_size: int = 64, max_body_mb: float =
     if isinstance(max_body_mb, bool) or not isinstance(max_body_mb, (int, float)) or max_body_mb <= 0:
         raise ConfigError(f"--max-body-mb must be a number > 0, got {max_body_mb!r}")
     info = load_model_info(model_dir)
-    predictor = PaddlePredictor(info.prefix, int8=bool(info.source.get("int8")), threads=cpu_threads, optimized=True)
-    predictor(np.zeros([1, *info.input_shape], dtype=np.float32))  # fail at start-up, not on the first request
+    predictor = PaddlePredictor(info.prefix, int8=bool(info.source.get("int8")), threads=cpu_threads, optimized=True,
+                                input_dtype=info.input_dtype)
+    tokenizer = info.tokenizer() if info.kind == "text" else None
+    predictor(np.zeros([1, *info.input_shape], dtype=info.input_dtype))  # fail at start-up, not on the first request
     batcher = MicroBatcher(predictor, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
     max_body = int(max_body_mb * 1024 * 1024)
     app = Flask("robust_paddle.deploy.serve")
@@ -306,7 +350,7 @@ def create_app(model_dir: str, *, max_batch_size: int = 64, max_body_mb: float =
             body = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise RequestError(f"the body is not valid JSON ({e}); send {{\"images\": [...]}} or {{\"inputs\": [...]}}") from None
-        x, top_k = parse_request(body, info, max_batch_size=max_batch_size)
+        x, top_k = parse_request(body, info, max_batch_size=max_batch_size, tokenizer=tokenizer)
         out = batcher.submit(x)
         probs = out if info.softmax else softmax(out).astype(np.float32)
         return reply({"model_version": info.model_version,

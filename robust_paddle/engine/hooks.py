@@ -143,5 +143,10 @@ def _jsonable(obj: Any) -> Any:
 
 def write_json(path: str, data: Any) -> None:
     """Write JSON atomically (non-finite floats become null)."""
-    with atomic_write(path) as fh:
-        json.dump(_jsonable(data), fh, indent=2)
+    try:
+        with atomic_write(path) as fh:
+            json.dump(_jsonable(data), fh, indent=2)
+    except OSError as e:  # a full disk fails in write() without naming the file
+        if e.filename is not None:
+            raise
+        raise OSError(e.errno, e.strerror or str(e), path) from e

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from robust_paddle.config import Config, to_dict
 from robust_paddle.engine import distributed as dist
-from robust_paddle.engine.checkpoint import save_checkpoint
+from robust_paddle.engine.checkpoint import check_state_keys, save_checkpoint
 from robust_paddle.engine.contract import Hook, TrainableMethod
 from robust_paddle.engine.logging_api import TrainerLog
 from robust_paddle.engine.metrics import classification_metrics
@@ -321,15 +321,22 @@ class Trainer(TrainerLog, TrainSetPass):
             "world_size": dist.world_size() if self.distributed else 1,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a checkpoint written by :meth:`state_dict` (training continues at ``state['epoch']``)."""
+    def load_state_dict(self, state: dict[str, Any], *, source: str = "state") -> None:
+        """Restore a checkpoint written by :meth:`state_dict` (training continues at ``state['epoch']``).
+
+        Raises:
+            CheckpointError: a network's parameters do not fit (missing, unexpected or mis-shaped keys).
+        """
         missing = sorted(set(self.method.networks) - set(state["networks"]))
         if missing:
             raise CheckpointError(f"checkpoint lacks network(s) {missing}; it was written by another method "
                              f"({state['config']['method']['name']!r} vs {self.cfg.method.name!r})")
         self.weights_changed()
         for k, net in self.method.networks.items():
-            dist.unwrap(net).set_state_dict(state["networks"][k])
+            net = dist.unwrap(net)
+            check_state_keys(net.state_dict(), state["networks"][k], what=f"network {k!r}",
+                             source=source)
+            net.set_state_dict(state["networks"][k])
         self.optimizer.set_state_dict(remap_optimizer_state(state["optimizer"], self._param_names(portable=True)))
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])

@@ -126,6 +126,12 @@ class Method(abc.ABC):
                              f"{', '.join(names + ['ensemble', 'auto'])}")
         return self.networks[which]
 
+    def loader_views(self, dataset: Any) -> tuple[tuple[int, bool], ...]:
+        """Extra augmented views of each training sample the method wants in its batches, as
+        ``(view, strong)`` pairs: the train loader's workers compute them and a batch becomes
+        ``(x, y, idx, x_view_a, ...)`` (``dataset.get_x(i, view=view, strong=strong)``). Default: none."""
+        return ()
+
     def before_epoch(self, trainer: Trainer) -> None:
         """Called before each training epoch (e.g. co-divide with a GMM)."""
 

@@ -21,6 +21,7 @@ from sklearn.metrics import precision_score, recall_score
 from sklearn.mixture import GaussianMixture
 
 from robust_paddle.errors import DataError
+from robust_paddle.ops import mixup
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ __all__ = [
     "gmm_noise_rate",
     "linear_rampup",
     "mix_lambda",
+    "mix_forward",
     "normalize_losses",
     "refine_labels",
     "sharpen",
@@ -240,3 +242,22 @@ def mix_lambda(alpha: float, rng: np.random.Generator) -> float:
     return max(lam, 1.0 - lam)
 
 
+def mix_forward(net: Any, x: Any, targets: Any, *, lam: float, perm: Any) -> tuple[Any, Any]:
+    """Logits of a mixed batch and the mixed targets: :func:`mixup` of the inputs, or, for token ids (text
+    models; ids cannot be interpolated), of ``net.forward_features`` before ``net.classifier`` (senMixup, Guo
+    et al. 2019, https://arxiv.org/abs/1905.08941).
+
+    Args:
+        net: the network (with ``forward_features`` / ``classifier`` for token ids). x: [B, ...] inputs.
+        targets: [B, C] soft targets. lam, perm: as :func:`mixup`.
+
+    Returns:
+        ``(logits [B, C], mixed_targets [B, C])``.
+    """
+    import paddle
+
+    if x.dtype in (paddle.int64, paddle.int32):
+        feats, mixed_t = mixup(net.forward_features(x), targets, lam=lam, perm=perm)
+        return net.classifier(feats), mixed_t
+    mixed_x, mixed_t = mixup(x, targets, lam=lam, perm=perm)
+    return net(mixed_x), mixed_t

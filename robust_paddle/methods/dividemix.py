@@ -13,9 +13,9 @@ Deviations from the reference, forced by the one-loader trainer (each step gets 
 * Both networks update in every step (the sum of their losses; parameters are disjoint, so one backward
   trains both); the reference trains net1 for an epoch, then net2. The co-guess of the peer network
   is taken in eval mode, as in the reference, and the own network's guesses in train mode.
-* Two augmented views: the batch is view 0 and view 1 is drawn from the training dataset
-  (``ArrayDataset.get_x(index, view=1)``, an independent augmentation) when ``data.augment`` is not
-  ``none``. Without augmentation (e.g. sklearn digits, where flips and 4-pixel crops of 8x8 images
+* Two augmented views: the batch is view 0 and view 1 an independent augmentation of the same samples
+  (``ArrayDataset.get_x(index, view=1)``, computed in the loader's workers: :meth:`loader_views`) when
+  ``data.augment`` is not ``none``. Without augmentation (e.g. sklearn digits, where flips and 4-pixel crops of 8x8 images
   destroy the digit) the two views would be identical, so one view is used: the refinement and guess
   averages are unchanged and the MixMatch pool is the batch itself.
 * The division after epoch e is computed at the end of epoch e (see ``gmm_correction``), not at the start
@@ -45,10 +45,9 @@ from robust_paddle.engine import distributed as dist
 from robust_paddle.errors import CheckpointError
 from robust_paddle.losses.functional import to_one_hot
 from robust_paddle.methods.base import MethodContext
-from robust_paddle.methods.correction import linear_rampup, mix_lambda, refine_labels, sharpen
+from robust_paddle.methods.correction import linear_rampup, mix_forward, mix_lambda, refine_labels, sharpen
 from robust_paddle.methods.forward_correction import LearnedTransition, forward_loss, transition_error
 from robust_paddle.methods.gmm_correction import Division, GMMDivisionMethod, check_option
-from robust_paddle.ops import mixup
 from robust_paddle.registry import METHODS
 
 if TYPE_CHECKING:
@@ -154,24 +153,19 @@ class DivideMixMethod(GMMDivisionMethod):
         for t in self.transitions:  # outside the DataParallel networks: average their gradients over ranks
             dist.average_gradient_across_ranks(t.w)  # (no-op in one process; data parallelism is set up by now)
         self.divisions = [Division(), Division()]
-        self._train_ds: Any = None
 
     def parameters(self) -> list[paddle.Tensor]:
         """Both networks' parameters, then the learned transition weights (``warmup: volmin``)."""
         return super().parameters() + [t.w for t in self.transitions]
 
-    def before_epoch(self, trainer: Trainer) -> None:
-        ds = trainer.loaders["train"].dataset
-        augmented = getattr(getattr(ds, "pipeline", None), "augment", "none") != "none"
-        self._train_ds = ds if augmented and hasattr(ds, "get_x") else None
-        super().before_epoch(trainer)
+    def loader_views(self, dataset: Any) -> tuple[tuple[int, bool], ...]:
+        """View 1 (weak) of every sample when the training data is augmented, else none."""
+        return ((1, False),) if getattr(getattr(dataset, "pipeline", None), "augmented", False) else ()
 
-    def views(self, x: paddle.Tensor, idx: paddle.Tensor) -> list[paddle.Tensor]:
-        """The batch plus, with augmentation, an independent second view of the same samples."""
-        if self._train_ds is None:
-            return [x]
-        x2 = np.stack([self._train_ds.get_x(int(i), view=1) for i in idx.numpy()])
-        return [x, paddle.to_tensor(x2, dtype=x.dtype)]
+    @staticmethod
+    def views(batch: tuple[paddle.Tensor, ...]) -> list[paddle.Tensor]:
+        """The batch's inputs plus, with augmentation, the second view the loader added (``batch[3]``)."""
+        return [batch[0], *batch[3:4]]
 
     def volmin_loss(self, logits: paddle.Tensor, y: paddle.Tensor, k: int) -> tuple[paddle.Tensor, paddle.Tensor]:
         """``warmup: volmin``: ``mean -log (p^T T_k)_y + volume_weight * log|det T_k|``; returns (loss, the
@@ -233,7 +227,7 @@ class DivideMixMethod(GMMDivisionMethod):
             loss = pairs[0][0] + pairs[1][0]
             return loss, {"loss": loss, "ce": (pairs[0][1] + pairs[1][1]) / 2, "lambda_u": 0.0}
         lam_u = self.lambda_u_now(epoch)
-        views = self.views(x, idx)
+        views = self.views(batch)
         onehot = to_one_hot(y, self.num_classes)
         with paddle.no_grad():  # each network's own prediction, train mode, averaged over the views
             own = [paddle.stack([F.softmax(net(v).astype("float32"), axis=1) for v in views]).mean(axis=0)
@@ -276,8 +270,7 @@ class DivideMixMethod(GMMDivisionMethod):
         inputs, targets = paddle.concat(parts_x), paddle.concat(parts_t)
         rng = np.random.default_rng([int(self.ctx.cfg.seed) % 2**32, epoch, self._batch, k])
         lam = mix_lambda(self.alpha, rng)
-        mixed_x, mixed_t = mixup(inputs, targets, lam=lam, perm=rng.permutation(inputs.shape[0]))
-        logits = nets[k](mixed_x)
+        logits, mixed_t = mix_forward(nets[k], inputs, targets, lam=lam, perm=rng.permutation(inputs.shape[0]))
         n_x = n_views * lab.size
         lx, lu = semi_losses(logits[:n_x], mixed_t[:n_x], logits[n_x:], mixed_t[n_x:])
         penalty = prior_penalty(logits) if self.use_prior_penalty else paddle.zeros([], dtype="float32")

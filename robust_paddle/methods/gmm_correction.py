@@ -30,13 +30,14 @@ from robust_paddle.losses.functional import per_sample_ce, to_one_hot
 from robust_paddle.methods.base import Method, MethodContext
 from robust_paddle.methods.correction import (
     fit_loss_gmm,
+    mix_forward,
     mix_lambda,
     normalize_losses,
     refine_labels,
     sharpen,
     split_precision_recall,
 )
-from robust_paddle.ops import derive_seed, mixup
+from robust_paddle.ops import derive_seed
 from robust_paddle.registry import METHODS
 
 if TYPE_CHECKING:
@@ -322,8 +323,9 @@ class GMMCorrectionMethod(GMMDivisionMethod):
             target: paddle.Tensor = y
             if self.mixup_alpha > 0:
                 lam, perm = self._draw_mix(x.shape[0], epoch, b)
-                x, target = mixup(x, onehot, lam=lam, perm=perm)
-            logits = net(x)
+                logits, target = mix_forward(net, x, onehot, lam=lam, perm=perm)
+            else:
+                logits = net(x)
             sup = self.loss_fn(logits, target)
             loss = sup + neg_entropy(logits) if self.noise_mode == "asym" else sup
             return loss, {"loss": loss, "warmup_loss": sup}
@@ -335,9 +337,8 @@ class GMMCorrectionMethod(GMMDivisionMethod):
                 net.train()
             target = refine_labels(onehot, sharpen(pred, self.T), w)
             lam, perm = self._draw_mix(x.shape[0], epoch, b)
-            x, target = mixup(x, target, lam=lam, perm=perm)
+            logits, target = mix_forward(net, x, target, lam=lam, perm=perm)
             weight = lam * w + (1 - lam) * paddle.gather(w, paddle.to_tensor(perm))
-            logits = net(x)
         else:
             logits = net(x)
             pred = F.softmax(logits.detach().astype("float32"), axis=1)

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CSV_NAME, SUMMARY_NAME = "label_issues.csv", "label_issues_summary.json"
+TEXT_WIDTH = 80  # characters of a text shown in label_issues.csv
 MATRIX_PNG, LOSS_PNG = "noise_matrix.png", "loss_hist.png"
 GMM_OPTIONS = {"max_iter": 200, "tol": 1e-4}  # one-off fit: run EM to convergence (not DivideMix's 10 steps)
 
@@ -94,6 +95,13 @@ def loss_gmm(losses: np.ndarray, *, seed: int) -> tuple[np.ndarray, Any]:
     except ValueError as e:
         logger.warning("loss GMM skipped (%s); every sample gets clean_prob = 1", e)
         return np.ones(len(losses)), None
+
+
+def shorten_text(text: Any, *, width: int = TEXT_WIDTH) -> str:
+    """One line of at most ``width`` characters (``" [SEP] "`` between the parts of a pair, ``...`` when cut)."""
+    t = " [SEP] ".join(text) if isinstance(text, tuple) else str(text)
+    t = " ".join(t.split())
+    return t if len(t) <= width else t[:width - 3] + "..."
 
 
 def _names(class_names: list[str], labels: np.ndarray) -> list[str]:
@@ -151,6 +159,9 @@ def write_report(run: Run, *, out_dir: str, given_labels: np.ndarray | None = No
     clean = getattr(ds, "clean_labels", None)
 
     table: dict[str, Any] = {"index": np.arange(n), **identity_columns(ds)}
+    texts = getattr(ds, "texts", None)
+    if texts is not None:  # text sources: the review itself, shortened, beside the labels
+        table["text"] = [shorten_text(t) for t in texts]
     table.update({"given_label": labels, "given_name": _names(names, labels), "suggested_label": suggested,
                   "suggested_name": _names(names, suggested), "clean_prob": clean_prob,
                   "quality_score": quality, "loss": losses, "is_issue": is_issue})

@@ -236,13 +236,15 @@ def test_two_augmented_views_when_the_data_is_augmented(tmp_path):
     method.before_epoch(trainer)
     for d in method.divisions:
         d.prob = np.linspace(0, 1, 300).astype(np.float32)
-    x, y, idx = next(iter(run.loaders["train"]))
-    views = method.views(x, idx)
+    batch = next(iter(run.loaders["train"]))  # (x, y, idx, x_view1): the second view made by the loader
+    x, y, idx = batch[:3]
+    views = method.views(batch)
     ds = run.loaders["train"].dataset
-    assert len(views) == 2
+    assert len(batch) == 4 and len(views) == 2 and method.loader_views(ds) == ((1, False),)
     np.testing.assert_allclose(views[1].numpy(), np.stack([ds.get_x(int(i), view=1) for i in idx.numpy()]))
     assert not np.allclose(views[0].numpy(), views[1].numpy())  # independent flips
-    loss, terms = method.train_step((x, y, idx), epoch=1, step=0)
+    assert len(next(iter(run.loaders["train_eval"]))) == 3  # evaluation batches carry no views
+    loss, terms = method.train_step(batch, epoch=1, step=0)
     assert np.isfinite(float(loss)) and 0 < terms["labeled"] < 1
 
 
