@@ -28,6 +28,7 @@ absolute error per entry; ``noise/rate_t``: the noise rate ``T`` implies).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -45,6 +46,7 @@ from robust_paddle.methods.gmm_correction import check_option
 from robust_paddle.ops import softmax
 from robust_paddle.quality.estimation import estimate_noise_matrix
 from robust_paddle.registry import METHODS
+from robust_paddle.schema import param
 
 if TYPE_CHECKING:
     from robust_paddle.engine.trainer import Trainer
@@ -188,6 +190,16 @@ class ForwardCorrectionMethod(Method):
     """
 
     method_name = "forward_correction"
+
+    @dataclasses.dataclass(frozen=True)
+    class Params:
+        """``method.params`` of ``forward_correction`` (checked by the registry)."""
+
+        transition: Any = param("auto", doc="auto (estimate after the warm-up), a [C, C] matrix, or a file")
+        warmup_epochs: int = param(5, min=1, doc="auto: epochs of plain training before T is estimated")
+        estimator: str = param("anchor", choices=ESTIMATORS, doc="anchor (Patrini et al.) or confident_joint")
+        anchor_quantile: float = param(0.97, min=0.0, max=1.0, min_open=True, doc="the anchor filter's quantile")
+        reinit: bool = param(True, doc="auto: re-initialise the network after the estimate")
 
     def __init__(self, ctx: MethodContext, *, transition: Any = "auto", warmup_epochs: int = 5,
                  estimator: str = "anchor", anchor_quantile: float = 0.97, reinit: bool = True) -> None:

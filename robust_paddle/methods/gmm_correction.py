@@ -14,6 +14,7 @@ the method state, so a run resumed from the checkpoint after epoch e trains epoc
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -39,6 +40,7 @@ from robust_paddle.methods.correction import (
 )
 from robust_paddle.ops import derive_seed
 from robust_paddle.registry import METHODS
+from robust_paddle.schema import param
 
 if TYPE_CHECKING:
     from robust_paddle.engine.trainer import Trainer
@@ -289,6 +291,18 @@ class GMMCorrectionMethod(GMMDivisionMethod):
     """
 
     name = "gmm_correction"
+
+    @dataclasses.dataclass(frozen=True)
+    class Params:
+        """``method.params`` of ``gmm_correction`` (checked by the registry)."""
+
+        warmup_epochs: int = param(10, min=0, doc="epochs of plain CE before the first division")
+        p_threshold: float = param(0.5, min=0.0, max=1.0, doc="clean-probability threshold of the logged selection")
+        T: float = param(1.0, min=0.0, min_open=True, doc="sharpening temperature of the prediction (1 = none)")
+        weighting: str = param("clean_prob", choices=("clean_prob", "none"), doc="clean_prob weights each loss by w")
+        mixup_alpha: float = param(0.0, min=0.0, doc="> 0 trains on mixup of the batch (M-DYR); 0 disables")
+        noise_mode: str = param("sym", choices=NOISE_MODES, doc="asym adds the negative-entropy warm-up penalty")
+        loss_window: int = param(1, min=1, doc="divisions average the normalised losses of this many epochs")
 
     def __init__(self, ctx: MethodContext, *, warmup_epochs: int = 10, p_threshold: float = 0.5, T: float = 1.0,
                  weighting: str = "clean_prob", mixup_alpha: float = 0.0, noise_mode: str = "sym",
