@@ -133,6 +133,9 @@ class DivideMixMethod(GMMDivisionMethod):
     """
 
     name = "dividemix"
+    uses = ()  # loss.*: warm-up and MixMatch losses are fixed by the paper (data.sampler does apply)
+    ignores_because = ("cross-entropy (or the VolMinNet forward loss) in warm-up and the MixMatch losses (L_x "
+                       "cross-entropy, L_u squared error) after it")
 
     @dataclasses.dataclass(frozen=True)
     class Params:

@@ -53,8 +53,9 @@ def test_report_shows_shortened_text_beside_labels(text_run):
 
 def test_export_parity_and_serve_texts_equal_eval(text_run, tmp_path):
     requests = pytest.importorskip("requests")
-    from robust_paddle.deploy.predictor import load_model_info, softmax
+    from robust_paddle.deploy.predictor import load_model_info
     from robust_paddle.deploy.serve import ServerHandle, close_app, create_app
+    from robust_paddle.ops import softmax
     from robust_paddle.pipeline.commands import export_command
 
     cfg = C.load(str(text_run["dir"] / "config.yaml"))
