@@ -15,7 +15,7 @@ FROM ${BASE_IMAGE}
 
 # gpu | cpu | none   (see scripts/install.sh)
 ARG PADDLE=gpu
-ARG EXTRAS=slim,export,serve
+ARG EXTRAS=slim,export,serve,text
 # uid of the non-root user; match your own (id -u) so files written to bind-mounted folders are yours
 ARG USER_UID=1000
 

@@ -60,6 +60,43 @@ def model_file(prefix: str) -> str:
     return prefix + (".json" if IS_PADDLE3 else ".pdmodel")
 
 
+def check_program_file(path: str) -> None:
+    """Parse a saved inference program in Python before Paddle's C++ loader sees it.
+
+    Paddle 2.6's predictor dies with SIGSEGV (no exception) on a ``.pdmodel`` that is not a ProgramDesc, so
+    a damaged file must be caught here: ``.pdmodel`` is parsed as the ``ProgramDesc`` protobuf and must hold
+    a block with operators; ``.json`` (3.x) must be a JSON object.
+
+    Raises:
+        ValueError: the file is not a saved program (names the file).
+    """
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if path.endswith(".json"):
+        import json
+
+        try:
+            ok = isinstance(json.loads(data), dict)
+        except (UnicodeDecodeError, ValueError):
+            ok = False
+    else:
+        from google.protobuf.message import DecodeError
+
+        try:
+            from paddle.base.proto import framework_pb2
+        except ImportError:  # older layouts
+            from paddle.fluid.proto import framework_pb2  # type: ignore[no-redef]
+        program = framework_pb2.ProgramDesc()
+        try:
+            program.ParseFromString(data)
+            ok = any(len(block.ops) for block in program.blocks)
+        except (DecodeError, ValueError):
+            ok = False
+    if not ok:
+        raise ValueError(f"{path} is not a saved Paddle inference program (damaged or not written by "
+                         "paddle.jit.save)")
+
+
 def params_file(prefix: str) -> str:
     return prefix + ".pdiparams"
 

@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch-size", type=int, default=64)
     p.add_argument("--max-body-mb", type=float, default=10.0, help="reject request bodies larger than this")
     p.add_argument("--threads", type=int, default=4, help="server worker threads")
+    p.add_argument("--max-megapixels", type=float, default=16.0,
+                   help="decoded-pixel budget of one request's images, in millions (larger requests get 413)")
+    p.add_argument("--decode-workers", type=int, default=2, help="requests decoding images at once")
+    p.add_argument("--max-requests", type=int, default=None,
+                   help="/predict requests in progress at once, more get 503 (default: threads - 1)")
 
     p = sub.add_parser("list", help="what a config can name: methods, losses, models, optimizers, schedulers, "
                        "with their parameters, defaults and papers")
@@ -99,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", default=None, help="folder for the demo runs (default: output/demo-<time>)")
     p.add_argument("--methods", default=None, help="comma-separated subset of the demo rows")
+    p.add_argument("--task", default="image", choices=("image", "text"),
+                   help="image: noisy digits (default); text: the embedded Chinese review corpus (needs [text])")
     p.add_argument("--jobs", type=int, default=None, help="rows trained at once, one process each (default: CPU count)")
     _add_label_workflow_parsers(sub)
     return parser
@@ -206,8 +213,16 @@ def cmd_compress(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from robust_paddle.deploy.serve import serve_command
 
-    serve_command(args.model, host=args.host, port=args.port, max_batch_size=args.max_batch_size,
-                  max_body_mb=args.max_body_mb, threads=args.threads)
+    try:
+        serve_command(args.model, host=args.host, port=args.port, max_batch_size=args.max_batch_size,
+                      max_body_mb=args.max_body_mb, threads=args.threads,
+                      max_megapixels=args.max_megapixels, decode_workers=args.decode_workers,
+                      max_requests=args.max_requests)
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        raise CLIError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}; choose another --port "
+                       "(0 picks a free one) or --host") from None
     return 0
 
 
@@ -215,7 +230,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from robust_paddle.pipeline.demo import run_demo
 
     methods = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
-    run_demo(config_path=args.config, overrides=args.override, out_dir=args.out, methods=methods, jobs=args.jobs)
+    run_demo(config_path=args.config, overrides=args.override, out_dir=args.out, methods=methods, jobs=args.jobs,
+             task=args.task)
     return 0
 
 

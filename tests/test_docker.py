@@ -296,7 +296,7 @@ def test_services_train_visualdl_serve_compress() -> None:
     serve = services["serve"]
     assert serve["ports"] == ["8080:8080"] and serve["command"][0] == "serve"
     assert "http://127.0.0.1:8080/health" in " ".join(serve["healthcheck"]["test"])
-    assert '@app.get("/health")' in (ROOT / "robust_paddle" / "serve.py").read_text(encoding="utf-8")
+    assert '@app.get("/health")' in (ROOT / "robust_paddle" / "deploy" / "serve.py").read_text(encoding="utf-8")
 
     assert services["compress"]["profiles"] == ["compress"] and services["compress"]["command"][0] == "compress"
     # every robust-paddle subcommand the services run exists in the CLI

@@ -1,12 +1,15 @@
 """Where training labels come from besides the data file: several annotators' answers and reviewed corrections.
 
-Applied to the train source right after it is read, before splits and noise (``build_data``), in this order:
+Applied to the train source after the validation/test splits are drawn (so they stay stratified on the file's
+labels, and fixing labels in rounds keeps every run's split the same) and before noise (``build_data``), in
+this order:
 
 1. ``data.annotations`` (CSV / TSV / JSONL: sample, annotator, label) -> the consensus of
    :func:`robust_paddle.quality.annotators.aggregate` (``data.annotations_method``) replaces the labels of the
    samples that have answers; samples without answers keep the file's label.
 2. ``data.labels_override`` (CSV / TSV / JSONL: sample, label; what ``robust-paddle apply-review`` writes)
-   -> each listed sample takes the reviewed label. Reviewed labels win over the consensus.
+   -> each listed sample takes the reviewed label, after any injected noise (a review of a run with injected
+   noise corrects the labels that run trained on). Reviewed labels win over the consensus.
 
 Samples are named the same way in every such file (:func:`sample_keys`): by the source's id column when it has
 one, else by the image path (as written in the file list, relative to ``data.root``, or the full path), else by
@@ -27,7 +30,7 @@ from robust_paddle.data.table import read_table
 from robust_paddle.data.textfile import where
 from robust_paddle.errors import ConfigError, DataError
 
-__all__ = ["LabelSources", "apply_label_sources", "read_label_override", "sample_keys"]
+__all__ = ["LabelSources", "apply_label_override", "apply_label_sources", "read_label_override", "sample_keys"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +39,12 @@ logger = logging.getLogger(__name__)
 class LabelSources:
     """What the label sources did to the train source (all arrays over source rows).
 
-    Attributes:
-        file_labels: [N] the labels as read from the data file.
+    Attributes (arrays indexed by source row, like ``ArrayDataset.source_rows``):
+        file_labels: [N] the labels as read from the data file (-1 for a row left out as unreadable).
         consensus: the :class:`~robust_paddle.quality.annotators.Consensus`, or None.
         overridden: [N] bool, True where ``data.labels_override`` set the label.
-        changed: number of samples whose training label differs from the file's label.
+        changed: number of training labels the consensus and the reviewed labels changed (each against the labels
+            it replaced: the file's for the consensus, the possibly noise-injected ones for the review).
         sample_names: [N] how label files name each source row (:func:`sample_keys`).
     """
 
@@ -52,7 +56,8 @@ class LabelSources:
 
 
 def sample_keys(split: Any, *, root: str = "") -> dict[str, int]:
-    """Sample name -> source row: the id column, else paths (full and relative to ``root``), else row numbers.
+    """Sample name -> position in ``split``: the id column, else paths (full and relative to ``root``), else the
+    row numbers of the source.
 
     Raises:
         DataError: the id column has duplicates (a name must point at one sample).
@@ -74,7 +79,8 @@ def sample_keys(split: Any, *, root: str = "") -> dict[str, int]:
             if root:
                 keys.setdefault(os.path.relpath(p, root), i)
         return keys
-    return {str(i): i for i in range(n)}
+    rows = getattr(split, "rows", None)  # source rows when files were left out (data.on_bad_sample: skip)
+    return {str(int(r)): i for i, r in enumerate(rows)} if rows is not None else {str(i): i for i in range(n)}
 
 
 def read_label_override(path: str, *, keys: dict[str, int], num_classes: int, class_names: list[str],
@@ -111,20 +117,21 @@ def read_label_override(path: str, *, keys: dict[str, int], num_classes: int, cl
 
 
 def apply_label_sources(src: Any, d: Any, *, seed: int) -> LabelSources | None:
-    """Apply ``data.annotations`` and ``data.labels_override`` to ``src.train`` in place (see the module doc).
+    """Apply ``data.annotations`` to ``src.train`` in place (the consensus replaces the file's labels of the
+    answered samples) and prepare :func:`apply_label_override` (see the module docstring).
 
     Args:
-        src: the :class:`~robust_paddle.data.sources.Source` just read.
+        src: the :class:`~robust_paddle.data.sources.Source`, its splits drawn.
         d: ``cfg.data``.
         seed: run seed (randomised aggregation methods).
 
     Returns:
-        :class:`LabelSources`, or None when neither key is set.
+        :class:`LabelSources` (arrays still by split position until :func:`apply_label_override`), or None when
+        neither ``data.annotations`` nor ``data.labels_override`` is set.
 
     Raises:
         ConfigError: annotations together with injected noise (``data.noise.kind`` other than none).
-        DataError: see :func:`read_label_override` and
-            :func:`robust_paddle.quality.annotators.read_annotations`.
+        DataError: see :func:`robust_paddle.quality.annotators.read_annotations`.
     """
     if not (d.annotations or d.labels_override):
         return None
@@ -133,35 +140,77 @@ def apply_label_sources(src: Any, d: Any, *, seed: int) -> LabelSources | None:
                           "inject noise on top of the consensus. Set data.noise.kind: none")
     split = src.train
     keys = sample_keys(split, root=d.root)
-    num_classes = len(src.class_names)
     file_labels = np.asarray(split.labels, dtype=np.int64).copy()
-    labels = file_labels.copy()
-    names = [""] * len(labels)
+    names = [""] * len(file_labels)
     for key, row in keys.items():  # the first key of a row: its id, full path or row number
         names[row] = names[row] or key
     out = LabelSources(file_labels=file_labels, sample_names=names)
     if d.annotations:
         from robust_paddle.quality.annotators import aggregate, read_annotations
 
+        num_classes = len(src.class_names)
         ann = read_annotations(d.annotations, sample_index=keys, num_classes=num_classes,
                                class_names=src.class_names)
-        cons = aggregate(ann, num_samples=len(labels), num_classes=num_classes, method=d.annotations_method,
+        cons = aggregate(ann, num_samples=len(file_labels), num_classes=num_classes, method=d.annotations_method,
                          seed=seed)
         answered = cons.labels >= 0
+        labels = file_labels.copy()
         labels[answered] = cons.labels[answered]
         out.consensus = cons
+        out.changed = int((labels != file_labels).sum())
         logger.info("annotations: %d answers from %d annotators on %d of %d samples; %s consensus differs from the "
                     "file's label on %d", ann.sample.size, len(ann.annotator_names), int(answered.sum()),
-                    len(labels), d.annotations_method, int((labels != file_labels).sum()))
-    if d.labels_override:
-        override = read_label_override(d.labels_override, keys=keys, num_classes=num_classes,
-                                       class_names=list(src.class_names))
-        rows = np.fromiter(override.keys(), dtype=np.int64, count=len(override))
-        out.overridden = np.zeros(len(labels), dtype=bool)
-        out.overridden[rows] = True
-        before = labels[rows].copy()
-        labels[rows] = np.fromiter(override.values(), dtype=np.int64, count=len(override))
-        logger.info("labels_override: %d reviewed labels, %d changed", len(override), int((labels[rows] != before).sum()))
-    out.changed = int((labels != file_labels).sum())
-    split.labels = labels
+                    len(labels), d.annotations_method, out.changed)
+        split.labels = labels
     return out
+
+
+def apply_label_override(labels: np.ndarray, src: Any, d: Any, ls: LabelSources | None
+                         ) -> tuple[np.ndarray, LabelSources | None]:
+    """The training labels ``labels`` [N] (by split position, after any injected noise) with
+    ``data.labels_override`` applied, and ``ls`` re-indexed by source row (see :class:`LabelSources`).
+
+    Raises:
+        DataError: see :func:`read_label_override`.
+    """
+    if ls is None:
+        return labels, None
+    labels = np.asarray(labels, dtype=np.int64)
+    if d.labels_override:
+        keys = sample_keys(src.train, root=d.root)
+        override = read_label_override(d.labels_override, keys=keys, num_classes=len(src.class_names),
+                                       class_names=list(src.class_names))
+        pos = np.fromiter(override.keys(), dtype=np.int64, count=len(override))
+        new = np.fromiter(override.values(), dtype=np.int64, count=len(override))
+        changed = int((labels[pos] != new).sum())
+        labels = labels.copy()
+        labels[pos] = new
+        ls.overridden = np.zeros(len(labels), dtype=bool)
+        ls.overridden[pos] = True
+        ls.changed += changed
+        logger.info("labels_override: %d reviewed labels, %d changed", len(override), changed)
+    return labels, _by_source_row(ls, getattr(src.train, "rows", None))
+
+
+def _by_source_row(out: LabelSources, rows: np.ndarray | None) -> LabelSources:
+    """Re-index the per-sample arrays from split positions to source rows (they differ when files were left out);
+    rows without a sample get -1 labels, no answers and empty names."""
+    if rows is None:
+        return out
+    size = int(rows.max()) + 1 if rows.size else 0
+
+    def scatter(a: np.ndarray, fill: Any) -> np.ndarray:
+        full = np.full((size, *a.shape[1:]), fill, dtype=a.dtype)
+        full[rows] = a
+        return full
+
+    names = [""] * size
+    for r, name in zip(rows.tolist(), out.sample_names):
+        names[r] = name
+    cons = out.consensus
+    if cons is not None:
+        cons = dataclasses.replace(cons, labels=scatter(cons.labels, -1), posterior=scatter(cons.posterior, 0.0),
+                                   agreement=scatter(cons.agreement, np.nan), num_answers=scatter(cons.num_answers, 0))
+    return LabelSources(file_labels=scatter(out.file_labels, -1), sample_names=names, consensus=cons,
+                        overridden=None if out.overridden is None else scatter(out.overridden, False),
+                        changed=out.changed)

@@ -188,7 +188,7 @@ def npz(cfg) -> Source:
     carried to every per-sample output), ``x_test``/``y_test``/``ids_test``, ``class_names``.
 
     ``x``: [N, D] tabular, [N, H, W] grey, or [N, H, W, C] / [N, C, H, W] images (uint8 scaled by 1/255,
-    floats used as they are). ``val_path`` / ``test_path`` / ``clean_val_path`` are further npz files.
+    uint16 by 1/65535 as the image decoder does for 16-bit files, floats used as they are). ``val_path`` / ``test_path`` / ``clean_val_path`` are further npz files.
     """
     path = _need_file(cfg.path, "path", "a .npz file with arrays x, y")
     z = _read_npz_arrays(path, f"data.path {path}")
@@ -211,7 +211,8 @@ def npz(cfg) -> Source:
     extra.setdefault("test", test)
     known = [str(s) for s in z["class_names"].tolist()] if "class_names" in z else None
     names = _class_names(cfg, [train, extra.get("val"), extra.get("test")], known=known)
-    scale = 1.0 / 255.0 if dtype == np.uint8 and kind == "image" else 1.0
+    scale = {np.dtype(np.uint8): 1.0 / 255.0, np.dtype(np.uint16): 1.0 / 65535.0}.get(np.dtype(dtype), 1.0) \
+        if kind == "image" else 1.0
     return Source("npz", kind, train, names, scale=scale, **extra)
 
 
@@ -391,19 +392,19 @@ def fashion_mnist(cfg) -> Source:
     return _mnist_like(cfg, "fashion_mnist", "FashionMNIST", FASHION_MNIST_CLASSES, 0.2860, 0.3530)
 
 
-def _cifar(cfg, name: str, cls_name: str, archive: str, names: list[str], mean: list[float],
-           std: list[float]) -> Source:
-    import paddle.vision.datasets as vds
+def _cifar(cfg, name: str, archive: str, names: list[str], mean: list[float], std: list[float]) -> Source:
+    from robust_paddle.data.cifar import download, read_cifar
 
     _reject(cfg, name, ("val_path", "test_path", "clean_val_path"))
     path = cfg.path or (os.path.join(cfg.root, archive) if cfg.root else archive)
-    data_file: str | None = path
     if not os.path.isfile(path):
         if not cfg.download:
             raise _missing_files(name, [path])
-        data_file = None
-    splits = {mode: _vision_split(getattr(vds, cls_name)(data_file=data_file, mode=mode, download=cfg.download,
-                                                         backend="cv2")) for mode in ("train", "test")}
+        path = download(name)
+    splits = {}
+    for mode in ("train", "test"):  # read weights-only: the archive's pickles never run code
+        x, y = read_cifar(path, name, mode)
+        splits[mode] = Split(x, y, y.copy())
     names = _class_names(cfg, [splits["train"], None, splits["test"]], known=names)
     return Source(name, "image", splits["train"], names, test=splits["test"], scale=1.0 / 255.0,
                   mean=mean, std=std)
@@ -412,12 +413,12 @@ def _cifar(cfg, name: str, cls_name: str, archive: str, names: list[str], mean: 
 @DATASETS.register("cifar10")
 def cifar10(cfg) -> Source:
     """CIFAR-10 from ``cifar-10-python.tar.gz`` (``data.path``, or under ``data.root``)."""
-    return _cifar(cfg, "cifar10", "Cifar10", "cifar-10-python.tar.gz", CIFAR10_CLASSES,
+    return _cifar(cfg, "cifar10", "cifar-10-python.tar.gz", CIFAR10_CLASSES,
                   [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616])
 
 
 @DATASETS.register("cifar100")
 def cifar100(cfg) -> Source:
     """CIFAR-100 (fine labels) from ``cifar-100-python.tar.gz`` (``data.path``, or under ``data.root``)."""
-    return _cifar(cfg, "cifar100", "Cifar100", "cifar-100-python.tar.gz", CIFAR100_CLASSES,
+    return _cifar(cfg, "cifar100", "cifar-100-python.tar.gz", CIFAR100_CLASSES,
                   [0.5071, 0.4865, 0.4409], [0.2673, 0.2564, 0.2762])

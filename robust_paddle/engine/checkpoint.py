@@ -12,7 +12,7 @@ Reading it parses JSON and copies bytes; nothing is unpickled. The state is::
 
 Files are written to a temp file, then ``os.replace``-d (a crash mid-write leaves the previous file).
 Checkpoints of format 1 (``paddle.save`` pickles) and ``.pdparams`` files are read through the allow-listed
-unpickler of :mod:`robust_paddle.engine.safe_pickle`.
+unpickler of :mod:`robust_paddle.data.safe_pickle`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from robust_paddle.engine import safe_pickle
+from robust_paddle.data import safe_pickle
 from robust_paddle.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,8 @@ READABLE_FORMATS = (1, 2)
 REQUIRED_KEYS = ("format", "epoch", "networks", "config", "meta")
 METADATA_KEY = "robust_paddle"
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_weights", "FORMAT_VERSION"]
+__all__ = ["save_checkpoint", "load_checkpoint", "load_weights", "check_signature", "check_state_keys",
+           "FORMAT_VERSION"]
 
 
 # ------------------------------------------------------------------------------------------ encoding
@@ -201,6 +202,10 @@ def save_checkpoint(state: dict[str, Any], path: str) -> str:
             fh.flush()
             os.fsync(fh.fileno())  # on disk before the rename makes it visible
         os.replace(tmp, path)
+    except OSError as e:  # a full disk fails in write()/fsync() without naming the file
+        if e.filename is not None:
+            raise
+        raise OSError(e.errno, e.strerror or str(e), path) from e
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -297,3 +302,80 @@ def load_weights(path: str, *, network: str | None = None) -> dict[str, np.ndarr
     if not out:
         raise CheckpointError(f"{path}: no parameter arrays in the file")
     return out
+
+
+# ------------------------------------------------------------------------------------------ matching
+#: signature fields in the order mismatches are listed
+SIGNATURE_FIELDS = ("model", "model_params", "method", "networks", "num_classes", "input_shape", "mean", "std",
+                    "tokenizer")
+
+
+def saved_signature(state: dict[str, Any]) -> dict[str, Any]:
+    """The model signature a checkpoint records (``meta.signature``); for checkpoints written before it
+    existed, rebuilt from their config, meta and network names (no normalisation or tokenizer then)."""
+    meta = state.get("meta") or {}
+    if isinstance(meta.get("signature"), dict):
+        return meta["signature"]
+    cfg = state.get("config") or {}
+    model, method = cfg.get("model") or {}, cfg.get("method") or {}
+    sig = {"model": model.get("name"), "model_params": model.get("params"), "method": method.get("name"),
+           "networks": sorted(state.get("networks") or {}), "num_classes": meta.get("num_classes"),
+           "input_shape": meta.get("input_shape")}
+    return {k: v for k, v in sig.items() if v is not None}
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return set(a) == set(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            return bool(np.isclose(float(a), float(b), rtol=1e-5, atol=1e-7))
+        except (TypeError, ValueError):
+            return False
+    return a == b
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, (list, tuple)) and v and all(isinstance(x, float) for x in v):
+        return "[" + ", ".join(f"{x:.4g}" for x in v) + "]"
+    return json.dumps(v, sort_keys=True, default=str)
+
+
+def check_signature(state: dict[str, Any], expected: dict[str, Any], *, source: str) -> None:
+    """Stop when the checkpoint's model signature differs from the one the config builds.
+
+    ``expected``: what the current config and data give (same fields as :data:`SIGNATURE_FIELDS`). A field
+    the checkpoint does not record is not compared.
+
+    Raises:
+        CheckpointError: one line listing every mismatching field with both values.
+    """
+    saved = saved_signature(state)
+    diffs = [f"{k}: checkpoint {_show(saved[k])}, config {_show(expected.get(k))}"
+             for k in SIGNATURE_FIELDS if k in saved and not _same(saved[k], expected.get(k))]
+    if diffs:
+        raise CheckpointError(f"checkpoint {source} does not match the config -- {'; '.join(diffs)}; use the "
+                              "config it was trained with (its run folder's config.yaml)")
+
+
+def check_state_keys(expected: dict[str, Any], saved: dict[str, Any], *, what: str, source: str) -> None:
+    """Every parameter/buffer of ``expected`` (a ``state_dict()``) must be in ``saved`` with the same shape,
+    and nothing else (Paddle's ``set_state_dict`` would only warn and keep random weights).
+
+    Raises:
+        CheckpointError: names the missing, unexpected and mis-shaped keys (the first few of each).
+    """
+    def shape(v: Any) -> list[int]:
+        return [int(d) for d in getattr(v, "shape", [])]
+
+    missing = [k for k in expected if k not in saved]
+    unexpected = [k for k in saved if k not in expected]
+    shapes = [f"{k} {shape(saved[k])} vs {shape(expected[k])}" for k in expected
+              if k in saved and shape(saved[k]) != shape(expected[k])]
+    parts = [f"{label} ({len(keys)}): {', '.join(keys[:5])}{', ...' if len(keys) > 5 else ''}"
+             for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes))
+             if keys]
+    if parts:
+        raise CheckpointError(f"checkpoint {source}: {what} does not fit the model -- {'; '.join(parts)}")

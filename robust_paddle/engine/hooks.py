@@ -143,6 +143,12 @@ def _jsonable(obj: Any) -> Any:
 def write_json(path: str, data: Any) -> None:
     """Write JSON atomically (non-finite floats become null)."""
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(_jsonable(data), fh, indent=2)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(_jsonable(data), fh, indent=2)
+        os.replace(tmp, path)
+    except OSError as e:  # a full disk fails in write() without naming the file
+        if e.filename is not None:
+            raise
+        raise OSError(e.errno, e.strerror or str(e), path) from e
+

@@ -45,7 +45,7 @@ from robust_paddle.engine import distributed as dist
 from robust_paddle.errors import CheckpointError
 from robust_paddle.losses.functional import to_one_hot
 from robust_paddle.methods.base import MethodContext
-from robust_paddle.methods.correction import linear_rampup, mix_lambda, mixup, refine_labels, sharpen
+from robust_paddle.methods.correction import linear_rampup, mix_forward, mix_lambda, refine_labels, sharpen
 from robust_paddle.methods.forward_correction import LearnedTransition, forward_loss, transition_error
 from robust_paddle.methods.gmm_correction import Division, GMMDivisionMethod, check_option
 from robust_paddle.registry import METHODS
@@ -131,6 +131,9 @@ class DivideMixMethod(GMMDivisionMethod):
     """
 
     name = "dividemix"
+    uses = ()  # loss.*: warm-up and MixMatch losses are fixed by the paper (data.sampler does apply)
+    ignores_because = ("cross-entropy (or the VolMinNet forward loss) in warm-up and the MixMatch losses (L_x "
+                       "cross-entropy, L_u squared error) after it")
 
     def __init__(self, ctx: MethodContext, *, warmup_epochs: int = 10, lambda_u: float = 25.0,
                  p_threshold: float = 0.5, T: float = 0.5, alpha: float = 4.0, rampup_length: int = 16,
@@ -269,8 +272,7 @@ class DivideMixMethod(GMMDivisionMethod):
         inputs, targets = paddle.concat(parts_x), paddle.concat(parts_t)
         rng = np.random.default_rng([int(self.ctx.cfg.seed) % 2**32, epoch, self._batch, k])
         lam = mix_lambda(self.alpha, rng)
-        mixed_x, mixed_t = mixup(inputs, targets, lam=lam, perm=rng.permutation(inputs.shape[0]))
-        logits = nets[k](mixed_x)
+        logits, mixed_t = mix_forward(nets[k], inputs, targets, lam=lam, perm=rng.permutation(inputs.shape[0]))
         n_x = n_views * lab.size
         lx, lu = semi_losses(logits[:n_x], mixed_t[:n_x], logits[n_x:], mixed_t[n_x:])
         penalty = prior_penalty(logits) if self.use_prior_penalty else paddle.zeros([], dtype="float32")

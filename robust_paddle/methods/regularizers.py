@@ -48,6 +48,11 @@ def _check_alpha(alpha: float, name: str) -> float:
     return float(alpha)
 
 
+def is_token_ids(x: paddle.Tensor) -> bool:
+    """Whether a batch holds integer token ids (text models), which mixup cannot interpolate."""
+    return x.dtype in (paddle.int64, paddle.int32)
+
+
 def mix_targets(target: paddle.Tensor, perm: np.ndarray, lam: float, *, num_classes: int) -> paddle.Tensor:
     """``lam * t + (1 - lam) * t[perm]`` as [N, C] float32 (hard labels become one-hot rows first)."""
     t = target_probs(target, num_classes, where="mixup")

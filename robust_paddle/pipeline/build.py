@@ -18,9 +18,9 @@ from robust_paddle.config import Config
 from robust_paddle.data import build_data, build_loader
 from robust_paddle.data.imagecheck import write_skipped_files
 from robust_paddle.engine import distributed as dist
-from robust_paddle.engine.checkpoint import load_checkpoint
+from robust_paddle.engine.checkpoint import check_signature, load_checkpoint
 from robust_paddle.engine.trainer import Run, Trainer, seed_everything
-from robust_paddle.errors import CheckpointError, ConfigError
+from robust_paddle.errors import ConfigError
 from robust_paddle.losses import build_loss
 from robust_paddle.methods import MethodContext, build_method
 from robust_paddle.models import build_model
@@ -45,10 +45,28 @@ def set_device(name: str) -> str:
     return device
 
 
+def text_model_kwargs(cfg: Config, data: Any) -> dict[str, Any]:
+    """The vocabulary / window arguments a text model takes from the data (``DataBundle.model_kwargs``)."""
+    extra = dict(getattr(data, "model_kwargs", None) or {})
+    if getattr(data, "tokenizer", None) is None:
+        return extra
+    from robust_paddle.models.text import TEXT_MODELS
+
+    if cfg.model.name not in TEXT_MODELS:
+        raise ConfigError(f"model.name: {cfg.model.name!r} does not read token ids; dataset {cfg.data.name!r} holds "
+                          f"texts: choose one of {', '.join(TEXT_MODELS)}")
+    clash = sorted(set(extra) & set(cfg.model.params))
+    if clash:
+        raise ConfigError(f"model.params.{clash[0]} comes from the data (tokenizer / data.text); remove it")
+    return extra
+
+
 def make_context(cfg: Config, data: Any) -> MethodContext:
+    extra = text_model_kwargs(cfg, data)
+
     def network() -> paddle.nn.Layer:
         return build_model(cfg.model.name, num_classes=data.num_classes, input_shape=tuple(data.input_shape),
-                           **cfg.model.params)
+                           **cfg.model.params, **extra)
 
     weight = None
     if cfg.loss.class_weighting != "none":  # class weights from the (noisy) training labels
@@ -98,10 +116,31 @@ def make_loaders(cfg: Config, data: Any, *, num_replicas: int = 1, rank: int = 0
 
 
 def model_meta(data: Any) -> dict[str, Any]:
-    return {"num_classes": int(data.num_classes), "input_shape": [int(s) for s in data.input_shape],
+    meta = {"num_classes": int(data.num_classes), "input_shape": [int(s) for s in data.input_shape],
             "class_names": list(data.class_names), "mean": data.mean, "std": data.std,
             "dataset": data.name if hasattr(data, "name") else None,
             **({"labels": labels} if (labels := label_source_summary(data)) else {})}
+    tok = getattr(data, "tokenizer", None)
+    if tok is not None:  # what a text checkpoint needs to be read back with the same ids
+        meta["text"] = {"tokenizer": tok.kind, "vocab_size": tok.vocab_size, "max_length": tok.max_length,
+                        "truncation": tok.truncation, "head_tokens": tok.head_tokens}
+    return meta
+
+
+def model_signature(cfg: Config, data: Any, networks: Any) -> dict[str, Any]:
+    """What a checkpoint's weights only make sense with: the model and its params, the method and its
+    network names, classes, input shape, normalisation, and the tokenizer of text data (a data bundle's
+    ``tokenizer_signature``, when it has one). Recorded in ``meta.signature``; compared by :func:`load_run`."""
+    import json
+
+    sig = {"model": cfg.model.name, "model_params": json.loads(json.dumps(cfg.model.params)),
+           "method": cfg.method.name, "networks": sorted(networks), "num_classes": int(data.num_classes),
+           "input_shape": [int(s) for s in data.input_shape],
+           "mean": None if data.mean is None else [float(v) for v in data.mean],
+           "std": None if data.std is None else [float(v) for v in data.std]}
+    if getattr(data, "tokenizer_signature", None) is not None:
+        sig["tokenizer"] = data.tokenizer_signature
+    return sig
 
 
 def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None, data: Any = None,
@@ -119,7 +158,7 @@ def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None, data: 
     """
     set_device(cfg.train.device)
     seed_everything(cfg.seed)
-    data = build_data(cfg) if data is None else data
+    data = build_data(cfg, run_dir=output_dir) if data is None else data
     if getattr(data, "skipped", None) and dist.rank() == 0:  # data.on_bad_sample: skip
         logger.warning("left out %d unreadable file(s), listed in %s", len(data.skipped),
                        write_skipped_files(output_dir, data.skipped))
@@ -138,7 +177,8 @@ def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None, data: 
     optimizer = build_optimizer(cfg.optimizer, method.parameters(), learning_rate=scheduler)
     trainer = Trainer(cfg, method, loaders, optimizer=optimizer, scheduler=scheduler,
                       hooks=list(hooks or []) + extra_hooks, output_dir=output_dir,
-                      meta=model_meta(data), data=data, distributed=distributed)
+                      meta={**model_meta(data), "signature": model_signature(cfg, data, method.networks)},
+                      data=data, distributed=distributed)
     return Run(cfg=cfg, data=data, method=method, loaders=loaders, trainer=trainer)
 
 
@@ -149,14 +189,20 @@ def check_monitor(cfg: Config, data: Any) -> None:
                          f"set data.{split}_split > 0 (or a data.{split}_path), or pick another train.monitor")
 
 
-def load_run(cfg: Config, checkpoint: str, *, output_dir: str | None = None) -> Run:
-    """Rebuild the run described by ``cfg`` and load ``checkpoint``'s networks and method state."""
-    state = load_checkpoint(checkpoint)
+def load_run(cfg: Config, checkpoint: str, *, output_dir: str | None = None,
+             state: dict[str, Any] | None = None) -> Run:
+    """Rebuild the run described by ``cfg`` and load ``checkpoint``'s networks and method state.
+
+    ``state``: the checkpoint already loaded (saves reading it twice).
+
+    Raises:
+        CheckpointError: unreadable/unsafe checkpoint, or one whose model signature (model, params, method,
+            networks, classes, input shape, normalisation) differs from the config's -- every mismatch named;
+            or weights that do not fit the network (missing, unexpected, mis-shaped keys).
+    """
+    state = load_checkpoint(checkpoint) if state is None else state
     run = build_run(cfg, output_dir=output_dir or os.path.dirname(os.path.dirname(os.path.abspath(checkpoint))),
                     hooks=[])
-    saved = state["meta"]
-    if int(saved["num_classes"]) != run.data.num_classes:
-        raise CheckpointError(f"checkpoint {checkpoint} has {saved['num_classes']} classes but the config's data has "
-                         f"{run.data.num_classes}")
-    run.trainer.load_state_dict(state)
+    check_signature(state, run.trainer.meta["signature"], source=checkpoint)
+    run.trainer.load_state_dict(state, source=checkpoint)
     return run

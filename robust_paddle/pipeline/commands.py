@@ -87,16 +87,33 @@ def report_command(cfg: Config, checkpoint: str, *, out_dir: str | None = None) 
     Args:
         cfg: the run's config (its data section rebuilds the same training set and noisy labels).
         checkpoint: checkpoint file or run folder (uses ``checkpoints/latest.pdckpt``).
-        out_dir: report folder; default the checkpoint's run folder.
+        out_dir: report folder. Default: the checkpoint's run folder when it holds no report yet, else
+            ``RUN/reports/<checkpoint name>/`` -- a report replaces files only in a folder ``out_dir`` names.
 
     Returns:
         The summary dict without the matrices (what the CLI prints).
+
+    Raises:
+        ConfigError: no ``out_dir``, and both default folders already hold a report.
     """
-    from robust_paddle.quality.report import write_report
+    from robust_paddle.errors import ConfigError
+    from robust_paddle.quality.report import CSV_NAME, SUMMARY_NAME, write_report
 
     run_dir = _run_dir(checkpoint)
+    if out_dir is None:
+        def has_report(folder: str) -> bool:
+            return any(os.path.exists(os.path.join(folder, f)) for f in (CSV_NAME, SUMMARY_NAME))
+
+        name = os.path.splitext(os.path.basename(checkpoint))[0] if os.path.isfile(checkpoint) else "latest"
+        for out_dir in (run_dir, os.path.join(run_dir, "reports", name)):
+            if not has_report(out_dir):
+                break
+        else:
+            raise ConfigError(f"report: {out_dir} already holds a report (and so does the run folder); pass "
+                              f"--out {out_dir} to replace it, or --out ANOTHER_FOLDER")
+        logger.info("report: writing to %s", out_dir)
     run = load_run(cfg, checkpoint, output_dir=run_dir)
-    summary = write_report(run, out_dir=out_dir or run_dir)
+    summary = write_report(run, out_dir=out_dir)
     return {k: v for k, v in summary.items() if not k.endswith("matrix") and k != "class_names"}
 
 
@@ -116,7 +133,8 @@ def export_command(cfg: Config, checkpoint: str, *, out_dir: str, formats: Seque
     fmts = prepare_export(cfg, out_dir, formats)
     state = load_checkpoint(checkpoint)
     # rebuilt on CPU: the references must come from the CPU kernels the CPU predictors are compared with
-    run = load_run(config_mod.with_values(cfg, {"train.device": "cpu"}), checkpoint)
+    run = load_run(config_mod.with_values(cfg, {"train.device": "cpu"}), checkpoint, state=state)
+    os.makedirs(out_dir, exist_ok=True)  # only once the checkpoint has loaded and matched the config
     return export_run(run, state, checkpoint=checkpoint, out_dir=out_dir, formats=fmts)
 
 
@@ -138,6 +156,7 @@ def compress_command(cfg: Config, checkpoint: str, *, out_dir: str, print_table:
 
     stages, slim = prepare_compress(cfg, out_dir)
     state = load_checkpoint(checkpoint)
-    run = load_run(config_mod.with_values(cfg, {"train.amp": "none"}), checkpoint, output_dir=out_dir)
+    run = load_run(config_mod.with_values(cfg, {"train.amp": "none"}), checkpoint, output_dir=out_dir, state=state)
+    os.makedirs(out_dir, exist_ok=True)  # only once the checkpoint has loaded and matched the config
     return compress_run(cfg, run, state, checkpoint=checkpoint, out_dir=out_dir, stages=stages, slim=slim,
                         print_table=print_table)

@@ -9,6 +9,7 @@ a resumed run appends to its existing file instead of starting a new one.
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import numbers
 import os
@@ -86,6 +87,22 @@ class VisualDLHook(Hook):
         logdir = os.path.join(trainer.output_dir, "vdl")
         self.writer = _log_writer(logdir, file_name=latest_log_file(logdir) or "")
         self._train_loader = self._train_subset_loader(trainer)
+        if trainer.start_epoch == 0:
+            self._log_annotators(trainer)
+
+    def _log_annotators(self, trainer: Trainer) -> None:
+        """With ``data.annotations``: each annotator's estimated accuracy (``annotators/accuracy``, one step per
+        annotator, best first, as in ``annotators.csv``) and the table as text."""
+        path = os.path.join(trainer.output_dir, "annotators.json")
+        if not os.path.isfile(path):
+            return
+        with open(path, encoding="utf-8") as fh:
+            rows = json.load(fh)["annotators"]
+        lines = ["| rank | annotator | answers | accuracy |", "|---|---|---|---|"]
+        for rank, row in enumerate(rows):
+            self.writer.add_scalar(tag="annotators/accuracy", step=rank, value=float(row["accuracy"]))
+            lines.append(f"| {rank} | {row['annotator']} | {row['answers']} | {row['accuracy']:.4f} |")
+        self.writer.add_text(tag="annotators/table", text_string="\n".join(lines), step=0)
 
     def _train_subset_loader(self, trainer: Trainer) -> Any:
         loader = trainer.loaders.get("train_eval")

@@ -337,3 +337,48 @@ def test_compress_hook_options_checked():
 
     with pytest.raises(ValueError, match=r"compress\.checkpoint: 'last' is not allowed; choose one of: latest, best"):
         CompressHook(checkpoint="last")
+
+
+class _WritesMarker:
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.path!r}, 'w').write('pwned')",))
+
+
+def test_sensitivity_cache_is_read_weights_only(trained, tmp_path, capsys):
+    import pickle
+
+    from paddleslim.dygraph.prune.filter_pruner import Status
+
+    from robust_paddle.compress.prune import rewrite_sensitivity_cache
+    from robust_paddle.errors import CheckpointError
+
+    marker = tmp_path / "marker"
+    good = tmp_path / "good.pickle"
+    status = Status()
+    status.sensitivies = {"conv2d_0.w_0": {0.1: np.float32(0.01), np.float64(0.2): 0.05}}
+    status.save(str(good))
+    rewrite_sensitivity_cache(str(good))
+    assert Status(str(good)).sensitivies == {"conv2d_0.w_0": {0.1: pytest.approx(0.01), 0.2: 0.05}}
+    # a crafted cache left in a --out folder: compress stops with one line, the payload never runs
+    run_dir, ckpt = trained
+    out = tmp_path / "c"
+    (out / "00_prune").mkdir(parents=True)
+    with open(out / "00_prune" / "sensitivities_net.pickle", "wb") as fh:
+        pickle.dump({"conv": _WritesMarker(marker)}, fh)
+    from robust_paddle import cli
+
+    capsys.readouterr()
+    code = cli.main(["-q", "compress", "-c", os.path.join(run_dir, "config.yaml"), "--checkpoint", ckpt, "--out",
+                     str(out), "-o", "slim.stages=[{name: prune, flops_target: 0.3, sensitivity_samples: 40}]",
+                     "-o", "slim.finetune_epochs=1"])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("robust-paddle")]
+    assert code == 2 and len(err) == 1, err
+    assert "sensitivities_net.pickle: refused to load: the file references builtins.exec" in err[0]
+    assert not marker.exists()
+    with open(good, "wb") as fh:
+        pickle.dump({"a": 1}, fh)
+    with pytest.raises(CheckpointError, match="good.pickle is not a PaddleSlim sensitivity cache; delete it"):
+        rewrite_sensitivity_cache(str(good))

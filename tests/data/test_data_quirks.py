@@ -13,6 +13,7 @@ import pytest
 from data_quirks import (
     brightness_pair_16bit,
     colour_folder,
+    encode,
     mode_cases,
     save,
     write_bad_files,
@@ -277,3 +278,14 @@ def test_class_names_file_from_a_windows_editor(tmp_path):
     dup = write_lines(str(tmp_path / "dup.txt"), ["cat", "dog", "cat"])
     with pytest.raises(DataError, match=r"dup\.txt:3: 'cat' repeats line 1; class names must be unique"):
         build_data(cfg(name="file_list", path=lst, class_names=dup))
+
+
+def test_uint16_npz_images_scale_like_16bit_files(tmp_path):
+    x = np.stack([np.full((4, 4), 2000, np.uint16), np.full((4, 4), 50000, np.uint16)] * 3)
+    np.savez(tmp_path / "u16.npz", x=x, y=np.array([0, 1] * 3))
+    b = build_data(cfg(name="npz", path=str(tmp_path / "u16.npz"), mean=[0.0], std=[1.0]))
+    png = encode(Image.fromarray(x[1]))
+    from robust_paddle.data.decode import decode_image
+
+    np.testing.assert_allclose(b.train_eval[1][0][0], decode_image(png, channels=1)[..., 0], rtol=1e-6)
+    np.testing.assert_allclose(b.train_eval[0][0], 2000 / 65535, rtol=1e-6)

@@ -199,3 +199,32 @@ def test_cifar_from_python_tar(tmp_path, name):
     assert b.class_names[1] == ("automobile" if name == "cifar10" else "aquarium_fish")
     with pytest.raises(ValueError, match=f"{archive}.*data.download=true"):
         build_data(cfg(name=name, root=str(tmp_path / "none")))
+
+
+class _WritesMarker:
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.path!r}, 'w').write('pwned')",))
+
+
+def test_crafted_cifar_archive_never_runs_code(tmp_path):
+    marker = tmp_path / "marker"
+    write_cifar(tmp_path / "cifar-10-python.tar.gz", "cifar-10-batches-py",
+                {"data_batch_1": {b"data": _WritesMarker(marker), b"labels": [0]}})
+    with pytest.raises(ValueError, match=r"cifar-10-python.tar.gz:cifar-10-batches-py/data_batch_1: refused to "
+                                         r"load: the file references builtins.exec"):
+        build_data(cfg(name="cifar10", root=str(tmp_path)))
+    assert not marker.exists()
+
+
+def test_cifar_archive_that_is_not_cifar(tmp_path):
+    write_cifar(tmp_path / "cifar-10-python.tar.gz", "x", {"data_batch_1": {b"data": np.zeros((2, 5), np.uint8),
+                                                                            b"labels": [0, 1]}})
+    with pytest.raises(ValueError, match=r"data_batch_1: not a CIFAR batch \(b'data' must be an \(N, 3072\)"):
+        build_data(cfg(name="cifar10", root=str(tmp_path)))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "cifar-10-python.tar.gz").write_bytes(b"not a tar")
+    with pytest.raises(ValueError, match="cannot be read as a tar archive"):
+        build_data(cfg(name="cifar10", root=str(tmp_path / "bad")))

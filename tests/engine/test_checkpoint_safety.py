@@ -9,7 +9,7 @@ import paddle
 import pytest
 from safetensors.numpy import save_file
 
-from robust_paddle.engine import safe_pickle
+from robust_paddle.data import safe_pickle
 from robust_paddle.engine.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from robust_paddle.errors import CheckpointError
 
@@ -134,3 +134,25 @@ def test_load_weights_formats(tmp_path):
     (tmp_path / "g.pdparams").write_bytes(b"\x80\x04garbage")
     with pytest.raises(CheckpointError, match="g.pdparams: cannot be read as a pickle"):
         load_weights(str(tmp_path / "g.pdparams"))
+
+
+def test_check_signature_lists_every_mismatch_and_reads_old_checkpoints():
+    from robust_paddle.engine.checkpoint import check_signature, check_state_keys
+
+    sig = {"model": "mlp", "model_params": {"hidden": [32]}, "method": "standard", "networks": ["net"],
+           "num_classes": 10, "input_shape": [1, 8, 8], "mean": [0.5], "std": [0.25], "tokenizer": {"vocab": 100}}
+    state = {"meta": {"signature": sig}}
+    check_signature(state, {**sig, "mean": [0.5 + 1e-9]}, source="c")  # float noise is not a mismatch
+    with pytest.raises(CheckpointError, match=r'checkpoint c does not match the config -- num_classes: checkpoint '
+                                              r'10, config 3; tokenizer: checkpoint \{"vocab": 100\}, config '
+                                              r'\{"vocab": 200\}; use the config'):
+        check_signature(state, {**sig, "num_classes": 3, "tokenizer": {"vocab": 200}}, source="c")
+    old = {"config": {"model": {"name": "mlp", "params": {}}, "method": {"name": "standard"}},
+           "networks": {"net": {}}, "meta": {"num_classes": 10, "input_shape": [1, 8, 8]}}
+    check_signature(old, {**sig, "model_params": {}}, source="old")  # no recorded normalisation: not compared
+    with pytest.raises(CheckpointError, match='model: checkpoint "mlp", config "small_cnn"'):
+        check_signature(old, {**sig, "model": "small_cnn", "model_params": {}}, source="old")
+    w = np.zeros((2, 3), np.float32)
+    with pytest.raises(CheckpointError, match=r"c: network 'net' does not fit the model -- shape mismatch \(1\): "
+                                              r"w \[2, 3\] vs \[3, 3\]"):
+        check_state_keys({"w": np.zeros((3, 3))}, {"w": w}, what="network 'net'", source="c")

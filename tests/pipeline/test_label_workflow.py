@@ -39,7 +39,7 @@ def crowd_file(tmp_path_factory):
 
 def test_training_on_the_consensus_writes_annotator_outputs(tmp_path, crowd_file):
     summary = train(cfg(tmp_path, "ds", f"data.annotations={crowd_file}", "data.annotations_target=soft",
-                        "data.annotations_weighting=agreement"))
+                        "data.annotations_weighting=agreement", "train.visualdl=true"))
     out = tmp_path / "ds"
     consensus = list(csv.DictReader(open(out / "consensus.csv", encoding="utf-8")))
     assert len(consensus) == Y.size and consensus[0]["num_answers"] == "3"
@@ -54,6 +54,10 @@ def test_training_on_the_consensus_writes_annotator_outputs(tmp_path, crowd_file
     assert metrics["labels"] == {"changed": changed, "annotations_method": "dawid_skene", "annotators": 12,
                                  "annotated_samples": Y.size}
     assert summary["final"]["test/acc"] > 0.5
+    from tests.quality.test_visualdl import read_log  # VisualDL shows the annotator accuracies, best first
+
+    curve = read_log(out)["scalar"]["annotators/accuracy"]
+    assert [round(r.value, 4) for r in curve] == [round(float(a["accuracy"]), 4) for a in annotators]
 
 
 def test_soft_targets_need_the_standard_method(tmp_path, crowd_file):
@@ -110,3 +114,25 @@ def test_cli_verified_file_from_another_dataset_is_one_line(tmp_path, capsys):
     err = [line for line in capsys.readouterr().err.splitlines() if not line[:2].isdigit()]  # log lines start with a time
     assert rc == 2 and len(err) == 1 and err[0].startswith("robust-paddle: error:")
     assert "verified.csv:3: sample 'img/cat_001.jpg' is not in this dataset's training split" in err[0]
+
+
+def test_a_review_changes_exactly_the_reviewed_labels_in_the_next_run(tmp_path):
+    from robust_paddle.quality.review import apply_review, create_review_app
+
+    first = cfg(tmp_path, "r1", "train.report=true", "data.noise.kind=symmetric", "data.noise.rate=0.3")
+    train(first)
+    run = str(tmp_path / "r1")
+    page = create_review_app(run, reviewer="qa").test_client()
+    top = page.get("/api/items?per_page=3").get_json()["items"]
+    new = (top[0]["given_label"] + 1) % 10
+    assert page.post("/api/decision", json={"index": top[0]["index"], "action": "change", "label": new}).status_code == 200
+    assert page.post("/api/decision", json={"index": top[1]["index"], "action": "keep"}).status_code == 200
+    assert page.post("/api/decision", json={"index": top[2]["index"], "action": "unsure"}).status_code == 200
+    labels_file = str(tmp_path / "reviewed.csv")
+    assert apply_review(run, labels_file)["changed"] == 1
+    train(cfg(tmp_path, "r2", "data.noise.kind=symmetric", "data.noise.rate=0.3", f"data.labels_override={labels_file}"))
+    before, after = np.load(tmp_path / "r1" / "train_labels.npy"), np.load(tmp_path / "r2" / "train_labels.npy")
+    assert np.array_equal(before["source_row"], after["source_row"])
+    diff = np.flatnonzero(before["label"] != after["label"])
+    assert diff.tolist() == [top[0]["index"]] and after["label"][diff[0]] == new
+    assert json.load(open(tmp_path / "r2" / "metrics.json", encoding="utf-8"))["labels"]["overridden"] == 2
