@@ -30,8 +30,8 @@ import numpy as np
 from PIL import Image
 
 from robust_paddle.data.build import _split_groups, _split_indices
-from robust_paddle.data.decode import _DECODE_ERRORS, _reason, mode_channels
-from robust_paddle.data.imagecheck import _workers
+from robust_paddle.data.decode import DECODE_ERRORS, failure_reason, mode_channels
+from robust_paddle.data.imagecheck import default_threads
 from robust_paddle.data.labels import collect_label_problems, describe
 from robust_paddle.errors import ConfigError, DataError
 from robust_paddle.registry import DATASETS
@@ -61,14 +61,14 @@ def read_file_facts(path: str) -> FileFacts:
         with open(path, "rb") as fh:
             blob = fh.read()
     except OSError as e:
-        return FileFacts(path, error=f"{path}: cannot read image: {_reason(e)}")
+        return FileFacts(path, error=f"{path}: cannot read image: {failure_reason(e)}")
     digest = hashlib.blake2b(blob, digest_size=16).hexdigest()
     try:
         with Image.open(io.BytesIO(blob)) as im:
             im.load()
             return FileFacts(path, digest, im.mode, int(im.size[0]), int(im.size[1]))
-    except _DECODE_ERRORS as e:
-        return FileFacts(path, digest, error=f"{path}: cannot read image: {_reason(e)}")
+    except DECODE_ERRORS as e:
+        return FileFacts(path, digest, error=f"{path}: cannot read image: {failure_reason(e)}")
 
 
 def scan_files(paths: Sequence[str], *, progress: bool = True, desc: str = "files",
@@ -76,7 +76,7 @@ def scan_files(paths: Sequence[str], *, progress: bool = True, desc: str = "file
     """:func:`read_file_facts` of every path on a thread pool, in order, with a tqdm bar."""
     from tqdm import tqdm
 
-    with ThreadPoolExecutor(threads or _workers()) as pool, \
+    with ThreadPoolExecutor(threads or default_threads()) as pool, \
             tqdm(total=len(paths), desc=desc, unit="img", disable=not progress, leave=False) as bar:
         out = []
         for facts in pool.map(read_file_facts, paths, chunksize=32):

@@ -59,7 +59,8 @@ def _listed(paths: Sequence[str]) -> str:
     return shown + (f" and {len(paths) - LIST_MAX} more" if len(paths) > LIST_MAX else "")
 
 
-def _workers() -> int:
+def default_threads() -> int:
+    """Threads for reading files: the CPUs this process may use, at most 16."""
     return max(1, min(16, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
@@ -71,7 +72,7 @@ def probe_all(paths: Sequence[str], *, threads: int | None = None) -> list[Image
         except DataError as e:
             return e
 
-    with ThreadPoolExecutor(threads or _workers()) as pool:
+    with ThreadPoolExecutor(threads or default_threads()) as pool:
         return list(pool.map(one, paths, chunksize=64))
 
 
@@ -84,7 +85,7 @@ def verify_all(paths: Sequence[str], *, threads: int | None = None) -> list[str 
             return str(e)
         return None
 
-    with ThreadPoolExecutor(threads or _workers()) as pool:
+    with ThreadPoolExecutor(threads or default_threads()) as pool:
         return list(pool.map(one, paths, chunksize=16))
 
 

@@ -131,6 +131,9 @@ class DivideMixMethod(GMMDivisionMethod):
     """
 
     name = "dividemix"
+    uses = ()  # loss.*: warm-up and MixMatch losses are fixed by the paper (data.sampler does apply)
+    ignores_because = ("cross-entropy (or the VolMinNet forward loss) in warm-up and the MixMatch losses (L_x "
+                       "cross-entropy, L_u squared error) after it")
 
     def __init__(self, ctx: MethodContext, *, warmup_epochs: int = 10, lambda_u: float = 25.0,
                  p_threshold: float = 0.5, T: float = 0.5, alpha: float = 4.0, rampup_length: int = 16,

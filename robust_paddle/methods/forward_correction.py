@@ -80,6 +80,29 @@ def anchor_transition(probs: np.ndarray, *, quantile: float = 0.97) -> np.ndarra
     return t / t.sum(axis=1, keepdims=True)
 
 
+def identity_rows_for_absent_classes(t: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``T`` with the row of every class that no training sample carries replaced by the identity row.
+
+    Nothing in the data can say how such a class's labels were flipped, and an estimate is harmful: the
+    anchor of an absent class is a sample of another class j, so its row puts ~all mass on j and the
+    forward loss then lets the network move class j's probability to the absent class at no cost
+    (issue 15: test accuracy 0.75 -> 0.5). The identity row keeps ``p(given = j | x)`` from taking that
+    mass. ``transition.json`` lists these classes under ``identity_rows``.
+
+    Args:
+        t: [C, C] estimated transition matrix ``T[true, given]``.
+        labels: [N] given training labels.
+
+    Returns:
+        ``(T copy [C, C], the absent classes [k] int64, ascending)``.
+    """
+    c = t.shape[0]
+    absent = np.flatnonzero(np.bincount(np.asarray(labels, dtype=np.int64), minlength=c)[:c] == 0)
+    out = np.array(t, dtype=np.float64, copy=True)
+    out[absent] = np.eye(c)[absent]
+    return out, absent
+
+
 # transition.json; a report's label_issues_summary.json; a spot check's noise_estimate.json (robust-paddle estimate)
 TRANSITION_KEYS = ("transition", "estimated_noise_matrix", "transition_matrix")
 
@@ -187,6 +210,12 @@ class ForwardCorrectionMethod(Method):
     """
 
     method_name = "forward_correction"
+    ignores_because = "the forward-corrected cross-entropy -log((softmax @ T)[y]) from epoch 0 (a given transition)"
+
+    @classmethod
+    def settings_used(cls, params: dict[str, Any]) -> tuple[str, ...]:
+        """``transition: auto`` trains ``cfg.loss`` during warm-up; a given T uses only the forward loss."""
+        return cls.uses if params.get("transition", "auto") == "auto" else ()
 
     def __init__(self, ctx: MethodContext, *, transition: Any = "auto", warmup_epochs: int = 5,
                  estimator: str = "anchor", anchor_quantile: float = 0.97, reinit: bool = True) -> None:
@@ -205,7 +234,7 @@ class ForwardCorrectionMethod(Method):
                            "loss would never be used", m, self.warmup_epochs, epochs)
         self.networks = {"net": ctx.build_network()}
         self.loss_fn = ctx.build_loss()
-        self.estimate: dict[str, float] = {}
+        self.estimate: dict[str, Any] = {}  # floats, and identity_rows (list of classes)
         self._t_tensor: paddle.Tensor | None = None
 
     # ------------------------------------------------------------------------------------------ training
@@ -234,8 +263,15 @@ class ForwardCorrectionMethod(Method):
             t = anchor_transition(probs, quantile=self.anchor_quantile)
         else:
             t = estimate_noise_matrix(labels, probs)
+        t, absent = identity_rows_for_absent_classes(t, labels)
+        if absent.size:
+            logger.warning("%s: class(es) %s have no training samples; their rows of T are identity rows (an "
+                           "estimated row would send another class's probability to them)", self.method_name,
+                           absent.tolist())
         self.t, self._t_tensor = check_transition(t, self.num_classes), None
         self.estimate = {"epoch": float(trainer.epoch), "rate_t": self.implied_rate(labels)}
+        if absent.size:
+            self.estimate["identity_rows"] = absent.tolist()
         clean = self.ctx.clean_labels
         if clean is not None:
             self.estimate["t_error"] = transition_error(self.t, np.asarray(clean)[idx], labels)
@@ -286,4 +322,5 @@ class ForwardCorrectionMethod(Method):
         t = state.get("transition")
         if t is not None:
             self.t, self._t_tensor = check_transition(np.asarray(t, dtype=np.float64), self.num_classes), None
-        self.estimate = {k: float(v) for k, v in (state.get("estimate") or {}).items()}
+        self.estimate = {k: [int(i) for i in v] if k == "identity_rows" else float(v)
+                         for k, v in (state.get("estimate") or {}).items()}

@@ -29,7 +29,7 @@ from robust_paddle.errors import CheckpointError, ConfigError
 from robust_paddle.losses.functional import per_sample_ce, to_one_hot
 from robust_paddle.methods.base import Method, MethodContext
 from robust_paddle.methods.correction import (
-    fit_loss_gmm,
+    loss_clean_probability,
     mix_forward,
     mix_lambda,
     normalize_losses,
@@ -125,12 +125,18 @@ class Division:
     prob: np.ndarray | None = None
     history: list[np.ndarray] = field(default_factory=list)
 
-    def update(self, losses: np.ndarray, *, window: int, seed: int) -> float:
-        """Fit the mixture on ``losses`` [N] (raw CE); returns the seconds spent normalising and fitting."""
+    def update(self, losses: np.ndarray, *, window: int, seed: int, where: str = "GMM division") -> float:
+        """Fit the mixture on ``losses`` [N] (raw CE); returns the seconds spent normalising and fitting.
+
+        All-equal losses (normalised to zeros) or a mixture that does not separate make every sample clean
+        with a warning (``correction.loss_clean_probability``) instead of stopping the run.
+        """
         start = time.perf_counter()
-        self.history = (self.history + [normalize_losses(losses).astype(np.float32)])[-window:]
+        flat = float(np.ptp(losses)) == 0.0
+        norm = np.zeros(len(losses), dtype=np.float32) if flat else normalize_losses(losses).astype(np.float32)
+        self.history = (self.history + [norm])[-window:]
         inputs = np.mean(self.history, axis=0) if len(self.history) > 1 else self.history[-1]
-        prob, _ = fit_loss_gmm(inputs, seed=seed, normalize=False)
+        prob, _, _ = loss_clean_probability(inputs, seed=seed, normalize=False, where=where)
         self.prob = prob.astype(np.float32)
         return time.perf_counter() - start
 
@@ -209,7 +215,9 @@ class GMMDivisionMethod(Method):
         start = time.perf_counter()
         losses = train_set_losses(trainer, list(self.networks.values()))
         pass_s = time.perf_counter() - start
-        gmm_s = sum(d.update(losses[k], window=self.loss_window, seed=gmm_seed(self.ctx.cfg.seed, trainer.epoch, k))
+        names = list(self.networks)
+        gmm_s = sum(d.update(losses[k], window=self.loss_window, seed=gmm_seed(self.ctx.cfg.seed, trainer.epoch, k),
+                             where=f"{self.ctx.cfg.method.name} {names[k]}, epoch {trainer.epoch + 1}")
                     for k, d in enumerate(self.divisions))
         if getattr(trainer, "distributed", False):
             # every rank fitted the same GMM on the same gathered losses; rank 0's result is made the only

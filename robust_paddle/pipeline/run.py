@@ -18,6 +18,7 @@ from robust_paddle.data.tokenize import TOKENIZER_FILE
 from robust_paddle.engine import distributed as dist
 from robust_paddle.engine.checkpoint import resolve_checkpoint
 from robust_paddle.errors import ConfigError
+from robust_paddle.methods.base import check_method_settings
 from robust_paddle.pipeline.build import build_run, load_run
 from robust_paddle.pipeline.hooks import build_hooks
 from robust_paddle.pipeline.label_workflow import write_label_source_outputs
@@ -56,6 +57,9 @@ def train(cfg: Config, *, resume: str | None = None) -> dict[str, Any]:
     (``docs/distributed.md``); rank 0 writes the run folder.
     """
     from robust_paddle.pipeline import resume as resume_mod
+
+    check_method_settings(cfg)  # before anything is written: config.yaml records only settings that apply
+    cfg = config_mod.drop_inert_settings(cfg)
 
     distributed = dist.init(cpu=cfg.train.device == "cpu")
     if distributed and cfg.train.kfold:
