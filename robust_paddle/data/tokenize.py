@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from robust_paddle.errors import CheckpointError, ConfigError
+from robust_paddle.errors import CheckpointError, ConfigError, MissingDependencyError
 
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_FORMAT = "robust_paddle.tokenizer/1"
@@ -55,7 +55,7 @@ def _import(name: str) -> Any:
     try:
         return __import__(name)
     except ImportError as e:
-        raise ImportError(f"the '{name}' package is needed for text data: pip install -e .[text]") from e
+        raise MissingDependencyError(f"the '{name}' package is needed for text data: pip install -e .[text]") from e
 
 
 def _jieba() -> Any:
