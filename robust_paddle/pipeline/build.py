@@ -214,3 +214,11 @@ def load_run(cfg: Config, checkpoint: str, *, output_dir: str | None = None,
     check_signature(state, run.trainer.meta["signature"], source=checkpoint)
     run.trainer.load_state_dict(state, source=checkpoint)
     return run
+
+
+def compile_networks(method: Any) -> None:
+    """``train.compile: to_static``: each network's ``forward`` becomes a static program
+    (``paddle.jit.to_static`` converts the Layer in place, so every reference to it sees the change; the
+    parameters, their gradients and ``state_dict`` are the same objects)."""
+    for net in method.networks.values():
+        paddle.jit.to_static(net)
