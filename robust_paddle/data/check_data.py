@@ -34,6 +34,7 @@ from robust_paddle.data.decode import DECODE_ERRORS, failure_reason, mode_channe
 from robust_paddle.data.imagecheck import default_threads
 from robust_paddle.data.labels import collect_label_problems, describe
 from robust_paddle.errors import ConfigError, DataError
+from robust_paddle.ops import atomic_write
 from robust_paddle.registry import DATASETS
 
 logger = logging.getLogger(__name__)
@@ -203,9 +204,8 @@ def check_data(cfg, *, out_dir: str | None = None, progress: bool = True) -> dic
     out_dir = out_dir or cfg.output_dir
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, REPORT_FILE)
-    with open(path + ".tmp", "w", encoding="utf-8") as fh:
+    with atomic_write(path) as fh:
         json.dump(report, fh, indent=2, ensure_ascii=False)
-    os.replace(path + ".tmp", path)
     report["path"] = path
     return report
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from robust_paddle.data.decode import ImageInfo, decode_image, probe_image
 from robust_paddle.errors import DataError
+from robust_paddle.ops import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -170,8 +171,6 @@ def write_skipped_files(out_dir: str, skipped: Sequence[tuple[str, str]]) -> str
     temporary file and renamed). Returns the path."""
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, SKIPPED_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+    with atomic_write(path, newline="\n") as fh:
         fh.writelines(f"{p}\n" for p, _ in skipped)
-    os.replace(tmp, path)
     return path

@@ -15,7 +15,7 @@ from robust_paddle import cli
 from robust_paddle import config as C
 from robust_paddle.deploy import export as export_mod
 from robust_paddle.deploy.export import ParityError, check_formats
-from robust_paddle.deploy.predictor import PaddlePredictor, load_model_info, softmax
+from robust_paddle.deploy.predictor import PaddlePredictor, load_model_info
 from robust_paddle.deploy.serving_config import (
     SERVING_DTYPES,
     file_descriptor,
@@ -24,6 +24,7 @@ from robust_paddle.deploy.serving_config import (
     proto_source,
     read_model_config,
 )
+from robust_paddle.ops import softmax
 from robust_paddle.pipeline.build import load_run
 from robust_paddle.pipeline.commands import export_command
 
