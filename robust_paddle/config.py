@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from robust_paddle.errors import ConfigError
+from robust_paddle.ops import atomic_write
 from robust_paddle.schema import build as _build
 from robust_paddle.schema import param as _f
 
@@ -246,6 +247,9 @@ class TrainConfig:
     # per-sample diagnostics on evaluation epochs (VisualDL histograms samples/*, noise/rate_gmm, train/acc):
     # one extra eval pass over the training set; false skips it
     diagnostics: bool = True
+    # to_static: every network's forward runs as a static program (paddle.jit.to_static) in training runs;
+    # measured 2.6-3.4x faster per epoch for small CNNs on CPU (benchmarks/toolkit_overhead.py)
+    compile: str = _f("none", choices=("none", "to_static"))
     hooks: list[dict] = _f(factory=list)  # extra hooks: [{name: ..., params...}]
 
 
@@ -297,10 +301,30 @@ def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 
 
+def check_finite(value: Any, key: str = "") -> None:
+    """Reject NaN and infinite numbers anywhere in a config tree (``params`` dicts and lists included).
+
+    No setting means anything with ``.nan`` or ``.inf`` (a learning rate of inf fails epochs later, a NaN
+    threshold compares false with everything), so they are refused where the config enters.
+
+    Raises:
+        ConfigError: naming the first such key, e.g. ``optimizer.lr``.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key or 'config'}: {value!r} is not a finite number; give a finite value")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_finite(v, f"{key}[{i}]")
+
+
 def from_dict(data: dict) -> Config:
-    """Validate a plain nested dict into a :class:`Config`."""
+    """Validate a plain nested dict into a :class:`Config` (NaN / inf anywhere are refused)."""
     if not isinstance(data, dict):
         raise ConfigError(f"config must be a mapping at the top level, got {type(data).__name__}")
+    check_finite(data)
     return _build(Config, data)
 
 
@@ -397,13 +421,37 @@ def with_values(cfg: Config, values: dict[str, Any]) -> Config:
     return from_dict(data)
 
 
+#: (key, the setting that must hold for it to act): harmless when set otherwise, so a warning, not an error
+INERT_UNLESS = (("loss.class_weighting_beta", "loss.class_weighting", "effective"),
+                ("data.sampler_weighting", "data.sampler", "weighted"),
+                ("data.sampler_beta", "data.sampler", "weighted"))
+
+
+def drop_inert_settings(cfg: Config) -> Config:
+    """``cfg`` with the settings that cannot act reset to their defaults, each with a warning.
+
+    A sub-setting of an option that is off (``loss.class_weighting_beta`` without ``class_weighting:
+    effective``, ``data.sampler_weighting`` / ``sampler_beta`` without ``sampler: weighted``) changes
+    nothing; the run says so and its ``config.yaml`` records the default, i.e. only what applied.
+    """
+    import logging
+
+    values, defaults = to_dict(cfg), to_dict(Config())
+    changes: dict[str, Any] = {}
+    for key, switch, needed in INERT_UNLESS:
+        (section, name), (s_section, s_name) = key.split("."), switch.split(".")
+        if values[section][name] != defaults[section][name] and values[s_section][s_name] != needed:
+            logging.getLogger(__name__).warning("%s=%r has no effect unless %s is %r; recorded as the default %r",
+                                                key, values[section][name], switch, needed, defaults[section][name])
+            changes[key] = defaults[section][name]
+    return with_values(cfg, changes) if changes else cfg
+
+
 def save(cfg: Config, path: str) -> None:
     """Write the resolved config as YAML (atomically)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_write(path) as fh:
         yaml.safe_dump(to_dict(cfg), fh, sort_keys=False)
-    os.replace(tmp, path)
 
 
 def run_epochs(value: Any, *, epochs: int, key: str, lo: int = 0, whole: bool = True) -> float:

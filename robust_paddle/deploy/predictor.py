@@ -28,6 +28,7 @@ import yaml
 
 from robust_paddle import _compat
 from robust_paddle.errors import DataError, MissingDependencyError
+from robust_paddle.ops import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -128,10 +129,8 @@ class ModelInfo:
 
     def save(self) -> str:
         path = os.path.join(self.model_dir, INFO_FILE)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with atomic_write(path) as fh:
             yaml.safe_dump(self.to_yaml_dict(), fh, sort_keys=False)
-        os.replace(tmp, path)
         return path
 
 
@@ -208,6 +207,9 @@ class PaddlePredictor:
         optimized: True runs Paddle's IR fusion passes and oneDNN (the deployment setting); False runs the
             saved program op by op with the same kernels as dygraph (used to check the program exactly;
             fake-quant ops then run in fp32).
+
+    Raises:
+        ValueError: the program file is damaged (checked in Python first: Paddle's loader would crash).
     """
 
     def __init__(self, prefix: str, *, int8: bool = False, threads: int = 1, optimized: bool = True,
@@ -221,6 +223,7 @@ class PaddlePredictor:
                                      or not all(isinstance(o, str) and o for o in int8_ops)):
             raise DataError(f"int8_ops must be a non-empty list of op type names such as ['conv2d', 'fc'], "
                              f"got {int8_ops!r}")
+        _compat.check_program_file(_compat.model_file(prefix))  # Paddle's loader segfaults on a damaged one
         config = inference.Config(_compat.model_file(prefix), _compat.params_file(prefix))
         config.disable_gpu()
         config.disable_glog_info()
@@ -276,12 +279,6 @@ class OnnxPredictor:
         return self._session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=self.input_dtype)})[0]
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row softmax of ``[N, C]`` logits, computed in float64 and returned as float32."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------- preprocessing
@@ -317,15 +314,47 @@ def normalize(images: np.ndarray, info: ModelInfo) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
 
 
-def preprocess_images(blobs: Sequence[bytes], info: ModelInfo) -> np.ndarray:
-    """Encoded images -> the model input ``[N, *input_shape]`` float32 (see the module docstring).
+class PixelBudgetError(DataError):
+    """The images of one request would decode to more pixels than allowed (the server answers 413)."""
+
+
+def check_pixel_budget(blobs: Sequence[bytes], max_pixels: int) -> int:
+    """Sum of the images' pixel counts from their headers; raises before anything is decoded.
 
     Raises:
+        PixelBudgetError: the sum exceeds ``max_pixels`` (the message gives both numbers).
+        DataError: an image cannot be identified or exceeds Pillow's bomb limit (names its position).
+    """
+    from robust_paddle.data.decode import probe_image
+
+    total = 0
+    for i, blob in enumerate(blobs):
+        head = probe_image(blob, name=f"images[{i}]")  # header only; Pillow's bomb guard applies
+        total += head.width * head.height
+    if total > max_pixels:
+        raise PixelBudgetError(f"the images of this request hold {total / 1e6:.1f} megapixels; at most "
+                               f"{max_pixels / 1e6:g} megapixels per request (--max-megapixels)")
+    return total
+
+
+def preprocess_images(blobs: Sequence[bytes], info: ModelInfo, *, max_pixels: int | None = None) -> np.ndarray:
+    """Encoded images -> the model input ``[N, *input_shape]`` float32 (see the module docstring).
+
+    Args:
+        blobs: encoded images.
+        info: the exported model's metadata.
+        max_pixels: decoded-pixel budget of all images together (None: no budget), checked on the headers
+            before any image is decoded.
+
+    Raises:
+        PixelBudgetError: over ``max_pixels``.
         ValueError: the model is tabular, or an image cannot be decoded (names its position).
     """
     if info.kind != "image":
         raise DataError(f"this model takes tabular inputs of shape {list(info.input_shape)}, not images; "
                          "send them as 'inputs'")
+    if max_pixels is not None:
+        check_pixel_budget(blobs, max_pixels)
     c, h, w = info.input_shape
     out = []
     for i, blob in enumerate(blobs):

@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import queue
+import re
 import signal
 import threading
 from typing import Any
@@ -45,17 +46,22 @@ import numpy as np
 from robust_paddle.deploy.predictor import (
     ModelInfo,
     PaddlePredictor,
+    PixelBudgetError,
     load_model_info,
     preprocess_images,
-    softmax,
 )
 from robust_paddle.errors import ConfigError, DataError, MissingDependencyError
+from robust_paddle.ops import softmax
 
 logger = logging.getLogger(__name__)
 
 ALLOWED_KEYS = ("images", "inputs", "texts", "top_k")
 INPUT_KEYS = ("images", "inputs", "texts")
 DATA_URL_SEP = ";base64,"
+#: deepest JSON nesting a request may have (a valid request needs at most 2 + the input's rank)
+MAX_JSON_DEPTH = 400
+#: JSON string literals (escapes included); blanked before brackets are counted
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 
 
 class RequestError(DataError):
@@ -169,6 +175,30 @@ def _decode_base64(item: Any, i: int) -> bytes:
         raise RequestError(f"images[{i}] is not valid base64 ({e}); send base64-encoded PNG/JPEG bytes") from None
 
 
+def json_depth(raw: bytes) -> int:
+    """Deepest ``[``/``{`` nesting of a JSON text, counted without parsing it (strings blanked first).
+
+    Python's ``json`` recurses once per level and fails with RecursionError near 1000 levels, so the
+    server measures the depth first and refuses deep bodies with a 400. Exact for valid JSON; for invalid
+    JSON the number is meaningless and ``json.loads`` reports the error.
+    """
+    text = np.frombuffer(_JSON_STRING.sub(b'""', raw), dtype=np.uint8)
+    steps = (np.isin(text, (ord("["), ord("{"))).astype(np.int64)
+             - np.isin(text, (ord("]"), ord("}"))).astype(np.int64))
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def parse_json_body(raw: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Request bytes -> decoded JSON; RequestError (400) when not JSON or nested deeper than ``max_depth``."""
+    depth = json_depth(raw)
+    if depth > max_depth:
+        raise RequestError(f"the body nests JSON {depth} levels deep; at most {max_depth} levels are allowed")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RequestError(f"the body is not valid JSON ({e}); send {{\"images\": [...]}} or {{\"inputs\": [...]}}") from None
+
+
 def parse_texts(texts: Any, info: ModelInfo, tokenizer: Any, *, max_batch_size: int) -> np.ndarray:
     """Raw strings (or ``[text, pair]`` lists) -> token ids ``[N, L]`` int64 by the saved tokenizer and rule."""
     if info.kind != "text":
@@ -229,8 +259,12 @@ def parse_inputs(inputs: Any, info: ModelInfo, *, max_batch_size: int) -> np.nda
     return x
 
 
-def parse_request(body: Any, info: ModelInfo, *, max_batch_size: int, tokenizer: Any = None) -> tuple[np.ndarray, int]:
-    """A decoded JSON body -> (model input ``[N, *input_shape]`` float32 / int64 token ids, top_k)."""
+def parse_request(body: Any, info: ModelInfo, *, max_batch_size: int, tokenizer: Any = None,
+                  max_pixels: int | None = None) -> tuple[np.ndarray, int]:
+    """A decoded JSON body -> (model input ``[N, *input_shape]`` float32 / int64 token ids, top_k).
+
+    ``max_pixels``: decoded-pixel budget of the request's images, checked on their headers before any is
+    decoded (413 when exceeded)."""
     if not isinstance(body, dict):
         raise RequestError(f"the body must be a JSON object with 'images', 'inputs' or 'texts'; got a JSON "
                            f"{type(body).__name__}")
@@ -254,7 +288,9 @@ def parse_request(body: Any, info: ModelInfo, *, max_batch_size: int, tokenizer:
                                "(--max-batch-size)")
         blobs = [_decode_base64(item, i) for i, item in enumerate(images)]
         try:
-            x = preprocess_images(blobs, info)
+            x = preprocess_images(blobs, info, max_pixels=max_pixels)
+        except PixelBudgetError as e:
+            raise RequestError(str(e), 413) from None
         except ValueError as e:
             raise RequestError(str(e)) from None
     else:
@@ -278,47 +314,89 @@ def format_predictions(probs: np.ndarray, info: ModelInfo, *, top_k: int) -> lis
 
 
 # ------------------------------------------------------------------------------------------------ app
-def metadata(info: ModelInfo, *, max_batch_size: int, max_body_bytes: int) -> dict[str, Any]:
+def metadata(info: ModelInfo, *, max_batch_size: int, max_body_bytes: int, max_pixels: int | None = None,
+             max_json_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
     meta = info.to_yaml_dict()
     return {"model_version": info.model_version, "class_names": list(info.class_names),
             "num_classes": info.num_classes, "input": meta["input"], "output": meta["output"],
             "preprocess": meta["preprocess"], "source": info.source,
-            "limits": {"max_batch_size": max_batch_size, "max_body_bytes": max_body_bytes}}
+            "limits": {"max_batch_size": max_batch_size, "max_body_bytes": max_body_bytes,
+                       "max_pixels_per_request": max_pixels, "max_json_depth": max_json_depth}}
+
+
+def _positive(value: Any, flag: str, *, integer: bool = False) -> None:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0 or value != value:
+        raise ConfigError(f"{flag} must be {'an int' if integer else 'a number'} > 0, got {value!r}")
+
+
+def load_server_model(model_dir: str, *, cpu_threads: int = 1) -> tuple[ModelInfo, PaddlePredictor]:
+    """The export folder's metadata and a predictor that has answered one zero input.
+
+    Raises:
+        FileNotFoundError / ValueError: not an export folder (from ``load_model_info``).
+        DataError: Paddle Inference cannot load or run the model files (one line naming the folder).
+    """
+    info = load_model_info(model_dir)
+    try:
+        predictor = PaddlePredictor(info.prefix, int8=bool(info.source.get("int8")), threads=cpu_threads,
+                                    optimized=True, input_dtype=info.input_dtype)
+        predictor(np.zeros([1, *info.input_shape], dtype=info.input_dtype))  # fail at start-up, not on a request
+    except Exception as e:  # noqa: BLE001 - Paddle raises assorted C++ error types for unreadable model files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise DataError(f"{model_dir}: Paddle Inference cannot load the exported model ({type(e).__name__}: "
+                        f"{first[:300]}); re-run `robust-paddle export` into this folder") from e
+    return info, predictor
 
 
 def create_app(model_dir: str, *, max_batch_size: int = 64, max_body_mb: float = 10.0, cpu_threads: int = 1,
-               max_wait_ms: float = 0.0) -> Any:
+               max_wait_ms: float = 0.0, max_megapixels: float = 16.0, decode_workers: int = 2,
+               max_requests: int | None = None) -> Any:
     """The Flask app serving ``model_dir``; ``app.extensions["robust_paddle"]`` holds the batcher (close it
     with :func:`close_app`).
 
+    Resource bounds (docs/serving.md, "Limits"): at most ``max_requests`` ``/predict`` requests are in
+    progress at once (None: no bound; more get 503 at once, so with ``max_requests`` below the server's
+    thread count a thread is always free for ``/health``); of those, at most ``decode_workers`` parse JSON and decode images at a time; the
+    images of one request may hold at most ``max_megapixels`` million pixels, read from their headers before
+    decoding (413 beyond); bodies nested deeper than ``MAX_JSON_DEPTH`` get 400.
+
     Raises:
-        ValueError / FileNotFoundError: bad limits, or ``model_dir`` is not an export folder.
+        ConfigError: a limit is not a positive number.
+        FileNotFoundError / ValueError / DataError: ``model_dir`` is not a loadable export folder.
     """
     try:
         from flask import Flask, Response, request
         from werkzeug.exceptions import HTTPException
     except ImportError as e:
         raise MissingDependencyError("the server needs Flask and waitress: pip install -e .[serve]") from e
-    if isinstance(max_body_mb, bool) or not isinstance(max_body_mb, (int, float)) or max_body_mb <= 0:
-        raise ConfigError(f"--max-body-mb must be a number > 0, got {max_body_mb!r}")
-    info = load_model_info(model_dir)
-    predictor = PaddlePredictor(info.prefix, int8=bool(info.source.get("int8")), threads=cpu_threads, optimized=True,
-                                input_dtype=info.input_dtype)
+    _positive(max_body_mb, "--max-body-mb")
+    _positive(max_megapixels, "--max-megapixels")
+    _positive(decode_workers, "--decode-workers", integer=True)
+    if max_requests is not None:
+        _positive(max_requests, "--max-requests", integer=True)
+    info, predictor = load_server_model(model_dir, cpu_threads=cpu_threads)
     tokenizer = info.tokenizer() if info.kind == "text" else None
-    predictor(np.zeros([1, *info.input_shape], dtype=info.input_dtype))  # fail at start-up, not on the first request
     batcher = MicroBatcher(predictor, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
     max_body = int(max_body_mb * 1024 * 1024)
+    max_pixels = int(max_megapixels * 1e6)
+    admission = threading.BoundedSemaphore(max_requests) if max_requests is not None else None
+    decoding = threading.BoundedSemaphore(decode_workers)
     app = Flask("robust_paddle.deploy.serve")
     app.config["MAX_CONTENT_LENGTH"] = max_body
-    app.extensions["robust_paddle"] = {"info": info, "batcher": batcher}
-    meta = metadata(info, max_batch_size=max_batch_size, max_body_bytes=max_body)
+    app.extensions["robust_paddle"] = {"info": info, "batcher": batcher, "admission": admission,
+                                       "decoding": decoding}
+    meta = metadata(info, max_batch_size=max_batch_size, max_body_bytes=max_body, max_pixels=max_pixels)
 
     def reply(payload: dict[str, Any], status: int = 200) -> Response:
         return Response(json.dumps(payload), status=status, mimetype="application/json")
 
     @app.errorhandler(RequestError)
     def _request_error(e: RequestError) -> Response:
-        return reply({"error": str(e)}, e.status)
+        resp = reply({"error": str(e)}, e.status)
+        if e.status == 503:
+            resp.headers["Retry-After"] = "1"
+        return resp
 
     @app.errorhandler(HTTPException)
     def _http_error(e: HTTPException) -> Response:
@@ -345,14 +423,23 @@ def create_app(model_dir: str, *, max_batch_size: int = 64, max_body_mb: float =
 
     @app.post("/predict")
     def predict() -> Response:
-        raw = request.get_data(cache=False)  # raises 413 beyond MAX_CONTENT_LENGTH
+        # admission before reading the body: a refused request costs neither memory nor a decoding slot
+        if admission is not None and not admission.acquire(blocking=False):
+            raise RequestError(f"the server is busy ({max_requests} requests in progress, --max-requests); "
+                               "retry shortly", 503)
         try:
-            body = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise RequestError(f"the body is not valid JSON ({e}); send {{\"images\": [...]}} or {{\"inputs\": [...]}}") from None
-        x, top_k = parse_request(body, info, max_batch_size=max_batch_size, tokenizer=tokenizer)
-        out = batcher.submit(x)
-        probs = out if info.softmax else softmax(out)
+            raw = request.get_data(cache=False)  # raises 413 beyond MAX_CONTENT_LENGTH
+            with decoding:  # bounds the memory of parsed bodies and decoded images
+                body = parse_json_body(raw)
+                del raw
+                x, top_k = parse_request(body, info, max_batch_size=max_batch_size, tokenizer=tokenizer,
+                                         max_pixels=max_pixels)
+                del body
+            out = batcher.submit(x)
+        finally:
+            if admission is not None:
+                admission.release()
+        probs = out if info.softmax else softmax(out).astype(np.float32)
         return reply({"model_version": info.model_version,
                       "predictions": format_predictions(probs, info, top_k=top_k)})
 
@@ -402,7 +489,8 @@ class ServerHandle:
 
 def serve_command(model_dir: str, *, host: str = "127.0.0.1", port: int = 8080, max_batch_size: int = 64,
                   max_body_mb: float = 10.0, threads: int = 4, cpu_threads: int | None = None,
-                  max_wait_ms: float = 0.0) -> None:
+                  max_wait_ms: float = 0.0, max_megapixels: float = 16.0, decode_workers: int = 2,
+                  max_requests: int | None = None) -> None:
     """Serve ``model_dir`` until interrupted (``robust-paddle serve``).
 
     Args:
@@ -412,6 +500,13 @@ def serve_command(model_dir: str, *, host: str = "127.0.0.1", port: int = 8080, 
         threads: waitress worker threads (connections handled at once).
         cpu_threads: Paddle Inference math threads (default: half the cores, 1..4).
         max_wait_ms: how long the batcher waits to fill a batch (0: no added latency).
+        max_megapixels: decoded-pixel budget of one request's images (millions of pixels).
+        decode_workers: requests parsing JSON / decoding images at once.
+        max_requests: ``/predict`` requests in progress at once, more get 503 (default ``threads - 1``, at
+            least 1, so one thread stays free for ``/health``).
+
+    Raises:
+        ConfigError: a bad flag value. FileNotFoundError / ValueError / DataError: a bad model folder.
     """
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ConfigError(f"--port must be in 0..65535, got {port!r}")
@@ -420,8 +515,10 @@ def serve_command(model_dir: str, *, host: str = "127.0.0.1", port: int = 8080, 
     if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or max_batch_size < 1:
         raise ConfigError(f"--max-batch-size must be an int >= 1, got {max_batch_size!r}")
     cpu_threads = cpu_threads or max(1, min(4, (os.cpu_count() or 2) // 2))
+    max_requests = max(1, threads - 1) if max_requests is None else max_requests
     app = create_app(model_dir, max_batch_size=max_batch_size, max_body_mb=max_body_mb, cpu_threads=cpu_threads,
-                     max_wait_ms=max_wait_ms)
+                     max_wait_ms=max_wait_ms, max_megapixels=max_megapixels, decode_workers=decode_workers,
+                     max_requests=max_requests)
     handle = ServerHandle(app, host=host, port=port, threads=threads, max_body_bytes=int(max_body_mb * 1024 * 1024))
     info = app.extensions["robust_paddle"]["info"]
     # stdout, not only the log: with --port 0 this line is how a caller learns the port

@@ -15,9 +15,9 @@ from robust_paddle.methods.regularizers import (
     cutmix,
     is_token_ids,
     mix_targets,
-    mixup,
-    symmetric_kl,
+    mixup_batch,
 )
+from robust_paddle.ops import symmetric_kl
 from robust_paddle.registry import METHODS
 
 ADVERSARIAL = ("none", "fgm", "pgd")
@@ -115,7 +115,7 @@ class StandardMethod(Method):
         if self.mix_prob < 1.0 and rng.random() >= self.mix_prob:
             return x, y, weight
         use_cutmix = self.cutmix_alpha > 0 and (not self.mixup_alpha or rng.random() < self.cutmix_prob)
-        fn, alpha = (cutmix, self.cutmix_alpha) if use_cutmix else (mixup, self.mixup_alpha)
+        fn, alpha = (cutmix, self.cutmix_alpha) if use_cutmix else (mixup_batch, self.mixup_alpha)
         mixed = fn(x, y, alpha=alpha, num_classes=self.num_classes, rng=rng)
         if weight is not None:
             weight = mixed.lam * weight + (1.0 - mixed.lam) * weight[mixed.perm]
@@ -162,7 +162,7 @@ class StandardMethod(Method):
         terms: dict[str, Any] = {}
         if self.rdrop_alpha > 0:
             logits2 = head(net.embed(x))
-            kl = symmetric_kl(logits, logits2)
+            kl = 0.5 * symmetric_kl(logits, logits2, reduction="mean")  # R-Drop
             loss = 0.5 * (task + loss_fn(logits2, target)) + self.rdrop_alpha * kl
             terms["rdrop_kl"] = kl
         if self.adversarial != "none":
@@ -196,7 +196,7 @@ class StandardMethod(Method):
         terms: dict[str, Any] = {}
         if self.rdrop_alpha > 0:
             logits2 = net(x)
-            kl = symmetric_kl(logits, logits2)
+            kl = 0.5 * symmetric_kl(logits, logits2, reduction="mean")  # R-Drop
             loss = 0.5 * (task + loss_fn(logits2, target)) + self.rdrop_alpha * kl
             terms["rdrop_kl"] = kl
         if self.adversarial != "none":

@@ -19,8 +19,9 @@ import requests
 from _export_runs import exported, trained_run
 from PIL import Image
 
-from robust_paddle.deploy.predictor import PaddlePredictor, decode_image, load_model_info, normalize, softmax
+from robust_paddle.deploy.predictor import PaddlePredictor, decode_image, load_model_info, normalize
 from robust_paddle.deploy.serve import MicroBatcher, ServerHandle, close_app, create_app, serve_command
+from robust_paddle.ops import softmax
 from robust_paddle.pipeline.build import load_run
 
 MAX_BATCH = 8
@@ -78,7 +79,8 @@ def test_health_and_metadata(server, model):
     assert meta["input"]["shape"] == [1, 8, 8] and meta["input"]["kind"] == "image"
     assert meta["model_version"] == model["info"].model_version and meta["output"]["softmax"] is False
     assert meta["preprocess"]["mean"] == list(model["info"].mean)
-    assert meta["limits"] == {"max_batch_size": MAX_BATCH, "max_body_bytes": int(MAX_BODY_MB * 1024 * 1024)}
+    assert meta["limits"] == {"max_batch_size": MAX_BATCH, "max_body_bytes": int(MAX_BODY_MB * 1024 * 1024),
+                              "max_pixels_per_request": 16_000_000, "max_json_depth": 400}
 
 
 def test_inputs_predictions_equal_eval(server, model):
