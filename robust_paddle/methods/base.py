@@ -170,6 +170,8 @@ def epoch_param(ctx: MethodContext, value: Any, name: str) -> Any:
     """``method.params.<name>`` (an epoch count) given as a fraction of the run in (0, 1) -> whole epochs of
     ``train.epochs`` (``config.run_epochs``: rounded, at least 1); any other value is returned unchanged for
     the method's own check. So a config written as ``warmup_epochs: 0.4`` keeps its plan at any budget."""
+    if isinstance(value, float) and (value == 0 or value >= 1) and value.is_integer():
+        return int(value)  # a whole number of epochs that a Params float field converted (10 -> 10.0)
     if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1:
         epochs = int(ctx.cfg.train.epochs)
         out = int(run_epochs(value, epochs=epochs, key=f"method.params.{name}"))

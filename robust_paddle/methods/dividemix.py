@@ -141,12 +141,12 @@ class DivideMixMethod(GMMDivisionMethod):
     class Params:
         """``method.params`` of ``dividemix`` (checked by the registry)."""
 
-        warmup_epochs: int = param(10, min=0, doc="CE epochs before the first division (10 on CIFAR-10, 30 on CIFAR-100)")
+        warmup_epochs: float = param(10, min=0, doc="CE epochs before the first division (10 on CIFAR-10, 30 on CIFAR-100), or a fraction of the run in (0, 1)")
         lambda_u: float = param(25.0, min=0.0, doc="weight of the unlabelled MSE loss (0 at sym 20% / asym 40%)")
         p_threshold: float = param(0.5, min=0.0, max=1.0, doc="clean probability above which a sample is labelled")
         T: float = param(0.5, min=0.0, min_open=True, doc="sharpening temperature of the label guesses")
         alpha: float = param(4.0, min=0.0, min_open=True, doc="Beta(alpha, alpha) of MixMatch's mixing")
-        rampup_length: int = param(16, min=0, doc="epochs of the linear lambda_u ramp-up after the warm-up")
+        rampup_length: float = param(16, min=0, doc="epochs of the linear lambda_u ramp-up after the warm-up, or a fraction of the run in (0, 1)")
         noise_mode: str = param("sym", choices=NOISE_MODES, doc="asym adds the negative-entropy warm-up penalty")
         loss_window: int = param(1, min=1, doc="divisions fit the mean normalised loss of this many epochs")
         prior_penalty: bool = param(True, doc="add the uniform-prior penalty (KL to uniform mean prediction)")

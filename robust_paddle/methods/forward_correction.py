@@ -225,7 +225,7 @@ class ForwardCorrectionMethod(Method):
         """``method.params`` of ``forward_correction`` (checked by the registry)."""
 
         transition: Any = param("auto", doc="auto (estimate after the warm-up), a [C, C] matrix, or a file")
-        warmup_epochs: int = param(5, min=1, doc="auto: epochs of plain training before T is estimated")
+        warmup_epochs: float = param(5, min=0, min_open=True, doc="auto: epochs of plain training before T is estimated (>= 1), or a fraction of the run in (0, 1)")
         estimator: str = param("anchor", choices=ESTIMATORS, doc="anchor (Patrini et al.) or confident_joint")
         anchor_quantile: float = param(0.97, min=0.0, max=1.0, min_open=True, doc="the anchor filter's quantile")
         reinit: bool = param(True, doc="auto: re-initialise the network after the estimate")

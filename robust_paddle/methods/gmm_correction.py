@@ -307,7 +307,7 @@ class GMMCorrectionMethod(GMMDivisionMethod):
     class Params:
         """``method.params`` of ``gmm_correction`` (checked by the registry)."""
 
-        warmup_epochs: int = param(10, min=0, doc="epochs of plain CE before the first division")
+        warmup_epochs: float = param(10, min=0, doc="epochs of plain CE before the first division, or a fraction of the run in (0, 1)")
         p_threshold: float = param(0.5, min=0.0, max=1.0, doc="clean-probability threshold of the logged selection")
         T: float = param(1.0, min=0.0, min_open=True, doc="sharpening temperature of the prediction (1 = none)")
         weighting: str = param("clean_prob", choices=("clean_prob", "none"), doc="clean_prob weights each loss by w")

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from robust_paddle.ops import softmax
 from robust_paddle.quality import estimation as E
 from robust_paddle.quality.noise_rate import (
     DEFAULT_ESTIMATOR,
@@ -21,7 +22,7 @@ def noisy_problem(n=2000, c=4, rate=0.3, seed=0):
     flip = rng.random(n) < rate
     given = np.where(flip, (clean + rng.integers(1, c, n)) % c, clean)
     logits = 3.0 * np.eye(c)[clean] + rng.normal(0, 1.0, (n, c))
-    return given, E.softmax(logits), clean
+    return given, softmax(logits), clean
 
 
 def test_estimators_match_their_definitions():
