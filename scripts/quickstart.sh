@@ -4,5 +4,5 @@
 #   ./scripts/quickstart.sh [robust-paddle demo args]   e.g. ./scripts/quickstart.sh -o train.epochs=20
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV="${VENV:-.venv}" ./scripts/install.sh "dev" >/dev/null
+VENV="${VENV:-.venv}" ./scripts/install.sh "dev,text" >/dev/null
 exec "${VENV:-.venv}/bin/robust-paddle" demo "$@"

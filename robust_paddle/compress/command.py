@@ -27,10 +27,13 @@ Steps of ``pipeline.commands.compress_command`` (:func:`prepare_compress`, then 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +42,6 @@ import paddle
 
 from robust_paddle import _compat
 from robust_paddle.compress.backend import (
-    check_stage_supported,
     count_flops,
     count_params,
     import_paddleslim,
@@ -146,6 +148,28 @@ def sensitivity_set(session: Session, samples: int) -> np.ndarray:
     return calibration_array(ds, samples=samples, seed=session.cfg.seed, field="sensitivity set")
 
 
+def check_batch(session: Session) -> np.ndarray:
+    """A real input batch (the export parity batch) for the pruned-network forward checks."""
+    from robust_paddle.deploy.export import parity_batch
+
+    return parity_batch(session.run.data, session.cfg.export.batch_for_parity)
+
+
+def check_prune_stages(session: Session, stages: list[Stage]) -> None:
+    """Trial-prune a copy of every network for every prune stage and run it on a real batch, before anything
+    is written (``prune.check_prunable``); raises ConfigError naming the stage, the network and the layer."""
+    from robust_paddle.compress.prune import check_prunable
+
+    batch = None
+    for i, stage in enumerate(stages):
+        if not isinstance(stage, PruneStage):
+            continue
+        batch = check_batch(session) if batch is None else batch
+        for name, net in session.run.method.networks.items():
+            check_prunable(net, stage, batch, input_shape=session.input_shape,
+                           num_classes=session.run.data.num_classes, field=f"slim.stages[{i}]", network=name)
+
+
 def run_prune(session: Session, stage: PruneStage, index: int, stage_dir: str) -> tuple[str, bool, dict, dict]:
     from robust_paddle.compress.prune import prune_network, sensitivity_file
 
@@ -160,8 +184,10 @@ def run_prune(session: Session, stage: PruneStage, index: int, stage_dir: str) -
             return float(np.mean(session.export_net()(xs).numpy().argmax(1) == ref))
 
     os.makedirs(stage_dir, exist_ok=True)
+    batch = check_batch(session)
     details = {name: prune_network(net, stage, input_shape=session.input_shape, score=score,
-                                   sen_file=sensitivity_file(stage_dir, name), field=field_name)
+                                   sen_file=sensitivity_file(stage_dir, name), field=field_name,
+                                   check_batch=batch, num_classes=session.run.data.num_classes, network=name)
                for name, net in session.run.method.networks.items()}
     ft = finetune(session.run, start_epoch=session.start_epoch, epochs=_epochs(session, stage), output_dir=stage_dir,
                   lr=finetune_lr(session.cfg, stage.lr), meta=session.run.trainer.meta)
@@ -203,10 +229,19 @@ def run_ptq(session: Session, stage: PTQStage, index: int, stage_dir: str, curre
     ds = data.train_eval if stage.calibration_split == "train" else data.val
     x = calibration_array(ds, samples=stage.calibration_samples, seed=session.cfg.seed, field=field_name)
     os.makedirs(stage_dir, exist_ok=True)
-    info = quantize_post_static(os.path.dirname(current.prefix), stage_dir, x, stage=stage,
-                                model_filename=os.path.basename(_compat.model_file(current.prefix)),
-                                params_filename=os.path.basename(_compat.params_file(current.prefix)),
-                                field=field_name)
+    with tempfile.TemporaryDirectory(dir=stage_dir) as tmp:
+        source = current.prefix
+        if _compat.model_file(source).endswith(".json"):
+            # PaddleSlim's PTQ reads legacy .pdmodel programs only: on Paddle 3.x (PIR .json) the current
+            # network is saved once more as a legacy program for it
+            from robust_paddle.deploy.export import save_static
+
+            source = save_static(copy.deepcopy(session.export_net()), tmp, input_shape=session.input_shape,
+                                 legacy=True)
+        info = quantize_post_static(os.path.dirname(source), stage_dir, x, stage=stage,
+                                    model_filename=os.path.basename(_compat.model_file(source)),
+                                    params_filename=os.path.basename(_compat.params_file(source)),
+                                    field=field_name)
     prefix = os.path.join(stage_dir, MODEL_PREFIX)
     session.write_info(prefix, stage="ptq", int8=True)
     return prefix, True, info, {}
@@ -254,7 +289,6 @@ def prepare_compress(cfg: Config, out_dir: str) -> tuple[list[Stage], Any]:
         raise ConfigError("slim.stages is empty; add stages to the config, e.g. slim: {stages: [{name: prune, "
                          "ratio: 0.3}, {name: qat}]}")
     for stage in stages:
-        check_stage_supported(stage.name)
         slim = import_paddleslim(stage.name)
     if os.path.exists(os.path.join(out_dir, REPORT_FILE)):
         raise ConfigError(f"--out {out_dir} already holds a compression ({REPORT_FILE}); choose another folder")
@@ -285,6 +319,13 @@ def compress_run(cfg: Config, run: Any, state: dict[str, Any], *, checkpoint: st
     session = Session(cfg=cfg, run=run, out_dir=out_dir, start_epoch=int(state["epoch"]), source=source,
                       input_shape=[int(s) for s in run.data.input_shape])
 
+    try:
+        with quiet_paddleslim():
+            check_prune_stages(session, stages)  # a model that cannot be pruned is refused before any write
+    except Exception:
+        with contextlib.suppress(OSError):
+            os.rmdir(out_dir)  # prepare_compress created it; removed only when still empty
+        raise
     net = session.export_net()
     prefix, parity = save_fp32(session, os.path.join(out_dir, INPUT_DIR), stage="input")
     current = session.measure(prefix, int8=False, params=count_params(net), flops=count_flops(net, session.input_shape))
@@ -298,15 +339,21 @@ def compress_run(cfg: Config, run: Any, state: dict[str, Any], *, checkpoint: st
         stage_dir = os.path.join(out_dir, f"{i:02d}_{stage.name}")
         logger.info("stage %d/%d: %s", i + 1, len(stages), stage.name)
         params, flops = current.params, current.flops  # quantisation keeps the network's size and ops
-        with quiet_paddleslim():
-            if isinstance(stage, PruneStage):
-                prefix, int8, details, checks = run_prune(session, stage, i, stage_dir)
-                net = session.export_net()
-                params, flops = count_params(net), count_flops(net, session.input_shape)
-            elif isinstance(stage, QATStage):
-                prefix, int8, details, checks = run_qat(session, stage, i, stage_dir)
-            else:
-                prefix, int8, details, checks = run_ptq(session, stage, i, stage_dir, current)
+        fresh = not os.path.exists(stage_dir)
+        try:
+            with quiet_paddleslim():
+                if isinstance(stage, PruneStage):
+                    prefix, int8, details, checks = run_prune(session, stage, i, stage_dir)
+                    net = session.export_net()
+                    params, flops = count_params(net), count_flops(net, session.input_shape)
+                elif isinstance(stage, QATStage):
+                    prefix, int8, details, checks = run_qat(session, stage, i, stage_dir)
+                else:
+                    prefix, int8, details, checks = run_ptq(session, stage, i, stage_dir, current)
+        except BaseException:
+            if fresh:  # no half-written stage folder is left behind
+                shutil.rmtree(stage_dir, ignore_errors=True)
+            raise
         after = session.measure(prefix, int8=int8, params=params, flops=flops)
         checks["accuracy"] = accuracy_check(current.stats, after.stats, max_drop=stage.max_acc_drop)
         failed = [k for k, c in checks.items() if not c["passed"]]

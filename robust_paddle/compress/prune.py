@@ -12,8 +12,10 @@ network once on a ``[1, *input_shape]`` input. Two ways to choose how much of ea
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -59,9 +61,109 @@ def align_ratios(net: paddle.nn.Layer, ratios: dict[str, float], align: int | No
     return out
 
 
+def check_pruned_forward(net: paddle.nn.Layer, batch: np.ndarray, *, num_classes: int, field: str,
+                         network: str) -> None:
+    """Run a pruned ``net`` on a real ``batch`` [B, *input_shape]; a model PaddleSlim could not prune
+    consistently is refused with one line naming the layer (or the forward code) that failed.
+
+    PaddleSlim traces the ops between a conv and the layers that consume its channels; a forward that
+    reshapes conv features by hand (``x.reshape([-1, 256])``) hides the consumer, so the next layer keeps
+    its old input size and fails, or the fixed reshape silently changes the batch size.
+
+    Raises:
+        ConfigError: the forward fails (names the innermost layer running at the time and Paddle's first
+            message line) or the output is not ``[B, num_classes]``.
+    """
+    from robust_paddle.errors import ConfigError
+
+    layers = dict(net.named_sublayers())
+    running: list[str] = []
+    handles = []
+    def enter(name: str) -> Any:
+        return lambda _layer, _inputs: running.append(name)  # returns None: the inputs stay as they are
+
+    def leave(name: str) -> Any:
+        def hook(_layer: Any, _inputs: Any, _output: Any) -> None:  # must return None (else replaces the output)
+            if running and running[-1] == name:
+                running.pop()
+        return hook
+
+    for name, layer in layers.items():
+        handles.append(layer.register_forward_pre_hook(enter(name)))
+        handles.append(layer.register_forward_post_hook(leave(name)))
+    hint = _HINT
+    net.eval()
+    try:
+        with paddle.no_grad():
+            out = net(paddle.to_tensor(np.ascontiguousarray(batch, dtype=np.float32)))
+    except Exception as e:  # noqa: BLE001 - Paddle raises assorted error types for shape mismatches
+        text = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+        where = (f"layer {running[-1]!r} ({type(layers[running[-1]]).__name__})" if running
+                 else "the network's own forward code between its layers")
+        raise ConfigError(f"{field}: cannot prune network {network!r} consistently: after pruning, {where} fails on "
+                          f"a real batch ({text[:200]}); {hint}") from None
+    finally:
+        for h in handles:
+            h.remove()
+    shape = list(out.shape) if hasattr(out, "shape") else None
+    if shape != [int(batch.shape[0]), int(num_classes)]:
+        raise ConfigError(f"{field}: cannot prune network {network!r} consistently: after pruning, a batch of "
+                          f"{batch.shape[0]} gives output shape {shape}, expected {[int(batch.shape[0]), num_classes]}; "
+                          f"{hint}")
+
+
+_HINT = ("PaddleSlim cannot follow a reshape/view of conv features in the model's forward, so the layer after it "
+         "keeps its old size; drop the prune stage for this model or flatten with paddle.flatten / nn.Flatten")
+
+
+def prune_vars_or_refuse(pruner: Any, net: paddle.nn.Layer, ratios: dict[str, float], *, field: str,
+                         network: str) -> Any:
+    """``pruner.prune_vars(ratios, axis=0)``; PaddleSlim's own failure on an inconsistent model (an
+    AssertionError about mask lengths) becomes one ConfigError naming the parameter and its layer."""
+    from robust_paddle.errors import ConfigError
+
+    try:
+        return pruner.prune_vars(ratios, axis=0)
+    except Exception as e:  # noqa: BLE001 - PaddleSlim asserts (or raises assorted errors) on such graphs
+        text = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+        found = re.search(r"var name: ([\w.]+)", text)
+        names = {p.name: n for n, p in net.named_parameters()}
+        where = "a layer it follows"
+        if found and found.group(1) in names:
+            param = names[found.group(1)]
+            layer = param.rsplit(".", 1)[0]
+            kind = type(dict(net.named_sublayers()).get(layer)).__name__
+            where = f"parameter {param!r} of layer {layer!r} ({kind})"
+        raise ConfigError(f"{field}: cannot prune network {network!r} consistently: PaddleSlim cannot shrink {where} "
+                          f"with the conv filters it consumes ({text[:160]}); {_HINT}") from None
+
+
+def check_prunable(net: paddle.nn.Layer, stage: PruneStage, batch: np.ndarray, *, input_shape: Sequence[int],
+                   num_classes: int, field: str, network: str) -> None:
+    """Trial-prune a copy of ``net`` (the stage's ratio, or 50% for ``flops_target``) and check it with
+    :func:`check_pruned_forward` before anything is written; ``net`` itself is not touched.
+
+    Raises:
+        ConfigError: as :func:`check_pruned_forward`, or the network has no prunable Conv2D.
+    """
+    from robust_paddle.errors import ConfigError
+
+    trial = copy.deepcopy(net)
+    pruner = build_pruner(trial, stage.pruner, input_shape=input_shape)
+    targets = prunable(pruner)
+    if not targets:
+        raise ConfigError(f"{field}: network {network!r} has no prunable Conv2D layer (filter pruning removes conv "
+                          "output channels); drop the prune stage for this model")
+    ratio = float(stage.ratio) if stage.ratio is not None else 0.5
+    prune_vars_or_refuse(pruner, trial, align_ratios(trial, {t: ratio for t in targets}, stage.align), field=field,
+                         network=network)
+    check_pruned_forward(trial, batch, num_classes=num_classes, field=field, network=network)
+
+
 def prune_network(net: paddle.nn.Layer, stage: PruneStage, *, input_shape: Sequence[int],
                   score: Callable[[], float] | None = None, sen_file: str | None = None,
-                  field: str = "slim.stages[0]") -> dict[str, Any]:
+                  field: str = "slim.stages[0]", check_batch: np.ndarray | None = None,
+                  num_classes: int | None = None, network: str = "net") -> dict[str, Any]:
     """Prune ``net`` in place as ``stage`` says.
 
     Args:
@@ -72,6 +174,9 @@ def prune_network(net: paddle.nn.Layer, stage: PruneStage, *, input_shape: Seque
             (e.g. agreement with the unpruned predictions); called once per (layer, ratio) trial.
         sen_file: where PaddleSlim keeps the sensitivities (a pickle; reused when it exists).
         field: config field named in errors.
+        check_batch: a real batch [B, *input_shape]; the pruned network must map it to [B, num_classes]
+            (:func:`check_pruned_forward`) before its FLOPs are reported. None skips the check.
+        num_classes, network: for the check (C; the network's name in errors).
 
     Returns:
         ``{"ratios": {structured param name: pruned fraction}, "params": [before, after], "flops": [before,
@@ -90,7 +195,8 @@ def prune_network(net: paddle.nn.Layer, stage: PruneStage, *, input_shape: Seque
                          f"channels); drop the prune stage for this model")
     out: dict[str, Any] = {}
     if stage.ratio is not None:
-        pruner.prune_vars(align_ratios(net, {t: float(stage.ratio) for t in targets}, stage.align), axis=0)
+        prune_vars_or_refuse(pruner, net, align_ratios(net, {t: float(stage.ratio) for t in targets}, stage.align),
+                             field=field, network=network)
     else:
         if score is None:
             raise ConfigError(f"{field}.flops_target needs a score function for the sensitivity analysis")
@@ -99,9 +205,11 @@ def prune_network(net: paddle.nn.Layer, stage: PruneStage, *, input_shape: Seque
         sens = pruner.sensitive(eval_func=score, sen_file=sen_file, skip_vars=[])
         chosen = search_ratios(pruner, {t: sens.get(t, {}) for t in targets}, float(stage.flops_target),
                                input_shape=input_shape, align=stage.align)
-        pruner.prune_vars(chosen, axis=0)
+        prune_vars_or_refuse(pruner, net, chosen, field=field, network=network)
         out["sensitivities"] = {names.get(k, k): {str(r): float(v) for r, v in d.items()} for k, d in sens.items()}
     net.eval()
+    if check_batch is not None:
+        check_pruned_forward(net, check_batch, num_classes=int(num_classes or 0), field=field, network=network)
     after = (count_params(net), count_flops(net, input_shape))
     kept = {p.name: int(p.shape[0]) for p in net.parameters()}
     ratios = {names.get(t, t): round(1.0 - kept[t] / filters[t], 4) for t in targets}

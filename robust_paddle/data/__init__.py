@@ -3,7 +3,7 @@
 Importing this package registers the ``DATASETS`` sources and the ``NOISES`` kinds.
 """
 
-from robust_paddle.data import sources  # noqa: F401  (registers DATASETS)
+from robust_paddle.data import sources, text  # noqa: F401  (registers DATASETS)
 from robust_paddle.data.build import DataBundle, build_data
 from robust_paddle.data.datasets import ArrayDataset, EpochBatchSampler, build_loader
 from robust_paddle.data.noise import (

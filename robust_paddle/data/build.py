@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Any
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -67,6 +68,8 @@ class DataBundle:
     name: str = ""
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     label_sources: LabelSources | None = None
+    tokenizer: Any = None  # text sources: the run's data.tokenize.TextTokenizer
+    model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)  # text: vocab_size, pad_id, windows
 
 
 def _split(idx: np.ndarray, labels: np.ndarray, n_out: int, seed: int, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +117,11 @@ def _split_groups(idx: dict[str, np.ndarray | None], n: int) -> np.ndarray:
 def _prepare_images(src: Source, d) -> tuple[int, tuple[int, ...], list[tuple[str, str]]]:
     """Convert in-memory images once (channels, size), or decide channels and size of image files from the
     data (``imagecheck.decide_image_shape``; with ``on_bad_sample: skip`` the unreadable files are removed
-    from every split here). Returns (channels, input_shape, skipped ``(path, reason)``)."""
+    from every split here). Returns (channels, input_shape, skipped ``(path, reason)``). Texts: (0, (L,), [])."""
+    if src.kind == "text":
+        if d.image_size or d.channels:
+            raise ConfigError("data.image_size/data.channels apply to images; this source holds texts; set them to 0")
+        return 0, (int(d.text.max_length),), []
     if src.kind == "tabular":
         if d.image_size or d.channels:
             raise DataError("data.image_size/data.channels apply to images; this npz source is tabular "
@@ -150,6 +157,10 @@ def _prepare_images(src: Source, d) -> tuple[int, tuple[int, ...], list[tuple[st
 def _stats(src: Source, d, train_idx: np.ndarray, pipe: Pipeline, width: int) -> tuple[list[float], list[float]]:
     if (d.mean is None) != (d.std is None):
         raise DataError("set both data.mean and data.std, or neither")
+    if src.kind == "text":
+        if d.mean is not None or d.std is not None:
+            raise ConfigError("data.mean/data.std apply to images and features; this source holds texts; leave them unset")
+        return [], []
     if d.mean is not None:
         if len(d.mean) != width or len(d.std) != width:
             raise DataError(f"data.mean/data.std need {width} values (one per {'feature' if src.kind == 'tabular' else 'channel'}), "
@@ -197,8 +208,19 @@ def _augment_spec(value):
     return value if isinstance(value, str) else parse_augment(value)
 
 
-def build_data(cfg) -> DataBundle:
+def _text_pipeline(src: Source, d, train_idx: np.ndarray, seed: int, run_dir: str | None):
+    from robust_paddle.data.text_pipeline import TextPipeline, build_eda, run_tokenizer, text_model_kwargs
+
+    tok = run_tokenizer(d.text, src.train.data[train_idx], run_dir=run_dir)
+    eda = build_eda(d.text) if d.augment == "eda" else None
+    return TextPipeline(tok, eda=eda, seed=seed), text_model_kwargs(tok, d.text)
+
+
+def build_data(cfg, *, run_dir: str | None = None) -> DataBundle:
     """Build the datasets described by ``cfg.data`` (a ``robust_paddle.config.Config``) with ``cfg.seed``.
+
+    ``run_dir``: the run folder; a text source reloads ``<run_dir>/tokenizer.json`` when it is there, else it
+    fits the tokenizer on the training split (the caller saves ``bundle.tokenizer``).
 
     Returns:
         DataBundle; ``train.labels`` are noisy, ``train.clean_labels`` the labels before injection (or the
@@ -218,18 +240,28 @@ def build_data(cfg) -> DataBundle:
     channels, input_shape, skipped = _prepare_images(src, d)
     idx = _split_indices(src, d, seed)
     label_sources = apply_label_sources(src, d, seed=seed)  # after the splits: they follow the file's labels
-    width = input_shape[0]
-    base = Pipeline(src.kind, (0.0,) * width, (1.0,) * width, scale=src.scale, seed=seed,
-                    channels=channels or 3, size=d.image_size if src.kind == "image" else 0,
-                    shape_hw=tuple(input_shape[1:]) if src.kind == "image" and not d.image_size else (0, 0),
-                    resize_short=d.eval_resize_short if src.kind == "image" else 0,
-                    strong_augment=_augment_spec(d.strong_augment) if src.kind == "image" else "none")
-    mean, std = _stats(src, d, idx["train"], base, width)
-    base = dataclasses.replace(base, mean=tuple(mean), std=tuple(std))
+    model_kwargs: dict[str, Any] = {}
+    if src.kind == "text":
+        base, model_kwargs = _text_pipeline(src, d, idx["train"], seed, run_dir)
+        mean, std = _stats(src, d, idx["train"], base, 0)
+    else:
+        if d.augment == "eda":
+            raise ConfigError("data.augment: eda augments texts; this source holds images or features")
+        width = input_shape[0]
+        base = Pipeline(src.kind, (0.0,) * width, (1.0,) * width, scale=src.scale, seed=seed,
+                        channels=channels or 3, size=d.image_size if src.kind == "image" else 0,
+                        shape_hw=tuple(input_shape[1:]) if src.kind == "image" and not d.image_size else (0, 0),
+                        resize_short=d.eval_resize_short if src.kind == "image" else 0,
+                        strong_augment=_augment_spec(d.strong_augment) if src.kind == "image" else "none")
+        mean, std = _stats(src, d, idx["train"], base, width)
+        base = dataclasses.replace(base, mean=tuple(mean), std=tuple(std))
 
     observed = src.train.labels
     noisy, clean, spec = observed, src.train.clean_labels, None
     nz = d.noise
+    if nz.kind == "instance" and src.kind == "text":
+        raise ConfigError("data.noise.kind: instance noise needs numeric features; texts have none (use symmetric, "
+                         "pair, asymmetric or file)")
     if nz.kind != "none":
         feats = _features(src.train, num_classes, base) if nz.kind == "instance" else None
         noisy, spec = inject_noise(observed, nz, num_classes=num_classes, seed=seed, features=feats, dataset=src.name,
@@ -269,4 +301,5 @@ def build_data(cfg) -> DataBundle:
     return DataBundle(train=train, train_eval=train_eval, val=val, test=test, num_classes=num_classes,
                       class_names=names, input_shape=tuple(int(s) for s in input_shape), mean=mean, std=std,
                       noise=spec, scale=src.scale, name=src.name, skipped=skipped,
-                      label_sources=label_sources)
+                      label_sources=label_sources, tokenizer=getattr(base, "tokenizer", None),
+                      model_kwargs=model_kwargs)

@@ -100,6 +100,11 @@ class ArrayDataset(paddle.io.Dataset):
         """Image paths for file-backed datasets, else None."""
         return self.data if isinstance(self.data, list) else None
 
+    @property
+    def texts(self) -> np.ndarray | None:
+        """The texts (or ``(text, pair)`` tuples) of a text dataset, else None."""
+        return self.data if getattr(self.pipeline, "kind", None) == "text" else None
+
     def set_epoch(self, epoch: int) -> None:
         """Epoch used to seed augmentation (called by the loader's batch sampler)."""
         self.epoch = int(epoch)
@@ -116,6 +121,8 @@ class ArrayDataset(paddle.io.Dataset):
     @property
     def sample_shape(self) -> tuple[int, ...] | None:
         """Shape of one model input (``[C, H, W]`` or ``[D]``), None when only decoding a file can tell."""
+        if self.pipeline.kind == "text":
+            return (int(self.pipeline.tokenizer.max_length),)
         if isinstance(self.data, np.ndarray):
             if self.pipeline.kind == "tabular" or self.data.ndim == 2:
                 return (int(self.data.shape[1]),)

@@ -28,6 +28,7 @@ import yaml
 
 from robust_paddle import _compat
 from robust_paddle.errors import DataError, MissingDependencyError
+from robust_paddle.ops import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +44,14 @@ class ModelInfo:
     Attributes:
         model_dir: folder holding the files.
         input_name: feed name of the program; input_shape: one sample, e.g. ``(1, 8, 8)``; the batch
-            dimension is dynamic. kind: ``"image"`` (CHW input) or ``"tabular"`` (``[D]`` input).
+            dimension is dynamic. kind: ``"image"`` (CHW input), ``"tabular"`` (``[D]`` input) or ``"text"``
+            (``[L]`` int64 token ids).
         output_name: fetch name; softmax: whether the model outputs probabilities (else logits).
         mean, std: per channel (per feature for tabular), applied after scaling pixels to [0, 1].
         class_names: one per output column. model_version: hash of the exported weights and interface.
         source: where the model came from (checkpoint, epoch, network, EMA).
+        text: text models: the tokenizer file (``tokenizer.json`` in ``model_dir``) and the long-text rule
+            (``max_length``, ``truncation``, ``head_tokens``, the windows inside the program); else None.
         resize_short: the evaluation geometry (``data.eval_resize_short``; 0: resize straight to the input size).
     """
 
@@ -62,11 +66,25 @@ class ModelInfo:
     class_names: tuple[str, ...]
     model_version: str
     source: dict[str, Any] = dataclasses.field(default_factory=dict)
+    text: dict[str, Any] | None = None
     resize_short: int = 0  # data.eval_resize_short: short side before the centre crop; 0 = plain resize
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def input_dtype(self) -> str:
+        """``int64`` (token ids) for text models, else ``float32``."""
+        return "int64" if self.kind == "text" else "float32"
+
+    def tokenizer(self) -> Any:
+        """The saved :class:`~robust_paddle.data.tokenize.TextTokenizer` of a text model."""
+        from robust_paddle.data.tokenize import TextTokenizer
+
+        if self.text is None:
+            raise DataError(f"{self.model_dir}: this model reads {self.kind} inputs, not texts")
+        return TextTokenizer.load(os.path.join(self.model_dir, self.text["tokenizer"]))
 
     @property
     def prefix(self) -> str:
@@ -88,7 +106,7 @@ class ModelInfo:
             "model_version": self.model_version,
             "model_file": os.path.basename(self.model_file),
             "params_file": os.path.basename(self.params_file),
-            "input": {"name": self.input_name, "shape": list(self.input_shape), "dtype": "float32",
+            "input": {"name": self.input_name, "shape": list(self.input_shape), "dtype": self.input_dtype,
                       "kind": self.kind, "batch": "dynamic"},
             "output": {"name": self.output_name, "dtype": "float32", "shape": [self.num_classes],
                        "softmax": self.softmax, "kind": "probabilities" if self.softmax else "logits"},
@@ -99,7 +117,9 @@ class ModelInfo:
                 "resize_short": int(self.resize_short) if image and self.resize_short else None,
                 "crop": "center" if image and self.resize_short else None,
                 "pixel_scale": {"8bit": 1 / 255, "16bit": 1 / 65535} if image else None,
-                "mean": list(self.mean), "std": list(self.std), "layout": "CHW" if image else "D",
+                "mean": list(self.mean), "std": list(self.std),
+                "layout": "CHW" if image else ("L" if self.kind == "text" else "D"),
+                **({"text": dict(self.text)} if self.text is not None else {}),
             },
             "class_names": list(self.class_names),
             "num_classes": self.num_classes,
@@ -109,10 +129,8 @@ class ModelInfo:
 
     def save(self) -> str:
         path = os.path.join(self.model_dir, INFO_FILE)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with atomic_write(path) as fh:
             yaml.safe_dump(self.to_yaml_dict(), fh, sort_keys=False)
-        os.replace(tmp, path)
         return path
 
 
@@ -156,11 +174,14 @@ def load_model_info(model_dir: str) -> ModelInfo:
                          mean=tuple(float(v) for v in pre["mean"]), std=tuple(float(v) for v in pre["std"]),
                          class_names=tuple(str(c) for c in data["class_names"]),
                          model_version=str(data["model_version"]), source=dict(data.get("source") or {}),
+                         text=dict(pre["text"]) if pre.get("text") is not None else None,
                          resize_short=int(pre.get("resize_short") or 0))
     except (KeyError, TypeError, ValueError) as e:
         raise DataError(f"{path}: missing or malformed field ({type(e).__name__}: {e})") from None
-    if info.kind not in ("image", "tabular"):
-        raise DataError(f"{path}: input.kind must be 'image' or 'tabular', got {info.kind!r}")
+    if info.kind not in ("image", "tabular", "text"):
+        raise DataError(f"{path}: input.kind must be 'image', 'tabular' or 'text', got {info.kind!r}")
+    if (info.kind == "text") != (info.text is not None) or (info.text is not None and "tokenizer" not in info.text):
+        raise DataError(f"{path}: a text model needs preprocess.text with its tokenizer file (and only a text model)")
     for f in (info.model_file, info.params_file):
         if not os.path.isfile(f):
             raise FileNotFoundError(f"{model_dir}: model file {os.path.basename(f)} is missing")
@@ -172,7 +193,8 @@ class PaddlePredictor:
     """A Paddle Inference predictor for one exported model (CPU).
 
     Not thread-safe: call it from one thread at a time (the server funnels requests through one batching
-    thread). Input ``[N, *input_shape]`` float32 with any N >= 1, output ``[N, C]`` float32.
+    thread). Input ``[N, *input_shape]`` float32 (``input_dtype="int64"``: token ids) with any N >= 1, output
+    ``[N, C]`` float32.
 
     Args:
         prefix: model path without extension (``<dir>/inference``).
@@ -185,10 +207,13 @@ class PaddlePredictor:
         optimized: True runs Paddle's IR fusion passes and oneDNN (the deployment setting); False runs the
             saved program op by op with the same kernels as dygraph (used to check the program exactly;
             fake-quant ops then run in fp32).
+
+    Raises:
+        ValueError: the program file is damaged (checked in Python first: Paddle's loader would crash).
     """
 
     def __init__(self, prefix: str, *, int8: bool = False, threads: int = 1, optimized: bool = True,
-                 int8_ops: tuple[str, ...] | list[str] | None = None) -> None:
+                 int8_ops: tuple[str, ...] | list[str] | None = None, input_dtype: str = "float32") -> None:
         import paddle
         from paddle import inference
 
@@ -198,6 +223,7 @@ class PaddlePredictor:
                                      or not all(isinstance(o, str) and o for o in int8_ops)):
             raise DataError(f"int8_ops must be a non-empty list of op type names such as ['conv2d', 'fc'], "
                              f"got {int8_ops!r}")
+        _compat.check_program_file(_compat.model_file(prefix))  # Paddle's loader segfaults on a damaged one
         config = inference.Config(_compat.model_file(prefix), _compat.params_file(prefix))
         config.disable_gpu()
         config.disable_glog_info()
@@ -214,6 +240,7 @@ class PaddlePredictor:
             config.disable_mkldnn()
         if int8 and optimized and not self.int8_kernels:
             logger.warning("this Paddle build has no oneDNN: the int8 model runs with dequantised fp32 weights")
+        self.input_dtype = np.dtype(input_dtype)
         self._predictor = inference.create_predictor(config)
         self.input_name = self._predictor.get_input_names()[0]
         self.output_name = self._predictor.get_output_names()[0]
@@ -221,7 +248,7 @@ class PaddlePredictor:
         self._output = self._predictor.get_output_handle(self.output_name)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        x = np.ascontiguousarray(x, dtype=self.input_dtype)
         self._input.reshape(list(x.shape))
         self._input.copy_from_cpu(x)
         self._predictor.run()
@@ -246,17 +273,12 @@ class OnnxPredictor:
         self._session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
         self.input_name = self._session.get_inputs()[0].name
         self.input_shape = list(self._session.get_inputs()[0].shape)
+        self.input_dtype = np.dtype(np.int64 if self._session.get_inputs()[0].type == "tensor(int64)" else np.float32)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self._session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        return self._session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=self.input_dtype)})[0]
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row softmax of ``[N, C]`` logits, computed in float64 and returned as float32."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------- preprocessing
@@ -292,15 +314,47 @@ def normalize(images: np.ndarray, info: ModelInfo) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
 
 
-def preprocess_images(blobs: Sequence[bytes], info: ModelInfo) -> np.ndarray:
-    """Encoded images -> the model input ``[N, *input_shape]`` float32 (see the module docstring).
+class PixelBudgetError(DataError):
+    """The images of one request would decode to more pixels than allowed (the server answers 413)."""
+
+
+def check_pixel_budget(blobs: Sequence[bytes], max_pixels: int) -> int:
+    """Sum of the images' pixel counts from their headers; raises before anything is decoded.
 
     Raises:
+        PixelBudgetError: the sum exceeds ``max_pixels`` (the message gives both numbers).
+        DataError: an image cannot be identified or exceeds Pillow's bomb limit (names its position).
+    """
+    from robust_paddle.data.decode import probe_image
+
+    total = 0
+    for i, blob in enumerate(blobs):
+        head = probe_image(blob, name=f"images[{i}]")  # header only; Pillow's bomb guard applies
+        total += head.width * head.height
+    if total > max_pixels:
+        raise PixelBudgetError(f"the images of this request hold {total / 1e6:.1f} megapixels; at most "
+                               f"{max_pixels / 1e6:g} megapixels per request (--max-megapixels)")
+    return total
+
+
+def preprocess_images(blobs: Sequence[bytes], info: ModelInfo, *, max_pixels: int | None = None) -> np.ndarray:
+    """Encoded images -> the model input ``[N, *input_shape]`` float32 (see the module docstring).
+
+    Args:
+        blobs: encoded images.
+        info: the exported model's metadata.
+        max_pixels: decoded-pixel budget of all images together (None: no budget), checked on the headers
+            before any image is decoded.
+
+    Raises:
+        PixelBudgetError: over ``max_pixels``.
         ValueError: the model is tabular, or an image cannot be decoded (names its position).
     """
     if info.kind != "image":
         raise DataError(f"this model takes tabular inputs of shape {list(info.input_shape)}, not images; "
                          "send them as 'inputs'")
+    if max_pixels is not None:
+        check_pixel_budget(blobs, max_pixels)
     c, h, w = info.input_shape
     out = []
     for i, blob in enumerate(blobs):

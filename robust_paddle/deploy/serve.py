@@ -14,7 +14,10 @@ API:
   - ``"images"``: a list of base64 strings of PNG/JPEG files (a ``data:image/...;base64,`` prefix is allowed),
     preprocessed like training (``robust_paddle.deploy.predictor.preprocess_images``);
   - ``"inputs"``: the model input itself, normalised as in training: nested lists of numbers shaped
-    ``[N, *input_shape]`` or one sample ``input_shape``;
+    ``[N, *input_shape]`` or one sample ``input_shape`` (text models: token ids);
+  - ``"texts"`` (text models): a list of raw strings (sentence-pair models: ``[text, pair]`` lists), tokenised
+    with the export's ``tokenizer.json`` under the same long-text rule as training (truncation at
+    tokenisation, sliding windows inside the program), so the server predicts what ``robust-paddle eval`` does;
 
   and optionally ``"top_k"`` (1..num_classes, default min(5, num_classes)). The response holds, per sample,
   the top class (``class_id``, ``label``, ``probability``) and the ``top_k`` list.
@@ -33,6 +36,7 @@ import json
 import logging
 import os
 import queue
+import re
 import signal
 import threading
 from typing import Any
@@ -42,16 +46,22 @@ import numpy as np
 from robust_paddle.deploy.predictor import (
     ModelInfo,
     PaddlePredictor,
+    PixelBudgetError,
     load_model_info,
     preprocess_images,
-    softmax,
 )
 from robust_paddle.errors import ConfigError, DataError, MissingDependencyError
+from robust_paddle.ops import softmax
 
 logger = logging.getLogger(__name__)
 
-ALLOWED_KEYS = ("images", "inputs", "top_k")
+ALLOWED_KEYS = ("images", "inputs", "texts", "top_k")
+INPUT_KEYS = ("images", "inputs", "texts")
 DATA_URL_SEP = ";base64,"
+#: deepest JSON nesting a request may have (a valid request needs at most 2 + the input's rank)
+MAX_JSON_DEPTH = 400
+#: JSON string literals (escapes included); blanked before brackets are counted
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 
 
 class RequestError(DataError):
@@ -165,8 +175,60 @@ def _decode_base64(item: Any, i: int) -> bytes:
         raise RequestError(f"images[{i}] is not valid base64 ({e}); send base64-encoded PNG/JPEG bytes") from None
 
 
+def json_depth(raw: bytes) -> int:
+    """Deepest ``[``/``{`` nesting of a JSON text, counted without parsing it (strings blanked first).
+
+    Python's ``json`` recurses once per level and fails with RecursionError near 1000 levels, so the
+    server measures the depth first and refuses deep bodies with a 400. Exact for valid JSON; for invalid
+    JSON the number is meaningless and ``json.loads`` reports the error.
+    """
+    text = np.frombuffer(_JSON_STRING.sub(b'""', raw), dtype=np.uint8)
+    steps = (np.isin(text, (ord("["), ord("{"))).astype(np.int64)
+             - np.isin(text, (ord("]"), ord("}"))).astype(np.int64))
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def parse_json_body(raw: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Request bytes -> decoded JSON; RequestError (400) when not JSON or nested deeper than ``max_depth``."""
+    depth = json_depth(raw)
+    if depth > max_depth:
+        raise RequestError(f"the body nests JSON {depth} levels deep; at most {max_depth} levels are allowed")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RequestError(f"the body is not valid JSON ({e}); send {{\"images\": [...]}} or {{\"inputs\": [...]}}") from None
+
+
+def parse_texts(texts: Any, info: ModelInfo, tokenizer: Any, *, max_batch_size: int) -> np.ndarray:
+    """Raw strings (or ``[text, pair]`` lists) -> token ids ``[N, L]`` int64 by the saved tokenizer and rule."""
+    if info.kind != "text":
+        raise RequestError(f"this model takes {info.kind} inputs, not texts; send "
+                           f"{'images' if info.kind == 'image' else 'inputs'}")
+    pairs = bool(info.text.get("pairs"))
+    shape = "[text, pair] lists" if pairs else "strings"
+    if not isinstance(texts, list) or not texts:
+        raise RequestError(f"'texts' must be a non-empty list of {shape}")
+    if len(texts) > max_batch_size:
+        raise RequestError(f"'texts' holds {len(texts)} texts; at most {max_batch_size} per request (--max-batch-size)")
+    limit = int(info.text.get("max_chars") or 0)
+    samples = []
+    for i, t in enumerate(texts):
+        parts = t if pairs and isinstance(t, list) and len(t) == 2 else (t,) if not pairs else None
+        if parts is None or not all(isinstance(p, str) for p in parts):
+            raise RequestError(f"texts[{i}] must be {'a [text, pair] list of two strings' if pairs else 'a string'}, "
+                               f"got {type(t).__name__}")
+        for p in parts:
+            if not p.strip():
+                raise RequestError(f"texts[{i}] is empty")
+            if limit and len(p) > limit:
+                raise RequestError(f"texts[{i}] has {len(p)} characters; the model's limit is {limit} (data.text.max_chars)")
+        samples.append(tuple(parts) if pairs else parts[0])
+    return tokenizer.encode_batch(samples)
+
+
 def parse_inputs(inputs: Any, info: ModelInfo, *, max_batch_size: int) -> np.ndarray:
-    """Nested lists of numbers -> ``[N, *input_shape]`` float32, with shape/dtype errors named."""
+    """Nested lists of numbers -> ``[N, *input_shape]`` float32 (text models: int64 token ids), with shape/dtype
+    errors named."""
     want = list(info.input_shape)
     if not isinstance(inputs, list) or not inputs:
         raise RequestError(f"'inputs' must be a non-empty nested list of numbers shaped [N, {', '.join(map(str, want))}] "
@@ -186,6 +248,10 @@ def parse_inputs(inputs: Any, info: ModelInfo, *, max_batch_size: int) -> np.nda
     if list(arr.shape[1:]) != want:
         raise RequestError(f"'inputs' has shape {list(arr.shape)}; expected [N, {', '.join(map(str, want))}] "
                            f"with 1 <= N <= {max_batch_size}, or one sample {want}")
+    if info.kind == "text":
+        if arr.dtype.kind not in "iu" or (arr.size and arr.min() < 0):
+            raise RequestError("'inputs' of a text model are token ids: integers >= 0 (or send raw 'texts')")
+        return arr.astype(np.int64)
     with np.errstate(over="ignore"):  # numbers beyond float32 become inf and are rejected just below
         x = arr.astype(np.float32)
     if not np.all(np.isfinite(x)):
@@ -193,19 +259,27 @@ def parse_inputs(inputs: Any, info: ModelInfo, *, max_batch_size: int) -> np.nda
     return x
 
 
-def parse_request(body: Any, info: ModelInfo, *, max_batch_size: int) -> tuple[np.ndarray, int]:
-    """A decoded JSON body -> (model input ``[N, *input_shape]`` float32, top_k)."""
+def parse_request(body: Any, info: ModelInfo, *, max_batch_size: int, tokenizer: Any = None,
+                  max_pixels: int | None = None) -> tuple[np.ndarray, int]:
+    """A decoded JSON body -> (model input ``[N, *input_shape]`` float32 / int64 token ids, top_k).
+
+    ``max_pixels``: decoded-pixel budget of the request's images, checked on their headers before any is
+    decoded (413 when exceeded)."""
     if not isinstance(body, dict):
-        raise RequestError(f"the body must be a JSON object with 'images' or 'inputs'; got a JSON {type(body).__name__}")
+        raise RequestError(f"the body must be a JSON object with 'images', 'inputs' or 'texts'; got a JSON "
+                           f"{type(body).__name__}")
     unknown = sorted(set(body) - set(ALLOWED_KEYS))
     if unknown:
         raise RequestError(f"unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(ALLOWED_KEYS)}")
-    if ("images" in body) == ("inputs" in body):
-        raise RequestError("send exactly one of 'images' (base64 PNG/JPEG strings) or 'inputs' (nested number lists)")
+    if sum(k in body for k in INPUT_KEYS) != 1:
+        raise RequestError("send exactly one of 'images' (base64 PNG/JPEG strings), 'inputs' (nested number lists) "
+                           "or 'texts' (strings, text models)")
     top_k = body.get("top_k", min(5, info.num_classes))
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= info.num_classes:
         raise RequestError(f"'top_k' must be an int in 1..{info.num_classes}, got {top_k!r}")
-    if "images" in body:
+    if "texts" in body:
+        x = parse_texts(body["texts"], info, tokenizer, max_batch_size=max_batch_size)
+    elif "images" in body:
         images = body["images"]
         if not isinstance(images, list) or not images:
             raise RequestError("'images' must be a non-empty list of base64 strings of PNG/JPEG files")
@@ -214,11 +288,15 @@ def parse_request(body: Any, info: ModelInfo, *, max_batch_size: int) -> tuple[n
                                "(--max-batch-size)")
         blobs = [_decode_base64(item, i) for i, item in enumerate(images)]
         try:
-            x = preprocess_images(blobs, info)
+            x = preprocess_images(blobs, info, max_pixels=max_pixels)
+        except PixelBudgetError as e:
+            raise RequestError(str(e), 413) from None
         except ValueError as e:
             raise RequestError(str(e)) from None
     else:
         x = parse_inputs(body["inputs"], info, max_batch_size=max_batch_size)
+        if tokenizer is not None and x.size and x.max() >= tokenizer.vocab_size:
+            raise RequestError(f"'inputs' holds token id {int(x.max())}; the vocabulary has {tokenizer.vocab_size} ids")
         if x.shape[0] > max_batch_size:
             raise RequestError(f"'inputs' holds {x.shape[0]} samples; at most {max_batch_size} per request "
                                "(--max-batch-size)")
@@ -236,45 +314,89 @@ def format_predictions(probs: np.ndarray, info: ModelInfo, *, top_k: int) -> lis
 
 
 # ------------------------------------------------------------------------------------------------ app
-def metadata(info: ModelInfo, *, max_batch_size: int, max_body_bytes: int) -> dict[str, Any]:
+def metadata(info: ModelInfo, *, max_batch_size: int, max_body_bytes: int, max_pixels: int | None = None,
+             max_json_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
     meta = info.to_yaml_dict()
     return {"model_version": info.model_version, "class_names": list(info.class_names),
             "num_classes": info.num_classes, "input": meta["input"], "output": meta["output"],
             "preprocess": meta["preprocess"], "source": info.source,
-            "limits": {"max_batch_size": max_batch_size, "max_body_bytes": max_body_bytes}}
+            "limits": {"max_batch_size": max_batch_size, "max_body_bytes": max_body_bytes,
+                       "max_pixels_per_request": max_pixels, "max_json_depth": max_json_depth}}
+
+
+def _positive(value: Any, flag: str, *, integer: bool = False) -> None:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0 or value != value:
+        raise ConfigError(f"{flag} must be {'an int' if integer else 'a number'} > 0, got {value!r}")
+
+
+def load_server_model(model_dir: str, *, cpu_threads: int = 1) -> tuple[ModelInfo, PaddlePredictor]:
+    """The export folder's metadata and a predictor that has answered one zero input.
+
+    Raises:
+        FileNotFoundError / ValueError: not an export folder (from ``load_model_info``).
+        DataError: Paddle Inference cannot load or run the model files (one line naming the folder).
+    """
+    info = load_model_info(model_dir)
+    try:
+        predictor = PaddlePredictor(info.prefix, int8=bool(info.source.get("int8")), threads=cpu_threads,
+                                    optimized=True, input_dtype=info.input_dtype)
+        predictor(np.zeros([1, *info.input_shape], dtype=info.input_dtype))  # fail at start-up, not on a request
+    except Exception as e:  # noqa: BLE001 - Paddle raises assorted C++ error types for unreadable model files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise DataError(f"{model_dir}: Paddle Inference cannot load the exported model ({type(e).__name__}: "
+                        f"{first[:300]}); re-run `robust-paddle export` into this folder") from e
+    return info, predictor
 
 
 def create_app(model_dir: str, *, max_batch_size: int = 64, max_body_mb: float = 10.0, cpu_threads: int = 1,
-               max_wait_ms: float = 0.0) -> Any:
+               max_wait_ms: float = 0.0, max_megapixels: float = 16.0, decode_workers: int = 2,
+               max_requests: int | None = None) -> Any:
     """The Flask app serving ``model_dir``; ``app.extensions["robust_paddle"]`` holds the batcher (close it
     with :func:`close_app`).
 
+    Resource bounds (docs/serving.md, "Limits"): at most ``max_requests`` ``/predict`` requests are in
+    progress at once (None: no bound; more get 503 at once, so with ``max_requests`` below the server's
+    thread count a thread is always free for ``/health``); of those, at most ``decode_workers`` parse JSON and decode images at a time; the
+    images of one request may hold at most ``max_megapixels`` million pixels, read from their headers before
+    decoding (413 beyond); bodies nested deeper than ``MAX_JSON_DEPTH`` get 400.
+
     Raises:
-        ValueError / FileNotFoundError: bad limits, or ``model_dir`` is not an export folder.
+        ConfigError: a limit is not a positive number.
+        FileNotFoundError / ValueError / DataError: ``model_dir`` is not a loadable export folder.
     """
     try:
         from flask import Flask, Response, request
         from werkzeug.exceptions import HTTPException
     except ImportError as e:
         raise MissingDependencyError("the server needs Flask and waitress: pip install -e .[serve]") from e
-    if isinstance(max_body_mb, bool) or not isinstance(max_body_mb, (int, float)) or max_body_mb <= 0:
-        raise ConfigError(f"--max-body-mb must be a number > 0, got {max_body_mb!r}")
-    info = load_model_info(model_dir)
-    predictor = PaddlePredictor(info.prefix, int8=bool(info.source.get("int8")), threads=cpu_threads, optimized=True)
-    predictor(np.zeros([1, *info.input_shape], dtype=np.float32))  # fail at start-up, not on the first request
+    _positive(max_body_mb, "--max-body-mb")
+    _positive(max_megapixels, "--max-megapixels")
+    _positive(decode_workers, "--decode-workers", integer=True)
+    if max_requests is not None:
+        _positive(max_requests, "--max-requests", integer=True)
+    info, predictor = load_server_model(model_dir, cpu_threads=cpu_threads)
+    tokenizer = info.tokenizer() if info.kind == "text" else None
     batcher = MicroBatcher(predictor, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
     max_body = int(max_body_mb * 1024 * 1024)
+    max_pixels = int(max_megapixels * 1e6)
+    admission = threading.BoundedSemaphore(max_requests) if max_requests is not None else None
+    decoding = threading.BoundedSemaphore(decode_workers)
     app = Flask("robust_paddle.deploy.serve")
     app.config["MAX_CONTENT_LENGTH"] = max_body
-    app.extensions["robust_paddle"] = {"info": info, "batcher": batcher}
-    meta = metadata(info, max_batch_size=max_batch_size, max_body_bytes=max_body)
+    app.extensions["robust_paddle"] = {"info": info, "batcher": batcher, "admission": admission,
+                                       "decoding": decoding}
+    meta = metadata(info, max_batch_size=max_batch_size, max_body_bytes=max_body, max_pixels=max_pixels)
 
     def reply(payload: dict[str, Any], status: int = 200) -> Response:
         return Response(json.dumps(payload), status=status, mimetype="application/json")
 
     @app.errorhandler(RequestError)
     def _request_error(e: RequestError) -> Response:
-        return reply({"error": str(e)}, e.status)
+        resp = reply({"error": str(e)}, e.status)
+        if e.status == 503:
+            resp.headers["Retry-After"] = "1"
+        return resp
 
     @app.errorhandler(HTTPException)
     def _http_error(e: HTTPException) -> Response:
@@ -301,14 +423,23 @@ def create_app(model_dir: str, *, max_batch_size: int = 64, max_body_mb: float =
 
     @app.post("/predict")
     def predict() -> Response:
-        raw = request.get_data(cache=False)  # raises 413 beyond MAX_CONTENT_LENGTH
+        # admission before reading the body: a refused request costs neither memory nor a decoding slot
+        if admission is not None and not admission.acquire(blocking=False):
+            raise RequestError(f"the server is busy ({max_requests} requests in progress, --max-requests); "
+                               "retry shortly", 503)
         try:
-            body = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise RequestError(f"the body is not valid JSON ({e}); send {{\"images\": [...]}} or {{\"inputs\": [...]}}") from None
-        x, top_k = parse_request(body, info, max_batch_size=max_batch_size)
-        out = batcher.submit(x)
-        probs = out if info.softmax else softmax(out)
+            raw = request.get_data(cache=False)  # raises 413 beyond MAX_CONTENT_LENGTH
+            with decoding:  # bounds the memory of parsed bodies and decoded images
+                body = parse_json_body(raw)
+                del raw
+                x, top_k = parse_request(body, info, max_batch_size=max_batch_size, tokenizer=tokenizer,
+                                         max_pixels=max_pixels)
+                del body
+            out = batcher.submit(x)
+        finally:
+            if admission is not None:
+                admission.release()
+        probs = out if info.softmax else softmax(out).astype(np.float32)
         return reply({"model_version": info.model_version,
                       "predictions": format_predictions(probs, info, top_k=top_k)})
 
@@ -358,7 +489,8 @@ class ServerHandle:
 
 def serve_command(model_dir: str, *, host: str = "127.0.0.1", port: int = 8080, max_batch_size: int = 64,
                   max_body_mb: float = 10.0, threads: int = 4, cpu_threads: int | None = None,
-                  max_wait_ms: float = 0.0) -> None:
+                  max_wait_ms: float = 0.0, max_megapixels: float = 16.0, decode_workers: int = 2,
+                  max_requests: int | None = None) -> None:
     """Serve ``model_dir`` until interrupted (``robust-paddle serve``).
 
     Args:
@@ -368,6 +500,13 @@ def serve_command(model_dir: str, *, host: str = "127.0.0.1", port: int = 8080, 
         threads: waitress worker threads (connections handled at once).
         cpu_threads: Paddle Inference math threads (default: half the cores, 1..4).
         max_wait_ms: how long the batcher waits to fill a batch (0: no added latency).
+        max_megapixels: decoded-pixel budget of one request's images (millions of pixels).
+        decode_workers: requests parsing JSON / decoding images at once.
+        max_requests: ``/predict`` requests in progress at once, more get 503 (default ``threads - 1``, at
+            least 1, so one thread stays free for ``/health``).
+
+    Raises:
+        ConfigError: a bad flag value. FileNotFoundError / ValueError / DataError: a bad model folder.
     """
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ConfigError(f"--port must be in 0..65535, got {port!r}")
@@ -376,8 +515,10 @@ def serve_command(model_dir: str, *, host: str = "127.0.0.1", port: int = 8080, 
     if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or max_batch_size < 1:
         raise ConfigError(f"--max-batch-size must be an int >= 1, got {max_batch_size!r}")
     cpu_threads = cpu_threads or max(1, min(4, (os.cpu_count() or 2) // 2))
+    max_requests = max(1, threads - 1) if max_requests is None else max_requests
     app = create_app(model_dir, max_batch_size=max_batch_size, max_body_mb=max_body_mb, cpu_threads=cpu_threads,
-                     max_wait_ms=max_wait_ms)
+                     max_wait_ms=max_wait_ms, max_megapixels=max_megapixels, decode_workers=decode_workers,
+                     max_requests=max_requests)
     handle = ServerHandle(app, host=host, port=port, threads=threads, max_body_bytes=int(max_body_mb * 1024 * 1024))
     info = app.extensions["robust_paddle"]["info"]
     # stdout, not only the log: with --port 0 this line is how a caller learns the port

@@ -127,23 +127,27 @@ def proto_path() -> str:
 
 
 def build_model_config(*, feed_name: str, feed_alias: str, feed_shape: list[int], fetch_name: str,
-                       fetch_alias: str, fetch_shape: list[int], dtype: str = "float32") -> Any:
+                       fetch_alias: str, fetch_shape: list[int], dtype: str = "float32",
+                       feed_dtype: str | None = None) -> Any:
     """A ``GeneralModelConfig`` with one dense feed and one dense fetch variable.
 
     Args:
         feed_name / fetch_name: program variable names; *_alias: the names Serving clients use.
         feed_shape / fetch_shape: one sample's shape (no batch dimension), e.g. [1, 8, 8] and [10].
-        dtype: both variables' dtype (a key of :data:`SERVING_DTYPES`).
+        dtype: the fetch variable's dtype, and the feed's unless ``feed_dtype`` is given (keys of
+            :data:`SERVING_DTYPES`; text models feed ``int64`` token ids).
     """
-    if dtype not in SERVING_DTYPES:
-        raise DataError(f"dtype {dtype!r} has no Serving type code; allowed: {', '.join(SERVING_DTYPES)}")
+    feed_dtype = feed_dtype or dtype
+    for d in (dtype, feed_dtype):
+        if d not in SERVING_DTYPES:
+            raise DataError(f"dtype {d!r} has no Serving type code; allowed: {', '.join(SERVING_DTYPES)}")
     for what, shape in (("feed_shape", feed_shape), ("fetch_shape", fetch_shape)):
         if not shape or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in shape):
             raise DataError(f"{what} must be a non-empty list of positive ints (batch dimension excluded), got {shape!r}")
     classes = message_classes()
     cfg = classes["GeneralModelConfig"]()
     cfg.feed_var.add(name=feed_name, alias_name=feed_alias, is_lod_tensor=False,
-                     feed_type=SERVING_DTYPES[dtype], shape=list(feed_shape))
+                     feed_type=SERVING_DTYPES[feed_dtype], shape=list(feed_shape))
     cfg.fetch_var.add(name=fetch_name, alias_name=fetch_alias, is_lod_tensor=False,
                       fetch_type=SERVING_DTYPES[dtype], shape=list(fetch_shape))
     return cfg
@@ -160,7 +164,8 @@ def _write_conf(cfg: Any, folder: str, filename: str) -> list[str]:
 
 
 def write_serving_package(model_prefix: str, out_dir: str, *, feed_name: str, fetch_name: str,
-                          input_shape: list[int], num_classes: int, softmax: bool) -> dict[str, Any]:
+                          input_shape: list[int], num_classes: int, softmax: bool,
+                          input_dtype: str = "float32") -> dict[str, Any]:
     """Copy the exported model into ``out_dir/serving_server`` and write both Serving configs.
 
     Args:
@@ -169,6 +174,8 @@ def write_serving_package(model_prefix: str, out_dir: str, *, feed_name: str, fe
         feed_name / fetch_name: the program's input and output variable names.
         input_shape: one sample, e.g. [1, 8, 8]; num_classes: width of the output.
         softmax: whether the output is probabilities (alias ``probabilities``) or logits (alias ``logits``).
+        input_dtype: the feed's dtype: ``float32``, or ``int64`` for the token ids ``[L]`` of a text model
+            (a client tokenises with the export's ``tokenizer.json``, whose long-text rule sets the ``L`` ids).
 
     Returns:
         ``{"server_dir", "client_dir", "files", "feed_alias", "fetch_alias"}``.
@@ -185,7 +192,8 @@ def write_serving_package(model_prefix: str, out_dir: str, *, feed_name: str, fe
         files.append(dst)
     fetch_alias = "probabilities" if softmax else "logits"
     cfg = build_model_config(feed_name=feed_name, feed_alias=feed_name, feed_shape=[int(v) for v in input_shape],
-                             fetch_name=fetch_name, fetch_alias=fetch_alias, fetch_shape=[int(num_classes)])
+                             fetch_name=fetch_name, fetch_alias=fetch_alias, fetch_shape=[int(num_classes)],
+                             feed_dtype=input_dtype)
     files += _write_conf(cfg, server, SERVER_CONF)
     files += _write_conf(cfg, client, CLIENT_CONF)
     logger.info("PaddleServing package written to %s and %s", server, client)

@@ -24,19 +24,24 @@ from robust_paddle.config import Config, to_dict
 from robust_paddle.engine import distributed as dist
 from robust_paddle.engine.checkpoint import check_state_keys, save_checkpoint
 from robust_paddle.engine.contract import Hook, TrainableMethod
+from robust_paddle.engine.finite import (
+    CHECKED_INPUT_BATCHES,
+    NonFiniteLossError,
+    check_input_batch,
+    check_logits,
+    check_weights,
+)
+from robust_paddle.engine.logging_api import TrainerLog
 from robust_paddle.engine.metrics import classification_metrics
-from robust_paddle.errors import CheckpointError, TrainingError
+from robust_paddle.engine.train_pass import TrainSetPass
+from robust_paddle.errors import CheckpointError
+from robust_paddle.ops import derive_seed
 
 logger = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(TrainingError):
-    """The loss became NaN/Inf; the run stopped and the last good checkpoint was left untouched."""
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A well-mixed 31-bit seed for (run seed, epoch)."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] % (2**31 - 1))
 
 
 def seed_everything(seed: int) -> None:
@@ -61,7 +66,7 @@ def remap_optimizer_state(state: dict[str, Any], mapping: dict[str, str]) -> dic
     return out
 
 
-class Trainer:
+class Trainer(TrainerLog, TrainSetPass):
     """Runs ``method`` for ``cfg.train.epochs`` epochs over ``loaders``.
 
     Args:
@@ -99,6 +104,8 @@ class Trainer:
         self._setup_amp()
         self.distributed = bool(distributed) and dist.world_size() > 1
         self._shards: dict[int, Any] = {}
+        self._input_checks_left = CHECKED_INPUT_BATCHES
+        self._fitting = False
         if self.distributed:  # after AMP O2 decoration, as Paddle requires; methods call the wrappers
             self.method.networks.update(dist.wrap_networks(self.method.networks))
 
@@ -129,13 +136,14 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train to ``cfg.train.epochs`` (or early stop); returns :meth:`metrics_summary`."""
         epochs = self.cfg.train.epochs
+        self._fitting = True
         try:
             self._call("before_train")
             for epoch in range(self.start_epoch, epochs):
                 self.epoch = epoch
                 self.epoch_scalars, self.epoch_histograms = {"epoch": epoch + 1}, {}
                 self.history.append(self.epoch_scalars)  # hooks fill it in place
-                seed_everything(epoch_seed(self.cfg.seed, epoch))
+                seed_everything(derive_seed(self.cfg.seed, epoch))
                 sampler = self.loaders["train"].batch_sampler
                 if hasattr(sampler, "set_epoch"):
                     sampler.set_epoch(epoch)
@@ -144,6 +152,7 @@ class Trainer:
                 self._train_epoch()
                 if self.distributed:  # rank 0's BN statistics on every rank
                     dist.broadcast_buffers(self.method.networks)
+                self.check_weights()  # before after_epoch: no division, evaluation or checkpoint of bad weights
                 self.method.after_epoch(self)
                 self._call("after_epoch")
                 if self.stop_training:
@@ -154,6 +163,8 @@ class Trainer:
                 with contextlib.suppress(Exception):
                     h.on_exception(self, exc)
             raise
+        finally:
+            self._fitting = False
         return self.metrics_summary()
 
     def _train_epoch(self) -> None:
@@ -166,6 +177,9 @@ class Trainer:
         bar = tqdm(total=n_batches, desc=f"epoch {self.epoch + 1}/{tc.epochs}", leave=False,
                    disable=not (tc.progress and self.is_main), dynamic_ncols=True)
         for i, batch in enumerate(loader):
+            if self._input_checks_left > 0:
+                self._input_checks_left -= 1
+                self._check_inputs(batch, i)
             last_of_group = (i + 1) % accum == 0 or i + 1 == n_batches
             # data parallel + accumulation: only the group's last backward all-reduces the summed gradients
             with dist.no_sync(self.method.networks, enabled=self.distributed and not last_of_group):
@@ -176,12 +190,11 @@ class Trainer:
                 if self.distributed:  # all ranks stop together, not one of them inside a collective
                     bad = dist.any_true(bad)
                 if bad:
-                    latest = os.path.join(self.checkpoint_dir, "latest.pdckpt")
-                    kept = f"the last good checkpoint {latest} is kept" if os.path.exists(latest) else "no checkpoint was written"
                     what = f"non-finite on some rank (rank {dist.rank()}: {value})" if self.distributed else value
                     raise NonFiniteLossError(
-                        f"loss became {what} at epoch {self.epoch + 1}, batch {i + 1}; training stopped and {kept}. "
-                        "Lower optimizer.lr, enable train.grad_clip, or check the data for NaN/Inf values")
+                        f"loss became {what} at epoch {self.epoch + 1}, batch {i + 1}; training stopped and "
+                        f"{self._kept()}. Lower optimizer.lr, enable train.grad_clip, or check the data for NaN/Inf "
+                        "values")
                 # average over the batches of the accumulation group (the epoch's last group may be shorter)
                 group = min(accum, n_batches - (i // accum) * accum)
                 if self.distributed:  # also when the method bypassed DataParallel.forward (forward_features)
@@ -214,6 +227,19 @@ class Trainer:
         self.epoch_scalars.update({f"train/{k}": v for k, v in means.items()})
         self.epoch_scalars["train/lr"] = self.current_lr()
 
+    # ------------------------------------------------------------------------------- non-finite guard
+    def _kept(self) -> str:
+        latest = os.path.join(self.checkpoint_dir, "latest.pdckpt")
+        return f"the last good checkpoint {latest} is kept" if os.path.exists(latest) else "no checkpoint was written"
+
+    def _check_inputs(self, batch: Any, i: int) -> None:
+        check_input_batch(batch, i, epoch=self.epoch, distributed=self.distributed, kept=self._kept())
+
+    def check_weights(self) -> None:
+        """Every parameter and buffer of every network is finite (``engine.finite.check_weights``); runs after
+        each training epoch, before the method's ``after_epoch`` and the hooks."""
+        check_weights(self.method.networks, epoch=self.epoch, kept=self._kept())
+
     def _call(self, event: str, *args: Any) -> None:
         for h in self.hooks:
             getattr(h, event)(self, *args)
@@ -238,13 +264,21 @@ class Trainer:
             idxs.append(batch[2].numpy())
         self.method.train()
         if not gather:
-            return np.concatenate(outs), np.concatenate(idxs)
+            logits = np.concatenate(outs)
+            self._check_logits(logits, np.concatenate(idxs))
+            return logits, np.concatenate(idxs)
         # positions of this rank's rows in the loader's order (the shard sampler yields them)
         where = np.array([p for b in local.batch_sampler for p in b], dtype=np.int64)
         logits = np.concatenate(outs) if outs else np.zeros((0, self.method.num_classes), np.float32)
         idx = np.concatenate(idxs) if idxs else np.zeros(0, np.int64)
         n = len(loader.dataset)
-        return dist.gather_rows(logits, where, total=n), dist.gather_rows(idx, where, total=n)
+        logits, idx = dist.gather_rows(logits, where, total=n), dist.gather_rows(idx, where, total=n)
+        self._check_logits(logits, idx)  # every rank holds the same rows, so all raise together
+        return logits, idx
+
+    def _check_logits(self, logits: np.ndarray, idx: np.ndarray) -> None:
+        during = f" after epoch {self.epoch + 1}; training stopped and {self._kept()}" if self._fitting else ""
+        check_logits(logits, idx, during=during)
 
     def shard_loader(self, loader: Any) -> Any:
         """This rank's shard of an evaluation ``loader`` (the loader itself in one process); cached."""
@@ -331,6 +365,7 @@ class Trainer:
         if missing:
             raise CheckpointError(f"checkpoint lacks network(s) {missing}; it was written by another method "
                              f"({state['config']['method']['name']!r} vs {self.cfg.method.name!r})")
+        self.weights_changed()
         for k, net in self.method.networks.items():
             net = dist.unwrap(net)
             check_state_keys(net.state_dict(), state["networks"][k], what=f"network {k!r}",

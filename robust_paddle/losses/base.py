@@ -84,11 +84,16 @@ class RobustLoss(paddle.nn.Layer, metaclass=abc.ABCMeta):
         num_classes: C >= 2.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         weight: optional per-class weights, length C, finite, >= 0, not all zero.
+        ignore_index: an int label outside ``0..C-1`` (e.g. -100 for padding or unlabelled targets): samples
+            with this hard label get loss 0 and ``"mean"`` averages over the other samples only (0 when a
+            batch holds none); soft targets are never ignored. Label smoothing (``ce``) applies to the kept
+            samples' targets only.
     """
 
     loss_name: ClassVar[str] = "loss"
 
-    def __init__(self, *, num_classes: int, reduction: str = "mean", weight: list[float] | None = None) -> None:
+    def __init__(self, *, num_classes: int, reduction: str = "mean", weight: list[float] | None = None,
+                 ignore_index: int | None = None) -> None:
         super().__init__()
         where = self.loss_name
         if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
@@ -97,6 +102,11 @@ class RobustLoss(paddle.nn.Layer, metaclass=abc.ABCMeta):
             raise ConfigError(f"{where}: reduction must be one of {', '.join(LF.REDUCTIONS)}, got {reduction!r}")
         self.num_classes = int(num_classes)
         self.reduction = reduction
+        if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)
+                                         or 0 <= ignore_index < num_classes):
+            raise ConfigError(f"{where}: ignore_index must be an int outside the class indices 0..{num_classes - 1} "
+                             f"(e.g. -100), got {ignore_index!r}")
+        self.ignore_index = ignore_index
         if weight is None:
             self.class_weight = None
         else:
@@ -127,12 +137,25 @@ class RobustLoss(paddle.nn.Layer, metaclass=abc.ABCMeta):
         Returns:
             Scalar float32 Tensor, or ``[N]`` for ``reduction="none"``.
         """
+        keep = None
+        if self.ignore_index is not None and isinstance(target, paddle.Tensor) and target.dtype in (
+                paddle.int64, paddle.int32) and (target.ndim == 1 or (target.ndim == 2 and target.shape[1] == 1)):
+            flat = target.reshape([-1])
+            keep = flat != self.ignore_index
+            target = paddle.where(keep, flat, paddle.zeros_like(flat))  # any valid class; the loss is masked
         with paddle.amp.auto_cast(enable=False):
             z, t = LF.prepare(logits, target, num_classes=self.num_classes, where=self.loss_name)
             loss = self.per_sample(z, t)
             if self.class_weight is not None:
                 loss = loss * paddle.matmul(t, self.class_weight)
-            return LF.reduce_loss(loss, reduction=self.reduction, sample_weight=sample_weight, where=self.loss_name)
+            if keep is None:
+                return LF.reduce_loss(loss, reduction=self.reduction, sample_weight=sample_weight, where=self.loss_name)
+            k = keep.astype("float32")
+            loss = loss * k
+            if self.reduction != "mean":
+                return LF.reduce_loss(loss, reduction=self.reduction, sample_weight=sample_weight, where=self.loss_name)
+            total = LF.reduce_loss(loss, reduction="sum", sample_weight=sample_weight, where=self.loss_name)
+            return total / paddle.clip(k.sum(), min=1.0)
 
     def extra_repr(self) -> str:
         text = f"num_classes={self.num_classes}, reduction={self.reduction!r}"

@@ -20,8 +20,9 @@ class _BootstrapLoss(RobustLoss):
     """Cross-entropy against ``beta * t + (1 - beta) * z`` where ``z`` comes from the prediction."""
 
     def __init__(self, *, num_classes: int, reduction: str = "mean", weight: list[float] | None = None,
+                 ignore_index: int | None = None,
                  beta: float) -> None:
-        super().__init__(num_classes=num_classes, reduction=reduction, weight=weight)
+        super().__init__(num_classes=num_classes, reduction=reduction, weight=weight, ignore_index=ignore_index)
         self.beta = check_real(beta, name="beta", where=self.loss_name, lo=0.0, hi=1.0)
 
     @abc.abstractmethod
@@ -59,8 +60,9 @@ class SoftBootstrappingLoss(_BootstrapLoss):
     loss_name = "bootstrap_soft"
 
     def __init__(self, *, num_classes: int, reduction: str = "mean", weight: list[float] | None = None,
+                 ignore_index: int | None = None,
                  beta: float = 0.95) -> None:
-        super().__init__(num_classes=num_classes, reduction=reduction, weight=weight, beta=beta)
+        super().__init__(num_classes=num_classes, reduction=reduction, weight=weight, ignore_index=ignore_index, beta=beta)
 
     def _prediction_target(self, logits: paddle.Tensor) -> paddle.Tensor:
         return F.softmax(logits, axis=-1)
@@ -86,8 +88,9 @@ class HardBootstrappingLoss(_BootstrapLoss):
     loss_name = "bootstrap_hard"
 
     def __init__(self, *, num_classes: int, reduction: str = "mean", weight: list[float] | None = None,
+                 ignore_index: int | None = None,
                  beta: float = 0.8) -> None:
-        super().__init__(num_classes=num_classes, reduction=reduction, weight=weight, beta=beta)
+        super().__init__(num_classes=num_classes, reduction=reduction, weight=weight, ignore_index=ignore_index, beta=beta)
 
     def _prediction_target(self, logits: paddle.Tensor) -> paddle.Tensor:
         return F.one_hot(logits.argmax(axis=-1), self.num_classes).astype("float32")

@@ -30,8 +30,9 @@ class CrossEntropyLoss(RobustLoss):
     loss_name = "ce"
 
     def __init__(self, *, num_classes: int, reduction: str = "mean", weight: list[float] | None = None,
+                 ignore_index: int | None = None,
                  label_smoothing: float = 0.0) -> None:
-        super().__init__(num_classes=num_classes, reduction=reduction, weight=weight)
+        super().__init__(num_classes=num_classes, reduction=reduction, weight=weight, ignore_index=ignore_index)
         self.label_smoothing = check_real(label_smoothing, name="label_smoothing", where=self.loss_name,
                                           lo=0.0, hi=1.0, hi_open=True)
 

@@ -45,8 +45,9 @@ class FocalLoss(RobustLoss):
     loss_name = "focal"
 
     def __init__(self, *, num_classes: int, reduction: str = "mean", weight: list[float] | None = None,
+                 ignore_index: int | None = None,
                  gamma: float = 2.0, alpha: float | list[float] | None = None) -> None:
-        super().__init__(num_classes=num_classes, reduction=reduction, weight=weight)
+        super().__init__(num_classes=num_classes, reduction=reduction, weight=weight, ignore_index=ignore_index)
         self.gamma = check_real(gamma, name="gamma", where=self.loss_name, lo=0.0)
         self.alpha_scale = 1.0
         self.alpha = None

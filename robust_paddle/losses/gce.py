@@ -41,8 +41,9 @@ class GeneralizedCrossEntropyLoss(RobustLoss):
     loss_name = "gce"
 
     def __init__(self, *, num_classes: int, reduction: str = "mean", weight: list[float] | None = None,
+                 ignore_index: int | None = None,
                  q: float = 0.7) -> None:
-        super().__init__(num_classes=num_classes, reduction=reduction, weight=weight)
+        super().__init__(num_classes=num_classes, reduction=reduction, weight=weight, ignore_index=ignore_index)
         self.q = check_real(q, name="q", where=self.loss_name, lo=0.0, hi=1.0, lo_open=True)
 
     def per_sample(self, logits: paddle.Tensor, target: paddle.Tensor) -> paddle.Tensor:
@@ -77,8 +78,9 @@ class TruncatedGCELoss(RobustLoss):
     loss_name = "truncated_gce"
 
     def __init__(self, *, num_classes: int, reduction: str = "mean", weight: list[float] | None = None,
+                 ignore_index: int | None = None,
                  q: float = 0.7, k: float = 0.5) -> None:
-        super().__init__(num_classes=num_classes, reduction=reduction, weight=weight)
+        super().__init__(num_classes=num_classes, reduction=reduction, weight=weight, ignore_index=ignore_index)
         self.q = check_real(q, name="q", where=self.loss_name, lo=0.0, hi=1.0, lo_open=True)
         self.k = check_real(k, name="k", where=self.loss_name, lo=0.0, hi=1.0, hi_open=True)
 

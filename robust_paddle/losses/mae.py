@@ -32,8 +32,9 @@ class MAELoss(RobustLoss):
 
     loss_name = "mae"
 
-    def __init__(self, *, num_classes: int, reduction: str = "mean", weight: list[float] | None = None) -> None:
-        super().__init__(num_classes=num_classes, reduction=reduction, weight=weight)
+    def __init__(self, *, num_classes: int, reduction: str = "mean", weight: list[float] | None = None,
+                 ignore_index: int | None = None) -> None:
+        super().__init__(num_classes=num_classes, reduction=reduction, weight=weight, ignore_index=ignore_index)
 
     def per_sample(self, logits: paddle.Tensor, target: paddle.Tensor) -> paddle.Tensor:
         return LF.mean_absolute_error(F.softmax(logits, axis=-1), target)

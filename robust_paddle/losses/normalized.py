@@ -65,8 +65,9 @@ class NCEAndRCELoss(_NormalizedLoss):
     loss_name = "nce_rce"
 
     def __init__(self, *, num_classes: int, reduction: str = "mean", weight: list[float] | None = None,
+                 ignore_index: int | None = None,
                  alpha: float = 1.0, beta: float = 1.0, log_zero: float = -4.0) -> None:
-        super().__init__(num_classes=num_classes, reduction=reduction, weight=weight)
+        super().__init__(num_classes=num_classes, reduction=reduction, weight=weight, ignore_index=ignore_index)
         self.alpha, self.beta = check_alpha_beta(alpha, beta, where=self.loss_name)
         self.log_zero = check_real(log_zero, name="log_zero", where=self.loss_name, hi=0.0, hi_open=True)
 
@@ -95,8 +96,9 @@ class NCEAndMAELoss(_NormalizedLoss):
     loss_name = "nce_mae"
 
     def __init__(self, *, num_classes: int, reduction: str = "mean", weight: list[float] | None = None,
+                 ignore_index: int | None = None,
                  alpha: float = 1.0, beta: float = 1.0) -> None:
-        super().__init__(num_classes=num_classes, reduction=reduction, weight=weight)
+        super().__init__(num_classes=num_classes, reduction=reduction, weight=weight, ignore_index=ignore_index)
         self.alpha, self.beta = check_alpha_beta(alpha, beta, where=self.loss_name)
 
     def _passive(self, probs: paddle.Tensor, target: paddle.Tensor) -> paddle.Tensor:

@@ -67,11 +67,25 @@ class MethodContext:
         return int(self.train_labels.shape[0])
 
 
+#: config keys outside ``method`` whose effect depends on the method; each method declares those it applies
+#: (``Method.settings_used``) and a run that sets one the method ignores is refused (``check_method_settings``)
+METHOD_DEPENDENT_KEYS = ("loss.name", "loss.params", "loss.class_weighting", "loss.class_weighting_beta")
+
+
 class Method(abc.ABC):
     """Base class of training strategies (``*Method``); subclasses register in ``METHODS``."""
 
     #: names of networks in ``self.networks``, first = default for evaluation/export
     networks: dict[str, paddle.nn.Layer]
+    #: which of :data:`METHOD_DEPENDENT_KEYS` the method applies (default: all of them)
+    uses: tuple[str, ...] = METHOD_DEPENDENT_KEYS
+    #: what the method trains with instead, for the error naming an ignored key
+    ignores_because: str = ""
+
+    @classmethod
+    def settings_used(cls, params: dict[str, Any]) -> tuple[str, ...]:
+        """The :data:`METHOD_DEPENDENT_KEYS` this method applies with ``method.params = params``."""
+        return cls.uses
 
     def __init__(self, ctx: MethodContext) -> None:
         self.ctx = ctx
@@ -163,6 +177,35 @@ class EnsembleNet(paddle.nn.Layer):
         for net in self.nets[1:]:
             out = out + net(x)
         return out / len(self.nets)
+
+
+def check_method_settings(cfg: Config) -> None:
+    """Refuse a setting the chosen method would silently ignore (issue 15: no silently ignored setting).
+
+    Each key of :data:`METHOD_DEPENDENT_KEYS` that differs from its default must be one the method applies
+    (``settings_used``); otherwise the run stops before anything is written, so ``config.yaml`` never
+    records a setting that had no effect.
+
+    Raises:
+        ConfigError: naming the key, its value, the method and what the method trains with instead.
+    """
+    from robust_paddle import config as config_mod
+    from robust_paddle.errors import ConfigError
+
+    builder = METHODS.get(cfg.method.name)
+    used_fn = getattr(builder, "settings_used", None)
+    used = METHOD_DEPENDENT_KEYS if used_fn is None else used_fn(dict(cfg.method.params))
+    defaults = config_mod.to_dict(config_mod.Config())
+    values = config_mod.to_dict(cfg)
+    for key in METHOD_DEPENDENT_KEYS:
+        if key in used:
+            continue
+        section, name = key.split(".")
+        value, default = values[section][name], defaults[section][name]
+        if value != default:
+            reason = getattr(builder, "ignores_because", "") or "its own loss"
+            raise ConfigError(f"{key}={value!r} has no effect with method {cfg.method.name!r}, which trains with "
+                              f"{reason}; remove it (default {default!r})")
 
 
 def build_method(cfg: Config, ctx: MethodContext) -> Method:

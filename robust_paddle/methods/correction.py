@@ -21,6 +21,7 @@ from sklearn.metrics import precision_score, recall_score
 from sklearn.mixture import GaussianMixture
 
 from robust_paddle.errors import DataError
+from robust_paddle.ops import mixup
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +29,10 @@ __all__ = [
     "fit_loss_gmm",
     "gmm_noise_rate",
     "linear_rampup",
+    "loss_clean_probability",
     "mix_lambda",
-    "mixup",
+    "mixture_failure",
+    "mix_forward",
     "normalize_losses",
     "refine_labels",
     "sharpen",
@@ -132,8 +135,71 @@ def fit_loss_gmm(losses: Any, *, seed: int, reg_covar: float = 5e-4, tol: float 
     return prob, gmm
 
 
+#: the mixture separates two populations only when each component holds at least this many samples' worth
+#: of weight and their means (on min-max normalised losses) differ by more than ``MIN_MEAN_GAP``
+MIN_COMPONENT_SAMPLES = 1.0
+MIN_MEAN_GAP = 1e-3
+
+
+def mixture_failure(gmm: GaussianMixture, n: int) -> str | None:
+    """Why a fitted 2-component mixture does not separate two populations, or None when it does.
+
+    Failures: an empty component (weight below ``MIN_COMPONENT_SAMPLES / n``), means closer than
+    ``MIN_MEAN_GAP``, or non-finite parameters.
+    """
+    weights, means = np.asarray(gmm.weights_, dtype=np.float64), np.asarray(gmm.means_, dtype=np.float64).reshape(-1)
+    if not (np.all(np.isfinite(weights)) and np.all(np.isfinite(means))):
+        return "the mixture's parameters are not finite"
+    if float(weights.min()) * n < MIN_COMPONENT_SAMPLES:
+        return f"one component is empty (weights {weights.round(6).tolist()} over {n} samples)"
+    gap = float(abs(means[1] - means[0]))
+    if gap <= MIN_MEAN_GAP:
+        return f"the components' means are equal (gap {gap:.2g} <= {MIN_MEAN_GAP:g} on normalised losses)"
+    return None
+
+
+def loss_clean_probability(losses: Any, *, seed: int, normalize: bool = True, where: str = "loss GMM",
+                           **gmm_options: Any) -> tuple[np.ndarray, GaussianMixture | None, str | None]:
+    """Clean probabilities from :func:`fit_loss_gmm` with its degenerate cases handled instead of raised.
+
+    * all losses equal (e.g. every loss exactly 0 on perfectly fitted clean data): nothing marks any sample
+      as noisy, so every sample is clean (probability 1) and a warning says so;
+    * the mixture does not separate (:func:`mixture_failure`: an empty component, equal means): the split
+      would be arbitrary, so every sample is clean, with a warning naming the reason.
+
+    Args:
+        losses: [N] per-sample losses (finite).
+        seed, normalize, gmm_options: as :func:`fit_loss_gmm`.
+        where: how the warning names the caller (e.g. ``"dividemix net1, epoch 5"``).
+
+    Returns:
+        ``(clean_prob [N] float64, the mixture or None when it fell back, the fallback reason or None)``.
+
+    Raises:
+        ValueError: not 1-D, fewer than 2 values, or a non-finite value.
+    """
+    arr = _losses_1d(losses, where="loss_clean_probability")
+    lo, hi = float(arr.min()), float(arr.max())
+    if hi - lo <= 0.0:
+        reason = f"all {arr.shape[0]} losses equal {lo!r}"
+        logger.warning("%s: %s; every sample is treated as clean (clean_prob = 1)", where, reason)
+        return np.ones(arr.shape[0]), None, reason
+    prob, gmm = fit_loss_gmm(arr, seed=seed, normalize=normalize, **gmm_options)
+    reason = mixture_failure(gmm, arr.shape[0])
+    if reason is None and not np.all(np.isfinite(prob)):
+        reason = "the mixture's posteriors are not finite"
+    if reason is not None:
+        logger.warning("%s: the loss mixture does not separate two populations (%s); every sample is treated "
+                       "as clean (clean_prob = 1)", where, reason)
+        return np.ones(arr.shape[0]), None, reason
+    return prob, gmm, None
+
+
 def gmm_noise_rate(losses: Any, *, seed: int = 0) -> float:
     """Estimated fraction of noisy labels: the posterior mass of the high-loss mixture component.
+
+    Degenerate losses (all equal, or a mixture that does not separate) give 0.0 with a warning
+    (:func:`loss_clean_probability`).
 
     The estimate is ``mean(1 - clean_prob)`` from a mixture fitted to convergence (``max_iter=200``,
     ``tol=1e-4``, DivideMix's ``reg_covar``) on min-max normalised losses. At convergence this equals
@@ -149,7 +215,7 @@ def gmm_noise_rate(losses: Any, *, seed: int = 0) -> float:
     Returns:
         Noise-rate estimate in [0, 1].
     """
-    prob, _ = fit_loss_gmm(losses, seed=seed, max_iter=200, tol=1e-4)
+    prob, _, _ = loss_clean_probability(losses, seed=seed, max_iter=200, tol=1e-4, where="gmm_noise_rate")
     return float(np.mean(1.0 - prob))
 
 
@@ -241,27 +307,22 @@ def mix_lambda(alpha: float, rng: np.random.Generator) -> float:
     return max(lam, 1.0 - lam)
 
 
-def mixup(x: Any, targets: Any, *, lam: float, perm: Any) -> tuple[Any, Any]:
-    """Mix every row with row ``perm[i]``: ``lam * a + (1 - lam) * a[perm]`` for inputs and targets.
+def mix_forward(net: Any, x: Any, targets: Any, *, lam: float, perm: Any) -> tuple[Any, Any]:
+    """Logits of a mixed batch and the mixed targets: :func:`mixup` of the inputs, or, for token ids (text
+    models; ids cannot be interpolated), of ``net.forward_features`` before ``net.classifier`` (senMixup, Guo
+    et al. 2019, https://arxiv.org/abs/1905.08941).
 
     Args:
-        x: [B, ...] inputs; targets: [B, C] soft targets (numpy or paddle, same kind).
-        lam: mixing coefficient in [0, 1].
-        perm: [B] permutation (numpy int array or paddle int Tensor).
+        net: the network (with ``forward_features`` / ``classifier`` for token ids). x: [B, ...] inputs.
+        targets: [B, C] soft targets. lam, perm: as :func:`mixup`.
 
     Returns:
-        ``(mixed_x [B, ...], mixed_targets [B, C])``.
+        ``(logits [B, C], mixed_targets [B, C])``.
     """
-    if not 0.0 <= float(lam) <= 1.0:
-        raise DataError(f"mixup: lam must be in [0, 1], got {lam!r}")
-    if x.shape[0] != targets.shape[0] or len(perm) != x.shape[0]:
-        raise DataError(f"mixup: x, targets and perm need the same length, got {x.shape[0]}, {targets.shape[0]} "
-                         f"and {len(perm)}")
-    if _is_tensor(x):
-        import paddle
+    import paddle
 
-        p = perm if _is_tensor(perm) else paddle.to_tensor(np.asarray(perm, dtype=np.int64), place=x.place)
-        xb, tb = paddle.gather(x, p), paddle.gather(targets, p)
-    else:
-        xb, tb = x[np.asarray(perm)], targets[np.asarray(perm)]
-    return lam * x + (1 - lam) * xb, lam * targets + (1 - lam) * tb
+    if x.dtype in (paddle.int64, paddle.int32):
+        feats, mixed_t = mixup(net.forward_features(x), targets, lam=lam, perm=perm)
+        return net.classifier(feats), mixed_t
+    mixed_x, mixed_t = mixup(x, targets, lam=lam, perm=perm)
+    return net(mixed_x), mixed_t

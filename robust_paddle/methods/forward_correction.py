@@ -28,6 +28,7 @@ absolute error per entry; ``noise/rate_t``: the noise rate ``T`` implies).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -42,8 +43,10 @@ from robust_paddle.data.textfile import read_text, read_text_lines, where
 from robust_paddle.errors import CheckpointError, ConfigError, DataError
 from robust_paddle.methods.base import Method, MethodContext
 from robust_paddle.methods.gmm_correction import check_option
-from robust_paddle.quality.estimation import estimate_noise_matrix, softmax
+from robust_paddle.ops import softmax
+from robust_paddle.quality.estimation import estimate_noise_matrix
 from robust_paddle.registry import METHODS
+from robust_paddle.schema import param
 
 if TYPE_CHECKING:
     from robust_paddle.engine.trainer import Trainer
@@ -78,6 +81,29 @@ def anchor_transition(probs: np.ndarray, *, quantile: float = 0.97) -> np.ndarra
             best = int(np.argmax(col))
         t[i] = probs[best]
     return t / t.sum(axis=1, keepdims=True)
+
+
+def identity_rows_for_absent_classes(t: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``T`` with the row of every class that no training sample carries replaced by the identity row.
+
+    Nothing in the data can say how such a class's labels were flipped, and an estimate is harmful: the
+    anchor of an absent class is a sample of another class j, so its row puts ~all mass on j and the
+    forward loss then lets the network move class j's probability to the absent class at no cost
+    (issue 15: test accuracy 0.75 -> 0.5). The identity row keeps ``p(given = j | x)`` from taking that
+    mass. ``transition.json`` lists these classes under ``identity_rows``.
+
+    Args:
+        t: [C, C] estimated transition matrix ``T[true, given]``.
+        labels: [N] given training labels.
+
+    Returns:
+        ``(T copy [C, C], the absent classes [k] int64, ascending)``.
+    """
+    c = t.shape[0]
+    absent = np.flatnonzero(np.bincount(np.asarray(labels, dtype=np.int64), minlength=c)[:c] == 0)
+    out = np.array(t, dtype=np.float64, copy=True)
+    out[absent] = np.eye(c)[absent]
+    return out, absent
 
 
 # transition.json; a report's label_issues_summary.json; a spot check's noise_estimate.json (robust-paddle estimate)
@@ -187,6 +213,22 @@ class ForwardCorrectionMethod(Method):
     """
 
     method_name = "forward_correction"
+    ignores_because = "the forward-corrected cross-entropy -log((softmax @ T)[y]) from epoch 0 (a given transition)"
+
+    @classmethod
+    def settings_used(cls, params: dict[str, Any]) -> tuple[str, ...]:
+        """``transition: auto`` trains ``cfg.loss`` during warm-up; a given T uses only the forward loss."""
+        return cls.uses if params.get("transition", "auto") == "auto" else ()
+
+    @dataclasses.dataclass(frozen=True)
+    class Params:
+        """``method.params`` of ``forward_correction`` (checked by the registry)."""
+
+        transition: Any = param("auto", doc="auto (estimate after the warm-up), a [C, C] matrix, or a file")
+        warmup_epochs: int = param(5, min=1, doc="auto: epochs of plain training before T is estimated")
+        estimator: str = param("anchor", choices=ESTIMATORS, doc="anchor (Patrini et al.) or confident_joint")
+        anchor_quantile: float = param(0.97, min=0.0, max=1.0, min_open=True, doc="the anchor filter's quantile")
+        reinit: bool = param(True, doc="auto: re-initialise the network after the estimate")
 
     def __init__(self, ctx: MethodContext, *, transition: Any = "auto", warmup_epochs: int = 5,
                  estimator: str = "anchor", anchor_quantile: float = 0.97, reinit: bool = True) -> None:
@@ -205,7 +247,7 @@ class ForwardCorrectionMethod(Method):
                            "loss would never be used", m, self.warmup_epochs, epochs)
         self.networks = {"net": ctx.build_network()}
         self.loss_fn = ctx.build_loss()
-        self.estimate: dict[str, float] = {}
+        self.estimate: dict[str, Any] = {}  # floats, and identity_rows (list of classes)
         self._t_tensor: paddle.Tensor | None = None
 
     # ------------------------------------------------------------------------------------------ training
@@ -226,20 +268,26 @@ class ForwardCorrectionMethod(Method):
     def before_epoch(self, trainer: Trainer) -> None:
         if self.t is not None or trainer.epoch < self.warmup_epochs:
             return
-        loader = trainer.loaders["train_eval"]
-        logits, idx = trainer.predict_logits(loader)
-        labels = np.asarray(loader.dataset.labels)[idx]
+        logits = trainer.train_set_logits()  # the shared per-sample pass (every rank calls it)
+        labels = np.asarray(trainer.loaders["train_eval"].dataset.labels)
         probs = softmax(logits)
         if self.estimator == "anchor":
             t = anchor_transition(probs, quantile=self.anchor_quantile)
         else:
             t = estimate_noise_matrix(labels, probs)
+        t, absent = identity_rows_for_absent_classes(t, labels)
+        if absent.size:
+            logger.warning("%s: class(es) %s have no training samples; their rows of T are identity rows (an "
+                           "estimated row would send another class's probability to them)", self.method_name,
+                           absent.tolist())
         self.t, self._t_tensor = check_transition(t, self.num_classes), None
         self.estimate = {"epoch": float(trainer.epoch), "rate_t": self.implied_rate(labels)}
+        if absent.size:
+            self.estimate["identity_rows"] = absent.tolist()
         clean = self.ctx.clean_labels
         if clean is not None:
-            self.estimate["t_error"] = transition_error(self.t, np.asarray(clean)[idx], labels)
-            self.estimate["rate_true"] = float(np.mean(labels != np.asarray(clean)[idx]))
+            self.estimate["t_error"] = transition_error(self.t, np.asarray(clean), labels)
+            self.estimate["rate_true"] = float(np.mean(labels != np.asarray(clean)))
         logger.info("%s: T estimated (%s) after %d epochs; implied noise rate %.3f%s\n%s", self.method_name,
                     self.estimator, trainer.epoch, self.estimate["rate_t"],
                     (f", true rate {self.estimate['rate_true']:.3f}, mean |T - T_true| "
@@ -260,20 +308,13 @@ class ForwardCorrectionMethod(Method):
         return float(np.sum(prior * (1.0 - np.diag(self.t))))
 
     def _save(self, trainer: Trainer) -> None:
-        out_dir = getattr(trainer, "output_dir", None)
-        if not out_dir or not getattr(trainer, "is_main", True):
-            return
-        os.makedirs(out_dir, exist_ok=True)
-        tmp = os.path.join(out_dir, "transition.json.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump({"transition": self.t.tolist(), "estimator": self.estimator, **self.estimate}, fh, indent=2)
-        os.replace(tmp, os.path.join(out_dir, "transition.json"))
+        trainer.save_artifact("transition.json", {"transition": self.t.tolist(), "estimator": self.estimator,
+                                                  **self.estimate})
 
     def after_epoch(self, trainer: Trainer) -> None:
-        scalars = trainer.epoch_scalars
         for key in ("rate_t", "t_error", "rate_true"):
             if key in self.estimate:
-                scalars[f"noise/{key}"] = self.estimate[key]
+                trainer.log_scalar(f"noise/{key}", self.estimate[key])
 
     # --------------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -286,4 +327,5 @@ class ForwardCorrectionMethod(Method):
         t = state.get("transition")
         if t is not None:
             self.t, self._t_tensor = check_transition(np.asarray(t, dtype=np.float64), self.num_classes), None
-        self.estimate = {k: float(v) for k, v in (state.get("estimate") or {}).items()}
+        self.estimate = {k: [int(i) for i in v] if k == "identity_rows" else float(v)
+                         for k, v in (state.get("estimate") or {}).items()}

@@ -14,6 +14,7 @@ the method state, so a run resumed from the checkpoint after epoch e trains epoc
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -29,15 +30,17 @@ from robust_paddle.errors import CheckpointError, ConfigError
 from robust_paddle.losses.functional import per_sample_ce, to_one_hot
 from robust_paddle.methods.base import Method, MethodContext
 from robust_paddle.methods.correction import (
-    fit_loss_gmm,
+    loss_clean_probability,
+    mix_forward,
     mix_lambda,
-    mixup,
     normalize_losses,
     refine_labels,
     sharpen,
     split_precision_recall,
 )
+from robust_paddle.ops import derive_seed
 from robust_paddle.registry import METHODS
+from robust_paddle.schema import param
 
 if TYPE_CHECKING:
     from robust_paddle.engine.trainer import Trainer
@@ -71,9 +74,6 @@ def check_option(value: Any, *, name: str, method: str, kind: type, lo: float | 
     return kind(value)
 
 
-def gmm_seed(seed: int, epoch: int, net: int) -> int:
-    """Explicit seed of the mixture fitted for ``net`` after ``epoch``."""
-    return int(np.random.SeedSequence([int(seed) % 2**32, int(epoch), int(net)]).generate_state(1)[0])
 
 
 @paddle.no_grad()
@@ -125,12 +125,18 @@ class Division:
     prob: np.ndarray | None = None
     history: list[np.ndarray] = field(default_factory=list)
 
-    def update(self, losses: np.ndarray, *, window: int, seed: int) -> float:
-        """Fit the mixture on ``losses`` [N] (raw CE); returns the seconds spent normalising and fitting."""
+    def update(self, losses: np.ndarray, *, window: int, seed: int, where: str = "GMM division") -> float:
+        """Fit the mixture on ``losses`` [N] (raw CE); returns the seconds spent normalising and fitting.
+
+        All-equal losses (normalised to zeros) or a mixture that does not separate make every sample clean
+        with a warning (``correction.loss_clean_probability``) instead of stopping the run.
+        """
         start = time.perf_counter()
-        self.history = (self.history + [normalize_losses(losses).astype(np.float32)])[-window:]
+        flat = float(np.ptp(losses)) == 0.0
+        norm = np.zeros(len(losses), dtype=np.float32) if flat else normalize_losses(losses).astype(np.float32)
+        self.history = (self.history + [norm])[-window:]
         inputs = np.mean(self.history, axis=0) if len(self.history) > 1 else self.history[-1]
-        prob, _ = fit_loss_gmm(inputs, seed=seed, normalize=False)
+        prob, _, _ = loss_clean_probability(inputs, seed=seed, normalize=False, where=where)
         self.prob = prob.astype(np.float32)
         return time.perf_counter() - start
 
@@ -161,19 +167,19 @@ def log_division(trainer: Trainer, *, losses: np.ndarray, probs: Sequence[np.nda
     fits), ``time/divide_s`` (loss pass + fits) and ``time/gmm_frac`` (fits / training-epoch time).
     Histograms: ``samples/loss`` (raw per-sample CE, mean over networks), ``samples/clean_prob``.
     """
-    s = trainer.epoch_scalars
-    s["noise/rate_gmm"] = float(np.mean([np.mean(1.0 - p) for p in probs]))
-    s["select/labeled_ratio"] = float(np.mean([np.mean(p > threshold) for p in probs]))
+    log = trainer.log_scalar
+    log("noise/rate_gmm", float(np.mean([np.mean(1.0 - p) for p in probs])))
+    log("select/labeled_ratio", float(np.mean([np.mean(p > threshold) for p in probs])))
     if clean_mask is not None:
         pr = [split_precision_recall(p > threshold, clean_mask) for p in probs]
-        s["select/precision"] = float(np.mean([v[0] for v in pr]))
-        s["select/recall"] = float(np.mean([v[1] for v in pr]))
-    s["time/gmm_s"] = gmm_s
-    s["time/divide_s"] = gmm_s + pass_s
+        log("select/precision", float(np.mean([v[0] for v in pr])))
+        log("select/recall", float(np.mean([v[1] for v in pr])))
+    log("time/gmm_s", gmm_s)
+    log("time/divide_s", gmm_s + pass_s)
     if train_s:
-        s["time/gmm_frac"] = gmm_s / train_s
-    trainer.epoch_histograms["samples/loss"] = losses.mean(axis=0).astype(np.float32)
-    trainer.epoch_histograms["samples/clean_prob"] = np.mean(probs, axis=0).astype(np.float32)
+        log("time/gmm_frac", gmm_s / train_s)
+    trainer.log_histogram("samples/loss", losses.mean(axis=0))
+    trainer.log_histogram("samples/clean_prob", np.mean(probs, axis=0))
 
 
 def neg_entropy(logits: paddle.Tensor) -> paddle.Tensor:
@@ -209,7 +215,9 @@ class GMMDivisionMethod(Method):
         start = time.perf_counter()
         losses = train_set_losses(trainer, list(self.networks.values()))
         pass_s = time.perf_counter() - start
-        gmm_s = sum(d.update(losses[k], window=self.loss_window, seed=gmm_seed(self.ctx.cfg.seed, trainer.epoch, k))
+        names = list(self.networks)
+        gmm_s = sum(d.update(losses[k], window=self.loss_window, seed=derive_seed(self.ctx.cfg.seed, trainer.epoch, k),
+                             where=f"{self.ctx.cfg.method.name} {names[k]}, epoch {trainer.epoch + 1}")
                     for k, d in enumerate(self.divisions))
         if getattr(trainer, "distributed", False):
             # every rank fitted the same GMM on the same gathered losses; rank 0's result is made the only
@@ -292,6 +300,18 @@ class GMMCorrectionMethod(GMMDivisionMethod):
 
     name = "gmm_correction"
 
+    @dataclasses.dataclass(frozen=True)
+    class Params:
+        """``method.params`` of ``gmm_correction`` (checked by the registry)."""
+
+        warmup_epochs: int = param(10, min=0, doc="epochs of plain CE before the first division")
+        p_threshold: float = param(0.5, min=0.0, max=1.0, doc="clean-probability threshold of the logged selection")
+        T: float = param(1.0, min=0.0, min_open=True, doc="sharpening temperature of the prediction (1 = none)")
+        weighting: str = param("clean_prob", choices=("clean_prob", "none"), doc="clean_prob weights each loss by w")
+        mixup_alpha: float = param(0.0, min=0.0, doc="> 0 trains on mixup of the batch (M-DYR); 0 disables")
+        noise_mode: str = param("sym", choices=NOISE_MODES, doc="asym adds the negative-entropy warm-up penalty")
+        loss_window: int = param(1, min=1, doc="divisions average the normalised losses of this many epochs")
+
     def __init__(self, ctx: MethodContext, *, warmup_epochs: int = 10, p_threshold: float = 0.5, T: float = 1.0,
                  weighting: str = "clean_prob", mixup_alpha: float = 0.0, noise_mode: str = "sym",
                  loss_window: int = 1) -> None:
@@ -325,8 +345,9 @@ class GMMCorrectionMethod(GMMDivisionMethod):
             target: paddle.Tensor = y
             if self.mixup_alpha > 0:
                 lam, perm = self._draw_mix(x.shape[0], epoch, b)
-                x, target = mixup(x, onehot, lam=lam, perm=perm)
-            logits = net(x)
+                logits, target = mix_forward(net, x, onehot, lam=lam, perm=perm)
+            else:
+                logits = net(x)
             sup = self.loss_fn(logits, target)
             loss = sup + neg_entropy(logits) if self.noise_mode == "asym" else sup
             return loss, {"loss": loss, "warmup_loss": sup}
@@ -338,9 +359,8 @@ class GMMCorrectionMethod(GMMDivisionMethod):
                 net.train()
             target = refine_labels(onehot, sharpen(pred, self.T), w)
             lam, perm = self._draw_mix(x.shape[0], epoch, b)
-            x, target = mixup(x, target, lam=lam, perm=perm)
+            logits, target = mix_forward(net, x, target, lam=lam, perm=perm)
             weight = lam * w + (1 - lam) * paddle.gather(w, paddle.to_tensor(perm))
-            logits = net(x)
         else:
             logits = net(x)
             pred = F.softmax(logits.detach().astype("float32"), axis=1)

@@ -10,7 +10,14 @@ import paddle
 
 from robust_paddle.errors import ConfigError
 from robust_paddle.methods.base import Method, MethodContext
-from robust_paddle.methods.regularizers import adversarial_loss, cutmix, mixup, symmetric_kl
+from robust_paddle.methods.regularizers import (
+    adversarial_loss,
+    cutmix,
+    is_token_ids,
+    mix_targets,
+    mixup_batch,
+)
+from robust_paddle.ops import symmetric_kl
 from robust_paddle.registry import METHODS
 
 ADVERSARIAL = ("none", "fgm", "pgd")
@@ -81,6 +88,13 @@ class StandardMethod(Method):
                                                                                   paddle.nn.Layer)):
             raise ConfigError(f"method.params.adv_target: 'embedding' needs a model with forward_features and "
                              f"classifier; model {ctx.cfg.model.name!r} has none (use adv_target: input)")
+        self.tokens = callable(getattr(net, "embedding_split", None))  # a text model over token ids
+        if self.tokens and self.cutmix_alpha > 0:
+            raise ConfigError("method.params.cutmix_alpha: cutmix pastes image boxes; this model reads token ids "
+                              "(use mixup_alpha, which mixes the text features)")
+        if self.tokens and adversarial != "none" and adv_target == "input":
+            raise ConfigError("method.params.adv_target: token ids cannot be perturbed; use adv_target: embedding "
+                              "(the word embeddings, Miyato et al. 2017)")
         self._rng: np.random.Generator | None = None
         self._rng_epoch = -1
 
@@ -101,7 +115,7 @@ class StandardMethod(Method):
         if self.mix_prob < 1.0 and rng.random() >= self.mix_prob:
             return x, y, weight
         use_cutmix = self.cutmix_alpha > 0 and (not self.mixup_alpha or rng.random() < self.cutmix_prob)
-        fn, alpha = (cutmix, self.cutmix_alpha) if use_cutmix else (mixup, self.mixup_alpha)
+        fn, alpha = (cutmix, self.cutmix_alpha) if use_cutmix else (mixup_batch, self.mixup_alpha)
         mixed = fn(x, y, alpha=alpha, num_classes=self.num_classes, rng=rng)
         if weight is not None:
             weight = mixed.lam * weight + (1.0 - mixed.lam) * weight[mixed.perm]
@@ -117,9 +131,55 @@ class StandardMethod(Method):
         target = y if soft is None else paddle.to_tensor(soft[rows], dtype="float32")
         return target, None if weights is None else np.asarray(weights[rows], dtype=np.float32)
 
+    def feature_mix(self, target: paddle.Tensor, weight: np.ndarray | None, *, epoch: int
+                    ) -> tuple[Any, paddle.Tensor, np.ndarray | None]:
+        """Mixup for token ids, which cannot be interpolated: ``(f -> lam f + (1 - lam) f[perm], targets,
+        weights)`` applied to ``forward_features`` (senMixup, Guo et al. 2019, https://arxiv.org/abs/1905.08941);
+        the same draws as :meth:`mix` (``lam ~ Beta(a, a)``, then the permutation), identity when not mixing."""
+        if not self.mixup_alpha:
+            return (lambda f: f), target, weight
+        rng = self.rng(epoch)
+        if self.mix_prob < 1.0 and rng.random() >= self.mix_prob:
+            return (lambda f: f), target, weight
+        lam = float(rng.beta(self.mixup_alpha, self.mixup_alpha))
+        perm = rng.permutation(target.shape[0])
+        p = paddle.to_tensor(perm)
+        if weight is not None:
+            weight = lam * weight + (1.0 - lam) * weight[perm]
+        return ((lambda f: lam * f + (1.0 - lam) * paddle.gather(f, p)),
+                mix_targets(target, perm, lam, num_classes=self.num_classes), weight)
+
+    def text_step(self, x: paddle.Tensor, target: paddle.Tensor, weight: np.ndarray | None, *,
+                  epoch: int) -> tuple[paddle.Tensor, dict[str, Any]]:
+        """The step for token ids: mixup on the features, FGM / PGD on the word embeddings, R-Drop."""
+        net = self.networks["net"]
+        mix, target, weight = self.feature_mix(target, weight, epoch=epoch)
+        loss_fn = self.loss_fn if weight is None else functools.partial(
+            self.loss_fn, sample_weight=paddle.to_tensor(weight, dtype="float32"))
+        base, head = net.embedding_split(x, mix=mix)
+        logits = head(base)
+        loss = task = loss_fn(logits, target)
+        terms: dict[str, Any] = {}
+        if self.rdrop_alpha > 0:
+            logits2 = head(net.embed(x))
+            kl = 0.5 * symmetric_kl(logits, logits2, reduction="mean")  # R-Drop
+            loss = 0.5 * (task + loss_fn(logits2, target)) + self.rdrop_alpha * kl
+            terms["rdrop_kl"] = kl
+        if self.adversarial != "none":
+            adv, _ = adversarial_loss(head, base, task, loss_fn, target, kind=self.adversarial,
+                                      epsilon=self.adv_epsilon, alpha=self.adv_alpha, steps=self.adv_steps)
+            loss = loss + self.adv_weight * adv
+            terms["adv"] = adv
+        if terms:
+            terms["task"] = task
+        terms["loss"] = loss
+        return loss, terms
+
     def train_step(self, batch: tuple[paddle.Tensor, ...], *, epoch: int, step: int) -> tuple[paddle.Tensor, dict[str, Any]]:
         x, y, idx = batch[:3]
         target, weight = self.targets(y, idx)
+        if self.tokens and is_token_ids(x):
+            return self.text_step(x, target, weight, epoch=epoch)
         x, target, weight = self.mix(x, target, weight, epoch=epoch)
         loss_fn = self.loss_fn if weight is None else functools.partial(
             self.loss_fn, sample_weight=paddle.to_tensor(weight, dtype="float32"))
@@ -136,7 +196,7 @@ class StandardMethod(Method):
         terms: dict[str, Any] = {}
         if self.rdrop_alpha > 0:
             logits2 = net(x)
-            kl = symmetric_kl(logits, logits2)
+            kl = 0.5 * symmetric_kl(logits, logits2, reduction="mean")  # R-Drop
             loss = 0.5 * (task + loss_fn(logits2, target)) + self.rdrop_alpha * kl
             terms["rdrop_kl"] = kl
         if self.adversarial != "none":

@@ -1,7 +1,8 @@
 """Classification models with a feature / classifier split.
 
 Registered in ``MODELS``: ``mlp``, ``small_cnn``, ``resnet18_cifar``, ``resnet34_cifar``,
-``preact_resnet18``. :func:`build_model` also accepts ``paddle.vision.models`` names and a user factory
+``preact_resnet18``; text models over token ids ``textcnn``, ``bigru_attention``,
+``bilstm_attention``, ``transformer``. :func:`build_model` also accepts ``paddle.vision.models`` names and a user factory
 ``"package.module:function"``.
 """
 
@@ -9,6 +10,7 @@ from robust_paddle.models.base import FeatureClassifier
 from robust_paddle.models.build import build_model, has_feature_split
 from robust_paddle.models.resnet import PreActResNet18, ResNet18Cifar, ResNet34Cifar
 from robust_paddle.models.simple import MLP, SmallCNN
+from robust_paddle.models.text import TEXT_MODELS, TextClassifier, TextCNN, TransformerText
 from robust_paddle.models.vision import VISION_FACTORIES, VisionClassifier
 from robust_paddle.registry import MODELS
 
@@ -21,6 +23,10 @@ __all__ = [
     "ResNet18Cifar",
     "ResNet34Cifar",
     "SmallCNN",
+    "TEXT_MODELS",
+    "TextCNN",
+    "TextClassifier",
+    "TransformerText",
     "VisionClassifier",
     "build_model",
     "has_feature_split",

@@ -45,10 +45,28 @@ def set_device(name: str) -> str:
     return device
 
 
+def text_model_kwargs(cfg: Config, data: Any) -> dict[str, Any]:
+    """The vocabulary / window arguments a text model takes from the data (``DataBundle.model_kwargs``)."""
+    extra = dict(getattr(data, "model_kwargs", None) or {})
+    if getattr(data, "tokenizer", None) is None:
+        return extra
+    from robust_paddle.models.text import TEXT_MODELS
+
+    if cfg.model.name not in TEXT_MODELS:
+        raise ConfigError(f"model.name: {cfg.model.name!r} does not read token ids; dataset {cfg.data.name!r} holds "
+                          f"texts: choose one of {', '.join(TEXT_MODELS)}")
+    clash = sorted(set(extra) & set(cfg.model.params))
+    if clash:
+        raise ConfigError(f"model.params.{clash[0]} comes from the data (tokenizer / data.text); remove it")
+    return extra
+
+
 def make_context(cfg: Config, data: Any) -> MethodContext:
+    extra = text_model_kwargs(cfg, data)
+
     def network() -> paddle.nn.Layer:
         return build_model(cfg.model.name, num_classes=data.num_classes, input_shape=tuple(data.input_shape),
-                           **cfg.model.params)
+                           **cfg.model.params, **extra)
 
     weight = None
     if cfg.loss.class_weighting != "none":  # class weights from the (noisy) training labels
@@ -98,16 +116,23 @@ def make_loaders(cfg: Config, data: Any, *, num_replicas: int = 1, rank: int = 0
 
 
 def model_meta(data: Any) -> dict[str, Any]:
-    return {"num_classes": int(data.num_classes), "input_shape": [int(s) for s in data.input_shape],
+    meta = {"num_classes": int(data.num_classes), "input_shape": [int(s) for s in data.input_shape],
             "class_names": list(data.class_names), "mean": data.mean, "std": data.std,
             "dataset": data.name if hasattr(data, "name") else None,
             **({"labels": labels} if (labels := label_source_summary(data)) else {})}
+    tok = getattr(data, "tokenizer", None)
+    if tok is not None:  # what a text checkpoint needs to be read back with the same ids
+        meta["text"] = {"tokenizer": tok.kind, "vocab_size": tok.vocab_size, "max_length": tok.max_length,
+                        "truncation": tok.truncation, "head_tokens": tok.head_tokens}
+    return meta
 
 
 def model_signature(cfg: Config, data: Any, networks: Any) -> dict[str, Any]:
     """What a checkpoint's weights only make sense with: the model and its params, the method and its
-    network names, classes, input shape, normalisation, and the tokenizer of text data (a data bundle's
-    ``tokenizer_signature``, when it has one). Recorded in ``meta.signature``; compared by :func:`load_run`."""
+    network names, classes, input shape, normalisation, and for text data the tokenizer (kind, length rule,
+    normalisation, special tokens and a SHA-256 of its vocabulary/model, so ids mean the same tokens).
+    Recorded in ``meta.signature``; compared by :func:`load_run` and ``--resume``."""
+    import hashlib
     import json
 
     sig = {"model": cfg.model.name, "model_params": json.loads(json.dumps(cfg.model.params)),
@@ -115,8 +140,14 @@ def model_signature(cfg: Config, data: Any, networks: Any) -> dict[str, Any]:
            "input_shape": [int(s) for s in data.input_shape],
            "mean": None if data.mean is None else [float(v) for v in data.mean],
            "std": None if data.std is None else [float(v) for v in data.std]}
-    if getattr(data, "tokenizer_signature", None) is not None:
-        sig["tokenizer"] = data.tokenizer_signature
+    tok = getattr(data, "tokenizer", None)
+    if tok is not None:
+        ids = hashlib.sha256(json.dumps([list(tok.vocab), tok.hf_json]).encode("utf-8")).hexdigest()[:16]
+        sig["tokenizer"] = {"kind": tok.kind, "vocab_size": int(tok.vocab_size), "max_length": int(tok.max_length),
+                            "truncation": tok.truncation, "head_tokens": int(tok.head_tokens),
+                            "lowercase": bool(tok.lowercase), "nfkc": bool(tok.nfkc),
+                            "special": [tok.pad_token, tok.unk_token, tok.sep_token, *tok.extra_special_tokens],
+                            "vocab_sha256": ids}
     return sig
 
 
@@ -135,7 +166,7 @@ def build_run(cfg: Config, *, output_dir: str, hooks: list | None = None, data: 
     """
     set_device(cfg.train.device)
     seed_everything(cfg.seed)
-    data = build_data(cfg) if data is None else data
+    data = build_data(cfg, run_dir=output_dir) if data is None else data
     if getattr(data, "skipped", None) and dist.rank() == 0:  # data.on_bad_sample: skip
         logger.warning("left out %d unreadable file(s), listed in %s", len(data.skipped),
                        write_skipped_files(output_dir, data.skipped))
@@ -183,3 +214,11 @@ def load_run(cfg: Config, checkpoint: str, *, output_dir: str | None = None,
     check_signature(state, run.trainer.meta["signature"], source=checkpoint)
     run.trainer.load_state_dict(state, source=checkpoint)
     return run
+
+
+def compile_networks(method: Any) -> None:
+    """``train.compile: to_static``: each network's ``forward`` becomes a static program
+    (``paddle.jit.to_static`` converts the Layer in place, so every reference to it sees the change; the
+    parameters, their gradients and ``state_dict`` are the same objects)."""
+    for net in method.networks.values():
+        paddle.jit.to_static(net)

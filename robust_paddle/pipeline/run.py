@@ -14,10 +14,12 @@ from robust_paddle import config as config_mod
 from robust_paddle.config import Config
 from robust_paddle.data.identity import save_train_labels
 from robust_paddle.data.noise import save_noise
+from robust_paddle.data.tokenize import TOKENIZER_FILE
 from robust_paddle.engine import distributed as dist
 from robust_paddle.engine.checkpoint import resolve_checkpoint
 from robust_paddle.errors import ConfigError
-from robust_paddle.pipeline.build import build_run, load_run
+from robust_paddle.methods.base import check_method_settings
+from robust_paddle.pipeline.build import build_run, compile_networks, load_run
 from robust_paddle.pipeline.hooks import build_hooks
 from robust_paddle.pipeline.label_workflow import write_label_source_outputs
 
@@ -56,6 +58,9 @@ def train(cfg: Config, *, resume: str | None = None) -> dict[str, Any]:
     """
     from robust_paddle.pipeline import resume as resume_mod
 
+    check_method_settings(cfg)  # before anything is written: config.yaml records only settings that apply
+    cfg = config_mod.drop_inert_settings(cfg)
+
     distributed = dist.init(cpu=cfg.train.device == "cpu")
     if distributed and cfg.train.kfold:
         raise ConfigError(f"train.kfold={cfg.train.kfold} trains K independent models, which is not data parallel; "
@@ -84,10 +89,14 @@ def train(cfg: Config, *, resume: str | None = None) -> dict[str, Any]:
                     start_weights=resume is None)
     if state is not None:
         resume_mod.apply_resume(run, state, changes, source=resolve_checkpoint(resume))
+    if cfg.train.compile == "to_static":
+        compile_networks(run.method)
     if run.trainer.is_main:
         config_mod.save(cfg, os.path.join(out, "config.yaml"))
         save_train_labels(run.data.train, out)
         write_label_source_outputs(cfg, run.data, out)
+        if run.data.tokenizer is not None:
+            run.data.tokenizer.save(os.path.join(out, TOKENIZER_FILE))
         if run.data.noise is not None:
             save_noise(run.data.noise, out)
     return run.trainer.fit()

@@ -6,17 +6,18 @@
   run's training split, the row of ``train_labels.npy``), ``source_row`` (the row in the user's source: fix
   labels there), ``path`` (file-backed datasets), ``id`` (the source's id column, when it has one; see
   ``data/identity.py``), ``given_label``/``given_name``, ``suggested_label``/``suggested_name`` (arg-max prediction),
-  ``clean_prob`` (the method's own clean probability, else a 2-component GMM on the per-sample losses),
-  ``quality_score`` (self-confidence ``p[given]``, lower = more suspect), ``loss``, ``is_issue`` and, when
-  the clean labels are known, ``true_label``;
+  ``clean_prob`` (the method's own clean probability, else a 2-component GMM on the per-sample losses,
+  bounded by ``quality_score`` where confident learning flags the sample), ``quality_score``
+  (self-confidence ``p[given]``, lower = more suspect), ``loss``, ``is_issue`` and, when the clean labels
+  are known, ``true_label``; one rule ties these columns and the row order (:func:`issue_columns`): no
+  issue row has ``clean_prob >= 0.5`` and rows follow ascending ``clean_prob`` within each block;
 * ``noise_matrix.png`` - the confident-learning estimate of ``P(given | true)`` (``estimation``);
 * ``loss_hist.png`` - the per-sample loss histogram with the fitted GMM's component densities;
 * ``label_issues_summary.json`` - counts, noise-rate estimates, the estimated matrix and, when the clean
   labels are known, precision / recall / F1 of ``is_issue`` against the truth.
 
-Flagging follows :func:`robust_paddle.quality.estimation.find_label_issues` (confident learning, Northcutt et al.
-2021, https://arxiv.org/abs/1911.00068, united with the loss-GMM view of Li et al. 2020,
-https://arxiv.org/abs/2002.07394). The probabilities come from the trained (noise-robust) model itself, not
+Flagging unites confident learning (Northcutt et al. 2021, https://arxiv.org/abs/1911.00068) with the
+loss-GMM view of Li et al. 2020 (https://arxiv.org/abs/2002.07394) under :func:`issue_columns`. The probabilities come from the trained (noise-robust) model itself, not
 from cross-validation; ``benchmarks/detection.py`` measures how that compares with cleanlab on K-fold
 out-of-sample probabilities.
 """
@@ -34,7 +35,8 @@ from robust_paddle.data.identity import identity_columns
 from robust_paddle.engine.hooks import Hook, write_json
 from robust_paddle.engine.trainer import Run
 from robust_paddle.errors import DataError
-from robust_paddle.methods.correction import fit_loss_gmm, split_precision_recall
+from robust_paddle.methods.correction import loss_clean_probability, split_precision_recall
+from robust_paddle.ops import atomic_write, per_sample_ce, softmax
 from robust_paddle.quality import estimation as E
 from robust_paddle.quality.plots import plot_loss_histogram, plot_noise_matrix
 from robust_paddle.registry import HOOKS
@@ -45,39 +47,40 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CSV_NAME, SUMMARY_NAME = "label_issues.csv", "label_issues_summary.json"
+TEXT_WIDTH = 80  # characters of a text shown in label_issues.csv
 MATRIX_PNG, LOSS_PNG = "noise_matrix.png", "loss_hist.png"
 GMM_OPTIONS = {"max_iter": 200, "tol": 1e-4}  # one-off fit: run EM to convergence (not DivideMix's 10 steps)
 
 
-def per_sample_loss(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Cross-entropy of each row of ``logits`` [N, C] against ``labels`` [N] -> [N] float64 (log-sum-exp)."""
-    z = np.asarray(logits, dtype=np.float64)
-    m = z.max(axis=1, keepdims=True)
-    lse = (m + np.log(np.exp(z - m).sum(axis=1, keepdims=True)))[:, 0]
-    return lse - z[np.arange(z.shape[0]), np.asarray(labels, dtype=np.int64)]
 
 
 def rank_label_issues(labels: np.ndarray, probs: np.ndarray,
                       clean_prob: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The report's verdict and order: ``(order [N], is_issue [N] bool, quality [N])``.
 
-    ``is_issue``: confident learning united with ``clean_prob < 0.5`` and a disagreeing prediction
-    (:func:`~robust_paddle.quality.estimation.find_label_issues`); ``quality``: self-confidence
-    ``p[given]``; ``order``: most suspect first -- flagged before unflagged, then lowest quality, then
-    lowest clean probability, then index.
+    With ``clean_prob``: the one rule of :func:`issue_columns` (what ``label_issues.csv`` shows). Without:
+    plain confident learning (``estimation.prune_by_noise_rate``), flagged rows first, then by ascending
+    ``quality = p[given]``, then index.
     """
+    if clean_prob is not None:
+        cols = issue_columns(labels, probs, clean_prob)
+        return cols["order"], cols["is_issue"], cols["quality_score"]
+    labels, probs = E.check_inputs(labels, probs)
     n = len(labels)
     quality = E.label_quality_scores(labels, probs)
-    is_issue = E.find_label_issues(labels, probs, clean_prob=clean_prob)
-    tie = np.zeros(n) if clean_prob is None else clean_prob
-    return np.lexsort((np.arange(n), tie, quality, ~is_issue)), is_issue, quality
+    is_issue = E.prune_by_noise_rate(labels, probs)
+    return np.lexsort((np.arange(n), quality, ~is_issue)), is_issue, quality
 
 
 def train_predictions(trainer: Trainer, loader: Any, n: int, *, shard: bool = False) -> np.ndarray:
-    """Logits [N, C] of every training sample in dataset order (one eval pass over ``loader``).
+    """Logits [N, C] of every training sample in dataset order: the trainer's cached training-set pass
+    (:meth:`~robust_paddle.engine.train_pass.TrainSetPass.train_set_logits`) when ``loader`` is its
+    ``train_eval`` loader, else one eval pass over ``loader``.
 
     ``shard``: data parallel, called by every rank: each predicts its shard (``Trainer.predict_logits``).
     """
+    if hasattr(trainer, "train_set_logits") and loader is trainer.loaders.get("train_eval"):
+        return trainer.train_set_logits(collective=shard)
     logits, idx = (trainer.predict_logits(loader, shard=True) if shard and getattr(trainer, "distributed", False)
                    else trainer.predict_logits(loader))
     if idx.shape[0] != n or not np.array_equal(np.sort(idx), np.arange(n)):
@@ -89,12 +92,55 @@ def train_predictions(trainer: Trainer, loader: Any, n: int, *, shard: bool = Fa
 
 
 def loss_gmm(losses: np.ndarray, *, seed: int) -> tuple[np.ndarray, Any]:
-    """``(clean_prob [N], GaussianMixture or None)``; all-equal losses give ``clean_prob = 1`` and no GMM."""
-    try:
-        return fit_loss_gmm(losses, seed=seed, **GMM_OPTIONS)
-    except ValueError as e:
-        logger.warning("loss GMM skipped (%s); every sample gets clean_prob = 1", e)
-        return np.ones(len(losses)), None
+    """``(clean_prob [N], GaussianMixture or None)``; all-equal losses or a mixture that does not separate
+    give ``clean_prob = 1`` and no GMM, with a warning (``correction.loss_clean_probability``)."""
+    prob, gmm, _ = loss_clean_probability(losses, seed=seed, where="label-issue report", **GMM_OPTIONS)
+    return prob, gmm
+
+
+#: a label with a clean probability below this is an issue candidate (``find_label_issues``' default too)
+CLEAN_THRESHOLD = 0.5
+
+
+def issue_columns(labels: np.ndarray, probs: np.ndarray, clean_prob: np.ndarray, *,
+                  threshold: float = CLEAN_THRESHOLD) -> dict[str, np.ndarray]:
+    """The one rule behind ``clean_prob``, ``quality_score``, ``is_issue`` and the row order of the report.
+
+    1. ``quality_score = p[given]`` (self-confidence, Northcutt et al. 2021).
+    2. ``clean_prob`` = the method's clean probability (or the loss GMM's); for a sample that confident
+       learning flags (:func:`estimation.prune_by_noise_rate`) it is ``min(that, quality_score)``: the
+       classifier's own probability of the given label bounds how clean a flagged label can be called.
+    3. ``is_issue = clean_prob < threshold and (confident learning flags it or the prediction differs from
+       the given label)``; so no issue row has ``clean_prob >= threshold``.
+    4. Rows are ordered issues first, then by ascending ``clean_prob``, ties by ascending ``quality_score``,
+       then by index.
+
+    Without step 2, a loss GMM that calls a heavy-tailed loss "clean" (a GCE-trained model) left rows with
+    ``is_issue = 1`` and ``clean_prob = 1.0`` (issue 15).
+
+    Args:
+        labels: [N] given labels. probs: [N, C] probabilities. clean_prob: [N] in [0, 1].
+        threshold: in (0, 1).
+
+    Returns:
+        ``{"clean_prob" [N] float64, "quality_score" [N], "is_issue" [N] bool, "order" [N] int64}``.
+    """
+    labels, probs = E.check_inputs(labels, probs)
+    quality = E.label_quality_scores(labels, probs)
+    flagged = E.prune_by_noise_rate(labels, probs)
+    clean = np.asarray(clean_prob, dtype=np.float64)
+    clean = np.where(flagged, np.minimum(clean, quality), clean)
+    disagree = probs.argmax(axis=1) != labels
+    is_issue = (clean < threshold) & (flagged | disagree)
+    order = np.lexsort((np.arange(len(labels)), quality, clean, ~is_issue))
+    return {"clean_prob": clean, "quality_score": quality, "is_issue": is_issue, "order": order}
+
+
+def shorten_text(text: Any, *, width: int = TEXT_WIDTH) -> str:
+    """One line of at most ``width`` characters (``" [SEP] "`` between the parts of a pair, ``...`` when cut)."""
+    t = " [SEP] ".join(text) if isinstance(text, tuple) else str(text)
+    t = " ".join(t.split())
+    return t if len(t) <= width else t[:width - 3] + "..."
 
 
 def _names(class_names: list[str], labels: np.ndarray) -> list[str]:
@@ -136,22 +182,26 @@ def write_report(run: Run, *, out_dir: str, given_labels: np.ndarray | None = No
     if labels.shape != (n,):
         raise DataError(f"given_labels must have shape ({n},), got {labels.shape}")
     logits = train_predictions(trainer, run.loaders["train_eval"], n)
-    probs = E.softmax(logits)
-    losses = per_sample_loss(logits, labels)
+    probs = softmax(logits)
+    losses = per_sample_ce(logits, labels)
     seed = int(run.cfg.seed)
     gmm_prob, gmm = loss_gmm(losses, seed=seed)
     own = run.method.clean_probability()
     if own is not None and np.asarray(own).shape != (n,):
         raise DataError(f"method {run.cfg.method.name!r}: clean_probability() has shape "
                          f"{np.asarray(own).shape}, expected ({n},)")
-    clean_prob = gmm_prob if own is None else np.clip(np.asarray(own, dtype=np.float64), 0.0, 1.0)
+    model_clean_prob = gmm_prob if own is None else np.clip(np.asarray(own, dtype=np.float64), 0.0, 1.0)
     suggested = probs.argmax(axis=1)
-    order, is_issue, quality = rank_label_issues(labels, probs, clean_prob)
+    cols = issue_columns(labels, probs, model_clean_prob)
+    clean_prob, quality, is_issue, order = cols["clean_prob"], cols["quality_score"], cols["is_issue"], cols["order"]
     t_est = E.estimate_noise_matrix(labels, probs)
     names = list(data.class_names)
     clean = getattr(ds, "clean_labels", None)
 
     table: dict[str, Any] = {"index": np.arange(n), **identity_columns(ds)}
+    texts = getattr(ds, "texts", None)
+    if texts is not None:  # text sources: the review itself, shortened, beside the labels
+        table["text"] = [shorten_text(t) for t in texts]
     table.update({"given_label": labels, "given_name": _names(names, labels), "suggested_label": suggested,
                   "suggested_name": _names(names, suggested), "clean_prob": clean_prob,
                   "quality_score": quality, "loss": losses, "is_issue": is_issue})
@@ -160,12 +210,10 @@ def write_report(run: Run, *, out_dir: str, given_labels: np.ndarray | None = No
     os.makedirs(out_dir, exist_ok=True)
     csv_path = os.path.join(out_dir, CSV_NAME)
     header, rows = _csv_rows(table, order)
-    tmp = csv_path + ".tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_write(csv_path, newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(header)
         writer.writerows(rows)
-    os.replace(tmp, csv_path)
 
     noisy_mask = None if clean is None else labels != np.asarray(clean)
     matrix_path = plot_noise_matrix(t_est, os.path.join(out_dir, MATRIX_PNG), class_names=names)
@@ -262,7 +310,7 @@ class SampleStatsHook(Hook):
         ds = trainer.data.train_eval
         labels = np.asarray(ds.labels, dtype=np.int64)
         logits = train_predictions(trainer, trainer.loaders["train_eval"], len(labels), shard=True)  # all ranks
-        losses = per_sample_loss(logits, labels)
+        losses = per_sample_ce(logits, labels)
         prob, _ = loss_gmm(losses, seed=int(trainer.cfg.seed) + trainer.epoch)
         trainer.epoch_histograms["samples/loss"] = losses.astype(np.float32)
         trainer.epoch_histograms["samples/clean_prob"] = prob.astype(np.float32)

@@ -19,8 +19,9 @@ import requests
 from _export_runs import exported, trained_run
 from PIL import Image
 
-from robust_paddle.deploy.predictor import PaddlePredictor, decode_image, load_model_info, normalize, softmax
+from robust_paddle.deploy.predictor import PaddlePredictor, decode_image, load_model_info, normalize
 from robust_paddle.deploy.serve import MicroBatcher, ServerHandle, close_app, create_app, serve_command
+from robust_paddle.ops import softmax
 from robust_paddle.pipeline.build import load_run
 
 MAX_BATCH = 8
@@ -78,7 +79,8 @@ def test_health_and_metadata(server, model):
     assert meta["input"]["shape"] == [1, 8, 8] and meta["input"]["kind"] == "image"
     assert meta["model_version"] == model["info"].model_version and meta["output"]["softmax"] is False
     assert meta["preprocess"]["mean"] == list(model["info"].mean)
-    assert meta["limits"] == {"max_batch_size": MAX_BATCH, "max_body_bytes": int(MAX_BODY_MB * 1024 * 1024)}
+    assert meta["limits"] == {"max_batch_size": MAX_BATCH, "max_body_bytes": int(MAX_BODY_MB * 1024 * 1024),
+                              "max_pixels_per_request": 16_000_000, "max_json_depth": 400}
 
 
 def test_inputs_predictions_equal_eval(server, model):
@@ -124,8 +126,9 @@ def test_image_predictions_match_eval(server, model):
 
 BAD_REQUESTS = [
     ("not json", b"{images: [", 400, "the body is not valid JSON"),
-    ("not an object", [1, 2], 400, "must be a JSON object with 'images' or 'inputs'; got a JSON list"),
-    ("unknown key", {"input": [1]}, 400, r"unknown key\(s\) 'input'; allowed: images, inputs, top_k"),
+    ("not an object", [1, 2], 400, "must be a JSON object with 'images', 'inputs' or 'texts'; got a JSON list"),
+    ("unknown key", {"input": [1]}, 400, r"unknown key\(s\) 'input'; allowed: images, inputs, texts, top_k"),
+    ("texts to an image model", {"texts": ["hello"]}, 400, "this model takes image inputs, not texts; send images"),
     ("both keys", {"images": ["a"], "inputs": [1]}, 400, "exactly one of 'images'"),
     ("wrong shape", {"inputs": np.zeros((2, 1, 8, 7)).tolist()}, 400,
      r"'inputs' has shape \[2, 1, 8, 7\]; expected \[N, 1, 8, 8\] with 1 <= N <= 8, or one sample \[1, 8, 8\]"),

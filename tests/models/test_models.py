@@ -32,7 +32,10 @@ def batch(shape, n=3, seed=0):
 
 
 def test_every_registry_entry_is_tested():
-    assert set(MODELS.names()) == set(SHAPES)
+    from robust_paddle.models.text import TEXT_MODELS
+
+    # the text models (token ids in) are tested over every entry in tests/text/test_text_models.py
+    assert set(MODELS.names()) == set(SHAPES) | set(TEXT_MODELS)
 
 
 @pytest.mark.parametrize("name,shape", CASES)
@@ -170,8 +173,9 @@ def test_user_factory_errors(user_module):
 
 # --------------------------------------------------------------------------------------------- checks
 def test_unknown_name_lists_registry_and_other_forms():
-    with pytest.raises(ValueError, match=r"unknown model 'resnet9000'; registered: mlp, preact_resnet18, "
-                                         r"resnet18_cifar, resnet34_cifar, small_cnn; also accepted: "
+    with pytest.raises(ValueError, match=r"unknown model 'resnet9000'; registered: bigru_attention, bilstm_attention, "
+                                         r"mlp, preact_resnet18, resnet18_cifar, resnet34_cifar, small_cnn, textcnn, "
+                                         r"transformer; also accepted: "
                                          r"paddle.vision.models names .*'pkg.mod:fn'"):
         build_model("resnet9000", num_classes=3, input_shape=(3, 32, 32))
 

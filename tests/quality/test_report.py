@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from robust_paddle.cli import main
+from robust_paddle.ops import per_sample_ce, softmax
+from robust_paddle.quality import estimation as E
 from robust_paddle.quality import report as R
 from robust_paddle.quality.plots import plot_loss_histogram, plot_noise_matrix
 
@@ -74,12 +76,13 @@ def test_write_report_files_columns_and_order(tmp_path) -> None:
     assert list(rows[0]) == ["index", "source_row", "path", "given_label", "given_name", "suggested_label", "suggested_name",
                              "clean_prob", "quality_score", "loss", "is_issue", "true_label"]
     assert sorted(int(r["index"]) for r in rows) == list(range(len(given)))
-    # most suspect first: all flagged rows, then the rest, each block by ascending quality score
+    # most suspect first: all flagged rows, then the rest, each block by ascending clean_prob (issue_columns)
     flags = [int(r["is_issue"]) for r in rows]
     assert flags == sorted(flags, reverse=True) and 0 < sum(flags) < len(rows)
     for block in (1, 0):
-        q = [float(r["quality_score"]) for r in rows if int(r["is_issue"]) == block]
-        assert q == sorted(q)
+        keys = [(float(r["clean_prob"]), float(r["quality_score"])) for r in rows if int(r["is_issue"]) == block]
+        assert keys == sorted(keys)
+    assert all(float(r["clean_prob"]) < R.CLEAN_THRESHOLD for r in rows if r["is_issue"] == "1")
     r0 = rows[0]
     i = int(r0["index"])
     p = np.exp(logits[i] - logits[i].max())
@@ -114,13 +117,18 @@ def test_write_report_files_columns_and_order(tmp_path) -> None:
 def test_report_uses_method_clean_probability_and_no_paths(tmp_path) -> None:
     n = 200
     w = np.linspace(0.0, 1.0, n)
-    run, given, clean, _ = make_run(n=n, paths=False, clean_prob=w)
+    run, given, clean, logits = make_run(n=n, paths=False, clean_prob=w)
     summary = R.write_report(run, out_dir=str(tmp_path))
     rows = read_csv(str(tmp_path / R.CSV_NAME))
     assert "path" not in rows[0]
     assert summary["clean_prob_source"] == "method"
-    for r in rows:
-        assert float(r["clean_prob"]) == pytest.approx(w[int(r["index"])], abs=1e-6)
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    flagged = E.prune_by_noise_rate(given, probs)
+    for r in rows:  # the method's probability, bounded by p[given] where confident learning flags the sample
+        i = int(r["index"])
+        want = min(w[i], probs[i, given[i]]) if flagged[i] else w[i]
+        assert float(r["clean_prob"]) == pytest.approx(want, abs=1e-6)
     run.trainer.method.clean_probability = lambda: np.ones(n + 1)
     with pytest.raises(ValueError, match=r"clean_probability\(\) has shape \(201,\), expected \(200,\)"):
         R.write_report(run, out_dir=str(tmp_path))
@@ -167,7 +175,7 @@ def test_sample_stats_hook_fills_histograms_and_selection() -> None:
 
 def test_per_sample_loss_matches_log_softmax() -> None:
     logits = np.array([[1000.0, 0.0], [0.0, 0.0]])
-    np.testing.assert_allclose(R.per_sample_loss(logits, np.array([1, 0])), [1000.0, np.log(2)])
+    np.testing.assert_allclose(per_sample_ce(logits, np.array([1, 0])), [1000.0, np.log(2)])
 
 
 def test_plot_input_checks(tmp_path) -> None:
@@ -216,3 +224,36 @@ def test_report_hook_registered() -> None:
     from robust_paddle.pipeline.commands import _run_dir
 
     assert os.path.basename(_run_dir("/a/run/checkpoints/best.pdckpt")) == "run"
+
+
+def test_issue_columns_never_call_an_issue_clean_and_rank_by_clean_prob() -> None:
+    """The standard+GCE contradiction: the loss GMM calls every sample clean (a GCE model's heavy-tailed
+    losses) while confident learning flags the flipped ones. The old union rule reported those rows as
+    ``is_issue = 1`` with ``clean_prob = 1.0``; the one rule bounds their clean_prob by p[given]."""
+    run, given, clean, logits = make_run(n=400, noise=0.3, seed=3)
+    probs = softmax(logits)
+    gmm_says_clean = np.ones(len(given))
+    old = E.find_label_issues(given, probs, clean_prob=gmm_says_clean)
+    assert old.sum() > 50 and np.all(gmm_says_clean[old] == 1.0)  # the contradiction, reproduced
+    cols = R.issue_columns(given, probs, gmm_says_clean)
+    assert cols["is_issue"].sum() >= 0.95 * old.sum()  # the same samples are still found
+    assert np.all(cols["clean_prob"][cols["is_issue"]] < R.CLEAN_THRESHOLD)
+    assert np.all(cols["clean_prob"] <= gmm_says_clean) and np.all(cols["clean_prob"] >= 0)
+    order = cols["order"]
+    issue = cols["is_issue"][order]
+    assert np.all(issue[:issue.sum()]) and not np.any(issue[issue.sum():])
+    for block in (issue, ~issue):
+        keys = list(zip(cols["clean_prob"][order][block], cols["quality_score"][order][block]))
+        assert keys == sorted(keys)
+    assert np.array_equal(np.sort(order), np.arange(len(given)))
+
+
+def test_report_of_a_gmm_that_calls_everything_clean_has_no_contradicting_rows(tmp_path, monkeypatch) -> None:
+    run, given, clean, _ = make_run(n=300, noise=0.3, seed=5)
+    monkeypatch.setattr(R, "loss_gmm", lambda losses, seed: (np.ones(len(losses)), None))
+    summary = R.write_report(run, out_dir=str(tmp_path))
+    rows = read_csv(str(tmp_path / R.CSV_NAME))
+    issues = [r for r in rows if r["is_issue"] == "1"]
+    assert len(issues) == summary["num_issues"] > 30
+    assert max(float(r["clean_prob"]) for r in issues) < R.CLEAN_THRESHOLD
+    assert summary["detection"]["f1"] > 0.85

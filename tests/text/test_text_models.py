@@ -1,0 +1,98 @@
+"""Text models: shapes, the feature split, padding, sliding windows, pretrained embeddings, text training steps."""
+
+import numpy as np
+import paddle
+import pytest
+
+from robust_paddle.models import build_model
+from robust_paddle.models.text import TEXT_MODELS, load_pretrained_embeddings, window_starts
+
+V, L = 30, 12
+SMALL = {"textcnn": {"kernel_sizes": [2, 3], "num_filters": 4}, "bigru_attention": {"hidden_size": 8},
+         "bilstm_attention": {"hidden_size": 8}, "transformer": {"num_heads": 2, "ffn_dim": 16, "num_layers": 1}}
+
+
+def _ids(seed=0, n=5, lengths=(12, 7, 3, 9, 1)):
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, L), np.int64)
+    for i, k in enumerate(lengths[:n]):
+        x[i, :k] = rng.integers(3, V, size=k)
+    return paddle.to_tensor(x)
+
+
+def _model(name, **kw):
+    paddle.seed(0)
+    net = build_model(name, num_classes=3, input_shape=(L,), vocab_size=V, pad_id=0, embed_dim=8,
+                      **SMALL[name], **kw)
+    net.eval()
+    return net
+
+
+@pytest.mark.parametrize("name", TEXT_MODELS)
+def test_feature_split_and_embedding_split(name):
+    net, x = _model(name), _ids()
+    logits = net(x)
+    assert logits.shape == [5, 3]
+    np.testing.assert_allclose(net.classifier(net.forward_features(x)).numpy(), logits.numpy(), atol=1e-6)
+    base, head = net.embedding_split(x)
+    assert base.shape == [5, L, 8]
+    np.testing.assert_allclose(head(base).numpy(), logits.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", TEXT_MODELS)
+def test_padding_positions_do_not_matter(name):
+    """The embedding row of the pad id is ignored: changing it leaves every prediction unchanged."""
+    net, x = _model(name), _ids()
+    before = net(x).numpy()
+    w = net.embedding.weight.numpy()
+    w[0] = 5.0
+    net.embedding.weight.set_value(w)
+    np.testing.assert_allclose(net(x).numpy(), before, atol=1e-5)
+
+
+def test_window_starts():
+    assert window_starts(12, 0, 0) == [0]
+    assert window_starts(12, 6, 3) == [0, 3, 6]
+    assert window_starts(12, 5, 4) == [0, 4, 7]  # the last window ends at L
+    assert window_starts(12, 12, 4) == [0]
+
+
+@pytest.mark.parametrize("name", ["textcnn", "transformer"])
+def test_mean_windows_average_the_window_logits(name):
+    net = _model(name, window_length=6, window_stride=3)
+    ref = _model(name)  # same weights (same seed) but one window of 6 tokens per call
+    one = build_model(name, num_classes=3, input_shape=(6,), vocab_size=V, pad_id=0, embed_dim=8, **SMALL[name])
+    one.set_state_dict(net.state_dict())
+    one.eval()
+    del ref
+    x = _ids(lengths=(12, 7, 3, 9, 1))
+    got = net(x).numpy()
+    for i, length in enumerate((12, 7, 3, 9, 1)):
+        wins = [x[i:i + 1, s:s + 6] for s in (0, 3, 6) if s == 0 or s < length]
+        want = np.mean([one(w).numpy() for w in wins], axis=0)
+        np.testing.assert_allclose(got[i:i + 1], want, atol=1e-5)
+
+
+def test_max_windows_and_bad_settings():
+    net = _model("textcnn", window_length=6, window_stride=3, window_aggregate="max")
+    assert net(_ids()).shape == [5, 3]
+    with pytest.raises(ValueError, match="kernel_sizes"):
+        build_model("textcnn", num_classes=2, input_shape=(L,), vocab_size=V, kernel_sizes=[20])
+    with pytest.raises(ValueError, match="takes token ids"):
+        build_model("textcnn", num_classes=2, input_shape=(1, 8, 8), vocab_size=V)
+
+
+def test_pretrained_embeddings(tmp_path):
+    vocab = ["[PAD]", "[UNK]", "[SEP]", "好", "差"]
+    f = tmp_path / "w2v.txt"
+    f.write_text("2 3\n好 1 2 3\n其他 4 5 6\n", encoding="utf-8")
+    vec, found = load_pretrained_embeddings(str(f), vocab, 3)
+    assert found.tolist() == [False, False, False, True, False] and vec[3].tolist() == [1, 2, 3]
+    np.savez(tmp_path / "e.npz", tokens=np.array(["差"]), vectors=np.array([[7.0, 8.0, 9.0]]))
+    net = build_model("textcnn", num_classes=2, input_shape=(8,), vocab_size=5, vocab=vocab, embed_dim=3,
+                      kernel_sizes=[2], num_filters=2, pretrained_embeddings=str(tmp_path / "e.npz"),
+                      freeze_embeddings=True)
+    assert net.embedding.weight.numpy()[4].tolist() == [7, 8, 9] and net.embedding.weight.stop_gradient
+    f.write_text("好 1 2\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"w2v.txt:1: expected a token and 3 numbers"):
+        load_pretrained_embeddings(str(f), vocab, 3)
