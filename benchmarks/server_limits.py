@@ -54,7 +54,7 @@ def blank_png(side: int) -> bytes:
 
 def export_model(workdir: str) -> str:
     from robust_paddle import config
-    from robust_paddle.deploy.export import export_command
+    from robust_paddle.pipeline.commands import export_command
     from robust_paddle.pipeline.run import train
 
     cfg = config.load(os.path.join(ROOT, "configs", "quickstart.yaml"), [
