@@ -68,7 +68,7 @@ class ELRMethod(Method):
         """``method.params`` of ``elr`` (checked by the registry)."""
 
         beta: float = param(0.7, min=0.0, max=0.999999, doc="target momentum (0.7 CIFAR-10, 0.9 CIFAR-100)")
-        lam: float = param(3.0, min=0.0, doc="weight of the regulariser (3 CIFAR-10, 7 CIFAR-100); 0 = plain")
+        lam: float = param(3.0, min=0.0, doc="weight of log(1 - <t, p>) (3 CIFAR-10, 7 CIFAR-100; 0 = plain loss)")
 
     def __init__(self, ctx: MethodContext, *, beta: float = 0.7, lam: float = 3.0) -> None:
         super().__init__(ctx)
