@@ -254,6 +254,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 r = epoch_time(lists[n], method, crop=args.crop, workers=args.workers,
                                out=os.path.join(args.root, f"ep_{method}_{n}"))
                 result["epochs"].append(r)
+                C.save_json(args.out + ".partial", result)  # a long run keeps what it measured so far
                 share = f", per-sample passes {100 * r['pass_share']:.1f}%" if r["pass_share"] is not None else ""
                 print(f"{method:<14} N={n:<6} epoch {r['epoch_s']:7.1f} s  {r['s_per_1k']:.2f} s/1k{share}", flush=True)
     result["uptime_end"] = os.popen("uptime").read().strip()

@@ -17,6 +17,7 @@ size (tests/e2e/test_finetune_example.py).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -102,10 +103,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         os.makedirs(work, exist_ok=True)
         npz = write_mnist5k(work)
         src = os.path.join(work, "pretrain_digits")
-        pre = pretrain(src, epochs=args.pretrain_epochs, seed=args.seed)
+        done = os.path.join(src, "metrics.json")
+        if os.path.isfile(done):  # a --workdir that already holds the pretraining run: reuse it
+            with open(done, encoding="utf-8") as fh:
+                pre = json.load(fh)
+        else:
+            pre = pretrain(src, epochs=args.pretrain_epochs, seed=args.seed)
         for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
             for init in ("random", "pretrained"):
                 out = os.path.join(work, f"{method.replace('+', '_')}_{init}")
+                if os.path.exists(os.path.join(out, "config.yaml")):  # a fresh folder per run
+                    import shutil
+
+                    shutil.rmtree(out)
                 res = finetune(npz, out, method=method, pretrained=src if init == "pretrained" else "",
                                epochs=args.epochs, seed=args.seed, subset=args.subset)
                 rows.append({"method": method, "init": init, **res,

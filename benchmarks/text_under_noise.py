@@ -136,14 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="rows trained at once (one process each)")
     p.add_argument("--speed-only", action="store_true")
     p.add_argument("--speed-steps", type=int, default=40)
+    p.add_argument("--skip-speed", action="store_true", help="only the grid")
     p.add_argument("--workdir", default=None)
     args = p.parse_args(argv)
     out = os.path.join(C.RESULTS, "text_under_noise.json")
     result: dict[str, Any] = {"meta": {"environment": C.environment(), "uptime_start": os.popen("uptime").read().strip(),
                                        "args": vars(args)}}
     os.environ["OMP_NUM_THREADS"] = "1"
-    result["speed"] = speed(args.speed_steps)
-    print(json.dumps(result["speed"], indent=2), flush=True)
+    if not args.skip_speed:
+        result["speed"] = speed(args.speed_steps)
+        print(json.dumps(result["speed"], indent=2), flush=True)
     if args.speed_only:
         C.save_json(out.replace(".json", "-speed.json"), result)
         return 0

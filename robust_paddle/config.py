@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from robust_paddle.errors import ConfigError
+from robust_paddle.ops import atomic_write
 from robust_paddle.schema import build as _build
 from robust_paddle.schema import param as _f
 
@@ -246,6 +247,9 @@ class TrainConfig:
     # per-sample diagnostics on evaluation epochs (VisualDL histograms samples/*, noise/rate_gmm, train/acc):
     # one extra eval pass over the training set; false skips it
     diagnostics: bool = True
+    # to_static: every network's forward runs as a static program (paddle.jit.to_static) in training runs;
+    # measured 2.6-3.4x faster per epoch for small CNNs on CPU (benchmarks/toolkit_overhead.py)
+    compile: str = _f("none", choices=("none", "to_static"))
     hooks: list[dict] = _f(factory=list)  # extra hooks: [{name: ..., params...}]
 
 
@@ -446,7 +450,5 @@ def drop_inert_settings(cfg: Config) -> Config:
 def save(cfg: Config, path: str) -> None:
     """Write the resolved config as YAML (atomically)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_write(path) as fh:
         yaml.safe_dump(to_dict(cfg), fh, sort_keys=False)
-    os.replace(tmp, path)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from robust_paddle.errors import ConfigError
+from robust_paddle.schema import build
 
 
 class Registry:
@@ -53,8 +55,14 @@ class Registry:
             field: the config path the kwargs came from (e.g. ``"loss.params"``), used in messages.
         """
         obj = self.get(name)
-        check_kwargs(obj, kwargs, where=field or f"{self.kind} '{name}'", owner=f"{self.kind} '{name}'",
-                     positional=len(args))
+        where = field or f"{self.kind} '{name}'"
+        check_kwargs(obj, kwargs, where=where, owner=f"{self.kind} '{name}'", positional=len(args))
+        spec = getattr(obj, "Params", None)
+        if spec is not None and dataclasses.is_dataclass(spec):
+            # the builder declares its parameters: types, ranges and choices are checked here, naming
+            # ``<field>.<key>`` (e.g. ``method.params.T: 0 is out of range; must be > 0.0``)
+            params = build(spec, kwargs, where)
+            kwargs = {k: getattr(params, k) for k in kwargs}
         return obj(*args, **kwargs)
 
     def names(self) -> list[str]:

@@ -23,9 +23,10 @@ __all__ = ["param", "build", "convert", "check_range", "type_name"]
 
 
 def param(default: Any = dataclasses.MISSING, *, choices: tuple | None = None, min: float | None = None,
-       max: float | None = None, min_open: bool = False, factory: Any = None) -> Any:
-    """A dataclass field with its allowed values (``choices``, ``min``/``max``, ``min_open``: ``> min``)."""
-    meta = {"choices": choices, "min": min, "max": max, "min_open": min_open}
+       max: float | None = None, min_open: bool = False, factory: Any = None, doc: str = "") -> Any:
+    """A dataclass field with its allowed values (``choices``, ``min``/``max``, ``min_open``: ``> min``) and a
+    one-line ``doc`` (shown by ``robust-paddle list``)."""
+    meta = {"choices": choices, "min": min, "max": max, "min_open": min_open, "doc": doc}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)

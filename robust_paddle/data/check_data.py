@@ -30,10 +30,11 @@ import numpy as np
 from PIL import Image
 
 from robust_paddle.data.build import _split_groups, _split_indices
-from robust_paddle.data.decode import _DECODE_ERRORS, _reason, mode_channels
-from robust_paddle.data.imagecheck import _workers
+from robust_paddle.data.decode import DECODE_ERRORS, failure_reason, mode_channels
+from robust_paddle.data.imagecheck import default_threads
 from robust_paddle.data.labels import collect_label_problems, describe
 from robust_paddle.errors import ConfigError, DataError
+from robust_paddle.ops import atomic_write
 from robust_paddle.registry import DATASETS
 
 logger = logging.getLogger(__name__)
@@ -61,14 +62,14 @@ def read_file_facts(path: str) -> FileFacts:
         with open(path, "rb") as fh:
             blob = fh.read()
     except OSError as e:
-        return FileFacts(path, error=f"{path}: cannot read image: {_reason(e)}")
+        return FileFacts(path, error=f"{path}: cannot read image: {failure_reason(e)}")
     digest = hashlib.blake2b(blob, digest_size=16).hexdigest()
     try:
         with Image.open(io.BytesIO(blob)) as im:
             im.load()
             return FileFacts(path, digest, im.mode, int(im.size[0]), int(im.size[1]))
-    except _DECODE_ERRORS as e:
-        return FileFacts(path, digest, error=f"{path}: cannot read image: {_reason(e)}")
+    except DECODE_ERRORS as e:
+        return FileFacts(path, digest, error=f"{path}: cannot read image: {failure_reason(e)}")
 
 
 def scan_files(paths: Sequence[str], *, progress: bool = True, desc: str = "files",
@@ -76,7 +77,7 @@ def scan_files(paths: Sequence[str], *, progress: bool = True, desc: str = "file
     """:func:`read_file_facts` of every path on a thread pool, in order, with a tqdm bar."""
     from tqdm import tqdm
 
-    with ThreadPoolExecutor(threads or _workers()) as pool, \
+    with ThreadPoolExecutor(threads or default_threads()) as pool, \
             tqdm(total=len(paths), desc=desc, unit="img", disable=not progress, leave=False) as bar:
         out = []
         for facts in pool.map(read_file_facts, paths, chunksize=32):
@@ -203,9 +204,8 @@ def check_data(cfg, *, out_dir: str | None = None, progress: bool = True) -> dic
     out_dir = out_dir or cfg.output_dir
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, REPORT_FILE)
-    with open(path + ".tmp", "w", encoding="utf-8") as fh:
+    with atomic_write(path) as fh:
         json.dump(report, fh, indent=2, ensure_ascii=False)
-    os.replace(path + ".tmp", path)
     report["path"] = path
     return report
 

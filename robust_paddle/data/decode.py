@@ -44,7 +44,8 @@ from PIL import Image, UnidentifiedImageError
 
 from robust_paddle.errors import DataError
 
-__all__ = ["GREY_MODES", "ImageInfo", "decode_image", "mode_channels", "probe_image"]
+__all__ = ["DECODE_ERRORS", "GREY_MODES", "ImageInfo", "decode_image", "failure_reason", "mode_channels",
+           "probe_image"]
 
 #: Pillow modes with one colour channel (an alpha channel aside)
 GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "I;16S", "F")
@@ -52,7 +53,7 @@ SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I;16S")
 ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 #: what Pillow's format plugins raise on broken files (they are not consistent about it)
-_DECODE_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, TypeError, IndexError,
+DECODE_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, TypeError, IndexError,
                   KeyError, struct.error, Image.DecompressionBombError, Image.DecompressionBombWarning,
                   MemoryError, ZeroDivisionError)
 
@@ -84,7 +85,8 @@ def _open(source: str | bytes) -> Image.Image:
     return Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source)
 
 
-def _reason(e: BaseException) -> str:
+def failure_reason(e: BaseException) -> str:
+    """One short line saying why Pillow (or the OS) could not read an image."""
     if isinstance(e, UnidentifiedImageError):
         return "not an image Pillow can read (empty, truncated or another file type)"
     if isinstance(e, FileNotFoundError):
@@ -127,8 +129,8 @@ def probe_image(source: str | bytes, *, name: str | None = None) -> ImageInfo:
                 if _orientation(im) in (5, 6, 7, 8):
                     w, h = h, w
                 return ImageInfo(im.mode, int(w), int(h), mode_channels(im.mode), str(im.format or ""))
-    except _DECODE_ERRORS as e:
-        raise DataError(f"{_name(source, name)}: cannot read image: {_reason(e)}") from None
+    except DECODE_ERRORS as e:
+        raise DataError(f"{_name(source, name)}: cannot read image: {failure_reason(e)}") from None
 
 
 def _to_float(im: Image.Image, where: str) -> np.ndarray:
@@ -209,10 +211,10 @@ def decode_image(source: str | bytes | Image.Image, *, channels: int, size: int 
             im = im or _open(source)
             orientation = _orientation(im)
             im.load()
-        except _DECODE_ERRORS as e:
+        except DECODE_ERRORS as e:
             if im is not None and im is not source:
                 im.close()
-            raise DataError(f"{where}: cannot read image: {_reason(e)}") from None
+            raise DataError(f"{where}: cannot read image: {failure_reason(e)}") from None
     with contextlib.nullcontext(im) if im is source else im:
         if orientation != 1:
             im = im.transpose(_TRANSPOSE[orientation])

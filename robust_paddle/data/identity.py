@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from robust_paddle.errors import DataError
+from robust_paddle.ops import atomic_write
 
 TRAIN_LABELS_NAME = "train_labels.npy"
 
@@ -73,7 +74,6 @@ def save_train_labels(ds: Any, out_dir: str, *, labels: np.ndarray | None = None
     """Write ``<out_dir>/train_labels.npy`` atomically; returns its path."""
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, TRAIN_LABELS_NAME)
-    tmp = path + ".tmp.npy"
-    np.save(tmp, train_labels_table(ds, labels=labels), allow_pickle=False)
-    os.replace(tmp, path)
+    with atomic_write(path, "wb") as fh:
+        np.save(fh, train_labels_table(ds, labels=labels), allow_pickle=False)
     return path

@@ -29,6 +29,7 @@ import numpy as np
 
 from robust_paddle.data.decode import ImageInfo, decode_image, probe_image
 from robust_paddle.errors import DataError
+from robust_paddle.ops import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ def _listed(paths: Sequence[str]) -> str:
     return shown + (f" and {len(paths) - LIST_MAX} more" if len(paths) > LIST_MAX else "")
 
 
-def _workers() -> int:
+def default_threads() -> int:
+    """Threads for reading files: the CPUs this process may use, at most 16."""
     return max(1, min(16, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
@@ -71,7 +73,7 @@ def probe_all(paths: Sequence[str], *, threads: int | None = None) -> list[Image
         except DataError as e:
             return e
 
-    with ThreadPoolExecutor(threads or _workers()) as pool:
+    with ThreadPoolExecutor(threads or default_threads()) as pool:
         return list(pool.map(one, paths, chunksize=64))
 
 
@@ -84,7 +86,7 @@ def verify_all(paths: Sequence[str], *, threads: int | None = None) -> list[str 
             return str(e)
         return None
 
-    with ThreadPoolExecutor(threads or _workers()) as pool:
+    with ThreadPoolExecutor(threads or default_threads()) as pool:
         return list(pool.map(one, paths, chunksize=16))
 
 
@@ -169,8 +171,6 @@ def write_skipped_files(out_dir: str, skipped: Sequence[tuple[str, str]]) -> str
     temporary file and renamed). Returns the path."""
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, SKIPPED_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+    with atomic_write(path, newline="\n") as fh:
         fh.writelines(f"{p}\n" for p, _ in skipped)
-    os.replace(tmp, path)
     return path

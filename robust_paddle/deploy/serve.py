@@ -49,9 +49,9 @@ from robust_paddle.deploy.predictor import (
     PixelBudgetError,
     load_model_info,
     preprocess_images,
-    softmax,
 )
 from robust_paddle.errors import ConfigError, DataError, MissingDependencyError
+from robust_paddle.ops import softmax
 
 logger = logging.getLogger(__name__)
 
@@ -439,7 +439,7 @@ def create_app(model_dir: str, *, max_batch_size: int = 64, max_body_mb: float =
         finally:
             if admission is not None:
                 admission.release()
-        probs = out if info.softmax else softmax(out)
+        probs = out if info.softmax else softmax(out).astype(np.float32)
         return reply({"model_version": info.model_version,
                       "predictions": format_predictions(probs, info, top_k=top_k)})
 

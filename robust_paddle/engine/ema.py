@@ -47,6 +47,12 @@ def _copy_state(net: paddle.nn.Layer) -> dict[str, paddle.Tensor]:
             for k, v in net.state_dict().items()}
 
 
+def _weights_changed(trainer: Any) -> None:
+    """Tell the trainer its networks hold other weights now (its cached training-set pass is stale)."""
+    if hasattr(trainer, "weights_changed"):
+        trainer.weights_changed()
+
+
 def _load_state(net: paddle.nn.Layer, state: dict[str, Any]) -> None:
     """Load ``state`` into ``net`` casting each entry to the dtype the network holds (AMP O2: fp16)."""
     current = net.state_dict()
@@ -112,12 +118,14 @@ class EMAHook(Hook):
                             for name, net in nets.items()}
             for name, net in nets.items():
                 _load_state(net, self.shadow[name])
+            _weights_changed(trainer)
 
     def after_eval(self, trainer: Trainer) -> None:
         if self._backup is not None:
             for name, net in trainer.method.networks.items():
                 net.set_state_dict(self._backup[name])
             self._backup = None
+            _weights_changed(trainer)
 
     def on_exception(self, trainer: Trainer, exc: BaseException) -> None:
         self.after_eval(trainer)
@@ -298,6 +306,7 @@ class SWAHook(Hook):
             logger.warning("SWA: no weights were averaged (training stopped before the SWA phase)")
             return
         self.apply(trainer.method.networks)
+        _weights_changed(trainer)
         if self.bn:
             update_bn(trainer.loaders["train"], trainer.method.networks)
             if getattr(trainer, "distributed", False):  # each rank saw its shard: keep rank 0's statistics

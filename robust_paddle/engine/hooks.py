@@ -12,6 +12,7 @@ import numpy as np
 
 from robust_paddle.engine.contract import Hook
 from robust_paddle.errors import ConfigError
+from robust_paddle.ops import atomic_write
 from robust_paddle.registry import HOOKS
 
 if TYPE_CHECKING:
@@ -142,13 +143,10 @@ def _jsonable(obj: Any) -> Any:
 
 def write_json(path: str, data: Any) -> None:
     """Write JSON atomically (non-finite floats become null)."""
-    tmp = path + ".tmp"
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with atomic_write(path) as fh:
             json.dump(_jsonable(data), fh, indent=2)
-        os.replace(tmp, path)
     except OSError as e:  # a full disk fails in write() without naming the file
         if e.filename is not None:
             raise
         raise OSError(e.errno, e.strerror or str(e), path) from e
-

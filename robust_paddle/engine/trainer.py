@@ -31,17 +31,17 @@ from robust_paddle.engine.finite import (
     check_logits,
     check_weights,
 )
+from robust_paddle.engine.logging_api import TrainerLog
 from robust_paddle.engine.metrics import classification_metrics
+from robust_paddle.engine.train_pass import TrainSetPass
 from robust_paddle.errors import CheckpointError
+from robust_paddle.ops import derive_seed
 
 logger = logging.getLogger(__name__)
 
 
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A well-mixed 31-bit seed for (run seed, epoch)."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] % (2**31 - 1))
 
 
 def seed_everything(seed: int) -> None:
@@ -66,7 +66,7 @@ def remap_optimizer_state(state: dict[str, Any], mapping: dict[str, str]) -> dic
     return out
 
 
-class Trainer:
+class Trainer(TrainerLog, TrainSetPass):
     """Runs ``method`` for ``cfg.train.epochs`` epochs over ``loaders``.
 
     Args:
@@ -143,7 +143,7 @@ class Trainer:
                 self.epoch = epoch
                 self.epoch_scalars, self.epoch_histograms = {"epoch": epoch + 1}, {}
                 self.history.append(self.epoch_scalars)  # hooks fill it in place
-                seed_everything(epoch_seed(self.cfg.seed, epoch))
+                seed_everything(derive_seed(self.cfg.seed, epoch))
                 sampler = self.loaders["train"].batch_sampler
                 if hasattr(sampler, "set_epoch"):
                     sampler.set_epoch(epoch)
@@ -365,6 +365,7 @@ class Trainer:
         if missing:
             raise CheckpointError(f"checkpoint lacks network(s) {missing}; it was written by another method "
                              f"({state['config']['method']['name']!r} vs {self.cfg.method.name!r})")
+        self.weights_changed()
         for k, net in self.method.networks.items():
             net = dist.unwrap(net)
             check_state_keys(net.state_dict(), state["networks"][k], what=f"network {k!r}",

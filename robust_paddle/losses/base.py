@@ -104,7 +104,7 @@ class RobustLoss(paddle.nn.Layer, metaclass=abc.ABCMeta):
         self.reduction = reduction
         if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)
                                          or 0 <= ignore_index < num_classes):
-            raise ValueError(f"{where}: ignore_index must be an int outside the class indices 0..{num_classes - 1} "
+            raise ConfigError(f"{where}: ignore_index must be an int outside the class indices 0..{num_classes - 1} "
                              f"(e.g. -100), got {ignore_index!r}")
         self.ignore_index = ignore_index
         if weight is None:

@@ -3,6 +3,7 @@
 from robust_paddle.methods import (  # noqa: F401  (registers)
     co_teaching,
     dividemix,
+    elr,
     forward_correction,
     gmm_correction,
     standard,

@@ -17,19 +17,21 @@ loss is the configured loss (``cfg.loss``, default ``ce``) with ``reduction="non
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import paddle
-import paddle.nn.functional as F
 
 from robust_paddle.engine import distributed as dist
 from robust_paddle.errors import CheckpointError, ConfigError
 from robust_paddle.methods.base import Method, MethodContext
 from robust_paddle.methods.forget_rate import AutoForgetRate, check_schedule_params
 from robust_paddle.methods.selection import precision_recall_from_counts, small_loss_indices
+from robust_paddle.ops import symmetric_kl
 from robust_paddle.registry import METHODS
+from robust_paddle.schema import param
 
 if TYPE_CHECKING:
     from robust_paddle.engine.trainer import Trainer
@@ -63,16 +65,6 @@ def disagreement_indices(logits1: paddle.Tensor, logits2: paddle.Tensor) -> np.n
     return np.flatnonzero(pred1 != pred2).astype(np.int64)
 
 
-def symmetric_kl(logits1: paddle.Tensor, logits2: paddle.Tensor) -> paddle.Tensor:
-    """``[B]`` symmetric KL divergence ``KL(p1||p2) + KL(p2||p1) = sum_k (p1_k - p2_k)(log p1_k - log p2_k)``.
-
-    Both sides carry gradient (JoCoR's co-regularisation pulls each network towards the other). Computed
-    in float32 from ``[B, C]`` logits of any float dtype.
-    """
-    with paddle.amp.auto_cast(enable=False):
-        logp1 = F.log_softmax(logits1.astype("float32"), axis=-1)
-        logp2 = F.log_softmax(logits2.astype("float32"), axis=-1)
-        return ((logp1.exp() - logp2.exp()) * (logp1 - logp2)).sum(axis=-1)
 
 
 def jocor_losses(logits1: paddle.Tensor, logits2: paddle.Tensor, losses1: paddle.Tensor,
@@ -91,7 +83,7 @@ def jocor_losses(logits1: paddle.Tensor, logits2: paddle.Tensor, losses1: paddle
         * (losses1 + losses2) + lambda * kl``, ``pick`` ``[k]`` holds the indices of the smallest ``j`` and
         ``loss`` is their mean.
     """
-    kl = symmetric_kl(logits1, logits2)
+    kl = symmetric_kl(logits1, logits2, reduction="none")
     joint = (1.0 - co_lambda) * (losses1 + losses2) + co_lambda * kl
     pick = small_loss_indices(joint, keep_ratio=keep_ratio)
     return paddle.gather(joint, pick).mean(), pick, kl
@@ -175,18 +167,19 @@ class _TwoNetworkSmallLossMethod(Method):
         if getattr(trainer, "distributed", False):  # data parallel: every rank counted its shard of each batch
             counts = dist.all_reduce_sum(counts)
         clean_sel, sel, clean, seen = (int(v) for v in counts)
-        scalars = trainer.epoch_scalars
-        scalars["select/keep_ratio"] = sel / seen if seen else float("nan")
-        scalars["select/target_keep_ratio"] = self.keep_ratio(trainer.epoch)
+        trainer.log_scalar("select/keep_ratio", sel / seen if seen else float("nan"))
+        trainer.log_scalar("select/target_keep_ratio", self.keep_ratio(trainer.epoch))
         if self.ctx.clean_labels is not None:
             precision, recall = precision_recall_from_counts(clean_sel, sel, clean)
-            scalars["select/precision"], scalars["select/recall"] = precision, recall
-        scalars.update(self.schedule.scalars())
+            trainer.log_scalar("select/precision", precision)
+            trainer.log_scalar("select/recall", recall)
+        for name, value in self.schedule.scalars().items():
+            trainer.log_scalar(name, value)
         # the training-mode per-sample losses the selection ranked; filling this histogram also tells the
         # generic SampleStatsHook (robust_paddle.quality.report) that the method logs its own select/* statistics
         seen_loss = self._sample_loss[np.isfinite(self._sample_loss)]
         if seen_loss.size:
-            trainer.epoch_histograms["samples/loss"] = seen_loss.copy()
+            trainer.log_histogram("samples/loss", seen_loss)
 
     # ------------------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -205,6 +198,30 @@ class _TwoNetworkSmallLossMethod(Method):
         return logits1, logits2, self.loss_fn(logits1, y), self.loss_fn(logits2, y)
 
 
+@dataclasses.dataclass(frozen=True)
+class SmallLossParams:
+    """``method.params`` shared by ``co_teaching``, ``co_teaching_plus`` and ``jocor`` (checked by the registry)."""
+
+    forget_rate: float | str = param("auto", doc="tau in [0, 1) (about the noise rate), 'auto', or a noise_estimate.json")
+    num_gradual: int = param(10, min=0, doc="T_k: epochs over which the forget rate ramps up")
+    exponent: float = param(1.0, doc="c in (T / T_k)^c")
+    estimate_epoch: int = param(2, min=1, doc="forget_rate auto: epochs on every sample before the estimate")
+
+
+@dataclasses.dataclass(frozen=True)
+class CoTeachingPlusParams(SmallLossParams):
+    """``method.params`` of ``co_teaching_plus``."""
+
+    init_epoch: int = param(20, min=0, doc="epochs of plain Co-teaching before the disagreement strategy")
+
+
+@dataclasses.dataclass(frozen=True)
+class JoCoRParams(SmallLossParams):
+    """``method.params`` of ``jocor``."""
+
+    co_lambda: float = param(0.9, min=0.0, max=1.0, doc="weight of the co-regularisation (symmetric KL)")
+
+
 @METHODS.register("co_teaching")
 class CoTeachingMethod(_TwoNetworkSmallLossMethod):
     """Co-teaching (Han et al. 2018, https://arxiv.org/abs/1804.06872).
@@ -219,6 +236,7 @@ class CoTeachingMethod(_TwoNetworkSmallLossMethod):
     """
 
     method_name = "co_teaching"
+    Params = SmallLossParams
 
     def __init__(self, ctx: MethodContext, /, *, forget_rate: float | str = "auto", num_gradual: int = 10,
                  exponent: float = 1.0, estimate_epoch: int = 2) -> None:
@@ -254,6 +272,7 @@ class CoTeachingPlusMethod(_TwoNetworkSmallLossMethod):
     """
 
     method_name = "co_teaching_plus"
+    Params = CoTeachingPlusParams
 
     def __init__(self, ctx: MethodContext, /, *, forget_rate: float | str = "auto", num_gradual: int = 10,
                  exponent: float = 1.0, estimate_epoch: int = 2, init_epoch: int = 20) -> None:
@@ -306,6 +325,7 @@ class JoCoRMethod(_TwoNetworkSmallLossMethod):
     """
 
     method_name = "jocor"
+    Params = JoCoRParams
 
     def __init__(self, ctx: MethodContext, /, *, forget_rate: float | str = "auto", num_gradual: int = 10,
                  exponent: float = 1.0, estimate_epoch: int = 2, co_lambda: float = 0.9) -> None:

@@ -21,6 +21,7 @@ from sklearn.metrics import precision_score, recall_score
 from sklearn.mixture import GaussianMixture
 
 from robust_paddle.errors import DataError
+from robust_paddle.ops import mixup
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,6 @@ __all__ = [
     "mix_lambda",
     "mixture_failure",
     "mix_forward",
-    "mixup",
     "normalize_losses",
     "refine_labels",
     "sharpen",
@@ -305,32 +305,6 @@ def mix_lambda(alpha: float, rng: np.random.Generator) -> float:
     a = _positive(alpha, name="alpha", where="mix_lambda")
     lam = float(rng.beta(a, a))
     return max(lam, 1.0 - lam)
-
-
-def mixup(x: Any, targets: Any, *, lam: float, perm: Any) -> tuple[Any, Any]:
-    """Mix every row with row ``perm[i]``: ``lam * a + (1 - lam) * a[perm]`` for inputs and targets.
-
-    Args:
-        x: [B, ...] inputs; targets: [B, C] soft targets (numpy or paddle, same kind).
-        lam: mixing coefficient in [0, 1].
-        perm: [B] permutation (numpy int array or paddle int Tensor).
-
-    Returns:
-        ``(mixed_x [B, ...], mixed_targets [B, C])``.
-    """
-    if not 0.0 <= float(lam) <= 1.0:
-        raise DataError(f"mixup: lam must be in [0, 1], got {lam!r}")
-    if x.shape[0] != targets.shape[0] or len(perm) != x.shape[0]:
-        raise DataError(f"mixup: x, targets and perm need the same length, got {x.shape[0]}, {targets.shape[0]} "
-                         f"and {len(perm)}")
-    if _is_tensor(x):
-        import paddle
-
-        p = perm if _is_tensor(perm) else paddle.to_tensor(np.asarray(perm, dtype=np.int64), place=x.place)
-        xb, tb = paddle.gather(x, p), paddle.gather(targets, p)
-    else:
-        xb, tb = x[np.asarray(perm)], targets[np.asarray(perm)]
-    return lam * x + (1 - lam) * xb, lam * targets + (1 - lam) * tb
 
 
 def mix_forward(net: Any, x: Any, targets: Any, *, lam: float, perm: Any) -> tuple[Any, Any]:

@@ -34,6 +34,7 @@ other noise kinds there (the digits preset uses it).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -47,8 +48,9 @@ from robust_paddle.losses.functional import to_one_hot
 from robust_paddle.methods.base import MethodContext
 from robust_paddle.methods.correction import linear_rampup, mix_forward, mix_lambda, refine_labels, sharpen
 from robust_paddle.methods.forward_correction import LearnedTransition, forward_loss, transition_error
-from robust_paddle.methods.gmm_correction import Division, GMMDivisionMethod, check_option
+from robust_paddle.methods.gmm_correction import NOISE_MODES, Division, GMMDivisionMethod, check_option
 from robust_paddle.registry import METHODS
+from robust_paddle.schema import param
 
 if TYPE_CHECKING:
     from robust_paddle.engine.trainer import Trainer
@@ -135,6 +137,23 @@ class DivideMixMethod(GMMDivisionMethod):
     ignores_because = ("cross-entropy (or the VolMinNet forward loss) in warm-up and the MixMatch losses (L_x "
                        "cross-entropy, L_u squared error) after it")
 
+    @dataclasses.dataclass(frozen=True)
+    class Params:
+        """``method.params`` of ``dividemix`` (checked by the registry)."""
+
+        warmup_epochs: int = param(10, min=0, doc="CE epochs before the first division (10 on CIFAR-10, 30 on CIFAR-100)")
+        lambda_u: float = param(25.0, min=0.0, doc="weight of the unlabelled MSE loss (0 at sym 20% / asym 40%)")
+        p_threshold: float = param(0.5, min=0.0, max=1.0, doc="clean probability above which a sample is labelled")
+        T: float = param(0.5, min=0.0, min_open=True, doc="sharpening temperature of the label guesses")
+        alpha: float = param(4.0, min=0.0, min_open=True, doc="Beta(alpha, alpha) of MixMatch's mixing")
+        rampup_length: int = param(16, min=0, doc="epochs of the linear lambda_u ramp-up after the warm-up")
+        noise_mode: str = param("sym", choices=NOISE_MODES, doc="asym adds the negative-entropy warm-up penalty")
+        loss_window: int = param(1, min=1, doc="divisions fit the mean normalised loss of this many epochs")
+        prior_penalty: bool = param(True, doc="add the uniform-prior penalty (KL to uniform mean prediction)")
+        warmup: str = param("ce", choices=WARMUPS, doc="ce, or volmin: forward-corrected CE through learned T")
+        volume_weight: float = param(1e-4, min=0.0, doc="volmin: weight of log|det T| (VolMinNet's 1e-4)")
+        t_lr_scale: float = param(20.0, min=0.0, min_open=True, doc="volmin: learning rate of T relative to the networks'")
+
     def __init__(self, ctx: MethodContext, *, warmup_epochs: int = 10, lambda_u: float = 25.0,
                  p_threshold: float = 0.5, T: float = 0.5, alpha: float = 4.0, rampup_length: int = 16,
                  noise_mode: str = "sym", loss_window: int = 1, prior_penalty: bool = True, warmup: str = "ce",
@@ -189,7 +208,8 @@ class DivideMixMethod(GMMDivisionMethod):
             t = np.mean([tr().numpy() for tr in self.transitions], axis=0)
         clean = self.ctx.clean_labels
         if clean is not None:
-            trainer.epoch_scalars["noise/t_error"] = transition_error(t, np.asarray(clean), np.asarray(self.ctx.train_labels))
+            trainer.log_scalar("noise/t_error",
+                               transition_error(t, np.asarray(clean), np.asarray(self.ctx.train_labels)))
         if trainer.epoch + 1 == self.warmup_epochs:
             logger.info("%s: transition matrix learned in the warm-up (mean of both networks)%s\n%s", self.name,
                         f", mean |T - T_true| {trainer.epoch_scalars['noise/t_error']:.4f}" if clean is not None else "",

@@ -36,12 +36,12 @@ import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.special import log_softmax, softmax
 
 from robust_paddle.data.textfile import read_text
 from robust_paddle.errors import ConfigError
 from robust_paddle.methods.correction import gmm_noise_rate
 from robust_paddle.methods.selection import forget_rate_schedule
+from robust_paddle.ops import per_sample_ce, softmax
 from robust_paddle.quality.estimation import estimate_noise_rate
 
 if TYPE_CHECKING:
@@ -85,9 +85,9 @@ def estimate_noise_rates(logits: np.ndarray, labels: np.ndarray, *, seed: int = 
     if logits.ndim != 2 or labels.shape != (logits.shape[0],):
         raise ConfigError(f"estimate_noise_rates: logits must be [N, C] and labels [N], got shapes "
                          f"{list(logits.shape)} and {list(labels.shape)}")
-    losses = -log_softmax(logits, axis=1)[np.arange(labels.shape[0]), labels]
+    losses = per_sample_ce(logits, labels)
     rate_gmm = float(gmm_noise_rate(losses, seed=seed))
-    rate_cj = float(estimate_noise_rate(labels, softmax(logits, axis=1)))
+    rate_cj = float(estimate_noise_rate(labels, softmax(logits)))
     finite = [r for r in (rate_gmm, rate_cj) if math.isfinite(r)]
     if not finite:
         raise ConfigError("forget_rate auto: neither the GMM nor the confident-joint noise estimate is "
@@ -168,14 +168,13 @@ class AutoForgetRate:
         """Estimate tau once, at the start of epoch ``estimate_epoch`` (``auto`` only)."""
         if not self.auto or self.tau is not None or epoch < self.estimate_epoch:
             return
-        loader = trainer.loaders["train_eval"]
-        logits, idx = trainer.predict_logits(loader)
-        labels = np.asarray(loader.dataset.labels)[idx]
+        logits = trainer.train_set_logits()  # the shared per-sample pass (every rank calls it)
+        labels = np.asarray(trainer.loaders["train_eval"].dataset.labels)
         est = estimate_noise_rates(logits, labels, seed=self.seed)
         self.tau = est["forget_rate"]
         self.estimate = {**est, "epoch": float(epoch)}
         if clean_labels is not None:
-            self.estimate["rate_true"] = float(np.mean(labels != np.asarray(clean_labels)[idx]))
+            self.estimate["rate_true"] = float(np.mean(labels != np.asarray(clean_labels)))
         truth = f" (true rate {self.estimate['rate_true']:.3f})" if "rate_true" in self.estimate else ""
         logger.info("%s: forget_rate auto after %d epochs: GMM noisy mass %.3f, confident joint %.3f -> "
                     "forget rate %.3f (their mean)%s", self.where, epoch, est["rate_gmm"], est["rate_cj"],

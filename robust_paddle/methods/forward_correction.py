@@ -28,6 +28,7 @@ absolute error per entry; ``noise/rate_t``: the noise rate ``T`` implies).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -42,8 +43,10 @@ from robust_paddle.data.textfile import read_text, read_text_lines, where
 from robust_paddle.errors import CheckpointError, ConfigError, DataError
 from robust_paddle.methods.base import Method, MethodContext
 from robust_paddle.methods.gmm_correction import check_option
-from robust_paddle.quality.estimation import estimate_noise_matrix, softmax
+from robust_paddle.ops import softmax
+from robust_paddle.quality.estimation import estimate_noise_matrix
 from robust_paddle.registry import METHODS
+from robust_paddle.schema import param
 
 if TYPE_CHECKING:
     from robust_paddle.engine.trainer import Trainer
@@ -217,6 +220,16 @@ class ForwardCorrectionMethod(Method):
         """``transition: auto`` trains ``cfg.loss`` during warm-up; a given T uses only the forward loss."""
         return cls.uses if params.get("transition", "auto") == "auto" else ()
 
+    @dataclasses.dataclass(frozen=True)
+    class Params:
+        """``method.params`` of ``forward_correction`` (checked by the registry)."""
+
+        transition: Any = param("auto", doc="auto (estimate after the warm-up), a [C, C] matrix, or a file")
+        warmup_epochs: int = param(5, min=1, doc="auto: epochs of plain training before T is estimated")
+        estimator: str = param("anchor", choices=ESTIMATORS, doc="anchor (Patrini et al.) or confident_joint")
+        anchor_quantile: float = param(0.97, min=0.0, max=1.0, min_open=True, doc="the anchor filter's quantile")
+        reinit: bool = param(True, doc="auto: re-initialise the network after the estimate")
+
     def __init__(self, ctx: MethodContext, *, transition: Any = "auto", warmup_epochs: int = 5,
                  estimator: str = "anchor", anchor_quantile: float = 0.97, reinit: bool = True) -> None:
         super().__init__(ctx)
@@ -255,9 +268,8 @@ class ForwardCorrectionMethod(Method):
     def before_epoch(self, trainer: Trainer) -> None:
         if self.t is not None or trainer.epoch < self.warmup_epochs:
             return
-        loader = trainer.loaders["train_eval"]
-        logits, idx = trainer.predict_logits(loader)
-        labels = np.asarray(loader.dataset.labels)[idx]
+        logits = trainer.train_set_logits()  # the shared per-sample pass (every rank calls it)
+        labels = np.asarray(trainer.loaders["train_eval"].dataset.labels)
         probs = softmax(logits)
         if self.estimator == "anchor":
             t = anchor_transition(probs, quantile=self.anchor_quantile)
@@ -274,8 +286,8 @@ class ForwardCorrectionMethod(Method):
             self.estimate["identity_rows"] = absent.tolist()
         clean = self.ctx.clean_labels
         if clean is not None:
-            self.estimate["t_error"] = transition_error(self.t, np.asarray(clean)[idx], labels)
-            self.estimate["rate_true"] = float(np.mean(labels != np.asarray(clean)[idx]))
+            self.estimate["t_error"] = transition_error(self.t, np.asarray(clean), labels)
+            self.estimate["rate_true"] = float(np.mean(labels != np.asarray(clean)))
         logger.info("%s: T estimated (%s) after %d epochs; implied noise rate %.3f%s\n%s", self.method_name,
                     self.estimator, trainer.epoch, self.estimate["rate_t"],
                     (f", true rate {self.estimate['rate_true']:.3f}, mean |T - T_true| "
@@ -296,20 +308,13 @@ class ForwardCorrectionMethod(Method):
         return float(np.sum(prior * (1.0 - np.diag(self.t))))
 
     def _save(self, trainer: Trainer) -> None:
-        out_dir = getattr(trainer, "output_dir", None)
-        if not out_dir or not getattr(trainer, "is_main", True):
-            return
-        os.makedirs(out_dir, exist_ok=True)
-        tmp = os.path.join(out_dir, "transition.json.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump({"transition": self.t.tolist(), "estimator": self.estimator, **self.estimate}, fh, indent=2)
-        os.replace(tmp, os.path.join(out_dir, "transition.json"))
+        trainer.save_artifact("transition.json", {"transition": self.t.tolist(), "estimator": self.estimator,
+                                                  **self.estimate})
 
     def after_epoch(self, trainer: Trainer) -> None:
-        scalars = trainer.epoch_scalars
         for key in ("rate_t", "t_error", "rate_true"):
             if key in self.estimate:
-                scalars[f"noise/{key}"] = self.estimate[key]
+                trainer.log_scalar(f"noise/{key}", self.estimate[key])
 
     # --------------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ the method state, so a run resumed from the checkpoint after epoch e trains epoc
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -37,7 +38,9 @@ from robust_paddle.methods.correction import (
     sharpen,
     split_precision_recall,
 )
+from robust_paddle.ops import derive_seed
 from robust_paddle.registry import METHODS
+from robust_paddle.schema import param
 
 if TYPE_CHECKING:
     from robust_paddle.engine.trainer import Trainer
@@ -71,9 +74,6 @@ def check_option(value: Any, *, name: str, method: str, kind: type, lo: float | 
     return kind(value)
 
 
-def gmm_seed(seed: int, epoch: int, net: int) -> int:
-    """Explicit seed of the mixture fitted for ``net`` after ``epoch``."""
-    return int(np.random.SeedSequence([int(seed) % 2**32, int(epoch), int(net)]).generate_state(1)[0])
 
 
 @paddle.no_grad()
@@ -167,19 +167,19 @@ def log_division(trainer: Trainer, *, losses: np.ndarray, probs: Sequence[np.nda
     fits), ``time/divide_s`` (loss pass + fits) and ``time/gmm_frac`` (fits / training-epoch time).
     Histograms: ``samples/loss`` (raw per-sample CE, mean over networks), ``samples/clean_prob``.
     """
-    s = trainer.epoch_scalars
-    s["noise/rate_gmm"] = float(np.mean([np.mean(1.0 - p) for p in probs]))
-    s["select/labeled_ratio"] = float(np.mean([np.mean(p > threshold) for p in probs]))
+    log = trainer.log_scalar
+    log("noise/rate_gmm", float(np.mean([np.mean(1.0 - p) for p in probs])))
+    log("select/labeled_ratio", float(np.mean([np.mean(p > threshold) for p in probs])))
     if clean_mask is not None:
         pr = [split_precision_recall(p > threshold, clean_mask) for p in probs]
-        s["select/precision"] = float(np.mean([v[0] for v in pr]))
-        s["select/recall"] = float(np.mean([v[1] for v in pr]))
-    s["time/gmm_s"] = gmm_s
-    s["time/divide_s"] = gmm_s + pass_s
+        log("select/precision", float(np.mean([v[0] for v in pr])))
+        log("select/recall", float(np.mean([v[1] for v in pr])))
+    log("time/gmm_s", gmm_s)
+    log("time/divide_s", gmm_s + pass_s)
     if train_s:
-        s["time/gmm_frac"] = gmm_s / train_s
-    trainer.epoch_histograms["samples/loss"] = losses.mean(axis=0).astype(np.float32)
-    trainer.epoch_histograms["samples/clean_prob"] = np.mean(probs, axis=0).astype(np.float32)
+        log("time/gmm_frac", gmm_s / train_s)
+    trainer.log_histogram("samples/loss", losses.mean(axis=0))
+    trainer.log_histogram("samples/clean_prob", np.mean(probs, axis=0))
 
 
 def neg_entropy(logits: paddle.Tensor) -> paddle.Tensor:
@@ -216,7 +216,7 @@ class GMMDivisionMethod(Method):
         losses = train_set_losses(trainer, list(self.networks.values()))
         pass_s = time.perf_counter() - start
         names = list(self.networks)
-        gmm_s = sum(d.update(losses[k], window=self.loss_window, seed=gmm_seed(self.ctx.cfg.seed, trainer.epoch, k),
+        gmm_s = sum(d.update(losses[k], window=self.loss_window, seed=derive_seed(self.ctx.cfg.seed, trainer.epoch, k),
                              where=f"{self.ctx.cfg.method.name} {names[k]}, epoch {trainer.epoch + 1}")
                     for k, d in enumerate(self.divisions))
         if getattr(trainer, "distributed", False):
@@ -299,6 +299,18 @@ class GMMCorrectionMethod(GMMDivisionMethod):
     """
 
     name = "gmm_correction"
+
+    @dataclasses.dataclass(frozen=True)
+    class Params:
+        """``method.params`` of ``gmm_correction`` (checked by the registry)."""
+
+        warmup_epochs: int = param(10, min=0, doc="epochs of plain CE before the first division")
+        p_threshold: float = param(0.5, min=0.0, max=1.0, doc="clean-probability threshold of the logged selection")
+        T: float = param(1.0, min=0.0, min_open=True, doc="sharpening temperature of the prediction (1 = none)")
+        weighting: str = param("clean_prob", choices=("clean_prob", "none"), doc="clean_prob weights each loss by w")
+        mixup_alpha: float = param(0.0, min=0.0, doc="> 0 trains on mixup of the batch (M-DYR); 0 disables")
+        noise_mode: str = param("sym", choices=NOISE_MODES, doc="asym adds the negative-entropy warm-up penalty")
+        loss_window: int = param(1, min=1, doc="divisions average the normalised losses of this many epochs")
 
     def __init__(self, ctx: MethodContext, *, warmup_epochs: int = 10, p_threshold: float = 0.5, T: float = 1.0,
                  weighting: str = "clean_prob", mixup_alpha: float = 0.0, noise_mode: str = "sym",

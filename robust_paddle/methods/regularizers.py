@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import paddle
-import paddle.nn.functional as F
 
 from robust_paddle.errors import ConfigError
 from robust_paddle.losses.functional import target_probs
+from robust_paddle.ops import mixup
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +59,10 @@ def mix_targets(target: paddle.Tensor, perm: np.ndarray, lam: float, *, num_clas
     return lam * t + (1.0 - lam) * paddle.gather(t, paddle.to_tensor(perm))
 
 
-def mixup(x: paddle.Tensor, target: paddle.Tensor, *, alpha: float, num_classes: int,
-          rng: np.random.Generator) -> MixedBatch:
-    """Mixup: ``x' = lam x + (1 - lam) x[perm]``, ``t' = lam t + (1 - lam) t[perm]``, ``lam ~ Beta(a, a)``.
+def mixup_batch(x: paddle.Tensor, target: paddle.Tensor, *, alpha: float, num_classes: int,
+                rng: np.random.Generator) -> MixedBatch:
+    """The mixup regulariser (Zhang et al. 2018, arXiv:1710.09412): draws ``lam ~ Beta(a, a)`` and a
+    permutation, then mixes inputs and (one-hot) targets with :func:`robust_paddle.ops.mixup`.
 
     Args:
         x: [N, ...] inputs. target: [N] int labels or [N, C] soft targets.
@@ -70,9 +71,8 @@ def mixup(x: paddle.Tensor, target: paddle.Tensor, *, alpha: float, num_classes:
     alpha = _check_alpha(alpha, "mixup_alpha")
     lam = float(rng.beta(alpha, alpha))
     perm = rng.permutation(x.shape[0])
-    xp = paddle.gather(x, paddle.to_tensor(perm))
-    return MixedBatch(x=lam * x + (1.0 - lam) * xp, target=mix_targets(target, perm, lam, num_classes=num_classes),
-                      lam=lam, perm=perm)
+    mixed_x, mixed_t = mixup(x, target_probs(target, num_classes, where="mixup"), lam=lam, perm=perm)
+    return MixedBatch(x=mixed_x, target=mixed_t, lam=lam, perm=perm)
 
 
 def cutmix_box(height: int, width: int, lam: float, rng: np.random.Generator) -> tuple[int, int, int, int]:
@@ -113,20 +113,6 @@ def cutmix(x: paddle.Tensor, target: paddle.Tensor, *, alpha: float, num_classes
                       lam=lam, perm=perm, box=(y0, y1, x0, x1))
 
 
-def symmetric_kl(logits_a: paddle.Tensor, logits_b: paddle.Tensor) -> paddle.Tensor:
-    """R-Drop's consistency term ``mean_i 1/2 [KL(p_a || p_b) + KL(p_b || p_a)]`` (float32 scalar).
-
-    Args:
-        logits_a, logits_b: [N, C] logits of two dropout passes over the same batch.
-    """
-    if logits_a.shape != logits_b.shape or logits_a.ndim != 2:
-        raise ConfigError(f"symmetric_kl needs two [N, C] logits of the same shape, got {list(logits_a.shape)} "
-                         f"and {list(logits_b.shape)}")
-    with paddle.amp.auto_cast(enable=False):
-        la = F.log_softmax(logits_a.astype("float32"), axis=1)
-        lb = F.log_softmax(logits_b.astype("float32"), axis=1)
-        kl = ((la.exp() - lb.exp()) * (la - lb)).sum(axis=1)  # KL(a||b) + KL(b||a), per sample
-        return 0.5 * kl.mean()
 
 
 def _per_sample_norm(t: paddle.Tensor) -> paddle.Tensor:

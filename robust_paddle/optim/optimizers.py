@@ -10,8 +10,10 @@ Paddle parameter groups, because Paddle applies ``grad_clip`` to each group sepa
 ``ClipGradByGlobalNorm`` would bound each group's norm instead of the global one. AdamW (decoupled
 decay) selects its decayed tensors with ``apply_decay_param_fun`` instead.
 
-Paddle 2.6.2 provides SGD, Momentum, RMSProp, Adam, AdamW and Adamax; NAdam and RAdam are implemented in
-:mod:`robust_paddle.optim.adaptive`.
+Paddle 2.6.2 provides SGD, Momentum, RMSProp, Adam, AdamW and Adamax; NAdam and RAdam are Paddle's own on
+Paddle 3.x (``paddle.optimizer.NAdam`` / ``RAdam``) and hand-written in :mod:`robust_paddle.optim.adaptive`
+on 2.6 (``_compat.native_optimizer`` picks). Both follow the same update rules and are tested against the
+same NumPy references.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from paddle.optimizer import Optimizer
 from paddle.optimizer.lr import LRScheduler
 from paddle.regularizer import L2Decay
 
+from robust_paddle import _compat
 from robust_paddle.config import OptimizerConfig
 from robust_paddle.errors import ConfigError
 from robust_paddle.optim.adaptive import NAdam, RAdam
@@ -150,10 +153,9 @@ def build_nadam(parameters: list, common: OptimizerCommon, *, betas: Sequence[fl
                 epsilon: float = 1e-8, momentum_decay: float = 4e-3) -> Optimizer:
     """NAdam (Dozat, 2016, https://openreview.net/forum?id=OM0jvwB8jIp57ZJjtNEZ); see :class:`NAdam`."""
     _reject_nesterov(common, "nadam")
-    return NAdam(learning_rate=common.learning_rate, parameters=parameters, betas=_betas(betas),
-                 epsilon=_number(epsilon, "epsilon", lo=0.0),
-                 momentum_decay=_number(momentum_decay, "momentum_decay", lo=0.0),
-                 weight_decay=None, grad_clip=common.grad_clip)
+    return make_nadam(common.learning_rate, parameters, betas=_betas(betas),
+                      epsilon=_number(epsilon, "epsilon", lo=0.0),
+                      momentum_decay=_number(momentum_decay, "momentum_decay", lo=0.0), grad_clip=common.grad_clip)
 
 
 @OPTIMIZERS.register("radam")
@@ -161,9 +163,38 @@ def build_radam(parameters: list, common: OptimizerCommon, *, betas: Sequence[fl
                 epsilon: float = 1e-8) -> Optimizer:
     """RAdam (Liu et al., 2020, https://arxiv.org/abs/1908.03265); see :class:`RAdam`."""
     _reject_nesterov(common, "radam")
-    return RAdam(learning_rate=common.learning_rate, parameters=parameters, betas=_betas(betas),
-                 epsilon=_number(epsilon, "epsilon", lo=0.0),
-                 weight_decay=None, grad_clip=common.grad_clip)
+    return make_radam(common.learning_rate, parameters, betas=_betas(betas),
+                      epsilon=_number(epsilon, "epsilon", lo=0.0), grad_clip=common.grad_clip)
+
+
+def make_nadam(learning_rate: float | LRScheduler, parameters: list, *, betas: Sequence[float] = (0.9, 0.999),
+               epsilon: float = 1e-8, momentum_decay: float = 4e-3,
+               grad_clip: paddle.nn.ClipGradByGlobalNorm | None = None, multi_precision: bool = False) -> Optimizer:
+    """NAdam: ``paddle.optimizer.NAdam`` where Paddle has it (3.x), else the hand-written :class:`NAdam`.
+
+    Weight decay is not passed: it is set per tensor (``param.regularizer``, coupled L2), which both honour.
+    ``multi_precision`` (float32 master weights for float16 parameters) is set by ``paddle.amp.decorate``
+    (AMP O2) on either optimizer; the argument here is for direct use of the hand-written one.
+    """
+    native = _compat.native_optimizer("NAdam")
+    if native is not None:
+        return native(learning_rate=learning_rate, beta1=betas[0], beta2=betas[1], epsilon=epsilon,
+                      momentum_decay=momentum_decay, parameters=parameters, grad_clip=grad_clip)
+    return NAdam(learning_rate=learning_rate, parameters=parameters, betas=betas, epsilon=epsilon,
+                 momentum_decay=momentum_decay, weight_decay=None, grad_clip=grad_clip,
+                 multi_precision=multi_precision)
+
+
+def make_radam(learning_rate: float | LRScheduler, parameters: list, *, betas: Sequence[float] = (0.9, 0.999),
+               epsilon: float = 1e-8, grad_clip: paddle.nn.ClipGradByGlobalNorm | None = None,
+               multi_precision: bool = False) -> Optimizer:
+    """RAdam: ``paddle.optimizer.RAdam`` where Paddle has it (3.x), else the hand-written :class:`RAdam`."""
+    native = _compat.native_optimizer("RAdam")
+    if native is not None:
+        return native(learning_rate=learning_rate, beta1=betas[0], beta2=betas[1], epsilon=epsilon,
+                      parameters=parameters, grad_clip=grad_clip)
+    return RAdam(learning_rate=learning_rate, parameters=parameters, betas=betas, epsilon=epsilon,
+                 weight_decay=None, grad_clip=grad_clip, multi_precision=multi_precision)
 
 
 # ------------------------------------------------------------------------------------------ public factory

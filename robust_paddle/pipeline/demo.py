@@ -33,6 +33,7 @@ DEMO_ROWS: tuple[tuple[str, dict[str, Any]], ...] = (
                         "loss.name": "ce", "loss.params": {}}),
     ("forward_correction", {"method.name": "forward_correction", "loss.name": "ce", "loss.params": {},
                             "method.params": {"transition": "auto", "warmup_epochs": 5}}),
+    ("elr", {"method.name": "elr", "method.params": {"beta": 0.7, "lam": 3.0}, "loss.name": "ce", "loss.params": {}}),
 )
 
 _CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs")

@@ -31,7 +31,7 @@ from robust_paddle import config as config_mod
 from robust_paddle.config import Config
 from robust_paddle.engine.metrics import classification_metrics
 from robust_paddle.errors import ConfigError
-from robust_paddle.quality.estimation import softmax
+from robust_paddle.ops import softmax
 
 logger = logging.getLogger(__name__)
 

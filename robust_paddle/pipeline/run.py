@@ -19,7 +19,7 @@ from robust_paddle.engine import distributed as dist
 from robust_paddle.engine.checkpoint import resolve_checkpoint
 from robust_paddle.errors import ConfigError
 from robust_paddle.methods.base import check_method_settings
-from robust_paddle.pipeline.build import build_run, load_run
+from robust_paddle.pipeline.build import build_run, compile_networks, load_run
 from robust_paddle.pipeline.hooks import build_hooks
 from robust_paddle.pipeline.label_workflow import write_label_source_outputs
 
@@ -89,6 +89,8 @@ def train(cfg: Config, *, resume: str | None = None) -> dict[str, Any]:
                     start_weights=resume is None)
     if state is not None:
         resume_mod.apply_resume(run, state, changes, source=resolve_checkpoint(resume))
+    if cfg.train.compile == "to_static":
+        compile_networks(run.method)
     if run.trainer.is_main:
         config_mod.save(cfg, os.path.join(out, "config.yaml"))
         save_train_labels(run.data.train, out)

@@ -21,7 +21,7 @@ import numpy as np
 
 from robust_paddle.engine.hooks import Hook, write_json
 from robust_paddle.errors import ConfigError, MissingDependencyError
-from robust_paddle.quality.estimation import softmax
+from robust_paddle.ops import softmax
 from robust_paddle.registry import HOOKS
 
 if TYPE_CHECKING:

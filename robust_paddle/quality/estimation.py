@@ -317,10 +317,3 @@ def detection_scores(flagged: np.ndarray, truth: np.ndarray) -> dict[str, float]
             "flagged": int(flagged.sum()), "true_issues": int(truth.sum())}
 
 
-# ------------------------------------------------------------------------------- out-of-sample probabilities
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of [N, C] logits (float64, stable)."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)

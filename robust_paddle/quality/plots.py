@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from robust_paddle.errors import DataError, MissingDependencyError
+from robust_paddle.ops import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +32,8 @@ def _figure(width: float, height: float) -> tuple[Any, Any]:
 
 def _save(fig: Any, path: str) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, format="png", bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format="png", bbox_inches="tight")
     return path
 
 

@@ -36,6 +36,7 @@ from robust_paddle.engine.hooks import Hook, write_json
 from robust_paddle.engine.trainer import Run
 from robust_paddle.errors import DataError
 from robust_paddle.methods.correction import loss_clean_probability, split_precision_recall
+from robust_paddle.ops import atomic_write, per_sample_ce, softmax
 from robust_paddle.quality import estimation as E
 from robust_paddle.quality.plots import plot_loss_histogram, plot_noise_matrix
 from robust_paddle.registry import HOOKS
@@ -51,12 +52,6 @@ MATRIX_PNG, LOSS_PNG = "noise_matrix.png", "loss_hist.png"
 GMM_OPTIONS = {"max_iter": 200, "tol": 1e-4}  # one-off fit: run EM to convergence (not DivideMix's 10 steps)
 
 
-def per_sample_loss(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Cross-entropy of each row of ``logits`` [N, C] against ``labels`` [N] -> [N] float64 (log-sum-exp)."""
-    z = np.asarray(logits, dtype=np.float64)
-    m = z.max(axis=1, keepdims=True)
-    lse = (m + np.log(np.exp(z - m).sum(axis=1, keepdims=True)))[:, 0]
-    return lse - z[np.arange(z.shape[0]), np.asarray(labels, dtype=np.int64)]
 
 
 def rank_label_issues(labels: np.ndarray, probs: np.ndarray,
@@ -78,10 +73,14 @@ def rank_label_issues(labels: np.ndarray, probs: np.ndarray,
 
 
 def train_predictions(trainer: Trainer, loader: Any, n: int, *, shard: bool = False) -> np.ndarray:
-    """Logits [N, C] of every training sample in dataset order (one eval pass over ``loader``).
+    """Logits [N, C] of every training sample in dataset order: the trainer's cached training-set pass
+    (:meth:`~robust_paddle.engine.train_pass.TrainSetPass.train_set_logits`) when ``loader`` is its
+    ``train_eval`` loader, else one eval pass over ``loader``.
 
     ``shard``: data parallel, called by every rank: each predicts its shard (``Trainer.predict_logits``).
     """
+    if hasattr(trainer, "train_set_logits") and loader is trainer.loaders.get("train_eval"):
+        return trainer.train_set_logits(collective=shard)
     logits, idx = (trainer.predict_logits(loader, shard=True) if shard and getattr(trainer, "distributed", False)
                    else trainer.predict_logits(loader))
     if idx.shape[0] != n or not np.array_equal(np.sort(idx), np.arange(n)):
@@ -183,8 +182,8 @@ def write_report(run: Run, *, out_dir: str, given_labels: np.ndarray | None = No
     if labels.shape != (n,):
         raise DataError(f"given_labels must have shape ({n},), got {labels.shape}")
     logits = train_predictions(trainer, run.loaders["train_eval"], n)
-    probs = E.softmax(logits)
-    losses = per_sample_loss(logits, labels)
+    probs = softmax(logits)
+    losses = per_sample_ce(logits, labels)
     seed = int(run.cfg.seed)
     gmm_prob, gmm = loss_gmm(losses, seed=seed)
     own = run.method.clean_probability()
@@ -211,12 +210,10 @@ def write_report(run: Run, *, out_dir: str, given_labels: np.ndarray | None = No
     os.makedirs(out_dir, exist_ok=True)
     csv_path = os.path.join(out_dir, CSV_NAME)
     header, rows = _csv_rows(table, order)
-    tmp = csv_path + ".tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_write(csv_path, newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(header)
         writer.writerows(rows)
-    os.replace(tmp, csv_path)
 
     noisy_mask = None if clean is None else labels != np.asarray(clean)
     matrix_path = plot_noise_matrix(t_est, os.path.join(out_dir, MATRIX_PNG), class_names=names)
@@ -313,7 +310,7 @@ class SampleStatsHook(Hook):
         ds = trainer.data.train_eval
         labels = np.asarray(ds.labels, dtype=np.int64)
         logits = train_predictions(trainer, trainer.loaders["train_eval"], len(labels), shard=True)  # all ranks
-        losses = per_sample_loss(logits, labels)
+        losses = per_sample_ce(logits, labels)
         prob, _ = loss_gmm(losses, seed=int(trainer.cfg.seed) + trainer.epoch)
         trainer.epoch_histograms["samples/loss"] = losses.astype(np.float32)
         trainer.epoch_histograms["samples/clean_prob"] = prob.astype(np.float32)

@@ -15,7 +15,7 @@ from robust_paddle import cli
 from robust_paddle import config as C
 from robust_paddle.deploy import export as export_mod
 from robust_paddle.deploy.export import ParityError, check_formats
-from robust_paddle.deploy.predictor import PaddlePredictor, load_model_info, softmax
+from robust_paddle.deploy.predictor import PaddlePredictor, load_model_info
 from robust_paddle.deploy.serving_config import (
     SERVING_DTYPES,
     file_descriptor,
@@ -24,6 +24,7 @@ from robust_paddle.deploy.serving_config import (
     proto_source,
     read_model_config,
 )
+from robust_paddle.ops import softmax
 from robust_paddle.pipeline.build import load_run
 from robust_paddle.pipeline.commands import export_command
 
@@ -166,14 +167,20 @@ def test_softmax_head_outputs_probabilities(tmp_path_factory):
 def test_serving_package_parses_with_the_schema(tmp_path_factory):
     cfg, out, report = exported(tmp_path_factory, "small_cnn", formats=("paddle", "serving"))
     assert report["parity"]["serving"]["passed"] and report["parity"]["serving"]["max_abs_diff"] == 0.0
-    info = load_model_info(out)
     server, client = os.path.join(out, "serving_server"), os.path.join(out, "serving_client")
     assert sorted(os.listdir(server)) == ["inference.pdiparams", "inference.pdmodel", "serving_server_conf.prototxt",
                                           "serving_server_conf.stream.prototxt"]
     assert sorted(os.listdir(client)) == ["serving_client_conf.prototxt", "serving_client_conf.stream.prototxt"]
-    for name in ("inference.pdmodel", "inference.pdiparams"):
-        with open(os.path.join(out, name), "rb") as a, open(os.path.join(server, name), "rb") as b:
+    # the weights are the exported ones; the program is the exported .pdmodel (Paddle 2.x) or, where Paddle 3.x
+    # exported a PIR .json, the same network saved as the legacy .pdmodel program Serving 0.9 reads
+    with open(os.path.join(out, "inference.pdiparams"), "rb") as a, open(os.path.join(server, "inference.pdiparams"), "rb") as b:
+        assert a.read() == b.read()
+    if os.path.exists(os.path.join(out, "inference.pdmodel")):
+        with open(os.path.join(out, "inference.pdmodel"), "rb") as a, open(os.path.join(server, "inference.pdmodel"), "rb") as b:
             assert a.read() == b.read()
+    else:
+        assert os.path.exists(os.path.join(out, "inference.json"))
+    served = PaddlePredictor(os.path.join(server, "inference"), optimized=False)
     classes = message_classes()
     for folder, conf in ((server, "serving_server_conf"), (client, "serving_client_conf")):
         with open(os.path.join(folder, conf + ".prototxt"), encoding="utf-8") as fh:
@@ -183,7 +190,7 @@ def test_serving_package_parses_with_the_schema(tmp_path_factory):
         assert (feed.name, feed.alias_name, feed.is_lod_tensor, feed.feed_type, list(feed.shape)) == \
             ("x", "x", False, SERVING_DTYPES["float32"], [1, 8, 8])
         assert (fetch.name, fetch.alias_name, fetch.is_lod_tensor, fetch.fetch_type, list(fetch.shape)) == \
-            (info.output_name, "logits", False, 1, [10])
+            (served.output_name, "logits", False, 1, [10])
         stream = classes["GeneralModelConfig"]()
         with open(os.path.join(folder, conf + ".stream.prototxt"), "rb") as fh:
             stream.ParseFromString(fh.read())

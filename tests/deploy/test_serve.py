@@ -19,8 +19,9 @@ import requests
 from _export_runs import exported, trained_run
 from PIL import Image
 
-from robust_paddle.deploy.predictor import PaddlePredictor, decode_image, load_model_info, normalize, softmax
+from robust_paddle.deploy.predictor import PaddlePredictor, decode_image, load_model_info, normalize
 from robust_paddle.deploy.serve import MicroBatcher, ServerHandle, close_app, create_app, serve_command
+from robust_paddle.ops import softmax
 from robust_paddle.pipeline.build import load_run
 
 MAX_BATCH = 8

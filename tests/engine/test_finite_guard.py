@@ -15,6 +15,7 @@ from robust_paddle.engine.hooks import Hook
 from robust_paddle.engine.trainer import NonFiniteLossError
 from robust_paddle.errors import TrainingError
 from robust_paddle.methods.standard import StandardMethod
+from robust_paddle.pipeline import build as build_mod
 from robust_paddle.pipeline import run as run_mod
 from robust_paddle.registry import HOOKS, METHODS
 
@@ -98,7 +99,7 @@ class NanInFirstBatch:
 
 def test_non_finite_inputs_of_the_first_batches_are_named(tmp_path):
     cfg = cfg_for(tmp_path, "train.epochs=1")
-    run = run_mod.build_run(cfg, output_dir=str(tmp_path / "run"), hooks=[])
+    run = build_mod.build_run(cfg, output_dir=str(tmp_path / "run"), hooks=[])
     run.trainer.loaders["train"] = NanInFirstBatch(run.loaders["train"])
     first = next(iter(run.loaders["train"]))
     with pytest.raises(NonFiniteLossError, match=rf"^input batch 1 of epoch 1 holds NaN/Inf values: dataset index "

@@ -12,8 +12,9 @@ from robust_paddle import config as C
 from robust_paddle.engine.checkpoint import load_checkpoint, save_checkpoint
 from robust_paddle.engine.hooks import EarlyStoppingHook, is_better
 from robust_paddle.engine.metrics import classification_metrics
-from robust_paddle.engine.trainer import NonFiniteLossError, epoch_seed
+from robust_paddle.engine.trainer import NonFiniteLossError
 from robust_paddle.methods.standard import StandardMethod
+from robust_paddle.ops import derive_seed
 from robust_paddle.pipeline import run as run_mod
 from robust_paddle.pipeline.build import build_run
 from robust_paddle.registry import METHODS
@@ -47,11 +48,11 @@ def test_metrics_reference():
         classification_metrics(np.array([0]), np.array([0, 1]), num_classes=2)
 
 
-def test_is_better_and_epoch_seed():
+def test_is_better_and_derive_seed():
     assert is_better(1.0, None, mode="max") and is_better(0.5, 0.4, mode="max")
     assert not is_better(0.5, 0.49, mode="max", min_delta=0.05)
     assert is_better(0.1, 0.2, mode="min") and not is_better(0.3, 0.2, mode="min")
-    assert epoch_seed(1, 2) == epoch_seed(1, 2) != epoch_seed(1, 3)
+    assert derive_seed(1, 2) == derive_seed(1, 2) != derive_seed(1, 3)
     with pytest.raises(ValueError, match="patience must be >= 1"):
         EarlyStoppingHook(patience=0)
 

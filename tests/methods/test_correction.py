@@ -10,12 +10,12 @@ from robust_paddle.methods.correction import (
     gmm_noise_rate,
     linear_rampup,
     mix_lambda,
-    mixup,
     normalize_losses,
     refine_labels,
     sharpen,
     split_precision_recall,
 )
+from robust_paddle.ops import mixup
 
 
 def bimodal(n: int, rate: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

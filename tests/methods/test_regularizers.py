@@ -12,13 +12,13 @@ from robust_paddle.methods.regularizers import (
     adversarial_loss,
     cutmix,
     fgm_perturbation,
-    mixup,
+    mixup_batch,
     pgd_perturbation,
     project_l2,
-    symmetric_kl,
 )
 from robust_paddle.methods.standard import StandardMethod
 from robust_paddle.models import build_model
+from robust_paddle.ops import symmetric_kl
 
 C_, N = 4, 6
 
@@ -36,7 +36,7 @@ def test_mixup_mixes_inputs_and_labels_with_beta_lambda():
     rng_x = np.random.default_rng(0)
     x = rng_x.normal(size=(N, 3)).astype(np.float32)
     y = np.array([0, 1, 2, 3, 0, 1])
-    out = mixup(paddle.to_tensor(x), paddle.to_tensor(y), alpha=0.4, num_classes=C_, rng=np.random.default_rng(7))
+    out = mixup_batch(paddle.to_tensor(x), paddle.to_tensor(y), alpha=0.4, num_classes=C_, rng=np.random.default_rng(7))
     ref = np.random.default_rng(7)
     lam, perm = ref.beta(0.4, 0.4), ref.permutation(N)
     assert out.lam == pytest.approx(lam)
@@ -48,7 +48,7 @@ def test_mixup_mixes_inputs_and_labels_with_beta_lambda():
 
 def test_mixup_of_soft_targets_is_linear():
     t = np_softmax(np.random.default_rng(1).normal(size=(N, C_))).astype(np.float32)
-    out = mixup(paddle.zeros([N, 2]), paddle.to_tensor(t), alpha=1.0, num_classes=C_, rng=np.random.default_rng(2))
+    out = mixup_batch(paddle.zeros([N, 2]), paddle.to_tensor(t), alpha=1.0, num_classes=C_, rng=np.random.default_rng(2))
     np.testing.assert_allclose(out.target.numpy(), out.lam * t + (1 - out.lam) * t[out.perm], rtol=1e-6)
 
 
@@ -84,7 +84,7 @@ def test_mix_checks():
     with pytest.raises(ValueError, match=r"cutmix_alpha needs image inputs \[N, C, H, W\]"):
         cutmix(paddle.zeros([2, 5]), paddle.to_tensor([0, 1]), alpha=1.0, num_classes=2, rng=np.random.default_rng())
     with pytest.raises(ValueError, match="mixup_alpha must be a number > 0, got 0"):
-        mixup(paddle.zeros([2, 5]), paddle.to_tensor([0, 1]), alpha=0, num_classes=2, rng=np.random.default_rng())
+        mixup_batch(paddle.zeros([2, 5]), paddle.to_tensor([0, 1]), alpha=0, num_classes=2, rng=np.random.default_rng())
 
 
 def test_symmetric_kl_matches_numpy():
@@ -92,11 +92,11 @@ def test_symmetric_kl_matches_numpy():
     a, b = rng.normal(size=(5, C_)), rng.normal(size=(5, C_))
     p, q = np_softmax(a), np_softmax(b)
     ref = 0.5 * ((p * np.log(p / q)).sum(1) + (q * np.log(q / p)).sum(1)).mean()
-    got = symmetric_kl(paddle.to_tensor(a, dtype="float32"), paddle.to_tensor(b, dtype="float32"))
+    got = 0.5 * symmetric_kl(paddle.to_tensor(a, dtype="float32"), paddle.to_tensor(b, dtype="float32"), reduction="mean")
     assert float(got) == pytest.approx(ref, rel=1e-5)
-    assert float(symmetric_kl(paddle.to_tensor(a, dtype="float32"), paddle.to_tensor(a, dtype="float32"))) == 0.0
+    assert float(0.5 * symmetric_kl(paddle.to_tensor(a, dtype="float32"), paddle.to_tensor(a, dtype="float32"), reduction="mean")) == 0.0
     with pytest.raises(ValueError, match="symmetric_kl needs two"):
-        symmetric_kl(paddle.zeros([2, 3]), paddle.zeros([2, 4]))
+        0.5 * symmetric_kl(paddle.zeros([2, 3]), paddle.zeros([2, 4]), reduction="mean")
 
 
 def test_fgm_perturbation_has_norm_epsilon_per_sample_along_the_gradient():

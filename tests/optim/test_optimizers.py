@@ -11,9 +11,14 @@ import robust_paddle  # noqa: F401  (before paddle: preloads the system zlib)
 import paddle
 from paddle import nn
 
+from robust_paddle import _compat
 from robust_paddle.config import OptimizerConfig
 from robust_paddle.errors import ConfigError
 from robust_paddle.optim import OPTIMIZERS, NAdam, RAdam, build_grad_clip, build_optimizer, split_decay_params
+from robust_paddle.optim.optimizers import make_nadam, make_radam
+
+# the hand-written NAdam/RAdam serve Paddle 2.6 only; Paddle 3 ships its own (picked by make_nadam/make_radam)
+hand_written_only = pytest.mark.skipif(_compat.IS_PADDLE3, reason="Paddle 3 ships NAdam/RAdam; the hand-written ones serve Paddle 2.6")
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(6, 4)).astype("float32")
@@ -206,7 +211,8 @@ def ref_radam(steps, *, lr, betas, eps, wd):
 
 @pytest.mark.parametrize("name,ref", [("nadam", ref_nadam), ("radam", ref_radam)])
 @pytest.mark.parametrize("betas,steps", [((0.9, 0.999), 6), ((0.8, 0.9), 8)])  # RAdam rectifies from t=6 (rho_5=4.996)
-def test_hand_written_optimizers_match_numpy(name, ref, betas, steps):
+def test_nadam_and_radam_match_numpy(name, ref, betas, steps):
+    """Whichever implementation this Paddle gets (its own on 3.x, the hand-written one on 2.6)."""
     lin = linear()
     opt = build_optimizer(cfg(name, weight_decay=0.05, params={"betas": list(betas), "epsilon": 1e-6}),
                           lin.parameters(), learning_rate=0.01)
@@ -222,15 +228,23 @@ def test_hand_written_optimizers_match_numpy(name, ref, betas, steps):
 
 def test_radam_never_rectifies_when_beta2_is_small():
     lin = linear()
-    opt = RAdam(0.01, lin.parameters(), betas=(0.9, 0.5))
+    opt = make_radam(0.01, lin.parameters(), betas=(0.9, 0.5))
     for _ in range(5):
         quad_step(lin, opt)
     w, b = ref_radam(5, lr=0.01, betas=(0.9, 0.5), eps=1e-8, wd=0.0)
     np.testing.assert_allclose(lin.weight.numpy(), w, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("cls", [NAdam, RAdam])
-def test_hand_written_state_round_trips_and_follows_a_scheduler(cls):
+def test_make_picks_paddles_own_optimizer_on_paddle3():
+    lin = linear()
+    for make, cls, name in ((make_nadam, NAdam, "NAdam"), (make_radam, RAdam, "RAdam")):
+        opt = make(0.01, lin.parameters())
+        want = getattr(paddle.optimizer, name) if _compat.IS_PADDLE3 else cls
+        assert type(opt) is want
+
+
+@pytest.mark.parametrize("cls", [make_nadam, make_radam])
+def test_state_round_trips_and_follows_a_scheduler(cls):
     """Resume: a fresh optimizer loaded from state_dict continues exactly like the original.
 
     unique_name.guard() gives each build the tensor names of a fresh process (as a resumed run has).
@@ -318,6 +332,7 @@ def test_grad_clip_bounds_the_update_norm():
     assert np.linalg.norm(step) == pytest.approx(0.5, rel=1e-4)
 
 
+@hand_written_only
 @pytest.mark.parametrize("cls", [NAdam, RAdam])
 def test_hand_written_master_weights_for_float16(cls):
     """multi_precision (AMP O2): float32 master weights are updated, the float16 tensor is their copy."""

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from robust_paddle import config as C
+from robust_paddle.ops import softmax
 from robust_paddle.quality.calibration import (
     CalibrationHook,
     confusion_image,
@@ -15,7 +16,6 @@ from robust_paddle.quality.calibration import (
     plot_reliability,
     reliability_curve,
 )
-from robust_paddle.quality.estimation import softmax
 from robust_paddle.quality.visualdl import VisualDLHook
 
 
@@ -144,7 +144,7 @@ def test_visualdl_logs_per_class_recall_and_confusion_image():
     trainer = SimpleNamespace(epoch=0, epoch_scalars={"epoch": 1, "test/acc": 0.8}, epoch_histograms={},
                               eval_details=details, meta={"class_names": ["cat", "dog"]},
                               cfg=C.from_dict({"train": {"epochs": 3, "eval_every": 2}}), history=[],
-                              last_eval_scalars=lambda: {"test/acc": 0.8})
+                              last_eval_scalars=lambda: {"test/acc": 0.8}, is_eval_epoch=lambda: False)
     hook.after_epoch(trainer)
     assert writer.scalars["test/recall/cat"] == 1.0 and writer.scalars["test/recall/dog"] == 0.5
     writer.scalars.clear()

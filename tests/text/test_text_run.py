@@ -10,6 +10,7 @@ import pytest
 from text_helpers import make_texts, text_config, write_corpus
 
 from robust_paddle import config as C
+from robust_paddle.pipeline import build as build_mod
 from robust_paddle.pipeline import run as run_mod
 
 
@@ -52,8 +53,9 @@ def test_report_shows_shortened_text_beside_labels(text_run):
 
 def test_export_parity_and_serve_texts_equal_eval(text_run, tmp_path):
     requests = pytest.importorskip("requests")
-    from robust_paddle.deploy.predictor import load_model_info, softmax
+    from robust_paddle.deploy.predictor import load_model_info
     from robust_paddle.deploy.serve import ServerHandle, close_app, create_app
+    from robust_paddle.ops import softmax
     from robust_paddle.pipeline.commands import export_command
 
     cfg = C.load(str(text_run["dir"] / "config.yaml"))
@@ -66,7 +68,7 @@ def test_export_parity_and_serve_texts_equal_eval(text_run, tmp_path):
     conf = (out / "serving_server" / "serving_server_conf.prototxt").read_text()
     assert "feed_type: 0" in conf  # int64 token ids
 
-    run = run_mod.load_run(cfg, ckpt)
+    run = build_mod.load_run(cfg, ckpt)
     test = run.data.test
     logits, idx = run.trainer.predict_logits(run.loaders["test"])
     expected = softmax(logits)
@@ -109,3 +111,18 @@ def test_text_demo_prints_the_table(tmp_path, capsys):
     assert {n for n, _ in TEXT_DEMO_ROWS} >= {"ce", "gce", "co_teaching", "dividemix", "gmm_correction"}
     with pytest.raises(ValueError, match="--task: 'audio' is not a demo"):
         run_demo(task="audio")
+
+
+def test_checkpoint_records_the_tokenizer_and_eval_refuses_another(text_run, tmp_path):
+    from robust_paddle.engine.checkpoint import load_checkpoint
+    from robust_paddle.errors import CheckpointError
+
+    sig = load_checkpoint(str(text_run["dir"]))["meta"]["signature"]["tokenizer"]
+    assert sig["lowercase"] is True and len(sig["vocab_sha256"]) == 16 and sig["vocab_size"] > 4
+    other = tmp_path / "copy"  # no tokenizer.json next to it: eval refits one from data.text
+    (other / "checkpoints").mkdir(parents=True)
+    shutil.copy(text_run["dir"] / "checkpoints" / "latest.pdckpt", other / "checkpoints" / "latest.pdckpt")
+    cfg = C.with_values(text_run["cfg"], {"output_dir": str(other), "data.text.lowercase": False})
+    with pytest.raises(CheckpointError, match=r'does not match the config -- .*tokenizer: checkpoint \{.*"lowercase": '
+                                              r'true.*config \{.*"lowercase": false'):
+        run_mod.evaluate(cfg, str(other))

@@ -86,7 +86,7 @@ def test_cli_bad_text_file_exits_2_with_one_line_and_writes_nothing(tmp_path, ca
 
 
 def test_text_source_needs_a_text_model(tmp_path):
-    from robust_paddle.pipeline.run import build_run
+    from robust_paddle.pipeline.build import build_run
 
     path = write_corpus(str(tmp_path), 20)
     cfg = C.from_dict({"output_dir": str(tmp_path / "r"), "data": {"name": "text", "path": path},
