@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import paddle
 import pytest
-from method_helpers import log_trainer, toy_context
+from method_helpers import toy_context
 
 from robust_paddle import config as C
 from robust_paddle.methods import correction, gmm_correction
@@ -113,9 +113,11 @@ def test_forward_correction_states_identity_rows_in_transition_json(tmp_path, es
     labels, probs = absent_class_probs()
     method = ForwardCorrectionMethod(toy_context(labels.tolist(), dim=4, classes=3, seed=0), transition="auto",
                                      warmup_epochs=1, estimator=estimator, reinit=False)
-    trainer = log_trainer(epoch=1, output_dir=str(tmp_path), is_main=True,
-                          loaders={"train_eval": SimpleNamespace(dataset=SimpleNamespace(labels=labels))},
-                          train_set_logits=lambda: np.log(probs))
+    trainer = SimpleNamespace(epoch=1, output_dir=str(tmp_path), is_main=True,
+                              loaders={"train_eval": SimpleNamespace(dataset=SimpleNamespace(labels=labels))},
+                              predict_logits=lambda loader: (np.log(probs), np.arange(60)),
+                              train_set_logits=lambda: np.log(probs),
+                              save_artifact=lambda name, data: (tmp_path / name).write_text(json.dumps(data)))
     method.before_epoch(trainer)
     np.testing.assert_array_equal(method.t[2], [0.0, 0.0, 1.0])
     saved = json.loads((tmp_path / "transition.json").read_text())
