@@ -87,7 +87,7 @@ RUN if ! [ "$USER_UID" -gt 0 ] 2>/dev/null; then \
 
 USER ${USER_UID}
 VOLUME ["/data", "/output"]
-# 8040: VisualDL (visualdl --logdir /output --host 0.0.0.0 --port 8040); 8080: robust-paddle serve
+# 8040: VisualDL (visualdl --logdir /output --host 0.0.0.0 --port 8040 --language en); 8080: robust-paddle serve
 EXPOSE 8040 8080
 
 ENTRYPOINT ["robust-paddle"]

@@ -138,7 +138,7 @@ def check_paddle2onnx_reads(model_path: str, paddle2onnx_version: str) -> None:
         raise CompatibilityError(
             f"ONNX export: paddle2onnx {paddle2onnx_version} reads only .pdmodel programs; Paddle "
             f"{paddle.__version__} wrote {os.path.basename(model_path)} (PIR). Install paddle2onnx 2.x "
-            "(requirements/constraints-paddle3.txt)")
+            "(PADDLE_VERSION=3 scripts/install.sh pins it: requirements/paddle3.txt)")
 
 
 def patch_paddleslim(slim: object) -> None:

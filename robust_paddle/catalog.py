@@ -56,6 +56,8 @@ def params_of(builder: Any, *, positional: int = 0) -> list[dict[str, Any]]:
             for k in ("choices", "min", "max"):
                 if meta.get(k) is not None:
                     row[k] = list(meta[k]) if k == "choices" else meta[k]
+            if meta.get("min_open"):
+                row["min_open"] = True
             out.append(row)
         return out
     target = builder.__init__ if inspect.isclass(builder) else builder
@@ -97,7 +99,7 @@ def format_catalog(entries: list[dict[str, Any]]) -> str:
             if "choices" in p:
                 allowed = f" one of {', '.join(map(str, p['choices']))}"
             elif "min" in p or "max" in p:
-                allowed = f" in [{p.get('min', '-inf')}, {p.get('max', 'inf')}]"
+                allowed = f" in {'(' if p.get('min_open') else '['}{p.get('min', '-inf')}, {p.get('max', 'inf')}]"
             doc = f"  -- {p['doc']}" if p["doc"] else ""
             lines.append(f"    {p['name']}: {p['type']} = {p['default']!r}{allowed}{doc}")
         if not e["params"]:

@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model from a config")
     _add_config_args(p, required=False)
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint "
-                   "(uses RUN_DIR/config.yaml; -o may extend train.epochs)")
+                   "(uses RUN_DIR/config.yaml; -o may change train.epochs, optimizer.lr, "
+                   "train.early_stopping.patience and run options such as train.device; other keys are refused)")
 
     p = sub.add_parser("check-data", help="read every sample of every split and write data_report.json")
     _add_config_args(p)

@@ -46,9 +46,11 @@ def atomic_write(path: str, mode: str = "w", *, encoding: str | None = "utf-8", 
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None:  # write()/fsync() on a full disk name no file
+            raise OSError(e.errno, e.strerror or str(e), path) from e
         raise
 
 

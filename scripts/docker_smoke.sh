@@ -86,6 +86,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# builds interrupted earlier leave working containers behind in this (our own) store
+buildah rm --all >/dev/null 2>&1 || true
+
 # ------------------------------------------------------------------------------------------ base image
 if ! podman image exists "$BASE"; then
   # The apt mirror this machine is configured with (never a hard-coded host).

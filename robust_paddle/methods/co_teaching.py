@@ -17,6 +17,7 @@ loss is the configured loss (``cfg.loss``, default ``ce``) with ``reduction="non
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ from robust_paddle.methods.forget_rate import AutoForgetRate, check_schedule_par
 from robust_paddle.methods.selection import precision_recall_from_counts, small_loss_indices
 from robust_paddle.ops import symmetric_kl
 from robust_paddle.registry import METHODS
+from robust_paddle.schema import param
 
 if TYPE_CHECKING:
     from robust_paddle.engine.trainer import Trainer
@@ -196,6 +198,30 @@ class _TwoNetworkSmallLossMethod(Method):
         return logits1, logits2, self.loss_fn(logits1, y), self.loss_fn(logits2, y)
 
 
+@dataclasses.dataclass(frozen=True)
+class SmallLossParams:
+    """``method.params`` shared by ``co_teaching``, ``co_teaching_plus`` and ``jocor`` (checked by the registry)."""
+
+    forget_rate: float | str = param("auto", doc="tau in [0, 1) (about the noise rate), 'auto', or a noise_estimate.json")
+    num_gradual: int = param(10, min=0, doc="T_k: epochs over which the forget rate ramps up")
+    exponent: float = param(1.0, doc="c in (T / T_k)^c")
+    estimate_epoch: int = param(2, min=1, doc="forget_rate auto: epochs on every sample before the estimate")
+
+
+@dataclasses.dataclass(frozen=True)
+class CoTeachingPlusParams(SmallLossParams):
+    """``method.params`` of ``co_teaching_plus``."""
+
+    init_epoch: int = param(20, min=0, doc="epochs of plain Co-teaching before the disagreement strategy")
+
+
+@dataclasses.dataclass(frozen=True)
+class JoCoRParams(SmallLossParams):
+    """``method.params`` of ``jocor``."""
+
+    co_lambda: float = param(0.9, min=0.0, max=1.0, doc="weight of the co-regularisation (symmetric KL)")
+
+
 @METHODS.register("co_teaching")
 class CoTeachingMethod(_TwoNetworkSmallLossMethod):
     """Co-teaching (Han et al. 2018, https://arxiv.org/abs/1804.06872).
@@ -210,6 +236,7 @@ class CoTeachingMethod(_TwoNetworkSmallLossMethod):
     """
 
     method_name = "co_teaching"
+    Params = SmallLossParams
 
     def __init__(self, ctx: MethodContext, /, *, forget_rate: float | str = "auto", num_gradual: int = 10,
                  exponent: float = 1.0, estimate_epoch: int = 2) -> None:
@@ -245,6 +272,7 @@ class CoTeachingPlusMethod(_TwoNetworkSmallLossMethod):
     """
 
     method_name = "co_teaching_plus"
+    Params = CoTeachingPlusParams
 
     def __init__(self, ctx: MethodContext, /, *, forget_rate: float | str = "auto", num_gradual: int = 10,
                  exponent: float = 1.0, estimate_epoch: int = 2, init_epoch: int = 20) -> None:
@@ -297,6 +325,7 @@ class JoCoRMethod(_TwoNetworkSmallLossMethod):
     """
 
     method_name = "jocor"
+    Params = JoCoRParams
 
     def __init__(self, ctx: MethodContext, /, *, forget_rate: float | str = "auto", num_gradual: int = 10,
                  exponent: float = 1.0, estimate_epoch: int = 2, co_lambda: float = 0.9) -> None:

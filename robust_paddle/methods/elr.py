@@ -21,6 +21,7 @@ for the label-issue report is ``t_i[y_i]``, the share of the early-learning aver
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ from robust_paddle.errors import CheckpointError
 from robust_paddle.methods.base import Method, MethodContext
 from robust_paddle.methods.gmm_correction import check_option
 from robust_paddle.registry import METHODS
+from robust_paddle.schema import param
 
 __all__ = ["ELRMethod", "elr_targets_update"]
 
@@ -60,6 +62,13 @@ class ELRMethod(Method):
     """
 
     name = "elr"
+
+    @dataclasses.dataclass(frozen=True)
+    class Params:
+        """``method.params`` of ``elr`` (checked by the registry)."""
+
+        beta: float = param(0.7, min=0.0, max=0.999999, doc="target momentum (0.7 CIFAR-10, 0.9 CIFAR-100)")
+        lam: float = param(3.0, min=0.0, doc="weight of log(1 - <t, p>) (3 CIFAR-10, 7 CIFAR-100; 0 = plain loss)")
 
     def __init__(self, ctx: MethodContext, *, beta: float = 0.7, lam: float = 3.0) -> None:
         super().__init__(ctx)

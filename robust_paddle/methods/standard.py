@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -19,6 +20,7 @@ from robust_paddle.methods.regularizers import (
 )
 from robust_paddle.ops import symmetric_kl
 from robust_paddle.registry import METHODS
+from robust_paddle.schema import param
 
 ADVERSARIAL = ("none", "fgm", "pgd")
 ADV_TARGETS = ("input", "embedding")
@@ -55,6 +57,22 @@ class StandardMethod(Method):
 
     Label smoothing is a loss option (``loss.params.label_smoothing``).
     """
+
+    @dataclasses.dataclass(frozen=True)
+    class Params:
+        """``method.params`` of ``standard`` (checked by the registry)."""
+
+        mixup_alpha: float = param(0.0, min=0.0, doc="mixup Beta(alpha, alpha) (Zhang et al. 2018); 0 disables")
+        cutmix_alpha: float = param(0.0, min=0.0, doc="CutMix Beta(alpha, alpha) (Yun et al. 2019); 0 disables")
+        cutmix_prob: float = param(0.5, min=0.0, max=1.0, doc="with both enabled: chance a mixed batch uses CutMix")
+        mix_prob: float = param(1.0, min=0.0, max=1.0, doc="chance a batch is mixed at all")
+        rdrop_alpha: float = param(0.0, min=0.0, doc="R-Drop weight of the symmetric KL of two dropout passes")
+        adversarial: str = param("none", choices=ADVERSARIAL, doc="adversarial training: FGM or PGD (Madry et al.)")
+        adv_target: str = param("input", choices=ADV_TARGETS, doc="perturb the input or the embedding (text)")
+        adv_epsilon: float = param(1.0, min=0.0, min_open=True, doc="L2 radius of the perturbation")
+        adv_steps: int = param(3, min=1, doc="PGD steps")
+        adv_alpha: float | None = param(None, doc="PGD step size (None: 2.5 * epsilon / steps)")
+        adv_weight: float = param(1.0, min=0.0, doc="weight of the adversarial loss")
 
     def __init__(self, ctx: MethodContext, *, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0,
                  cutmix_prob: float = 0.5, mix_prob: float = 1.0, rdrop_alpha: float = 0.0,

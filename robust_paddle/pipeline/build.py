@@ -129,8 +129,10 @@ def model_meta(data: Any) -> dict[str, Any]:
 
 def model_signature(cfg: Config, data: Any, networks: Any) -> dict[str, Any]:
     """What a checkpoint's weights only make sense with: the model and its params, the method and its
-    network names, classes, input shape, normalisation, and the tokenizer of text data (a data bundle's
-    ``tokenizer_signature``, when it has one). Recorded in ``meta.signature``; compared by :func:`load_run`."""
+    network names, classes, input shape, normalisation, and for text data the tokenizer (kind, length rule,
+    normalisation, special tokens and a SHA-256 of its vocabulary/model, so ids mean the same tokens).
+    Recorded in ``meta.signature``; compared by :func:`load_run` and ``--resume``."""
+    import hashlib
     import json
 
     sig = {"model": cfg.model.name, "model_params": json.loads(json.dumps(cfg.model.params)),
@@ -138,8 +140,14 @@ def model_signature(cfg: Config, data: Any, networks: Any) -> dict[str, Any]:
            "input_shape": [int(s) for s in data.input_shape],
            "mean": None if data.mean is None else [float(v) for v in data.mean],
            "std": None if data.std is None else [float(v) for v in data.std]}
-    if getattr(data, "tokenizer_signature", None) is not None:
-        sig["tokenizer"] = data.tokenizer_signature
+    tok = getattr(data, "tokenizer", None)
+    if tok is not None:
+        ids = hashlib.sha256(json.dumps([list(tok.vocab), tok.hf_json]).encode("utf-8")).hexdigest()[:16]
+        sig["tokenizer"] = {"kind": tok.kind, "vocab_size": int(tok.vocab_size), "max_length": int(tok.max_length),
+                            "truncation": tok.truncation, "head_tokens": int(tok.head_tokens),
+                            "lowercase": bool(tok.lowercase), "nfkc": bool(tok.nfkc),
+                            "special": [tok.pad_token, tok.unk_token, tok.sep_token, *tok.extra_special_tokens],
+                            "vocab_sha256": ids}
     return sig
 
 

@@ -111,3 +111,18 @@ def test_text_demo_prints_the_table(tmp_path, capsys):
     assert {n for n, _ in TEXT_DEMO_ROWS} >= {"ce", "gce", "co_teaching", "dividemix", "gmm_correction"}
     with pytest.raises(ValueError, match="--task: 'audio' is not a demo"):
         run_demo(task="audio")
+
+
+def test_checkpoint_records_the_tokenizer_and_eval_refuses_another(text_run, tmp_path):
+    from robust_paddle.engine.checkpoint import load_checkpoint
+    from robust_paddle.errors import CheckpointError
+
+    sig = load_checkpoint(str(text_run["dir"]))["meta"]["signature"]["tokenizer"]
+    assert sig["lowercase"] is True and len(sig["vocab_sha256"]) == 16 and sig["vocab_size"] > 4
+    other = tmp_path / "copy"  # no tokenizer.json next to it: eval refits one from data.text
+    (other / "checkpoints").mkdir(parents=True)
+    shutil.copy(text_run["dir"] / "checkpoints" / "latest.pdckpt", other / "checkpoints" / "latest.pdckpt")
+    cfg = C.with_values(text_run["cfg"], {"output_dir": str(other), "data.text.lowercase": False})
+    with pytest.raises(CheckpointError, match=r'does not match the config -- .*tokenizer: checkpoint \{.*"lowercase": '
+                                              r'true.*config \{.*"lowercase": false'):
+        run_mod.evaluate(cfg, str(other))
