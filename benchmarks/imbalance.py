@@ -15,7 +15,9 @@ Rows are remedies, columns the base loss (CE or GCE, q = 0.7, Zhang & Sabuncu 20
 * ``class weights``: ``loss.class_weighting: inverse`` (1 / n_c, normalised);
 * ``focal``: focal modulation ``(1 - p_y)^2`` (Lin et al. 2017, https://arxiv.org/abs/1708.02002) of the
   loss: ``focal`` for CE, and for GCE ``(1 - p_y)^2 (1 - p_y^q) / q`` (``focal_gce``, defined here);
-* ``weighted sampler``: ``data.sampler: weighted`` (classes drawn equally often).
+* ``weighted sampler``: ``data.sampler: weighted`` (classes drawn equally often);
+* ``dividemix`` / ``dividemix_balanced``: the digits DivideMix preset, without and with
+  ``method.params.class_balance: 1`` (every class keeps at least the overall labelled share; CE column only).
 
 Reported on the test set at the last epoch: macro-F1, accuracy, the mean recall of the 3 rarest classes
 (``minority recall``) and the recall of the rarest class, as ``mean ± std`` over seeds. Prints a table and
@@ -43,7 +45,9 @@ from robust_paddle.registry import LOSSES  # noqa: E402
 if TYPE_CHECKING:
     import paddle
 
-REMEDIES = ("none", "class_weights", "focal", "weighted_sampler")
+REMEDIES = ("none", "class_weights", "focal", "weighted_sampler", "dividemix", "dividemix_balanced")
+#: remedies that are whole methods: their own losses, so only the ``ce`` column is run for them
+METHOD_REMEDIES = ("dividemix", "dividemix_balanced")
 BASES = ("ce", "gce")
 N_MINORITY = 3
 
@@ -106,6 +110,12 @@ def run_overrides(remedy: str, base: str) -> dict[str, Any]:
                        "loss.params": {"gamma": 2.0} if base == "ce" else {"gamma": 2.0, "q": 0.7}})
     elif remedy == "weighted_sampler":
         values["data.sampler"] = "weighted"
+    elif remedy in METHOD_REMEDIES:  # the digits DivideMix preset; balanced: every class keeps the overall share
+        values = {**C.method_preset("dividemix", "digits"), "loss.name": "ce", "loss.params": {}}
+        params = dict(values.get("method.params") or {})
+        if remedy == "dividemix_balanced":
+            params["class_balance"] = 1.0
+        values["method.params"] = params
     return values
 
 
@@ -127,7 +137,7 @@ def run_one(base_cfg: Any, remedy: str, loss: str, seed: int, epochs: int, noise
 
 def table(runs: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     cells: dict[str, Any] = {}
-    lines = [f"{'remedy':<18}{'loss':<6}{'macro-F1 %':>15}{'minority recall %':>20}{'rarest recall %':>18}"
+    lines = [f"{'remedy':<20}{'loss':<6}{'macro-F1 %':>15}{'minority recall %':>20}{'rarest recall %':>18}"
              f"{'accuracy %':>15}"]
     for remedy in REMEDIES:
         for loss in BASES:
@@ -137,7 +147,7 @@ def table(runs: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
             cell = {k: C.mean_std([r[k] for r in rs]) for k in ("macro_f1", "minority_recall", "rarest_recall",
                                                                   "test_acc")}
             cells[f"{remedy}|{loss}"] = {k: {"mean": m, "std": s} for k, (m, s) in cell.items()} | {"n": len(rs)}
-            lines.append(f"{remedy:<18}{loss:<6}{C.fmt_ms(*cell['macro_f1']):>15}"
+            lines.append(f"{remedy:<20}{loss:<6}{C.fmt_ms(*cell['macro_f1']):>15}"
                          f"{C.fmt_ms(*cell['minority_recall']):>20}{C.fmt_ms(*cell['rarest_recall']):>18}"
                          f"{C.fmt_ms(*cell['test_acc']):>15}")
     return "\n".join(lines), cells
@@ -176,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     for seed in range(args.seeds):
         for remedy in remedies:
             for loss in losses:
+                if remedy in METHOD_REMEDIES and loss != "ce":
+                    continue
                 runs.append(run_one(base, remedy, loss, seed, args.epochs, args.noise, workdir, minority))
                 r = runs[-1]
                 print(f"  {remedy:<16} {loss:<4} seed {seed}: macro-F1 {r['macro_f1']:.3f}, minority recall "

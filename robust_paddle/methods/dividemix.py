@@ -49,6 +49,7 @@ from robust_paddle.methods.base import MethodContext
 from robust_paddle.methods.correction import linear_rampup, mix_forward, mix_lambda, refine_labels, sharpen
 from robust_paddle.methods.forward_correction import LearnedTransition, forward_loss, transition_error
 from robust_paddle.methods.gmm_correction import NOISE_MODES, Division, GMMDivisionMethod, check_option
+from robust_paddle.methods.selection import class_balanced_mask
 from robust_paddle.registry import METHODS
 from robust_paddle.schema import param
 
@@ -153,11 +154,13 @@ class DivideMixMethod(GMMDivisionMethod):
         warmup: str = param("ce", choices=WARMUPS, doc="ce, or volmin: forward-corrected CE through learned T")
         volume_weight: float = param(1e-4, min=0.0, doc="volmin: weight of log|det T| (VolMinNet's 1e-4)")
         t_lr_scale: float = param(20.0, min=0.0, min_open=True, doc="volmin: learning rate of T relative to the networks'")
+        class_balance: float = param(0.0, min=0.0, max=1.0, doc="every class keeps >= this x the overall labelled "
+                                     "share (UNICON-style; 0 = off)")
 
     def __init__(self, ctx: MethodContext, *, warmup_epochs: int = 10, lambda_u: float = 25.0,
                  p_threshold: float = 0.5, T: float = 0.5, alpha: float = 4.0, rampup_length: int = 16,
                  noise_mode: str = "sym", loss_window: int = 1, prior_penalty: bool = True, warmup: str = "ce",
-                 volume_weight: float = 1e-4, t_lr_scale: float = 20.0) -> None:
+                 volume_weight: float = 1e-4, t_lr_scale: float = 20.0, class_balance: float = 0.0) -> None:
         super().__init__(ctx, warmup_epochs=warmup_epochs, p_threshold=p_threshold, noise_mode=noise_mode,
                          loss_window=loss_window)
         m = self.name
@@ -168,6 +171,8 @@ class DivideMixMethod(GMMDivisionMethod):
         self.use_prior_penalty = check_option(prior_penalty, name="prior_penalty", method=m, kind=bool)
         self.warmup = check_option(warmup, name="warmup", method=m, kind=str, choices=WARMUPS)
         self.volume_weight = check_option(volume_weight, name="volume_weight", method=m, kind=float, lo=0.0)
+        self.class_balance = check_option(class_balance, name="class_balance", method=m, kind=float, lo=0.0, hi=1.0)
+        self._balanced: list[tuple[np.ndarray, np.ndarray] | None] = [None, None]
         t_lr_scale = check_option(t_lr_scale, name="t_lr_scale", method=m, kind=float, lo=0.0, lo_open=True)
         self.networks = {"net1": ctx.build_network(), "net2": ctx.build_network()}
         self.transitions = [LearnedTransition(ctx.num_classes, lr_scale=t_lr_scale) for _ in self.networks] \
@@ -257,13 +262,26 @@ class DivideMixMethod(GMMDivisionMethod):
         total, sums = None, {"lx": 0.0, "lu": 0.0, "penalty": 0.0, "labeled": 0.0}
         for k in range(len(nets)):
             w = self.sample_prob(1 - k, idx)  # co-divide: net k trains on its peer's division
-            mask = (w > self.p_threshold).numpy()
+            mask = self.labeled_mask(1 - k, idx, w)
             loss_k, parts = self._mixmatch_loss(k, nets, views, onehot, own[k], w, mask, lam_u, epoch)
             total = loss_k if total is None else total + loss_k
             for key, v in parts.items():
                 sums[key] += v / len(nets)
         self._batch += 1
         return total, {"loss": total, **sums, "lambda_u": lam_u}
+
+    def labeled_mask(self, k: int, idx: paddle.Tensor, w: paddle.Tensor) -> np.ndarray:
+        """[B] bool: the batch rows in division ``k``'s labelled set (``w > p_threshold``, with the per-class floor
+        of :func:`~robust_paddle.methods.selection.class_balanced_mask` when ``class_balance > 0``)."""
+        if self.class_balance <= 0:
+            return (w > self.p_threshold).numpy()
+        prob = self.divisions[k].prob
+        cached = self._balanced[k]
+        if cached is None or cached[0] is not prob:  # a new division: recompute the whole-set mask once
+            cached = (prob, class_balanced_mask(prob, self.ctx.train_labels, threshold=self.p_threshold,
+                                                min_share=self.class_balance, num_classes=self.num_classes))
+            self._balanced[k] = cached
+        return cached[1][idx.numpy().astype(np.int64)]
 
     def _mixmatch_loss(self, k: int, nets: list[paddle.nn.Layer], views: list[paddle.Tensor], onehot: paddle.Tensor,
                        own: paddle.Tensor, w: paddle.Tensor, mask: np.ndarray, lam_u: float,

@@ -180,3 +180,40 @@ def selection_precision_recall(selected_mask: np.ndarray, clean_mask: np.ndarray
         (precision, recall), each in [0, 1], or NaN when nothing is selected / nothing is clean.
     """
     return precision_recall_from_counts(*selection_counts(selected_mask, clean_mask))
+
+
+def class_balanced_mask(prob: np.ndarray, labels: np.ndarray, *, threshold: float, min_share: float,
+                        num_classes: int) -> np.ndarray:
+    """The labelled (clean) set of a division with a floor per class, so rare classes are never emptied.
+
+    ``prob > threshold`` selects the labelled set as in DivideMix; then every class ``c`` (by given label) whose
+    labelled share ``s_c`` is below ``min_share * s`` (``s``: the overall labelled share) gets its most probably
+    clean samples added until it reaches ``ceil(min_share * s * n_c)``. This is the class-balancing idea of
+    UNICON (Karim et al. 2022, https://arxiv.org/abs/2203.14542): a noisy minority class otherwise loses its
+    labelled samples first and is learnt only from guesses.
+
+    Args:
+        prob: [N] clean probabilities. labels: [N] int given labels in [0, num_classes).
+        threshold: the clean-probability threshold (``p_threshold``).
+        min_share: in [0, 1]; 0 returns ``prob > threshold``, 1 gives every class at least the overall share.
+        num_classes: C.
+
+    Returns:
+        [N] bool mask, a superset of ``prob > threshold``.
+    """
+    prob = np.asarray(prob, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    mask = prob > threshold
+    if min_share <= 0 or prob.size == 0:
+        return mask
+    share = mask.mean()
+    for c in range(num_classes):
+        members = np.flatnonzero(labels == c)
+        if members.size == 0:
+            continue
+        want = min(members.size, int(math.ceil(min_share * share * members.size - 1e-9)))
+        have = int(mask[members].sum())
+        if have < want:
+            order = members[np.argsort(-prob[members], kind="stable")]
+            mask[order[:want]] = True
+    return mask

@@ -115,7 +115,9 @@ def test_forward_correction_states_identity_rows_in_transition_json(tmp_path, es
                                      warmup_epochs=1, estimator=estimator, reinit=False)
     trainer = SimpleNamespace(epoch=1, output_dir=str(tmp_path), is_main=True,
                               loaders={"train_eval": SimpleNamespace(dataset=SimpleNamespace(labels=labels))},
-                              predict_logits=lambda loader: (np.log(probs), np.arange(60)))
+                              predict_logits=lambda loader: (np.log(probs), np.arange(60)),
+                              train_set_logits=lambda: np.log(probs),
+                              save_artifact=lambda name, data: (tmp_path / name).write_text(json.dumps(data)))
     method.before_epoch(trainer)
     np.testing.assert_array_equal(method.t[2], [0.0, 0.0, 1.0])
     saved = json.loads((tmp_path / "transition.json").read_text())

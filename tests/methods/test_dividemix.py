@@ -318,3 +318,19 @@ def test_volmin_warmup_learns_t_logs_its_error_and_resumes(tmp_path):
         run = build_run(digits_cfg(tmp_path / "r", *extra), output_dir=str(tmp_path / "r"))
     with pytest.raises(ValueError, match=r"method state has 1 learned transition matrices, this run keeps 2"):
         run.method.set_state_dict({**state["method"], "transitions": weights[:1]})
+
+
+def test_class_balance_adds_the_cleanest_minority_samples_to_the_labelled_set():
+    labels = np.array([0] * 16 + [1] * 4)
+    m = DivideMixMethod(toy_context(labels, dim=3, classes=2, seed=0), warmup_epochs=0, class_balance=0.5)
+    prob = np.r_[np.full(16, 0.9), [0.1, 0.3, 0.2, 0.05]].astype(np.float32)
+    m.divisions[0].prob = prob
+    idx = paddle.to_tensor(np.arange(20))
+    mask = m.labeled_mask(0, idx, m.sample_prob(0, idx))
+    # overall share 16/20; class 1 keeps ceil(0.5 * 0.8 * 4) = 2: its two most probably clean samples
+    assert mask[:16].all() and mask[16:].tolist() == [False, True, True, False]
+    plain = DivideMixMethod(toy_context(labels, dim=3, classes=2, seed=0), warmup_epochs=0)
+    plain.divisions[0].prob = prob
+    assert plain.labeled_mask(0, idx, plain.sample_prob(0, idx)).tolist() == (prob > 0.5).tolist()
+    m.divisions[0].prob = np.full(20, 0.9, np.float32)  # a new division replaces the cached mask
+    assert m.labeled_mask(0, idx, m.sample_prob(0, idx)).all()

@@ -148,3 +148,19 @@ def test_counts_add_up_over_batches_and_empty_cases():
 def test_precision_recall_checks(sel, clean, exc, match):
     with pytest.raises(exc, match=match):
         selection_precision_recall(sel, clean)
+
+
+def test_class_balanced_mask_keeps_a_share_of_every_class():
+    from robust_paddle.methods.selection import class_balanced_mask
+
+    labels = np.array([0] * 80 + [1] * 20)
+    prob = np.r_[np.linspace(0.2, 0.99, 80), np.linspace(0.01, 0.3, 20)]  # the minority class looks noisy
+    plain = class_balanced_mask(prob, labels, threshold=0.5, min_share=0.0, num_classes=2)
+    assert np.array_equal(plain, prob > 0.5) and plain[80:].sum() == 0
+    full = class_balanced_mask(prob, labels, threshold=0.5, min_share=1.0, num_classes=2)
+    share = plain.mean()
+    assert full[80:].sum() == int(np.ceil(share * 20)) and np.array_equal(full[:80], plain[:80])
+    kept = np.flatnonzero(full[80:]) + 80  # the most probably clean minority samples are the ones added
+    assert prob[kept].min() >= np.sort(prob[80:])[-len(kept)]
+    half = class_balanced_mask(prob, labels, threshold=0.5, min_share=0.5, num_classes=2)
+    assert half[80:].sum() == int(np.ceil(0.5 * share * 20)) and (half | plain).sum() == half.sum()
