@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -129,7 +130,8 @@ def install_sigterm_handler() -> None:
     its 10 s and kill it. With this handler the command unwinds (closing files; finished checkpoints are
     written atomically, so the last one stays resumable) and exits with status 143.
     """
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    if threading.current_thread() is threading.main_thread():  # signal.signal works only there
+        signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def check_writable_dir(path: str, flag: str) -> None:
@@ -346,6 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet or _rank() != 0 else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         force=True)  # paddle attaches a root handler on import; replace it
+    previous = signal.getsignal(signal.SIGTERM)
     install_sigterm_handler()
     try:
         return COMMANDS[args.command](args)
@@ -361,6 +364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("robust-paddle: interrupted", file=sys.stderr)
         return 130
+    finally:  # an in-process caller (tests, notebooks) gets its own handler back
+        if threading.current_thread() is threading.main_thread() and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # python -m paddle.distributed.launch ... robust_paddle/cli.py train -c CFG

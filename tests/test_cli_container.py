@@ -46,15 +46,16 @@ def test_sigterm_stops_training_with_143_and_leaves_a_resumable_checkpoint(tmp_p
     assert code == 0
 
 
-def test_handler_is_installed_by_main(monkeypatch):
+def test_handler_is_installed_by_main_and_restored_after(monkeypatch):
     seen = []
     monkeypatch.setitem(cli.COMMANDS, "eval", lambda args: seen.append(signal.getsignal(signal.SIGTERM)) or 0)
     previous = signal.getsignal(signal.SIGTERM)
     try:
         assert cli.main(["-q", "eval", "-c", QUICK, "--checkpoint", "x"]) == 0
+        assert seen == [cli._raise_terminated]
+        assert signal.getsignal(signal.SIGTERM) is previous  # in-process callers get their handler back
     finally:
         signal.signal(signal.SIGTERM, previous)
-    assert seen == [cli._raise_terminated]
 
 
 @pytest.mark.parametrize("argv", [
