@@ -163,8 +163,10 @@ class TextClassifier(FeatureClassifier):
         f = feats.reshape([-1, n_win, feats.shape[-1]])
         v = valid.astype(f.dtype).unsqueeze(-1)
         if self.window_aggregate == "mean":
-            return (f * v).sum(axis=1) / v.sum(axis=1)
-        return (f + (v - 1.0) * 1e4).max(axis=1)
+            # sum(f v) / sum(v) written with means (the window count cancels): Paddle 3.3's legacy (pre-PIR) program
+            # mode, used for the PaddleServing export, rejects sum ("argument must be Value, but got Variable")
+            return paddle.mean(f * v, axis=1) / paddle.mean(v, axis=1)
+        return paddle.max(f + (v - 1.0) * 1e4, axis=[1])
 
     # --------------------------------------------------------------------------------------- features
     def encode(self, emb: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
@@ -202,8 +204,10 @@ class TextClassifier(FeatureClassifier):
 def _masked_max(h: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
     """h [B, T, F], mask [B, T] -> max over valid positions [B, F] (0 where a row has none)."""
     m = mask.unsqueeze(-1)
-    out = (h * m + (m - 1.0) * 1e4).max(axis=1)
-    return out * (mask.sum(axis=1, keepdim=True) > 0).astype(h.dtype)
+    out = paddle.max(h * m + (m - 1.0) * 1e4, axis=[1])
+    # a row with no valid position gets 0; max (not sum) of the 0/1 mask: Paddle 3.3's legacy (pre-PIR) program mode,
+    # used for the PaddleServing export, rejects sum ("argument must be Value, but got Variable")
+    return out * paddle.max(mask, axis=[1], keepdim=True).astype(h.dtype)
 
 
 @MODELS.register("textcnn")
@@ -250,8 +254,8 @@ class BiRNNAttention(TextClassifier):
     def encode(self, emb: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
         h, _ = self.rnn(emb)  # [B, w, 2H]
         score = self.att_v(paddle.tanh(self.att(h))).squeeze(-1) + (mask - 1.0) * -NEG_INF  # [B, w]
-        a = F.softmax(score, axis=1).unsqueeze(-1)
-        return (a * h).sum(axis=1)
+        a = F.softmax(score, axis=1).unsqueeze(1)  # [B, 1, w]
+        return paddle.matmul(a, h).squeeze(1)  # sum_t a_t h_t as a matmul: no sum op (see _pool_windows)
 
 
 @MODELS.register("bigru_attention")
@@ -294,4 +298,5 @@ class TransformerText(TextClassifier):
         attn = ((mask - 1.0) * -NEG_INF).unsqueeze(1).unsqueeze(1)  # [B, 1, 1, w] additive
         h = self.norm(self.encoder(x, src_mask=attn))
         m = mask.unsqueeze(-1)
-        return (h * m).sum(axis=1) / paddle.clip(m.sum(axis=1), min=1.0)
+        # masked mean over tokens as means (the length cancels; no sum op, see _pool_windows)
+        return paddle.mean(h * m, axis=1) / paddle.clip(paddle.mean(m, axis=1), min=1.0 / mask.shape[1])
