@@ -8,8 +8,8 @@ For every noise setting and seed, with the same config, model family and epoch b
 
 * **ours**: one training run of the method on the whole noisy training set; its label-issue report
   (``robust_paddle.quality.report.write_report``: the trained model's probabilities + the method's clean
-  probability or a loss GMM) flags issues; ``noise_rate_estimate`` is the confident-joint estimate from the
-  same probabilities;
+  probability or a loss GMM) flags issues; ``noise_rate_estimate`` is the report's default estimate
+  (``quality/noise_rate.py``; every estimator's value is kept under ``noise_rate_estimators``);
 * **cleanlab**: ``cleanlab.filter.find_label_issues`` (2.x defaults, ``prune_by_noise_rate``) fed K-fold
   out-of-sample probabilities (``robust_paddle.pipeline.kfold.cross_val_pred_probs``: the same method trained
   K times, or ``--cv-method``); cleanlab's noise rate is ``1 - trace`` of ``cleanlab.count.estimate_joint`` on them;
@@ -76,7 +76,7 @@ def run_setting(base: Any, method: str, noise: str, seed: int, *, epochs: int, f
         "method": method, "cv_method": cv_spec, "noise": noise, "seed": seed,
         "true_noise_rate": float(truth.mean()),
         "ours": {**rep["detection"], "noise_rate_estimate": rep["noise_rate_estimate"],
-                 "noise_rate_gmm": rep["noise_rate_gmm"], "clean_prob_source": rep["clean_prob_source"]},
+                 "noise_rate_estimators": rep["noise_rate_estimators"], "clean_prob_source": rep["clean_prob_source"]},
         "cleanlab_cv": {**E.detection_scores(cl_mask, truth),
                         "noise_rate_estimate": float(1.0 - np.trace(cl_joint(labels, probs)))},
         "ours_on_cv": {**E.detection_scores(E.find_label_issues(labels, probs), truth),

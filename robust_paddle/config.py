@@ -452,3 +452,38 @@ def save(cfg: Config, path: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_write(path) as fh:
         yaml.safe_dump(to_dict(cfg), fh, sort_keys=False)
+
+
+def run_epochs(value: Any, *, epochs: int, key: str, lo: int = 0, whole: bool = True) -> float:
+    """An epoch-valued setting (warm-up, ramp, milestone) given in epochs or as a fraction of the run.
+
+    The same config then works at any ``train.epochs``: ``warmup_epochs: 0.4`` is 40% of the run.
+
+    Args:
+        value: a number in (0, 1): that fraction of ``epochs`` (``whole``: rounded to the nearest whole epoch,
+            at least 1); otherwise a number of epochs >= ``lo`` (``whole``: a whole number; else any number,
+            e.g. a warm-up of 2.5 epochs stepped per batch). 0 is 0 epochs.
+        epochs: the run's ``train.epochs``.
+        key: the config key, named in errors (e.g. ``method.params.warmup_epochs``).
+        lo: the smallest allowed number of epochs.
+        whole: the result must be a whole number of epochs.
+
+    Returns:
+        The number of epochs (an int-valued float when ``whole``; use ``int(...)``).
+
+    Raises:
+        ConfigError: not a number, negative, below ``lo`` or not whole when ``whole``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value < 0:
+        raise ConfigError(f"{key}: expected a number of epochs >= {lo} or a fraction of the run in (0, 1), "
+                          f"got {value!r}")
+    if 0 < value < 1:
+        out = value * epochs
+        return float(max(1, int(math.floor(out + 0.5)))) if whole else float(out)
+    if whole and float(value) != int(value):
+        raise ConfigError(f"{key}: {value!r} must be a whole number of epochs or a fraction of the run in (0, 1) "
+                          f"(e.g. {value / epochs:.2f} of train.epochs={epochs})" if value < epochs else
+                          f"{key}: {value!r} must be a whole number of epochs or a fraction of the run in (0, 1)")
+    if value < lo:
+        raise ConfigError(f"{key}: {value!r} is out of range; must be >= {lo} epochs or a fraction of the run in (0, 1)")
+    return float(value)

@@ -336,6 +336,21 @@ class Trainer(TrainerLog, TrainSetPass):
         return float(self.optimizer.get_lr())
 
     # ----------------------------------------------------------------------------------- state
+    def restart_schedule(self, reason: str) -> None:
+        """Restart the learning-rate schedule at the current step (``ScheduledLR.restart``) for a freshly
+        initialised network, so it trains the remaining epochs with the whole warm-up + decay plan instead of
+        the tail of the old network's schedule; logged with ``reason`` and recorded as the epoch scalar
+        ``lr/restart`` (1.0). A scheduler without ``restart`` keeps going (logged as a warning)."""
+        restart = getattr(self.scheduler, "restart", None)
+        if restart is None:
+            logger.warning("%s; the learning-rate schedule (%s) cannot restart and continues", reason,
+                           type(self.scheduler).__name__)
+            return
+        restart()
+        logger.info("%s: learning-rate schedule restarted at epoch %d for the remaining %d epoch(s), lr %.4g",
+                    reason, self.epoch + 1, self.cfg.train.epochs - self.epoch, self.current_lr())
+        self.epoch_scalars["lr/restart"] = 1.0
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume after the current epoch."""
         return {

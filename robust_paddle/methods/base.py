@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import paddle
 
+from robust_paddle.config import run_epochs
 from robust_paddle.errors import CheckpointError, ConfigError
 from robust_paddle.registry import METHODS
 
@@ -163,6 +164,30 @@ class Method(abc.ABC):
     def set_state_dict(self, state: dict[str, Any]) -> None:
         if state:
             raise CheckpointError(f"{type(self).__name__} keeps no extra state but the checkpoint has {sorted(state)}")
+
+
+def epoch_param(ctx: MethodContext, value: Any, name: str) -> Any:
+    """``method.params.<name>`` (an epoch count) given as a fraction of the run in (0, 1) -> whole epochs of
+    ``train.epochs`` (``config.run_epochs``: rounded, at least 1); any other value is returned unchanged for
+    the method's own check. So a config written as ``warmup_epochs: 0.4`` keeps its plan at any budget."""
+    if isinstance(value, float) and (value == 0 or value >= 1) and value.is_integer():
+        return int(value)  # a whole number of epochs that a Params float field converted (10 -> 10.0)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1:
+        epochs = int(ctx.cfg.train.epochs)
+        out = int(run_epochs(value, epochs=epochs, key=f"method.params.{name}"))
+        logger.info("method.params.%s: %g of train.epochs=%d -> %d epochs", name, value, epochs, out)
+        return out
+    return value
+
+
+def check_training_after(ctx: MethodContext, epochs_before: int, *, keys: str, method: str, what: str) -> None:
+    """Raise ConfigError when ``epochs_before`` (a warm-up, an estimate epoch) leaves no epoch of the method's
+    real training within ``train.epochs``; the message names ``keys``."""
+    epochs = int(ctx.cfg.train.epochs)
+    if epochs_before >= epochs:
+        raise ConfigError(f"{keys}={epochs_before} leaves method '{method}' no training after {what} with "
+                          f"train.epochs={epochs}; lower {keys} (a fraction of the run in (0, 1) such as 0.3 "
+                          f"keeps it relative) or raise train.epochs")
 
 
 class EnsembleNet(paddle.nn.Layer):

@@ -45,7 +45,7 @@ import paddle.nn.functional as F
 from robust_paddle.engine import distributed as dist
 from robust_paddle.errors import CheckpointError
 from robust_paddle.losses.functional import to_one_hot
-from robust_paddle.methods.base import MethodContext
+from robust_paddle.methods.base import MethodContext, epoch_param
 from robust_paddle.methods.correction import linear_rampup, mix_forward, mix_lambda, refine_labels, sharpen
 from robust_paddle.methods.forward_correction import LearnedTransition, forward_loss, transition_error
 from robust_paddle.methods.gmm_correction import NOISE_MODES, Division, GMMDivisionMethod, check_option
@@ -142,12 +142,12 @@ class DivideMixMethod(GMMDivisionMethod):
     class Params:
         """``method.params`` of ``dividemix`` (checked by the registry)."""
 
-        warmup_epochs: int = param(10, min=0, doc="CE epochs before the first division (10 on CIFAR-10, 30 on CIFAR-100)")
+        warmup_epochs: float = param(10, min=0, doc="CE epochs before the first division (10 on CIFAR-10, 30 on CIFAR-100), or a fraction of the run in (0, 1)")
         lambda_u: float = param(25.0, min=0.0, doc="weight of the unlabelled MSE loss (0 at sym 20% / asym 40%)")
         p_threshold: float = param(0.5, min=0.0, max=1.0, doc="clean probability above which a sample is labelled")
         T: float = param(0.5, min=0.0, min_open=True, doc="sharpening temperature of the label guesses")
         alpha: float = param(4.0, min=0.0, min_open=True, doc="Beta(alpha, alpha) of MixMatch's mixing")
-        rampup_length: int = param(16, min=0, doc="epochs of the linear lambda_u ramp-up after the warm-up")
+        rampup_length: float = param(16, min=0, doc="epochs of the linear lambda_u ramp-up after the warm-up, or a fraction of the run in (0, 1)")
         noise_mode: str = param("sym", choices=NOISE_MODES, doc="asym adds the negative-entropy warm-up penalty")
         loss_window: int = param(1, min=1, doc="divisions fit the mean normalised loss of this many epochs")
         prior_penalty: bool = param(True, doc="add the uniform-prior penalty (KL to uniform mean prediction)")
@@ -167,7 +167,8 @@ class DivideMixMethod(GMMDivisionMethod):
         self.lambda_u = check_option(lambda_u, name="lambda_u", method=m, kind=float, lo=0.0)
         self.T = check_option(T, name="T", method=m, kind=float, lo=0.0, lo_open=True)
         self.alpha = check_option(alpha, name="alpha", method=m, kind=float, lo=0.0, lo_open=True)
-        self.rampup_length = check_option(rampup_length, name="rampup_length", method=m, kind=int, lo=0)
+        self.rampup_length = check_option(epoch_param(ctx, rampup_length, "rampup_length"), name="rampup_length",
+                                          method=m, kind=int, lo=0)
         self.use_prior_penalty = check_option(prior_penalty, name="prior_penalty", method=m, kind=bool)
         self.warmup = check_option(warmup, name="warmup", method=m, kind=str, choices=WARMUPS)
         self.volume_weight = check_option(volume_weight, name="volume_weight", method=m, kind=float, lo=0.0)

@@ -147,8 +147,10 @@ class AutoForgetRate:
             raise ConfigError(f"method.params.estimate_epoch: must be an int >= 1 (warm-up epochs before the "
                              f"forget_rate auto estimate) for {where}, got {estimate_epoch!r}")
         if self.auto and estimate_epoch >= epochs:
-            logger.warning("%s: forget_rate auto is estimated after %d epochs but train.epochs is %d; every "
-                           "epoch will train on all samples", where, estimate_epoch, epochs)
+            raise ConfigError(f"method.params.estimate_epoch={estimate_epoch} leaves {where} no training after "
+                              f"the forget_rate auto estimate with train.epochs={epochs}; lower "
+                              "method.params.estimate_epoch (a fraction of the run in (0, 1) keeps it relative) or "
+                              "raise train.epochs")
         self.tau: float | None = None if self.auto else float(forget_rate)
         self.num_gradual, self.exponent = num_gradual, exponent
         self.estimate_epoch, self.where, self.seed = estimate_epoch, where, seed

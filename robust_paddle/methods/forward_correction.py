@@ -41,7 +41,7 @@ import paddle.nn.functional as F
 from robust_paddle.data.noise import check_transition, realised_matrix
 from robust_paddle.data.textfile import read_text, read_text_lines, where
 from robust_paddle.errors import CheckpointError, ConfigError, DataError
-from robust_paddle.methods.base import Method, MethodContext
+from robust_paddle.methods.base import Method, MethodContext, check_training_after, epoch_param
 from robust_paddle.methods.gmm_correction import check_option
 from robust_paddle.ops import softmax
 from robust_paddle.quality.estimation import estimate_noise_matrix
@@ -225,7 +225,7 @@ class ForwardCorrectionMethod(Method):
         """``method.params`` of ``forward_correction`` (checked by the registry)."""
 
         transition: Any = param("auto", doc="auto (estimate after the warm-up), a [C, C] matrix, or a file")
-        warmup_epochs: int = param(5, min=1, doc="auto: epochs of plain training before T is estimated")
+        warmup_epochs: float = param(5, min=0, min_open=True, doc="auto: epochs of plain training before T is estimated (>= 1), or a fraction of the run in (0, 1)")
         estimator: str = param("anchor", choices=ESTIMATORS, doc="anchor (Patrini et al.) or confident_joint")
         anchor_quantile: float = param(0.97, min=0.0, max=1.0, min_open=True, doc="the anchor filter's quantile")
         reinit: bool = param(True, doc="auto: re-initialise the network after the estimate")
@@ -236,15 +236,15 @@ class ForwardCorrectionMethod(Method):
         m = self.method_name
         self.auto = transition == "auto"
         self.t: np.ndarray | None = None if self.auto else load_transition(transition, ctx.num_classes)
-        self.warmup_epochs = check_option(warmup_epochs, name="warmup_epochs", method=m, kind=int, lo=1)
+        self.warmup_epochs = check_option(epoch_param(ctx, warmup_epochs, "warmup_epochs"), name="warmup_epochs",
+                                          method=m, kind=int, lo=1)
         self.estimator = check_option(estimator, name="estimator", method=m, kind=str, choices=ESTIMATORS)
         self.anchor_quantile = check_option(anchor_quantile, name="anchor_quantile", method=m, kind=float,
                                             lo=0.0, hi=1.0, lo_open=True)
         self.reinit = check_option(reinit, name="reinit", method=m, kind=bool)
-        epochs = ctx.cfg.train.epochs
-        if self.auto and self.warmup_epochs >= epochs:
-            logger.warning("%s: T is estimated after %d warm-up epochs but train.epochs is %d; the corrected "
-                           "loss would never be used", m, self.warmup_epochs, epochs)
+        if self.auto:
+            check_training_after(ctx, self.warmup_epochs, keys="method.params.warmup_epochs", method=m,
+                                 what="the warm-up that estimates T")
         self.networks = {"net": ctx.build_network()}
         self.loss_fn = ctx.build_loss()
         self.estimate: dict[str, Any] = {}  # floats, and identity_rows (list of classes)
@@ -297,6 +297,7 @@ class ForwardCorrectionMethod(Method):
         if self.reinit:
             net, fresh = self.networks["net"], self.ctx.build_network()
             net.set_state_dict(fresh.state_dict())
+            trainer.restart_schedule(f"{self.method_name}: network re-initialised after the warm-up")
 
     def implied_rate(self, labels: np.ndarray) -> float:
         """Noise rate implied by ``T`` and the given-label counts: ``sum_i prior_i (1 - T[i, i])`` with the

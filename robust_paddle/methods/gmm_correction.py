@@ -28,7 +28,7 @@ import paddle.nn.functional as F
 from robust_paddle.engine import distributed as dist
 from robust_paddle.errors import CheckpointError, ConfigError
 from robust_paddle.losses.functional import per_sample_ce, to_one_hot
-from robust_paddle.methods.base import Method, MethodContext
+from robust_paddle.methods.base import Method, MethodContext, check_training_after, epoch_param
 from robust_paddle.methods.correction import (
     loss_clean_probability,
     mix_forward,
@@ -197,7 +197,10 @@ class GMMDivisionMethod(Method):
                  loss_window: int) -> None:
         super().__init__(ctx)
         m = self.name
-        self.warmup_epochs = check_option(warmup_epochs, name="warmup_epochs", method=m, kind=int, lo=0)
+        self.warmup_epochs = check_option(epoch_param(ctx, warmup_epochs, "warmup_epochs"), name="warmup_epochs",
+                                          method=m, kind=int, lo=0)
+        check_training_after(ctx, self.warmup_epochs, keys="method.params.warmup_epochs", method=m,
+                             what="the warm-up")
         self.p_threshold = check_option(p_threshold, name="p_threshold", method=m, kind=float, lo=0.0, hi=1.0)
         self.noise_mode = check_option(noise_mode, name="noise_mode", method=m, kind=str, choices=NOISE_MODES)
         self.loss_window = check_option(loss_window, name="loss_window", method=m, kind=int, lo=1)
@@ -304,7 +307,7 @@ class GMMCorrectionMethod(GMMDivisionMethod):
     class Params:
         """``method.params`` of ``gmm_correction`` (checked by the registry)."""
 
-        warmup_epochs: int = param(10, min=0, doc="epochs of plain CE before the first division")
+        warmup_epochs: float = param(10, min=0, doc="epochs of plain CE before the first division, or a fraction of the run in (0, 1)")
         p_threshold: float = param(0.5, min=0.0, max=1.0, doc="clean-probability threshold of the logged selection")
         T: float = param(1.0, min=0.0, min_open=True, doc="sharpening temperature of the prediction (1 = none)")
         weighting: str = param("clean_prob", choices=("clean_prob", "none"), doc="clean_prob weights each loss by w")

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from paddle.optimizer.lr import LRScheduler
 
-from robust_paddle.config import SchedulerConfig
+from robust_paddle.config import SchedulerConfig, run_epochs
 from robust_paddle.errors import ConfigError
 from robust_paddle.registry import SCHEDULERS
 
@@ -101,6 +101,11 @@ class PolynomialShape:
         return (base_lr - self.end_lr) * (1.0 - _progress(t, start, total)) ** self.power + self.end_lr
 
 
+def _is_fraction(value: object) -> bool:
+    """A number in (0, 1): an epoch-valued setting given as a fraction of the run (``config.run_epochs``)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1
+
+
 def _epochs_int(value: object, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"scheduler.params.{key}: expected a whole number of epochs >= 1, got {value!r}")
@@ -131,8 +136,8 @@ class MultiStepShape:
     """``lr = base_lr * gamma ** (number of milestones <= t)``; counted from the start of training.
 
     Args:
-        milestones: strictly increasing epochs (converted to optimizer steps when ``scheduler.by`` is
-            "step"), e.g. ``[60, 120, 160]``.
+        milestones: increasing epochs (converted to optimizer steps when ``scheduler.by`` is "step"), e.g.
+            ``[60, 120, 160]``, or fractions of the run (``[0.33, 0.67]``); equal milestones decay twice.
         gamma: multiplicative factor (> 0).
     """
 
@@ -142,8 +147,8 @@ class MultiStepShape:
         if not isinstance(milestones, (list, tuple)) or not milestones:
             raise ConfigError(f"scheduler.params.milestones: expected a non-empty list of epochs, got {milestones!r}")
         ms = [_epochs_int(m, f"milestones[{i}]") for i, m in enumerate(milestones)]
-        if any(b <= a for a, b in zip(ms, ms[1:])):
-            raise ConfigError(f"scheduler.params.milestones: must be strictly increasing, got {list(milestones)!r}")
+        if any(b < a for a, b in zip(ms, ms[1:])):  # equal ones (fractions of a short run) decay twice there
+            raise ConfigError(f"scheduler.params.milestones: must be increasing, got {list(milestones)!r}")
         self.milestones = ms
         self.gamma = _num(gamma, "gamma", lo=0.0, lo_open=True)
 
@@ -176,17 +181,41 @@ class ScheduledLR(LRScheduler):
         self.warmup_start_factor = float(warmup_start_factor)
         self.unit = int(unit)
         self.by = by
+        self.restart_tick = 0  # tick at which the schedule last restarted (see restart)
         super().__init__(learning_rate=float(base_lr), last_epoch=last_epoch)
 
     def lr_at(self, t: int) -> float:
-        """The learning rate at tick ``t`` (pure function of ``t``)."""
-        if t < self.warmup:
+        """The learning rate at tick ``t`` (pure function of ``t`` and ``restart_tick``).
+
+        After :meth:`restart` at tick ``r`` the whole schedule is replayed on the remaining ``T - r`` ticks:
+        ``t`` counts from ``r``, the warm-up is scaled to ``round(W * (T - r) / T)`` ticks and the shape ends
+        at ``T`` (step/multistep milestones count from ``r``)."""
+        r = self.restart_tick
+        total, warmup = self.total - r, self.warmup
+        if r:
+            warmup = int(round(self.warmup * total / self.total))
+        t = t - r
+        if t < warmup:
             s = self.warmup_start_factor
-            return self.base_lr * (s + (1.0 - s) * t / self.warmup)
-        return self.shape.value(t, base_lr=self.base_lr, start=self.warmup, total=self.total, unit=self.unit)
+            return self.base_lr * (s + (1.0 - s) * t / warmup)
+        return self.shape.value(t, base_lr=self.base_lr, start=warmup, total=total, unit=self.unit)
 
     def get_lr(self) -> float:
         return self.lr_at(self.last_epoch)
+
+    def restart(self) -> None:
+        """Restart the schedule at the current tick, for a freshly initialised network (e.g. after a
+        warm-up that re-initialises it): the rest of the run gets the full warm-up + shape, compressed into
+        the ticks that are left. Saved in ``state_dict`` (``restart_tick``), so a resumed run follows it."""
+        self.restart_tick = max(0, self.last_epoch)
+        self.last_lr = self.get_lr()
+
+    def state_keys(self) -> None:
+        self.keys = ["last_epoch", "last_lr", "restart_tick"]
+
+    def set_state_dict(self, state_dict: dict) -> None:
+        # checkpoints written before restarts existed have no restart_tick: the schedule never restarted
+        super().set_state_dict({"restart_tick": 0, **state_dict})
 
     def __repr__(self) -> str:
         return (f"ScheduledLR({type(self.shape).__name__}, base_lr={self.base_lr}, total={self.total}, "
@@ -203,6 +232,9 @@ def build_scheduler(cfg: SchedulerConfig, *, base_lr: float, epochs: int, steps_
       ticks; ``step_size`` / ``milestones`` (given in epochs) are multiplied by ``steps_per_epoch``.
     - ``cfg.by == "epoch"``: call ``scheduler.step()`` once at the end of every epoch. ``T = epochs``;
       ``warmup_epochs`` must then be a whole number.
+    - ``warmup_epochs``, ``step_size`` and each milestone may be a fraction of the run in (0, 1)
+      (``config.run_epochs``): ``warmup_epochs: 0.4`` is 40% of ``epochs`` (rounded to whole epochs when
+      ``by`` is "epoch" and for step sizes and milestones), so a config keeps its plan at any budget.
 
     The learning rate used for tick ``t`` (0-based: before the first ``step()`` call ``t = 0``) is
     ``base_lr * (s + (1 - s) * t / W)`` during warm-up (``s = warmup_start_factor``), then the shape:
@@ -226,16 +258,28 @@ def build_scheduler(cfg: SchedulerConfig, *, base_lr: float, epochs: int, steps_
         raise ConfigError(f"build_scheduler: base_lr must be a number > 0, got {base_lr!r}")
     if cfg.by not in ("step", "epoch"):
         raise ConfigError(f"scheduler.by: {cfg.by!r} is not allowed; choose one of: step, epoch")
-    shape = SCHEDULERS.build(cfg.name, field="scheduler.params", **cfg.params)
+    params = dict(cfg.params)
+    for key in ("step_size", "milestones"):  # fractions of the run -> whole epochs >= 1
+        value = params.get(key)
+        if isinstance(value, (list, tuple)):
+            params[key] = [int(run_epochs(m, epochs=epochs, key=f"scheduler.params.{key}[{i}]", lo=1))
+                           if _is_fraction(m) else m for i, m in enumerate(value)]
+        elif _is_fraction(value):
+            params[key] = int(run_epochs(value, epochs=epochs, key=f"scheduler.params.{key}", lo=1))
+    shape = SCHEDULERS.build(cfg.name, field="scheduler.params", **params)
     unit = steps_per_epoch if cfg.by == "step" else 1
     total = epochs * unit
-    if cfg.by == "epoch" and float(cfg.warmup_epochs) != int(cfg.warmup_epochs):
+    if cfg.by == "epoch" and not _is_fraction(cfg.warmup_epochs) and float(cfg.warmup_epochs) != int(cfg.warmup_epochs):
         raise ConfigError(f"scheduler.warmup_epochs: {cfg.warmup_epochs!r} must be a whole number of epochs "
-                         "when scheduler.by is 'epoch' (use by: step for fractional warm-up)")
-    warmup = int(round(cfg.warmup_epochs * unit))
+                         "when scheduler.by is 'epoch' (use by: step for a fractional warm-up, or give a fraction "
+                         "of the run in (0, 1))")
+    warmup_epochs = run_epochs(cfg.warmup_epochs, epochs=epochs, key="scheduler.warmup_epochs",
+                               whole=cfg.by == "epoch")
+    warmup = int(round(warmup_epochs * unit))
     if warmup >= total and cfg.warmup_epochs > 0:
-        raise ConfigError(f"scheduler.warmup_epochs: {cfg.warmup_epochs!r} must be shorter than the run "
-                         f"({epochs} epochs)")
+        raise ConfigError(f"scheduler.warmup_epochs: {cfg.warmup_epochs!r} ({warmup_epochs:g} epochs) must be "
+                         f"shorter than the run (train.epochs={epochs}); give it as a fraction of the run in "
+                         "(0, 1) to keep it relative")
     sched = ScheduledLR(shape, base_lr=float(base_lr), total=total, warmup=warmup,
                         warmup_start_factor=cfg.warmup_start_factor, unit=unit, by=cfg.by)
     logger.debug("scheduler %r", sched)

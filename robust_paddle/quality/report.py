@@ -13,7 +13,9 @@
   issue row has ``clean_prob >= 0.5`` and rows follow ascending ``clean_prob`` within each block;
 * ``noise_matrix.png`` - the confident-learning estimate of ``P(given | true)`` (``estimation``);
 * ``loss_hist.png`` - the per-sample loss histogram with the fitted GMM's component densities;
-* ``label_issues_summary.json`` - counts, noise-rate estimates, the estimated matrix and, when the clean
+* ``label_issues_summary.json`` - counts, one noise-rate estimate (``noise_rate_estimate``, its
+  ``noise_rate_estimator`` and bootstrap ``noise_rate_interval``; the other estimators in
+  ``noise_rate_estimators``, see ``quality/noise_rate.py``), the estimated matrix and, when the clean
   labels are known, precision / recall / F1 of ``is_issue`` against the truth.
 
 Flagging unites confident learning (Northcutt et al. 2021, https://arxiv.org/abs/1911.00068) with the
@@ -38,6 +40,7 @@ from robust_paddle.errors import DataError
 from robust_paddle.methods.correction import loss_clean_probability, split_precision_recall
 from robust_paddle.ops import atomic_write, per_sample_ce, softmax
 from robust_paddle.quality import estimation as E
+from robust_paddle.quality.noise_rate import format_noise_rate, noise_rate_summary
 from robust_paddle.quality.plots import plot_loss_histogram, plot_noise_matrix
 from robust_paddle.registry import HOOKS
 
@@ -224,9 +227,7 @@ def write_report(run: Run, *, out_dir: str, given_labels: np.ndarray | None = No
         "num_issues": int(is_issue.sum()),
         "issue_fraction": float(is_issue.mean()),
         "clean_prob_source": "gmm" if own is None else "method",
-        "noise_rate_estimate": E.estimate_noise_rate(labels, probs),
-        "noise_rate_gmm": float(np.mean(1.0 - gmm_prob)),
-        "noise_rate_clean_prob": float(np.mean(clean_prob < 0.5)),
+        **noise_rate_summary(labels, probs, noisy_mass=1.0 - gmm_prob, clean_prob=clean_prob, seed=seed),
         "class_names": names,
         "estimated_noise_matrix": t_est.tolist(),
         "matrix_orientation": "rows = true class, columns = given label: P(given = j | true = i)",
@@ -245,8 +246,8 @@ def write_report(run: Run, *, out_dir: str, given_labels: np.ndarray | None = No
     summary["files"] = {"csv": csv_path, "noise_matrix": matrix_path, "loss_hist": loss_path,
                         "summary": os.path.join(out_dir, SUMMARY_NAME)}
     write_json(summary["files"]["summary"], summary)
-    logger.info("label-issue report: %d of %d samples flagged (noise rate estimate %.3f) -> %s",
-                summary["num_issues"], n, summary["noise_rate_estimate"], csv_path)
+    logger.info("label-issue report: %d of %d samples flagged; %s -> %s", summary["num_issues"], n,
+                format_noise_rate(summary), csv_path)
     return summary
 
 

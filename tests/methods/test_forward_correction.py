@@ -134,6 +134,11 @@ def test_auto_estimates_resumes_and_reports(tmp_path):
     assert "noise/rate_t" not in rows[0] and rows[0]["train/warmup"] == 1.0
     assert rows[1]["train/warmup"] == 0.0 and 0.0 <= rows[1]["noise/rate_t"] <= 1.0
     assert rows[1]["noise/rate_true"] == pytest.approx(0.45, abs=0.01)  # exact pair-45 sampling
+    # the re-initialised network gets the whole cosine schedule over the 2 remaining epochs (not its tail)
+    assert "lr/restart" not in rows[0] and rows[1]["lr/restart"] == 1.0
+    base = 0.05  # _base_/digits.yaml optimizer.lr, cosine to 0 stepped per batch
+    assert rows[0]["train/lr"] == pytest.approx(base * (1 + np.cos(np.pi / 3)) / 2, rel=0.02)  # 1 of 3 epochs
+    assert rows[1]["train/lr"] == pytest.approx(base / 2, rel=0.02)  # 1 of the 2 epochs after the restart
     saved = json.loads((tmp_path / "full" / "transition.json").read_text())
     t = np.asarray(saved["transition"])
     assert t.shape == (10, 10) and np.allclose(t.sum(1), 1.0) and saved["estimator"] == "confident_joint"  # the digits preset
@@ -147,6 +152,18 @@ def test_auto_estimates_resumes_and_reports(tmp_path):
         resumed = run_mod.train(digits_cfg(tmp_path / "resumed"),
                                 resume=str(tmp_path / "full" / "checkpoints" / "epoch_001.pdckpt"))
     assert_same_final(full, resumed)
+
+
+def test_warmup_as_a_fraction_and_no_training_after_warmup(tmp_path):
+    cfg = C.load(os.path.join(CONFIGS, "forward_correction", "digits.yaml"), ["train.epochs=10",
+                                                                             "method.params.warmup_epochs=0.3"])
+    ctx = toy_context([0, 1, 2, 0], dim=D, classes=K, seed=3, overrides=["train.epochs=10"])
+    assert ForwardCorrectionMethod(ctx, **{**cfg.method.params}).warmup_epochs == 3
+    short = toy_context([0, 1, 2, 0], dim=D, classes=K, seed=3, overrides=["train.epochs=5"])
+    with pytest.raises(ValueError, match=r"method.params.warmup_epochs=5 leaves method 'forward_correction' no "
+                                         r"training after the warm-up that estimates T with train.epochs=5"):
+        ForwardCorrectionMethod(short, warmup_epochs=5)
+    assert ForwardCorrectionMethod(short, warmup_epochs=5, transition=pair_matrix(K, 0.2).tolist()).t is not None
 
 
 def test_known_transition_beats_ce_on_pair_noise(tmp_path):

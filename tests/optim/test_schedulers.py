@@ -84,9 +84,11 @@ def test_milestones_in_epochs_become_steps():
 
 
 def test_fractional_warmup_rounds_to_steps():
-    sched = make("constant", epochs=3, spe=4, warmup=0.5, start=0.0)
-    assert sched.warmup == 2
-    assert values(sched, 3) == pytest.approx([0.0, BASE / 2, BASE])
+    sched = make("constant", epochs=3, spe=4, warmup=1.5, start=0.0)  # 1.5 epochs (>= 1: epochs, not a fraction)
+    assert sched.warmup == 6
+    assert values(sched, 7) == pytest.approx([0.0, BASE / 6, 2 * BASE / 6, BASE / 2, 4 * BASE / 6, 5 * BASE / 6, BASE])
+    half = make("constant", epochs=3, spe=4, warmup=0.5, start=0.0)  # < 1: half of the run = 6 of 12 steps
+    assert half.warmup == 6
 
 
 @pytest.mark.parametrize("name", sorted(FORMULAS))
@@ -123,7 +125,7 @@ def test_optimizer_follows_the_schedule():
     ("step", {}, "scheduler.params.step_size: required"),
     ("step", {"step_size": 1.5}, "scheduler.params.step_size: expected a whole number of epochs"),
     ("multistep", {}, "scheduler.params.milestones: required"),
-    ("multistep", {"milestones": [5, 3]}, "scheduler.params.milestones: must be strictly increasing"),
+    ("multistep", {"milestones": [5, 3]}, "scheduler.params.milestones: must be increasing"),
     ("multistep", {"milestones": 5}, "scheduler.params.milestones: expected a non-empty list"),
     ("multistep", {"milestones": [2], "gamma": 0}, "scheduler.params.gamma: 0 is out of range; must be > 0"),
     ("polynomial", {"power": 0}, "scheduler.params.power: 0 is out of range"),
@@ -147,7 +149,46 @@ def test_unknown_name_and_sizes():
 
 
 def test_warmup_checks():
-    with pytest.raises(ValueError, match="scheduler.warmup_epochs: 0.5 must be a whole number .*scheduler.by is 'epoch'"):
-        make("cosine", by="epoch", warmup=0.5)
-    with pytest.raises(ValueError, match="scheduler.warmup_epochs: 10.0 must be shorter than the run"):
+    with pytest.raises(ValueError, match="scheduler.warmup_epochs: 2.5 must be a whole number .*scheduler.by is 'epoch'"):
+        make("cosine", by="epoch", warmup=2.5)
+    with pytest.raises(ValueError, match=r"scheduler.warmup_epochs: 10.0 \(10 epochs\) must be shorter than the run "
+                                         r"\(train.epochs=10\); give it as a fraction"):
         make("cosine", epochs=10, warmup=10.0)
+
+
+@pytest.mark.parametrize("epochs", [2, 6, 200])
+def test_fractions_of_the_run_keep_the_plan_at_any_budget(epochs):
+    """warmup_epochs / milestones / step_size in (0, 1) are fractions of train.epochs."""
+    spe = 5
+    lin = make("linear", epochs=epochs, spe=1, by="epoch", warmup=0.4, start=1.0, end_factor=0.0)
+    w = max(1, math.floor(0.4 * epochs + 0.5))  # by epoch: whole epochs
+    assert lin.warmup == w
+    assert values(lin, epochs)[:w] == [BASE] * w and lin.lr_at(epochs) == pytest.approx(0.0)
+    cos = make("cosine", epochs=epochs, spe=spe, warmup=0.4)
+    assert cos.warmup == round(0.4 * epochs * spe)  # by step: the exact fraction of the steps
+    ms = make("multistep", epochs=epochs, spe=spe, milestones=[0.5], gamma=0.1)
+    m = max(1, math.floor(0.5 * epochs + 0.5))
+    assert ms.lr_at(m * spe - 1) == pytest.approx(BASE) and ms.lr_at(m * spe) == pytest.approx(BASE * 0.1)
+    st = make("step", epochs=epochs, spe=1, by="epoch", step_size=0.25, gamma=0.5)
+    assert st.shape.step_size == max(1, math.floor(0.25 * epochs + 0.5))
+    with pytest.raises(ValueError, match=r"scheduler.warmup_epochs: expected a number of epochs >= 0 or a fraction"):
+        build_scheduler(SchedulerConfig(warmup_epochs=-0.4), base_lr=BASE, epochs=epochs, steps_per_epoch=1)
+
+
+def test_restart_replays_the_schedule_on_the_rest_of_the_run():
+    sched = make("cosine", epochs=10, spe=4, warmup=0.2, start=0.1, eta_min=0.0)  # 8 warm-up ticks of 40
+    values(sched, 20)
+    assert sched.last_epoch == 20 and sched() < BASE
+    sched.restart()
+    fresh = make("cosine", epochs=5, spe=4, warmup=0.2, start=0.1, eta_min=0.0)  # the same plan over 20 ticks
+    got = values(sched, 20)
+    assert got == pytest.approx(values(fresh, 20))
+    assert got[0] == pytest.approx(BASE * 0.1) and max(got) == pytest.approx(BASE, rel=1e-6)
+    state = sched.state_dict()
+    assert state["restart_tick"] == 20
+    again = make("cosine", epochs=10, spe=4, warmup=0.2, start=0.1, eta_min=0.0)
+    again.set_state_dict(state)
+    assert again() == pytest.approx(sched()) and again.lr_at(30) == pytest.approx(sched.lr_at(30))
+    old = make("cosine", epochs=10, spe=4)
+    old.set_state_dict({"last_epoch": 3, "last_lr": 0.05})  # a checkpoint from before restarts existed
+    assert old.restart_tick == 0 and old.last_epoch == 3

@@ -103,6 +103,14 @@ def test_write_report_files_columns_and_order(tmp_path) -> None:
     assert saved["clean_prob_source"] == "gmm"
     assert saved["true_noise_rate"] == pytest.approx(np.mean(given != clean))
     assert abs(saved["noise_rate_estimate"] - saved["true_noise_rate"]) < 0.05
+    # one estimate, its estimator and interval; the others beside it
+    from robust_paddle.quality.noise_rate import DEFAULT_ESTIMATOR, ESTIMATORS
+
+    assert saved["noise_rate_estimator"] == DEFAULT_ESTIMATOR
+    assert saved["noise_rate_estimate"] == pytest.approx(saved["noise_rate_estimators"][DEFAULT_ESTIMATOR])
+    lo, hi = saved["noise_rate_interval"]
+    assert lo <= saved["noise_rate_estimate"] <= hi and lo <= saved["true_noise_rate"] <= hi
+    assert list(saved["noise_rate_estimators"]) == list(ESTIMATORS)
     t = np.asarray(saved["estimated_noise_matrix"])
     assert t.shape == (3, 3) and np.allclose(t.sum(1), 1.0)
     det = saved["detection"]
