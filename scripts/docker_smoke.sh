@@ -198,9 +198,9 @@ done_epochs="$(podman run --rm -v "$OUT:/output" --entrypoint python3 "$IMAGE" -
   2>/dev/null | tail -1)"
 [ -n "$done_epochs" ] || fail "the SIGTERM'd run's checkpoint does not load"
 "${PRUN[@]}" train --resume /output/sig -o train.epochs=$((done_epochs + 1)) >"$SMOKE_DIR/resume.log" 2>&1 && rc=0 || rc=$?
-[ "$rc" = 0 ] && grep -q "resumed /output/sig at epoch" "$SMOKE_DIR/resume.log" \
+[ "$rc" = 0 ] && grep -q "resumed /output/sig.* at epoch" "$SMOKE_DIR/resume.log" \
   || { tail -5 "$SMOKE_DIR/resume.log"; fail "resume from the SIGTERM'd run (exit $rc)"; }
-say "$(grep -o "resumed /output/sig at epoch [0-9]*" "$SMOKE_DIR/resume.log"), finished with exit 0"
+say "$(grep -o "resumed /output/sig.* at epoch [0-9]*" "$SMOKE_DIR/resume.log"), finished with exit 0"
 
 # ------------------------------------------------------------------------------------ export + serve
 say "export"
