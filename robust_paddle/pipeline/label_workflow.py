@@ -191,8 +191,9 @@ def _model_estimate(run_dir: str) -> tuple[float, float | None, float | None, st
     if isinstance(nr, dict) and "estimate" in nr:
         lo, hi = (nr.get("interval") or [None, None])[:2]
         return float(nr["estimate"]), lo, hi, str(nr.get("estimator", "report"))
-    if "noise_rate_estimate" in s:
-        return float(s["noise_rate_estimate"]), None, None, "confident_joint"
+    if "noise_rate_estimate" in s:  # the report's one estimate, its estimator and its interval
+        lo, hi = (s.get("noise_rate_interval") or [None, None])[:2]
+        return float(s["noise_rate_estimate"]), lo, hi, str(s.get("noise_rate_estimator", "report"))
     raise DataError(f"--run {run_dir}: {path} has no noise-rate estimate")
 
 

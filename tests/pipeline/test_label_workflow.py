@@ -136,3 +136,22 @@ def test_a_review_changes_exactly_the_reviewed_labels_in_the_next_run(tmp_path):
     diff = np.flatnonzero(before["label"] != after["label"])
     assert diff.tolist() == [top[0]["index"]] and after["label"][diff[0]] == new
     assert json.load(open(tmp_path / "r2" / "metrics.json", encoding="utf-8"))["labels"]["overridden"] == 2
+
+
+def test_the_reports_estimate_is_combined_with_the_spot_check(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "label_issues_summary.json").write_text(json.dumps(
+        {"noise_rate_estimate": 0.28, "noise_rate_estimator": "loss_gmm", "noise_rate_interval": [0.2, 0.36]}))
+    c = cfg(tmp_path, "cmb", "data.noise.kind=symmetric", "data.noise.rate=0.3")
+    sample = str(tmp_path / "v.csv")
+    sample_for_review_command(c, n=100, out=sample)
+    rows = list(csv.DictReader(open(sample, encoding="utf-8")))
+    with open(sample, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["sample", "verified_label"])
+        w.writerows([r["sample"], Y[int(r["sample"])]] for r in rows)
+    est = estimate_command(c, verified=sample, run_dir=str(run), out_dir=str(tmp_path / "e"))
+    assert est["model_estimate"] == {"noise_rate": 0.28, "interval": [0.2, 0.36], "estimator": "loss_gmm"}
+    lo, hi = est["combined"]["interval"]
+    assert lo < est["combined"]["noise_rate"] < hi and hi - lo < min(0.16, est["interval"][1] - est["interval"][0])
