@@ -55,8 +55,12 @@ def _fix_channels(out: Any, channels: int) -> np.ndarray:
 
 
 def _F():
+    import cv2
     import paddle.vision.transforms.functional as F
 
+    # OpenCV's own thread pool does not survive fork(): a DataLoader worker forked after the parent used cv2
+    # can wait forever on a pool lock (seen on Paddle 3.3). The workers already parallelise across samples.
+    cv2.setNumThreads(0)
     return F
 
 

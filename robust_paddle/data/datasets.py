@@ -364,5 +364,9 @@ def build_loader(dataset: paddle.io.Dataset, *, batch_size: int, shuffle: bool, 
         dataset, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
     if num_replicas != 1 or rank != 0:
         sampler.set_replicas(num_replicas=num_replicas, rank=rank)
+    if num_workers:  # workers are forked: OpenCV's thread pool must not be running in the parent (see augment._F)
+        import cv2
+
+        cv2.setNumThreads(0)
     return CheckedDataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, return_list=True,
                              persistent_workers=False)
