@@ -113,6 +113,7 @@ def test_config_that_does_not_match_the_checkpoint_is_named_field_by_field(train
     cfg = str(trained / "config.yaml")
     err = one_line_exit_2(capsys, ["eval", "-c", cfg, "--checkpoint", str(trained), "-o", "model.name=small_cnn",
                                    "-o", "model.params={channels: [8]}", "-o", "method.name=co_teaching",
+                                   "-o", "method.params={estimate_epoch: 0.5}",
                                    "-o", "data.image_size=12"], match="does not match the config")
     for part in ('model: checkpoint "mlp", config "small_cnn"', 'model_params: checkpoint {"hidden": [32]}',
                  'method: checkpoint "standard", config "co_teaching"', 'networks: checkpoint ["net"], config '

@@ -53,6 +53,8 @@ def test_report_and_sample_stats_share_the_last_pass(monkeypatch, tmp_path):
 
 
 def test_no_training_set_pass_during_dividemix_warmup(monkeypatch, tmp_path):
+    # a run that ends inside the warm-up is refused by the budget check (issue 21); it is exactly the case here
+    monkeypatch.setattr(gmm_correction, "check_training_after", lambda *a, **k: None)
     cfg = C.load(None, FAST + ["method.name=dividemix", "method.params.warmup_epochs=3", "train.epochs=2",
                                "train.report=false", f"output_dir={tmp_path}"])
     with paddle.utils.unique_name.guard():

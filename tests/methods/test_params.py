@@ -31,7 +31,7 @@ def test_params_match_the_constructor(name):
 
 @pytest.mark.parametrize("name, params, message", [
     ("dividemix", {"T": 0}, r"^method.params.T: 0.0 is out of range; must be > 0.0$"),
-    ("dividemix", {"warmup_epochs": 1.5}, r"^method.params.warmup_epochs: expected int, got 1.5 \(float\)$"),
+    ("dividemix", {"warmup_epochs": -1}, r"^method.params.warmup_epochs: -1.0 is out of range; must be >= 0$"),
     ("dividemix", {"warmup": "cold"}, r"^method.params.warmup: 'cold' is not allowed; choose one of: ce, volmin$"),
     ("gmm_correction", {"p_threshold": 2}, r"^method.params.p_threshold: 2.0 is out of range; must be <= 1.0"),
     ("forward_correction", {"estimator": "x"}, r"^method.params.estimator: 'x' is not allowed"),
