@@ -25,6 +25,11 @@ class Hook:
     priority: int = 50
     #: name under which state is checkpointed
     name: str = "hook"
+    #: True for a hook that switches parameters' ``stop_gradient`` during training (a frozen backbone that
+    #: is unfrozen later): under data parallelism the trainer then lets DataParallel find the parameters
+    #: that take part in each backward, since its gradient all-reduce is set up for the trainable set it
+    #: saw when it was built (see ``engine/distributed.py``, ``wrap_networks``)
+    toggles_trainable: bool = False
 
     def before_train(self, trainer: Any) -> None: ...
     def before_epoch(self, trainer: Any) -> None: ...

@@ -107,7 +107,8 @@ class Trainer(TrainerLog, TrainSetPass):
         self._input_checks_left = CHECKED_INPUT_BATCHES
         self._fitting = False
         if self.distributed:  # after AMP O2 decoration, as Paddle requires; methods call the wrappers
-            self.method.networks.update(dist.wrap_networks(self.method.networks))
+            toggles = any(h.toggles_trainable for h in self.hooks)
+            self.method.networks.update(dist.wrap_networks(self.method.networks, find_unused_parameters=toggles))
 
     # ----------------------------------------------------------------------------------------- AMP
     def _setup_amp(self) -> None:
