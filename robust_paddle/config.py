@@ -76,6 +76,7 @@ class TextConfig:
     """Text sources, tokenizer and the long-text rule (``robust_paddle.data.text``, ``data.tokenize``)."""
 
     format: str = _f("auto", choices=("auto", "csv", "tsv", "jsonl"))  # auto: from the file extension
+    encoding: str = _f("utf-8", choices=("utf-8", "gbk", "gb18030"))  # of data.path and its val/test files
     text_column: str = "text"
     text_pair_column: str = ""  # second text of a sentence pair; "" = single texts
     label_column: str = "label"

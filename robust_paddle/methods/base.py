@@ -130,10 +130,13 @@ class Method(abc.ABC):
 
     def predict(self, x: paddle.Tensor) -> paddle.Tensor:
         """Evaluation logits [B, C]: the first network, or the mean of all networks' logits."""
-        nets = list(self.networks.values())
-        if len(nets) == 1:
-            return nets[0](x)
-        return paddle.stack([n(x) for n in nets]).mean(axis=0)
+        return self.predict_all(x)[0]
+
+    def predict_all(self, x: paddle.Tensor) -> tuple[paddle.Tensor, list[paddle.Tensor]]:
+        """(evaluation logits [B, C] as :meth:`predict`, [each network's logits [B, C]] in ``networks``
+        order), from one forward per network."""
+        each = [n(x) for n in self.networks.values()]
+        return (each[0] if len(each) == 1 else paddle.stack(each).mean(axis=0)), each
 
     def export_network(self, which: str = "auto") -> paddle.nn.Layer:
         """The Layer to export: a named network, or ``"ensemble"`` (averaged logits of all networks)."""
