@@ -183,6 +183,11 @@ def environment() -> dict[str, Any]:
             "argv": sys.argv, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
+def uptime() -> str:
+    """The machine load as ``uptime`` prints it (recorded next to every timing)."""
+    return os.popen("uptime").read().strip()
+
+
 def save_json(path: str, data: Any) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"
