@@ -51,6 +51,9 @@ class MethodContext:
         soft_targets: [N, C] float target distributions per training sample (the annotators' consensus
             posterior, ``data.annotations_target: soft``), or None.
         sample_weights: [N] float per-sample loss weights (``data.annotations_weighting: agreement``), or None.
+        clean_prior: [N] float prior probability that each training label is right, from the annotators
+            (``data.annotations_prior``; NaN for a sample nobody answered), or None. Methods with
+            ``uses_clean_prior`` start their clean probabilities / selections from it.
     """
 
     cfg: Config
@@ -62,6 +65,7 @@ class MethodContext:
     build_loss: Callable[..., paddle.nn.Layer]
     soft_targets: np.ndarray | None = None
     sample_weights: np.ndarray | None = None
+    clean_prior: np.ndarray | None = None
 
     @property
     def num_train(self) -> int:
@@ -82,6 +86,8 @@ class Method(abc.ABC):
     uses: tuple[str, ...] = METHOD_DEPENDENT_KEYS
     #: what the method trains with instead, for the error naming an ignored key
     ignores_because: str = ""
+    #: whether the method takes ``MethodContext.clean_prior`` (``data.annotations_prior``)
+    uses_clean_prior: bool = False
 
     @classmethod
     def settings_used(cls, params: dict[str, Any]) -> tuple[str, ...]:

@@ -31,6 +31,7 @@ from robust_paddle.errors import CheckpointError
 from robust_paddle.losses.functional import per_sample_ce, to_one_hot
 from robust_paddle.methods.base import Method, MethodContext, check_training_after, epoch_param
 from robust_paddle.methods.correction import (
+    combine_clean_prior,
     loss_clean_probability,
     mix_forward,
     mix_lambda,
@@ -82,11 +83,14 @@ class Division:
     prob: np.ndarray | None = None
     history: list[np.ndarray] = field(default_factory=list)
 
-    def update(self, losses: np.ndarray, *, window: int, seed: int, where: str = "GMM division") -> float:
+    def update(self, losses: np.ndarray, *, window: int, seed: int, where: str = "GMM division",
+               prior: np.ndarray | None = None) -> float:
         """Fit the mixture on ``losses`` [N] (raw CE); returns the seconds spent normalising and fitting.
 
         All-equal losses (normalised to zeros) or a mixture that does not separate make every sample clean
-        with a warning (``correction.loss_clean_probability``) instead of stopping the run.
+        with a warning (``correction.loss_clean_probability``) instead of stopping the run. ``prior`` [N] (the
+        annotators' clean prior, ``data.annotations_prior``; NaN = none) replaces the mixture's single clean
+        share per sample (``correction.combine_clean_prior``); with a fallen-back mixture it is the division.
         """
         start = time.perf_counter()
         flat = float(np.ptp(losses)) == 0.0
@@ -94,7 +98,7 @@ class Division:
         self.history = (self.history + [norm])[-window:]
         inputs = np.mean(self.history, axis=0) if len(self.history) > 1 else self.history[-1]
         prob, _, _ = loss_clean_probability(inputs, seed=seed, normalize=False, where=where)
-        self.prob = prob.astype(np.float32)
+        self.prob = combine_clean_prior(prob, prior).astype(np.float32)
         return time.perf_counter() - start
 
     def state_dict(self) -> dict[str, Any]:
@@ -146,9 +150,14 @@ def neg_entropy(logits: paddle.Tensor) -> paddle.Tensor:
 
 
 class GMMDivisionMethod(Method):
-    """Shared bookkeeping of methods that divide the training set with per-network GMMs after warm-up."""
+    """Shared bookkeeping of methods that divide the training set with per-network GMMs after warm-up.
+
+    With ``ctx.clean_prior`` (``data.annotations_prior``) every division combines the loss mixture with that
+    per-sample prior (:func:`robust_paddle.methods.correction.combine_clean_prior`).
+    """
 
     name = "gmm"
+    uses_clean_prior = True
 
     def __init__(self, ctx: MethodContext, *, warmup_epochs: int, p_threshold: float, noise_mode: str,
                  loss_window: int) -> None:
@@ -174,7 +183,8 @@ class GMMDivisionMethod(Method):
         pass_s = time.perf_counter() - start
         names = list(self.networks)
         gmm_s = sum(d.update(losses[k], window=self.loss_window, seed=derive_seed(self.ctx.cfg.seed, trainer.epoch, k),
-                             where=f"{self.ctx.cfg.method.name} {names[k]}, epoch {trainer.epoch + 1}")
+                             where=f"{self.ctx.cfg.method.name} {names[k]}, epoch {trainer.epoch + 1}",
+                             prior=self.ctx.clean_prior)
                     for k, d in enumerate(self.divisions))
         if getattr(trainer, "distributed", False):
             # every rank fitted the same GMM on the same gathered losses; rank 0's result is made the only
