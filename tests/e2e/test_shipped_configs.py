@@ -25,7 +25,7 @@ from robust_paddle.optim import build_scheduler
 from robust_paddle.pipeline import run as run_mod
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
-METHOD_DIRS = ("ce", "gce", "sce", "co_teaching", "dividemix", "gmm_correction", "forward_correction")
+METHOD_DIRS = ("ce", "gce", "sce", "co_teaching", "dividemix", "gmm_correction", "forward_correction", "elr", "sop")
 ALL = sorted(p for d in METHOD_DIRS for p in glob.glob(os.path.join(ROOT, d, "*.yaml"))
              if not os.path.basename(p).startswith("_"))
 
@@ -99,7 +99,7 @@ def standins(tmp_path_factory):
 
 
 FAMILIES = [f"{d}/{k}" for d in ("ce", "gce", "sce", "forward_correction") for k in ("digits", "mnist", "cifar10")] + [
-    f"{d}/{k}" for d in ("dividemix", "gmm_correction") for k in ("digits", "mnist", "cifar10_sym50")] + [
+    f"{d}/{k}" for d in ("dividemix", "gmm_correction", "elr", "sop") for k in ("digits", "mnist", "cifar10_sym50")] + [
     f"co_teaching/{v}{k}" for v in ("", "plus_", "jocor_") for k in ("digits", "mnist", "cifar10_sym50")]
 QUIET = ["train.progress=false", "train.visualdl=false", "train.report=false", "train.calibration=false",
          "train.checkpoint_every=0", "data.num_workers=0", "data.eval_batch_size=512"]
