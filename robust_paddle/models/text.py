@@ -215,15 +215,6 @@ class TextClassifier(FeatureClassifier):
         return self.embed(x), lambda e: self.classifier(mix(self.dropout(self.features_from_embeddings(e, x))))
 
 
-def _masked_max(h: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
-    """h [B, T, F], mask [B, T] -> max over valid positions [B, F] (0 where a row has none)."""
-    m = mask.unsqueeze(-1)
-    out = paddle.max(h * m + (m - 1.0) * 1e4, axis=[1])
-    # a row with no valid position gets 0; max (not sum) of the 0/1 mask: Paddle 3.3's legacy (pre-PIR) program mode,
-    # used for the PaddleServing export, rejects sum ("argument must be Value, but got Variable")
-    return out * paddle.max(mask, axis=[1], keepdim=True).astype(h.dtype)
-
-
 @MODELS.register("textcnn")
 class TextCNN(TextClassifier):
     """TextCNN (Kim 2014, arXiv:1408.5882): parallel 1-D convolutions (``kernel_sizes``, ``num_filters`` each) +
@@ -251,8 +242,12 @@ class TextCNN(TextClassifier):
         x = emb.transpose([0, 2, 1])  # [B, E, w]
         outs = []
         for k, conv in zip(self.kernel_sizes, self.convs):
-            h = F.relu(conv(x)).transpose([0, 2, 1])  # [B, w - k + 1, F]
-            outs.append(_masked_max(h, mask[:, :self.window - k + 1]))
+            h = conv(x)  # [B, F, w - k + 1]
+            neg = ((mask[:, :self.window - k + 1] - 1.0) * 1e4).unsqueeze(1)  # 0 on tokens, -1e4 on padding
+            # max over time of relu(h) on the real tokens == relu(max of h there), and 0 for a window without
+            # tokens (relu(-1e4)): relu runs on [B, F] instead of [B, F, T] and no mask multiply is needed; this
+            # step was half of the training step's time (profile in benchmarks/README.md)
+            outs.append(F.relu(paddle.max(h + neg, axis=2)))
         return paddle.concat(outs, axis=1)
 
 
