@@ -124,10 +124,97 @@ def legacy_program_guard() -> contextlib.AbstractContextManager:
 
     Paddle 3.x writes PIR programs (``.json``) by default; ``paddle.pir_utils.OldIrGuard`` switches back to
     the legacy program for the block. Paddle 2.x writes ``.pdmodel`` anyway: a no-op there.
+
+    Paddle 3.3 no longer traces every layer into a legacy program by itself; inside the guard two gaps are
+    bridged (:func:`_legacy_tracing_fixes`): (1) ``paddle[.tensor].matmul``, ``paddle.tanh``, ``paddle.sum`` and the
+    other functions Paddle 3.3 generates as direct ``_C_ops`` calls reject legacy ``Variable`` inputs
+    ("must be Value, but got Variable": ``nn.MultiHeadAttention``, attention pooling); while tracing they
+    append the legacy op instead (``matmul_v2``, ``tanh``, ``reduce_sum``, ...; the same kernels the 2.x
+    program uses). (2) Converting a buffer that has no storage yet (``nn.GRU`` / ``nn.LSTM``'s dropout state)
+    reads ``Tensor.device``, which raises on such a tensor; it reads as ``None`` instead.
     """
     if IS_PADDLE3:
-        return paddle.pir_utils.OldIrGuard()
+        return _legacy_tracing_fixes()
     return contextlib.nullcontext()
+
+
+def _legacy_unary(op: str):
+    def fn(x, name=None):
+        from paddle.base.layer_helper import LayerHelper
+
+        helper = LayerHelper(op)
+        out = helper.create_variable_for_type_inference(dtype=x.dtype)
+        helper.append_op(type=op, inputs={"X": [x]}, outputs={"Out": [out]})
+        return out
+
+    return fn
+
+
+def _legacy_matmul(x, y, transpose_x=False, transpose_y=False, name=None):
+    from paddle.base.layer_helper import LayerHelper
+
+    helper = LayerHelper("matmul_v2")
+    out = helper.create_variable_for_type_inference(dtype=x.dtype)
+    helper.append_op(type="matmul_v2", inputs={"X": [x], "Y": [y]}, outputs={"Out": [out]},
+                     attrs={"trans_x": bool(transpose_x), "trans_y": bool(transpose_y)})
+    return out
+
+
+def _legacy_sum(x, axis=None, dtype=None, keepdim=False, name=None):
+    from paddle.base.layer_helper import LayerHelper
+
+    if dtype is not None:
+        x = paddle.cast(x, dtype)
+    axes = [] if axis is None else ([int(axis)] if isinstance(axis, int) else [int(a) for a in axis])
+    helper = LayerHelper("reduce_sum")
+    out = helper.create_variable_for_type_inference(dtype=x.dtype)
+    helper.append_op(type="reduce_sum", inputs={"X": [x]}, outputs={"Out": [out]},
+                     attrs={"dim": axes or [0], "keep_dim": bool(keepdim), "reduce_all": not axes})
+    return out
+
+
+# paddle.<name>, paddle.tensor.<name> / paddle.nn.functional.<name> that Paddle 3.3 binds to a bare _C_ops call, and their legacy op
+_LEGACY_FUNCS = {"matmul": _legacy_matmul, "sum": _legacy_sum,
+                 **{n: _legacy_unary(n) for n in ("tanh", "sigmoid", "exp", "sqrt", "rsqrt", "abs", "log")}}
+_LEGACY_NN_FUNCS = ("tanh", "sigmoid")
+
+
+@contextlib.contextmanager
+def _legacy_tracing_fixes():
+    from paddle.base import core
+    from paddle.base.framework import Variable
+
+    def dispatch(original, legacy):
+        def fn(*args, **kwargs):
+            if any(isinstance(a, Variable) for a in (*args, *kwargs.values())):
+                return legacy(*args, **kwargs)
+            return original(*args, **kwargs)
+
+        return fn
+
+    tensor_module = sys.modules["paddle.tensor"]  # (``paddle.tensor`` itself is a function on Paddle 3.3)
+    saved = [(owner, n, getattr(owner, n)) for owner in (paddle, tensor_module) for n in _LEGACY_FUNCS
+             if hasattr(owner, n)]
+    saved += [(paddle.nn.functional, n, getattr(paddle.nn.functional, n)) for n in _LEGACY_NN_FUNCS]
+    device = core.eager.Tensor.__dict__.get("device")
+    try:
+        for owner, n, original in saved:
+            setattr(owner, n, dispatch(original, _LEGACY_FUNCS[n]))
+        if isinstance(device, property):
+            def storage_device(t):
+                try:
+                    return device.fget(t)
+                except ValueError:  # "Unknown place type": a tensor without storage
+                    return None
+
+            core.eager.Tensor.device = property(storage_device)
+        with paddle.pir_utils.OldIrGuard():
+            yield
+    finally:
+        for owner, n, original in saved:
+            setattr(owner, n, original)
+        if isinstance(device, property):
+            core.eager.Tensor.device = device
 
 
 def check_paddle2onnx_reads(model_path: str, paddle2onnx_version: str) -> None:
