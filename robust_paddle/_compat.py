@@ -6,6 +6,7 @@
    ``RTLD_GLOBAL`` *before* paddle is imported makes every later lookup resolve to the system library.
 2. Paddle 2.6 vs 3.x differences (saved-model file names, PaddleSlim support) live here so the rest
    of the package never branches on versions.
+3. How DataLoader workers are started (``loader_workers``): Paddle forks them, which hangs on Paddle 3.3.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import ctypes.util
 import logging
 import os
 import sys
+import threading
+from collections.abc import Iterator
 
 logger = logging.getLogger(__name__)
 
@@ -273,3 +276,44 @@ def native_optimizer(name: str) -> type | None:
 
 def cuda_available() -> bool:
     return paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+
+
+# ------------------------------------------------------------------------------------- loader workers
+#: How ``paddle.io.DataLoader`` worker processes are started (see :func:`loader_workers`).
+LOADER_START_METHOD = "forkserver"
+_start_method_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def loader_workers() -> Iterator[None]:
+    """Inside this block, ``paddle.io.DataLoader`` starts its worker processes with ``forkserver``, not fork.
+
+    Paddle's DataLoader (2.6 and 3.x) has no ``multiprocessing_context`` argument: its workers are
+    ``multiprocessing.Process`` of the default context, i.e. forked from the training process on Linux. A
+    fork copies every lock other threads hold at that moment, and nothing releases them in the child. On
+    Paddle 3.3 this hangs workers for good: its host-memory statistics (``paddle::memory::Stat`` over
+    ``phi::ThreadDataRegistry``) take one process-wide reader-writer lock whenever a thread allocates past its
+    peak, starts or ends; forked while another thread (a loader's reader thread, an iterator's thread that is
+    just ending) holds it, the worker's queue-feeder thread blocks on it at its first tensor -- holding the GIL,
+    so the worker's main thread then waits for the GIL in whatever call released it last (a libjpeg decode,
+    an OpenCV call). OpenCV's and OpenMP's thread pools can do the same on any Paddle. ``forkserver``
+    workers are forked from a single-threaded server process (started once, ``robust_paddle.data`` preloaded
+    so each worker starts fast) that never ran a Paddle op or held those locks.
+
+    Consequences: the dataset is pickled to each worker when an epoch's iterator starts (whole-file memory
+    maps travel as their file name, see ``data.datasets``), and a script using the Python API with
+    ``num_workers > 0`` needs the usual ``if __name__ == "__main__":`` guard (the workers import the main
+    module, as with every non-fork start method). The CLI has it.
+    """
+    import multiprocessing
+
+    with _start_method_lock:
+        previous = multiprocessing.get_start_method(allow_none=True)
+        if previous != LOADER_START_METHOD:
+            multiprocessing.set_forkserver_preload(["robust_paddle.data"])
+            multiprocessing.set_start_method(LOADER_START_METHOD, force=True)
+        try:
+            yield
+        finally:
+            if previous != LOADER_START_METHOD:
+                multiprocessing.set_start_method(previous, force=True)
