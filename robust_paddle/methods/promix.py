@@ -47,7 +47,6 @@ from robust_paddle.methods.base import Method, MethodContext, check_training_aft
 from robust_paddle.methods.correction import mix_lambda, sharpen, split_precision_recall
 from robust_paddle.methods.gmm_correction import (
     NOISE_MODES,
-    check_option,
     clean_mask_of,
     neg_entropy,
     train_set_losses,
@@ -135,21 +134,15 @@ class ProMixMethod(Method):
                  debias_output: float = 0.8, debias_pl: float = 0.8, bias_momentum: float = 0.9999,
                  noise_mode: str = "sym") -> None:
         super().__init__(ctx)
-        m = self.name
-        self.warmup_epochs = check_option(epoch_param(ctx, warmup_epochs, "warmup_epochs"), name="warmup_epochs",
-                                          method=m, kind=int, lo=0)
-        check_training_after(ctx, self.warmup_epochs, keys="method.params.warmup_epochs", method=m, what="the warm-up")
-        self.rampup_epochs = check_option(epoch_param(ctx, rampup_epochs, "rampup_epochs"), name="rampup_epochs",
-                                          method=m, kind=int, lo=0)
-        self.rho_start = check_option(rho_start, name="rho_start", method=m, kind=float, lo=0.0, hi=1.0)
-        self.rho_end = check_option(rho_end, name="rho_end", method=m, kind=float, lo=0.0, hi=1.0)
-        self.tau = check_option(tau, name="tau", method=m, kind=float, lo=0.0, hi=1.0)
-        self.T = check_option(T, name="T", method=m, kind=float, lo=0.0, lo_open=True)
-        self.alpha = check_option(alpha, name="alpha", method=m, kind=float, lo=0.0, lo_open=True)
-        self.debias_output = check_option(debias_output, name="debias_output", method=m, kind=float, lo=0.0)
-        self.debias_pl = check_option(debias_pl, name="debias_pl", method=m, kind=float, lo=0.0)
-        self.bias_momentum = check_option(bias_momentum, name="bias_momentum", method=m, kind=float, lo=0.0, hi=1.0)
-        self.noise_mode = check_option(noise_mode, name="noise_mode", method=m, kind=str, choices=NOISE_MODES)
+        # checked by the registry against Params; epoch counts resolve against train.epochs here
+        self.warmup_epochs = epoch_param(ctx, warmup_epochs, "warmup_epochs")
+        check_training_after(ctx, self.warmup_epochs, keys="method.params.warmup_epochs", method=self.name,
+                             what="the warm-up")
+        self.rampup_epochs = epoch_param(ctx, rampup_epochs, "rampup_epochs")
+        self.rho_start, self.rho_end, self.tau = float(rho_start), float(rho_end), float(tau)
+        self.T, self.alpha = float(T), float(alpha)
+        self.debias_output, self.debias_pl = float(debias_output), float(debias_pl)
+        self.bias_momentum, self.noise_mode = float(bias_momentum), noise_mode
         self.networks = {"net1": ctx.build_network(), "net2": ctx.build_network()}
         net = self.networks["net1"]
         if not (isinstance(getattr(net, "feature_dim", None), int) and callable(getattr(net, "forward_features", None))

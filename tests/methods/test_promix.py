@@ -9,7 +9,7 @@ from robust_paddle.errors import CheckpointError, ConfigError
 from robust_paddle.methods.base import MethodContext
 from robust_paddle.methods.correction import mix_lambda
 from robust_paddle.methods.promix import ProMixMethod, class_wise_small_loss
-from tests.method_helpers import log_softmax, softmax, toy_context
+from tests.method_helpers import build_method, log_softmax, softmax, toy_context
 
 
 class FeatNet(paddle.nn.Layer):
@@ -33,7 +33,7 @@ def make(labels, *, seed=0, epochs=20, **params):
     base = toy_context(np.asarray(labels), dim=4, classes=3, seed=seed, overrides=[f"train.epochs={epochs}"])
     ctx = MethodContext(cfg=base.cfg, num_classes=3, input_shape=(4,), train_labels=base.train_labels,
                         clean_labels=None, build_network=lambda: FeatNet(4, 3), build_loss=base.build_loss)
-    return ProMixMethod(ctx, **{"warmup_epochs": 1, "rampup_epochs": 4, **params})
+    return build_method(ProMixMethod, ctx, **{"warmup_epochs": 1, "rampup_epochs": 4, **params})
 
 
 def test_class_wise_small_loss_keeps_the_smallest_losses_of_every_class():
@@ -125,7 +125,7 @@ def test_state_round_trip_and_checks():
         other.set_state_dict({"targets": 1})
     with pytest.raises(CheckpointError, match=r"ProMix selections are not over this run's 4 training samples"):
         other.set_state_dict({**m.state_dict(), "selections": [np.ones(3, bool), None]})
-    with pytest.raises(ConfigError, match=r"method.params.rho_end: 1.5 is out of range for method 'promix'"):
+    with pytest.raises(ConfigError, match=r"^method.params.rho_end: 1.5 is out of range; must be <= 1.0 and >= 0.0$"):
         make(labels, rho_end=1.5)
     with pytest.raises(ConfigError, match=r"method.params.warmup_epochs=20 leaves method 'promix' no training"):
         make(labels, warmup_epochs=20)
