@@ -15,9 +15,13 @@ under ``--root``; runs use its first N files through a PaddleClas file list. Thr
    of its largest worker. Target: <= 1.5 GB at 50,000 images and within 10% of the 10,000-image figure.
 3. **Epoch time against N** per method (small CNN, ``--epoch-sizes``, the second of two epochs -- after a
    one-epoch warm-up for the methods that divide --, no evaluation): seconds per epoch including the
-   method's per-epoch division, seconds per 1,000 samples (linear growth: within 15% across N), and the share
-   of the per-sample passes (``time/divide_s``: the eval-mode loss pass over the training set and the GMM
-   fits) in the epoch. Target: <= 25%.
+   method's per-epoch division, each N measured ``--epoch-rounds`` times with the order of the sizes rotated
+   every round, median per N, wall-clock and CPU seconds (this process and its joined loader workers: the
+   work, which a loaded shared machine inflates less than wall time). Linear growth: seconds per 1,000
+   samples within 15% across N (also printed: t(2N)/t(N) and the least-squares line t = a + b N, whose a is
+   the fixed per-epoch cost). The share of the
+   per-sample passes (``time/divide_s``: the eval-mode loss pass over the training set and the GMM fits) in
+   the epoch. Target: <= 25%.
 
 Prints tables and writes ``benchmarks/results/data_throughput.json`` with the machine load (``uptime``).
 
@@ -202,7 +206,44 @@ def epoch_time(list_path: str, method: str, *, crop: int, workers: int, out: str
     n = len(run.data.train)
     epoch_s = row["epoch_s"]  # to the end of method.after_epoch, where the next epoch's division runs
     return {"method": method, "n": n, "epoch_s": epoch_s, "train_s": row["train_s"], "divide_s": divide,
-            "s_per_1k": 1000 * epoch_s / n, "pass_share": divide / epoch_s if divide else None}
+            "s_per_1k": 1000 * epoch_s / n, "cpu_s": row["cpu_s"], "cpu_s_per_1k": 1000 * row["cpu_s"] / n,
+            "pass_share": divide / epoch_s if divide else None}
+
+
+def epoch_sweep(lists: dict[int, str], sizes: list[int], method: str, *, rounds: int, crop: int, workers: int,
+                root: str, partial: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """``epoch_time`` at every N, ``rounds`` times, the order of the sizes rotated each round (so a drift in the
+    machine load hits every N alike); one row per N with the median epoch and every round's seconds."""
+    runs: dict[int, list[dict[str, Any]]] = {n: [] for n in sizes}
+    for r in range(rounds):
+        for n in sizes[r % len(sizes):] + sizes[:r % len(sizes)]:
+            row = epoch_time(lists[n], method, crop=crop, workers=workers, out=os.path.join(root, f"ep_{method}_{n}"))
+            runs[n].append(row)
+            partial[1].setdefault("epoch_runs", []).append({**row, "round": r, "uptime": C.uptime()})
+            C.save_json(partial[0], partial[1])  # a long run keeps what it measured so far
+            share = f", per-sample passes {100 * row['pass_share']:.1f}%" if row["pass_share"] is not None else ""
+            print(f"round {r + 1} {method:<14} N={n:<6} epoch {row['epoch_s']:7.1f} s  {row['s_per_1k']:.2f} s/1k  "
+                  f"CPU {row['cpu_s_per_1k']:.2f} s/1k{share}", flush=True)
+    out = []
+    for n in sizes:
+        mid = sorted(runs[n], key=lambda x: x["epoch_s"])[(len(runs[n]) - 1) // 2]  # the median round
+        cpu = sorted(x["cpu_s"] for x in runs[n])[(len(runs[n]) - 1) // 2]
+        out.append({**mid, "cpu_s": cpu, "cpu_s_per_1k": 1000 * cpu / n, "rounds": len(runs[n]),
+                    "epoch_s_rounds": [x["epoch_s"] for x in runs[n]], "cpu_s_rounds": [x["cpu_s"] for x in runs[n]]})
+    return out
+
+
+def linearity(rows: list[dict[str, Any]], key: str = "epoch_s") -> dict[str, Any]:
+    """How far epoch time (``key``: wall ``epoch_s`` or ``cpu_s``) is from proportional to N: ``spread`` =
+    max/min of seconds per sample - 1 (target <= 0.15), ``growth`` = t(N_i+1)/t(N_i) next to N_i+1/N_i, and the
+    least-squares line t = a + b N (a: the fixed per-epoch cost)."""
+    n = np.array([r["n"] for r in rows], dtype=np.float64)
+    t = np.array([r[key] for r in rows], dtype=np.float64)
+    per = t / n
+    slope, intercept = np.polyfit(n, t, 1)
+    return {"method": rows[0]["method"], "measure": key, "n": n.astype(int).tolist(),
+            "spread": float(per.max() / per.min() - 1), "growth": [float(b / a) for a, b in zip(t, t[1:])],
+            "n_ratio": [float(b / a) for a, b in zip(n, n[1:])], "slope_s": float(slope), "intercept_s": float(intercept)}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -217,6 +258,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--rss-steps", type=int, default=30)
     p.add_argument("--epoch-sizes", default="5000,20000,50000")
     p.add_argument("--methods", default="standard+ce,co_teaching,dividemix")
+    p.add_argument("--epoch-rounds", type=int, default=3, help="measurements per N, alternating the sizes")
     p.add_argument("--skip", default="", help="comma list of parts to skip: throughput,rss,epoch")
     p.add_argument("--out", default=os.path.join(C.RESULTS, "data_throughput.json"))
     p.add_argument("--rss-child", default="")
@@ -233,7 +275,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     lists = {n: make_images(args.root, n, size=args.image) for n in sorted({args.loader_n, *rss_sizes, *epoch_sizes})}
     print(f"{biggest} JPEGs of {args.image}x{args.image} ready under {args.root} ({time.perf_counter() - t0:.0f} s)")
     result: dict[str, Any] = {"benchmark": "data_throughput", "image": args.image, "crop": args.crop,
-                              "workers": args.workers, "uptime_start": os.popen("uptime").read().strip()}
+                              "workers": args.workers, "uptime_start": C.uptime()}
     if "throughput" not in skip:
         print(f"\nloader throughput, {args.loader_n} images, {args.workers} workers:")
         result["throughput"] = tp = throughput(lists[args.loader_n], crop=args.crop, workers=args.workers,
@@ -248,16 +290,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             result["rss"].append(r)
             print(f"peak RSS at N={n}: {r['peak_rss_mb']:.0f} MB (largest worker {r['worker_peak_rss_mb']:.0f} MB)")
     if "epoch" not in skip:
-        result["epochs"] = []
+        result["epochs"], result["linearity"] = [], []
         for method in C.split_list(args.methods):
-            for n in epoch_sizes:
-                r = epoch_time(lists[n], method, crop=args.crop, workers=args.workers,
-                               out=os.path.join(args.root, f"ep_{method}_{n}"))
-                result["epochs"].append(r)
-                C.save_json(args.out + ".partial", result)  # a long run keeps what it measured so far
-                share = f", per-sample passes {100 * r['pass_share']:.1f}%" if r["pass_share"] is not None else ""
-                print(f"{method:<14} N={n:<6} epoch {r['epoch_s']:7.1f} s  {r['s_per_1k']:.2f} s/1k{share}", flush=True)
-    result["uptime_end"] = os.popen("uptime").read().strip()
+            rows = epoch_sweep(lists, epoch_sizes, method, rounds=args.epoch_rounds, crop=args.crop,
+                               workers=args.workers, root=args.root, partial=(args.out + ".partial", result))
+            result["epochs"] += rows
+            for key in ("epoch_s", "cpu_s"):
+                result["linearity"].append(lin := linearity(rows, key))
+                print(f"{method} {key}: per-1k spread {100 * lin['spread']:.1f}% (target <= 15%), growth "
+                      f"{', '.join(f'{g:.2f}' for g in lin['growth'])} for N x{lin['n_ratio'][0]:.0f}, fixed "
+                      f"per-epoch cost {lin['intercept_s']:.2f} s, {1000 * lin['slope_s']:.2f} s per 1k samples", flush=True)
+    result["uptime_end"] = C.uptime()
     result["environment"] = C.environment()
     if skip and os.path.isfile(args.out):  # a partial re-run updates the parts it measured
         with open(args.out, encoding="utf-8") as fh:

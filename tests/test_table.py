@@ -45,8 +45,33 @@ def test_bad_tables_name_file_and_line(tmp_path, name, data, message):
 
 def test_required_column_is_named(tmp_path):
     p = write(tmp_path, "a.jsonl", '{"id": 1, "label": 2}\n{"id": 2}\n')
-    with pytest.raises(DataError, match=r"data\.annotations: .*a\.jsonl:2: no 'label' column \(columns: id\)"):
+    with pytest.raises(DataError, match=r"^data\.annotations: .*a\.jsonl:2: missing key\(s\) 'label'; the object has: id$"):
         read_table(p, required=["id", "label"], what="data.annotations")
+    # CSV / TSV: named at the header's line, with the setting that chose the column when given
+    c = write(tmp_path, "a.csv", "\nid,text\n1,x\n")
+    with pytest.raises(DataError, match=r"a\.csv:2: missing column\(s\) label_column='y'; the header has: id, text$"):
+        read_table(c, required={"id": "", "y": "label_column"})
+
+
+def test_gbk_and_gb18030_tables(tmp_path):
+    data = 'text,label\r\n好的，"很好",pos\r\n"差\r\n的",neg\r\n'  # CRLF ends, a quoted line break
+    for enc in ("gbk", "gb18030"):
+        p = write(tmp_path, f"{enc}.csv", data.encode(enc))
+        rows = read_table(p, encoding=enc)
+        assert [(r.line, r.values) for r in rows] == [(2, {"text": '好的，"很好"', "label": "pos"}),
+                                                      (3, {"text": "差\n的", "label": "neg"})]
+        with pytest.raises(DataError, match=rf"{enc}\.csv:2: byte 0x.. at column 1 is not UTF-8; save the file as "
+                                            r"UTF-8 or set X$"):
+            read_table(p, hint=" or set X")
+    bad = write(tmp_path, "bad.tsv", b"a\tb\n\x81\x20\t1\n")
+    with pytest.raises(DataError, match=r"bad\.tsv:2: byte 0x81 at column 1 is not GBK; save the file as GBK"):
+        read_table(bad, encoding="gbk")
+
+
+def test_broken_quoting_is_named_with_its_line(tmp_path):
+    p = write(tmp_path, "q.csv", 'id,text\n1,ok\n2,"ab" ,c\n')
+    with pytest.raises(DataError, match=r"q\.csv:3: ',' expected after '\"'"):
+        read_table(p)
 
 
 def test_format_override():

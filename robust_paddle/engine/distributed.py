@@ -238,10 +238,23 @@ def unwrap(layer: paddle.nn.Layer) -> paddle.nn.Layer:
     return layer._layers if isinstance(layer, paddle.DataParallel) else layer
 
 
-def wrap_networks(networks: Mapping[str, paddle.nn.Layer]) -> dict[str, paddle.nn.Layer]:
+def wrap_networks(networks: Mapping[str, paddle.nn.Layer], *,
+                  find_unused_parameters: bool = False) -> dict[str, paddle.nn.Layer]:
     """``{name: DistributedNetwork(net)}``; already wrapped networks are kept. Rank 0's weights are
-    broadcast to every rank on construction (a collective: call on all ranks)."""
-    return {k: v if isinstance(v, paddle.DataParallel) else DistributedNetwork(v) for k, v in networks.items()}
+    broadcast to every rank on construction (a collective: call on all ranks).
+
+    Args:
+        find_unused_parameters: needed when parameters switch ``stop_gradient`` during training
+            (``model.freeze_epochs``). DataParallel's reducer waits for a gradient of every parameter that
+            was trainable when it was built: with a frozen backbone those gradients never come, and (Paddle
+            2.6.2 and 3.3.1) the reducer then skips the all-reduce of the head's group as well (or raises on the
+            next forward), and after unfreezing it no longer all-reduces the backbone's gradients at all,
+            so the ranks drift apart silently (found by ``tests/engine/test_distributed.py``'s freeze
+            test). With this option the reducer walks each backward's graph and reduces what is in it,
+            at the cost of that walk per step.
+    """
+    return {k: v if isinstance(v, paddle.DataParallel) else
+            DistributedNetwork(v, find_unused_parameters=find_unused_parameters) for k, v in networks.items()}
 
 
 def broadcast_buffers(networks: Mapping[str, paddle.nn.Layer], *, src: int = 0) -> None:

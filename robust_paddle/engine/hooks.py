@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from robust_paddle.engine.checkpoint import copy_checkpoint
 from robust_paddle.engine.contract import Hook
 from robust_paddle.errors import ConfigError
 from robust_paddle.ops import atomic_write
@@ -62,11 +63,11 @@ class CheckpointHook(Hook):
             self.best, self.best_epoch = float(value), trainer.epoch
         trainer.epoch_scalars["best/" + cfg.monitor] = self.best if self.best is not None else float("nan")
         state = trainer.state_dict()  # includes this hook's updated state
-        trainer.save(state, os.path.join(ckdir, "latest.pdckpt"))
-        if improved:
-            trainer.save(state, os.path.join(ckdir, "best.pdckpt"))
+        latest = trainer.save(state, os.path.join(ckdir, "latest.pdckpt"))
+        if improved:  # the same bytes: linked, not encoded and written a second time
+            copy_checkpoint(latest, os.path.join(ckdir, "best.pdckpt"))
         if cfg.checkpoint_every and (trainer.epoch + 1) % cfg.checkpoint_every == 0:
-            trainer.save(state, os.path.join(ckdir, f"epoch_{trainer.epoch + 1:03d}.pdckpt"))
+            copy_checkpoint(latest, os.path.join(ckdir, f"epoch_{trainer.epoch + 1:03d}.pdckpt"))
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_epoch": self.best_epoch}

@@ -107,7 +107,8 @@ class Trainer(TrainerLog, TrainSetPass):
         self._input_checks_left = CHECKED_INPUT_BATCHES
         self._fitting = False
         if self.distributed:  # after AMP O2 decoration, as Paddle requires; methods call the wrappers
-            self.method.networks.update(dist.wrap_networks(self.method.networks))
+            toggles = any(h.toggles_trainable for h in self.hooks)
+            self.method.networks.update(dist.wrap_networks(self.method.networks, find_unused_parameters=toggles))
 
     # ----------------------------------------------------------------------------------------- AMP
     def _setup_amp(self) -> None:
@@ -246,12 +247,15 @@ class Trainer(TrainerLog, TrainSetPass):
 
     # ------------------------------------------------------------------------------------ evaluation
     @paddle.no_grad()
-    def predict_logits(self, loader: Any, *, shard: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def predict_logits(self, loader: Any, *, shard: bool = False,
+                       networks: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Logits [N, C] (float32) and dataset indices [N] over ``loader`` in eval mode.
 
         ``shard=True`` (data parallel; every rank must call it together): each rank predicts its shard of
         ``loader`` (:meth:`shard_loader`) and the rows are all-gathered in loader order, so every rank gets
         the full arrays. The default predicts the whole loader in this process (safe from rank 0 alone).
+        ``networks=True``: [N, (1 + K) * C], the evaluation logits then each of the method's K networks'
+        own logits (``method.predict_all``: the same forwards, no extra cost).
         """
         gather = shard and self.distributed
         local = self.shard_loader(loader) if gather else loader
@@ -259,7 +263,11 @@ class Trainer(TrainerLog, TrainSetPass):
         outs, idxs = [], []
         for batch in local:
             with self.autocast():
-                logits = self.method.predict(batch[0])
+                if networks:
+                    ens, each = self.method.predict_all(batch[0])
+                    logits = paddle.concat([t.astype("float32") for t in [ens, *each]], axis=1)
+                else:
+                    logits = self.method.predict(batch[0])
             outs.append(logits.astype("float32").numpy())
             idxs.append(batch[2].numpy())
         self.method.train()

@@ -6,6 +6,8 @@ from robust_paddle.methods import (  # noqa: F401  (registers)
     elr,
     forward_correction,
     gmm_correction,
+    promix,
+    sop,
     standard,
 )
 from robust_paddle.methods.base import EnsembleNet, Method, MethodContext, build_method

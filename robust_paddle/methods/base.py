@@ -51,6 +51,9 @@ class MethodContext:
         soft_targets: [N, C] float target distributions per training sample (the annotators' consensus
             posterior, ``data.annotations_target: soft``), or None.
         sample_weights: [N] float per-sample loss weights (``data.annotations_weighting: agreement``), or None.
+        clean_prior: [N] float prior probability that each training label is right, from the annotators
+            (``data.annotations_prior``; NaN for a sample nobody answered), or None. Methods with
+            ``uses_clean_prior`` start their clean probabilities / selections from it.
     """
 
     cfg: Config
@@ -62,6 +65,7 @@ class MethodContext:
     build_loss: Callable[..., paddle.nn.Layer]
     soft_targets: np.ndarray | None = None
     sample_weights: np.ndarray | None = None
+    clean_prior: np.ndarray | None = None
 
     @property
     def num_train(self) -> int:
@@ -82,6 +86,8 @@ class Method(abc.ABC):
     uses: tuple[str, ...] = METHOD_DEPENDENT_KEYS
     #: what the method trains with instead, for the error naming an ignored key
     ignores_because: str = ""
+    #: whether the method takes ``MethodContext.clean_prior`` (``data.annotations_prior``)
+    uses_clean_prior: bool = False
 
     @classmethod
     def settings_used(cls, params: dict[str, Any]) -> tuple[str, ...]:
@@ -124,10 +130,13 @@ class Method(abc.ABC):
 
     def predict(self, x: paddle.Tensor) -> paddle.Tensor:
         """Evaluation logits [B, C]: the first network, or the mean of all networks' logits."""
-        nets = list(self.networks.values())
-        if len(nets) == 1:
-            return nets[0](x)
-        return paddle.stack([n(x) for n in nets]).mean(axis=0)
+        return self.predict_all(x)[0]
+
+    def predict_all(self, x: paddle.Tensor) -> tuple[paddle.Tensor, list[paddle.Tensor]]:
+        """(evaluation logits [B, C] as :meth:`predict`, [each network's logits [B, C]] in ``networks``
+        order), from one forward per network."""
+        each = [n(x) for n in self.networks.values()]
+        return (each[0] if len(each) == 1 else paddle.stack(each).mean(axis=0)), each
 
     def export_network(self, which: str = "auto") -> paddle.nn.Layer:
         """The Layer to export: a named network, or ``"ensemble"`` (averaged logits of all networks)."""
@@ -166,18 +175,27 @@ class Method(abc.ABC):
             raise CheckpointError(f"{type(self).__name__} keeps no extra state but the checkpoint has {sorted(state)}")
 
 
-def epoch_param(ctx: MethodContext, value: Any, name: str) -> Any:
-    """``method.params.<name>`` (an epoch count) given as a fraction of the run in (0, 1) -> whole epochs of
-    ``train.epochs`` (``config.run_epochs``: rounded, at least 1); any other value is returned unchanged for
-    the method's own check. So a config written as ``warmup_epochs: 0.4`` keeps its plan at any budget."""
-    if isinstance(value, float) and (value == 0 or value >= 1) and value.is_integer():
-        return int(value)  # a whole number of epochs that a Params float field converted (10 -> 10.0)
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1:
+def epoch_param(ctx: MethodContext, value: Any, name: str) -> int:
+    """``method.params.<name>`` (an epoch count; the registry's ``Params`` checked it is a number >= 0) as whole
+    epochs: a fraction of the run in (0, 1) becomes epochs of ``train.epochs`` (``config.run_epochs``: rounded,
+    at least 1), so a config written as ``warmup_epochs: 0.4`` keeps its plan at any budget; a whole number
+    (``10`` or the ``10.0`` a float field holds) is returned as an int.
+
+    Raises:
+        ConfigError: any other value (``1.5``): the one rule the declared range cannot express.
+    """
+    key = f"method.params.{name}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ConfigError(f"{key}: expected a number of epochs >= 0 or a fraction of the run in (0, 1), got {value!r}")
+    if 0 < value < 1:
         epochs = int(ctx.cfg.train.epochs)
-        out = int(run_epochs(value, epochs=epochs, key=f"method.params.{name}"))
+        out = int(run_epochs(value, epochs=epochs, key=key))
         logger.info("method.params.%s: %g of train.epochs=%d -> %d epochs", name, value, epochs, out)
         return out
-    return value
+    if not float(value).is_integer():
+        raise ConfigError(f"{key}: {value!r} is not allowed; expected a whole number of epochs or a fraction of "
+                          "the run in (0, 1)")
+    return int(value)
 
 
 def check_training_after(ctx: MethodContext, epochs_before: int, *, keys: str, method: str, what: str) -> None:

@@ -25,10 +25,14 @@ import numpy as np
 import paddle
 
 from robust_paddle.engine import distributed as dist
-from robust_paddle.errors import CheckpointError, ConfigError
+from robust_paddle.errors import CheckpointError
 from robust_paddle.methods.base import Method, MethodContext, check_training_after, epoch_param
-from robust_paddle.methods.forget_rate import AutoForgetRate, check_schedule_params
-from robust_paddle.methods.selection import precision_recall_from_counts, small_loss_indices
+from robust_paddle.methods.forget_rate import AutoForgetRate
+from robust_paddle.methods.selection import (
+    precision_recall_from_counts,
+    prior_loss_offset,
+    small_loss_indices,
+)
 from robust_paddle.ops import symmetric_kl
 from robust_paddle.registry import METHODS
 from robust_paddle.schema import param
@@ -40,21 +44,26 @@ logger = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------ pure step losses
-def co_teaching_losses(losses1: paddle.Tensor, losses2: paddle.Tensor, *, keep_ratio: float
+def co_teaching_losses(losses1: paddle.Tensor, losses2: paddle.Tensor, *, keep_ratio: float,
+                       offset: paddle.Tensor | None = None
                        ) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor, paddle.Tensor]:
     """Cross-update losses of Co-teaching for one mini-batch.
 
     Args:
         losses1, losses2: ``[B]`` per-sample losses of network 1 and network 2 (differentiable).
         keep_ratio: R(T), the fraction of samples each network keeps.
+        offset: ``[B]`` added to the losses for the ranking only (the annotators' prior,
+            :func:`~robust_paddle.methods.selection.prior_loss_offset`), or None.
 
     Returns:
         ``(loss1, loss2, pick1, pick2)``: ``pick1`` / ``pick2`` ``[k]`` are the indices of the smallest
         losses of network 1 / 2; ``loss1 = mean(losses1[pick2])`` trains network 1 on network 2's choice
         and ``loss2 = mean(losses2[pick1])`` trains network 2 on network 1's choice.
     """
-    pick1 = small_loss_indices(losses1, keep_ratio=keep_ratio)
-    pick2 = small_loss_indices(losses2, keep_ratio=keep_ratio)
+    rank1, rank2 = (losses1, losses2) if offset is None else (
+        losses1.detach().astype("float32") + offset, losses2.detach().astype("float32") + offset)
+    pick1 = small_loss_indices(rank1, keep_ratio=keep_ratio)
+    pick2 = small_loss_indices(rank2, keep_ratio=keep_ratio)
     return paddle.gather(losses1, pick2).mean(), paddle.gather(losses2, pick1).mean(), pick1, pick2
 
 
@@ -68,8 +77,8 @@ def disagreement_indices(logits1: paddle.Tensor, logits2: paddle.Tensor) -> np.n
 
 
 def jocor_losses(logits1: paddle.Tensor, logits2: paddle.Tensor, losses1: paddle.Tensor,
-                 losses2: paddle.Tensor, *, co_lambda: float, keep_ratio: float
-                 ) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
+                 losses2: paddle.Tensor, *, co_lambda: float, keep_ratio: float,
+                 offset: paddle.Tensor | None = None) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
     """JoCoR's joint loss on the small-joint-loss samples of one mini-batch.
 
     Args:
@@ -77,6 +86,7 @@ def jocor_losses(logits1: paddle.Tensor, logits2: paddle.Tensor, losses1: paddle
         losses1, losses2: ``[B]`` per-sample supervised losses (cross-entropy in the paper).
         co_lambda: lambda in [0, 1], weight of the co-regularisation.
         keep_ratio: R(T).
+        offset: ``[B]`` added to ``j`` for the ranking only (see :func:`co_teaching_losses`), or None.
 
     Returns:
         ``(loss, pick, kl)``: with ``kl`` ``[B]`` = :func:`symmetric_kl` and the joint loss ``j = (1 - lambda)
@@ -85,7 +95,7 @@ def jocor_losses(logits1: paddle.Tensor, logits2: paddle.Tensor, losses1: paddle
     """
     kl = symmetric_kl(logits1, logits2, reduction="none")
     joint = (1.0 - co_lambda) * (losses1 + losses2) + co_lambda * kl
-    pick = small_loss_indices(joint, keep_ratio=keep_ratio)
+    pick = small_loss_indices(joint if offset is None else joint.detach().astype("float32") + offset, keep_ratio=keep_ratio)
     return paddle.gather(joint, pick).mean(), pick, kl
 
 
@@ -114,6 +124,8 @@ class _TwoNetworkSmallLossMethod(Method):
     """
 
     method_name = ""
+    #: ranks by loss - log(prior) with ``data.annotations_prior`` (:func:`~robust_paddle.methods.selection.prior_loss_offset`)
+    uses_clean_prior = True
 
     def __init__(self, ctx: MethodContext, *, forget_rate: float | str, num_gradual: int, exponent: float,
                  estimate_epoch: int) -> None:
@@ -121,16 +133,24 @@ class _TwoNetworkSmallLossMethod(Method):
         self.networks = {"net1": ctx.build_network(), "net2": ctx.build_network()}
         self.loss_fn = ctx.build_loss(reduction="none")
         where = f"method '{self.method_name}'"
-        num_gradual = epoch_param(ctx, num_gradual, "num_gradual")
+        # checked by the registry against SmallLossParams; epoch counts resolve against train.epochs here
+        self.num_gradual, self.exponent = epoch_param(ctx, num_gradual, "num_gradual"), float(exponent)
         estimate_epoch = epoch_param(ctx, estimate_epoch, "estimate_epoch")
-        self.num_gradual, self.exponent = check_schedule_params(num_gradual, exponent, where=where)
         self.schedule = AutoForgetRate(forget_rate, num_gradual=self.num_gradual, exponent=self.exponent,
                                        estimate_epoch=estimate_epoch, epochs=ctx.cfg.train.epochs,
                                        where=where, seed=ctx.cfg.seed)
+        # data.annotations_prior: -log(prior) joins each sample's loss in the ranking (selection.prior_loss_offset)
+        self._offset = None if ctx.clean_prior is None else prior_loss_offset(ctx.clean_prior)
         self._counts = np.zeros(4, dtype=np.int64)  # clean selected, selected, clean seen, seen
         self._sample_loss = np.full(ctx.num_train, np.nan, dtype=np.float32)  # this epoch's training losses
 
     # ----------------------------------------------------------------------------- selection helpers
+    def rank_offset(self, idx: paddle.Tensor, like: paddle.Tensor) -> paddle.Tensor | None:
+        """[B] the prior's ranking offsets of the batch rows ``idx`` (None without ``data.annotations_prior``)."""
+        if self._offset is None:
+            return None
+        return paddle.to_tensor(self._offset[idx.numpy().reshape(-1).astype(np.int64)], place=like.place)
+
     def keep_ratio(self, epoch: int) -> float:
         """R(T) for 0-based ``epoch``: ``1 - tau * min((T / T_k)^c, 1)`` (1 while ``auto`` warms up)."""
         return self.schedule.keep_ratio(epoch)
@@ -204,9 +224,10 @@ class _TwoNetworkSmallLossMethod(Method):
 class SmallLossParams:
     """``method.params`` shared by ``co_teaching``, ``co_teaching_plus`` and ``jocor`` (checked by the registry)."""
 
-    forget_rate: float | str = param("auto", doc="tau in [0, 1) (about the noise rate), 'auto', or a noise_estimate.json")
+    forget_rate: float | str = param("auto", min=0.0, max=1.0, max_open=True,
+                                     doc="tau in [0, 1) (about the noise rate), 'auto', or a noise_estimate.json")
     num_gradual: float = param(10, min=0, doc="T_k: epochs over which the forget rate ramps up, or a fraction of the run in (0, 1)")
-    exponent: float = param(1.0, doc="c in (T / T_k)^c")
+    exponent: float = param(1.0, min=0.0, min_open=True, doc="c in (T / T_k)^c")
     estimate_epoch: float = param(2, min=0, min_open=True, doc="forget_rate auto: epochs on every sample before the estimate (>= 1), or a fraction of the run in (0, 1)")
 
 
@@ -249,7 +270,8 @@ class CoTeachingMethod(_TwoNetworkSmallLossMethod):
                    ) -> tuple[paddle.Tensor, dict[str, Any]]:
         x, y, idx = batch[:3]
         _, _, l1, l2 = self._forward_pair(x, y)
-        loss1, loss2, pick1, pick2 = co_teaching_losses(l1, l2, keep_ratio=self.keep_ratio(epoch))
+        loss1, loss2, pick1, pick2 = co_teaching_losses(l1, l2, keep_ratio=self.keep_ratio(epoch),
+                                                        offset=self.rank_offset(idx, l1))
         picks = [self._positions(pick1), self._positions(pick2)]
         terms = self._record(y, idx, picks, int(y.shape[0]), (l1, l2))
         return loss1 + loss2, {"loss1": loss1, "loss2": loss2, **terms}
@@ -281,10 +303,6 @@ class CoTeachingPlusMethod(_TwoNetworkSmallLossMethod):
         super().__init__(ctx, forget_rate=forget_rate, num_gradual=num_gradual, exponent=exponent,
                          estimate_epoch=estimate_epoch)
         init_epoch = epoch_param(ctx, init_epoch, "init_epoch")
-        if isinstance(init_epoch, bool) or not isinstance(init_epoch, int) or init_epoch < 0:
-            raise ConfigError(f"method.params.init_epoch: must be an int >= 0 or a fraction of the run in (0, 1) "
-                             f"(epochs of plain Co-teaching before updating by disagreement) for method "
-                             f"'{self.method_name}', got {init_epoch!r}")
         check_training_after(ctx, init_epoch, keys="method.params.init_epoch", method=self.method_name,
                              what="its plain Co-teaching epochs")
         self.init_epoch = init_epoch
@@ -297,7 +315,7 @@ class CoTeachingPlusMethod(_TwoNetworkSmallLossMethod):
         n = int(y.shape[0])
         extra: dict[str, float] = {}
         if epoch < self.init_epoch:
-            loss1, loss2, pick1, pick2 = co_teaching_losses(l1, l2, keep_ratio=keep)
+            loss1, loss2, pick1, pick2 = co_teaching_losses(l1, l2, keep_ratio=keep, offset=self.rank_offset(idx, l1))
             picks = [self._positions(pick1), self._positions(pick2)]
         else:
             dis = disagreement_indices(logits1, logits2)
@@ -307,8 +325,10 @@ class CoTeachingPlusMethod(_TwoNetworkSmallLossMethod):
                 picks = [dis, dis]
             else:
                 where = paddle.to_tensor(dis, place=l1.place)
+                off = self.rank_offset(idx, l1)
                 loss1, loss2, p1, p2 = co_teaching_losses(paddle.gather(l1, where), paddle.gather(l2, where),
-                                                          keep_ratio=keep)
+                                                          keep_ratio=keep,
+                                                          offset=None if off is None else paddle.gather(off, where))
                 picks = [dis[self._positions(p1)], dis[self._positions(p2)]]
         terms = self._record(y, idx, picks, n, (l1, l2))
         return loss1 + loss2, {"loss1": loss1, "loss2": loss2, **terms, **extra}
@@ -336,18 +356,14 @@ class JoCoRMethod(_TwoNetworkSmallLossMethod):
                  exponent: float = 1.0, estimate_epoch: int = 2, co_lambda: float = 0.9) -> None:
         super().__init__(ctx, forget_rate=forget_rate, num_gradual=num_gradual, exponent=exponent,
                          estimate_epoch=estimate_epoch)
-        if isinstance(co_lambda, bool) or not isinstance(co_lambda, (int, float)) \
-                or not 0.0 <= co_lambda <= 1.0:
-            raise ConfigError(f"method.params.co_lambda: must be a number in [0, 1] (weight of the KL "
-                             f"co-regularisation) for method '{self.method_name}', got {co_lambda!r}")
-        self.co_lambda = float(co_lambda)
+        self.co_lambda = float(co_lambda)  # checked by the registry against Params
 
     def train_step(self, batch: tuple[paddle.Tensor, ...], *, epoch: int, step: int
                    ) -> tuple[paddle.Tensor, dict[str, Any]]:
         x, y, idx = batch[:3]
         logits1, logits2, l1, l2 = self._forward_pair(x, y)
         loss, pick, kl = jocor_losses(logits1, logits2, l1, l2, co_lambda=self.co_lambda,
-                                      keep_ratio=self.keep_ratio(epoch))
+                                      keep_ratio=self.keep_ratio(epoch), offset=self.rank_offset(idx, l1))
         terms = self._record(y, idx, [self._positions(pick)], int(y.shape[0]), (l1, l2))
         kept = {name: paddle.gather(v.detach(), pick).mean() for name, v in (("loss1", l1), ("loss2", l2),
                                                                              ("kl", kl))}

@@ -26,6 +26,7 @@ from robust_paddle.ops import mixup
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "combine_clean_prior",
     "fit_loss_gmm",
     "gmm_noise_rate",
     "linear_rampup",
@@ -193,6 +194,48 @@ def loss_clean_probability(losses: Any, *, seed: int, normalize: bool = True, wh
                        "as clean (clean_prob = 1)", where, reason)
         return np.ones(arr.shape[0]), None, reason
     return prob, gmm, None
+
+
+def combine_clean_prior(prob: Any, prior: Any | None, *, eps: float = 1e-6) -> np.ndarray:
+    """A loss mixture's clean probabilities with a per-sample prior in place of its single clean share.
+
+    The mixture's posterior is ``p_i = pi f_c(l_i) / (pi f_c(l_i) + (1 - pi) f_n(l_i))`` with one clean share
+    ``pi`` for every sample (estimated as ``mean(p)``, the mixture weight at the EM fixed point). Given a
+    per-sample prior ``pi_i`` (the annotators' agreement on the sample's label, say), Bayes' rule with the same
+    likelihoods gives ``odds(p'_i) = odds(p_i) * odds(pi_i) / odds(pi)``: samples the annotators agreed on move
+    towards clean, disputed ones towards noisy, and a prior equal to ``pi`` changes nothing. When the mixture fell
+    back to "all clean" (every ``p_i = 1``), the loss says nothing and ``p'_i = pi_i``.
+
+    Args:
+        prob: [N] clean probabilities of the loss mixture, in [0, 1].
+        prior: [N] prior clean probabilities in [0, 1], NaN where there is none (that sample keeps ``p_i``);
+            None returns ``prob`` unchanged.
+        eps: probabilities are clipped to ``[eps, 1 - eps]`` before taking odds.
+
+    Returns:
+        [N] float64 clean probabilities.
+
+    Raises:
+        DataError: shapes differ, or values outside [0, 1].
+    """
+    p = np.asarray(prob, dtype=np.float64)
+    if prior is None:
+        return p.copy()
+    q = np.asarray(prior, dtype=np.float64)
+    if p.ndim != 1 or q.shape != p.shape:
+        raise DataError(f"combine_clean_prior: prob and prior must both be [N], got {list(p.shape)} and {list(q.shape)}")
+    known = ~np.isnan(q)
+    if ((p < 0) | (p > 1)).any() or ((q[known] < 0) | (q[known] > 1)).any():
+        raise DataError("combine_clean_prior: probabilities must be in [0, 1]")
+
+    def logit(v: Any) -> Any:
+        v = np.clip(v, eps, 1.0 - eps)
+        return np.log(v) - np.log1p(-v)
+
+    base = logit(float(p.mean()))
+    z = logit(p) - base + logit(np.where(known, q, 0.5))
+    out = 1.0 / (1.0 + np.exp(-z))
+    return np.where(known, out, p)
 
 
 def gmm_noise_rate(losses: Any, *, seed: int = 0) -> float:

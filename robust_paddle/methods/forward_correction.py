@@ -53,7 +53,6 @@ from robust_paddle.data.noise import check_transition, realised_matrix
 from robust_paddle.data.textfile import read_text, read_text_lines, where
 from robust_paddle.errors import CheckpointError, ConfigError, DataError
 from robust_paddle.methods.base import Method, MethodContext, check_training_after, epoch_param
-from robust_paddle.methods.gmm_correction import check_option
 from robust_paddle.ops import softmax
 from robust_paddle.quality.estimation import estimate_noise_matrix
 from robust_paddle.registry import METHODS
@@ -277,16 +276,12 @@ class ForwardCorrectionMethod(Method):
         super().__init__(ctx)
         m = self.method_name
         self.auto = transition == "auto"
+        # the transition needs num_classes (and may be a file): loaded and checked here; the rest was checked
+        # by the registry against Params
         self.t: np.ndarray | None = None if self.auto else load_transition(transition, ctx.num_classes)
-        self.warmup_epochs = check_option(epoch_param(ctx, warmup_epochs, "warmup_epochs"), name="warmup_epochs",
-                                          method=m, kind=int, lo=1)
-        self.estimator = check_option(estimator, name="estimator", method=m, kind=str, choices=ESTIMATORS)
-        self.anchor_quantile = check_option(anchor_quantile, name="anchor_quantile", method=m, kind=float,
-                                            lo=0.0, hi=1.0, lo_open=True)
-        self.reinit = check_option(reinit, name="reinit", method=m, kind=bool)
-        self.identity_weight = check_option(identity_weight, name="identity_weight", method=m, kind=float,
-                                            lo=0.0, hi=1.0)
-        self.require_dominant = check_option(require_dominant, name="require_dominant", method=m, kind=bool)
+        self.warmup_epochs = epoch_param(ctx, warmup_epochs, "warmup_epochs")
+        self.estimator, self.anchor_quantile, self.reinit = estimator, float(anchor_quantile), bool(reinit)
+        self.identity_weight, self.require_dominant = float(identity_weight), bool(require_dominant)
         if self.auto:
             check_training_after(ctx, self.warmup_epochs, keys="method.params.warmup_epochs", method=m,
                                  what="the warm-up that estimates T")

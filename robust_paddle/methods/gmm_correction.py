@@ -1,7 +1,8 @@
 """``gmm_correction``: one network, GMM clean probabilities and label refinement (a light DivideMix).
 
 Also holds the division machinery shared with :mod:`robust_paddle.methods.dividemix`: the eval-mode
-per-sample loss pass over the training set, the per-network GMM :class:`Division` (with the loss
+per-sample losses of each network (read from the trainer's cached pass over the training set, which the
+sample statistics and the report of the same weights share), the per-network GMM :class:`Division` (with the loss
 history DivideMix averages at 90% noise) and the epoch logging.
 
 When divisions happen: after every epoch from the end of the warm-up on (``method.after_epoch``), the
@@ -26,10 +27,11 @@ import paddle
 import paddle.nn.functional as F
 
 from robust_paddle.engine import distributed as dist
-from robust_paddle.errors import CheckpointError, ConfigError
+from robust_paddle.errors import CheckpointError
 from robust_paddle.losses.functional import per_sample_ce, to_one_hot
 from robust_paddle.methods.base import Method, MethodContext, check_training_after, epoch_param
 from robust_paddle.methods.correction import (
+    combine_clean_prior,
     loss_clean_probability,
     mix_forward,
     mix_lambda,
@@ -51,66 +53,22 @@ NOISE_MODES = ("sym", "asym")
 
 
 # ------------------------------------------------------------------------------------- shared pieces
-def check_option(value: Any, *, name: str, method: str, kind: type, lo: float | None = None,
-                 hi: float | None = None, lo_open: bool = False, choices: Sequence[Any] | None = None) -> Any:
-    """Validate one ``method.params`` entry; the error names the key, the value and what is allowed."""
-    key = f"method.params.{name}"
-    if choices is not None:
-        if value not in choices:
-            raise ConfigError(f"{key}: {value!r} is not allowed for method '{method}'; choose one of: "
-                             f"{', '.join(map(str, choices))}")
-        return value
-    if kind is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-    if not ok:
-        raise ConfigError(f"{key}: expected {kind.__name__} for method '{method}', got {value!r} ({type(value).__name__})")
-    too_low = lo is not None and (value < lo or (lo_open and value == lo))
-    if too_low or (hi is not None and value > hi):
-        rule = f"{'>' if lo_open else '>='} {lo}" if lo is not None else ""
-        rule += (" and " if rule and hi is not None else "") + (f"<= {hi}" if hi is not None else "")
-        raise ConfigError(f"{key}: {value!r} is out of range for method '{method}'; must be {rule}")
-    return kind(value)
-
-
-
-
 @paddle.no_grad()
-def train_set_losses(trainer: Trainer, nets: Sequence[paddle.nn.Layer]) -> np.ndarray:
-    """Per-sample cross-entropy of every training sample under each network, in eval mode.
+def train_set_losses(trainer: Trainer) -> np.ndarray:
+    """Per-sample cross-entropy of every training sample under each of the method's networks, in eval mode.
 
-    Uses ``trainer.loaders["train_eval"]`` (no augmentation, current labels) under the trainer's AMP
-    context; the networks are put back in train mode afterwards. Data parallel: each rank computes its
-    shard and the losses are all-gathered, so every rank returns the same [K, N] array.
+    Read from the trainer's cached, shard-aware pass (:meth:`~robust_paddle.engine.train_pass.TrainSetPass.
+    train_set_outputs`: ``train_eval`` loader, no augmentation), so the division, the sample statistics and
+    the report of one weights state share one pass; the labels are the training set's current ones. Data
+    parallel: every rank calls it together and returns the same array.
 
     Returns:
-        [K, N] float64, row k for ``nets[k]``, column = dataset index.
+        [K, N] float64, row k for the k-th network of ``method.networks``, column = dataset index.
     """
-    distributed = getattr(trainer, "distributed", False)
-    loader = trainer.shard_loader(trainer.loaders["train_eval"]) if distributed else trainer.loaders["train_eval"]
-    n = len(loader.dataset)
-    out = np.zeros((len(nets), n), dtype=np.float64)
-    seen = np.zeros(n, dtype=bool)
-    for net in nets:
-        net.eval()
-    try:
-        for batch in loader:
-            x, y, idx = batch[:3]
-            rows = idx.numpy().astype(np.int64)
-            with trainer.autocast():
-                for k, net in enumerate(nets):
-                    out[k, rows] = per_sample_ce(net(x), y).numpy()
-            seen[rows] = True
-    finally:
-        for net in nets:
-            net.train()
-    if distributed:  # this rank filled its shard's columns; assemble all of them on every rank
-        mine = np.flatnonzero(seen)
-        out, seen = dist.gather_rows(out[:, mine].T, mine, total=n).T.copy(), np.ones(n, dtype=bool)
-    if not seen.all():
-        raise RuntimeError(f"train_eval loader covered {int(seen.sum())} of {n} training samples")
-    return out
+    outputs = trainer.train_set_outputs()
+    labels = paddle.to_tensor(np.asarray(trainer.loaders["train_eval"].dataset.labels, dtype=np.int64))
+    return np.stack([per_sample_ce(paddle.to_tensor(z), labels).numpy() for z in outputs.networks.values()]
+                    ).astype(np.float64)
 
 
 @dataclass
@@ -125,11 +83,14 @@ class Division:
     prob: np.ndarray | None = None
     history: list[np.ndarray] = field(default_factory=list)
 
-    def update(self, losses: np.ndarray, *, window: int, seed: int, where: str = "GMM division") -> float:
+    def update(self, losses: np.ndarray, *, window: int, seed: int, where: str = "GMM division",
+               prior: np.ndarray | None = None) -> float:
         """Fit the mixture on ``losses`` [N] (raw CE); returns the seconds spent normalising and fitting.
 
         All-equal losses (normalised to zeros) or a mixture that does not separate make every sample clean
-        with a warning (``correction.loss_clean_probability``) instead of stopping the run.
+        with a warning (``correction.loss_clean_probability``) instead of stopping the run. ``prior`` [N] (the
+        annotators' clean prior, ``data.annotations_prior``; NaN = none) replaces the mixture's single clean
+        share per sample (``correction.combine_clean_prior``); with a fallen-back mixture it is the division.
         """
         start = time.perf_counter()
         flat = float(np.ptp(losses)) == 0.0
@@ -137,7 +98,7 @@ class Division:
         self.history = (self.history + [norm])[-window:]
         inputs = np.mean(self.history, axis=0) if len(self.history) > 1 else self.history[-1]
         prob, _, _ = loss_clean_probability(inputs, seed=seed, normalize=False, where=where)
-        self.prob = prob.astype(np.float32)
+        self.prob = combine_clean_prior(prob, prior).astype(np.float32)
         return time.perf_counter() - start
 
     def state_dict(self) -> dict[str, Any]:
@@ -189,21 +150,23 @@ def neg_entropy(logits: paddle.Tensor) -> paddle.Tensor:
 
 
 class GMMDivisionMethod(Method):
-    """Shared bookkeeping of methods that divide the training set with per-network GMMs after warm-up."""
+    """Shared bookkeeping of methods that divide the training set with per-network GMMs after warm-up.
+
+    With ``ctx.clean_prior`` (``data.annotations_prior``) every division combines the loss mixture with that
+    per-sample prior (:func:`robust_paddle.methods.correction.combine_clean_prior`).
+    """
 
     name = "gmm"
+    uses_clean_prior = True
 
     def __init__(self, ctx: MethodContext, *, warmup_epochs: int, p_threshold: float, noise_mode: str,
                  loss_window: int) -> None:
         super().__init__(ctx)
-        m = self.name
-        self.warmup_epochs = check_option(epoch_param(ctx, warmup_epochs, "warmup_epochs"), name="warmup_epochs",
-                                          method=m, kind=int, lo=0)
-        check_training_after(ctx, self.warmup_epochs, keys="method.params.warmup_epochs", method=m,
+        # the values were checked by the registry against the method's Params; what depends on the run is here
+        self.warmup_epochs = epoch_param(ctx, warmup_epochs, "warmup_epochs")
+        check_training_after(ctx, self.warmup_epochs, keys="method.params.warmup_epochs", method=self.name,
                              what="the warm-up")
-        self.p_threshold = check_option(p_threshold, name="p_threshold", method=m, kind=float, lo=0.0, hi=1.0)
-        self.noise_mode = check_option(noise_mode, name="noise_mode", method=m, kind=str, choices=NOISE_MODES)
-        self.loss_window = check_option(loss_window, name="loss_window", method=m, kind=int, lo=1)
+        self.p_threshold, self.noise_mode, self.loss_window = float(p_threshold), noise_mode, int(loss_window)
         self.divisions: list[Division] = []
         self._epoch_start: float | None = None
         self._batch = 0
@@ -216,11 +179,12 @@ class GMMDivisionMethod(Method):
         """Per-sample losses of every network -> one GMM division per network, logged."""
         train_s = None if self._epoch_start is None else time.perf_counter() - self._epoch_start
         start = time.perf_counter()
-        losses = train_set_losses(trainer, list(self.networks.values()))
+        losses = train_set_losses(trainer)
         pass_s = time.perf_counter() - start
         names = list(self.networks)
         gmm_s = sum(d.update(losses[k], window=self.loss_window, seed=derive_seed(self.ctx.cfg.seed, trainer.epoch, k),
-                             where=f"{self.ctx.cfg.method.name} {names[k]}, epoch {trainer.epoch + 1}")
+                             where=f"{self.ctx.cfg.method.name} {names[k]}, epoch {trainer.epoch + 1}",
+                             prior=self.ctx.clean_prior)
                     for k, d in enumerate(self.divisions))
         if getattr(trainer, "distributed", False):
             # every rank fitted the same GMM on the same gathered losses; rank 0's result is made the only
@@ -320,10 +284,7 @@ class GMMCorrectionMethod(GMMDivisionMethod):
                  loss_window: int = 1) -> None:
         super().__init__(ctx, warmup_epochs=warmup_epochs, p_threshold=p_threshold, noise_mode=noise_mode,
                          loss_window=loss_window)
-        self.T = check_option(T, name="T", method=self.name, kind=float, lo=0.0, lo_open=True)
-        self.weighting = check_option(weighting, name="weighting", method=self.name, kind=str,
-                                      choices=("clean_prob", "none"))
-        self.mixup_alpha = check_option(mixup_alpha, name="mixup_alpha", method=self.name, kind=float, lo=0.0)
+        self.T, self.weighting, self.mixup_alpha = float(T), weighting, float(mixup_alpha)
         self.networks = {"net": ctx.build_network()}
         self.loss_fn = ctx.build_loss()
         self.divisions = [Division()]

@@ -98,6 +98,35 @@ def small_loss_indices(losses: np.ndarray | paddle.Tensor, *, keep_ratio: float
     return idx
 
 
+def prior_loss_offset(prior: np.ndarray, *, eps: float = 1e-3) -> np.ndarray:
+    """``-log(prior)`` per sample, added to the per-sample losses that small-loss selection ranks.
+
+    With cross-entropy, ``loss_i - log(prior_i) = -log(p_model(y_i | x_i) * prior_i)``: the samples kept are
+    those whose label is most probable under the network and the prior together (e.g. the annotators'
+    agreement on the label), treated as independent evidence. Only the ranking uses it; the networks train on
+    their plain losses.
+
+    Args:
+        prior: [N] prior probabilities that each label is right, in [0, 1]; NaN where there is none (those
+            samples get the offset of the mean prior, so they rank by their loss against an average sample).
+        eps: the prior is clipped to ``[eps, 1]`` (a prior of 0 must not exclude a sample for ever).
+
+    Returns:
+        [N] float32 offsets >= 0.
+
+    Raises:
+        DataError: not 1-D, or values outside [0, 1].
+    """
+    q = np.asarray(prior, dtype=np.float64)
+    if q.ndim != 1:
+        raise DataError(f"prior_loss_offset: prior must have shape [N], got {list(q.shape)}")
+    known = ~np.isnan(q)
+    if ((q[known] < 0) | (q[known] > 1)).any():
+        raise DataError("prior_loss_offset: prior must be in [0, 1]")
+    fill = float(q[known].mean()) if known.any() else 1.0
+    return (-np.log(np.clip(np.where(known, q, fill), eps, 1.0))).astype(np.float32)
+
+
 def forget_rate_schedule(epoch: int, *, forget_rate: float, num_gradual: int, exponent: float = 1.0) -> float:
     """Co-teaching's forget rate at ``epoch``: ``tau * min((T / T_k)^c, 1)``.
 

@@ -100,6 +100,7 @@ class FinetuneHook(Hook):
 
     priority = 3
     name = "finetune"
+    toggles_trainable = True  # a frozen backbone is unfrozen mid-run (see engine.distributed.wrap_networks)
 
     def __init__(self, backbone: list[paddle.Tensor], *, freeze_epochs: int, lr_mult: float) -> None:
         self.backbone, self.freeze_epochs, self.lr_mult = backbone, int(freeze_epochs), float(lr_mult)

@@ -44,38 +44,83 @@ def train_sample_names(ds: Any) -> list[str]:
     return [str(int(r)) for r in ds.source_rows]
 
 
+PRIOR_FLOOR = 0.01  # an annotator-based prior never says "certainly right / wrong"; reviewed labels get 1
+
+
+def annotation_prior(cons: Any, rows: np.ndarray, labels: np.ndarray, *, kind: str,
+                     overridden: np.ndarray | None = None) -> np.ndarray:
+    """[M] prior probability that each training label is right, from the annotators' consensus.
+
+    ``kind``: ``"agreement"`` = the share of the sample's answers equal to its label (the training label is the
+    consensus label, so this is :attr:`Consensus.agreement`); ``"posterior"`` = the consensus posterior of the
+    label, ``P(true = label | answers)``. Clipped to ``[PRIOR_FLOOR, 1 - PRIOR_FLOOR]``; a reviewed label
+    (``overridden``) gets 1 and a sample nobody answered NaN (no prior).
+
+    Args:
+        cons: the :class:`~robust_paddle.quality.annotators.Consensus` (arrays by source row).
+        rows: [M] source row of each training sample. labels: [M] its training label.
+        kind: ``"agreement"`` or ``"posterior"``.
+        overridden: [source rows] bool, True where ``data.labels_override`` set the label, or None.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64)
+    answered = cons.labels[rows] >= 0
+    if kind == "agreement":
+        value = np.where(labels == cons.labels[rows], cons.agreement[rows], 0.0)
+    else:
+        value = cons.posterior[rows, labels]
+    prior = np.where(answered, np.clip(value, PRIOR_FLOOR, 1.0 - PRIOR_FLOOR), np.nan)
+    if overridden is not None:
+        prior[np.asarray(overridden, dtype=bool)[rows]] = 1.0
+    return prior
+
+
 def annotation_targets(cfg: Config, data: Any) -> dict[str, np.ndarray | None]:
-    """``{"soft_targets": [N, C] | None, "sample_weights": [N] | None}`` for the MethodContext, from the
-    annotators' consensus (``data.annotations_target: soft``, ``data.annotations_weighting: agreement``),
-    rows in training-split order.
+    """``{"soft_targets": [N, C] | None, "sample_weights": [N] | None, "clean_prior": [N] | None}`` for the
+    MethodContext, from the annotators' consensus (``data.annotations_target: soft``,
+    ``data.annotations_weighting: agreement``, ``data.annotations_prior``), rows in training-split order.
 
     Raises:
-        ConfigError: either option set without ``data.annotations``, or with a method other than ``standard``
-            (the others select or relabel samples by their hard labels and would ignore it).
+        ConfigError: an option set without ``data.annotations``; soft targets or weights with a method other than
+            ``standard`` (the others select or relabel samples by their hard labels and would ignore them); a
+            prior with a method that has no clean probability or selection to start from.
     """
+    from robust_paddle.registry import METHODS
+
     d = cfg.data
+    out: dict[str, np.ndarray | None] = {"soft_targets": None, "sample_weights": None, "clean_prior": None}
     wanted = [k for k, v in (("annotations_target", d.annotations_target != "hard"),
-                             ("annotations_weighting", d.annotations_weighting != "none")) if v]
+                             ("annotations_weighting", d.annotations_weighting != "none"),
+                             ("annotations_prior", d.annotations_prior != "none")) if v]
     if not wanted:
-        return {"soft_targets": None, "sample_weights": None}
+        return out
     if not d.annotations:
         raise ConfigError(f"data.{wanted[0]}: needs data.annotations (the annotators' answers)")
-    if cfg.method.name != "standard":
-        raise ConfigError(f"data.{wanted[0]}: only method 'standard' trains on the consensus posterior or agreement "
-                          f"weights; method {cfg.method.name!r} uses hard labels (set data.{wanted[0]} back to its "
-                          "default)")
-    cons = data.label_sources.consensus
+    standard_only = [k for k in wanted if k != "annotations_prior"]
+    if standard_only and cfg.method.name != "standard":
+        raise ConfigError(f"data.{standard_only[0]}: only method 'standard' trains on the consensus posterior or "
+                          f"agreement weights; method {cfg.method.name!r} uses hard labels (set "
+                          f"data.{standard_only[0]} back to its default)")
+    if d.annotations_prior != "none" and not getattr(METHODS.get(cfg.method.name), "uses_clean_prior", False):
+        users = sorted(n for n in METHODS.names() if getattr(METHODS.get(n), "uses_clean_prior", False))
+        raise ConfigError(f"data.annotations_prior: method {cfg.method.name!r} has no clean probability or "
+                          f"small-loss selection to start from the annotators' prior; use one of {', '.join(users)}"
+                          " (for 'standard', data.annotations_weighting: agreement weights the loss instead)")
+    ls = data.label_sources
+    cons = ls.consensus
     rows = np.asarray(data.train.source_rows, dtype=np.int64)
-    soft = weights = None
+    labels = np.asarray(data.train.labels, dtype=np.int64)
     if d.annotations_target == "soft":
         post = cons.posterior[rows]
-        hard = np.eye(data.num_classes)[np.asarray(data.train.labels, dtype=np.int64)]
+        hard = np.eye(data.num_classes)[labels]
         unanswered = post.sum(axis=1) == 0  # no answers: the file's label as a one-hot target
-        soft = np.where(unanswered[:, None], hard, post)
+        out["soft_targets"] = np.where(unanswered[:, None], hard, post)
     if d.annotations_weighting == "agreement":
         agree = cons.agreement[rows]
-        weights = np.where(np.isnan(agree), 1.0, agree)
-    return {"soft_targets": soft, "sample_weights": weights}
+        out["sample_weights"] = np.where(np.isnan(agree), 1.0, agree)
+    if d.annotations_prior != "none":
+        out["clean_prior"] = annotation_prior(cons, rows, labels, kind=d.annotations_prior, overridden=ls.overridden)
+    return out
 
 
 def label_source_summary(data: Any) -> dict[str, Any] | None:

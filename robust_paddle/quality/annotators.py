@@ -31,7 +31,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -40,8 +40,8 @@ from robust_paddle.data.table import read_table
 from robust_paddle.data.textfile import where
 from robust_paddle.errors import DataError, MissingDependencyError
 
-__all__ = ["AGGREGATION_METHODS", "Annotations", "Consensus", "aggregate", "parse_label", "read_annotations",
-           "with_model_answers"]
+__all__ = ["AGGREGATION_METHODS", "Annotations", "Consensus", "aggregate", "consensus_from_posterior", "parse_label",
+           "read_annotations", "with_model_answers"]
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ class Consensus:
         annotator_answers: [A] int64 answers per annotator.
         annotator_names: [A].
         method: the aggregation method.
+        info: method-specific facts (e.g. the chosen ``gamma`` of ``aggregate_with_model``).
     """
 
     labels: np.ndarray
@@ -106,6 +107,7 @@ class Consensus:
     annotator_answers: np.ndarray
     annotator_names: list[str]
     method: str
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_label(value: Any, *, class_index: Mapping[str, int], num_classes: int, at: str) -> int:
@@ -258,12 +260,20 @@ def aggregate(ann: Annotations, *, num_samples: int, num_classes: int, method: s
     if ann.sample.min() < 0 or ann.sample.max() >= num_samples or ann.label.min() < 0 \
             or ann.label.max() >= num_classes:
         raise DataError("answers out of range: samples must be in [0, N) and labels in [0, C)")
-    n_ann = len(ann.annotator_names)
     tasks = np.unique(ann.sample)
     posterior = np.zeros((num_samples, num_classes))
     posterior[tasks] = _crowdkit_posterior(ann, num_classes, method, seed)
+    return consensus_from_posterior(ann, posterior, method=method)
+
+
+def consensus_from_posterior(ann: Annotations, posterior: np.ndarray, *, method: str) -> Consensus:
+    """:class:`Consensus` of the answers ``ann`` given the posterior [N, C] of every sample (rows of unanswered
+    samples are ignored and set to zero), with the module docstring's definitions."""
+    num_samples, num_classes = posterior.shape
+    n_ann = len(ann.annotator_names)
     answered = np.zeros(num_samples, dtype=bool)
-    answered[tasks] = True
+    answered[ann.sample] = True
+    posterior = np.where(answered[:, None], posterior, 0.0)
     labels = np.where(answered, posterior.argmax(axis=1), -1).astype(np.int64)
     num_answers = np.bincount(ann.sample, minlength=num_samples).astype(np.int64)
     agree = np.bincount(ann.sample, weights=(ann.label == labels[ann.sample]).astype(float), minlength=num_samples)

@@ -60,7 +60,8 @@ class VisualDLHook(Hook):
     ``select/precision``, ``select/recall``, ``noise/rate_gmm``); on evaluation epochs ``train/acc``
     (agreement with the given, possibly noisy, training labels) and ``train/acc_clean`` (against the
     clean labels when they are known) over a fixed random subset of at most ``train_acc_samples``
-    training samples; per-class recall; ``trainer.epoch_histograms`` (``samples/loss``,
+    training samples (over the whole set, at no cost, when this epoch's cached pass over the training set
+    already exists, e.g. DivideMix's division); per-class recall; ``trainer.epoch_histograms`` (``samples/loss``,
     ``samples/clean_prob``) as histograms. After training: the confusion matrices as images and the run's
     hyper-parameters with its final metrics (VisualDL's hparams view).
 
@@ -126,7 +127,11 @@ class VisualDLHook(Hook):
         if self._train_loader is None:
             return {}
         ds = trainer.loaders["train_eval"].dataset
-        logits, idx = trainer.predict_logits(self._train_loader)
+        cached = trainer.cached_train_set_outputs() if hasattr(trainer, "cached_train_set_outputs") else None
+        if cached is not None:  # this epoch's pass over the whole set (e.g. DivideMix's division): reuse it
+            logits, idx = cached.logits, np.arange(cached.logits.shape[0])
+        else:
+            logits, idx = trainer.predict_logits(self._train_loader)
         preds = logits.argmax(1)
         labels = np.asarray(ds.labels)
         out = {"train/acc": float(np.mean(preds == labels[idx]))}

@@ -3,7 +3,6 @@
 import numpy as np
 import paddle
 import pytest
-from conftest import forked_workers
 
 from robust_paddle.config import from_dict
 from robust_paddle.data import ArrayDataset, Pipeline, build_data, build_loader
@@ -58,7 +57,6 @@ def test_no_shuffle_and_drop_last(bundle):
         build_loader(bundle.train, batch_size=0, shuffle=False, seed=0)
 
 
-@forked_workers
 def test_worker_processes_follow_the_epoch(bundle):
     single = build_loader(bundle.train, batch_size=256, shuffle=True, seed=1)
     multi = build_loader(bundle.train, batch_size=256, shuffle=True, seed=1, num_workers=1)
@@ -138,3 +136,44 @@ def test_array_dataset_checks():
     np.testing.assert_array_equal(sub.labels, [1, 0])
     np.testing.assert_array_equal(sub.clean_labels, [0, 0])
     assert ds.features().shape == (3, 2)
+
+
+def _per_sample_batches(loader):
+    """What paddle.io.DataLoader collates from ``dataset[i]`` (the path of augmented or file-backed data)."""
+    return [[t.numpy() for t in b] for b in paddle.io.DataLoader.__iter__(loader)]
+
+
+@pytest.mark.parametrize("source", ["uint8_images", "float_tabular", "float_images_two_views"])
+def test_gathered_batches_equal_the_per_sample_path(source):
+    rng = np.random.default_rng(0)
+    if source == "float_tabular":
+        data, pipe = rng.normal(size=(70, 5)), Pipeline(kind="tabular", mean=(0.1,) * 5, std=(2.0,) * 5)
+    elif source == "uint8_images":
+        data = rng.integers(0, 256, size=(70, 6, 5, 3), dtype=np.uint8)
+        pipe = Pipeline(kind="image", mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), scale=1 / 255)
+    else:
+        data = rng.random((70, 4, 4, 1)).astype(np.float32)
+        pipe = Pipeline(kind="image", mean=(0.5,), std=(0.2,))
+    ds = ArrayDataset(data, rng.integers(0, 3, size=70), num_classes=3, pipeline=pipe)
+    if source == "float_images_two_views":
+        ds.extra_views = ((1, False),)
+    loader = build_loader(ds, batch_size=32, shuffle=True, seed=4)
+    assert ds.batchable
+    loader.batch_sampler.set_epoch(2)
+    fast = [[t.numpy() for t in b] for b in loader]
+    slow = _per_sample_batches(loader)
+    assert [len(b) for b in fast] == [len(b) for b in slow] == [3 + (source == "float_images_two_views")] * 3
+    for fb, sb in zip(fast, slow):
+        for f, s in zip(fb, sb):
+            assert f.dtype == s.dtype and f.shape == s.shape
+            np.testing.assert_array_equal(f, s)
+
+
+def test_augmented_or_file_data_is_not_gathered(bundle):
+    assert not bundle.train.batchable  # flip_crop augments
+    assert bundle.train_eval.batchable
+    with pytest.raises(ValueError, match="reads files or augments; load samples one by one"):
+        bundle.train.get_batch([0, 1])
+    files = ArrayDataset(["a.png", "b.png"], np.array([0, 1]), num_classes=2,
+                         pipeline=Pipeline(kind="image", mean=(0.5,), std=(0.2,), channels=1))
+    assert not files.batchable

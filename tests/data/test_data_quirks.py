@@ -10,7 +10,6 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import forked_workers
 from data_quirks import (
     brightness_pair_16bit,
     colour_folder,
@@ -132,7 +131,7 @@ def test_file_list_naming_a_non_image_file(tmp_path):
         build_data(cfg(name="file_list", path=lst))
 
 
-@pytest.mark.parametrize("workers", [0, pytest.param(1, marks=forked_workers)])
+@pytest.mark.parametrize("workers", [0, 1])
 def test_loader_failure_in_thread_or_worker_is_one_error(tmp_path, workers):
     colour_folder(str(tmp_path / "c"), grey_first=False)
     truncated = write_bad_files(str(tmp_path / "bad"))["truncated"]
@@ -234,7 +233,6 @@ def test_cli_mixed_sizes_and_non_utf8_config_exit_2(tmp_path):
     one_line_exit_2(run_cli("train", "-c", str(nonutf8)), "bad.yaml:2: byte 0xe9 at column 4 is not UTF-8")
 
 
-@forked_workers
 def test_cli_loader_failure_in_a_worker_exit_2(tmp_path):
     colour_folder(str(tmp_path / "c"), grey_first=False)
     target = str(tmp_path / "c" / "red" / "0003.png")

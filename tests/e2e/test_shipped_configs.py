@@ -23,11 +23,13 @@ import pytest
 from robust_paddle import config as C
 from robust_paddle.losses import build_loss
 from robust_paddle.methods import MethodContext, build_method
+from robust_paddle.models import build_model
 from robust_paddle.optim import build_scheduler
 from robust_paddle.pipeline import run as run_mod
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
-METHOD_DIRS = ("ce", "gce", "sce", "co_teaching", "dividemix", "gmm_correction", "forward_correction")
+METHOD_DIRS = ("ce", "gce", "sce", "co_teaching", "dividemix", "gmm_correction", "forward_correction", "elr", "sop",
+               "promix")
 ALL = sorted(p for d in METHOD_DIRS for p in glob.glob(os.path.join(ROOT, d, "*.yaml"))
              if not os.path.basename(p).startswith("_"))
 
@@ -77,7 +79,9 @@ def test_every_config_builds_at_2_6_and_its_own_epochs(path):
                                                                          **kw})
 
         ctx = MethodContext(cfg=cfg, num_classes=10, input_shape=(4,), train_labels=np.arange(40) % 10,
-                            clean_labels=None, build_network=lambda: paddle.nn.Linear(4, 10), build_loss=loss)
+                            clean_labels=None, build_network=lambda: build_model("mlp", num_classes=10, input_shape=(4,),
+                                                                              hidden=[8]),
+                            build_loss=loss)
         build_method(cfg, ctx)
         sched = build_scheduler(cfg.scheduler, base_lr=cfg.optimizer.lr, epochs=epochs, steps_per_epoch=3)
         assert sched.warmup < sched.total or sched.warmup == 0
@@ -101,7 +105,7 @@ def standins(tmp_path_factory):
 
 
 FAMILIES = [f"{d}/{k}" for d in ("ce", "gce", "sce", "forward_correction") for k in ("digits", "mnist", "cifar10")] + [
-    f"{d}/{k}" for d in ("dividemix", "gmm_correction") for k in ("digits", "mnist", "cifar10_sym50")] + [
+    f"{d}/{k}" for d in ("dividemix", "gmm_correction", "elr", "sop", "promix") for k in ("digits", "mnist", "cifar10_sym50")] + [
     f"co_teaching/{v}{k}" for v in ("", "plus_", "jocor_") for k in ("digits", "mnist", "cifar10_sym50")]
 QUIET = ["train.progress=false", "train.visualdl=false", "train.report=false", "train.calibration=false",
          "train.checkpoint_every=0", "data.num_workers=0", "data.eval_batch_size=512"]
@@ -120,8 +124,12 @@ def overrides(name: str, epochs: int, standins: dict[str, str], *, small: bool =
         out += [f"data.subset={OWN_BUDGET_SUBSET}", "data.batch_size=32"]
     if kind == "digits":
         return out + ([] if small else ["data.subset=300", "data.batch_size=32"])
-    out += ["data.name=npz", f"data.path={standins[kind]}", "data.root="] + ([] if small else ["data.batch_size=16"])
-    out += ["model.name=mlp", "model.params={hidden: [128]}"]
+    batch = 32 if small else 16
+    out += ["data.name=npz", f"data.path={standins[kind]}", "data.root=", "model.name=mlp",
+            "model.params={hidden: [128]}"] + ([] if small else [f"data.batch_size={batch}"])
+    cfg = C.load(path)
+    if cfg.data.batch_size > 128:  # a large-batch recipe's lr (ProMix: 0.05 at 256) diverges at batch 16: scale
+        out.append(f"optimizer.lr={cfg.optimizer.lr * batch / cfg.data.batch_size}")  # it linearly to the batch
     if kind == "cifar10":
         out.append("data.augment=flip")
     return out

@@ -10,7 +10,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from robust_paddle.data import safe_pickle
-from robust_paddle.engine.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from robust_paddle.engine.checkpoint import copy_checkpoint, load_checkpoint, load_weights, save_checkpoint
 from robust_paddle.errors import CheckpointError
 
 
@@ -156,3 +156,31 @@ def test_check_signature_lists_every_mismatch_and_reads_old_checkpoints():
     with pytest.raises(CheckpointError, match=r"c: network 'net' does not fit the model -- shape mismatch \(1\): "
                                               r"w \[2, 3\] vs \[3, 3\]"):
         check_state_keys({"w": np.zeros((3, 3))}, {"w": w}, what="network 'net'", source="c")
+
+
+def _state(epoch, w):
+    return {"epoch": epoch, "networks": {"net": {"w": w}}, "config": {}, "meta": {}}
+
+
+@pytest.mark.parametrize("links", [True, False])
+def test_copied_checkpoint_keeps_its_epoch_after_latest_is_rewritten(tmp_path, monkeypatch, links):
+    if not links:  # a file system without hard links: an atomic byte copy instead
+        def no_link(src, dst):
+            raise OSError(1, "Operation not permitted", src)
+        monkeypatch.setattr(os, "link", no_link)
+    latest, best = str(tmp_path / "latest.pdckpt"), str(tmp_path / "best.pdckpt")
+    save_checkpoint(_state(1, np.arange(4, dtype=np.float32)), latest)
+    assert copy_checkpoint(latest, best) == best
+    save_checkpoint(_state(2, np.zeros(4, dtype=np.float32)), latest)
+    kept, now = load_checkpoint(best), load_checkpoint(latest)
+    assert kept["epoch"] == 1 and now["epoch"] == 2
+    np.testing.assert_array_equal(kept["networks"]["net"]["w"], np.arange(4, dtype=np.float32))
+    assert os.stat(best).st_nlink == 1 and sorted(os.listdir(tmp_path)) == ["best.pdckpt", "latest.pdckpt"]
+
+
+def test_copy_checkpoint_of_a_missing_file_leaves_the_old_one(tmp_path):
+    best = str(tmp_path / "best.pdckpt")
+    save_checkpoint(_state(3, np.ones(2, dtype=np.float32)), best)
+    with pytest.raises(FileNotFoundError):
+        copy_checkpoint(str(tmp_path / "nope.pdckpt"), best)
+    assert load_checkpoint(best)["epoch"] == 3 and os.listdir(tmp_path) == ["best.pdckpt"]

@@ -48,6 +48,30 @@ def test_metrics_reference():
         classification_metrics(np.array([0]), np.array([0, 1]), num_classes=2)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_metrics_equal_sklearn(seed):
+    from sklearn.metrics import confusion_matrix, f1_score, recall_score
+
+    rng = np.random.default_rng(seed)
+    c = 7
+    labels = rng.integers(0, c - 1, size=300)  # class 6 never a label: recall 0, F1 only from its predictions
+    preds = np.where(rng.random(300) < 0.6, labels, rng.integers(0, c, size=300))
+    m = classification_metrics(labels, preds, num_classes=c)
+    classes = list(range(c))
+    assert m["confusion"] == confusion_matrix(labels, preds, labels=classes).tolist()
+    np.testing.assert_allclose(m["per_class_recall"],
+                               recall_score(labels, preds, labels=classes, average=None, zero_division=0))
+    assert m["macro_f1"] == pytest.approx(f1_score(labels, preds, labels=classes, average="macro", zero_division=0))
+    assert m["acc"] == pytest.approx(float(np.mean(labels == preds)))
+
+
+def test_metrics_refuse_out_of_range_values():
+    with pytest.raises(ValueError, match=r"preds must lie in \[0, 3\), got values in \[0, 3\]"):
+        classification_metrics(np.array([0, 1]), np.array([0, 3]), num_classes=3)
+    with pytest.raises(ValueError, match="empty set"):
+        classification_metrics(np.array([]), np.array([]), num_classes=3)
+
+
 def test_is_better_and_derive_seed():
     assert is_better(1.0, None, mode="max") and is_better(0.5, 0.4, mode="max")
     assert not is_better(0.5, 0.49, mode="max", min_delta=0.05)

