@@ -242,9 +242,20 @@ def split_list(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its finished children (the DataLoader workers of an
+    epoch are joined when its iteration ends). On a shared machine this measures the work done, which the
+    other jobs' load does not inflate the way it inflates wall-clock time."""
+    import resource
+
+    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
 def epoch_timer() -> Any:
     """A trainer hook recording each epoch's wall-clock: ``train_s`` (epoch start to the last optimizer
-    step) and ``epoch_s`` (to the end of ``method.after_epoch``: the method's per-epoch passes included) in
+    step) and ``epoch_s`` (to the end of ``method.after_epoch``: the method's per-epoch passes included), and
+    ``cpu_s`` (:func:`cpu_seconds` over the same span) in
     ``.rows`` (priority 0: the first ``after_epoch`` hook, before any evaluation)."""
     from robust_paddle.engine.hooks import Hook
 
@@ -257,12 +268,14 @@ def epoch_timer() -> Any:
 
         def before_epoch(self, trainer: Any) -> None:
             self._t0 = self._t1 = time.perf_counter()
+            self._c0 = cpu_seconds()
 
         def after_step(self, trainer: Any, terms: dict[str, float]) -> None:
             self._t1 = time.perf_counter()
 
         def after_epoch(self, trainer: Any) -> None:
             t2 = time.perf_counter()
-            self.rows.append({"epoch": trainer.epoch + 1, "train_s": self._t1 - self._t0, "epoch_s": t2 - self._t0})
+            self.rows.append({"epoch": trainer.epoch + 1, "train_s": self._t1 - self._t0, "epoch_s": t2 - self._t0,
+                              "cpu_s": cpu_seconds() - self._c0})
 
     return EpochTimer()

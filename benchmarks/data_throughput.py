@@ -16,8 +16,10 @@ under ``--root``; runs use its first N files through a PaddleClas file list. Thr
 3. **Epoch time against N** per method (small CNN, ``--epoch-sizes``, the second of two epochs -- after a
    one-epoch warm-up for the methods that divide --, no evaluation): seconds per epoch including the
    method's per-epoch division, each N measured ``--epoch-rounds`` times with the order of the sizes rotated
-   every round, median per N. Linear growth: seconds per 1,000 samples within 15% across N (also printed:
-   t(2N)/t(N) and the least-squares line t = a + b N, whose a is the fixed per-epoch cost). The share of the
+   every round, median per N, wall-clock and CPU seconds (this process and its joined loader workers: the
+   work, which a loaded shared machine inflates less than wall time). Linear growth: seconds per 1,000
+   samples within 15% across N (also printed: t(2N)/t(N) and the least-squares line t = a + b N, whose a is
+   the fixed per-epoch cost). The share of the
    per-sample passes (``time/divide_s``: the eval-mode loss pass over the training set and the GMM fits) in
    the epoch. Target: <= 25%.
 
@@ -204,7 +206,8 @@ def epoch_time(list_path: str, method: str, *, crop: int, workers: int, out: str
     n = len(run.data.train)
     epoch_s = row["epoch_s"]  # to the end of method.after_epoch, where the next epoch's division runs
     return {"method": method, "n": n, "epoch_s": epoch_s, "train_s": row["train_s"], "divide_s": divide,
-            "s_per_1k": 1000 * epoch_s / n, "pass_share": divide / epoch_s if divide else None}
+            "s_per_1k": 1000 * epoch_s / n, "cpu_s": row["cpu_s"], "cpu_s_per_1k": 1000 * row["cpu_s"] / n,
+            "pass_share": divide / epoch_s if divide else None}
 
 
 def epoch_sweep(lists: dict[int, str], sizes: list[int], method: str, *, rounds: int, crop: int, workers: int,
@@ -219,25 +222,28 @@ def epoch_sweep(lists: dict[int, str], sizes: list[int], method: str, *, rounds:
             partial[1].setdefault("epoch_runs", []).append({**row, "round": r, "uptime": C.uptime()})
             C.save_json(partial[0], partial[1])  # a long run keeps what it measured so far
             share = f", per-sample passes {100 * row['pass_share']:.1f}%" if row["pass_share"] is not None else ""
-            print(f"round {r + 1} {method:<14} N={n:<6} epoch {row['epoch_s']:7.1f} s  {row['s_per_1k']:.2f} s/1k"
-                  f"{share}", flush=True)
+            print(f"round {r + 1} {method:<14} N={n:<6} epoch {row['epoch_s']:7.1f} s  {row['s_per_1k']:.2f} s/1k  "
+                  f"CPU {row['cpu_s_per_1k']:.2f} s/1k{share}", flush=True)
     out = []
     for n in sizes:
         mid = sorted(runs[n], key=lambda x: x["epoch_s"])[(len(runs[n]) - 1) // 2]  # the median round
-        out.append({**mid, "rounds": len(runs[n]), "epoch_s_rounds": [x["epoch_s"] for x in runs[n]]})
+        cpu = sorted(x["cpu_s"] for x in runs[n])[(len(runs[n]) - 1) // 2]
+        out.append({**mid, "cpu_s": cpu, "cpu_s_per_1k": 1000 * cpu / n, "rounds": len(runs[n]),
+                    "epoch_s_rounds": [x["epoch_s"] for x in runs[n]], "cpu_s_rounds": [x["cpu_s"] for x in runs[n]]})
     return out
 
 
-def linearity(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """How far epoch time is from proportional to N: ``spread`` = max/min of seconds per sample - 1 (target
-    <= 0.15), ``growth`` = t(N_i+1)/t(N_i) next to N_i+1/N_i, and the least-squares line t = a + b N."""
+def linearity(rows: list[dict[str, Any]], key: str = "epoch_s") -> dict[str, Any]:
+    """How far epoch time (``key``: wall ``epoch_s`` or ``cpu_s``) is from proportional to N: ``spread`` =
+    max/min of seconds per sample - 1 (target <= 0.15), ``growth`` = t(N_i+1)/t(N_i) next to N_i+1/N_i, and the
+    least-squares line t = a + b N (a: the fixed per-epoch cost)."""
     n = np.array([r["n"] for r in rows], dtype=np.float64)
-    t = np.array([r["epoch_s"] for r in rows], dtype=np.float64)
+    t = np.array([r[key] for r in rows], dtype=np.float64)
     per = t / n
     slope, intercept = np.polyfit(n, t, 1)
-    return {"method": rows[0]["method"], "n": n.astype(int).tolist(), "spread": float(per.max() / per.min() - 1),
-            "growth": [float(b / a) for a, b in zip(t, t[1:])], "n_ratio": [float(b / a) for a, b in zip(n, n[1:])],
-            "slope_s": float(slope), "intercept_s": float(intercept)}
+    return {"method": rows[0]["method"], "measure": key, "n": n.astype(int).tolist(),
+            "spread": float(per.max() / per.min() - 1), "growth": [float(b / a) for a, b in zip(t, t[1:])],
+            "n_ratio": [float(b / a) for a, b in zip(n, n[1:])], "slope_s": float(slope), "intercept_s": float(intercept)}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -289,9 +295,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             rows = epoch_sweep(lists, epoch_sizes, method, rounds=args.epoch_rounds, crop=args.crop,
                                workers=args.workers, root=args.root, partial=(args.out + ".partial", result))
             result["epochs"] += rows
-            result["linearity"].append(lin := linearity(rows))
-            print(f"{method}: s/1k spread {100 * lin['spread']:.1f}% (target <= 15%), fixed per-epoch cost "
-                  f"{lin['intercept_s']:.2f} s, {1000 * lin['slope_s']:.2f} s per 1k samples", flush=True)
+            for key in ("epoch_s", "cpu_s"):
+                result["linearity"].append(lin := linearity(rows, key))
+                print(f"{method} {key}: per-1k spread {100 * lin['spread']:.1f}% (target <= 15%), growth "
+                      f"{', '.join(f'{g:.2f}' for g in lin['growth'])} for N x{lin['n_ratio'][0]:.0f}, fixed "
+                      f"per-epoch cost {lin['intercept_s']:.2f} s, {1000 * lin['slope_s']:.2f} s per 1k samples", flush=True)
     result["uptime_end"] = C.uptime()
     result["environment"] = C.environment()
     if skip and os.path.isfile(args.out):  # a partial re-run updates the parts it measured

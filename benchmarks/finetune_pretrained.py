@@ -72,7 +72,7 @@ def finetune(npz: str, out: str, *, method: str, pretrained: str, epochs: int, s
         overrides.append(f"model.pretrained={pretrained}")
     cfg = config_mod.load(os.path.join(ROOT, "configs", "_base_", "digits.yaml"), overrides)
     preset = {k: v for k, v in method_preset(name, "digits").items() if k.startswith("method.")}
-    if name == "dividemix":  # the digits preset warms up 5 of 30 epochs; keep that share at other lengths
+    if name == "dividemix":  # 5/30 of the run (the share its recorded rows used; the preset is now 5 of 20)
         preset["method.params"] = {**preset.get("method.params", {}),
                                    "warmup_epochs": max(1, round(epochs * 5 / 30))}
     cfg = config_mod.with_values(cfg, preset)

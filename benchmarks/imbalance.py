@@ -27,6 +27,7 @@ writes ``benchmarks/results/imbalance-digits.json``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -39,8 +40,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import common as C  # noqa: E402  (imports robust_paddle first: zlib shim before paddle)
-from robust_paddle.losses.base import RobustLoss, check_real  # noqa: E402
+from robust_paddle.losses.base import LossParams, RobustLoss  # noqa: E402
 from robust_paddle.registry import LOSSES  # noqa: E402
+from robust_paddle.schema import param  # noqa: E402
 
 if TYPE_CHECKING:
     import paddle
@@ -62,11 +64,15 @@ class FocalGCELoss(RobustLoss):
 
     loss_name = "focal_gce"
 
+    @dataclasses.dataclass(frozen=True)
+    class Params(LossParams):
+        gamma: float = param(2.0, min=0.0, doc="focusing parameter")
+        q: float = param(0.7, min=0.0, max=1.0, min_open=True, doc="GCE exponent")
+
     def __init__(self, *, num_classes: int, reduction: str = "mean", weight: list[float] | None = None,
-                 gamma: float = 2.0, q: float = 0.7) -> None:
-        super().__init__(num_classes=num_classes, reduction=reduction, weight=weight)
-        self.gamma = check_real(gamma, name="gamma", where=self.loss_name, lo=0.0)
-        self.q = check_real(q, name="q", where=self.loss_name, lo=0.0, hi=1.0, lo_open=True)
+                 ignore_index: int | None = None, gamma: float = 2.0, q: float = 0.7) -> None:
+        super().__init__(num_classes=num_classes, reduction=reduction, weight=weight, ignore_index=ignore_index)
+        self.gamma, self.q = float(gamma), float(q)  # checked by the registry against Params
 
     def per_sample(self, logits: paddle.Tensor, target: paddle.Tensor) -> paddle.Tensor:
         import paddle

@@ -6,6 +6,7 @@
    ``RTLD_GLOBAL`` *before* paddle is imported makes every later lookup resolve to the system library.
 2. Paddle 2.6 vs 3.x differences (saved-model file names, PaddleSlim support) live here so the rest
    of the package never branches on versions.
+3. How DataLoader workers are started (``loader_workers``): Paddle forks them, which hangs on Paddle 3.3.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import ctypes.util
 import logging
 import os
 import sys
+import threading
+from collections.abc import Iterator
 
 logger = logging.getLogger(__name__)
 
@@ -121,10 +124,97 @@ def legacy_program_guard() -> contextlib.AbstractContextManager:
 
     Paddle 3.x writes PIR programs (``.json``) by default; ``paddle.pir_utils.OldIrGuard`` switches back to
     the legacy program for the block. Paddle 2.x writes ``.pdmodel`` anyway: a no-op there.
+
+    Paddle 3.3 no longer traces every layer into a legacy program by itself; inside the guard two gaps are
+    bridged (:func:`_legacy_tracing_fixes`): (1) ``paddle[.tensor].matmul``, ``paddle.tanh``, ``paddle.sum`` and the
+    other functions Paddle 3.3 generates as direct ``_C_ops`` calls reject legacy ``Variable`` inputs
+    ("must be Value, but got Variable": ``nn.MultiHeadAttention``, attention pooling); while tracing they
+    append the legacy op instead (``matmul_v2``, ``tanh``, ``reduce_sum``, ...; the same kernels the 2.x
+    program uses). (2) Converting a buffer that has no storage yet (``nn.GRU`` / ``nn.LSTM``'s dropout state)
+    reads ``Tensor.device``, which raises on such a tensor; it reads as ``None`` instead.
     """
     if IS_PADDLE3:
-        return paddle.pir_utils.OldIrGuard()
+        return _legacy_tracing_fixes()
     return contextlib.nullcontext()
+
+
+def _legacy_unary(op: str):
+    def fn(x, name=None):
+        from paddle.base.layer_helper import LayerHelper
+
+        helper = LayerHelper(op)
+        out = helper.create_variable_for_type_inference(dtype=x.dtype)
+        helper.append_op(type=op, inputs={"X": [x]}, outputs={"Out": [out]})
+        return out
+
+    return fn
+
+
+def _legacy_matmul(x, y, transpose_x=False, transpose_y=False, name=None):
+    from paddle.base.layer_helper import LayerHelper
+
+    helper = LayerHelper("matmul_v2")
+    out = helper.create_variable_for_type_inference(dtype=x.dtype)
+    helper.append_op(type="matmul_v2", inputs={"X": [x], "Y": [y]}, outputs={"Out": [out]},
+                     attrs={"trans_x": bool(transpose_x), "trans_y": bool(transpose_y)})
+    return out
+
+
+def _legacy_sum(x, axis=None, dtype=None, keepdim=False, name=None):
+    from paddle.base.layer_helper import LayerHelper
+
+    if dtype is not None:
+        x = paddle.cast(x, dtype)
+    axes = [] if axis is None else ([int(axis)] if isinstance(axis, int) else [int(a) for a in axis])
+    helper = LayerHelper("reduce_sum")
+    out = helper.create_variable_for_type_inference(dtype=x.dtype)
+    helper.append_op(type="reduce_sum", inputs={"X": [x]}, outputs={"Out": [out]},
+                     attrs={"dim": axes or [0], "keep_dim": bool(keepdim), "reduce_all": not axes})
+    return out
+
+
+# paddle.<name>, paddle.tensor.<name> / paddle.nn.functional.<name> that Paddle 3.3 binds to a bare _C_ops call, and their legacy op
+_LEGACY_FUNCS = {"matmul": _legacy_matmul, "sum": _legacy_sum,
+                 **{n: _legacy_unary(n) for n in ("tanh", "sigmoid", "exp", "sqrt", "rsqrt", "abs", "log")}}
+_LEGACY_NN_FUNCS = ("tanh", "sigmoid")
+
+
+@contextlib.contextmanager
+def _legacy_tracing_fixes():
+    from paddle.base import core
+    from paddle.base.framework import Variable
+
+    def dispatch(original, legacy):
+        def fn(*args, **kwargs):
+            if any(isinstance(a, Variable) for a in (*args, *kwargs.values())):
+                return legacy(*args, **kwargs)
+            return original(*args, **kwargs)
+
+        return fn
+
+    tensor_module = sys.modules["paddle.tensor"]  # (``paddle.tensor`` itself is a function on Paddle 3.3)
+    saved = [(owner, n, getattr(owner, n)) for owner in (paddle, tensor_module) for n in _LEGACY_FUNCS
+             if hasattr(owner, n)]
+    saved += [(paddle.nn.functional, n, getattr(paddle.nn.functional, n)) for n in _LEGACY_NN_FUNCS]
+    device = core.eager.Tensor.__dict__.get("device")
+    try:
+        for owner, n, original in saved:
+            setattr(owner, n, dispatch(original, _LEGACY_FUNCS[n]))
+        if isinstance(device, property):
+            def storage_device(t):
+                try:
+                    return device.fget(t)
+                except ValueError:  # "Unknown place type": a tensor without storage
+                    return None
+
+            core.eager.Tensor.device = property(storage_device)
+        with paddle.pir_utils.OldIrGuard():
+            yield
+    finally:
+        for owner, n, original in saved:
+            setattr(owner, n, original)
+        if isinstance(device, property):
+            core.eager.Tensor.device = device
 
 
 def check_paddle2onnx_reads(model_path: str, paddle2onnx_version: str) -> None:
@@ -186,3 +276,44 @@ def native_optimizer(name: str) -> type | None:
 
 def cuda_available() -> bool:
     return paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+
+
+# ------------------------------------------------------------------------------------- loader workers
+#: How ``paddle.io.DataLoader`` worker processes are started (see :func:`loader_workers`).
+LOADER_START_METHOD = "forkserver"
+_start_method_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def loader_workers() -> Iterator[None]:
+    """Inside this block, ``paddle.io.DataLoader`` starts its worker processes with ``forkserver``, not fork.
+
+    Paddle's DataLoader (2.6 and 3.x) has no ``multiprocessing_context`` argument: its workers are
+    ``multiprocessing.Process`` of the default context, i.e. forked from the training process on Linux. A
+    fork copies every lock other threads hold at that moment, and nothing releases them in the child. On
+    Paddle 3.3 this hangs workers for good: its host-memory statistics (``paddle::memory::Stat`` over
+    ``phi::ThreadDataRegistry``) take one process-wide reader-writer lock whenever a thread allocates past its
+    peak, starts or ends; forked while another thread (a loader's reader thread, an iterator's thread that is
+    just ending) holds it, the worker's queue-feeder thread blocks on it at its first tensor -- holding the GIL,
+    so the worker's main thread then waits for the GIL in whatever call released it last (a libjpeg decode,
+    an OpenCV call). OpenCV's and OpenMP's thread pools can do the same on any Paddle. ``forkserver``
+    workers are forked from a single-threaded server process (started once, ``robust_paddle.data`` preloaded
+    so each worker starts fast) that never ran a Paddle op or held those locks.
+
+    Consequences: the dataset is pickled to each worker when an epoch's iterator starts (whole-file memory
+    maps travel as their file name, see ``data.datasets``), and a script using the Python API with
+    ``num_workers > 0`` needs the usual ``if __name__ == "__main__":`` guard (the workers import the main
+    module, as with every non-fork start method). The CLI has it.
+    """
+    import multiprocessing
+
+    with _start_method_lock:
+        previous = multiprocessing.get_start_method(allow_none=True)
+        if previous != LOADER_START_METHOD:
+            multiprocessing.set_forkserver_preload(["robust_paddle.data"])
+            multiprocessing.set_start_method(LOADER_START_METHOD, force=True)
+        try:
+            yield
+        finally:
+            if previous != LOADER_START_METHOD:
+                multiprocessing.set_start_method(previous, force=True)

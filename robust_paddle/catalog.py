@@ -38,6 +38,8 @@ def _paper(doc: str) -> str:
 
 
 def _fmt(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)  # as it is written in YAML
     return value if isinstance(value, (int, float, str, bool, type(None), list, dict, tuple)) else repr(value)
 
 
@@ -56,8 +58,11 @@ def params_of(builder: Any, *, positional: int = 0) -> list[dict[str, Any]]:
             for k in ("choices", "min", "max"):
                 if meta.get(k) is not None:
                     row[k] = list(meta[k]) if k == "choices" else meta[k]
-            if meta.get("min_open"):
-                row["min_open"] = True
+            for k in ("min_open", "max_open"):
+                if meta.get(k):
+                    row[k] = True
+            if meta.get("min_items"):
+                row["min_items"] = meta["min_items"]
             out.append(row)
         return out
     target = builder.__init__ if inspect.isclass(builder) else builder
@@ -83,8 +88,10 @@ def describe(kind: str) -> list[dict[str, Any]]:
     for name in reg.names():
         builder = reg.get(name)
         doc = inspect.getdoc(builder) or ""
+        paper = getattr(builder, "paper", None)  # an explicit citation (e.g. a paper with no arXiv id)
         out.append({"name": name, "summary": doc.split("\n\n")[0].replace("\n", " ").strip(),
-                    "paper": _paper(doc) or _paper(inspect.getdoc(inspect.getmodule(builder)) or ""),
+                    "paper": paper if paper is not None else
+                    _paper(doc) or _paper(inspect.getdoc(inspect.getmodule(builder)) or ""),
                     "params": params_of(builder, positional=positional)})
     return out
 
@@ -99,7 +106,10 @@ def format_catalog(entries: list[dict[str, Any]]) -> str:
             if "choices" in p:
                 allowed = f" one of {', '.join(map(str, p['choices']))}"
             elif "min" in p or "max" in p:
-                allowed = f" in {'(' if p.get('min_open') else '['}{p.get('min', '-inf')}, {p.get('max', 'inf')}]"
+                allowed = (f" in {'(' if p.get('min_open') else '['}{p.get('min', '-inf')}, {p.get('max', 'inf')}"
+                           f"{')' if p.get('max_open') else ']'}")
+                if "min_items" in p:
+                    allowed += f", at least {p['min_items']} item(s)"
             doc = f"  -- {p['doc']}" if p["doc"] else ""
             lines.append(f"    {p['name']}: {p['type']} = {p['default']!r}{allowed}{doc}")
         if not e["params"]:

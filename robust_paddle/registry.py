@@ -48,22 +48,33 @@ class Registry:
             raise ConfigError(f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}")
         return self._table[name]
 
-    def build(self, name: str, *args: Any, field: str | None = None, **kwargs: Any) -> Any:
-        """Build ``name`` with ``kwargs``, rejecting keyword arguments the builder does not accept.
+    def build(self, name: str, *args: Any, field: str | None = None, fixed: dict[str, Any] | None = None,
+              **kwargs: Any) -> Any:
+        """Build ``name`` with the config parameters ``kwargs``, validated here (the one place they are).
+
+        A builder that declares a frozen ``Params`` dataclass (``schema.param`` fields) gets its ``kwargs``
+        checked against it -- unknown keys, types, ranges, choices -- and receives the validated values; the
+        constructor does not check them again. Other builders get ``kwargs`` checked against their signature.
 
         Args:
             field: the config path the kwargs came from (e.g. ``"loss.params"``), used in messages.
+            fixed: arguments the toolkit fills itself (``num_classes``, ``input_shape``, a text model's
+                vocabulary), passed through unchecked and not config parameters.
+
+        Raises:
+            ConfigError: ``<field>.<key>: <value> is out of range; must be > 0.0`` (and the like) for a bad
+                value, ``<field>: unknown key(s) ...`` naming the allowed keys for an unknown one.
         """
         obj = self.get(name)
+        fixed = dict(fixed or {})
         where = field or f"{self.kind} '{name}'"
-        check_kwargs(obj, kwargs, where=where, owner=f"{self.kind} '{name}'", positional=len(args))
+        check_kwargs(obj, kwargs, where=where, owner=f"{self.kind} '{name}'", positional=len(args),
+                     exclude=set(fixed))
         spec = getattr(obj, "Params", None)
         if spec is not None and dataclasses.is_dataclass(spec):
-            # the builder declares its parameters: types, ranges and choices are checked here, naming
-            # ``<field>.<key>`` (e.g. ``method.params.T: 0 is out of range; must be > 0.0``)
             params = build(spec, kwargs, where)
             kwargs = {k: getattr(params, k) for k in kwargs}
-        return obj(*args, **kwargs)
+        return obj(*args, **fixed, **kwargs)
 
     def names(self) -> list[str]:
         return sorted(self._table)
@@ -99,8 +110,10 @@ def accepted_kwargs(obj: Callable[..., Any], *, positional: int = 0) -> tuple[li
 
 
 def check_kwargs(obj: Callable[..., Any], kwargs: dict[str, Any], *, where: str, owner: str,
-                 positional: int = 0) -> None:
+                 positional: int = 0, exclude: set[str] | frozenset[str] = frozenset()) -> None:
+    """Unknown keys of ``kwargs`` for ``obj``'s signature (``exclude``: names filled elsewhere, not listed)."""
     names, var_kw = accepted_kwargs(obj, positional=positional)
+    names = [n for n in names if n not in exclude]
     if var_kw:
         return
     unknown = sorted(set(kwargs) - set(names))

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import numbers
 import types
 import typing
 from dataclasses import field
@@ -23,10 +25,13 @@ __all__ = ["param", "build", "convert", "check_range", "type_name"]
 
 
 def param(default: Any = dataclasses.MISSING, *, choices: tuple | None = None, min: float | None = None,
-       max: float | None = None, min_open: bool = False, factory: Any = None, doc: str = "") -> Any:
-    """A dataclass field with its allowed values (``choices``, ``min``/``max``, ``min_open``: ``> min``) and a
-    one-line ``doc`` (shown by ``robust-paddle list``)."""
-    meta = {"choices": choices, "min": min, "max": max, "min_open": min_open, "doc": doc}
+          max: float | None = None, min_open: bool = False, max_open: bool = False, min_items: int | None = None,
+          factory: Any = None, doc: str = "") -> Any:
+    """A dataclass field with its allowed values (``choices``, ``min``/``max``, ``min_open``: ``> min``,
+    ``max_open``: ``< max``; for a list they bound every item, and ``min_items`` its length) and a one-line
+    ``doc`` (shown by ``robust-paddle list``)."""
+    meta = {"choices": choices, "min": min, "max": max, "min_open": min_open, "max_open": max_open,
+            "min_items": min_items, "doc": doc}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -67,20 +72,24 @@ def convert(value: Any, tp: Any, key: str) -> Any:
             return None
         raise ConfigError(f"{key}: expected null, got {value!r}")
     if origin is list:
+        if isinstance(value, tuple):  # a Python caller's tuple; YAML gives lists
+            value = list(value)
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list ({type_name(tp)}), got {value!r} ({type(value).__name__})")
         (item_tp,) = typing.get_args(tp) or (Any,)
         return [convert(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is Any:
         return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if tp is float:  # numbers.Real: NumPy scalars from a Python caller too
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ConfigError(f"{key}: expected float, got {value!r} ({type(value).__name__})")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: {value!r} is not allowed; expected a finite number")
         return float(value)
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise ConfigError(f"{key}: expected int, got {value!r} ({type(value).__name__})")
-        return value
+        return int(value)
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected bool (true/false), got {value!r} ({type(value).__name__})")
@@ -97,16 +106,25 @@ def convert(value: Any, tp: Any, key: str) -> Any:
 
 
 def check_range(value: Any, meta: Any, key: str) -> None:
+    """``value`` against a field's ``choices``, ``min``/``max`` (every item of a list) and ``min_items``."""
     choices = meta.get("choices")
     if choices is not None and value not in choices:
         raise ConfigError(f"{key}: {value!r} is not allowed; choose one of: {', '.join(map(str, choices))}")
+    if isinstance(value, list):
+        if meta.get("min_items") is not None and len(value) < meta["min_items"]:
+            raise ConfigError(f"{key}: {value!r} is too short; needs at least {meta['min_items']} item(s)")
+        for i, item in enumerate(value):
+            check_range(item, {k: v for k, v in meta.items() if k != "choices"}, f"{key}[{i}]")
+        return
     lo, hi = meta.get("min"), meta.get("max")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        lo_op, hi_op = (">" if meta.get("min_open") else ">="), ("<" if meta.get("max_open") else "<=")
         if lo is not None and (value < lo or (meta.get("min_open") and value == lo)):
-            op = ">" if meta.get("min_open") else ">="
-            raise ConfigError(f"{key}: {value!r} is out of range; must be {op} {lo}" + (f" and <= {hi}" if hi is not None else ""))
-        if hi is not None and value > hi:
-            raise ConfigError(f"{key}: {value!r} is out of range; must be <= {hi}" + (f" and >= {lo}" if lo is not None else ""))
+            raise ConfigError(f"{key}: {value!r} is out of range; must be {lo_op} {lo}"
+                              + (f" and {hi_op} {hi}" if hi is not None else ""))
+        if hi is not None and (value > hi or (meta.get("max_open") and value == hi)):
+            raise ConfigError(f"{key}: {value!r} is out of range; must be {hi_op} {hi}"
+                              + (f" and {lo_op} {lo}" if lo is not None else ""))
 
 
 def build(cls: type, data: dict, prefix: str = "") -> Any:

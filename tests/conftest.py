@@ -23,14 +23,3 @@ def pytest_collection_modifyitems(config, items):
 def repo_root() -> str:
     return REPO
 
-
-def _forked_workers_hang() -> bool:
-    from robust_paddle import _compat
-
-    return _compat.IS_PADDLE3
-
-
-#: DataLoader worker processes are forked; on Paddle 3.3 a forked worker can wait forever on a lock the parent's
-#: threads held at fork time (seen in libjpeg and OpenCV calls). Open defect: tests with workers run on 2.6 only.
-forked_workers = pytest.mark.skipif(_forked_workers_hang(), reason="forked DataLoader workers can deadlock on Paddle 3.3 "
-                                    "(open defect; num_workers > 0 is tested on Paddle 2.6)")

@@ -6,6 +6,7 @@ import paddle
 from robust_paddle import config as C
 from robust_paddle.losses import build_loss
 from robust_paddle.methods.base import MethodContext
+from robust_paddle.registry import METHODS
 
 
 def softmax(z):
@@ -59,3 +60,12 @@ def log_trainer(**attrs):
             self.__dict__.update(attrs)
 
     return LogTrainer()
+
+
+def build_method(cls, ctx, **params):
+    """``cls`` built as a run builds it: through ``METHODS``, whose ``Params`` check ``params`` (the
+    constructors take validated values)."""
+    import robust_paddle.methods  # noqa: F401  (registers)
+
+    name = next(n for n in METHODS.names() if METHODS.get(n) is cls)
+    return METHODS.build(name, ctx, field="method.params", **params)

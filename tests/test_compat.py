@@ -77,6 +77,53 @@ def test_legacy_program_guard_writes_a_pdmodel(tmp_path):
     np.testing.assert_allclose(out, net(paddle.to_tensor(x)).numpy(), rtol=1e-6)
 
 
+def test_legacy_program_guard_traces_matmul_tanh_sum_and_a_gru_then_restores_paddle(tmp_path):
+    """Paddle 3.3 binds paddle.matmul / tanh / sum to bare _C_ops calls that reject legacy Variables, and an RNN's
+    storage-less dropout state breaks the legacy conversion; inside the guard both trace (a no-op on 2.x)."""
+    import sys
+
+    import numpy as np
+    import paddle
+
+    from robust_paddle import _compat
+
+    class Net(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.rnn = paddle.nn.GRU(3, 4, direction="bidirect")
+            self.lin = paddle.nn.Linear(8, 8)
+
+        def forward(self, x):
+            h, _ = self.rnn(x)  # [B, T, 8]
+            a = paddle.tanh(self.lin(h))
+            w = paddle.nn.functional.sigmoid(sys.modules["paddle.tensor"].matmul(a, h, transpose_y=True))  # [B, T, T]
+            return paddle.sum(paddle.matmul(w, h), axis=1) + paddle.sum(a)  # [B, 8]
+
+    paddle.seed(0)
+    net = Net()
+    net.eval()
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype("float32")
+    ref = net(paddle.to_tensor(x)).numpy()
+    before = (paddle.matmul, paddle.tanh, paddle.sum, paddle.nn.functional.sigmoid,
+              sys.modules["paddle.tensor"].matmul, paddle.Tensor.__dict__.get("device"))
+    spec = [paddle.static.InputSpec([None, 5, 3], "float32", "x")]
+    with _compat.legacy_program_guard():
+        paddle.jit.save(paddle.jit.to_static(net, input_spec=spec, full_graph=True), str(tmp_path / "m"))
+    assert (paddle.matmul, paddle.tanh, paddle.sum, paddle.nn.functional.sigmoid,
+            sys.modules["paddle.tensor"].matmul, paddle.Tensor.__dict__.get("device")) == before
+    assert (tmp_path / "m.pdmodel").exists() and paddle.in_dynamic_mode()
+    from paddle import inference
+
+    cfg = inference.Config(str(tmp_path / "m.pdmodel"), str(tmp_path / "m.pdiparams"))
+    cfg.switch_ir_optim(False)
+    pred = inference.create_predictor(cfg)
+    pred.get_input_handle(pred.get_input_names()[0]).copy_from_cpu(x)
+    pred.run()
+    np.testing.assert_allclose(pred.get_output_handle(pred.get_output_names()[0]).copy_to_cpu(), ref, atol=1e-5)
+    # outside the guard the patched functions are the originals: dygraph results unchanged
+    np.testing.assert_allclose(net(paddle.to_tensor(x)).numpy(), ref, atol=0)
+
+
 def test_native_optimizer_only_on_paddle3():
     import paddle
 

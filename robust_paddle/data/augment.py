@@ -58,8 +58,8 @@ def _F():
     import cv2
     import paddle.vision.transforms.functional as F
 
-    # OpenCV's own thread pool does not survive fork(): a DataLoader worker forked after the parent used cv2
-    # can wait forever on a pool lock (seen on Paddle 3.3). The workers already parallelise across samples.
+    # One OpenCV thread per process: the DataLoader's workers already parallelise across samples (and an OpenCV
+    # pool's threads would compete with them for the same cores).
     cv2.setNumThreads(0)
     return F
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Sequence
+from multiprocessing.reduction import ForkingPickler
 
 import numpy as np
 import paddle
 
+from robust_paddle import _compat
 from robust_paddle.data.noise import check_labels
 from robust_paddle.data.transforms import Pipeline
 from robust_paddle.errors import DataError
@@ -41,6 +44,28 @@ class RowView:
         if isinstance(index, (int, np.integer)):
             return np.asarray(self.base[self.rows[index]])
         return RowView(self.base, self.rows[index])
+
+
+def _reopen_memmap(filename: str, dtype: str, mode: str, offset: int, shape: tuple[int, ...]) -> np.memmap:
+    return np.memmap(filename, dtype=np.dtype(dtype), mode=mode, offset=offset, shape=shape)
+
+
+def _reduce_memmap(arr: np.memmap):
+    """How a ``numpy.memmap`` travels to a DataLoader worker (``multiprocessing`` pickling only): a map of a
+    whole file (what ``np.load(mmap_mode="r")`` returns) as its file name, re-opened there, instead of a copy
+    of every byte; any other map (a slice of one) as a plain in-memory array."""
+    filename = getattr(arr, "filename", None)
+    try:
+        whole = bool(filename) and arr.flags.c_contiguous and arr.offset + arr.nbytes == os.path.getsize(filename)
+    except OSError:
+        whole = False
+    if whole:
+        mode = "r+" if arr.mode == "w+" else arr.mode  # "w+" would create the file anew
+        return _reopen_memmap, (filename, arr.dtype.str, mode, int(arr.offset), tuple(arr.shape))
+    return np.asarray(arr).__reduce__()
+
+
+ForkingPickler.register(np.memmap, _reduce_memmap)
 
 
 class ArrayDataset(paddle.io.Dataset):
@@ -281,7 +306,7 @@ def _in_loader() -> bool:
 
 class LoadFailures:
     """The first sample that failed to load, shared by the main process, the DataLoader's reader thread and its
-    worker processes (shared memory, inherited by the workers).
+    worker processes (shared memory, handed to the workers when they start).
 
     Paddle's DataLoader does not survive an exception in ``Dataset.__getitem__``: with ``num_workers=0`` its
     reader thread dies and the main process waits forever; with workers the error reaches the main process
@@ -295,8 +320,9 @@ class LoadFailures:
     def __init__(self) -> None:
         import multiprocessing
 
-        self._index = multiprocessing.Value("q", -1)
-        self._message = multiprocessing.Array("c", self.MESSAGE_BYTES, lock=False)
+        ctx = multiprocessing.get_context(_compat.LOADER_START_METHOD)  # shared with the loader's workers
+        self._index = ctx.Value("q", -1)
+        self._message = ctx.Array("c", self.MESSAGE_BYTES, lock=False)
 
     def record(self, index: int, message: str) -> None:
         with self._index.get_lock():
@@ -342,16 +368,24 @@ class CheckedDataLoader(paddle.io.DataLoader):
                 base.__dict__["_failures"] = LoadFailures()
             self.load_failures = base.__dict__["_failures"]
 
+    def _start(self):
+        """Paddle's iterator for one epoch; its worker processes (if any) start here, from a fork server (see
+        ``_compat.loader_workers``: forked from the training process they can hang on Paddle 3.3)."""
+        if not self.num_workers:
+            return super().__iter__()
+        with _compat.loader_workers():
+            return super().__iter__()
+
     def __iter__(self):
         if self.num_workers == 0 and isinstance(self.dataset, ArrayDataset) and self.dataset.batchable:
             yield from self._gathered()
             return
         failures = self.load_failures
         if failures is None:
-            yield from super().__iter__()
+            yield from self._start()
             return
         failures.reset()
-        it = super().__iter__()
+        it = self._start()
         done = False
         try:
             for batch in it:
@@ -398,9 +432,5 @@ def build_loader(dataset: paddle.io.Dataset, *, batch_size: int, shuffle: bool, 
         dataset, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
     if num_replicas != 1 or rank != 0:
         sampler.set_replicas(num_replicas=num_replicas, rank=rank)
-    if num_workers:  # workers are forked: OpenCV's thread pool must not be running in the parent (see augment._F)
-        import cv2
-
-        cv2.setNumThreads(0)
     return CheckedDataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, return_list=True,
                              persistent_workers=False)

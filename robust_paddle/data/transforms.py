@@ -191,6 +191,11 @@ class Pipeline:
         object.__setattr__(self, "_mean", np.asarray(self.mean, dtype=np.float32))
         object.__setattr__(self, "_inv_std", 1.0 / np.asarray(self.std, dtype=np.float32))
 
+    def __getstate__(self) -> dict:
+        """Pickled without the built ops (closures): DataLoader workers are started with ``forkserver`` (see
+        ``_compat.loader_workers``), so the dataset travels pickled and the ops are rebuilt there."""
+        return {**self.__dict__, "_built": {}}
+
     @property
     def augmented(self) -> bool:
         """Whether training samples are augmented (then views differ)."""

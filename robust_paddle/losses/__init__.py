@@ -55,7 +55,8 @@ def build_loss(name: str, *, num_classes: int, field: str = "loss.params", **par
         The loss Layer.
 
     Raises:
-        ValueError: unknown name (listing the choices), unknown key in ``params`` (naming ``field`` and the
-            allowed keys), or an out-of-range value (naming the parameter).
+        ConfigError: unknown name (listing the choices), unknown key in ``params`` (naming ``field`` and the
+            allowed keys), or a bad value (``loss.params.q: 0.0 is out of range; must be > 0.0 and <= 1.0``:
+            the loss's declared ``Params``, checked by the registry).
     """
-    return LOSSES.build(name, num_classes=num_classes, field=field, **params)
+    return LOSSES.build(name, field=field, fixed={"num_classes": num_classes}, **params)

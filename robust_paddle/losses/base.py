@@ -1,10 +1,17 @@
-"""The base class every loss derives from, and the hyper-parameter checks they share."""
+"""The base class every loss derives from, its declared parameters and the per-class vector check.
+
+Every registered loss declares a frozen ``Params`` dataclass (:class:`LossParams` plus its own fields, built
+with :func:`robust_paddle.schema.param`): the registry checks ``loss.params`` against it (types, ranges,
+choices; ``loss.params.q: 0.0 is out of range; must be > 0.0 and <= 1.0``) and the constructors take the
+validated values. Constructors check only what the declaration cannot: values that depend on
+``num_classes`` (a per-class vector's length, ``ignore_index`` outside the classes) and combinations.
+"""
 
 from __future__ import annotations
 
 import abc
+import dataclasses
 import logging
-import math
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -13,36 +20,9 @@ import paddle
 
 from robust_paddle.errors import ConfigError
 from robust_paddle.losses import functional as LF
+from robust_paddle.schema import param
 
 logger = logging.getLogger(__name__)
-
-
-def _interval(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
-    if lo is not None and hi is not None:
-        return f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-    if lo is not None:
-        return f"{'>' if lo_open else '>='} {lo:g}"
-    return f"{'<' if hi_open else '<='} {hi:g}"
-
-
-def check_real(value: object, *, name: str, where: str, lo: float | None = None, hi: float | None = None,
-               lo_open: bool = False, hi_open: bool = False) -> float:
-    """A finite real number inside the given interval, returned as float.
-
-    Raises:
-        TypeError: not a real number (bools are rejected).
-        ValueError: ``"<where>: <name> must be in (0, 1], got 0"`` style message when out of range.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ConfigError(f"{where}: {name} must be a number, got {value!r} ({type(value).__name__})")
-    v = float(value)
-    bad = not math.isfinite(v)
-    bad |= lo is not None and (v < lo or (lo_open and v == lo))
-    bad |= hi is not None and (v > hi or (hi_open and v == hi))
-    if bad:
-        rule = _interval(lo, hi, lo_open, hi_open) if (lo is not None or hi is not None) else "finite"
-        raise ConfigError(f"{where}: {name} must be {rule}, got {value!r}")
-    return v
 
 
 def check_class_vector(value: object, *, name: str, where: str, num_classes: int) -> np.ndarray:
@@ -63,6 +43,15 @@ def check_class_vector(value: object, *, name: str, where: str, num_classes: int
     if not np.all(np.isfinite(arr)) or np.any(arr < 0) or not np.any(arr > 0):
         raise ConfigError(f"{where}: {name} must be finite, >= 0 and not all zero, got {arr.tolist()!r}")
     return arr.astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class LossParams:
+    """``loss.params`` every loss takes (each loss's ``Params`` adds its own fields)."""
+
+    reduction: str = param("mean", choices=LF.REDUCTIONS, doc="mean over the batch, sum, or none ([N] losses)")
+    weight: list[float] | None = param(None, doc="per-class weights, one per class, >= 0, not all zero")
+    ignore_index: int | None = param(None, doc="a label outside 0..C-1 (e.g. -100) whose samples get loss 0")
 
 
 class RobustLoss(paddle.nn.Layer, metaclass=abc.ABCMeta):
@@ -96,14 +85,12 @@ class RobustLoss(paddle.nn.Layer, metaclass=abc.ABCMeta):
                  ignore_index: int | None = None) -> None:
         super().__init__()
         where = self.loss_name
+        # num_classes comes from the data, not from loss.params: checked here
         if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
             raise ConfigError(f"{where}: num_classes must be an int >= 2, got {num_classes!r}")
-        if reduction not in LF.REDUCTIONS:
-            raise ConfigError(f"{where}: reduction must be one of {', '.join(LF.REDUCTIONS)}, got {reduction!r}")
         self.num_classes = int(num_classes)
-        self.reduction = reduction
-        if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)
-                                         or 0 <= ignore_index < num_classes):
+        self.reduction = reduction  # declared choices (LossParams); reduce_loss refuses others at call time
+        if ignore_index is not None and 0 <= ignore_index < num_classes:  # depends on num_classes
             raise ConfigError(f"{where}: ignore_index must be an int outside the class indices 0..{num_classes - 1} "
                              f"(e.g. -100), got {ignore_index!r}")
         self.ignore_index = ignore_index

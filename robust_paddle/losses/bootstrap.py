@@ -7,13 +7,15 @@ https://arxiv.org/abs/1412.6596.
 from __future__ import annotations
 
 import abc
+import dataclasses
 
 import paddle
 import paddle.nn.functional as F
 
 from robust_paddle.losses import functional as LF
-from robust_paddle.losses.base import RobustLoss, check_real
+from robust_paddle.losses.base import LossParams, RobustLoss
 from robust_paddle.registry import LOSSES
+from robust_paddle.schema import param
 
 
 class _BootstrapLoss(RobustLoss):
@@ -23,7 +25,7 @@ class _BootstrapLoss(RobustLoss):
                  ignore_index: int | None = None,
                  beta: float) -> None:
         super().__init__(num_classes=num_classes, reduction=reduction, weight=weight, ignore_index=ignore_index)
-        self.beta = check_real(beta, name="beta", where=self.loss_name, lo=0.0, hi=1.0)
+        self.beta = float(beta)
 
     @abc.abstractmethod
     def _prediction_target(self, logits: paddle.Tensor) -> paddle.Tensor:
@@ -59,6 +61,10 @@ class SoftBootstrappingLoss(_BootstrapLoss):
 
     loss_name = "bootstrap_soft"
 
+    @dataclasses.dataclass(frozen=True)
+    class Params(LossParams):
+        beta: float = param(0.95, min=0.0, max=1.0, doc="weight of the given target; 1 = CE (paper: 0.95)")
+
     def __init__(self, *, num_classes: int, reduction: str = "mean", weight: list[float] | None = None,
                  ignore_index: int | None = None,
                  beta: float = 0.95) -> None:
@@ -86,6 +92,10 @@ class HardBootstrappingLoss(_BootstrapLoss):
     """
 
     loss_name = "bootstrap_hard"
+
+    @dataclasses.dataclass(frozen=True)
+    class Params(LossParams):
+        beta: float = param(0.8, min=0.0, max=1.0, doc="weight of the given target; 1 = CE (paper: 0.8)")
 
     def __init__(self, *, num_classes: int, reduction: str = "mean", weight: list[float] | None = None,
                  ignore_index: int | None = None,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import paddle
 
 from robust_paddle.losses import functional as LF
-from robust_paddle.losses.base import RobustLoss, check_real
+from robust_paddle.losses.base import LossParams, RobustLoss
 from robust_paddle.registry import LOSSES
+from robust_paddle.schema import param
 
 
 @LOSSES.register("ce")
@@ -29,12 +32,16 @@ class CrossEntropyLoss(RobustLoss):
 
     loss_name = "ce"
 
+    @dataclasses.dataclass(frozen=True)
+    class Params(LossParams):
+        label_smoothing: float = param(0.0, min=0.0, max=1.0, max_open=True,
+                                       doc="eps: the target becomes (1 - eps) t + eps / C")
+
     def __init__(self, *, num_classes: int, reduction: str = "mean", weight: list[float] | None = None,
                  ignore_index: int | None = None,
                  label_smoothing: float = 0.0) -> None:
         super().__init__(num_classes=num_classes, reduction=reduction, weight=weight, ignore_index=ignore_index)
-        self.label_smoothing = check_real(label_smoothing, name="label_smoothing", where=self.loss_name,
-                                          lo=0.0, hi=1.0, hi_open=True)
+        self.label_smoothing = float(label_smoothing)
 
     def per_sample(self, logits: paddle.Tensor, target: paddle.Tensor) -> paddle.Tensor:
         return LF.cross_entropy(logits, LF.smooth(target, self.label_smoothing))

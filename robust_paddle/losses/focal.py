@@ -5,14 +5,17 @@ Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, https://arxiv.or
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from robust_paddle.losses.base import RobustLoss, check_class_vector, check_real
+from robust_paddle.errors import ConfigError
+from robust_paddle.losses.base import LossParams, RobustLoss, check_class_vector
 from robust_paddle.registry import LOSSES
+from robust_paddle.schema import param
 
 # Floor for 1 - p before the power: (1 - p)^gamma has an infinite derivative at p = 1 when gamma < 1,
 # and p rounds to exactly 1 in float32 for confident predictions; flooring keeps gradients finite.
@@ -44,11 +47,18 @@ class FocalLoss(RobustLoss):
 
     loss_name = "focal"
 
+    @dataclasses.dataclass(frozen=True)
+    class Params(LossParams):
+        gamma: float = param(2.0, min=0.0, doc="focusing parameter: (1 - p_y)^gamma (paper: 2)")
+        # its range depends on the form (a scale > 0, a per-class vector of num_classes entries): constructor
+        alpha: float | list[float] | None = param(None, doc="balancing factor: a scale > 0, or one weight >= 0 "
+                                                  "per class")
+
     def __init__(self, *, num_classes: int, reduction: str = "mean", weight: list[float] | None = None,
                  ignore_index: int | None = None,
                  gamma: float = 2.0, alpha: float | list[float] | None = None) -> None:
         super().__init__(num_classes=num_classes, reduction=reduction, weight=weight, ignore_index=ignore_index)
-        self.gamma = check_real(gamma, name="gamma", where=self.loss_name, lo=0.0)
+        self.gamma = float(gamma)
         self.alpha_scale = 1.0
         self.alpha = None
         if isinstance(alpha, (Sequence, np.ndarray)) and not isinstance(alpha, (str, bytes)):
@@ -58,7 +68,9 @@ class FocalLoss(RobustLoss):
         else:
             self.alpha_per_class = None
             if alpha is not None:
-                self.alpha_scale = check_real(alpha, name="alpha", where=self.loss_name, lo=0.0, lo_open=True)
+                if alpha <= 0:
+                    raise ConfigError(f"{self.loss_name}: alpha must be > 0, got {alpha!r}")
+                self.alpha_scale = float(alpha)
                 self.alpha = self.alpha_scale
 
     def per_sample(self, logits: paddle.Tensor, target: paddle.Tensor) -> paddle.Tensor:

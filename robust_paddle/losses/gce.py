@@ -6,13 +6,15 @@ NeurIPS 2018, https://arxiv.org/abs/1805.07836.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import paddle
 import paddle.nn.functional as F
 
-from robust_paddle.losses.base import RobustLoss, check_real
+from robust_paddle.losses.base import LossParams, RobustLoss
 from robust_paddle.registry import LOSSES
+from robust_paddle.schema import param
 
 
 def _lq(log_p: paddle.Tensor, q: float) -> paddle.Tensor:
@@ -40,11 +42,15 @@ class GeneralizedCrossEntropyLoss(RobustLoss):
 
     loss_name = "gce"
 
+    @dataclasses.dataclass(frozen=True)
+    class Params(LossParams):
+        q: float = param(0.7, min=0.0, max=1.0, min_open=True, doc="0 -> CE, 1 -> MAE-like 1 - p_y (paper: 0.7)")
+
     def __init__(self, *, num_classes: int, reduction: str = "mean", weight: list[float] | None = None,
                  ignore_index: int | None = None,
                  q: float = 0.7) -> None:
         super().__init__(num_classes=num_classes, reduction=reduction, weight=weight, ignore_index=ignore_index)
-        self.q = check_real(q, name="q", where=self.loss_name, lo=0.0, hi=1.0, lo_open=True)
+        self.q = float(q)
 
     def per_sample(self, logits: paddle.Tensor, target: paddle.Tensor) -> paddle.Tensor:
         return (target * _lq(F.log_softmax(logits, axis=-1), self.q)).sum(axis=-1)
@@ -77,12 +83,17 @@ class TruncatedGCELoss(RobustLoss):
 
     loss_name = "truncated_gce"
 
+    @dataclasses.dataclass(frozen=True)
+    class Params(LossParams):
+        q: float = param(0.7, min=0.0, max=1.0, min_open=True, doc="as gce (paper: 0.7)")
+        k: float = param(0.5, min=0.0, max=1.0, max_open=True,
+                         doc="truncation threshold: p_y <= k gives the constant Lq(k) (paper: 0.5)")
+
     def __init__(self, *, num_classes: int, reduction: str = "mean", weight: list[float] | None = None,
                  ignore_index: int | None = None,
                  q: float = 0.7, k: float = 0.5) -> None:
         super().__init__(num_classes=num_classes, reduction=reduction, weight=weight, ignore_index=ignore_index)
-        self.q = check_real(q, name="q", where=self.loss_name, lo=0.0, hi=1.0, lo_open=True)
-        self.k = check_real(k, name="k", where=self.loss_name, lo=0.0, hi=1.0, hi_open=True)
+        self.q, self.k = float(q), float(k)
 
     def per_sample(self, logits: paddle.Tensor, target: paddle.Tensor) -> paddle.Tensor:
         log_p = F.log_softmax(logits, axis=-1)

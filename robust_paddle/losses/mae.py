@@ -10,7 +10,7 @@ import paddle
 import paddle.nn.functional as F
 
 from robust_paddle.losses import functional as LF
-from robust_paddle.losses.base import RobustLoss
+from robust_paddle.losses.base import LossParams, RobustLoss
 from robust_paddle.registry import LOSSES
 
 
@@ -31,6 +31,7 @@ class MAELoss(RobustLoss):
     """
 
     loss_name = "mae"
+    Params = LossParams  # only the parameters every loss takes
 
     def __init__(self, *, num_classes: int, reduction: str = "mean", weight: list[float] | None = None,
                  ignore_index: int | None = None) -> None:

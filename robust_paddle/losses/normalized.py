@@ -7,14 +7,16 @@ https://arxiv.org/abs/2006.13554.
 from __future__ import annotations
 
 import abc
+import dataclasses
 
 import paddle
 import paddle.nn.functional as F
 
 from robust_paddle.losses import functional as LF
-from robust_paddle.losses.base import RobustLoss, check_real
+from robust_paddle.losses.base import LossParams, RobustLoss
 from robust_paddle.losses.symmetric import check_alpha_beta
 from robust_paddle.registry import LOSSES
+from robust_paddle.schema import param
 
 
 def normalized_cross_entropy(logits: paddle.Tensor, target: paddle.Tensor) -> paddle.Tensor:
@@ -64,12 +66,18 @@ class NCEAndRCELoss(_NormalizedLoss):
 
     loss_name = "nce_rce"
 
+    @dataclasses.dataclass(frozen=True)
+    class Params(LossParams):
+        alpha: float = param(1.0, min=0.0, doc="NCE weight (paper: 1 on CIFAR-10, 10 on CIFAR-100)")
+        beta: float = param(1.0, min=0.0, doc="RCE weight (paper: 1 on CIFAR-10, 0.1 on CIFAR-100); not both 0")
+        log_zero: float = param(-4.0, max=0.0, max_open=True, doc="A < 0, the value log 0 is clamped to in RCE")
+
     def __init__(self, *, num_classes: int, reduction: str = "mean", weight: list[float] | None = None,
                  ignore_index: int | None = None,
                  alpha: float = 1.0, beta: float = 1.0, log_zero: float = -4.0) -> None:
         super().__init__(num_classes=num_classes, reduction=reduction, weight=weight, ignore_index=ignore_index)
         self.alpha, self.beta = check_alpha_beta(alpha, beta, where=self.loss_name)
-        self.log_zero = check_real(log_zero, name="log_zero", where=self.loss_name, hi=0.0, hi_open=True)
+        self.log_zero = float(log_zero)
 
     def _passive(self, probs: paddle.Tensor, target: paddle.Tensor) -> paddle.Tensor:
         return LF.reverse_cross_entropy(probs, target, log_zero=self.log_zero)
@@ -94,6 +102,11 @@ class NCEAndMAELoss(_NormalizedLoss):
     """
 
     loss_name = "nce_mae"
+
+    @dataclasses.dataclass(frozen=True)
+    class Params(LossParams):
+        alpha: float = param(1.0, min=0.0, doc="NCE weight")
+        beta: float = param(1.0, min=0.0, doc="MAE weight; not both 0")
 
     def __init__(self, *, num_classes: int, reduction: str = "mean", weight: list[float] | None = None,
                  ignore_index: int | None = None,

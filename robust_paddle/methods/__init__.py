@@ -6,6 +6,7 @@ from robust_paddle.methods import (  # noqa: F401  (registers)
     elr,
     forward_correction,
     gmm_correction,
+    promix,
     sop,
     standard,
 )

@@ -175,18 +175,27 @@ class Method(abc.ABC):
             raise CheckpointError(f"{type(self).__name__} keeps no extra state but the checkpoint has {sorted(state)}")
 
 
-def epoch_param(ctx: MethodContext, value: Any, name: str) -> Any:
-    """``method.params.<name>`` (an epoch count) given as a fraction of the run in (0, 1) -> whole epochs of
-    ``train.epochs`` (``config.run_epochs``: rounded, at least 1); any other value is returned unchanged for
-    the method's own check. So a config written as ``warmup_epochs: 0.4`` keeps its plan at any budget."""
-    if isinstance(value, float) and (value == 0 or value >= 1) and value.is_integer():
-        return int(value)  # a whole number of epochs that a Params float field converted (10 -> 10.0)
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1:
+def epoch_param(ctx: MethodContext, value: Any, name: str) -> int:
+    """``method.params.<name>`` (an epoch count; the registry's ``Params`` checked it is a number >= 0) as whole
+    epochs: a fraction of the run in (0, 1) becomes epochs of ``train.epochs`` (``config.run_epochs``: rounded,
+    at least 1), so a config written as ``warmup_epochs: 0.4`` keeps its plan at any budget; a whole number
+    (``10`` or the ``10.0`` a float field holds) is returned as an int.
+
+    Raises:
+        ConfigError: any other value (``1.5``): the one rule the declared range cannot express.
+    """
+    key = f"method.params.{name}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ConfigError(f"{key}: expected a number of epochs >= 0 or a fraction of the run in (0, 1), got {value!r}")
+    if 0 < value < 1:
         epochs = int(ctx.cfg.train.epochs)
-        out = int(run_epochs(value, epochs=epochs, key=f"method.params.{name}"))
+        out = int(run_epochs(value, epochs=epochs, key=key))
         logger.info("method.params.%s: %g of train.epochs=%d -> %d epochs", name, value, epochs, out)
         return out
-    return value
+    if not float(value).is_integer():
+        raise ConfigError(f"{key}: {value!r} is not allowed; expected a whole number of epochs or a fraction of "
+                          "the run in (0, 1)")
+    return int(value)
 
 
 def check_training_after(ctx: MethodContext, epochs_before: int, *, keys: str, method: str, what: str) -> None:

@@ -25,9 +25,9 @@ import numpy as np
 import paddle
 
 from robust_paddle.engine import distributed as dist
-from robust_paddle.errors import CheckpointError, ConfigError
+from robust_paddle.errors import CheckpointError
 from robust_paddle.methods.base import Method, MethodContext, check_training_after, epoch_param
-from robust_paddle.methods.forget_rate import AutoForgetRate, check_schedule_params
+from robust_paddle.methods.forget_rate import AutoForgetRate
 from robust_paddle.methods.selection import (
     precision_recall_from_counts,
     prior_loss_offset,
@@ -133,9 +133,9 @@ class _TwoNetworkSmallLossMethod(Method):
         self.networks = {"net1": ctx.build_network(), "net2": ctx.build_network()}
         self.loss_fn = ctx.build_loss(reduction="none")
         where = f"method '{self.method_name}'"
-        num_gradual = epoch_param(ctx, num_gradual, "num_gradual")
+        # checked by the registry against SmallLossParams; epoch counts resolve against train.epochs here
+        self.num_gradual, self.exponent = epoch_param(ctx, num_gradual, "num_gradual"), float(exponent)
         estimate_epoch = epoch_param(ctx, estimate_epoch, "estimate_epoch")
-        self.num_gradual, self.exponent = check_schedule_params(num_gradual, exponent, where=where)
         self.schedule = AutoForgetRate(forget_rate, num_gradual=self.num_gradual, exponent=self.exponent,
                                        estimate_epoch=estimate_epoch, epochs=ctx.cfg.train.epochs,
                                        where=where, seed=ctx.cfg.seed)
@@ -224,9 +224,10 @@ class _TwoNetworkSmallLossMethod(Method):
 class SmallLossParams:
     """``method.params`` shared by ``co_teaching``, ``co_teaching_plus`` and ``jocor`` (checked by the registry)."""
 
-    forget_rate: float | str = param("auto", doc="tau in [0, 1) (about the noise rate), 'auto', or a noise_estimate.json")
+    forget_rate: float | str = param("auto", min=0.0, max=1.0, max_open=True,
+                                     doc="tau in [0, 1) (about the noise rate), 'auto', or a noise_estimate.json")
     num_gradual: float = param(10, min=0, doc="T_k: epochs over which the forget rate ramps up, or a fraction of the run in (0, 1)")
-    exponent: float = param(1.0, doc="c in (T / T_k)^c")
+    exponent: float = param(1.0, min=0.0, min_open=True, doc="c in (T / T_k)^c")
     estimate_epoch: float = param(2, min=0, min_open=True, doc="forget_rate auto: epochs on every sample before the estimate (>= 1), or a fraction of the run in (0, 1)")
 
 
@@ -302,10 +303,6 @@ class CoTeachingPlusMethod(_TwoNetworkSmallLossMethod):
         super().__init__(ctx, forget_rate=forget_rate, num_gradual=num_gradual, exponent=exponent,
                          estimate_epoch=estimate_epoch)
         init_epoch = epoch_param(ctx, init_epoch, "init_epoch")
-        if isinstance(init_epoch, bool) or not isinstance(init_epoch, int) or init_epoch < 0:
-            raise ConfigError(f"method.params.init_epoch: must be an int >= 0 or a fraction of the run in (0, 1) "
-                             f"(epochs of plain Co-teaching before updating by disagreement) for method "
-                             f"'{self.method_name}', got {init_epoch!r}")
         check_training_after(ctx, init_epoch, keys="method.params.init_epoch", method=self.method_name,
                              what="its plain Co-teaching epochs")
         self.init_epoch = init_epoch
@@ -359,11 +356,7 @@ class JoCoRMethod(_TwoNetworkSmallLossMethod):
                  exponent: float = 1.0, estimate_epoch: int = 2, co_lambda: float = 0.9) -> None:
         super().__init__(ctx, forget_rate=forget_rate, num_gradual=num_gradual, exponent=exponent,
                          estimate_epoch=estimate_epoch)
-        if isinstance(co_lambda, bool) or not isinstance(co_lambda, (int, float)) \
-                or not 0.0 <= co_lambda <= 1.0:
-            raise ConfigError(f"method.params.co_lambda: must be a number in [0, 1] (weight of the KL "
-                             f"co-regularisation) for method '{self.method_name}', got {co_lambda!r}")
-        self.co_lambda = float(co_lambda)
+        self.co_lambda = float(co_lambda)  # checked by the registry against Params
 
     def train_step(self, batch: tuple[paddle.Tensor, ...], *, epoch: int, step: int
                    ) -> tuple[paddle.Tensor, dict[str, Any]]:

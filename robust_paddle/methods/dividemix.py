@@ -48,7 +48,7 @@ from robust_paddle.losses.functional import to_one_hot
 from robust_paddle.methods.base import MethodContext, epoch_param
 from robust_paddle.methods.correction import linear_rampup, mix_forward, mix_lambda, refine_labels, sharpen
 from robust_paddle.methods.forward_correction import LearnedTransition, forward_loss, transition_error
-from robust_paddle.methods.gmm_correction import NOISE_MODES, Division, GMMDivisionMethod, check_option
+from robust_paddle.methods.gmm_correction import NOISE_MODES, Division, GMMDivisionMethod
 from robust_paddle.methods.selection import class_balanced_mask
 from robust_paddle.registry import METHODS
 from robust_paddle.schema import param
@@ -163,20 +163,14 @@ class DivideMixMethod(GMMDivisionMethod):
                  volume_weight: float = 1e-4, t_lr_scale: float = 20.0, class_balance: float = 0.0) -> None:
         super().__init__(ctx, warmup_epochs=warmup_epochs, p_threshold=p_threshold, noise_mode=noise_mode,
                          loss_window=loss_window)
-        m = self.name
-        self.lambda_u = check_option(lambda_u, name="lambda_u", method=m, kind=float, lo=0.0)
-        self.T = check_option(T, name="T", method=m, kind=float, lo=0.0, lo_open=True)
-        self.alpha = check_option(alpha, name="alpha", method=m, kind=float, lo=0.0, lo_open=True)
-        self.rampup_length = check_option(epoch_param(ctx, rampup_length, "rampup_length"), name="rampup_length",
-                                          method=m, kind=int, lo=0)
-        self.use_prior_penalty = check_option(prior_penalty, name="prior_penalty", method=m, kind=bool)
-        self.warmup = check_option(warmup, name="warmup", method=m, kind=str, choices=WARMUPS)
-        self.volume_weight = check_option(volume_weight, name="volume_weight", method=m, kind=float, lo=0.0)
-        self.class_balance = check_option(class_balance, name="class_balance", method=m, kind=float, lo=0.0, hi=1.0)
+        # checked by the registry against Params; the constructor takes the validated values
+        self.lambda_u, self.T, self.alpha = float(lambda_u), float(T), float(alpha)
+        self.rampup_length = epoch_param(ctx, rampup_length, "rampup_length")
+        self.use_prior_penalty, self.warmup = bool(prior_penalty), warmup
+        self.volume_weight, self.class_balance = float(volume_weight), float(class_balance)
         self._balanced: list[tuple[np.ndarray, np.ndarray] | None] = [None, None]
-        t_lr_scale = check_option(t_lr_scale, name="t_lr_scale", method=m, kind=float, lo=0.0, lo_open=True)
         self.networks = {"net1": ctx.build_network(), "net2": ctx.build_network()}
-        self.transitions = [LearnedTransition(ctx.num_classes, lr_scale=t_lr_scale) for _ in self.networks] \
+        self.transitions = [LearnedTransition(ctx.num_classes, lr_scale=float(t_lr_scale)) for _ in self.networks] \
             if self.warmup == "volmin" else []
         for t in self.transitions:  # outside the DataParallel networks: average their gradients over ranks
             dist.average_gradient_across_ranks(t.w)  # (no-op in one process; data parallelism is set up by now)

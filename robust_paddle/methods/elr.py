@@ -31,7 +31,6 @@ import paddle.nn.functional as F
 from robust_paddle.engine import distributed as dist
 from robust_paddle.errors import CheckpointError
 from robust_paddle.methods.base import Method, MethodContext
-from robust_paddle.methods.gmm_correction import check_option
 from robust_paddle.registry import METHODS
 from robust_paddle.schema import param
 
@@ -72,8 +71,7 @@ class ELRMethod(Method):
 
     def __init__(self, ctx: MethodContext, *, beta: float = 0.7, lam: float = 3.0) -> None:
         super().__init__(ctx)
-        self.beta = check_option(beta, name="beta", method=self.name, kind=float, lo=0.0, hi=0.999999)
-        self.lam = check_option(lam, name="lam", method=self.name, kind=float, lo=0.0)
+        self.beta, self.lam = float(beta), float(lam)  # checked by the registry against Params
         self.networks = {"net": ctx.build_network()}
         self.loss_fn = ctx.build_loss()
         self.targets = np.zeros((ctx.num_train, ctx.num_classes), dtype=np.float32)

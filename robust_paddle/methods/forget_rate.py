@@ -53,18 +53,6 @@ logger = logging.getLogger(__name__)
 MAX_AUTO_FORGET_RATE = 0.9
 
 
-def check_schedule_params(num_gradual: Any, exponent: Any, *, where: str) -> tuple[int, float]:
-    """Validate ``num_gradual`` (int >= 0) and ``exponent`` (number > 0) of ``method.params``."""
-    if isinstance(num_gradual, bool) or not isinstance(num_gradual, int) or num_gradual < 0:
-        raise ConfigError(f"method.params.num_gradual: must be an int >= 0 (T_k, epochs over which the forget "
-                         f"rate ramps up) for {where}, got {num_gradual!r}")
-    if isinstance(exponent, bool) or not isinstance(exponent, (int, float)) or not math.isfinite(exponent) \
-            or exponent <= 0:
-        raise ConfigError(f"method.params.exponent: must be a number > 0 (c in (T/T_k)^c) for {where}, "
-                         f"got {exponent!r}")
-    return num_gradual, float(exponent)
-
-
 def estimate_noise_rates(logits: np.ndarray, labels: np.ndarray, *, seed: int = 0) -> dict[str, float]:
     """Noise-rate estimates from one model's logits on the training set.
 
@@ -139,13 +127,7 @@ class AutoForgetRate:
         self.source = None
         if isinstance(forget_rate, str) and not self.auto:
             self.source, forget_rate = forget_rate, forget_rate_from_file(forget_rate)
-        if not self.auto and (isinstance(forget_rate, bool) or not isinstance(forget_rate, (int, float))
-                              or not 0.0 <= forget_rate < 1.0):
-            raise ConfigError(f"method.params.forget_rate: must be a number in [0, 1) (about the noise rate) "
-                             f"or 'auto' for {where}, got {forget_rate!r}")
-        if isinstance(estimate_epoch, bool) or not isinstance(estimate_epoch, int) or estimate_epoch < 1:
-            raise ConfigError(f"method.params.estimate_epoch: must be an int >= 1 (warm-up epochs before the "
-                             f"forget_rate auto estimate) for {where}, got {estimate_epoch!r}")
+        # a number was checked by the registry (SmallLossParams: [0, 1)), a file by forget_rate_from_file
         if self.auto and estimate_epoch >= epochs:
             raise ConfigError(f"method.params.estimate_epoch={estimate_epoch} leaves {where} no training after "
                               f"the forget_rate auto estimate with train.epochs={epochs}; lower "

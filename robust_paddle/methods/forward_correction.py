@@ -17,9 +17,20 @@ one fixed direction and small-loss selection barely separates clean from noisy s
   (``estimated_noise_matrix``), e.g. the matrix a DivideMix run estimated;
 * ``"auto"``: trained on the given labels with plain cross-entropy for ``warmup_epochs``, then ``T`` is
   estimated from that network's softmax on the training set (eval mode) and the network is re-initialised
-  (``reinit``) and trained with the corrected loss. Estimators: ``anchor`` -- Patrini et al.'s anchor
-  points (for each class the sample at the ``anchor_quantile`` of ``p(i | x)``; its softmax is row ``i``),
-  or ``confident_joint`` (:func:`robust_paddle.quality.estimation.estimate_noise_matrix`).
+  (``reinit``) or kept, and trained with the corrected loss. Estimators: ``anchor`` -- Patrini et al.'s
+  anchor points (for each class the sample at the ``anchor_quantile`` of ``p(i | x)``; its softmax is row
+  ``i``), or ``confident_joint`` (:func:`robust_paddle.quality.estimation.estimate_noise_matrix`).
+
+  An estimate from a weak warm-up network can be worse than no correction (issue 21: a 2-epoch network
+  on 4,000 digits with 45% pair noise gives a ``T`` whose row 2 puts 0.13 on the true class and more on
+  others). Two guards: ``identity_weight`` mixes the estimate with the identity, ``(1 - w) T + w I``
+  (shrinkage toward plain cross-entropy); ``require_dominant`` refuses an estimate whose diagonal is not
+  the largest entry of every row (more mass on a wrong label than on the right one is what the warm-up
+  network's confusions look like, not class-conditional noise a forward correction can undo). A refused
+  estimate is logged (WARNING, with the offending row), written to ``transition.json`` with
+  ``accepted: false``, and training goes on with the warm-up loss; the estimate is tried again at the
+  start of every later epoch (the network improves), so a run whose estimate is never accepted is a plain
+  ``cfg.loss`` run.
 
 The matrix in force is checkpointed (method state), logged, written to the run's ``transition.json`` when
 estimated, and compared to the realised noise matrix when clean labels are known (``noise/t_error``: mean
@@ -42,7 +53,6 @@ from robust_paddle.data.noise import check_transition, realised_matrix
 from robust_paddle.data.textfile import read_text, read_text_lines, where
 from robust_paddle.errors import CheckpointError, ConfigError, DataError
 from robust_paddle.methods.base import Method, MethodContext, check_training_after, epoch_param
-from robust_paddle.methods.gmm_correction import check_option
 from robust_paddle.ops import softmax
 from robust_paddle.quality.estimation import estimate_noise_matrix
 from robust_paddle.registry import METHODS
@@ -60,9 +70,12 @@ PROB_FLOOR = 1e-7  # keeps log((p^T T)_y) finite when T has zero columns
 def anchor_transition(probs: np.ndarray, *, quantile: float = 0.97) -> np.ndarray:
     """Patrini et al.'s anchor-point estimate of ``T`` [C, C] from noisy-label posteriors ``probs`` [N, C].
 
-    Row ``i`` is the softmax of the sample whose ``p(i | x)`` is the largest value below the ``quantile``
-    of column ``i`` (the reference's outlier filter: the very top is often a memorised sample); with
-    ``quantile=1`` it is the arg-max sample. Rows are renormalised to sum to 1.
+    Row ``i`` is the softmax of the sample ranked just below the ``quantile`` of column ``i`` (the
+    reference's outlier filter: the very top is often a memorised sample); with ``quantile=1`` it is the
+    arg-max sample. Rows are renormalised to sum to 1. The filter works on ranks: the reference drops every
+    value ``>=`` the quantile's value, which with tied top values (a saturated softmax, many samples at
+    exactly ``T[i, i]``) drops the whole top and picks another class's sample as the anchor; without ties
+    the two pick the same sample.
     """
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape[0] < 1:
@@ -71,16 +84,37 @@ def anchor_transition(probs: np.ndarray, *, quantile: float = 0.97) -> np.ndarra
         raise ConfigError(f"anchor_transition: quantile must be in (0, 1], got {quantile!r}")
     c = probs.shape[1]
     t = np.empty((c, c))
+    n = probs.shape[0]
+    rank = max(int(np.ceil(quantile * (n - 1))) - 1, 0) if quantile < 1.0 else n - 1
     for i in range(c):
-        col = probs[:, i]
-        if quantile < 1.0:
-            cut = np.quantile(col, quantile, method="higher")
-            below = np.where(col < cut, col, -np.inf)
-            best = int(np.argmax(below)) if np.isfinite(below).any() else int(np.argmax(col))
-        else:
-            best = int(np.argmax(col))
+        best = int(np.argsort(probs[:, i], kind="stable")[rank])
         t[i] = probs[best]
     return t / t.sum(axis=1, keepdims=True)
+
+
+def smooth_transition(t: np.ndarray, identity_weight: float) -> np.ndarray:
+    """``(1 - w) T + w I`` [C, C]: shrinks an estimated ``T`` toward the identity (``w = 1``: plain CE).
+
+    Rows stay stochastic and the diagonal grows, so the corrected loss trusts the given labels more than the
+    estimate does -- a guard against the usual bias of estimates from an under-trained network, which
+    overstate the noise (their flat posteriors spread each row).
+    """
+    c = t.shape[0]
+    return (1.0 - identity_weight) * np.asarray(t, dtype=np.float64) + identity_weight * np.eye(c)
+
+
+def dominance_failure(t: np.ndarray) -> str | None:
+    """``None`` when every row's diagonal entry ``T[i, i]`` is strictly its largest, else a one-line reason
+    naming the first offending row, e.g. ``"row 2: T[2, 2] = 0.13 < T[2, 8] = 0.41"``."""
+    t = np.asarray(t, dtype=np.float64)
+    off = np.where(np.eye(t.shape[0], dtype=bool), -np.inf, t)
+    worst = off.argmax(axis=1)
+    bad = np.flatnonzero(np.diag(t) <= off[np.arange(t.shape[0]), worst])
+    if bad.size == 0:
+        return None
+    i, j = int(bad[0]), int(worst[bad[0]])
+    more = f" (and {bad.size - 1} more row(s))" if bad.size > 1 else ""
+    return f"row {i}: T[{i}, {i}] = {t[i, i]:.2f} <= T[{i}, {j}] = {t[i, j]:.2f}{more}"
 
 
 def identity_rows_for_absent_classes(t: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -210,6 +244,9 @@ class ForwardCorrectionMethod(Method):
         anchor_quantile: the anchor filter's quantile in (0, 1] (0.97 in the reference).
         reinit: ``auto``: re-initialise the network after the estimate (the reference trains a second
             network from scratch with the corrected loss); False fine-tunes the warm-up network.
+        identity_weight: ``auto``: the estimate used is ``(1 - w) T + w I`` (:func:`smooth_transition`).
+        require_dominant: ``auto``: refuse an estimate whose diagonal does not dominate every row, train on
+            with the warm-up loss and try again next epoch (:func:`dominance_failure`).
     """
 
     method_name = "forward_correction"
@@ -229,25 +266,29 @@ class ForwardCorrectionMethod(Method):
         estimator: str = param("anchor", choices=ESTIMATORS, doc="anchor (Patrini et al.) or confident_joint")
         anchor_quantile: float = param(0.97, min=0.0, max=1.0, min_open=True, doc="the anchor filter's quantile")
         reinit: bool = param(True, doc="auto: re-initialise the network after the estimate")
+        identity_weight: float = param(0.0, min=0.0, max=1.0, doc="auto: use (1 - w) T + w I (shrink toward CE)")
+        require_dominant: bool = param(True, doc="auto: refuse a T whose diagonal does not dominate each row "
+                                                 "(train on with the warm-up loss, retry next epoch)")
 
     def __init__(self, ctx: MethodContext, *, transition: Any = "auto", warmup_epochs: int = 5,
-                 estimator: str = "anchor", anchor_quantile: float = 0.97, reinit: bool = True) -> None:
+                 estimator: str = "anchor", anchor_quantile: float = 0.97, reinit: bool = True,
+                 identity_weight: float = 0.0, require_dominant: bool = True) -> None:
         super().__init__(ctx)
         m = self.method_name
         self.auto = transition == "auto"
+        # the transition needs num_classes (and may be a file): loaded and checked here; the rest was checked
+        # by the registry against Params
         self.t: np.ndarray | None = None if self.auto else load_transition(transition, ctx.num_classes)
-        self.warmup_epochs = check_option(epoch_param(ctx, warmup_epochs, "warmup_epochs"), name="warmup_epochs",
-                                          method=m, kind=int, lo=1)
-        self.estimator = check_option(estimator, name="estimator", method=m, kind=str, choices=ESTIMATORS)
-        self.anchor_quantile = check_option(anchor_quantile, name="anchor_quantile", method=m, kind=float,
-                                            lo=0.0, hi=1.0, lo_open=True)
-        self.reinit = check_option(reinit, name="reinit", method=m, kind=bool)
+        self.warmup_epochs = epoch_param(ctx, warmup_epochs, "warmup_epochs")
+        self.estimator, self.anchor_quantile, self.reinit = estimator, float(anchor_quantile), bool(reinit)
+        self.identity_weight, self.require_dominant = float(identity_weight), bool(require_dominant)
         if self.auto:
             check_training_after(ctx, self.warmup_epochs, keys="method.params.warmup_epochs", method=m,
                                  what="the warm-up that estimates T")
         self.networks = {"net": ctx.build_network()}
         self.loss_fn = ctx.build_loss()
         self.estimate: dict[str, Any] = {}  # floats, and identity_rows (list of classes)
+        self.refused = 0  # estimates refused so far (require_dominant)
         self._t_tensor: paddle.Tensor | None = None
 
     # ------------------------------------------------------------------------------------------ training
@@ -280,8 +321,16 @@ class ForwardCorrectionMethod(Method):
             logger.warning("%s: class(es) %s have no training samples; their rows of T are identity rows (an "
                            "estimated row would send another class's probability to them)", self.method_name,
                            absent.tolist())
-        self.t, self._t_tensor = check_transition(t, self.num_classes), None
+        failure = dominance_failure(t) if self.require_dominant else None
+        if failure is not None:
+            self._refuse(trainer, t, labels, failure)
+            return
+        self.t, self._t_tensor = check_transition(smooth_transition(t, self.identity_weight), self.num_classes), None
         self.estimate = {"epoch": float(trainer.epoch), "rate_t": self.implied_rate(labels)}
+        if self.identity_weight:
+            self.estimate["identity_weight"] = self.identity_weight
+        if self.refused:
+            self.estimate["refused"] = float(self.refused)
         if absent.size:
             self.estimate["identity_rows"] = absent.tolist()
         clean = self.ctx.clean_labels
@@ -299,6 +348,23 @@ class ForwardCorrectionMethod(Method):
             net.set_state_dict(fresh.state_dict())
             trainer.restart_schedule(f"{self.method_name}: network re-initialised after the warm-up")
 
+    def _refuse(self, trainer: Trainer, t: np.ndarray, labels: np.ndarray, failure: str) -> None:
+        """Keep training with the warm-up loss: the estimate's diagonal does not dominate (``failure``)."""
+        self.refused += 1
+        last = trainer.epoch >= trainer.cfg.train.epochs - 1
+        log = logger.warning if self.refused == 1 or last else logger.info
+        log("%s: the T estimated (%s) after %d epochs is refused -- its diagonal does not dominate (%s): the "
+            "warm-up network still confuses these classes. Training goes on with plain %s%s (set a later "
+            "method.params.warmup_epochs, give method.params.transition, or require_dominant: false)",
+            self.method_name, self.estimator, trainer.epoch, failure, trainer.cfg.loss.name,
+            "; this was the last chance, the run is a plain " + trainer.cfg.loss.name + " run" if last
+            else "; trying again next epoch")
+        clean = self.ctx.clean_labels
+        record = {"accepted": False, "reason": failure, "epoch": float(trainer.epoch), "refused": self.refused}
+        if clean is not None:
+            record["t_error"] = transition_error(t, np.asarray(clean), labels)
+        trainer.save_artifact("transition.json", {"transition": t.tolist(), "estimator": self.estimator, **record})
+
     def implied_rate(self, labels: np.ndarray) -> float:
         """Noise rate implied by ``T`` and the given-label counts: ``sum_i prior_i (1 - T[i, i])`` with the
         clean prior estimated by solving ``prior^T T = noisy prior`` (least squares, clipped, renormalised)."""
@@ -310,7 +376,7 @@ class ForwardCorrectionMethod(Method):
 
     def _save(self, trainer: Trainer) -> None:
         trainer.save_artifact("transition.json", {"transition": self.t.tolist(), "estimator": self.estimator,
-                                                  **self.estimate})
+                                                  "accepted": True, **self.estimate})
 
     def after_epoch(self, trainer: Trainer) -> None:
         for key in ("rate_t", "t_error", "rate_true"):
@@ -319,10 +385,11 @@ class ForwardCorrectionMethod(Method):
 
     # --------------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
-        return {"transition": None if self.t is None else self.t.tolist(), "estimate": dict(self.estimate)}
+        return {"transition": None if self.t is None else self.t.tolist(), "estimate": dict(self.estimate),
+                "refused": self.refused}
 
     def set_state_dict(self, state: dict[str, Any]) -> None:
-        unknown = sorted(set(state) - {"transition", "estimate"})
+        unknown = sorted(set(state) - {"transition", "estimate", "refused"})
         if unknown:
             raise CheckpointError(f"{self.method_name}: checkpoint method state has unknown key(s) {unknown}")
         t = state.get("transition")
@@ -330,3 +397,4 @@ class ForwardCorrectionMethod(Method):
             self.t, self._t_tensor = check_transition(np.asarray(t, dtype=np.float64), self.num_classes), None
         self.estimate = {k: [int(i) for i in v] if k == "identity_rows" else float(v)
                          for k, v in (state.get("estimate") or {}).items()}
+        self.refused = int(state.get("refused", 0))  # absent in checkpoints from before the guard

@@ -27,7 +27,7 @@ import paddle
 import paddle.nn.functional as F
 
 from robust_paddle.engine import distributed as dist
-from robust_paddle.errors import CheckpointError, ConfigError
+from robust_paddle.errors import CheckpointError
 from robust_paddle.losses.functional import per_sample_ce, to_one_hot
 from robust_paddle.methods.base import Method, MethodContext, check_training_after, epoch_param
 from robust_paddle.methods.correction import (
@@ -53,31 +53,6 @@ NOISE_MODES = ("sym", "asym")
 
 
 # ------------------------------------------------------------------------------------- shared pieces
-def check_option(value: Any, *, name: str, method: str, kind: type, lo: float | None = None,
-                 hi: float | None = None, lo_open: bool = False, choices: Sequence[Any] | None = None) -> Any:
-    """Validate one ``method.params`` entry; the error names the key, the value and what is allowed."""
-    key = f"method.params.{name}"
-    if choices is not None:
-        if value not in choices:
-            raise ConfigError(f"{key}: {value!r} is not allowed for method '{method}'; choose one of: "
-                             f"{', '.join(map(str, choices))}")
-        return value
-    if kind is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-    if not ok:
-        raise ConfigError(f"{key}: expected {kind.__name__} for method '{method}', got {value!r} ({type(value).__name__})")
-    too_low = lo is not None and (value < lo or (lo_open and value == lo))
-    if too_low or (hi is not None and value > hi):
-        rule = f"{'>' if lo_open else '>='} {lo}" if lo is not None else ""
-        rule += (" and " if rule and hi is not None else "") + (f"<= {hi}" if hi is not None else "")
-        raise ConfigError(f"{key}: {value!r} is out of range for method '{method}'; must be {rule}")
-    return kind(value)
-
-
-
-
 @paddle.no_grad()
 def train_set_losses(trainer: Trainer) -> np.ndarray:
     """Per-sample cross-entropy of every training sample under each of the method's networks, in eval mode.
@@ -187,14 +162,11 @@ class GMMDivisionMethod(Method):
     def __init__(self, ctx: MethodContext, *, warmup_epochs: int, p_threshold: float, noise_mode: str,
                  loss_window: int) -> None:
         super().__init__(ctx)
-        m = self.name
-        self.warmup_epochs = check_option(epoch_param(ctx, warmup_epochs, "warmup_epochs"), name="warmup_epochs",
-                                          method=m, kind=int, lo=0)
-        check_training_after(ctx, self.warmup_epochs, keys="method.params.warmup_epochs", method=m,
+        # the values were checked by the registry against the method's Params; what depends on the run is here
+        self.warmup_epochs = epoch_param(ctx, warmup_epochs, "warmup_epochs")
+        check_training_after(ctx, self.warmup_epochs, keys="method.params.warmup_epochs", method=self.name,
                              what="the warm-up")
-        self.p_threshold = check_option(p_threshold, name="p_threshold", method=m, kind=float, lo=0.0, hi=1.0)
-        self.noise_mode = check_option(noise_mode, name="noise_mode", method=m, kind=str, choices=NOISE_MODES)
-        self.loss_window = check_option(loss_window, name="loss_window", method=m, kind=int, lo=1)
+        self.p_threshold, self.noise_mode, self.loss_window = float(p_threshold), noise_mode, int(loss_window)
         self.divisions: list[Division] = []
         self._epoch_start: float | None = None
         self._batch = 0
@@ -312,10 +284,7 @@ class GMMCorrectionMethod(GMMDivisionMethod):
                  loss_window: int = 1) -> None:
         super().__init__(ctx, warmup_epochs=warmup_epochs, p_threshold=p_threshold, noise_mode=noise_mode,
                          loss_window=loss_window)
-        self.T = check_option(T, name="T", method=self.name, kind=float, lo=0.0, lo_open=True)
-        self.weighting = check_option(weighting, name="weighting", method=self.name, kind=str,
-                                      choices=("clean_prob", "none"))
-        self.mixup_alpha = check_option(mixup_alpha, name="mixup_alpha", method=self.name, kind=float, lo=0.0)
+        self.T, self.weighting, self.mixup_alpha = float(T), weighting, float(mixup_alpha)
         self.networks = {"net": ctx.build_network()}
         self.loss_fn = ctx.build_loss()
         self.divisions = [Division()]

@@ -43,7 +43,6 @@ import paddle.nn.functional as F
 from robust_paddle.engine import distributed as dist
 from robust_paddle.errors import CheckpointError
 from robust_paddle.methods.base import Method, MethodContext
-from robust_paddle.methods.gmm_correction import check_option
 from robust_paddle.registry import METHODS
 from robust_paddle.schema import param
 
@@ -118,12 +117,9 @@ class SOPMethod(Method):
     def __init__(self, ctx: MethodContext, *, lr_u: float = 1.0, lr_v: float = 10.0, init_std: float = 1e-8,
                  consistency: float = 0.0, balance: float = 0.0) -> None:
         super().__init__(ctx)
-        m = self.name
-        self.lr_u = check_option(lr_u, name="lr_u", method=m, kind=float, lo=0.0, lo_open=True)
-        self.lr_v = check_option(lr_v, name="lr_v", method=m, kind=float, lo=0.0, lo_open=True)
-        init_std = check_option(init_std, name="init_std", method=m, kind=float, lo=0.0, lo_open=True)
-        self.consistency = check_option(consistency, name="consistency", method=m, kind=float, lo=0.0)
-        self.balance = check_option(balance, name="balance", method=m, kind=float, lo=0.0)
+        # checked by the registry against Params; the constructor takes the validated values
+        self.lr_u, self.lr_v, init_std = float(lr_u), float(lr_v), float(init_std)
+        self.consistency, self.balance = float(consistency), float(balance)
         self.networks = {"net": ctx.build_network()}
         rng = np.random.default_rng(int(ctx.cfg.seed or 0))  # the same start on every rank
         self.u = (rng.standard_normal((ctx.num_train, 1)) * init_std).astype(np.float32)

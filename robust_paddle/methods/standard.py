@@ -26,15 +26,6 @@ ADVERSARIAL = ("none", "fgm", "pgd")
 ADV_TARGETS = ("input", "embedding")
 
 
-def _number(value: Any, key: str, *, lo: float, hi: float | None = None, lo_open: bool = False) -> float:
-    bad = isinstance(value, bool) or not isinstance(value, (int, float))
-    bad = bad or value < lo or (lo_open and value == lo) or (hi is not None and value > hi)
-    if bad:
-        rule = f"{'>' if lo_open else '>='} {lo:g}" + (f" and <= {hi:g}" if hi is not None else "")
-        raise ConfigError(f"method.params.{key} must be a number {rule}, got {value!r}")
-    return float(value)
-
-
 @METHODS.register("standard")
 class StandardMethod(Method):
     """One network, one loss (``cfg.loss``): plain ERM, the baseline every robust method is compared to.
@@ -71,7 +62,7 @@ class StandardMethod(Method):
         adv_target: str = param("input", choices=ADV_TARGETS, doc="perturb the input or the embedding (text)")
         adv_epsilon: float = param(1.0, min=0.0, min_open=True, doc="L2 radius of the perturbation")
         adv_steps: int = param(3, min=1, doc="PGD steps")
-        adv_alpha: float | None = param(None, doc="PGD step size (None: 2.5 * epsilon / steps)")
+        adv_alpha: float | None = param(None, min=0.0, min_open=True, doc="PGD step size (None: 2.5 * epsilon / steps)")
         adv_weight: float = param(1.0, min=0.0, doc="weight of the adversarial loss")
 
     def __init__(self, ctx: MethodContext, *, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0,
@@ -81,25 +72,13 @@ class StandardMethod(Method):
         super().__init__(ctx)
         self.networks = {"net": ctx.build_network()}
         self.loss_fn = ctx.build_loss()
-        self.mixup_alpha = _number(mixup_alpha, "mixup_alpha", lo=0.0)
-        self.cutmix_alpha = _number(cutmix_alpha, "cutmix_alpha", lo=0.0)
-        self.cutmix_prob = _number(cutmix_prob, "cutmix_prob", lo=0.0, hi=1.0)
-        self.mix_prob = _number(mix_prob, "mix_prob", lo=0.0, hi=1.0)
-        self.rdrop_alpha = _number(rdrop_alpha, "rdrop_alpha", lo=0.0)
-        if adversarial not in ADVERSARIAL:
-            raise ConfigError(f"method.params.adversarial: {adversarial!r} is not allowed; choose one of: "
-                             f"{', '.join(ADVERSARIAL)}")
-        if adv_target not in ADV_TARGETS:
-            raise ConfigError(f"method.params.adv_target: {adv_target!r} is not allowed; choose one of: "
-                             f"{', '.join(ADV_TARGETS)}")
+        # checked by the registry against Params; the constructor takes the validated values
+        self.mixup_alpha, self.cutmix_alpha = float(mixup_alpha), float(cutmix_alpha)
+        self.cutmix_prob, self.mix_prob, self.rdrop_alpha = float(cutmix_prob), float(mix_prob), float(rdrop_alpha)
         self.adversarial, self.adv_target = adversarial, adv_target
-        self.adv_epsilon = _number(adv_epsilon, "adv_epsilon", lo=0.0, lo_open=True)
-        if isinstance(adv_steps, bool) or not isinstance(adv_steps, int) or adv_steps < 1:
-            raise ConfigError(f"method.params.adv_steps must be an int >= 1, got {adv_steps!r}")
-        self.adv_steps = adv_steps
-        self.adv_alpha = (2.5 * self.adv_epsilon / adv_steps if adv_alpha is None
-                          else _number(adv_alpha, "adv_alpha", lo=0.0, lo_open=True))
-        self.adv_weight = _number(adv_weight, "adv_weight", lo=0.0)
+        self.adv_epsilon, self.adv_steps = float(adv_epsilon), int(adv_steps)
+        self.adv_alpha = 2.5 * self.adv_epsilon / self.adv_steps if adv_alpha is None else float(adv_alpha)
+        self.adv_weight = float(adv_weight)
         net = self.networks["net"]
         if adversarial != "none" and adv_target == "embedding" and not (
                 callable(getattr(net, "forward_features", None)) and isinstance(getattr(net, "classifier", None),

@@ -11,6 +11,7 @@ from typing import Any
 from paddle import nn
 
 from robust_paddle.errors import ConfigError
+from robust_paddle.models.text import DATA_KWARGS
 from robust_paddle.models.vision import VISION_FACTORIES, VisionClassifier
 from robust_paddle.registry import MODELS
 
@@ -59,7 +60,8 @@ def build_model(name: str, *, num_classes: int, input_shape: Sequence[int], **pa
     Lookup order:
 
     1. ``MODELS`` registry: ``mlp``, ``small_cnn``, ``resnet18_cifar``, ``resnet34_cifar``,
-       ``preact_resnet18``; ``params`` are checked against the model's keyword arguments.
+       ``preact_resnet18`` and the text models; ``params`` are checked against the model's declared ``Params``
+       by the registry (``model.params.<key>``, the value, what is allowed).
     2. ``"package.module:function"``: imported with importlib and called as
        ``function(num_classes=..., input_shape=..., **params)``; must return a ``paddle.nn.Layer``.
     3. A ``paddle.vision.models`` factory name (``resnet18``, ``mobilenet_v2`` ...), built with
@@ -81,7 +83,9 @@ def build_model(name: str, *, num_classes: int, input_shape: Sequence[int], **pa
         raise ConfigError(f"model.name: expected a non-empty string, got {name!r}")
     input_shape = _check_input_shape(input_shape)
     if name in MODELS:
-        model = MODELS.build(name, field="model.params", num_classes=num_classes, input_shape=input_shape, **params)
+        fixed = {"num_classes": num_classes, "input_shape": input_shape,
+                 **{k: params.pop(k) for k in DATA_KWARGS if k in params}}  # from the data, not model.params
+        model = MODELS.build(name, field="model.params", fixed=fixed, **params)
     elif ":" in name:
         if not _USER_FACTORY.match(name):
             raise ConfigError(f"model.name: {name!r} is not a 'package.module:function' path")

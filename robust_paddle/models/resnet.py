@@ -17,6 +17,7 @@ attributes, so the models export with ``paddle.jit.to_static``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 
@@ -24,9 +25,9 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from robust_paddle.errors import ConfigError
 from robust_paddle.models.base import FeatureClassifier, check_image_shape, check_num_classes
 from robust_paddle.registry import MODELS
+from robust_paddle.schema import param
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +80,11 @@ class PreActBlock(nn.Layer):
         return out + self.shortcut(pre)
 
 
-def _check_width(width: int, model: str) -> int:
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ConfigError(f"model.params.width: expected an int >= 1 for model '{model}', got {width!r}")
-    return width
+@dataclasses.dataclass(frozen=True)
+class ResNetParams:
+    """``model.params`` of the CIFAR-style ResNets (checked by the registry)."""
+
+    width: int = param(64, min=1, doc="channels of the first stage (64 in the paper; smaller for quick runs)")
 
 
 class _CifarResNet(FeatureClassifier):
@@ -95,7 +97,6 @@ class _CifarResNet(FeatureClassifier):
         self.num_classes = check_num_classes(num_classes, model=name)
         c, h, w = check_image_shape(input_shape, model=name, min_size=8)
         self.input_shape = (c, h, w)
-        width = _check_width(width, name)
         self.stem = nn.Sequential(_conv3x3(c, width), nn.BatchNorm2D(width), nn.ReLU())
         stages, in_c = [], width
         for i, depth in enumerate(depths):
@@ -124,6 +125,8 @@ class ResNet18Cifar(_CifarResNet):
         width: channels of the first stage (64 in the paper; smaller for quick runs).
     """
 
+    Params = ResNetParams
+
     def __init__(self, num_classes: int, input_shape: Sequence[int], *, width: int = 64) -> None:
         super().__init__(BasicBlock, (2, 2, 2, 2), name="resnet18_cifar",
                          num_classes=num_classes, input_shape=input_shape, width=width)
@@ -138,6 +141,8 @@ class ResNet34Cifar(_CifarResNet):
         input_shape: ``(C, H, W)``, C in {1, 3}, H and W >= 8.
         width: channels of the first stage.
     """
+
+    Params = ResNetParams
 
     def __init__(self, num_classes: int, input_shape: Sequence[int], *, width: int = 64) -> None:
         super().__init__(BasicBlock, (3, 4, 6, 3), name="resnet34_cifar",
@@ -154,6 +159,8 @@ class PreActResNet18(_CifarResNet):
         input_shape: ``(C, H, W)``, C in {1, 3}, H and W >= 8.
         width: channels of the first stage.
     """
+
+    Params = ResNetParams
 
     def __init__(self, num_classes: int, input_shape: Sequence[int], *, width: int = 64) -> None:
         super().__init__(PreActBlock, (2, 2, 2, 2), name="preact_resnet18",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Sequence
@@ -9,25 +10,16 @@ from collections.abc import Sequence
 import paddle
 from paddle import nn
 
-from robust_paddle.errors import ConfigError
 from robust_paddle.models.base import FeatureClassifier, check_image_shape, check_num_classes
 from robust_paddle.registry import MODELS
+from robust_paddle.schema import param
 
 logger = logging.getLogger(__name__)
 
 
-def _check_dropout(dropout: float, model: str) -> float:
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"model.params.dropout: expected a number in [0, 1) for model '{model}', got {dropout!r}")
-    return float(dropout)
-
-
-def _check_widths(widths: Sequence[int], key: str, model: str, *, allow_empty: bool) -> list[int]:
-    if not isinstance(widths, (list, tuple)) or (not widths and not allow_empty) or not all(
-        isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths
-    ):
-        raise ConfigError(f"model.params.{key}: expected a list of positive ints for model '{model}', got {widths!r}")
-    return list(widths)
+def dropout_param(default: float = 0.0, doc: str = "dropout probability") -> float:
+    """A declared dropout probability in [0, 1)."""
+    return param(default, min=0.0, max=1.0, max_open=True, doc=doc)
 
 
 @MODELS.register("mlp")
@@ -43,13 +35,18 @@ class MLP(FeatureClassifier):
         dropout: dropout probability after each hidden layer.
     """
 
+    @dataclasses.dataclass(frozen=True)
+    class Params:
+        """``model.params`` of ``mlp`` (checked by the registry)."""
+
+        hidden: list[int] = param((256, 128), min=1, doc="hidden-layer widths; [] gives softmax regression")
+        dropout: float = dropout_param(doc="dropout probability after each hidden layer")
+
     def __init__(self, num_classes: int, input_shape: Sequence[int], *, hidden: Sequence[int] = (256, 128),
                  dropout: float = 0.0) -> None:
         super().__init__()
         self.num_classes = check_num_classes(num_classes, model="mlp")
         self.input_shape = tuple(int(v) for v in input_shape)
-        hidden = _check_widths(hidden, "hidden", "mlp", allow_empty=True)
-        dropout = _check_dropout(dropout, "mlp")
         layers: list[nn.Layer] = []
         width = math.prod(self.input_shape)
         for h in hidden:
@@ -86,16 +83,20 @@ class SmallCNN(FeatureClassifier):
         dropout: dropout probability inside ``classifier``, before its linear layer.
     """
 
+    @dataclasses.dataclass(frozen=True)
+    class Params:
+        """``model.params`` of ``small_cnn`` (checked by the registry)."""
+
+        channels: list[int] = param((32, 64, 128), min=1, min_items=1, doc="output channels of each stage")
+        convs_per_stage: int = param(1, min=1, doc="conv-BN-ReLU blocks per stage")
+        dropout: float = dropout_param(doc="dropout probability before the linear classifier")
+
     def __init__(self, num_classes: int, input_shape: Sequence[int], *, channels: Sequence[int] = (32, 64, 128),
                  convs_per_stage: int = 1, dropout: float = 0.0) -> None:
         super().__init__()
         self.num_classes = check_num_classes(num_classes, model="small_cnn")
         c, h, w = check_image_shape(input_shape, model="small_cnn", min_size=4)
         self.input_shape = (c, h, w)
-        channels = _check_widths(channels, "channels", "small_cnn", allow_empty=False)
-        if isinstance(convs_per_stage, bool) or not isinstance(convs_per_stage, int) or convs_per_stage < 1:
-            raise ConfigError(f"model.params.convs_per_stage: expected an int >= 1, got {convs_per_stage!r}")
-        dropout = _check_dropout(dropout, "small_cnn")
         layers: list[nn.Layer] = []
         in_c, size = c, min(h, w)
         for i, out_c in enumerate(channels):

@@ -29,6 +29,7 @@ Vaswani et al. 2017, https://arxiv.org/abs/1706.03762 (``paddle.nn.TransformerEn
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -42,9 +43,12 @@ from paddle import nn
 from robust_paddle.errors import ConfigError, DataError
 from robust_paddle.models.base import FeatureClassifier, check_num_classes
 from robust_paddle.registry import MODELS
+from robust_paddle.schema import param
 
 logger = logging.getLogger(__name__)
 TEXT_MODELS = ("textcnn", "bigru_attention", "bilstm_attention", "transformer")
+#: what a text model takes from the data (tokenizer, ``data.text``), never from ``model.params``
+DATA_KWARGS = ("vocab_size", "pad_id", "vocab", "window_length", "window_stride", "window_aggregate")
 NEG_INF = -1e4  # additive mask value (finite: fp16 safe; exp(-1e4) is 0 in float32)
 
 
@@ -102,6 +106,16 @@ def load_pretrained_embeddings(path: str, vocab: Sequence[str], dim: int) -> tup
             raise DataError(f"{path}:{n}: a vector value is not a number") from None
         found[i] = True
     return out, found
+
+
+@dataclasses.dataclass(frozen=True)
+class TextParams:
+    """``model.params`` every text model takes (each model's ``Params`` adds its own; checked by the registry)."""
+
+    embed_dim: int = param(128, min=1, doc="token embedding width E")
+    dropout: float = param(0.5, min=0.0, max=1.0, max_open=True, doc="dropout before the classifier")
+    pretrained_embeddings: str = param("", doc="word2vec text file or .npz (tokens, vectors) for the embeddings")
+    freeze_embeddings: bool = param(False, doc="keep the embeddings fixed")
 
 
 class TextClassifier(FeatureClassifier):
@@ -201,25 +215,22 @@ class TextClassifier(FeatureClassifier):
         return self.embed(x), lambda e: self.classifier(mix(self.dropout(self.features_from_embeddings(e, x))))
 
 
-def _masked_max(h: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
-    """h [B, T, F], mask [B, T] -> max over valid positions [B, F] (0 where a row has none)."""
-    m = mask.unsqueeze(-1)
-    out = paddle.max(h * m + (m - 1.0) * 1e4, axis=[1])
-    # a row with no valid position gets 0; max (not sum) of the 0/1 mask: Paddle 3.3's legacy (pre-PIR) program mode,
-    # used for the PaddleServing export, rejects sum ("argument must be Value, but got Variable")
-    return out * paddle.max(mask, axis=[1], keepdim=True).astype(h.dtype)
-
-
 @MODELS.register("textcnn")
 class TextCNN(TextClassifier):
-    """TextCNN (Kim 2014): parallel 1-D convolutions (``kernel_sizes``, ``num_filters`` each) + ReLU + max over
-    time (padding positions excluded), dropout, linear classifier. feature_dim = ``num_filters * len(kernel_sizes)``."""
+    """TextCNN (Kim 2014, arXiv:1408.5882): parallel 1-D convolutions (``kernel_sizes``, ``num_filters`` each) +
+    ReLU + max over time (padding positions excluded), dropout, linear classifier. feature_dim =
+    ``num_filters * len(kernel_sizes)``."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Params(TextParams):
+        kernel_sizes: list[int] = param((3, 4, 5), min=1, min_items=1, doc="convolution widths, <= the window")
+        num_filters: int = param(100, min=1, doc="filters per kernel size")
 
     def __init__(self, *, num_classes: int, input_shape: Sequence[int], vocab_size: int,
                  kernel_sizes: Sequence[int] = (3, 4, 5), num_filters: int = 100, **kw) -> None:
         super().__init__(num_classes=num_classes, input_shape=input_shape, vocab_size=vocab_size, name="textcnn", **kw)
         ks = [int(k) for k in kernel_sizes]
-        if not ks or min(ks) < 1 or max(ks) > self.window:
+        if max(ks) > self.window:  # the window comes from the data (data.text), so the Params cannot say
             raise ConfigError(f"model.params.kernel_sizes: {list(kernel_sizes)} must be >= 1 and <= the window of "
                               f"{self.window} tokens")
         self.kernel_sizes = ks
@@ -231,8 +242,12 @@ class TextCNN(TextClassifier):
         x = emb.transpose([0, 2, 1])  # [B, E, w]
         outs = []
         for k, conv in zip(self.kernel_sizes, self.convs):
-            h = F.relu(conv(x)).transpose([0, 2, 1])  # [B, w - k + 1, F]
-            outs.append(_masked_max(h, mask[:, :self.window - k + 1]))
+            h = conv(x)  # [B, F, w - k + 1]
+            neg = ((mask[:, :self.window - k + 1] - 1.0) * 1e4).unsqueeze(1)  # 0 on tokens, -1e4 on padding
+            # max over time of relu(h) on the real tokens == relu(max of h there), and 0 for a window without
+            # tokens (relu(-1e4)): relu runs on [B, F] instead of [B, F, T] and no mask multiply is needed; this
+            # step was half of the training step's time (profile in benchmarks/README.md)
+            outs.append(F.relu(paddle.max(h + neg, axis=2)))
         return paddle.concat(outs, axis=1)
 
 
@@ -258,10 +273,19 @@ class BiRNNAttention(TextClassifier):
         return paddle.matmul(a, h).squeeze(1)  # sum_t a_t h_t as a matmul: no sum op (see _pool_windows)
 
 
+@dataclasses.dataclass(frozen=True)
+class RNNParams(TextParams):
+    """``model.params`` of ``bigru_attention`` / ``bilstm_attention`` (checked by the registry)."""
+
+    hidden_size: int = param(128, min=1, doc="RNN units per direction (feature_dim = 2 * hidden_size)")
+    num_layers: int = param(1, min=1, doc="stacked bidirectional layers")
+    attention_dim: int = param(128, min=1, doc="width of the attention scorer")
+
+
 @MODELS.register("bigru_attention")
 def bigru_attention(*, num_classes: int, input_shape: Sequence[int], vocab_size: int, hidden_size: int = 128,
                     num_layers: int = 1, attention_dim: int = 128, **kw) -> BiRNNAttention:
-    """BiGRU with attention pooling (see :class:`BiRNNAttention`)."""
+    """BiGRU with attention pooling (see :class:`BiRNNAttention`; Zhou et al. 2016, ACL, no arXiv id)."""
     return BiRNNAttention(num_classes=num_classes, input_shape=input_shape, vocab_size=vocab_size, cell="gru",
                           hidden_size=hidden_size, num_layers=num_layers, attention_dim=attention_dim, **kw)
 
@@ -269,7 +293,7 @@ def bigru_attention(*, num_classes: int, input_shape: Sequence[int], vocab_size:
 @MODELS.register("bilstm_attention")
 def bilstm_attention(*, num_classes: int, input_shape: Sequence[int], vocab_size: int, hidden_size: int = 128,
                      num_layers: int = 1, attention_dim: int = 128, **kw) -> BiRNNAttention:
-    """BiLSTM with attention pooling (see :class:`BiRNNAttention`)."""
+    """BiLSTM with attention pooling (see :class:`BiRNNAttention`; Zhou et al. 2016, ACL, no arXiv id)."""
     return BiRNNAttention(num_classes=num_classes, input_shape=input_shape, vocab_size=vocab_size, cell="lstm",
                           hidden_size=hidden_size, num_layers=num_layers, attention_dim=attention_dim, **kw)
 
@@ -277,7 +301,14 @@ def bilstm_attention(*, num_classes: int, input_shape: Sequence[int], vocab_size
 @MODELS.register("transformer")
 class TransformerText(TextClassifier):
     """Token + learned position embeddings -> ``paddle.nn.TransformerEncoder`` (padding masked in attention) ->
-    mean over the real tokens (feature_dim = ``embed_dim``)."""
+    mean over the real tokens (feature_dim = ``embed_dim``); Vaswani et al. 2017, arXiv:1706.03762."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Params(TextParams):
+        num_layers: int = param(2, min=1, doc="encoder layers")
+        num_heads: int = param(4, min=1, doc="attention heads (must divide embed_dim)")
+        ffn_dim: int = param(256, min=1, doc="feed-forward width")
+        attn_dropout: float = param(0.1, min=0.0, max=1.0, max_open=True, doc="dropout inside the encoder")
 
     def __init__(self, *, num_classes: int, input_shape: Sequence[int], vocab_size: int, num_layers: int = 2,
                  num_heads: int = 4, ffn_dim: int = 256, attn_dropout: float = 0.1, **kw) -> None:
@@ -300,3 +331,9 @@ class TransformerText(TextClassifier):
         m = mask.unsqueeze(-1)
         # masked mean over tokens as means (the length cancels; no sum op, see _pool_windows)
         return paddle.mean(h * m, axis=1) / paddle.clip(paddle.mean(m, axis=1), min=1.0 / mask.shape[1])
+
+
+# the builders are functions: their declared parameters and citation are attributes (``robust-paddle list``)
+for _builder in (bigru_attention, bilstm_attention):
+    _builder.Params = RNNParams  # type: ignore[attr-defined]
+    _builder.paper = "Zhou et al. 2016, ACL (no arXiv id)"  # type: ignore[attr-defined]

@@ -36,6 +36,8 @@ DEMO_ROWS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("elr", {"method.name": "elr", "method.params": {"beta": 0.7, "lam": 3.0}, "loss.name": "ce", "loss.params": {}}),
     ("sop", {"method.name": "sop", "method.params": {"lr_u": 1000.0, "lr_v": 1000.0}, "loss.name": "ce",
              "loss.params": {}}),
+    ("promix", {"method.name": "promix", "method.params": {"warmup_epochs": 3, "rampup_epochs": 10},
+                "data.strong_augment": "none", "loss.name": "ce", "loss.params": {}}),
 )
 
 _CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs")

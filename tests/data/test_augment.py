@@ -3,7 +3,6 @@ streaming (path / memory-mapped) datasets."""
 
 import numpy as np
 import pytest
-from conftest import forked_workers
 from PIL import Image
 
 from robust_paddle.config import ConfigError as ConfigKeyError
@@ -84,7 +83,6 @@ def test_float_pixels_reject_colour_ops_when_the_data_is_built():
     assert b.train.get_x(0, epoch=1).shape == (1, 8, 8)
 
 
-@forked_workers
 @pytest.mark.parametrize("workers", [1, 2])
 def test_batches_do_not_depend_on_the_number_of_workers(tmp_path, workers):
     b = build_data(folder_cfg(write_folder(tmp_path / "f")))

@@ -3,7 +3,6 @@
 import numpy as np
 import paddle
 import pytest
-from conftest import forked_workers
 
 from robust_paddle.config import from_dict
 from robust_paddle.data import ArrayDataset, Pipeline, build_data, build_loader
@@ -58,7 +57,6 @@ def test_no_shuffle_and_drop_last(bundle):
         build_loader(bundle.train, batch_size=0, shuffle=False, seed=0)
 
 
-@forked_workers
 def test_worker_processes_follow_the_epoch(bundle):
     single = build_loader(bundle.train, batch_size=256, shuffle=True, seed=1)
     multi = build_loader(bundle.train, batch_size=256, shuffle=True, seed=1, num_workers=1)

@@ -10,7 +10,6 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import forked_workers
 from data_quirks import (
     brightness_pair_16bit,
     colour_folder,
@@ -132,7 +131,7 @@ def test_file_list_naming_a_non_image_file(tmp_path):
         build_data(cfg(name="file_list", path=lst))
 
 
-@pytest.mark.parametrize("workers", [0, pytest.param(1, marks=forked_workers)])
+@pytest.mark.parametrize("workers", [0, 1])
 def test_loader_failure_in_thread_or_worker_is_one_error(tmp_path, workers):
     colour_folder(str(tmp_path / "c"), grey_first=False)
     truncated = write_bad_files(str(tmp_path / "bad"))["truncated"]
@@ -234,15 +233,15 @@ def test_cli_mixed_sizes_and_non_utf8_config_exit_2(tmp_path):
     one_line_exit_2(run_cli("train", "-c", str(nonutf8)), "bad.yaml:2: byte 0xe9 at column 4 is not UTF-8")
 
 
-@forked_workers
 def test_cli_loader_failure_in_a_worker_exit_2(tmp_path):
     colour_folder(str(tmp_path / "c"), grey_first=False)
     target = str(tmp_path / "c" / "red" / "0003.png")
     with open(target, "r+b") as fh:  # keep the header, break the pixel data
         fh.seek(60)
         fh.write(b"\0" * 40)
+    # the bound is for a loaded machine (the run's output pipes close once the worker and its fork server exit)
     res = run_cli(*_train_args(tmp_path, name="image_folder", path=tmp_path / "c", num_workers=1, mean="[0,0,0]",
-                               std="[1,1,1]"))
+                               std="[1,1,1]"), timeout=240)
     one_line_exit_2(res, "red/0003.png: cannot read image")
 
 

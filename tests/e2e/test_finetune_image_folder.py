@@ -8,7 +8,6 @@ import shutil
 import numpy as np
 import paddle
 import pytest
-from conftest import forked_workers
 from PIL import Image
 
 from robust_paddle import config as C
@@ -31,7 +30,6 @@ def history(path):
 
 
 @pytest.mark.slow
-@forked_workers
 def test_pretrained_image_folder_trains_resumes_exports_and_serves(tmp_path):
     write_folder(tmp_path / "photos")
     paddle.seed(0)  # "zoo" weights for a 5-class small_cnn: the head is re-initialised for our 3 classes

@@ -8,11 +8,12 @@ import os
 import numpy as np
 import paddle
 import pytest
-from method_helpers import log_softmax, log_trainer, softmax, toy_context
+from method_helpers import build_method, log_softmax, log_trainer, softmax, toy_context
 
 from robust_paddle import config as C
 from robust_paddle.config import run_epochs
 from robust_paddle.engine.checkpoint import load_checkpoint
+from robust_paddle.errors import ConfigError
 from robust_paddle.losses import build_loss
 from robust_paddle.methods.co_teaching import (
     CoTeachingMethod,
@@ -90,7 +91,8 @@ D, K, N = 5, 3, 10
 def toy(cls, *, clean=None, epochs=30, **params):
     labels = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
     ctx = toy_context(labels, dim=D, classes=K, seed=3, overrides=[f"train.epochs={epochs}"], clean=clean)
-    return cls(ctx, **params), labels
+    paddle.seed(3)  # the networks' initial weights do not depend on the tests that ran before
+    return build_method(cls, ctx, **params), labels
 
 
 def numpy_ce(net, x, y):
@@ -197,16 +199,16 @@ def test_jocor_step_matches_numpy():
 
 
 @pytest.mark.parametrize("cls, params, exc, match", [
-    (CoTeachingMethod, {"forget_rate": 1.0}, ValueError,
-     r"method.params.forget_rate: must be a number in \[0, 1\) \(about the noise rate\) or 'auto' for method "
-     r"'co_teaching', got 1.0"),
+    (CoTeachingMethod, {"forget_rate": 1.0}, ConfigError,
+     r"^method.params.forget_rate: 1.0 is out of range; must be < 1.0 and >= 0.0$"),
     (CoTeachingMethod, {"forget_rate": "half"}, ValueError, r"forget_rate: 'half' is neither a number in \[0, 1\), 'auto', nor an existing noise_estimate.json"),
-    (CoTeachingMethod, {"num_gradual": -1}, ValueError, r"method.params.num_gradual: must be an int >= 0 .* got -1"),
-    (JoCoRMethod, {"exponent": 0.0}, ValueError, r"method.params.exponent: must be a number > 0 .*'jocor', got 0.0"),
-    (CoTeachingMethod, {"estimate_epoch": 0}, ValueError, r"method.params.estimate_epoch: must be an int >= 1"),
-    (CoTeachingPlusMethod, {"init_epoch": -2}, ValueError,
-     r"method.params.init_epoch: must be an int >= 0 .* for method 'co_teaching_plus', got -2"),
-    (JoCoRMethod, {"co_lambda": 1.5}, ValueError, r"method.params.co_lambda: must be a number in \[0, 1\] .* got 1.5"),
+    (CoTeachingMethod, {"num_gradual": -1}, ConfigError, r"^method.params.num_gradual: -1.0 is out of range; must be >= 0$"),
+    (JoCoRMethod, {"exponent": 0.0}, ConfigError, r"^method.params.exponent: 0.0 is out of range; must be > 0.0$"),
+    (CoTeachingMethod, {"estimate_epoch": 0}, ConfigError, r"^method.params.estimate_epoch: 0.0 is out of range; must be > 0$"),
+    (CoTeachingMethod, {"estimate_epoch": 2.5}, ConfigError, r"^method.params.estimate_epoch: 2.5 is not allowed; expected a "
+                                                             r"whole number of epochs or a fraction of the run in \(0, 1\)$"),
+    (CoTeachingPlusMethod, {"init_epoch": -2}, ConfigError, r"^method.params.init_epoch: -2.0 is out of range; must be >= 0$"),
+    (JoCoRMethod, {"co_lambda": 1.5}, ConfigError, r"^method.params.co_lambda: 1.5 is out of range; must be <= 1.0 and >= 0.0$"),
 ])
 def test_options_are_checked(cls, params, exc, match):
     with pytest.raises(exc, match=match):

@@ -6,7 +6,7 @@ import pytest
 
 from robust_paddle.errors import CheckpointError, ConfigError
 from robust_paddle.methods.elr import ELRMethod, elr_targets_update
-from tests.method_helpers import log_softmax, softmax, toy_context
+from tests.method_helpers import build_method, log_softmax, softmax, toy_context
 
 
 def batch(rng, n=6, dim=4, classes=3):
@@ -70,10 +70,10 @@ def test_clean_probability_state_and_checks():
     assert np.array_equal(other.targets, m.targets)
     with pytest.raises(CheckpointError, match=r"ELR targets of shape \[2, 3\], this run needs \[3, 3\]"):
         other.set_state_dict({"targets": np.zeros((2, 3))})
-    with pytest.raises(ConfigError, match=r"method.params.beta: 1.5 is out of range for method 'elr'"):
-        ELRMethod(toy_context(labels, dim=4, classes=3, seed=0), beta=1.5)
-    with pytest.raises(ConfigError, match=r"method.params.lam: expected float"):
-        ELRMethod(toy_context(labels, dim=4, classes=3, seed=0), lam="big")
+    with pytest.raises(ConfigError, match=r"^method.params.beta: 1.5 is out of range; must be <= 0.999999 and >= 0.0$"):
+        build_method(ELRMethod, toy_context(labels, dim=4, classes=3, seed=0), beta=1.5)
+    with pytest.raises(ConfigError, match=r"^method.params.lam: expected float, got 'big' \(str\)$"):
+        build_method(ELRMethod, toy_context(labels, dim=4, classes=3, seed=0), lam="big")
 
 
 def test_digits_run_resumes_exactly_and_its_clean_probability_finds_the_noise(tmp_path):

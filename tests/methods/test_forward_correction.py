@@ -6,18 +6,21 @@ import os
 import numpy as np
 import paddle
 import pytest
-from method_helpers import assert_same_final, softmax, toy_context
+from method_helpers import assert_same_final, build_method, softmax, toy_context
 
 from robust_paddle import config as C
-from robust_paddle.data.noise import apply_transition, pair_matrix, symmetric_matrix
+from robust_paddle.data.noise import apply_transition, pair_matrix, realised_matrix, symmetric_matrix
 from robust_paddle.engine.checkpoint import load_checkpoint
 from robust_paddle.methods.forward_correction import (
     ForwardCorrectionMethod,
     anchor_transition,
+    dominance_failure,
     forward_loss,
     load_transition,
+    smooth_transition,
 )
 from robust_paddle.pipeline import run as run_mod
+from robust_paddle.quality.estimation import estimate_noise_matrix
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
 FAST = ["data.subset=300", "train.progress=false", "train.visualdl=false", "model.name=mlp",
@@ -26,7 +29,7 @@ D, K = 4, 3
 
 
 def toy_method(**params):
-    return ForwardCorrectionMethod(toy_context([0, 1, 2, 0], dim=D, classes=K, seed=3), **params)
+    return build_method(ForwardCorrectionMethod, toy_context([0, 1, 2, 0], dim=D, classes=K, seed=3), **params)
 
 
 def test_forward_loss_matches_numpy():
@@ -106,10 +109,13 @@ def test_load_transition_sources_and_errors(tmp_path):
 
 
 @pytest.mark.parametrize("params,match", [
-    ({"estimator": "median"}, r"method.params.estimator: 'median' is not allowed .* anchor, confident_joint"),
-    ({"warmup_epochs": 0}, r"method.params.warmup_epochs: 0 is out of range"),
+    ({"estimator": "median"}, r"^method.params.estimator: 'median' is not allowed; choose one of: anchor, confident_joint$"),
+    ({"warmup_epochs": 0}, r"^method.params.warmup_epochs: 0.0 is out of range; must be > 0$"),
     ({"anchor_quantile": 1.5}, r"method.params.anchor_quantile: 1.5 is out of range"),
     ({"reinit": "yes"}, r"method.params.reinit: expected bool"),
+    ({"identity_weight": 1.5}, r"method.params.identity_weight: 1.5 is out of range"),
+    ({"identity_weight": -0.1}, r"method.params.identity_weight: -0.1 is out of range"),
+    ({"require_dominant": "no"}, r"method.params.require_dominant: expected bool"),
 ])
 def test_options_are_checked(params, match):
     with pytest.raises((ValueError, TypeError), match=match):
@@ -128,8 +134,10 @@ def digits_cfg(out, *extra):
 
 
 def test_auto_estimates_resumes_and_reports(tmp_path):
+    # a 1-epoch warm-up's estimate of pair-45 noise need not be diagonally dominant: the guard is off here
+    guard_off = "method.params.require_dominant=false"
     with paddle.utils.unique_name.guard():
-        full = run_mod.train(digits_cfg(tmp_path / "full"))
+        full = run_mod.train(digits_cfg(tmp_path / "full", guard_off))
     rows = full["history"]
     assert "noise/rate_t" not in rows[0] and rows[0]["train/warmup"] == 1.0
     assert rows[1]["train/warmup"] == 0.0 and 0.0 <= rows[1]["noise/rate_t"] <= 1.0
@@ -149,7 +157,7 @@ def test_auto_estimates_resumes_and_reports(tmp_path):
 
     # resume from the warm-up checkpoint: the estimate and the re-initialisation happen again, identically
     with paddle.utils.unique_name.guard():
-        resumed = run_mod.train(digits_cfg(tmp_path / "resumed"),
+        resumed = run_mod.train(digits_cfg(tmp_path / "resumed", guard_off),
                                 resume=str(tmp_path / "full" / "checkpoints" / "epoch_001.pdckpt"))
     assert_same_final(full, resumed)
 
@@ -183,3 +191,123 @@ def test_exact_pair_noise_gives_each_class_the_nominal_rate():
     noisy = apply_transition(clean, pair_matrix(10, 0.45), seed=0)
     rates = [np.mean(noisy[clean == c] != c) for c in range(10)]
     assert max(abs(r - 0.45) for r in rates) <= 1 / 125
+
+
+# ------------------------------------------------------------------ estimates from a weak warm-up network
+def synthetic_posteriors(t, *, n=3000, sharpness=1.0, seed=0):
+    """Clean labels, noisy labels drawn through ``t`` and the noisy-label posteriors a network would learn:
+    clean posteriors (near one-hot ``sharpness`` of the time, else a Dirichlet mixture) pushed through ``t``."""
+    rng = np.random.default_rng(seed)
+    c = t.shape[0]
+    clean = rng.integers(0, c, n)
+    soft = rng.dirichlet(np.ones(c), n)
+    post = np.where(rng.random(n)[:, None] < sharpness, 0.97 * np.eye(c)[clean] + 0.03 * soft, soft)
+    noisy = apply_transition(clean, t, seed=seed)  # exact: each class flipped at the nominal rate
+    return clean, noisy, post @ t
+
+
+@pytest.mark.parametrize("t", [symmetric_matrix(10, 0.4), pair_matrix(10, 0.45)], ids=["sym40", "pair45"])
+def test_both_estimators_recover_a_known_t(t):
+    clean, noisy, probs = synthetic_posteriors(t, sharpness=0.8)
+    truth = realised_matrix(clean, noisy, 10)
+    cj = estimate_noise_matrix(noisy, probs)
+    anchor = anchor_transition(probs, quantile=0.97)
+    assert np.abs(cj - truth).mean() < 0.02 and np.abs(anchor - truth).mean() < 0.02
+    assert dominance_failure(cj) is None and dominance_failure(anchor) is None
+
+
+def test_a_weak_network_overstates_the_noise_and_smoothing_corrects_it():
+    # posteriors of an under-trained network (mostly mixtures): the confident joint's diagonal falls below the
+    # true 0.6; shrinking toward I by w brings it back (what identity_weight is for)
+    t = symmetric_matrix(10, 0.4)
+    clean, noisy, probs = synthetic_posteriors(t, sharpness=0.0, seed=1)
+    flat = 0.5 * probs + 0.5 / 10  # a flatter softmax than even the noisy posterior
+    truth = realised_matrix(clean, noisy, 10)
+    est = estimate_noise_matrix(noisy, flat)
+    assert np.diag(est).mean() < np.diag(truth).mean() - 0.1
+    shrunk = smooth_transition(est, 0.3)
+    np.testing.assert_allclose(shrunk, 0.7 * est + 0.3 * np.eye(10))
+    assert np.abs(shrunk - truth).mean() < np.abs(est - truth).mean()
+    np.testing.assert_allclose(shrunk.sum(1), 1.0)
+    np.testing.assert_allclose(smooth_transition(est, 1.0), np.eye(10))
+
+
+def test_dominance_failure_names_the_row():
+    assert dominance_failure(pair_matrix(4, 0.45)) is None
+    assert dominance_failure(np.eye(3)) is None
+    bad = np.array([[0.6, 0.4, 0.0], [0.1, 0.3, 0.6], [0.0, 0.5, 0.5]])
+    assert dominance_failure(bad) == "row 1: T[1, 1] = 0.30 <= T[1, 2] = 0.60 (and 1 more row(s))"
+    assert dominance_failure(pair_matrix(4, 0.5)) == "row 0: T[0, 0] = 0.50 <= T[0, 1] = 0.50 (and 3 more row(s))"
+
+
+def test_a_refused_estimate_keeps_the_warmup_loss_and_is_tried_again(tmp_path, monkeypatch, caplog):
+    from robust_paddle.methods import forward_correction as fc
+
+    bad = pair_matrix(10, 0.6)  # more mass off the diagonal than on it: refused
+    calls = []
+
+    def estimates(labels, probs):
+        calls.append(len(labels))
+        return bad if len(calls) == 1 else symmetric_matrix(10, 0.3)
+
+    monkeypatch.setattr(fc, "estimate_noise_matrix", estimates)
+    with caplog.at_level("INFO", logger="robust_paddle.methods.forward_correction"):
+        with paddle.utils.unique_name.guard():
+            out = run_mod.train(digits_cfg(tmp_path / "run", "train.epochs=4", "method.params.reinit=false",
+                                           "method.params.identity_weight=0.5", "train.report=false"))
+    rows = out["history"]
+    assert [r["train/warmup"] for r in rows] == [1.0, 1.0, 0.0, 0.0]  # epoch 1 refused, epoch 2 accepted
+    assert len(calls) == 2
+    refused = [r.getMessage() for r in caplog.records if "is refused" in r.getMessage()]
+    assert len(refused) == 1 and refused[0].startswith(
+        "forward_correction: the T estimated (confident_joint) after 1 epochs is refused -- its diagonal does not "
+        "dominate (row 0: T[0, 0] = 0.40 <= T[0, 1] = 0.60 (and 9 more row(s))")
+    assert "Training goes on with plain ce; trying again next epoch" in refused[0]
+    saved = json.loads((tmp_path / "run" / "transition.json").read_text())
+    assert saved["accepted"] is True and saved["refused"] == 1.0 and saved["epoch"] == 2.0
+    np.testing.assert_allclose(np.asarray(saved["transition"]), 0.5 * symmetric_matrix(10, 0.3) + 0.5 * np.eye(10))
+    assert "noise/rate_t" not in rows[1] and "noise/rate_t" in rows[2]
+
+
+def test_a_run_whose_estimate_is_never_accepted_is_a_plain_loss_run(tmp_path, monkeypatch, caplog):
+    from robust_paddle.methods import forward_correction as fc
+
+    monkeypatch.setattr(fc, "estimate_noise_matrix", lambda labels, probs: pair_matrix(10, 0.6))
+    with caplog.at_level("WARNING", logger="robust_paddle.methods.forward_correction"):
+        with paddle.utils.unique_name.guard():
+            out = run_mod.train(digits_cfg(tmp_path / "run", "train.report=false"))  # 3 epochs, warm-up 1
+    assert [r["train/warmup"] for r in out["history"]] == [1.0, 1.0, 1.0]
+    refused = [r.getMessage() for r in caplog.records if "is refused" in r.getMessage()]
+    assert len(refused) == 2 and "this was the last chance, the run is a plain ce run" in refused[1]
+    saved = json.loads((tmp_path / "run" / "transition.json").read_text())
+    assert saved["accepted"] is False and saved["refused"] == 2 and saved["reason"].startswith("row 0:")
+    state = load_checkpoint(str(tmp_path / "run" / "checkpoints" / "latest.pdckpt"))
+    assert state["method"]["transition"] is None and state["method"]["refused"] == 2
+    # with the guard off the same estimate is used as it is
+    with paddle.utils.unique_name.guard():
+        off = run_mod.train(digits_cfg(tmp_path / "off", "train.report=false", "method.params.require_dominant=false"))
+    assert [r["train/warmup"] for r in off["history"]] == [1.0, 0.0, 0.0]
+
+
+def test_shipped_forward_configs_build_with_the_guards():
+    for name in ("digits", "mnist", "cifar10"):
+        cfg = C.load(os.path.join(CONFIGS, "forward_correction", f"{name}.yaml"), ["train.epochs=6"])
+        method = toy_method(**cfg.method.params)
+        assert method.require_dominant is True and 0.0 <= method.identity_weight < 1.0
+
+
+def test_anchor_filter_matches_the_reference_and_survives_tied_top_values():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(4), 400)
+    ref = np.empty((4, 4))
+    for i in range(4):  # Patrini et al.'s code: drop values >= the 97th percentile ('higher'), take the arg-max
+        col = probs[:, i].copy()
+        col[col >= np.percentile(col, 97, method="higher")] = 0.0
+        ref[i] = probs[np.argmax(col)]
+    np.testing.assert_allclose(anchor_transition(probs, quantile=0.97), ref / ref.sum(1, keepdims=True))
+    # half the samples saturated at exactly 0.98 for their class: the anchor is one of them, not another class
+    labels = np.repeat([0, 1], 30)
+    sat = np.full((60, 3), 0.01)
+    sat[np.arange(60), labels] = 0.98
+    t = anchor_transition(sat, quantile=0.97)
+    np.testing.assert_allclose(t[:2], sat[[0, 30]])

@@ -46,3 +46,18 @@ def test_list_shows_the_declared_fields():
     dm = {e["name"]: e for e in describe("methods")}["dividemix"]
     t = {p["name"]: p for p in dm["params"]}["T"]
     assert t["type"] == "float" and t["default"] == 0.5 and t["min"] == 0.0 and "sharpening" in t["doc"]
+
+
+def test_every_shipped_config_method_params_validate():
+    import os
+
+    from robust_paddle import config as C
+    from robust_paddle.schema import build
+
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
+    paths = [os.path.join(d, f) for d, _, files in os.walk(root) for f in files
+             if f.endswith(".yaml") and "_base_" not in d]
+    assert len(paths) > 20
+    for path in paths:
+        cfg = C.load(path)
+        build(METHODS.get(cfg.method.name).Params, dict(cfg.method.params), "method.params")

@@ -4,6 +4,7 @@
 import numpy as np
 import paddle
 import pytest
+from method_helpers import build_method
 
 from robust_paddle import config as C
 from robust_paddle.losses import build_loss
@@ -163,7 +164,7 @@ def method(**params):
     ctx = MethodContext(cfg=cfg, num_classes=C_, input_shape=(1, 4, 4), train_labels=np.zeros(1, np.int64),
                         clean_labels=None, build_network=lambda: net,
                         build_loss=lambda name=None, **kw: build_loss("ce", num_classes=C_))
-    return StandardMethod(ctx, **params)
+    return build_method(StandardMethod, ctx, **params)
 
 
 def batch():
@@ -217,11 +218,13 @@ def test_standard_option_checks():
         method(adversarial="vat")
     with pytest.raises(ValueError, match="method.params.adv_target: 'logits' is not allowed"):
         method(adversarial="fgm", adv_target="logits")
-    with pytest.raises(ValueError, match="method.params.mixup_alpha must be a number >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"^method.params.mixup_alpha: -1.0 is out of range; must be >= 0.0$"):
         method(mixup_alpha=-1)
-    with pytest.raises(ValueError, match="method.params.adv_epsilon must be a number > 0"):
+    with pytest.raises(ValueError, match=r"^method.params.adv_epsilon: 0.0 is out of range; must be > 0.0$"):
         method(adversarial="fgm", adv_epsilon=0)
-    with pytest.raises(ValueError, match="method.params.adv_steps must be an int >= 1"):
+    with pytest.raises(ValueError, match=r"^method.params.adv_steps: 0 is out of range; must be >= 1$"):
         method(adversarial="pgd", adv_steps=0)
-    with pytest.raises(ValueError, match="method.params.mix_prob must be a number >= 0 and <= 1"):
+    with pytest.raises(ValueError, match=r"^method.params.mix_prob: 2.0 is out of range; must be <= 1.0 and >= 0.0$"):
         method(mix_prob=2)
+    with pytest.raises(ValueError, match=r"^method.params.adv_alpha: 0.0 is out of range; must be > 0.0$"):
+        method(adversarial="pgd", adv_alpha=0)

@@ -190,11 +190,11 @@ def test_unknown_params_name_the_field():
     ("small_cnn", (2, 8, 8), {}, r"has 2 channels; allowed: 1, 3"),
     ("small_cnn", (8, 8), {}, r"input_shape must be \(channels, height, width\)"),
     ("resnet18_cifar", (3, 4, 4), {}, "smaller than 8x8"),
-    ("mlp", (4,), {"dropout": 1.0}, "model.params.dropout: expected a number in"),
-    ("mlp", (4,), {"hidden": [0]}, "model.params.hidden: expected a list of positive ints"),
-    ("small_cnn", (1, 8, 8), {"channels": []}, "model.params.channels: expected a list of positive ints"),
-    ("small_cnn", (1, 8, 8), {"convs_per_stage": 0}, "model.params.convs_per_stage: expected an int >= 1"),
-    ("preact_resnet18", (3, 32, 32), {"width": 0}, "model.params.width: expected an int >= 1"),
+    ("mlp", (4,), {"dropout": 1.0}, r"^model.params.dropout: 1.0 is out of range; must be < 1.0 and >= 0.0$"),
+    ("mlp", (4,), {"hidden": [0]}, r"^model.params.hidden\[0\]: 0 is out of range; must be >= 1$"),
+    ("small_cnn", (1, 8, 8), {"channels": []}, r"^model.params.channels: \[\] is too short; needs at least 1 item\(s\)$"),
+    ("small_cnn", (1, 8, 8), {"convs_per_stage": 0}, r"^model.params.convs_per_stage: 0 is out of range; must be >= 1$"),
+    ("preact_resnet18", (3, 32, 32), {"width": 0}, r"^model.params.width: 0 is out of range; must be >= 1$"),
     ("mlp", (0, 3), {}, "input_shape: expected a non-empty tuple of positive ints"),
 ])
 def test_bad_inputs(name, shape, params, match):

@@ -96,3 +96,30 @@ def test_pretrained_embeddings(tmp_path):
     f.write_text("好 1 2\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"w2v.txt:1: expected a token and 3 numbers"):
         load_pretrained_embeddings(str(f), vocab, 3)
+
+
+def test_textcnn_features_are_kims_masked_max_over_relu():
+    """TextCNN pools relu(max) (cheaper); the value equals max over the real tokens of relu(conv), 0 without tokens."""
+    paddle.seed(3)
+    net = build_model("textcnn", num_classes=2, input_shape=(10,), vocab_size=30, embed_dim=6, num_filters=4,
+                      kernel_sizes=[2, 3])
+    net.eval()
+    ids = np.random.default_rng(0).integers(1, 30, (3, 10))
+    ids[1, 4:] = 0
+    ids[2, :] = 0  # no token at all
+    emb = net.embedding(paddle.to_tensor(ids)).numpy()
+    mask = (ids != 0).astype("float32")
+    emb = emb * mask[..., None]
+    got = net.encode(paddle.to_tensor(emb), paddle.to_tensor(mask)).numpy()
+    want = []
+    for k, conv in zip(net.kernel_sizes, net.convs):
+        w, b = conv.weight.numpy(), conv.bias.numpy()  # [F, E, k], [F]
+        t_out = 10 - k + 1
+        h = np.stack([np.einsum("bke,fek->bf", emb[:, t:t + k], w) + b
+                      for t in range(t_out)], axis=1)  # [B, T, F]
+        h = np.maximum(h, 0.0)
+        m = mask[:, :t_out, None]
+        pooled = np.where(m.any(axis=1), np.max(np.where(m > 0, h, -np.inf), axis=1), 0.0)
+        want.append(pooled)
+    np.testing.assert_allclose(got, np.concatenate(want, axis=1), atol=1e-5)
+    assert np.all(got[2] == 0.0)

@@ -94,6 +94,28 @@ def test_export_parity_and_serve_texts_equal_eval(text_run, tmp_path):
         close_app(app)
 
 
+@pytest.mark.parametrize("model,params", [
+    ("bigru_attention", {"embed_dim": 16, "hidden_size": 8, "attention_dim": 8}),
+    ("bilstm_attention", {"embed_dim": 16, "hidden_size": 8, "attention_dim": 8}),
+    ("transformer", {"embed_dim": 16, "num_heads": 2, "ffn_dim": 16, "num_layers": 1}),
+])
+def test_rnn_and_transformer_export_to_serving_with_parity(tmp_path, model, params):
+    """The PaddleServing package holds a legacy (pre-PIR) program; on Paddle 3.x it is traced a second time in
+    _compat.legacy_program_guard, which must cope with attention matmuls, tanh and the RNN's dropout state."""
+    from robust_paddle.pipeline.commands import export_command
+
+    path = write_corpus(str(tmp_path), 60)
+    cfg = C.from_dict(text_config(path, str(tmp_path / "run"), **{
+        "model.name": model, "model.params": params, "train.epochs": 1, "data.text.window_length": 12,
+        "data.text.window_stride": 12}))
+    run_mod.train(cfg)
+    out = tmp_path / "export"
+    report = export_command(cfg, str(tmp_path / "run" / "checkpoints" / "best.pdckpt"), out_dir=str(out),
+                            formats=["paddle", "serving"])
+    assert report["passed"] and report["parity"]["serving"]["max_abs_diff"] <= 1e-5
+    assert (out / "serving_server" / "inference.pdmodel").exists()
+
+
 def test_text_demo_prints_the_table(tmp_path, capsys):
     import yaml
 

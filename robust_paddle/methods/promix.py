@@ -1,0 +1,321 @@
+"""``promix``: progressive selection of clean samples with debiased semi-supervised training (ProMix).
+
+Wang, Xiao, Zhang, Liu, Liu & Chen 2022, "ProMix: Combating Label Noise via Maximizing Clean Sample Utility"
+(IJCAI 2023), https://arxiv.org/abs/2207.10276; the reference code's ``Train_promix.py``. Two peer networks
+``net1``, ``net2``, each with its primary classifier ``h`` and an auxiliary pseudo-label head ``h_AP`` on the
+same features (``forward_features``). After a CE warm-up (``warmup_epochs``), per network ``k``:
+
+* Class-wise small-loss selection (CSS), after every epoch, on the eval-mode per-sample CE of the whole
+  training set: in every class ``j`` (by given label) the ``max(1, min(ceil(rho N / C), n_j))`` samples of
+  smallest loss; ``rho`` ramps linearly from ``rho_start`` to ``rho_end`` over ``rampup_epochs``. Being
+  class-wise it keeps every class in the clean set (the class balance UNICON adds to DivideMix).
+* Matched high-confidence selection (MHCS), per batch: a sample whose predicted probability of its given label
+  exceeds ``tau`` joins the clean rows ``D_l`` of that batch; the rest are ``D_u``.
+* Primary head on ``D_l``, logit-adjusted by ``debias_output * log pi`` (``pi`` a moving average of the
+  predictions on ``D_l``, momentum ``bias_momentum``): CE on the weak view + ``w`` x (CE on the strong view +
+  mixup CE, ``Beta(alpha, alpha)``, ``lam = max(lam, 1 - lam)``); ``w`` ramps 0 -> 1 over ``rampup_epochs``.
+* Pseudo head: the same three terms on ``D_l`` plus ``beta`` x CE of both views of ``D_u`` (adjusted by
+  ``pi_u``, the average on ``D_u``) against ``sharpen(softmax(z - debias_pl * log pi_u), T)`` of the primary
+  head's weak-view logits. ``beta = 0.1 * epoch / (2 * rampup_epochs)``, and 0 from ``2 * rampup_epochs`` on
+  (the reference's schedule).
+
+Not implemented here: the reference's FMix term (a second mixing augmentation beside mixup) and its label
+guessing by agreement (LGA, the last ``start_expand`` epochs). Evaluation and export use the mean of the two
+primary heads' logits (the reference's ``outputs_mean_ori``); the pseudo heads only shape the features.
+
+Shared machinery: the training-set pass, mixup and sharpening of :mod:`~robust_paddle.methods.correction` /
+:mod:`~robust_paddle.methods.gmm_correction`. State (checkpointed, exact resume): the CSS masks [2, N], the four
+``pi`` vectors [4, C] and the pseudo heads' weights. Data parallel: the CSS pass is gathered (same masks on
+every rank), ``pi`` is updated from the sums of all ranks' rows, and the pseudo heads' gradients are averaged
+over ranks. Clean probability for the report: the mean of the two CSS masks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+
+from robust_paddle.engine import distributed as dist
+from robust_paddle.errors import CheckpointError, ConfigError
+from robust_paddle.losses.functional import per_sample_ce, to_one_hot
+from robust_paddle.methods.base import Method, MethodContext, check_training_after, epoch_param
+from robust_paddle.methods.correction import mix_lambda, sharpen, split_precision_recall
+from robust_paddle.methods.gmm_correction import (
+    NOISE_MODES,
+    clean_mask_of,
+    neg_entropy,
+    train_set_losses,
+)
+from robust_paddle.ops import mixup
+from robust_paddle.registry import METHODS
+from robust_paddle.schema import param
+
+if TYPE_CHECKING:
+    from robust_paddle.engine.trainer import Trainer
+
+__all__ = ["ProMixMethod", "class_wise_small_loss"]
+
+
+def class_wise_small_loss(losses: np.ndarray, labels: np.ndarray, *, num_classes: int, rho: float) -> np.ndarray:
+    """ProMix's CSS: [N] bool, in every class ``j`` the ``max(1, min(ceil(rho * N / C), n_j))`` smallest losses.
+
+    Args:
+        losses: [N] per-sample losses; labels: [N] int given labels; rho: selection ratio in [0, 1].
+
+    Ties keep index order (stable sort), so the mask is deterministic.
+    """
+    losses, labels = np.asarray(losses), np.asarray(labels, dtype=np.int64)
+    mask = np.zeros(labels.shape[0], dtype=bool)
+    quota = math.ceil(labels.shape[0] / num_classes * rho)
+    for j in range(num_classes):
+        rows = np.flatnonzero(labels == j)
+        if rows.size:
+            k = max(min(quota, rows.size), 1)
+            mask[rows[np.argsort(losses[rows], kind="stable")[:k]]] = True
+    return mask
+
+
+def _ramp(epoch: int, length: int) -> float:
+    return 1.0 if epoch >= length else epoch / length
+
+
+def _ce(logits: paddle.Tensor, targets: paddle.Tensor) -> paddle.Tensor:
+    """Mean soft-target CE over the rows."""
+    return per_sample_ce(logits, targets).mean()
+
+
+@METHODS.register("promix")
+class ProMixMethod(Method):
+    """ProMix (Wang et al. 2022): CSS + MHCS selection, logit-adjusted training of two networks with pseudo heads.
+
+    Args:
+        ctx: the method context (its model must expose ``feature_dim``, ``forward_features``, ``classifier``).
+        warmup_epochs: CE epochs before the first selection (a fraction in (0, 1) of ``train.epochs`` too).
+        rampup_epochs: epochs of the linear ramps of ``rho`` and ``w`` (``beta`` over twice as many).
+        rho_start, rho_end: CSS ratio at the start / end of the ramp.
+        tau: MHCS threshold on the probability of the given label.
+        T: sharpening temperature of the pseudo labels of ``D_u``.
+        alpha: ``Beta(alpha, alpha)`` of mixup.
+        debias_output: logit adjustment strength of the losses; debias_pl: of the pseudo labels.
+        bias_momentum: momentum of the ``pi`` moving averages.
+        noise_mode: ``asym`` adds the negative-entropy penalty to the warm-up CE.
+
+    Raises:
+        ConfigError: a parameter outside its range, or a model without features and classifier.
+    """
+
+    name = "promix"
+    uses = ()  # loss.*: the warm-up CE and the soft-target CEs are part of the method
+    ignores_because = "cross-entropy in warm-up and ProMix's logit-adjusted cross-entropies after it"
+
+    @dataclasses.dataclass(frozen=True)
+    class Params:
+        """``method.params`` of ``promix`` (checked by the registry)."""
+
+        warmup_epochs: float = param(10, min=0, doc="CE epochs before the first selection, or a fraction of the run in (0, 1)")
+        rampup_epochs: float = param(50, min=0, doc="epochs of the rho / w ramps (beta: twice), or a fraction of the run")
+        rho_start: float = param(0.2, min=0.0, max=1.0, doc="CSS: share of N / C kept per class at the start")
+        rho_end: float = param(0.6, min=0.0, max=1.0, doc="CSS: share of N / C kept per class after the ramp")
+        tau: float = param(0.99, min=0.0, max=1.0, doc="MHCS: probability of the given label above which a row is clean")
+        T: float = param(0.5, min=0.0, min_open=True, doc="sharpening temperature of the pseudo labels")
+        alpha: float = param(4.0, min=0.0, min_open=True, doc="Beta(alpha, alpha) of mixup")
+        debias_output: float = param(0.8, min=0.0, doc="logit adjustment of the losses (tau * log pi)")
+        debias_pl: float = param(0.8, min=0.0, doc="logit adjustment of the pseudo labels")
+        bias_momentum: float = param(0.9999, min=0.0, max=1.0, doc="momentum of the class-prior estimates pi")
+        noise_mode: str = param("sym", choices=NOISE_MODES, doc="asym adds the negative-entropy warm-up penalty")
+
+    def __init__(self, ctx: MethodContext, *, warmup_epochs: int = 10, rampup_epochs: int = 50,
+                 rho_start: float = 0.2, rho_end: float = 0.6, tau: float = 0.99, T: float = 0.5, alpha: float = 4.0,
+                 debias_output: float = 0.8, debias_pl: float = 0.8, bias_momentum: float = 0.9999,
+                 noise_mode: str = "sym") -> None:
+        super().__init__(ctx)
+        # checked by the registry against Params; epoch counts resolve against train.epochs here
+        self.warmup_epochs = epoch_param(ctx, warmup_epochs, "warmup_epochs")
+        check_training_after(ctx, self.warmup_epochs, keys="method.params.warmup_epochs", method=self.name,
+                             what="the warm-up")
+        self.rampup_epochs = epoch_param(ctx, rampup_epochs, "rampup_epochs")
+        self.rho_start, self.rho_end, self.tau = float(rho_start), float(rho_end), float(tau)
+        self.T, self.alpha = float(T), float(alpha)
+        self.debias_output, self.debias_pl = float(debias_output), float(debias_pl)
+        self.bias_momentum, self.noise_mode = float(bias_momentum), noise_mode
+        self.networks = {"net1": ctx.build_network(), "net2": ctx.build_network()}
+        net = self.networks["net1"]
+        if not (isinstance(getattr(net, "feature_dim", None), int) and callable(getattr(net, "forward_features", None))
+                and callable(getattr(net, "classifier", None))):
+            raise ConfigError(f"method 'promix' needs a model with feature_dim, forward_features and classifier (its "
+                              f"pseudo-label heads share the features); model.name={ctx.cfg.model.name!r} has none")
+        self.heads = [paddle.nn.Linear(net.feature_dim, ctx.num_classes) for _ in range(2)]
+        for head in self.heads:  # outside the DataParallel networks: average their gradients over ranks
+            for p in head.parameters():
+                dist.average_gradient_across_ranks(p)
+        self.selections: list[np.ndarray | None] = [None, None]
+        self.pi = np.full((4, ctx.num_classes), 1.0 / ctx.num_classes, dtype=np.float32)  # pi1, pi2, pi1_u, pi2_u
+        self._batch = 0
+
+    # ------------------------------------------------------------------ plumbing
+    def parameters(self) -> list[paddle.Tensor]:
+        """Both networks' parameters, then the two pseudo heads'."""
+        return super().parameters() + [p for h in self.heads for p in h.parameters()]
+
+    def train(self) -> None:
+        super().train()
+        for h in self.heads:
+            h.train()
+
+    def eval(self) -> None:
+        super().eval()
+        for h in self.heads:
+            h.eval()
+
+    def loader_views(self, dataset: Any) -> tuple[tuple[int, bool], ...]:
+        """A strong view of every sample (``data.strong_augment``) for the consistency terms."""
+        return ((1, True),)
+
+    def in_warmup(self, epoch: int) -> bool:
+        return epoch < self.warmup_epochs or any(s is None for s in self.selections)
+
+    def rho(self, epoch: int) -> float:
+        """CSS ratio at ``epoch`` (0-based, warm-up epochs included, as the reference counts)."""
+        return self.rho_start + (self.rho_end - self.rho_start) * _ramp(epoch, self.rampup_epochs)
+
+    # ------------------------------------------------------------------ selection
+    def select(self, trainer: Trainer, epoch: int) -> None:
+        """CSS of both networks for ``epoch`` from the current weights; logs ``select/*``."""
+        losses = train_set_losses(trainer)
+        labels = np.asarray(trainer.loaders["train_eval"].dataset.labels, dtype=np.int64)
+        rho = self.rho(epoch)
+        self.selections = [class_wise_small_loss(losses[k], labels, num_classes=self.num_classes, rho=rho)
+                           for k in range(2)]
+        trainer.log_scalar("select/rho", rho)
+        trainer.log_scalar("select/labeled_ratio", float(np.mean([s.mean() for s in self.selections])))
+        clean = clean_mask_of(trainer, self.ctx)
+        if clean is not None:
+            pr = [split_precision_recall(s, clean) for s in self.selections]
+            trainer.log_scalar("select/precision", float(np.mean([v[0] for v in pr])))
+            trainer.log_scalar("select/recall", float(np.mean([v[1] for v in pr])))
+
+    def before_epoch(self, trainer: Trainer) -> None:
+        self._batch = 0
+        if trainer.epoch >= self.warmup_epochs and any(s is None for s in self.selections):
+            self.select(trainer, trainer.epoch)  # warmup_epochs=0, or a checkpoint without the selection
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        if trainer.epoch + 1 >= self.warmup_epochs:
+            self.select(trainer, trainer.epoch + 1)
+
+    # ------------------------------------------------------------------ training
+    def train_step(self, batch: tuple[paddle.Tensor, ...], *, epoch: int, step: int) -> tuple[paddle.Tensor, dict[str, Any]]:
+        x, y, idx = batch[:3]
+        b = self._batch
+        self._batch += 1
+        if self.in_warmup(epoch):
+            losses = []
+            for net in self.networks.values():
+                logits = net(x)
+                ce = per_sample_ce(logits, y).mean()
+                losses.append(ce + neg_entropy(logits) if self.noise_mode == "asym" else ce)
+            loss = losses[0] + losses[1]
+            return loss, {"loss": loss, "ce": (losses[0] + losses[1]) / 2}
+        rows = np.asarray(idx.numpy(), dtype=np.int64)
+        onehot = to_one_hot(y, self.num_classes)
+        total, terms = None, {}
+        for k, net in enumerate(self.networks.values()):
+            rng = np.random.default_rng([int(self.ctx.cfg.seed) % 2**32, epoch, b, k])
+            loss_k, t = self._net_loss(k, net, x, batch[3], onehot, self.selections[k][rows], epoch, rng)
+            total = loss_k if total is None else total + loss_k
+            for name, v in t.items():
+                terms[name] = terms.get(name, 0.0) + float(v) / 2
+        return total, {"loss": total, **terms}
+
+    def _net_loss(self, k: int, net: paddle.nn.Layer, x: paddle.Tensor, x_strong: paddle.Tensor,
+                  onehot: paddle.Tensor, selected: np.ndarray, epoch: int, rng: np.random.Generator
+                  ) -> tuple[paddle.Tensor, dict[str, Any]]:
+        head = self.heads[k]
+        f_w, f_s = net.forward_features(x), net.forward_features(x_strong)
+        out_w, out_s, ph_w, ph_s = (z.astype("float32") for z in
+                                    (net.classifier(f_w), net.classifier(f_s), head(f_w), head(f_s)))
+        log_pi = paddle.to_tensor(np.log(self.pi[k]))
+        log_pi_u = paddle.to_tensor(np.log(self.pi[2 + k]))
+        px = F.softmax(out_w.detach(), axis=-1)
+        matched = ((onehot * px).sum(axis=1) > self.tau).numpy()  # MHCS
+        chosen = np.flatnonzero(selected | matched)
+        unchosen = np.flatnonzero(~(selected | matched))
+        w = _ramp(epoch, self.rampup_epochs)
+        beta = 0.1 * _ramp(epoch, 2 * self.rampup_epochs)
+        beta = 0.0 if epoch >= 2 * self.rampup_epochs else beta  # the reference's schedule
+        a_out = self.debias_output
+
+        def pick(t: paddle.Tensor, rows: np.ndarray) -> paddle.Tensor:
+            return paddle.gather(t, paddle.to_tensor(rows, dtype="int64"))
+
+        zero = paddle.zeros([], dtype="float32")
+        loss_net = loss_ph = loss_cr = loss_cr_ph = loss_mix = loss_mix_ph = zero
+        if chosen.size:
+            y_c = pick(onehot, chosen)
+            loss_net, loss_ph, loss_cr, loss_cr_ph = (_ce(pick(z, chosen) + a_out * log_pi, y_c)
+                                                      for z in (out_w, ph_w, out_s, ph_s))
+        if chosen.size > 1:
+            x_c = pick(x, chosen)
+            for which in ("net", "ph"):
+                lam, perm = mix_lambda(self.alpha, rng), rng.permutation(chosen.size)
+                if x_c.dtype in (paddle.int64, paddle.int32):  # token ids: mix the features (senMixup)
+                    feats, t_mix = mixup(net.forward_features(x_c), y_c, lam=lam, perm=perm)
+                else:
+                    x_mix, t_mix = mixup(x_c, y_c, lam=lam, perm=perm)
+                    feats = net.forward_features(x_mix)
+                logits = (net.classifier(feats) if which == "net" else head(feats)).astype("float32")
+                mixed = _ce(logits + a_out * log_pi, t_mix)
+                loss_mix, loss_mix_ph = (mixed, loss_mix_ph) if which == "net" else (loss_mix, mixed)
+        loss = loss_net + w * (loss_cr + loss_mix) + loss_ph + w * (loss_cr_ph + loss_mix_ph)
+        terms = {"ce": loss_net, "consistency": loss_cr, "mixup": loss_mix, "ph_ce": loss_ph,
+                 "labeled_ratio": chosen.size / max(x.shape[0], 1)}
+        if beta > 0 and unchosen.size:
+            targets = sharpen(F.softmax(out_w.detach() - self.debias_pl * log_pi_u, axis=-1), self.T)
+            t_u = pick(targets, unchosen)
+            unrel = (_ce(pick(ph_w, unchosen) + a_out * log_pi_u, t_u)
+                     + w * _ce(pick(ph_s, unchosen) + a_out * log_pi_u, t_u))
+            loss = loss + beta * unrel
+            terms["ph_unlabeled"] = unrel
+        self._update_pi(k, px.numpy(), chosen, unchosen)
+        return loss, terms
+
+    def _update_pi(self, k: int, px: np.ndarray, chosen: np.ndarray, unchosen: np.ndarray) -> None:
+        """``pi <- m pi + (1 - m) mean(px)`` over the rows of ``D_l`` (pi_k) and ``D_u`` (pi_u); the means are over
+        every rank's rows, so ranks keep equal ``pi``; an empty side keeps its ``pi``."""
+        sums = np.concatenate([px[chosen].sum(0), px[unchosen].sum(0), [chosen.size, unchosen.size]])
+        sums = dist.all_reduce_sum(sums) if dist.is_distributed() else sums.astype(np.float64)
+        c = self.num_classes
+        m = self.bias_momentum
+        for slot, part, count in ((k, sums[:c], sums[2 * c]), (2 + k, sums[c:2 * c], sums[2 * c + 1])):
+            if count > 0:
+                self.pi[slot] = (m * self.pi[slot] + (1 - m) * part / count).astype(np.float32)
+
+    # ------------------------------------------------------------------ report and state
+    def clean_probability(self) -> np.ndarray | None:
+        """[N] mean of the two networks' CSS masks (None before the first selection)."""
+        if any(s is None for s in self.selections):
+            return None
+        return np.mean(self.selections, axis=0).astype(np.float32)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"selections": [None if s is None else s.copy() for s in self.selections], "pi": self.pi.copy(),
+                "heads": [{k: v.numpy() for k, v in h.state_dict().items()} for h in self.heads]}
+
+    def set_state_dict(self, state: dict[str, Any]) -> None:
+        state = state or {}
+        pi, heads, sel = state.get("pi"), state.get("heads"), state.get("selections")
+        if pi is None or np.asarray(pi).shape != self.pi.shape or heads is None or len(heads) != 2 or sel is None:
+            raise CheckpointError(f"method state: not a ProMix state for {self.num_classes} classes (keys "
+                                  f"{sorted(state)}; another method or dataset?)")
+        n = self.ctx.num_train
+        if any(s is not None and np.asarray(s).shape != (n,) for s in sel):
+            raise CheckpointError(f"method state: ProMix selections are not over this run's {n} training samples")
+        self.pi = np.asarray(pi, dtype=np.float32).copy()
+        self.selections = [None if s is None else np.asarray(s, dtype=bool).copy() for s in sel]
+        for h, weights in zip(self.heads, heads):
+            h.set_state_dict({k: paddle.to_tensor(np.asarray(v, dtype=np.float32)) for k, v in weights.items()})
