@@ -69,3 +69,31 @@ def build_method(cls, ctx, **params):
 
     name = next(n for n in METHODS.names() if METHODS.get(n) is cls)
     return METHODS.build(name, ctx, field="method.params", **params)
+
+
+def train_and_resume(config: str, tmp_path, overrides):
+    """Train ``configs/<config>`` for the run in ``overrides`` (checkpointing every epoch), train it again resumed
+    from epoch 2, assert both end identically and return the two final checkpoints' ``method`` states."""
+    import os
+
+    import paddle
+
+    from robust_paddle import config as C
+    from robust_paddle.engine.checkpoint import load_checkpoint
+    from robust_paddle.pipeline import run as run_mod
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    fast = ["train.progress=false", "train.visualdl=false", "train.report=false", "train.checkpoint_every=1",
+            *overrides]
+
+    def cfg(out):
+        return C.load(os.path.join(root, "configs", config), [*fast, f"output_dir={out}"])
+
+    with paddle.utils.unique_name.guard():
+        full = run_mod.train(cfg(tmp_path / "full"))
+    with paddle.utils.unique_name.guard():
+        resumed = run_mod.train(cfg(tmp_path / "resumed"),
+                                resume=str(tmp_path / "full" / "checkpoints" / "epoch_002.pdckpt"))
+    assert_same_final(full, resumed)
+    return tuple(load_checkpoint(str(tmp_path / d / "checkpoints" / "latest.pdckpt"))["method"]
+                 for d in ("full", "resumed"))

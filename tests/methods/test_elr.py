@@ -77,28 +77,11 @@ def test_clean_probability_state_and_checks():
 
 
 def test_digits_run_resumes_exactly_and_its_clean_probability_finds_the_noise(tmp_path):
-    import os
+    from tests.method_helpers import train_and_resume
 
-    from robust_paddle import config as C
-    from robust_paddle.engine.checkpoint import load_checkpoint
-    from robust_paddle.pipeline import run as run_mod
-    from tests.method_helpers import assert_same_final
-
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    fast = ["train.progress=false", "train.visualdl=false", "train.report=false", "data.subset=300",
-            "train.epochs=3", "train.checkpoint_every=1"]
-
-    def cfg(out):
-        return C.load(os.path.join(root, "configs", "elr", "digits.yaml"), [*fast, f"output_dir={out}"])
-
-    with paddle.utils.unique_name.guard():
-        full = run_mod.train(cfg(tmp_path / "full"))
-    with paddle.utils.unique_name.guard():
-        resumed = run_mod.train(cfg(tmp_path / "resumed"),
-                                resume=str(tmp_path / "full" / "checkpoints" / "epoch_002.pdckpt"))
-    assert_same_final(full, resumed)
-    a = load_checkpoint(str(tmp_path / "full" / "checkpoints" / "latest.pdckpt"))["method"]["targets"]
-    b = load_checkpoint(str(tmp_path / "resumed" / "checkpoints" / "latest.pdckpt"))["method"]["targets"]
+    ma, mb = train_and_resume("elr/digits.yaml", tmp_path, ["data.subset=300", "train.epochs=3"])
+    a = ma["targets"]
+    b = mb["targets"]
     np.testing.assert_allclose(a, b, atol=1e-6)
     table = np.load(tmp_path / "full" / "train_labels.npy")
     clean_prob = a[np.arange(len(table)), table["label"]]

@@ -163,28 +163,11 @@ def test_registry_names_bad_params():
 
 
 def test_digits_run_resumes_exactly_and_u_marks_the_noise(tmp_path):
-    import os
+    from tests.method_helpers import train_and_resume
 
-    from robust_paddle import config as C
-    from robust_paddle.engine.checkpoint import load_checkpoint
-    from robust_paddle.pipeline import run as run_mod
-    from tests.method_helpers import assert_same_final
-
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    fast = ["train.progress=false", "train.visualdl=false", "train.report=false", "data.subset=400",
-            "train.epochs=4", "train.checkpoint_every=1"]
-
-    def cfg(out):
-        return C.load(os.path.join(root, "configs", "sop", "digits.yaml"), [*fast, f"output_dir={out}"])
-
-    with paddle.utils.unique_name.guard():
-        full = run_mod.train(cfg(tmp_path / "full"))
-    with paddle.utils.unique_name.guard():
-        resumed = run_mod.train(cfg(tmp_path / "resumed"),
-                                resume=str(tmp_path / "full" / "checkpoints" / "epoch_002.pdckpt"))
-    assert_same_final(full, resumed)
-    a = load_checkpoint(str(tmp_path / "full" / "checkpoints" / "latest.pdckpt"))["method"]
-    b = load_checkpoint(str(tmp_path / "resumed" / "checkpoints" / "latest.pdckpt"))["method"]
+    ma, mb = train_and_resume("sop/digits.yaml", tmp_path, ["data.subset=400", "train.epochs=4"])
+    a = ma
+    b = mb
     np.testing.assert_allclose(a["u"], b["u"], atol=1e-6)
     np.testing.assert_allclose(a["v"], b["v"], atol=1e-6)
     table = np.load(tmp_path / "full" / "train_labels.npy")
