@@ -310,9 +310,9 @@ class LoadFailures:
 
     Paddle's DataLoader does not survive an exception in ``Dataset.__getitem__``: with ``num_workers=0`` its
     reader thread dies and the main process waits forever; with workers the error reaches the main process
-    as "Blocking queue is killed". So :class:`ArrayDataset` catches it, records it here and returns a zero
-    placeholder of the right shape; :class:`CheckedDataLoader` raises the recorded error as one
-    :class:`~robust_paddle.errors.DataError` before the batch holding the placeholder is used.
+    as "Blocking queue is killed". So :class:`ArrayDataset` catches it, records it here and returns an all-zero
+    sample of the right shape; :class:`CheckedDataLoader` raises the recorded error as one
+    :class:`~robust_paddle.errors.DataError` before the batch holding that zero sample is used.
     """
 
     MESSAGE_BYTES = 2048
