@@ -17,8 +17,8 @@ the same model and budget (``pipeline.kfold.cross_val_pred_probs``).
 Speed (one process, one math thread; ``--speed-only`` runs only this): character tokenisation of the corpus
 (reviews/s, the saved tokenizer's ``encode_batch``), and a TextCNN training epoch at length 128 (Kim's sizes:
 128-d embeddings, 100 filters of widths 3, 4, 5, batch 64) timed over ``--speed-steps`` steps and scaled to
-30,000 reviews, beside the previous pooling (relu on every position before the masked max), the two alternating
-in one process, so their ratio holds whatever the machine's load. Wall and CPU seconds (``*_cpu_*``) of the
+30,000 reviews, beside the previous formulation (three conv1d kernels instead of one unfolded matrix product), the
+two alternating step by step in one process, so their ratio holds whatever the machine's load. Wall and CPU seconds (``*_cpu_*``) of the
 one-thread process are both recorded: under load the CPU figures estimate an idle core. Writes ``benchmarks/results/text_under_noise.json``; record ``uptime`` beside the numbers.
 """
 
@@ -91,17 +91,17 @@ def _cleanlab_cell(cfg_data: dict, folds: int) -> dict[str, Any]:
 
 
 def _reference_encode(net: Any) -> Any:
-    """TextCNN's previous pooling (relu on [B, T, F], then a masked max): the reference of the step-time ratio."""
+    """TextCNN's previous formulation (session 2: three ``nn.Conv1D`` kernels, masked max, relu after the max) on
+    the same parameters: the reference of the step-time ratio."""
     import paddle
     import paddle.nn.functional as F
 
     def encode(emb: Any, mask: Any) -> Any:
         x, outs = emb.transpose([0, 2, 1]), []
         for k, conv in zip(net.kernel_sizes, net.convs):
-            h = F.relu(conv(x)).transpose([0, 2, 1])
-            m = mask[:, :net.window - k + 1].unsqueeze(-1)
-            out = paddle.max(h * m + (m - 1.0) * 1e4, axis=[1])
-            outs.append(out * paddle.max(mask, axis=[1], keepdim=True).astype(h.dtype))
+            h = conv(x)  # [B, F, w - k + 1]
+            neg = ((mask[:, :net.window - k + 1] - 1.0) * 1e4).unsqueeze(1)
+            outs.append(F.relu(paddle.max(h + neg, axis=2)))
         return paddle.concat(outs, axis=1)
 
     return encode
@@ -109,7 +109,7 @@ def _reference_encode(net: Any) -> Any:
 
 def speed(steps: int) -> dict[str, Any]:
     """Character tokenisation (reviews/s) and a TextCNN epoch over 30,000 reviews at L = 128 (seconds), 1 thread;
-    the TextCNN step beside its previous pooling, alternating in this process (``*_reference``)."""
+    the TextCNN step beside its previous (conv1d) formulation, alternating in this process (``*_reference``)."""
     import copy
 
     import paddle
