@@ -40,6 +40,7 @@ from robust_paddle.methods.correction import (
     sharpen,
     split_precision_recall,
 )
+from robust_paddle.methods.selection import class_balanced_weights
 from robust_paddle.ops import derive_seed
 from robust_paddle.registry import METHODS
 from robust_paddle.schema import param
@@ -293,6 +294,10 @@ class GMMCorrectionMethod(GMMDivisionMethod):
             :meth:`Division.update`): with a network biased towards one class every sample labelled with the
             other looks noisy to a global mixture, its weight w goes to 0, and the refined targets follow the
             network's own predictions further to that class (the collapse seen on the text benchmark).
+        class_balance: > 0 raises the clean weights w of a class whose mean w is below ``class_balance`` x the
+            overall mean to that floor (:func:`~robust_paddle.methods.selection.class_balanced_weights`), for
+            the training targets and loss weights; the report keeps the mixture's probabilities. A per-class
+            mixture alone still gave one class 4.5x the other's weight on text; this floor bounds that.
     """
 
     name = "gmm_correction"
@@ -310,16 +315,31 @@ class GMMCorrectionMethod(GMMDivisionMethod):
         loss_window: int = param(1, min=1, doc="divisions average the normalised losses of this many epochs")
         division: str = param("global", choices=DIVISIONS, doc="per_class fits one loss mixture per given label, "
                               "so no class can be emptied")
+        class_balance: float = param(0.0, min=0.0, max=1.0, doc="every class's mean clean weight >= this x the "
+                                     "overall mean (0 = off)")
 
     def __init__(self, ctx: MethodContext, *, warmup_epochs: int = 10, p_threshold: float = 0.5, T: float = 1.0,
                  weighting: str = "clean_prob", mixup_alpha: float = 0.0, noise_mode: str = "sym",
-                 loss_window: int = 1, division: str = "global") -> None:
+                 loss_window: int = 1, division: str = "global", class_balance: float = 0.0) -> None:
         super().__init__(ctx, warmup_epochs=warmup_epochs, p_threshold=p_threshold, noise_mode=noise_mode,
                          loss_window=loss_window, division=division)
         self.T, self.weighting, self.mixup_alpha = float(T), weighting, float(mixup_alpha)
+        self.class_balance = float(class_balance)
+        self._balanced: tuple[np.ndarray, np.ndarray] | None = None
         self.networks = {"net": ctx.build_network()}
         self.loss_fn = ctx.build_loss()
         self.divisions = [Division()]
+
+    def sample_prob(self, k: int, idx: paddle.Tensor) -> paddle.Tensor:
+        """[B] clean weights of the batch rows: the division's probabilities, with the class floor when
+        ``class_balance > 0`` (computed once per division)."""
+        if self.class_balance <= 0:
+            return super().sample_prob(k, idx)
+        prob = self.divisions[k].prob
+        if self._balanced is None or self._balanced[0] is not prob:
+            self._balanced = (prob, class_balanced_weights(prob, self.ctx.train_labels, min_share=self.class_balance,
+                                                           num_classes=self.num_classes))
+        return paddle.to_tensor(self._balanced[1][idx.numpy().astype(np.int64)], dtype="float32")
 
     def _draw_mix(self, n: int, epoch: int, batch: int) -> tuple[float, np.ndarray]:
         rng = np.random.default_rng([int(self.ctx.cfg.seed) % 2**32, epoch, batch])

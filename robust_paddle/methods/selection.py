@@ -246,3 +246,42 @@ def class_balanced_mask(prob: np.ndarray, labels: np.ndarray, *, threshold: floa
             order = members[np.argsort(-prob[members], kind="stable")]
             mask[order[:want]] = True
     return mask
+
+
+def class_balanced_weights(prob: np.ndarray, labels: np.ndarray, *, min_share: float,
+                           num_classes: int) -> np.ndarray:
+    """Soft clean weights with a floor per class: the weighted analogue of :func:`class_balanced_mask`.
+
+    Every class ``c`` (by given label) whose mean clean probability ``m_c`` is below ``min_share * m`` (``m``: the
+    overall mean) has its members' probabilities scaled up, ``min(1, r_c * prob)`` with the ``r_c >= 1`` (found by
+    bisection) that brings the class mean to that floor; other classes are unchanged. The order within a class is
+    kept (its most probably clean samples rise first). Without it, a network leaning to one class gives the other
+    class's samples high losses, its clean weights sum to a fraction of the first class's, and training on the
+    weighted labels pushes the network further to the first class (gmm_correction on text: class weights
+    723 vs 161 of 784 / 716 samples, predictions drifting to one class; benchmarks/README.md).
+
+    Args:
+        prob: [N] clean probabilities in [0, 1]. labels: [N] int given labels in [0, num_classes).
+        min_share: in [0, 1]; 0 returns ``prob``, 1 gives every class at least the overall mean.
+        num_classes: C.
+
+    Returns:
+        [N] float32 weights >= ``prob``.
+    """
+    prob = np.asarray(prob, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    out = prob.copy()
+    if min_share <= 0 or prob.size == 0:
+        return out.astype(np.float32)
+    floor = min_share * float(prob.mean())
+    for c in range(num_classes):
+        p = prob[labels == c]
+        if p.size == 0 or p.mean() >= floor:
+            continue
+        p = np.maximum(p, 1e-6)  # a class of zeros still rises (in the order of its tiny probabilities: ties)
+        lo, hi = 1.0, 1.0 / float(p.min())  # r = hi makes every member 1 >= floor
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if np.minimum(1.0, mid * p).mean() < floor else (lo, mid)
+        out[labels == c] = np.minimum(1.0, hi * p)
+    return out.astype(np.float32)

@@ -190,6 +190,41 @@ def test_per_class_division_runs_end_to_end(tmp_path):
     assert row["select/precision"] > 1.0 - (table["label"] != table["clean_label"]).mean()  # better than chance
 
 
+def test_class_balanced_weights_floor_a_class_and_keep_the_others():
+    from robust_paddle.methods.selection import class_balanced_weights
+
+    labels = np.repeat([0, 1, 2], [784, 716, 10])
+    rng = np.random.default_rng(0)
+    prob = np.concatenate([rng.uniform(0.85, 1.0, 784), rng.uniform(0.0, 0.5, 716), np.zeros(10)])
+    w = class_balanced_weights(prob, labels, min_share=1.0, num_classes=4)  # class 3: no members
+    assert w.dtype == np.float32 and np.all(w >= prob - 1e-7) and np.all(w <= 1.0)
+    np.testing.assert_array_equal(w[labels == 0], prob[labels == 0].astype(np.float32))  # above the floor: kept
+    for c in (1, 2):  # raised to the overall mean of the original probabilities
+        assert abs(w[labels == c].mean() - prob.mean()) < 1e-4, c
+    m1 = labels == 1
+    assert np.all(np.diff(w[m1][np.argsort(prob[m1])]) >= 0)  # the order inside the class is kept
+    half = class_balanced_weights(prob, labels, min_share=0.5, num_classes=3)
+    assert abs(half[m1].mean() - 0.5 * prob.mean()) < 1e-4
+    np.testing.assert_array_equal(class_balanced_weights(prob, labels, min_share=0.0, num_classes=3),
+                                  prob.astype(np.float32))
+
+
+def test_class_balance_sets_the_step_weights():
+    """With class_balance the weighted loss uses the floored weights of the division, not its raw probabilities."""
+    from robust_paddle.methods.selection import class_balanced_weights
+
+    method, labels = toy_method(warmup_epochs=0, class_balance=1.0)
+    prob = np.array([0.9, 0.1, 0.8, 0.95, 0.05, 0.7, 0.85, 0.2], np.float32)
+    method.divisions[0].prob = prob
+    idx = paddle.to_tensor(np.arange(N))
+    want = class_balanced_weights(prob, labels, min_share=1.0, num_classes=K)
+    np.testing.assert_allclose(method.sample_prob(0, idx).numpy(), want, atol=1e-7)
+    assert want[1] > prob[1] and want[4] > prob[4]  # class 1 (rows 1, 4, 7) was below the mean
+    x = np.random.default_rng(3).normal(size=(N, D)).astype(np.float32)
+    _, terms = method.train_step(batch_of(x, labels), epoch=1, step=0)
+    assert abs(terms["mean_w"] - float(want.mean())) < 1e-6
+
+
 # ------------------------------------------------------------------------------------ end to end
 def digits_cfg(out, *extra):
     return C.load(os.path.join(CONFIGS, "gmm_correction", "digits.yaml"),
