@@ -78,9 +78,10 @@ def test_every_config_builds_at_2_6_and_its_own_epochs(path):
             return build_loss(name or _cfg.loss.name, num_classes=10, **{**(_cfg.loss.params if name is None else {}),
                                                                          **kw})
 
-        ctx = MethodContext(cfg=cfg, num_classes=10, input_shape=(4,), train_labels=np.arange(40) % 10,
-                            clean_labels=None, build_network=lambda: build_model("mlp", num_classes=10, input_shape=(4,),
-                                                                              hidden=[8]),
+        # 2x2 one-channel "images": an image shape for the image-only options (ProMix's fmix), an MLP's 4 inputs
+        ctx = MethodContext(cfg=cfg, num_classes=10, input_shape=(1, 2, 2), train_labels=np.arange(40) % 10,
+                            clean_labels=None, build_network=lambda: build_model("mlp", num_classes=10,
+                                                                              input_shape=(1, 2, 2), hidden=[8]),
                             build_loss=loss)
         build_method(cfg, ctx)
         sched = build_scheduler(cfg.scheduler, base_lr=cfg.optimizer.lr, epochs=epochs, steps_per_epoch=3)
