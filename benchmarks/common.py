@@ -94,8 +94,8 @@ def preset_path(method: str, dataset: str) -> str | None:
 
 
 def method_preset(method: str, dataset: str) -> dict[str, Any]:
-    """``method``/``loss`` sections of the method's shipped config for ``dataset`` as dotted overrides
-    ({} when there is none; see :func:`preset_path`)."""
+    """``method``/``loss`` sections (and ``data.strong_augment``, when set) of the method's shipped config for
+    ``dataset`` as dotted overrides ({} when there is none; see :func:`preset_path`)."""
     path = preset_path(method, dataset)
     if path is None:
         return {}
@@ -104,6 +104,8 @@ def method_preset(method: str, dataset: str) -> dict[str, Any]:
     for section in ("method", "loss"):
         for key, value in (data.get(section) or {}).items():
             out[f"{section}.{key}"] = value
+    if "strong_augment" in (data.get("data") or {}):  # the strong view of ProMix / SOP+ belongs to the recipe
+        out["data.strong_augment"] = data["data"]["strong_augment"]
     return out
 
 

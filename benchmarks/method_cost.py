@@ -2,6 +2,10 @@
 
     .venv/bin/python benchmarks/method_cost.py                      # digits, sym40, every method, ~4 min
     .venv/bin/python benchmarks/method_cost.py --methods standard+ce,co_teaching --epochs 4 --rounds 1
+    .venv/bin/python benchmarks/method_cost.py --methods standard+ce,dividemix,promix,promix:networks=1
+
+A method spec may end in ``:key=value[:key=value]`` (YAML values) to override its preset's ``method.params``
+(``promix:networks=1`` times the one-network ProMix).
 
 Every method trains on the same noisy data with its shipped digits preset (the recipes of
 ``accuracy_under_noise.py``, via ``common.run_overrides``), in this process with ``OMP_NUM_THREADS`` OpenMP
@@ -17,6 +21,7 @@ times, so they share the background load. Per method, over its *main-phase* epoc
   loss pass over the training set (``time/divide_s``), for the methods that divide.
 
 Targets (issue 3): a co_teaching epoch <= 2.1x a standard CE epoch; the GMM step <= 5% of an epoch.
+(issue 20): a promix or sop epoch <= 1.2x a dividemix epoch (``x DM``, when dividemix is timed too).
 Results: ``benchmarks/results/method_cost-<dataset>.json``.
 """
 
@@ -37,6 +42,21 @@ from benchmarks import common as C  # noqa: E402  (imports robust_paddle first: 
 #: timing-only runs: no evaluation (beyond what the trainer cannot skip), checkpoints, VisualDL or plots
 TIMING = {"train.eval_every": 1000, "train.calibration": False}
 CO_TEACHING = ("co_teaching", "co_teaching_plus", "jocor")
+PER_DIVIDEMIX = ("promix", "sop")  # issue 20: <= 1.2x a dividemix epoch
+
+
+def split_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"promix:networks=1"`` -> ``("promix", {"networks": 1})`` (values parsed as YAML)."""
+    from robust_paddle.config import yaml_load
+
+    name, *pairs = spec.split(":")
+    params = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise ValueError(f"method spec {spec!r}: {pair!r} is not key=value (e.g. promix:networks=1)")
+        params[key] = yaml_load(value)
+    return name, params
 DIVIDERS = ("dividemix", "gmm_correction")
 
 
@@ -46,8 +66,10 @@ def time_method(base: Any, spec: str, *, noise: str, epochs: int, workdir: str, 
 
     from robust_paddle.pipeline.build import build_run
 
-    values = {**C.run_overrides(spec, noise, dataset=dataset, seed=0, epochs=epochs), **TIMING}
-    cfg = C.build_cfg(base, values, os.path.join(workdir, spec.replace("+", "_")))
+    name, params = split_spec(spec)
+    values = {**C.run_overrides(name, noise, dataset=dataset, seed=0, epochs=epochs), **TIMING}
+    values["method.params"] = {**values.get("method.params", {}), **params}
+    cfg = C.build_cfg(base, values, os.path.join(workdir, spec.replace("+", "_").replace(":", "_").replace("=", "")))
     timer = C.epoch_timer()
     with paddle.utils.unique_name.guard():
         run = build_run(cfg, output_dir=cfg.output_dir, hooks=[timer])
@@ -62,7 +84,8 @@ def time_method(base: Any, spec: str, *, noise: str, epochs: int, workdir: str, 
                          f"first; use --epochs >= {max(warmup, 1) + 2}")
     out = {"method": spec, "warmup_epochs": warmup, "epochs": rows,
            "train_s": statistics.median(r["train_s"] for r in main),
-           "epoch_s": statistics.median(r["epoch_s"] for r in main)}
+           "epoch_s": statistics.median(r["epoch_s"] for r in main),
+           "cpu_s": statistics.median(r["cpu_s"] for r in main)}
     for key in ("gmm_s", "divide_s"):
         shares = [r[key] / r["train_s"] for r in main if r.get(key) is not None]
         out[f"{key}_share"] = statistics.median(shares) if shares else None
@@ -75,13 +98,15 @@ def summarize(runs: list[dict[str, Any]], methods: list[str]) -> list[dict[str, 
     for m in methods:
         mine = [r for r in runs if r["method"] == m]
         row = {"method": m, "rounds": len(mine)}
-        for key in ("train_s", "epoch_s", "gmm_s_share", "divide_s_share"):
+        for key in ("train_s", "epoch_s", "cpu_s", "gmm_s_share", "divide_s_share"):
             vals = [r[key] for r in mine if r.get(key) is not None]
             row[key] = statistics.median(vals) if vals else None
         table.append(row)
     ce = next((r for r in table if r["method"] == "standard+ce"), None)
+    dm = next((r for r in table if r["method"] == "dividemix"), None)
     for row in table:
         row["x_ce"] = row["epoch_s"] / ce["epoch_s"] if ce else None
+        row["x_dm"] = row["epoch_s"] / dm["epoch_s"] if dm else None
     return table
 
 
@@ -91,6 +116,9 @@ def check_targets(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if row["method"] in CO_TEACHING and row["x_ce"] is not None:
             out.append({"target": f"{row['method']} epoch <= 2.1x a standard CE epoch", "value": row["x_ce"],
                         "pass": row["x_ce"] <= 2.1})
+        if split_spec(row["method"])[0] in PER_DIVIDEMIX and row["x_dm"] is not None:
+            out.append({"target": f"{row['method']} epoch <= 1.2x a dividemix epoch", "value": row["x_dm"],
+                        "pass": row["x_dm"] <= 1.2})
         if row["method"] in DIVIDERS and row["gmm_s_share"] is not None:
             out.append({"target": f"{row['method']}: GMM step <= 5% of an epoch", "value": row["gmm_s_share"],
                         "pass": row["gmm_s_share"] <= 0.05})
@@ -109,17 +137,22 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--rounds: must be >= 1, got {args.rounds}")
     methods = C.split_list(args.methods) if args.methods else \
         ["standard+ce"] + [m for m in C.default_methods() if not m.startswith("standard+")]
-    base, methods, noises, out, _ = C.start(args, name="method_cost", methods=methods, resumable=lambda d: [])
+    try:
+        specs = [split_spec(m)[0] for m in methods]
+    except ValueError as e:
+        p.error(f"--methods: {e}")
+    base, _, noises, out, _ = C.start(args, name="method_cost", methods=specs, resumable=lambda d: [])
     if len(noises) != 1:
         p.error(f"--noises: give one noise spec for the timing runs, got {noises}")
     workdir = args.workdir or tempfile.mkdtemp(prefix="method_cost_")
-    runs = []
+    runs, load_before = [], C.uptime()
     for rnd in range(args.rounds):
         for m in methods:
             r = time_method(base, m, noise=noises[0], epochs=args.epochs, workdir=os.path.join(workdir, f"r{rnd}"),
                             dataset=base.data.name)
             runs.append({**r, "round": rnd})
             print(f"[round {rnd + 1}/{args.rounds}] {m:<20} epoch {r['epoch_s']:.3f} s", flush=True)
+    load_after = C.uptime()
     table = summarize(runs, methods)
     targets = check_targets(table)
 
@@ -128,16 +161,18 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\n{base.data.name}, {noises[0]}, {args.epochs} epochs, {os.environ.get('OMP_NUM_THREADS')} thread(s), medians "
           f"over main-phase epochs and {args.rounds} round(s)")
-    print(f"{'method':<20} {'train s':>8} {'epoch s':>8} {'x CE':>6} {'GMM %':>6} {'division %':>10}")
+    print(f"{'method':<20} {'train s':>8} {'epoch s':>8} {'CPU s':>7} {'x CE':>6} {'x DM':>6} {'GMM %':>6} "
+          f"{'division %':>10}")
     for row in table:
-        x = "-" if row["x_ce"] is None else f"{row['x_ce']:.2f}"
-        print(f"{row['method']:<20} {row['train_s']:>8.3f} {row['epoch_s']:>8.3f} {x:>6} {pct(row['gmm_s_share']):>6} "
-              f"{pct(row['divide_s_share']):>10}")
-    print()
+        x, xd = ("-" if row[k] is None else f"{row[k]:.2f}" for k in ("x_ce", "x_dm"))
+        print(f"{row['method']:<20} {row['train_s']:>8.3f} {row['epoch_s']:>8.3f} {row['cpu_s']:>7.3f} {x:>6} "
+              f"{xd:>6} {pct(row['gmm_s_share']):>6} {pct(row['divide_s_share']):>10}")
+    print(f"\nuptime before: {load_before}\nuptime after:  {load_after}\n")
     for t in targets:
         print(f"{'PASS' if t['pass'] else 'FAIL'}  {t['target']}  ({t['value']:.3f})")
     C.save_json(out, {"meta": {"dataset": base.data.name, "noise": noises[0], "epochs": args.epochs,
                                "rounds": args.rounds, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+                               "uptime_before": load_before, "uptime_after": load_after,
                                "environment": C.environment()},
                       "runs": runs, "table": table, "targets": targets})
     print(f"\nresults: {out}")

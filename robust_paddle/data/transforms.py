@@ -201,6 +201,11 @@ class Pipeline:
         """Whether training samples are augmented (then views differ)."""
         return bool(self._ops)
 
+    @property
+    def strong_augmented(self) -> bool:
+        """Whether the strong view (``data.strong_augment``) is augmented (else it is the plain sample)."""
+        return bool(self._strong_ops)
+
     def with_augment(self, augment: str | tuple) -> Pipeline:
         return dataclasses.replace(self, augment=augment)
 

@@ -2,8 +2,9 @@
 
 Wang, Xiao, Zhang, Liu, Liu & Chen 2022, "ProMix: Combating Label Noise via Maximizing Clean Sample Utility"
 (IJCAI 2023), https://arxiv.org/abs/2207.10276; the reference code's ``Train_promix.py``. Two peer networks
-``net1``, ``net2``, each with its primary classifier ``h`` and an auxiliary pseudo-label head ``h_AP`` on the
-same features (``forward_features``). After a CE warm-up (``warmup_epochs``), per network ``k``:
+``net1``, ``net2`` (``networks: 1`` keeps only ``net1``: about half the cost, no peer), each with its primary
+classifier ``h`` and an auxiliary pseudo-label head ``h_AP`` on the same features (``forward_features``: one
+forward of a view serves both heads). After a CE warm-up (``warmup_epochs``), per network ``k``:
 
 * Class-wise small-loss selection (CSS), after every epoch, on the eval-mode per-sample CE of the whole
   training set: in every class ``j`` (by given label) the ``max(1, min(ceil(rho N / C), n_j))`` samples of
@@ -20,14 +21,21 @@ same features (``forward_features``). After a CE warm-up (``warmup_epochs``), pe
   (the reference's schedule).
 
 Not implemented here: the reference's FMix term (a second mixing augmentation beside mixup) and its label
-guessing by agreement (LGA, the last ``start_expand`` epochs). Evaluation and export use the mean of the two
+guessing by agreement (LGA, the last ``start_expand`` epochs). Evaluation and export use the mean of the
 primary heads' logits (the reference's ``outputs_mean_ori``); the pseudo heads only shape the features.
 
+Without any augmentation (``data.augment`` and ``data.strong_augment`` both ``none``, e.g. sklearn digits) the
+strong view is the batch itself: the loader then sends no second view, and for a network whose features hold no
+dropout one forward gives both views' features (the same values and gradients as two forwards; the heads'
+dropout still draws per view). The one difference: BatchNorm's running averages take one update per batch
+instead of the reference's two identical ones.
+
 Shared machinery: the training-set pass, mixup and sharpening of :mod:`~robust_paddle.methods.correction` /
-:mod:`~robust_paddle.methods.gmm_correction`. State (checkpointed, exact resume): the CSS masks [2, N], the four
-``pi`` vectors [4, C] and the pseudo heads' weights. Data parallel: the CSS pass is gathered (same masks on
-every rank), ``pi`` is updated from the sums of all ranks' rows, and the pseudo heads' gradients are averaged
-over ranks. Clean probability for the report: the mean of the two CSS masks.
+:mod:`~robust_paddle.methods.gmm_correction`. State (checkpointed, exact resume): the CSS masks [K, N] (K
+networks), the ``pi`` vectors [2K, C] and the pseudo heads' weights. Data parallel: the CSS pass is gathered
+(same masks on every rank), ``pi`` is updated from the sums of all ranks' rows (one all-reduce per step), and
+the pseudo heads' gradients are averaged over ranks. Clean probability for the report: the mean of the CSS
+masks.
 """
 
 from __future__ import annotations
@@ -80,6 +88,17 @@ def class_wise_small_loss(losses: np.ndarray, labels: np.ndarray, *, num_classes
     return mask
 
 
+def _deterministic_features(net: paddle.nn.Layer) -> bool:
+    """Whether ``net.forward_features`` has no dropout layer (outside ``net.classifier``) that is active in
+    training: then two forwards of one batch give the same features."""
+    classifier = getattr(net, "classifier", None)
+    inside = {id(m) for m in classifier.sublayers(include_self=True)} if isinstance(classifier, paddle.nn.Layer) \
+        else set()
+    drops = (paddle.nn.Dropout, paddle.nn.Dropout2D, paddle.nn.Dropout3D, paddle.nn.AlphaDropout)
+    return not any(isinstance(m, drops) and float(getattr(m, "p", 0.0)) > 0 and id(m) not in inside
+                   for m in net.sublayers())
+
+
 def _ramp(epoch: int, length: int) -> float:
     return 1.0 if epoch >= length else epoch / length
 
@@ -104,6 +123,7 @@ class ProMixMethod(Method):
         debias_output: logit adjustment strength of the losses; debias_pl: of the pseudo labels.
         bias_momentum: momentum of the ``pi`` moving averages.
         noise_mode: ``asym`` adds the negative-entropy penalty to the warm-up CE.
+        networks: 2 peer networks (the reference) or 1 (``net1`` only: about half the step's cost).
 
     Raises:
         ConfigError: a parameter outside its range, or a model without features and classifier.
@@ -128,11 +148,12 @@ class ProMixMethod(Method):
         debias_pl: float = param(0.8, min=0.0, doc="logit adjustment of the pseudo labels")
         bias_momentum: float = param(0.9999, min=0.0, max=1.0, doc="momentum of the class-prior estimates pi")
         noise_mode: str = param("sym", choices=NOISE_MODES, doc="asym adds the negative-entropy warm-up penalty")
+        networks: int = param(2, min=1, max=2, doc="peer networks: 2 (the reference) or 1 (about half the cost)")
 
     def __init__(self, ctx: MethodContext, *, warmup_epochs: int = 10, rampup_epochs: int = 50,
                  rho_start: float = 0.2, rho_end: float = 0.6, tau: float = 0.99, T: float = 0.5, alpha: float = 4.0,
                  debias_output: float = 0.8, debias_pl: float = 0.8, bias_momentum: float = 0.9999,
-                 noise_mode: str = "sym") -> None:
+                 noise_mode: str = "sym", networks: int = 2) -> None:
         super().__init__(ctx)
         # checked by the registry against Params; epoch counts resolve against train.epochs here
         self.warmup_epochs = epoch_param(ctx, warmup_epochs, "warmup_epochs")
@@ -143,19 +164,24 @@ class ProMixMethod(Method):
         self.T, self.alpha = float(T), float(alpha)
         self.debias_output, self.debias_pl = float(debias_output), float(debias_pl)
         self.bias_momentum, self.noise_mode = float(bias_momentum), noise_mode
-        self.networks = {"net1": ctx.build_network(), "net2": ctx.build_network()}
+        n = int(networks)
+        self.networks = {f"net{k + 1}": ctx.build_network() for k in range(n)}
         net = self.networks["net1"]
         if not (isinstance(getattr(net, "feature_dim", None), int) and callable(getattr(net, "forward_features", None))
                 and callable(getattr(net, "classifier", None))):
             raise ConfigError(f"method 'promix' needs a model with feature_dim, forward_features and classifier (its "
                               f"pseudo-label heads share the features); model.name={ctx.cfg.model.name!r} has none")
-        self.heads = [paddle.nn.Linear(net.feature_dim, ctx.num_classes) for _ in range(2)]
+        self.heads = [paddle.nn.Linear(net.feature_dim, ctx.num_classes) for _ in range(n)]
         for head in self.heads:  # outside the DataParallel networks: average their gradients over ranks
             for p in head.parameters():
                 dist.average_gradient_across_ranks(p)
-        self.selections: list[np.ndarray | None] = [None, None]
-        self.pi = np.full((4, ctx.num_classes), 1.0 / ctx.num_classes, dtype=np.float32)  # pi1, pi2, pi1_u, pi2_u
+        self.selections: list[np.ndarray | None] = [None] * n
+        # rows: pi_k of D_l for every network k, then pi_k_u of D_u (two networks: pi1, pi2, pi1_u, pi2_u)
+        self.pi = np.full((2 * n, ctx.num_classes), 1.0 / ctx.num_classes, dtype=np.float32)
         self._batch = 0
+        # features that are a function of the input alone (no dropout outside the classifier): one forward of a
+        # batch serves its weak and its (identical) strong view
+        self._deterministic_features = [_deterministic_features(m) for m in self.networks.values()]
 
     # ------------------------------------------------------------------ plumbing
     def parameters(self) -> list[paddle.Tensor]:
@@ -173,7 +199,11 @@ class ProMixMethod(Method):
             h.eval()
 
     def loader_views(self, dataset: Any) -> tuple[tuple[int, bool], ...]:
-        """A strong view of every sample (``data.strong_augment``) for the consistency terms."""
+        """A strong view of every sample (``data.strong_augment``) for the consistency terms; none when it would
+        equal the batch itself (no weak and no strong augmentation: the step then reuses the batch)."""
+        pipeline = getattr(dataset, "pipeline", None)
+        if pipeline is not None and not pipeline.augmented and not pipeline.strong_augmented:
+            return ()
         return ((1, True),)
 
     def in_warmup(self, epoch: int) -> bool:
@@ -190,7 +220,7 @@ class ProMixMethod(Method):
         labels = np.asarray(trainer.loaders["train_eval"].dataset.labels, dtype=np.int64)
         rho = self.rho(epoch)
         self.selections = [class_wise_small_loss(losses[k], labels, num_classes=self.num_classes, rho=rho)
-                           for k in range(2)]
+                           for k in range(len(self.networks))]
         trainer.log_scalar("select/rho", rho)
         trainer.log_scalar("select/labeled_ratio", float(np.mean([s.mean() for s in self.selections])))
         clean = clean_mask_of(trainer, self.ctx)
@@ -213,36 +243,47 @@ class ProMixMethod(Method):
         x, y, idx = batch[:3]
         b = self._batch
         self._batch += 1
+        n = len(self.networks)
         if self.in_warmup(epoch):
             losses = []
             for net in self.networks.values():
                 logits = net(x)
                 ce = per_sample_ce(logits, y).mean()
                 losses.append(ce + neg_entropy(logits) if self.noise_mode == "asym" else ce)
-            loss = losses[0] + losses[1]
-            return loss, {"loss": loss, "ce": (losses[0] + losses[1]) / 2}
+            loss = paddle.add_n(losses) if n > 1 else losses[0]
+            return loss, {"loss": loss, "ce": loss / n}
         rows = np.asarray(idx.numpy(), dtype=np.int64)
+        labels = np.asarray(y.numpy(), dtype=np.int64).reshape(-1)
         onehot = to_one_hot(y, self.num_classes)
-        total, terms = None, {}
+        x_strong = batch[3] if len(batch) > 3 else None  # None: the strong view is the batch itself
+        total, terms, sums = None, {}, []
         for k, net in enumerate(self.networks.values()):
             rng = np.random.default_rng([int(self.ctx.cfg.seed) % 2**32, epoch, b, k])
-            loss_k, t = self._net_loss(k, net, x, batch[3], onehot, self.selections[k][rows], epoch, rng)
-            total = loss_k if total is None else total + loss_k
-            for name, v in t.items():
-                terms[name] = terms.get(name, 0.0) + float(v) / 2
+            loss_k, t, s_k = self._net_loss(k, net, x, x_strong, onehot, labels, self.selections[k][rows], epoch,
+                                            rng)
+            total, sums = (loss_k if total is None else total + loss_k), sums + [s_k]
+            for name, v in t.items():  # tensors: the trainer reads each once (no host sync per network here)
+                terms[name] = v / n if name not in terms else terms[name] + v / n
+        self._update_pi(np.stack(sums))  # after the loop: network k reads and writes only its own pi rows
         return total, {"loss": total, **terms}
 
-    def _net_loss(self, k: int, net: paddle.nn.Layer, x: paddle.Tensor, x_strong: paddle.Tensor,
-                  onehot: paddle.Tensor, selected: np.ndarray, epoch: int, rng: np.random.Generator
-                  ) -> tuple[paddle.Tensor, dict[str, Any]]:
+    def _net_loss(self, k: int, net: paddle.nn.Layer, x: paddle.Tensor, x_strong: paddle.Tensor | None,
+                  onehot: paddle.Tensor, labels: np.ndarray, selected: np.ndarray, epoch: int,
+                  rng: np.random.Generator) -> tuple[paddle.Tensor, dict[str, Any], np.ndarray]:
+        """Network ``k``'s loss, its terms and its ``pi`` sums ``[2C + 2]`` (see :meth:`_update_pi`)."""
         head = self.heads[k]
-        f_w, f_s = net.forward_features(x), net.forward_features(x_strong)
+        f_w = net.forward_features(x)
+        if x_strong is None and self._deterministic_features[k]:
+            f_s = f_w  # same input, same function: same features (dropout in the heads still draws anew)
+        else:
+            f_s = net.forward_features(x if x_strong is None else x_strong)
         out_w, out_s, ph_w, ph_s = (z.astype("float32") for z in
                                     (net.classifier(f_w), net.classifier(f_s), head(f_w), head(f_s)))
         log_pi = paddle.to_tensor(np.log(self.pi[k]))
-        log_pi_u = paddle.to_tensor(np.log(self.pi[2 + k]))
+        log_pi_u = paddle.to_tensor(np.log(self.pi[len(self.networks) + k]))
         px = F.softmax(out_w.detach(), axis=-1)
-        matched = ((onehot * px).sum(axis=1) > self.tau).numpy()  # MHCS
+        px_host = px.numpy()  # the step's one device -> host copy: MHCS rows and the pi sums
+        matched = px_host[np.arange(px_host.shape[0]), labels] > self.tau  # MHCS
         chosen = np.flatnonzero(selected | matched)
         unchosen = np.flatnonzero(~(selected | matched))
         w = _ramp(epoch, self.rampup_epochs)
@@ -281,23 +322,25 @@ class ProMixMethod(Method):
                      + w * _ce(pick(ph_s, unchosen) + a_out * log_pi_u, t_u))
             loss = loss + beta * unrel
             terms["ph_unlabeled"] = unrel
-        self._update_pi(k, px.numpy(), chosen, unchosen)
-        return loss, terms
+        sums = np.concatenate([px_host[chosen].sum(0), px_host[unchosen].sum(0), [chosen.size, unchosen.size]])
+        return loss, terms, sums
 
-    def _update_pi(self, k: int, px: np.ndarray, chosen: np.ndarray, unchosen: np.ndarray) -> None:
-        """``pi <- m pi + (1 - m) mean(px)`` over the rows of ``D_l`` (pi_k) and ``D_u`` (pi_u); the means are over
-        every rank's rows, so ranks keep equal ``pi``; an empty side keeps its ``pi``."""
-        sums = np.concatenate([px[chosen].sum(0), px[unchosen].sum(0), [chosen.size, unchosen.size]])
+    def _update_pi(self, sums: np.ndarray) -> None:
+        """``pi <- m pi + (1 - m) mean(px)`` over the rows of ``D_l`` (pi_k) and ``D_u`` (pi_k_u) of every network
+        ``k``, from ``sums`` [K, 2C + 2] (per network: the sums of ``px`` over ``D_l`` and ``D_u``, then their row
+        counts). The means are over every rank's rows (one all-reduce per step), so ranks keep equal ``pi``; an
+        empty side keeps its ``pi``."""
         sums = dist.all_reduce_sum(sums) if dist.is_distributed() else sums.astype(np.float64)
-        c = self.num_classes
+        c, n = self.num_classes, len(self.networks)
         m = self.bias_momentum
-        for slot, part, count in ((k, sums[:c], sums[2 * c]), (2 + k, sums[c:2 * c], sums[2 * c + 1])):
-            if count > 0:
-                self.pi[slot] = (m * self.pi[slot] + (1 - m) * part / count).astype(np.float32)
+        for k in range(n):
+            for slot, part, count in ((k, sums[k, :c], sums[k, 2 * c]), (n + k, sums[k, c:2 * c], sums[k, 2 * c + 1])):
+                if count > 0:
+                    self.pi[slot] = (m * self.pi[slot] + (1 - m) * part / count).astype(np.float32)
 
     # ------------------------------------------------------------------ report and state
     def clean_probability(self) -> np.ndarray | None:
-        """[N] mean of the two networks' CSS masks (None before the first selection)."""
+        """[N] mean of the networks' CSS masks (None before the first selection)."""
         if any(s is None for s in self.selections):
             return None
         return np.mean(self.selections, axis=0).astype(np.float32)
@@ -309,12 +352,15 @@ class ProMixMethod(Method):
     def set_state_dict(self, state: dict[str, Any]) -> None:
         state = state or {}
         pi, heads, sel = state.get("pi"), state.get("heads"), state.get("selections")
-        if pi is None or np.asarray(pi).shape != self.pi.shape or heads is None or len(heads) != 2 or sel is None:
-            raise CheckpointError(f"method state: not a ProMix state for {self.num_classes} classes (keys "
-                                  f"{sorted(state)}; another method or dataset?)")
-        n = self.ctx.num_train
-        if any(s is not None and np.asarray(s).shape != (n,) for s in sel):
-            raise CheckpointError(f"method state: ProMix selections are not over this run's {n} training samples")
+        n = len(self.networks)
+        if pi is None or np.asarray(pi).shape != self.pi.shape or heads is None or len(heads) != n or sel is None \
+                or len(sel) != n:
+            raise CheckpointError(f"method state: not a ProMix state of {n} network(s) for {self.num_classes} "
+                                  f"classes (keys {sorted(state)}; another method, dataset or "
+                                  "method.params.networks?)")
+        rows = self.ctx.num_train
+        if any(s is not None and np.asarray(s).shape != (rows,) for s in sel):
+            raise CheckpointError(f"method state: ProMix selections are not over this run's {rows} training samples")
         self.pi = np.asarray(pi, dtype=np.float32).copy()
         self.selections = [None if s is None else np.asarray(s, dtype=bool).copy() for s in sel]
         for h, weights in zip(self.heads, heads):
