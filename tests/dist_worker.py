@@ -25,6 +25,21 @@ from robust_paddle.engine.hooks import Hook, write_json
 from robust_paddle.registry import HOOKS
 
 
+def _flat_arrays(state: Any, prefix: str = "") -> dict[str, np.ndarray]:
+    """Nested dicts / lists of arrays -> ``{"a/0/b": array}`` (None and non-numeric leaves left out)."""
+    if isinstance(state, dict):
+        items = state.items()
+    elif isinstance(state, (list, tuple)):
+        items = enumerate(state)
+    else:
+        arr = np.asarray(state) if state is not None else None
+        return {prefix: arr} if arr is not None and arr.dtype.kind in "biuf" else {}
+    out: dict[str, np.ndarray] = {}
+    for k, v in items:
+        out.update(_flat_arrays(v, f"{prefix}/{k}" if prefix else str(k)))
+    return out
+
+
 @HOOKS.register("dump_rank_state")
 class DumpRankState(Hook):
     """Writes ``<folder>/rank<r>/...`` on every rank (the product's hooks write on rank 0 only)."""
@@ -70,6 +85,9 @@ class DumpRankState(Hook):
         if prob is not None:
             np.save(os.path.join(self._dir(), f"clean_prob_epoch{trainer.epoch + 1}.npy"), prob)
         write_json(os.path.join(self._dir(), f"scalars_epoch{trainer.epoch + 1}.json"), trainer.epoch_scalars)
+        # the method's own state as flat arrays (ProMix: selections/0, pi, heads/0/weight ...)
+        np.savez(os.path.join(self._dir(), f"method_epoch{trainer.epoch + 1}.npz"),
+                 **_flat_arrays(trainer.method.state_dict()))
         # every parameter and BN statistic: the ranks must hold identical networks after each epoch
         state = [v.numpy().astype(np.float64).ravel() for net in trainer.method.networks.values()
                  for v in net.state_dict().values()]

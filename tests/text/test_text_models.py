@@ -123,3 +123,48 @@ def test_textcnn_features_are_kims_masked_max_over_relu():
         want.append(pooled)
     np.testing.assert_allclose(got, np.concatenate(want, axis=1), atol=1e-5)
     assert np.all(got[2] == 0.0)
+
+
+def _conv_encode(net, emb, mask):
+    """TextCNN's features through its nn.Conv1D layers (the three-kernel formulation the single product replaces)."""
+    x, outs = emb.transpose([0, 2, 1]), []
+    for k, conv in zip(net.kernel_sizes, net.convs):
+        h = paddle.nn.functional.relu(conv(x))  # [B, F, w - k + 1]
+        m = mask[:, :net.window - k + 1].unsqueeze(1)
+        outs.append(paddle.max(h * m + (m - 1.0) * 1e4, axis=2) * paddle.max(mask, axis=1, keepdim=True))
+    return paddle.concat(outs, axis=1)
+
+
+@pytest.mark.parametrize("windows", [{}, {"window_length": 12, "window_stride": 6}])
+def test_textcnn_single_product_equals_the_convolutions_with_gradients(windows):
+    """Kim's sizes (E=128, 100 x {3, 4, 5}, widths in any order): the unfolded product gives the convolutions'
+    features and the same gradients of every parameter (embedding, conv weights and biases, classifier)."""
+    paddle.seed(5)
+    length = 24
+    net = build_model("textcnn", num_classes=2, input_shape=(length,), vocab_size=50, kernel_sizes=[4, 3, 5],
+                      **windows)
+    net.eval()  # no dropout: the two runs must see the same function
+    rng = np.random.default_rng(1)
+    ids = rng.integers(1, 50, (4, length))
+    ids[1, 9:] = 0
+    ids[2, 3:] = 0  # shorter than the widest filter
+    ids[3, :] = 0  # no token at all
+    x = paddle.to_tensor(ids)
+    y = paddle.to_tensor(np.array([0, 1, 1, 0]))
+    grads = []
+    for encode in (net.encode, lambda e, m: _conv_encode(net, e, m)):
+        net.clear_gradients()
+        net.encode = encode
+        feats = net.features_from_embeddings(net.embed(x), x)
+        loss = paddle.nn.functional.cross_entropy(net.classifier(feats), y)
+        loss.backward()
+        grads.append((feats.numpy(), {n: p.grad.numpy().copy() for n, p in net.named_parameters()}))
+        del net.encode
+    (f1, g1), (f2, g2) = grads
+    np.testing.assert_allclose(f1, f2, atol=1e-5)
+    assert np.all(f1[3] == 0.0) and f1.shape == (4, 300)
+    assert set(g1) == set(g2) and len(g1) == 9  # embedding, 3 x (weight, bias), classifier weight and bias
+    for name in g1:
+        np.testing.assert_allclose(g1[name], g2[name], atol=1e-5, err_msg=name)
+    with paddle.no_grad():  # the evaluation / export branch (paddle.max) gives the same features
+        np.testing.assert_allclose(net.features_from_embeddings(net.embed(x), x).numpy(), f1, atol=1e-5)
