@@ -48,7 +48,7 @@ from robust_paddle.losses.functional import to_one_hot
 from robust_paddle.methods.base import MethodContext, epoch_param
 from robust_paddle.methods.correction import linear_rampup, mix_forward, mix_lambda, refine_labels, sharpen
 from robust_paddle.methods.forward_correction import LearnedTransition, forward_loss, transition_error
-from robust_paddle.methods.gmm_correction import NOISE_MODES, Division, GMMDivisionMethod
+from robust_paddle.methods.gmm_correction import DIVISIONS, NOISE_MODES, Division, GMMDivisionMethod
 from robust_paddle.methods.selection import class_balanced_mask
 from robust_paddle.registry import METHODS
 from robust_paddle.schema import param
@@ -156,13 +156,16 @@ class DivideMixMethod(GMMDivisionMethod):
         t_lr_scale: float = param(20.0, min=0.0, min_open=True, doc="volmin: learning rate of T relative to the networks'")
         class_balance: float = param(0.0, min=0.0, max=1.0, doc="every class keeps >= this x the overall labelled "
                                      "share (UNICON-style; 0 = off)")
+        division: str = param("global", choices=DIVISIONS, doc="per_class fits one loss mixture per given label "
+                              "(gmm_correction's option)")
 
     def __init__(self, ctx: MethodContext, *, warmup_epochs: int = 10, lambda_u: float = 25.0,
                  p_threshold: float = 0.5, T: float = 0.5, alpha: float = 4.0, rampup_length: int = 16,
                  noise_mode: str = "sym", loss_window: int = 1, prior_penalty: bool = True, warmup: str = "ce",
-                 volume_weight: float = 1e-4, t_lr_scale: float = 20.0, class_balance: float = 0.0) -> None:
+                 volume_weight: float = 1e-4, t_lr_scale: float = 20.0, class_balance: float = 0.0,
+                 division: str = "global") -> None:
         super().__init__(ctx, warmup_epochs=warmup_epochs, p_threshold=p_threshold, noise_mode=noise_mode,
-                         loss_window=loss_window)
+                         loss_window=loss_window, division=division)
         # checked by the registry against Params; the constructor takes the validated values
         self.lambda_u, self.T, self.alpha = float(lambda_u), float(T), float(alpha)
         self.rampup_length = epoch_param(ctx, rampup_length, "rampup_length")

@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 NOISE_MODES = ("sym", "asym")
+#: ``division``: one loss mixture over the training set (DivideMix), or one per given label
+DIVISIONS = ("global", "per_class")
 
 
 # ------------------------------------------------------------------------------------- shared pieces
@@ -71,6 +73,16 @@ def train_set_losses(trainer: Trainer) -> np.ndarray:
                     ).astype(np.float64)
 
 
+def _normalized(losses: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+    """[N] float32 min-max normalised losses, within each class when ``labels`` is given (zeros where flat)."""
+    out = np.zeros(len(losses), dtype=np.float32)
+    groups = [np.arange(len(losses))] if labels is None else [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    for members in groups:
+        if members.size >= 2 and float(np.ptp(losses[members])) > 0.0:
+            out[members] = normalize_losses(losses[members])
+    return out
+
+
 @dataclass
 class Division:
     """One network's GMM division of the training set.
@@ -84,20 +96,31 @@ class Division:
     history: list[np.ndarray] = field(default_factory=list)
 
     def update(self, losses: np.ndarray, *, window: int, seed: int, where: str = "GMM division",
-               prior: np.ndarray | None = None) -> float:
+               prior: np.ndarray | None = None, labels: np.ndarray | None = None) -> float:
         """Fit the mixture on ``losses`` [N] (raw CE); returns the seconds spent normalising and fitting.
 
         All-equal losses (normalised to zeros) or a mixture that does not separate make every sample clean
         with a warning (``correction.loss_clean_probability``) instead of stopping the run. ``prior`` [N] (the
         annotators' clean prior, ``data.annotations_prior``; NaN = none) replaces the mixture's single clean
         share per sample (``correction.combine_clean_prior``); with a fallen-back mixture it is the division.
+
+        ``labels`` [N] (the given labels) makes the division per class: each class's losses are normalised and
+        fitted by their own mixture, so a class whose losses are all high (a network biased towards another
+        class) keeps its lowest-loss samples as clean instead of being emptied. A class with fewer than 2
+        samples, or whose mixture does not separate, counts as clean.
         """
         start = time.perf_counter()
-        flat = float(np.ptp(losses)) == 0.0
-        norm = np.zeros(len(losses), dtype=np.float32) if flat else normalize_losses(losses).astype(np.float32)
-        self.history = (self.history + [norm])[-window:]
+        self.history = (self.history + [_normalized(losses, labels)])[-window:]
         inputs = np.mean(self.history, axis=0) if len(self.history) > 1 else self.history[-1]
-        prob, _, _ = loss_clean_probability(inputs, seed=seed, normalize=False, where=where)
+        if labels is None:
+            prob, _, _ = loss_clean_probability(inputs, seed=seed, normalize=False, where=where)
+        else:
+            prob = np.ones(len(inputs), dtype=np.float64)
+            for c in np.unique(labels):
+                members = np.flatnonzero(labels == c)
+                if members.size >= 2:
+                    prob[members], _, _ = loss_clean_probability(inputs[members], seed=seed, normalize=False,
+                                                                 where=f"{where}, class {int(c)}")
         self.prob = combine_clean_prior(prob, prior).astype(np.float32)
         return time.perf_counter() - start
 
@@ -160,8 +183,9 @@ class GMMDivisionMethod(Method):
     uses_clean_prior = True
 
     def __init__(self, ctx: MethodContext, *, warmup_epochs: int, p_threshold: float, noise_mode: str,
-                 loss_window: int) -> None:
+                 loss_window: int, division: str = "global") -> None:
         super().__init__(ctx)
+        self.division = division
         # the values were checked by the registry against the method's Params; what depends on the run is here
         self.warmup_epochs = epoch_param(ctx, warmup_epochs, "warmup_epochs")
         check_training_after(ctx, self.warmup_epochs, keys="method.params.warmup_epochs", method=self.name,
@@ -182,9 +206,11 @@ class GMMDivisionMethod(Method):
         losses = train_set_losses(trainer)
         pass_s = time.perf_counter() - start
         names = list(self.networks)
+        labels = np.asarray(trainer.loaders["train_eval"].dataset.labels, dtype=np.int64) \
+            if self.division == "per_class" else None  # the labels the losses were taken against
         gmm_s = sum(d.update(losses[k], window=self.loss_window, seed=derive_seed(self.ctx.cfg.seed, trainer.epoch, k),
                              where=f"{self.ctx.cfg.method.name} {names[k]}, epoch {trainer.epoch + 1}",
-                             prior=self.ctx.clean_prior)
+                             prior=self.ctx.clean_prior, labels=labels)
                     for k, d in enumerate(self.divisions))
         if getattr(trainer, "distributed", False):
             # every rank fitted the same GMM on the same gathered losses; rank 0's result is made the only
@@ -263,6 +289,10 @@ class GMMCorrectionMethod(GMMDivisionMethod):
             then comes from an extra eval-mode forward on the unmixed batch. 0 disables.
         noise_mode: ``"asym"`` adds the negative-entropy penalty during warm-up.
         loss_window: divisions average the normalised losses of this many epochs.
+        division: ``"global"`` (one mixture, the papers') or ``"per_class"`` (one mixture per given label, see
+            :meth:`Division.update`): with a network biased towards one class every sample labelled with the
+            other looks noisy to a global mixture, its weight w goes to 0, and the refined targets follow the
+            network's own predictions further to that class (the collapse seen on the text benchmark).
     """
 
     name = "gmm_correction"
@@ -278,12 +308,14 @@ class GMMCorrectionMethod(GMMDivisionMethod):
         mixup_alpha: float = param(0.0, min=0.0, doc="> 0 trains on mixup of the batch (M-DYR); 0 disables")
         noise_mode: str = param("sym", choices=NOISE_MODES, doc="asym adds the negative-entropy warm-up penalty")
         loss_window: int = param(1, min=1, doc="divisions average the normalised losses of this many epochs")
+        division: str = param("global", choices=DIVISIONS, doc="per_class fits one loss mixture per given label, "
+                              "so no class can be emptied")
 
     def __init__(self, ctx: MethodContext, *, warmup_epochs: int = 10, p_threshold: float = 0.5, T: float = 1.0,
                  weighting: str = "clean_prob", mixup_alpha: float = 0.0, noise_mode: str = "sym",
-                 loss_window: int = 1) -> None:
+                 loss_window: int = 1, division: str = "global") -> None:
         super().__init__(ctx, warmup_epochs=warmup_epochs, p_threshold=p_threshold, noise_mode=noise_mode,
-                         loss_window=loss_window)
+                         loss_window=loss_window, division=division)
         self.T, self.weighting, self.mixup_alpha = float(T), weighting, float(mixup_alpha)
         self.networks = {"net": ctx.build_network()}
         self.loss_fn = ctx.build_loss()
