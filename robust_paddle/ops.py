@@ -1,5 +1,5 @@
 """Small shared mechanisms used across the package, one of each: atomic file writes, softmax, per-sample
-cross-entropy (numpy), symmetric KL with an explicit reduction, mixup, and seed derivation.
+cross-entropy (numpy), symmetric KL with an explicit reduction, mixup, FMix masks, and seed derivation.
 
 Imports nothing from the package (a leaf of the layer graph, see ``tests/test_layers.py``). The Paddle
 per-sample cross-entropy with soft targets and label smoothing is ``losses.functional.per_sample_ce``.
@@ -8,6 +8,7 @@ per-sample cross-entropy with soft targets and label smoothing is ``losses.funct
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["atomic_write", "softmax", "per_sample_ce", "symmetric_kl", "mixup", "derive_seed"]
+__all__ = ["atomic_write", "softmax", "per_sample_ce", "symmetric_kl", "mixup", "fmix_mask", "derive_seed"]
 
 
 @contextlib.contextmanager
@@ -120,6 +121,36 @@ def mixup(x: Any, targets: Any, *, lam: float, perm: Any) -> tuple[Any, Any]:
                                                                            place=x.place)
         xb, tb = paddle.gather(x, p), paddle.gather(targets, p)
     return lam * x + (1 - lam) * xb, lam * targets + (1 - lam) * tb
+
+
+def fmix_mask(rng: np.random.Generator, shape_hw: tuple[int, int], *, alpha: float = 1.0,
+              decay_power: float = 3.0) -> tuple[float, np.ndarray]:
+    """An FMix mask (Harris et al. 2020, "FMix: Enhancing Mixed Sample Data Augmentation", arXiv 2002.12047;
+    the ``sample_mask`` of its reference code, ``max_soft = 0``, as ProMix uses it).
+
+    ``lam ~ Beta(alpha, alpha)``; a random low-frequency image (Fourier coefficients ``N(0, 1)`` scaled by
+    ``1 / max(f, 1 / max(H, W)) ** decay_power``) is set to 1 on its ``ceil(lam H W)`` or (coin flip)
+    ``floor(lam H W)`` largest pixels, 0 elsewhere. Mix with ``mask * x + (1 - mask) * x[perm]`` and targets
+    ``lam * t + (1 - lam) * t[perm]`` (the reference weights its two CEs by ``lam``, not by the mask's mean).
+    Written here: it is a dozen NumPy lines and the reference's package is not on PyPI.
+
+    Args:
+        rng: the generator of every draw (lam, the coefficients, the coin), in that order.
+        shape_hw: ``(H, W)`` of the images; alpha: Beta parameter; decay_power: frequency decay.
+
+    Returns:
+        ``(lam, mask)``: the float lam and a float32 [H, W] mask of 0 / 1.
+    """
+    h, w = (int(v) for v in shape_hw)
+    lam = float(rng.beta(alpha, alpha))
+    freqs = np.sqrt(np.fft.fftfreq(h)[:, None] ** 2 + np.fft.fftfreq(w)[: w // 2 + 1] ** 2)
+    scale = 1.0 / np.maximum(freqs, 1.0 / max(h, w)) ** decay_power
+    spectrum = rng.standard_normal((*freqs.shape, 2)) * scale[..., None]
+    image = np.fft.irfftn(spectrum[..., 0] + 1j * spectrum[..., 1], s=(h, w))
+    num = math.ceil(lam * h * w) if rng.random() > 0.5 else math.floor(lam * h * w)
+    mask = np.zeros(h * w, dtype=np.float32)
+    mask[np.argsort(-image.reshape(-1), kind="stable")[:num]] = 1.0
+    return lam, mask.reshape(h, w)
 
 
 def derive_seed(*parts: int) -> int:

@@ -20,9 +20,14 @@ forward of a view serves both heads). After a CE warm-up (``warmup_epochs``), pe
   head's weak-view logits. ``beta = 0.1 * epoch / (2 * rampup_epochs)``, and 0 from ``2 * rampup_epochs`` on
   (the reference's schedule).
 
-Not implemented here: the reference's FMix term (a second mixing augmentation beside mixup) and its label
-guessing by agreement (LGA, the last ``start_expand`` epochs). Evaluation and export use the mean of the
-primary heads' logits (the reference's ``outputs_mean_ori``); the pseudo heads only shape the features.
+Options of the reference (declared; off by default here, on in the CIFAR presets as ``Train_promix.py`` runs
+them): ``fmix`` adds, per head, the FMix term (:func:`~robust_paddle.ops.fmix_mask`: a low-frequency binary mask
+picks each pixel from the row or a partner, CE weighted by the mask's ``lam``) with the same weight ``w`` as
+mixup -- two more forwards per network; ``lga_epochs`` turns on label guessing by agreement
+(:func:`label_guessing_by_agreement`) in the last epochs: while a network's clean rows are under
+``lga_threshold`` of the batch, the rows both networks predict alike above ``tau`` join them with the network's
+debiased prediction as the label (data parallel: per rank, on its shard of the batch). Evaluation and export use
+the mean of the primary heads' logits (the reference's ``outputs_mean_ori``); the pseudo heads only shape the features.
 
 Without any augmentation (``data.augment`` and ``data.strong_augment`` both ``none``, e.g. sklearn digits) the
 strong view is the batch itself: the loader then sends no second view, and for a network whose features hold no
@@ -41,7 +46,6 @@ masks.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -59,33 +63,15 @@ from robust_paddle.methods.gmm_correction import (
     neg_entropy,
     train_set_losses,
 )
-from robust_paddle.ops import mixup
+from robust_paddle.methods.selection import class_wise_small_loss, label_guessing_by_agreement
+from robust_paddle.ops import fmix_mask, mixup
 from robust_paddle.registry import METHODS
 from robust_paddle.schema import param
 
 if TYPE_CHECKING:
     from robust_paddle.engine.trainer import Trainer
 
-__all__ = ["ProMixMethod", "class_wise_small_loss"]
-
-
-def class_wise_small_loss(losses: np.ndarray, labels: np.ndarray, *, num_classes: int, rho: float) -> np.ndarray:
-    """ProMix's CSS: [N] bool, in every class ``j`` the ``max(1, min(ceil(rho * N / C), n_j))`` smallest losses.
-
-    Args:
-        losses: [N] per-sample losses; labels: [N] int given labels; rho: selection ratio in [0, 1].
-
-    Ties keep index order (stable sort), so the mask is deterministic.
-    """
-    losses, labels = np.asarray(losses), np.asarray(labels, dtype=np.int64)
-    mask = np.zeros(labels.shape[0], dtype=bool)
-    quota = math.ceil(labels.shape[0] / num_classes * rho)
-    for j in range(num_classes):
-        rows = np.flatnonzero(labels == j)
-        if rows.size:
-            k = max(min(quota, rows.size), 1)
-            mask[rows[np.argsort(losses[rows], kind="stable")[:k]]] = True
-    return mask
+__all__ = ["ProMixMethod", "class_wise_small_loss", "label_guessing_by_agreement"]
 
 
 def _deterministic_features(net: paddle.nn.Layer) -> bool:
@@ -124,6 +110,8 @@ class ProMixMethod(Method):
         bias_momentum: momentum of the ``pi`` moving averages.
         noise_mode: ``asym`` adds the negative-entropy penalty to the warm-up CE.
         networks: 2 peer networks (the reference) or 1 (``net1`` only: about half the step's cost).
+        fmix: add the reference's FMix terms (:func:`~robust_paddle.ops.fmix_mask`) beside mixup, per head.
+        lga_epochs: label guessing by agreement (LGA) in the last this many epochs; lga_threshold: its cap.
 
     Raises:
         ConfigError: a parameter outside its range, or a model without features and classifier.
@@ -149,11 +137,16 @@ class ProMixMethod(Method):
         bias_momentum: float = param(0.9999, min=0.0, max=1.0, doc="momentum of the class-prior estimates pi")
         noise_mode: str = param("sym", choices=NOISE_MODES, doc="asym adds the negative-entropy warm-up penalty")
         networks: int = param(2, min=1, max=2, doc="peer networks: 2 (the reference) or 1 (about half the cost)")
+        fmix: bool = param(False, doc="add the FMix terms of the reference (images only; 2 more forwards per network)")
+        lga_epochs: float = param(0, min=0, doc="label guessing by agreement in the last this many epochs (or a "
+                                  "fraction of the run; 0 = off; needs networks: 2)")
+        lga_threshold: float = param(0.9, min=0.0, max=1.0, doc="LGA: fill the clean rows of a batch up to this share")
 
     def __init__(self, ctx: MethodContext, *, warmup_epochs: int = 10, rampup_epochs: int = 50,
                  rho_start: float = 0.2, rho_end: float = 0.6, tau: float = 0.99, T: float = 0.5, alpha: float = 4.0,
                  debias_output: float = 0.8, debias_pl: float = 0.8, bias_momentum: float = 0.9999,
-                 noise_mode: str = "sym", networks: int = 2) -> None:
+                 noise_mode: str = "sym", networks: int = 2, fmix: bool = False, lga_epochs: float = 0,
+                 lga_threshold: float = 0.9) -> None:
         super().__init__(ctx)
         # checked by the registry against Params; epoch counts resolve against train.epochs here
         self.warmup_epochs = epoch_param(ctx, warmup_epochs, "warmup_epochs")
@@ -165,6 +158,14 @@ class ProMixMethod(Method):
         self.debias_output, self.debias_pl = float(debias_output), float(debias_pl)
         self.bias_momentum, self.noise_mode = float(bias_momentum), noise_mode
         n = int(networks)
+        self.fmix, self.lga_threshold = bool(fmix), float(lga_threshold)
+        self.lga_epochs = epoch_param(ctx, lga_epochs, "lga_epochs")
+        if self.lga_epochs and n < 2:
+            raise ConfigError(f"method.params.lga_epochs={lga_epochs:g}: label guessing by agreement needs two networks "
+                              "that agree; set method.params.networks: 2 or lga_epochs: 0")
+        if self.fmix and len(tuple(ctx.input_shape)) != 3:
+            raise ConfigError(f"method.params.fmix: FMix masks images [C, H, W]; this input has shape "
+                              f"{tuple(ctx.input_shape)} (set fmix: false)")
         self.networks = {f"net{k + 1}": ctx.build_network() for k in range(n)}
         net = self.networks["net1"]
         if not (isinstance(getattr(net, "feature_dim", None), int) and callable(getattr(net, "forward_features", None))
@@ -239,6 +240,10 @@ class ProMixMethod(Method):
             self.select(trainer, trainer.epoch + 1)
 
     # ------------------------------------------------------------------ training
+    def lga_active(self, epoch: int) -> bool:
+        """Label guessing by agreement in the last ``lga_epochs`` epochs (the reference's ``start_expand``)."""
+        return self.lga_epochs > 0 and epoch >= self.ctx.cfg.train.epochs - self.lga_epochs
+
     def train_step(self, batch: tuple[paddle.Tensor, ...], *, epoch: int, step: int) -> tuple[paddle.Tensor, dict[str, Any]]:
         x, y, idx = batch[:3]
         b = self._batch
@@ -256,21 +261,34 @@ class ProMixMethod(Method):
         labels = np.asarray(y.numpy(), dtype=np.int64).reshape(-1)
         onehot = to_one_hot(y, self.num_classes)
         x_strong = batch[3] if len(batch) > 3 else None  # None: the strong view is the batch itself
+        outs = [self._forward(k, net, x, x_strong) for k, net in enumerate(self.networks.values())]
+        # the step's one device -> host copy per network: MHCS rows, LGA agreement and the pi sums
+        px = np.stack([o["px"].numpy() for o in outs])  # [K, B, C]
+        chosen = [self.selections[k][rows] | (px[k, np.arange(len(labels)), labels] > self.tau)  # CSS | MHCS
+                  for k in range(n)]
+        guessed = label_guessing_by_agreement(np.stack(chosen), px, tau=self.tau, threshold=self.lga_threshold) \
+            if self.lga_active(epoch) else np.zeros((n, len(labels)), dtype=bool)
         total, terms, sums = None, {}, []
         for k, net in enumerate(self.networks.values()):
             rng = np.random.default_rng([int(self.ctx.cfg.seed) % 2**32, epoch, b, k])
-            loss_k, t, s_k = self._net_loss(k, net, x, x_strong, onehot, labels, self.selections[k][rows], epoch,
-                                            rng)
-            total, sums = (loss_k if total is None else total + loss_k), sums + [s_k]
+            targets = onehot
+            if guessed[k].any():  # LGA rows learn the network's debiased prediction instead of the given label
+                guess = paddle.argmax(outs[k]["out_w"].detach() - self.debias_pl * outs[k]["log_pi"], axis=1)
+                keep = paddle.to_tensor(~guessed[k][:, None])
+                targets = paddle.where(keep, onehot, F.one_hot(guess, self.num_classes).astype(onehot.dtype))
+            loss_k, t = self._net_loss(k, net, x, outs[k], targets, chosen[k] | guessed[k], epoch, rng)
+            total = loss_k if total is None else total + loss_k
+            c, u = np.flatnonzero(chosen[k] | guessed[k]), np.flatnonzero(~(chosen[k] | guessed[k]))
+            sums.append(np.concatenate([px[k, c].sum(0), px[k, u].sum(0), [c.size, u.size]]))
+            t["guessed_ratio"] = float(guessed[k].mean())
             for name, v in t.items():  # tensors: the trainer reads each once (no host sync per network here)
                 terms[name] = v / n if name not in terms else terms[name] + v / n
-        self._update_pi(np.stack(sums))  # after the loop: network k reads and writes only its own pi rows
+        self._update_pi(np.stack(sums))  # after the losses: network k reads and writes only its own pi rows
         return total, {"loss": total, **terms}
 
-    def _net_loss(self, k: int, net: paddle.nn.Layer, x: paddle.Tensor, x_strong: paddle.Tensor | None,
-                  onehot: paddle.Tensor, labels: np.ndarray, selected: np.ndarray, epoch: int,
-                  rng: np.random.Generator) -> tuple[paddle.Tensor, dict[str, Any], np.ndarray]:
-        """Network ``k``'s loss, its terms and its ``pi`` sums ``[2C + 2]`` (see :meth:`_update_pi`)."""
+    def _forward(self, k: int, net: paddle.nn.Layer, x: paddle.Tensor, x_strong: paddle.Tensor | None
+                 ) -> dict[str, paddle.Tensor]:
+        """Both heads on the weak and the strong view of network ``k``: one ``forward_features`` per view."""
         head = self.heads[k]
         f_w = net.forward_features(x)
         if x_strong is None and self._deterministic_features[k]:
@@ -279,13 +297,18 @@ class ProMixMethod(Method):
             f_s = net.forward_features(x if x_strong is None else x_strong)
         out_w, out_s, ph_w, ph_s = (z.astype("float32") for z in
                                     (net.classifier(f_w), net.classifier(f_s), head(f_w), head(f_s)))
-        log_pi = paddle.to_tensor(np.log(self.pi[k]))
-        log_pi_u = paddle.to_tensor(np.log(self.pi[len(self.networks) + k]))
-        px = F.softmax(out_w.detach(), axis=-1)
-        px_host = px.numpy()  # the step's one device -> host copy: MHCS rows and the pi sums
-        matched = px_host[np.arange(px_host.shape[0]), labels] > self.tau  # MHCS
-        chosen = np.flatnonzero(selected | matched)
-        unchosen = np.flatnonzero(~(selected | matched))
+        return {"out_w": out_w, "out_s": out_s, "ph_w": ph_w, "ph_s": ph_s, "px": F.softmax(out_w.detach(), axis=-1),
+                "log_pi": paddle.to_tensor(np.log(self.pi[k])),
+                "log_pi_u": paddle.to_tensor(np.log(self.pi[len(self.networks) + k]))}
+
+    def _net_loss(self, k: int, net: paddle.nn.Layer, x: paddle.Tensor, out: dict[str, paddle.Tensor],
+                  targets: paddle.Tensor, chosen_mask: np.ndarray, epoch: int, rng: np.random.Generator
+                  ) -> tuple[paddle.Tensor, dict[str, Any]]:
+        """Network ``k``'s loss and its terms; ``targets`` [B, C] one-hot (given labels, LGA rows guessed)."""
+        head = self.heads[k]
+        out_w, out_s, ph_w, ph_s, log_pi, log_pi_u = (out[key] for key in
+                                                      ("out_w", "out_s", "ph_w", "ph_s", "log_pi", "log_pi_u"))
+        chosen, unchosen = np.flatnonzero(chosen_mask), np.flatnonzero(~chosen_mask)
         w = _ramp(epoch, self.rampup_epochs)
         beta = 0.1 * _ramp(epoch, 2 * self.rampup_epochs)
         beta = 0.0 if epoch >= 2 * self.rampup_epochs else beta  # the reference's schedule
@@ -295,35 +318,42 @@ class ProMixMethod(Method):
             return paddle.gather(t, paddle.to_tensor(rows, dtype="int64"))
 
         zero = paddle.zeros([], dtype="float32")
-        loss_net = loss_ph = loss_cr = loss_cr_ph = loss_mix = loss_mix_ph = zero
+        loss_net = loss_ph = loss_cr = loss_cr_ph = zero
+        mixed = {"mixup": [zero, zero], "fmix": [zero, zero]}  # [primary head, pseudo head]
         if chosen.size:
-            y_c = pick(onehot, chosen)
+            y_c = pick(targets, chosen)
             loss_net, loss_ph, loss_cr, loss_cr_ph = (_ce(pick(z, chosen) + a_out * log_pi, y_c)
                                                       for z in (out_w, ph_w, out_s, ph_s))
         if chosen.size > 1:
             x_c = pick(x, chosen)
-            for which in ("net", "ph"):
+            for h, classify in enumerate((net.classifier, head)):  # the reference draws anew for each head
                 lam, perm = mix_lambda(self.alpha, rng), rng.permutation(chosen.size)
                 if x_c.dtype in (paddle.int64, paddle.int32):  # token ids: mix the features (senMixup)
                     feats, t_mix = mixup(net.forward_features(x_c), y_c, lam=lam, perm=perm)
                 else:
                     x_mix, t_mix = mixup(x_c, y_c, lam=lam, perm=perm)
                     feats = net.forward_features(x_mix)
-                logits = (net.classifier(feats) if which == "net" else head(feats)).astype("float32")
-                mixed = _ce(logits + a_out * log_pi, t_mix)
-                loss_mix, loss_mix_ph = (mixed, loss_mix_ph) if which == "net" else (loss_mix, mixed)
-        loss = loss_net + w * (loss_cr + loss_mix) + loss_ph + w * (loss_cr_ph + loss_mix_ph)
+                mixed["mixup"][h] = _ce(classify(feats).astype("float32") + a_out * log_pi, t_mix)
+                if self.fmix:  # FMix: a low-frequency binary mask picks each pixel from the row or its partner
+                    lam_f, mask = fmix_mask(rng, x_c.shape[-2:])
+                    perm_f = paddle.to_tensor(rng.permutation(chosen.size), dtype="int64")
+                    m = paddle.to_tensor(mask)
+                    x_f = m * x_c + (1 - m) * paddle.gather(x_c, perm_f)
+                    t_f = lam_f * y_c + (1 - lam_f) * paddle.gather(y_c, perm_f)
+                    mixed["fmix"][h] = _ce(classify(net.forward_features(x_f)).astype("float32") + a_out * log_pi, t_f)
+        (loss_mix, loss_mix_ph), (loss_fmix, loss_fmix_ph) = mixed["mixup"], mixed["fmix"]
+        loss = loss_net + w * (loss_cr + loss_mix + loss_fmix) + loss_ph + w * (loss_cr_ph + loss_mix_ph + loss_fmix_ph)
         terms = {"ce": loss_net, "consistency": loss_cr, "mixup": loss_mix, "ph_ce": loss_ph,
                  "labeled_ratio": chosen.size / max(x.shape[0], 1)}
+        if self.fmix:
+            terms["fmix"] = loss_fmix
         if beta > 0 and unchosen.size:
-            targets = sharpen(F.softmax(out_w.detach() - self.debias_pl * log_pi_u, axis=-1), self.T)
-            t_u = pick(targets, unchosen)
+            t_u = pick(sharpen(F.softmax(out_w.detach() - self.debias_pl * log_pi_u, axis=-1), self.T), unchosen)
             unrel = (_ce(pick(ph_w, unchosen) + a_out * log_pi_u, t_u)
                      + w * _ce(pick(ph_s, unchosen) + a_out * log_pi_u, t_u))
             loss = loss + beta * unrel
             terms["ph_unlabeled"] = unrel
-        sums = np.concatenate([px_host[chosen].sum(0), px_host[unchosen].sum(0), [chosen.size, unchosen.size]])
-        return loss, terms, sums
+        return loss, terms
 
     def _update_pi(self, sums: np.ndarray) -> None:
         """``pi <- m pi + (1 - m) mean(px)`` over the rows of ``D_l`` (pi_k) and ``D_u`` (pi_k_u) of every network

@@ -7,6 +7,9 @@ the smallest loss are mostly correctly labelled. Co-teaching (Han et al. 2018,
 https://arxiv.org/abs/1804.06872) keeps, in every mini-batch, the ``R(T) = 1 - tau * min((T / T_k)^c, 1)``
 fraction of samples with the smallest loss, where ``tau`` is the forget rate (about the noise rate),
 ``T`` the epoch and ``T_k`` the number of epochs over which the forget rate ramps up.
+
+ProMix's selection rules (Wang et al. 2022, https://arxiv.org/abs/2207.10276) live here too: class-wise
+small-loss selection over the training set and label guessing by agreement within a batch.
 """
 
 from __future__ import annotations
@@ -285,3 +288,53 @@ def class_balanced_weights(prob: np.ndarray, labels: np.ndarray, *, min_share: f
             lo, hi = (mid, hi) if np.minimum(1.0, mid * p).mean() < floor else (lo, mid)
         out[labels == c] = np.minimum(1.0, hi * p)
     return out.astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------- ProMix (arXiv 2207.10276)
+def class_wise_small_loss(losses: np.ndarray, labels: np.ndarray, *, num_classes: int, rho: float) -> np.ndarray:
+    """ProMix's CSS: [N] bool, in every class ``j`` the ``max(1, min(ceil(rho * N / C), n_j))`` smallest losses.
+
+    Args:
+        losses: [N] per-sample losses; labels: [N] int given labels; rho: selection ratio in [0, 1].
+
+    Ties keep index order (stable sort), so the mask is deterministic.
+    """
+    losses, labels = np.asarray(losses), np.asarray(labels, dtype=np.int64)
+    mask = np.zeros(labels.shape[0], dtype=bool)
+    quota = math.ceil(labels.shape[0] / num_classes * rho)
+    for j in range(num_classes):
+        rows = np.flatnonzero(labels == j)
+        if rows.size:
+            k = max(min(quota, rows.size), 1)
+            mask[rows[np.argsort(losses[rows], kind="stable")[:k]]] = True
+    return mask
+
+
+def label_guessing_by_agreement(chosen: np.ndarray, px: np.ndarray, *, tau: float, threshold: float) -> np.ndarray:
+    """ProMix's LGA (the reference's ``label_guessing``): rows both networks predict alike with confidence.
+
+    For network ``k`` whose chosen share of the batch is below ``threshold``, the unchosen rows on which every
+    network's top probability exceeds ``tau`` and the top classes agree join, at most
+    ``int(B * threshold) - chosen_k`` of them, those of highest mean top probability first (stable order).
+
+    Args:
+        chosen: [K, B] bool, the rows each network already trains on (CSS | MHCS); px: [K, B, C] softmax.
+
+    Returns:
+        [K, B] bool: the rows guessed for each network (disjoint from ``chosen``); they learn the network's
+        debiased prediction instead of the given label.
+    """
+    chosen, px = np.asarray(chosen, dtype=bool), np.asarray(px)
+    k_nets, batch = chosen.shape
+    score, pred = px.max(axis=2), px.argmax(axis=2)
+    agree = (score > tau).all(axis=0) & (pred == pred[0]).all(axis=0)
+    mean_score = score.mean(axis=0)
+    out = np.zeros_like(chosen)
+    for k in range(k_nets):
+        n_chosen = int(chosen[k].sum())
+        if n_chosen / max(batch, 1) >= threshold:
+            continue
+        rows = np.flatnonzero(agree & ~chosen[k])
+        room = max(int(batch * threshold) - n_chosen, 0)
+        out[k, rows[np.argsort(-mean_score[rows], kind="stable")[:room]]] = True
+    return out

@@ -9,7 +9,13 @@ from robust_paddle.data.transforms import Pipeline
 from robust_paddle.errors import CheckpointError, ConfigError
 from robust_paddle.methods.base import MethodContext
 from robust_paddle.methods.correction import mix_lambda
-from robust_paddle.methods.promix import ProMixMethod, _deterministic_features, class_wise_small_loss
+from robust_paddle.methods.promix import (
+    ProMixMethod,
+    _deterministic_features,
+    class_wise_small_loss,
+    label_guessing_by_agreement,
+)
+from robust_paddle.ops import fmix_mask
 from tests.method_helpers import build_method, log_softmax, softmax, toy_context
 
 
@@ -23,16 +29,16 @@ class FeatNet(paddle.nn.Layer):
         self.classifier = paddle.nn.Linear(width, classes)
 
     def forward_features(self, x):
-        return self.body(x)
+        return self.body(paddle.flatten(x, start_axis=1))  # [B, 4] or 2x2 "images" [B, 1, 2, 2]
 
     def forward(self, x):
         return self.classifier(self.forward_features(x))
 
 
-def make(labels, *, seed=0, epochs=20, **params):
+def make(labels, *, seed=0, epochs=20, input_shape=(4,), **params):
     paddle.seed(seed)
     base = toy_context(np.asarray(labels), dim=4, classes=3, seed=seed, overrides=[f"train.epochs={epochs}"])
-    ctx = MethodContext(cfg=base.cfg, num_classes=3, input_shape=(4,), train_labels=base.train_labels,
+    ctx = MethodContext(cfg=base.cfg, num_classes=3, input_shape=input_shape, train_labels=base.train_labels,
                         clean_labels=None, build_network=lambda: FeatNet(4, 3), build_loss=base.build_loss)
     return build_method(ProMixMethod, ctx, **{"warmup_epochs": 1, "rampup_epochs": 4, **params})
 
@@ -52,50 +58,66 @@ def np_soft_ce(z, t):
     return -(t * log_softmax(z)).sum(1).mean()
 
 
-def np_promix(m, x, xs, y, idx, pi0, epoch, batch=0):
-    """NumPy ProMix loss of every network of ``m`` (current weights) on one batch, and the updated ``pi``."""
-    n = len(m.networks)
-    W = [(net.body.weight.numpy(), net.body.bias.numpy(), net.classifier.weight.numpy(),
-          net.classifier.bias.numpy()) for net in m.networks.values()]
-    H = [(h.weight.numpy(), h.bias.numpy()) for h in m.heads]
+def np_promix(m, x, xs, y, idx, pi0, epoch, batch=0, *, lga=False):
+    """NumPy ProMix loss of every network of ``m`` (current weights) on one batch, and the updated ``pi``
+    (``m.fmix``: the FMix terms; ``lga``: label guessing by agreement)."""
+    n, rows = len(m.networks), np.arange(len(y))
+    f64 = lambda *arrays: tuple(np.asarray(a, np.float64) for a in arrays)  # noqa: E731
+    W = [f64(net.body.weight.numpy(), net.body.bias.numpy(), net.classifier.weight.numpy(),
+             net.classifier.bias.numpy()) for net in m.networks.values()]
+    H = [f64(h.weight.numpy(), h.bias.numpy()) for h in m.heads]
+    x, xs = f64(x, xs)
     ref, pi, onehot = 0.0, pi0.copy(), np.eye(3)[y]
-    w, beta = min(epoch / m.rampup_epochs, 1.0), 0.1 * min(epoch / (2 * m.rampup_epochs), 1.0)
+    w = min(epoch / m.rampup_epochs, 1.0)
+    beta = 0.1 * epoch / (2 * m.rampup_epochs) if epoch < 2 * m.rampup_epochs else 0.0  # the reference's schedule
+    flat = lambda a: a.reshape(len(a), int(np.prod(a.shape[1:])))  # noqa: E731
+    feats = [lambda a, bw=bw, bb=bb: flat(a) @ bw + bb for bw, bb, _, _ in W]
+    out_w = [feats[k](x) @ W[k][2] + W[k][3] for k in range(n)]
+    px = np.stack([softmax(z) for z in out_w])
+    chosen = np.stack([m.selections[k][idx] | (px[k][rows, y] > m.tau) for k in range(n)])
+    guessed = label_guessing_by_agreement(chosen, px, tau=m.tau, threshold=m.lga_threshold) if lga \
+        else np.zeros_like(chosen)
     for k in range(n):
-        (bw, bb, cw, cb), (hw, hb) = W[k], H[k]
-        feat = lambda a, bw=bw, bb=bb: a @ bw + bb  # noqa: E731
-        out_w, out_s = feat(x) @ cw + cb, feat(xs) @ cw + cb
+        (_, _, cw, cb), (hw, hb), feat = W[k], H[k], feats[k]
+        out_s = feat(xs) @ cw + cb
         ph_w, ph_s = feat(x) @ hw + hb, feat(xs) @ hw + hb
         lp, lpu = np.log(pi0[k]), np.log(pi0[n + k])
         a_out = m.debias_output
-        px = softmax(out_w)
-        chosen = m.selections[k][idx] | (px[np.arange(len(y)), y] > m.tau)
-        c, u = np.flatnonzero(chosen), np.flatnonzero(~chosen)
-        loss_k = sum(np_soft_ce(z[c] + a_out * lp, onehot[c]) for z in (out_w, ph_w))
-        loss_k += w * sum(np_soft_ce(z[c] + a_out * lp, onehot[c]) for z in (out_s, ph_s))
+        # the reference's pseudo_label_l: the given label on CSS / MHCS rows, the debiased prediction on LGA rows
+        guess = np.eye(3)[np.argmax(out_w[k] - m.debias_pl * lp, axis=1)]
+        target = np.where(guessed[k][:, None], guess, onehot)
+        c, u = np.flatnonzero(chosen[k] | guessed[k]), np.flatnonzero(~(chosen[k] | guessed[k]))
+        loss_k = sum(np_soft_ce(z[c] + a_out * lp, target[c]) for z in (out_w[k], ph_w))
+        loss_k += w * sum(np_soft_ce(z[c] + a_out * lp, target[c]) for z in (out_s, ph_s))
         r = np.random.default_rng([0, epoch, batch, k])
         for head in ((cw, cb), (hw, hb)):
             lam, perm = mix_lambda(m.alpha, r), r.permutation(c.size)
             xm = lam * x[c] + (1 - lam) * x[c][perm]
-            tm = lam * onehot[c] + (1 - lam) * onehot[c][perm]
+            tm = lam * target[c] + (1 - lam) * target[c][perm]
             loss_k += w * np_soft_ce(feat(xm) @ head[0] + head[1] + a_out * lp, tm)
-        t = softmax(out_w - m.debias_pl * lpu) ** (1 / m.T)
+            if m.fmix:  # reference: fmix_loss = lam CE(z, y) + (1 - lam) CE(z, y[perm]) on the masked mix
+                lam_f, mask = fmix_mask(r, x.shape[-2:])
+                pf = r.permutation(c.size)
+                zf = feat(mask * x[c] + (1 - mask) * x[c][pf]) @ head[0] + head[1] + a_out * lp
+                loss_k += w * (lam_f * np_soft_ce(zf, target[c]) + (1 - lam_f) * np_soft_ce(zf, target[c][pf]))
+        t = softmax(out_w[k] - m.debias_pl * lpu) ** (1 / m.T)
         t /= t.sum(1, keepdims=True)
         if u.size:
             loss_k += beta * (np_soft_ce(ph_w[u] + a_out * lpu, t[u]) + w * np_soft_ce(ph_s[u] + a_out * lpu, t[u]))
         ref += loss_k
         mom = m.bias_momentum
-        pi[k] = mom * pi0[k] + (1 - mom) * px[c].mean(0)
-        pi[n + k] = mom * pi0[n + k] + (1 - mom) * px[u].mean(0)
-    return ref, pi
+        for slot, part in ((k, c), (n + k, u)):  # an empty side keeps its pi
+            pi[slot] = mom * pi0[slot] + (1 - mom) * px[k][part].mean(0) if part.size else pi0[slot]
+    return ref, pi, guessed
 
 
-def promix_case(networks=2, seed=0):
+def promix_case(networks=2, seed=0, shape=(4,), **params):
     rng = np.random.default_rng(seed)
-    x, xs = rng.normal(size=(6, 4)).astype("float32"), rng.normal(size=(6, 4)).astype("float32")
+    x, xs = rng.normal(size=(6, *shape)).astype("float32"), rng.normal(size=(6, *shape)).astype("float32")
     y = np.array([0, 1, 2, 0, 1, 2])
     idx = np.array([5, 1, 0, 3, 2, 4])
     m = make(np.zeros(6, dtype=np.int64), tau=0.5, bias_momentum=0.9, debias_output=0.8, debias_pl=0.7, T=0.5,
-             networks=networks)
+             networks=networks, input_shape=shape, **params)
     m.selections = [np.array([1, 0, 1, 1, 0, 0], bool), np.array([0, 1, 1, 0, 1, 0], bool)][:networks]
     m.pi = rng.dirichlet(np.ones(3), size=2 * networks).astype(np.float32)
     return m, x, xs, y, idx
@@ -106,12 +128,91 @@ def test_loss_and_pi_match_numpy(networks):
     m, x, xs, y, idx = promix_case(networks)
     pi0 = m.pi.copy()
     epoch = 2  # w = 0.5, beta = 0.1 * 2 / 8
-    ref, pi = np_promix(m, x, xs, y, idx, pi0, epoch)
+    ref, pi, _ = np_promix(m, x, xs, y, idx, pi0, epoch)
     loss, terms = m.train_step(tuple(paddle.to_tensor(a) for a in (x, y, idx, xs)), epoch=epoch, step=0)
     assert float(loss) == pytest.approx(ref, rel=1e-4)
     np.testing.assert_allclose(m.pi, pi, rtol=1e-5)
     assert 0 < float(terms["labeled_ratio"]) < 1
     assert len(m.networks) == len(m.heads) == len(m.selections) == networks and m.pi.shape == (2 * networks, 3)
+
+
+def reference_fmix_mask(seed, h, w):
+    """The FMix reference's ``sample_mask`` (decay 3, alpha 1, max_soft 0) step by step, on the same draws."""
+    r = np.random.default_rng(seed)
+    lam = r.beta(1.0, 1.0)
+    fy, fx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[: w // 2 + 1]
+    freqs = np.sqrt(fx * fx + fy * fy)
+    scale = (np.ones(1) / (np.maximum(freqs, np.array([1.0 / max(w, h)])) ** 3))[..., None]
+    spectrum = scale * r.standard_normal((*freqs.shape, 2))
+    image = np.real(np.fft.irfftn(spectrum[..., 0] + 1j * spectrum[..., 1], (h, w)))
+    image = (image - image.min()) / (image - image.min()).max()
+    order = image.reshape(-1).argsort()[::-1]
+    num = int(np.ceil(lam * h * w)) if r.random() > 0.5 else int(np.floor(lam * h * w))
+    mask = np.zeros(h * w)
+    mask[order[:num]] = 1
+    return lam, mask.reshape(h, w)
+
+
+@pytest.mark.parametrize("seed,h,w", [(0, 8, 8), (3, 7, 9), (5, 28, 28), (9, 2, 2)])
+def test_fmix_mask_is_the_reference_recipe(seed, h, w):
+    lam, mask = fmix_mask(np.random.default_rng(seed), (h, w))
+    ref_lam, ref = reference_fmix_mask(seed, h, w)
+    assert lam == ref_lam and mask.dtype == np.float32 and mask.shape == (h, w)
+    np.testing.assert_array_equal(mask, ref)
+    assert mask.sum() in (np.floor(lam * h * w), np.ceil(lam * h * w))
+    if h * w >= 64:  # low frequency: neighbouring pixels mostly agree (a random mask of this mean: ~50%)
+        assert (mask[1:] == mask[:-1]).mean() > 0.75
+
+
+def test_label_guessing_by_agreement_hand_case():
+    # 2 networks, batch 5, threshold 0.8: room int(5 * 0.8) - chosen
+    px = np.array([[[0.99, 0.01], [0.995, 0.005], [0.2, 0.8], [0.992, 0.008], [0.999, 0.001]],
+                   [[0.98, 0.02], [0.996, 0.004], [0.01, 0.99], [0.993, 0.007], [0.999, 0.001]]])
+    chosen = np.array([[1, 0, 0, 0, 0], [1, 1, 1, 1, 0]], bool)
+    got = label_guessing_by_agreement(chosen, px, tau=0.985, threshold=0.8)
+    # agree & confident (both > 0.985, same class): rows 1, 3, 4 (row 0: net 2 at 0.98; row 2: net 1 at 0.8)
+    # net 1: room 4 - 1 = 3 -> all three; net 2: 4 of 5 chosen = 0.8, not below the threshold -> none
+    assert got.tolist() == [[0, 1, 0, 1, 1], [0, 0, 0, 0, 0]]
+    got = label_guessing_by_agreement(chosen, px, tau=0.985, threshold=0.6)  # room int(3) - 1 = 2: best two
+    assert got[0].tolist() == [0, 1, 0, 0, 1]  # mean top probability 0.999 (row 4), 0.9955 (row 1) > 0.9925 (3)
+
+
+def test_fmix_and_label_guessing_terms_match_numpy():
+    m, x, xs, y, idx = promix_case(shape=(1, 2, 2), fmix=True, lga_epochs=2, lga_threshold=0.9)
+    m.selections = [np.array([1, 1, 0, 0, 0, 0], bool), np.array([0, 0, 1, 1, 0, 0], bool)]
+    for net in m.networks.values():  # both networks agree: class 2 where pixel [0, 0] > 0, else class 0
+        net.body.weight.set_value(np.eye(4, 5, dtype=np.float32))
+        net.body.bias.set_value(np.zeros(5, np.float32))
+        net.classifier.bias.set_value(np.zeros(3, np.float32))
+        w = np.zeros((5, 3), np.float32)
+        w[0] = [-8.0, 0.0, 8.0]
+        net.classifier.weight.set_value(w)
+    pi0 = m.pi.copy()
+    epoch = 18  # lga_epochs=2 of 20: LGA on from epoch 18; beta = 0 from 2 * rampup (8) on
+    assert m.lga_active(epoch) and not m.lga_active(17)
+    ref, pi, guessed = np_promix(m, x, xs, y, idx, pi0, epoch, lga=True)
+    # pixel [0, 0] of the batch: 0.126, -0.536, -0.704, -2.325, -0.544, -0.129 -> predictions 2 0 0 0 0 0 with top
+    # probability 0.67, 0.986, 0.996, 1.0, 0.987, 0.68; labels 0 1 2 0 1 2: MHCS (tau 0.5) adds row 3. Net 1 (CSS
+    # rows 1, 2) has 3 of 6, room int(6 * 0.9) - 3 = 2: rows 4 and 5 (higher than row 0); net 2 (CSS rows 3, 4)
+    # has 2, room 3: rows 2, 1, 5
+    assert guessed.astype(int).tolist() == [[0, 0, 0, 0, 1, 1], [0, 1, 1, 0, 0, 1]]
+    loss, terms = m.train_step(tuple(paddle.to_tensor(a) for a in (x, y, idx, xs)), epoch=epoch, step=0)
+    assert float(loss) == pytest.approx(ref, rel=1e-4)
+    np.testing.assert_allclose(m.pi, pi, rtol=1e-5)
+    assert float(terms["guessed_ratio"]) == pytest.approx(guessed.mean()) and float(terms["fmix"]) > 0
+    m.fmix = False  # the same step without FMix is a different loss (the term is really in it)
+    m.pi, m._batch = pi0.copy(), 0
+    assert float(m.train_step(tuple(paddle.to_tensor(a) for a in (x, y, idx, xs)), epoch=epoch, step=0)[0]) \
+        != pytest.approx(ref, rel=1e-4)
+
+
+def test_fmix_and_lga_parameter_checks():
+    with pytest.raises(ConfigError, match=r"lga_epochs=2: label guessing by agreement needs two networks"):
+        make(np.zeros(4, dtype=np.int64), networks=1, lga_epochs=2)
+    with pytest.raises(ConfigError, match=r"method.params.fmix: FMix masks images \[C, H, W\]; this input has shape "
+                                          r"\(4,\)"):
+        make(np.zeros(4, dtype=np.int64), fmix=True)
+    assert make(np.zeros(4, dtype=np.int64), lga_epochs=0.25).lga_epochs == 5  # a fraction of the 20 epochs
 
 
 def grads(m):
@@ -123,7 +224,7 @@ def test_without_a_strong_view_one_forward_serves_both_views_with_the_same_loss_
     gradient and pi equal the step given the identical view explicitly (two forwards) and the NumPy reference."""
     m, x, _, y, idx = promix_case()
     pi0 = m.pi.copy()
-    ref, pi = np_promix(m, x, x, y, idx, pi0, 2)
+    ref, pi, _ = np_promix(m, x, x, y, idx, pi0, 2)
     out = {}
     for name, batch in (("explicit", (x, y, idx, x)), ("reused", (x, y, idx))):
         m.pi, m._batch = pi0.copy(), 0
