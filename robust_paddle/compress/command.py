@@ -305,11 +305,19 @@ def compress_run(cfg: Config, run: Any, state: dict[str, Any], *, checkpoint: st
         The report written to ``out_dir/compress_report.json``.
 
     Raises:
+        ConfigError: a text run (token-id models are not compressed here; ``export`` deploys them).
         ValueError: empty calibration set, or a model without prunable convs (each names the field).
         CompressionCheckError: a stage failed its checks (after the report is written).
     """
     from robust_paddle.deploy.export import load_ema_weights, wants_ema
 
+    if getattr(run.data, "tokenizer", None) is not None:
+        with contextlib.suppress(OSError):
+            os.rmdir(out_dir)  # created empty by the caller; nothing is written
+        raise ConfigError("robust-paddle compress supports image and tabular runs; this is a text run "
+                          f"(data.name: {cfg.data.name}, model: {cfg.model.name}): filter pruning removes conv "
+                          "filters and the int8 stages calibrate float inputs, while text models take int64 token "
+                          "ids; deploy it with `robust-paddle export` (Paddle Inference, ONNX, Serving) instead")
     use_ema = wants_ema(cfg, state)
     if use_ema:
         load_ema_weights(run.method.networks, state, checkpoint=checkpoint)

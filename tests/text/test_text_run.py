@@ -148,3 +148,16 @@ def test_checkpoint_records_the_tokenizer_and_eval_refuses_another(text_run, tmp
     with pytest.raises(CheckpointError, match=r'does not match the config -- .*tokenizer: checkpoint \{.*"lowercase": '
                                               r'true.*config \{.*"lowercase": false'):
         run_mod.evaluate(cfg, str(other))
+
+
+@pytest.mark.parametrize("stage", [{"name": "prune", "ratio": 0.3}, {"name": "qat"}])
+def test_compress_refuses_a_text_run_in_one_line_and_writes_nothing(text_run, tmp_path, stage):
+    from robust_paddle.errors import ConfigError
+    from robust_paddle.pipeline.commands import compress_command
+
+    cfg = C.with_values(text_run["cfg"], {"slim.stages": [stage]})
+    out = tmp_path / "compressed"
+    with pytest.raises(ConfigError, match=r"supports image and tabular runs; this is a text run .*robust-paddle "
+                                          r"export"):
+        compress_command(cfg, str(text_run["dir"]), out_dir=str(out), print_table=False)
+    assert not out.exists()
