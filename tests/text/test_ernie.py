@@ -80,6 +80,24 @@ def test_weights_and_features_equal_paddlenlp(tmp_path, safetensors):
     np.testing.assert_allclose(head(emb).numpy(), net(ids).numpy(), atol=1e-6)
 
 
+def test_a_task_model_directory_loads_its_backbone(tmp_path, ernie_dir):
+    """A directory saved from ``ErnieForSequenceClassification`` (keys ``ernie.*`` + its own classifier): the
+    backbone is loaded, the task head is not (the classifier is new, for the run's classes)."""
+    path = tmp_path / "task"
+    shutil.copytree(ernie_dir[0], path)
+    config = transformers.ErnieConfig.from_pretrained(str(path))
+    config.num_labels = 5
+    task = transformers.ErnieForSequenceClassification(config)
+    task.ernie.set_state_dict(ernie_dir[1].state_dict())
+    (path / "model_state.pdparams").unlink()
+    task.save_pretrained(str(path))
+    assert any(k.startswith("ernie.") for k in paddle.load(str(path / "model_state.pdparams")))
+    net, _ = build(str(path))
+    for k, v in net.ernie.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), ernie_dir[1].state_dict()[k].numpy())
+    assert net.classifier.weight.shape == [32, 3]
+
+
 def test_tokenizer_equals_paddlenlp_ernie_tokenizer(ernie_dir):
     path, model, pnlp = ernie_dir
     from robust_paddle.data.tokenize import ernie_tokenizer
@@ -195,10 +213,10 @@ def test_export_parity_and_predictor_on_raw_strings_equal_eval(ernie_run, tmp_pa
     ckpt = str(ernie_run["dir"] / "checkpoints" / "best.pdckpt")
     metrics = run_mod.evaluate(cfg, ckpt)
     assert 0.0 <= metrics["test"]["acc"] <= 1.0
-    formats = ["paddle"] + (["onnx"] if _has("paddle2onnx") and _has("onnxruntime") else [])
+    formats = ["paddle", "serving"] + (["onnx"] if _has("paddle2onnx") and _has("onnxruntime") else [])
     out = tmp_path / "export"
     report = export_command(cfg, ckpt, out_dir=str(out), formats=formats)
-    assert report["passed"] and {"paddle_program", "paddle_optimized"} <= set(report["parity"])
+    assert report["passed"] and {"paddle_program", "paddle_optimized", "serving"} <= set(report["parity"])
     run = build_mod.load_run(cfg, ckpt)
     logits, idx = run.trainer.predict_logits(run.loaders["test"])
     texts = [str(run.data.test.texts[i]) for i in idx]
