@@ -245,3 +245,17 @@ def _has(name):
     import importlib.util
 
     return importlib.util.find_spec(name) is not None
+
+
+def test_rows_longer_than_the_positions_or_another_vocabulary_are_one_error(ernie_dir):
+    from robust_paddle.errors import ConfigError
+    from robust_paddle.models import build_model
+
+    path = ernie_dir[0]
+    with pytest.raises(ConfigError, match=r"rows of 80 tokens exceed the model's max_position_embeddings \(64\)"):
+        build(path, length=80)
+    assert build(path, length=80, window_length=32)[0].window == 32  # windows of [CLS] + 31 tokens fit
+    with pytest.raises(ConfigError, match=r"model\.params\.path: the run's tokenizer is not this model's vocabulary "
+                                          r"\(3 vs \d+ tokens"):
+        build_model("ernie", num_classes=2, input_shape=(24,), vocab_size=3, pad_id=0, vocab=["[PAD]", "a", "b"],
+                    path=path)
