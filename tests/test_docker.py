@@ -279,6 +279,26 @@ def test_paddle3_constraints_differ_only_in_the_paddle_stack() -> None:
     assert set(two) <= set(three)
 
 
+def test_ernie_extra_merges_its_pins_on_the_paddle2_line_only() -> None:
+    """``scripts/install.sh "dev,ernie"``: requirements/ernie.txt's pins (PaddleNLP 2.8.1 and the releases it
+    imports with) replace the same packages' pins; the Paddle stack stays; Paddle 3 refuses the extra."""
+    script = str(ROOT / "scripts" / "install.sh")
+    env = {**os.environ, "PRINT_CONSTRAINTS": "1", "PADDLE_VERSION": "2"}
+    res = subprocess.run(["bash", script, "dev,text,ernie"], capture_output=True, text=True, timeout=30, env=env)
+    assert res.returncode == 0, res.stderr
+    lines = [ln.split("#", 1)[0].strip() for ln in res.stdout.splitlines()]
+    pins = [ln for ln in lines if ln]
+    names = [re.sub(r"[-_.]+", "-", ln.split("=")[0].split(";")[0].strip()).lower() + (ln.split(";")[1] if ";" in ln
+                                                                                       else "") for ln in pins]
+    assert len(names) == len(set(names)), "a package is pinned twice"
+    assert "paddlenlp==2.8.1" in pins and "huggingface_hub==0.23.4" in pins and "huggingface_hub==2.4.0" not in pins
+    assert "paddlepaddle==2.6.2" in pins and "numpy==1.26.4" in pins
+    assert "paddlenlp" not in constraints_text(PADDLE2_CONSTRAINTS)  # only with the extra
+    res = subprocess.run(["bash", script, "dev,ernie"], capture_output=True, text=True, timeout=30,
+                         env={**env, "PADDLE_VERSION": "3"})
+    assert res.returncode == 2 and "ernie extra is pinned for PADDLE_VERSION=2" in res.stderr
+
+
 # -------------------------------------------------------------------------------------------- compose
 def test_compose_file_validates_against_the_compose_schema() -> None:
     assert schema_errors(load_compose("docker-compose.yml")) == []

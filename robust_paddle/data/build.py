@@ -208,10 +208,10 @@ def _augment_spec(value):
     return value if isinstance(value, str) else parse_augment(value)
 
 
-def _text_pipeline(src: Source, d, train_idx: np.ndarray, seed: int, run_dir: str | None):
+def _text_pipeline(src: Source, d, train_idx: np.ndarray, seed: int, run_dir: str | None, model=None):
     from robust_paddle.data.text_pipeline import TextPipeline, build_eda, run_tokenizer, text_model_kwargs
 
-    tok = run_tokenizer(d.text, src.train.data[train_idx], run_dir=run_dir)
+    tok = run_tokenizer(d.text, src.train.data[train_idx], run_dir=run_dir, model=model)
     eda = build_eda(d.text) if d.augment == "eda" else None
     return TextPipeline(tok, eda=eda, seed=seed), text_model_kwargs(tok, d.text)
 
@@ -242,7 +242,7 @@ def build_data(cfg, *, run_dir: str | None = None) -> DataBundle:
     label_sources = apply_label_sources(src, d, seed=seed)  # after the splits: they follow the file's labels
     model_kwargs: dict[str, Any] = {}
     if src.kind == "text":
-        base, model_kwargs = _text_pipeline(src, d, idx["train"], seed, run_dir)
+        base, model_kwargs = _text_pipeline(src, d, idx["train"], seed, run_dir, model=getattr(cfg, "model", None))
         mean, std = _stats(src, d, idx["train"], base, 0)
     else:
         if d.augment == "eda":

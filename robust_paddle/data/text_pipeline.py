@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from robust_paddle.data.eda import EDA
-from robust_paddle.data.tokenize import TOKENIZER_FILE, TextTokenizer, fit_tokenizer
+from robust_paddle.data.tokenize import TOKENIZER_FILE, TextTokenizer, ernie_tokenizer, fit_tokenizer
 from robust_paddle.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -74,23 +74,44 @@ def build_eda(tc) -> EDA:
 
 
 def _check_saved(tok: TextTokenizer, tc, path: str) -> None:
-    """A saved tokenizer must agree with the config's tokenizer settings (else the ids would differ)."""
-    want = {"kind": tc.tokenizer, "max_length": tc.max_length, "truncation": tc.truncation,
-            "lowercase": tc.lowercase, "nfkc": tc.nfkc}
+    """A saved tokenizer must agree with the config's tokenizer settings (else the ids would differ); an
+    ``ernie`` tokenizer's normalisation comes from its model directory, not from ``data.text``."""
+    want = {"kind": tc.tokenizer, "max_length": tc.max_length, "truncation": tc.truncation}
+    if tok.kind != "ernie":
+        want.update(lowercase=tc.lowercase, nfkc=tc.nfkc)
     got = {k: getattr(tok, k) for k in want}
     diff = [f"{k}: file {got[k]!r}, config {want[k]!r}" for k in want if got[k] != want[k]]
     if diff:
         raise ConfigError(f"{path} does not match data.text ({'; '.join(diff)}); use the run's own config.yaml")
 
 
-def run_tokenizer(tc, texts: np.ndarray, *, run_dir: str | None) -> TextTokenizer:
+def ernie_vocab_path(tc, model) -> tuple[str, str]:
+    """``(model directory, the setting it comes from)`` of an ``ernie`` tokenizer: ``data.text.vocab_path``, else
+    ``model.params.path`` of ``model.name: ernie`` (``model``: the ``model`` config section)."""
+    if tc.vocab_path:
+        return tc.vocab_path, "data.text.vocab_path"
+    if model is not None and model.name == "ernie" and isinstance(model.params.get("path"), str):
+        return model.params["path"], "model.params.path"
+    raise ConfigError("data.text.tokenizer: ernie needs data.text.vocab_path (a local PaddleNLP model directory "
+                      "with vocab.txt), or model.name: ernie with model.params.path")
+
+
+def run_tokenizer(tc, texts: np.ndarray, *, run_dir: str | None, model=None) -> TextTokenizer:
     """The run's tokenizer: ``<run_dir>/tokenizer.json`` when it exists (eval / report / export / resume), else
-    fitted on ``texts`` (the training split) from ``data.text``."""
+    fitted on ``texts`` (the training split) from ``data.text`` (``ernie``: read from its model directory,
+    see :func:`ernie_vocab_path`; ``model``: the config's ``model`` section)."""
     path = os.path.join(run_dir, TOKENIZER_FILE) if run_dir else ""
     if path and os.path.isfile(path):
         tok = TextTokenizer.load(path)
         _check_saved(tok, tc, path)
         logger.info("tokenizer %s: %s, %d tokens (from %s)", tok.kind, tok.truncation, tok.vocab_size, path)
+        return tok
+    if tc.tokenizer == "ernie":
+        vocab_path, field = ernie_vocab_path(tc, model)
+        tok = ernie_tokenizer(vocab_path, max_length=tc.max_length, truncation=tc.truncation,
+                              head_tokens=tc.head_tokens or (tc.max_length // 4 if tc.truncation == "head_tail" else 0),
+                              field=field)
+        logger.info("tokenizer ernie from %s: %d tokens", vocab_path, tok.vocab_size)
         return tok
     tok = fit_tokenizer(list(texts), kind=tc.tokenizer, vocab_size=tc.vocab_size, min_freq=tc.min_freq,
                         lowercase=tc.lowercase, nfkc=tc.nfkc, max_length=tc.max_length, truncation=tc.truncation,

@@ -16,6 +16,14 @@ Kinds:
 * ``wordpiece`` / ``bpe``: a subword vocabulary trained on the training texts with the ``tokenizers``
   library (WordPiece: BERT pre-tokenisation, which isolates every CJK character; BPE: whitespace
   pre-tokenisation, merges learnt inside runs of characters).
+* ``ernie``: the vocabulary of a local PaddleNLP ERNIE model directory (``vocab.txt``,
+  ``tokenizer_config.json``; :func:`ernie_tokenizer`), not fitted: PaddleNLP's ``ErnieTokenizer`` rebuilt
+  with the ``tokenizers`` library (BERT normaliser: control characters removed, CJK characters isolated,
+  lowercasing + accent stripping when ``do_lower_case``; BERT pre-tokeniser; WordPiece with ``##``
+  continuations, words over 100 characters -> ``[UNK]``), so the saved ``tokenizer.json`` holds everything
+  and eval / export / serve need neither PaddleNLP nor the model directory. Rows are ``[CLS] a [SEP]`` (pairs
+  ``[CLS] a [SEP] b [SEP]``) as ERNIE was pre-trained; ``vocab_size``, ``min_freq``, ``lowercase``, ``nfkc``
+  and the special-token settings do not apply (they come from the model directory).
 
 Vocabulary: the special tokens first (``pad`` = id 0, ``unk`` = 1, ``sep`` = 2, then ``extra_special_tokens``),
 then the tokens seen at least ``min_freq`` times, most frequent first (ties in first-seen order), up to
@@ -46,7 +54,7 @@ from robust_paddle.errors import CheckpointError, ConfigError, MissingDependency
 
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_FORMAT = "robust_paddle.tokenizer/1"
-KINDS = ("char", "jieba", "wordpiece", "bpe")
+KINDS = ("char", "jieba", "wordpiece", "bpe", "ernie")
 TRUNCATIONS = ("head", "tail", "head_tail")
 CACHE_IDS = 20_000_000  # encoded rows kept in memory, in token ids (160 MB of int64)
 
@@ -95,7 +103,8 @@ class TextTokenizer:
         kind: one of :data:`KINDS`. vocab: id -> token (ids are positions). lowercase, nfkc: normalisation.
         max_length: L, the length of every encoded row. truncation, head_tokens: the long-text rule.
         pad_token, unk_token, sep_token, extra_special_tokens: special tokens (pad has id 0).
-        hf_json: the ``tokenizers`` JSON of a ``wordpiece`` / ``bpe`` model, else "".
+        hf_json: the ``tokenizers`` JSON of a ``wordpiece`` / ``bpe`` / ``ernie`` model, else "".
+        cls_token: "" (no [CLS]), or the token every row starts with (``ernie``: rows ``[CLS] a [SEP]``).
     """
 
     kind: str
@@ -110,11 +119,13 @@ class TextTokenizer:
     sep_token: str = "[SEP]"
     extra_special_tokens: list[str] = field(default_factory=list)
     hf_json: str = ""
+    cls_token: str = ""
 
     def __post_init__(self) -> None:
         self.index = {t: i for i, t in enumerate(self.vocab)}
         self.pad_id, self.unk_id, self.sep_id = (self.index[self.pad_token], self.index[self.unk_token],
                                                  self.index[self.sep_token])
+        self.cls_id = self.index[self.cls_token] if self.cls_token else None
         self._hf = None
         if self.hf_json:
             tokenizers = _import("tokenizers")
@@ -151,16 +162,19 @@ class TextTokenizer:
             return hit
         n = self.max_length
         a = self.token_ids(text)
+        cls = [] if self.cls_id is None else [self.cls_id]
+        end = [self.sep_id] if cls else []  # [CLS] a [SEP] (b [SEP]): the BERT / ERNIE template
         if pair is None:
-            ids = cut(a, n, truncation=self.truncation, head_tokens=self.head_tokens)
+            keep = n - len(cls) - len(end)
+            ids = cls + cut(a, keep, truncation=self.truncation, head_tokens=self.head_tokens) + end
         else:
             b = self.token_ids(pair)
-            budget = n - 1
+            budget = n - 1 - len(cls) - len(end)
             na = min(len(a), max(budget - budget // 2, budget - len(b)))
             nb = min(len(b), budget - na)
             ratio = self.head_tokens / n if n else 0.0
-            ids = (cut(a, na, truncation=self.truncation, head_tokens=int(round(ratio * na))) + [self.sep_id]
-                   + cut(b, nb, truncation=self.truncation, head_tokens=int(round(ratio * nb))))
+            ids = (cls + cut(a, na, truncation=self.truncation, head_tokens=int(round(ratio * na))) + [self.sep_id]
+                   + cut(b, nb, truncation=self.truncation, head_tokens=int(round(ratio * nb))) + end)
         out = np.full(n, self.pad_id, dtype=np.int64)
         out[:len(ids)] = ids
         out.flags.writeable = False
@@ -184,7 +198,7 @@ class TextTokenizer:
                 "truncation": self.truncation, "head_tokens": self.head_tokens, "lowercase": self.lowercase,
                 "nfkc": self.nfkc, "pad_token": self.pad_token, "unk_token": self.unk_token,
                 "sep_token": self.sep_token, "extra_special_tokens": list(self.extra_special_tokens),
-                "vocab": list(self.vocab), "hf_json": self.hf_json}
+                "vocab": list(self.vocab), "hf_json": self.hf_json, "cls_token": self.cls_token}
 
     def save(self, path: str) -> str:
         """Write the tokenizer as JSON (atomically); ``path`` may be a folder (then ``tokenizer.json`` in it)."""
@@ -207,7 +221,7 @@ class TextTokenizer:
             raise CheckpointError(f"{where}: malformed tokenizer file (missing {missing or 'nothing'}, kind "
                                   f"{d.get('kind')!r}, truncation {d.get('truncation')!r})")
         try:
-            return cls(**{k: d[k] for k in keys})
+            return cls(**{k: d[k] for k in keys}, cls_token=str(d.get("cls_token", "")))  # older files: none
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{where}: malformed tokenizer file: {e}") from None
 
@@ -269,12 +283,15 @@ def _train_subword(texts: Sequence[str], *, kind: str, specials: list[str], unk:
 def fit_tokenizer(texts: Sequence[Any], *, kind: str = "char", vocab_size: int = 20000, min_freq: int = 1,
                   lowercase: bool = True, nfkc: bool = True, max_length: int = 128, truncation: str = "head",
                   head_tokens: int = 0, pad_token: str = "[PAD]", unk_token: str = "[UNK]",
-                  sep_token: str = "[SEP]", extra_special_tokens: Sequence[str] = ()) -> TextTokenizer:
-    """Fit a vocabulary on ``texts`` (strings, or ``(text, pair)`` tuples whose both parts count).
+                  sep_token: str = "[SEP]", extra_special_tokens: Sequence[str] = (),
+                  vocab_path: str = "") -> TextTokenizer:
+    """Fit a vocabulary on ``texts`` (strings, or ``(text, pair)`` tuples whose both parts count); ``ernie``
+    takes the vocabulary of the model directory ``vocab_path`` instead (:func:`ernie_tokenizer`).
 
     Args:
         texts: the training texts.
-        kind: ``char``, ``jieba``, ``wordpiece`` or ``bpe``.
+        kind: ``char``, ``jieba``, ``wordpiece``, ``bpe`` or ``ernie``.
+        vocab_path: ``ernie``: the local PaddleNLP model directory (``data.text.vocab_path``).
         vocab_size: most entries, special tokens included. min_freq: least count of a kept token.
         lowercase, nfkc: normalisation. max_length: L of every encoded row (>= 2).
         truncation, head_tokens: the long-text rule (``head_tokens`` 0 with ``head_tail``: L // 4).
@@ -298,6 +315,8 @@ def fit_tokenizer(texts: Sequence[Any], *, kind: str = "char", vocab_size: int =
         head_tokens = head_tokens or max_length // 4
         if head_tokens >= max_length:
             raise ConfigError(f"data.text.head_tokens: {head_tokens} must be < data.text.max_length ({max_length})")
+    if kind == "ernie":
+        return ernie_tokenizer(vocab_path, max_length=max_length, truncation=truncation, head_tokens=head_tokens)
     flat = [p for t in texts for p in (t if isinstance(t, tuple) else (t,))]
     hf_json = ""
     common = {"kind": kind, "max_length": max_length, "truncation": truncation, "head_tokens": head_tokens,
@@ -311,3 +330,41 @@ def fit_tokenizer(texts: Sequence[Any], *, kind: str = "char", vocab_size: int =
     vocab = _counted_vocab((probe.tokens(t) for t in flat), specials=specials, vocab_size=vocab_size,
                            min_freq=min_freq)
     return TextTokenizer(vocab=vocab, **common)
+
+
+def ernie_tokenizer(path: str, *, max_length: int = 128, truncation: str = "head", head_tokens: int = 0,
+                    field: str = "data.text.vocab_path") -> TextTokenizer:
+    """The ``ernie`` tokenizer of the local PaddleNLP model directory ``path`` (see the module doc).
+
+    PaddleNLP's ``ErnieTokenizer`` (basic tokenizer + WordPiece, Devlin et al. 2018, arXiv:1810.04805) written
+    with the ``tokenizers`` library's BERT components rather than our own code. A special token written inside
+    a text (``"[SEP]"``) is plain text, as in PaddleNLP 2.8 (tested against ``ErnieTokenizer``).
+
+    Raises:
+        ConfigError: ``path`` is not a model directory with ``vocab.txt`` (message names ``field``), a
+            special token is not in the vocabulary, ``max_length`` < 3 (``[CLS]``, one token, ``[SEP]``).
+    """
+    from robust_paddle.data.ernie_files import model_dir_files, read_vocab, tokenizer_settings
+
+    if max_length < 3:
+        raise ConfigError(f"data.text.max_length: {max_length} leaves no token beside [CLS] and [SEP]; must be >= 3")
+    files = model_dir_files(path, field=field, weights=False)
+    vocab = read_vocab(files["vocab"], field=field)
+    st = tokenizer_settings(path, field=field)
+    specials = [st[k] for k in ("pad_token", "unk_token", "cls_token", "sep_token", "mask_token")]
+    absent = [t for t in specials if t not in set(vocab)]
+    if absent:
+        raise ConfigError(f"{field}: {files['vocab']} lacks the special token(s) {', '.join(absent)} "
+                          f"(from {os.path.basename(files.get('tokenizer_config', 'the ErnieTokenizer defaults'))})")
+    tk = _import("tokenizers")
+    from tokenizers import models, normalizers, pre_tokenizers
+
+    tok = tk.Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token=st["unk_token"],
+                                        max_input_chars_per_word=100))
+    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None,
+                                                lowercase=st["do_lower_case"])
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    return TextTokenizer(kind="ernie", vocab=vocab, max_length=max_length, truncation=truncation,
+                         head_tokens=head_tokens, lowercase=st["do_lower_case"], nfkc=False,
+                         pad_token=st["pad_token"], unk_token=st["unk_token"], sep_token=st["sep_token"],
+                         extra_special_tokens=[], hf_json=tok.to_str(), cls_token=st["cls_token"])

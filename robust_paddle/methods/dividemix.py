@@ -131,6 +131,12 @@ class DivideMixMethod(GMMDivisionMethod):
         volume_weight: ``volmin``: weight of the volume penalty (VolMinNet's 1e-4).
         t_lr_scale: ``volmin``: learning rate of the transition weights relative to the networks' (they
             must move within a few warm-up epochs).
+        class_balance: > 0 chooses the labelled set per class (UNICON's uniform selection, Karim et al. 2022,
+            arXiv 2203.14542; :func:`~robust_paddle.methods.selection.class_balanced_mask`): at 1 every class keeps
+            its ``min(n_c, floor(labelled count / C))`` most probably clean samples. The mixtures are then fitted per
+            class (``division: per_class``), so the rank and the co-refinement weight ``w`` of a sample are its
+            clean probability within its class.
+        division: ``"global"`` (the paper's one mixture) or ``"per_class"``.
     """
 
     name = "dividemix"
@@ -154,8 +160,9 @@ class DivideMixMethod(GMMDivisionMethod):
         warmup: str = param("ce", choices=WARMUPS, doc="ce, or volmin: forward-corrected CE through learned T")
         volume_weight: float = param(1e-4, min=0.0, doc="volmin: weight of log|det T| (VolMinNet's 1e-4)")
         t_lr_scale: float = param(20.0, min=0.0, min_open=True, doc="volmin: learning rate of T relative to the networks'")
-        class_balance: float = param(0.0, min=0.0, max=1.0, doc="every class keeps >= this x the overall labelled "
-                                     "share (UNICON-style; 0 = off)")
+        class_balance: float = param(0.0, min=0.0, max=1.0, doc="labelled set per class: 1 = UNICON's uniform "
+                                     "selection (every class keeps min(n_c, labelled count / C)), 0 = off; implies "
+                                     "division: per_class")
         division: str = param("global", choices=DIVISIONS, doc="per_class fits one loss mixture per given label "
                               "(gmm_correction's option)")
 
@@ -164,8 +171,11 @@ class DivideMixMethod(GMMDivisionMethod):
                  noise_mode: str = "sym", loss_window: int = 1, prior_penalty: bool = True, warmup: str = "ce",
                  volume_weight: float = 1e-4, t_lr_scale: float = 20.0, class_balance: float = 0.0,
                  division: str = "global") -> None:
+        # a class-balanced selection judges every sample within its class: the global mixture's posterior is ~0 for
+        # every member of a class the networks have not learnt yet (clean or not), which would rank them arbitrarily
+        # and, as the label co-refinement weight, erase the given label of every row the class quota keeps
         super().__init__(ctx, warmup_epochs=warmup_epochs, p_threshold=p_threshold, noise_mode=noise_mode,
-                         loss_window=loss_window, division=division)
+                         loss_window=loss_window, division="per_class" if float(class_balance) > 0 else division)
         # checked by the registry against Params; the constructor takes the validated values
         self.lambda_u, self.T, self.alpha = float(lambda_u), float(T), float(alpha)
         self.rampup_length = epoch_param(ctx, rampup_length, "rampup_length")
@@ -269,17 +279,25 @@ class DivideMixMethod(GMMDivisionMethod):
         return total, {"loss": total, **sums, "lambda_u": lam_u}
 
     def labeled_mask(self, k: int, idx: paddle.Tensor, w: paddle.Tensor) -> np.ndarray:
-        """[B] bool: the batch rows in division ``k``'s labelled set (``w > p_threshold``, with the per-class floor
-        of :func:`~robust_paddle.methods.selection.class_balanced_mask` when ``class_balance > 0``)."""
+        """[B] bool: the batch rows in division ``k``'s labelled set: ``w > p_threshold``, or with ``class_balance >
+        0`` the rows of :meth:`balanced_set` (computed once per division)."""
         if self.class_balance <= 0:
             return (w > self.p_threshold).numpy()
-        prob = self.divisions[k].prob
+        return self.balanced_set(k)[idx.numpy().astype(np.int64)]
+
+    def balanced_set(self, k: int) -> np.ndarray:
+        """[N] bool: division ``k``'s class-balanced labelled set, :func:`~robust_paddle.methods.selection.
+        class_balanced_mask` of its per-class clean probabilities, ties (saturated posteriors) broken by the
+        normalised loss the mixtures were fitted on."""
+        division = self.divisions[k]
         cached = self._balanced[k]
-        if cached is None or cached[0] is not prob:  # a new division: recompute the whole-set mask once
-            cached = (prob, class_balanced_mask(prob, self.ctx.train_labels, threshold=self.p_threshold,
-                                                min_share=self.class_balance, num_classes=self.num_classes))
+        if cached is None or cached[0] is not division.prob:  # a new division: recompute the whole-set mask once
+            tiebreak = np.mean(division.history, axis=0) if division.history else None
+            cached = (division.prob, class_balanced_mask(division.prob, self.ctx.train_labels,
+                                                         threshold=self.p_threshold, balance=self.class_balance,
+                                                         num_classes=self.num_classes, tiebreak=tiebreak))
             self._balanced[k] = cached
-        return cached[1][idx.numpy().astype(np.int64)]
+        return cached[1]
 
     def _mixmatch_loss(self, k: int, nets: list[paddle.nn.Layer], views: list[paddle.Tensor], onehot: paddle.Tensor,
                        own: paddle.Tensor, w: paddle.Tensor, mask: np.ndarray, lam_u: float,

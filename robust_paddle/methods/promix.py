@@ -9,7 +9,8 @@ forward of a view serves both heads). After a CE warm-up (``warmup_epochs``), pe
 * Class-wise small-loss selection (CSS), after every epoch, on the eval-mode per-sample CE of the whole
   training set: in every class ``j`` (by given label) the ``max(1, min(ceil(rho N / C), n_j))`` samples of
   smallest loss; ``rho`` ramps linearly from ``rho_start`` to ``rho_end`` over ``rampup_epochs``. Being
-  class-wise it keeps every class in the clean set (the class balance UNICON adds to DivideMix).
+  class-wise it keeps every class in the clean set (the class balance UNICON adds to DivideMix; ``class_balance:
+  0`` selects the same number of smallest losses over the whole set instead).
 * Matched high-confidence selection (MHCS), per batch: a sample whose predicted probability of its given label
   exceeds ``tau`` joins the clean rows ``D_l`` of that batch; the rest are ``D_u``.
 * Primary head on ``D_l``, logit-adjusted by ``debias_output * log pi`` (``pi`` a moving average of the
@@ -112,6 +113,9 @@ class ProMixMethod(Method):
         networks: 2 peer networks (the reference) or 1 (``net1`` only: about half the step's cost).
         fmix: add the reference's FMix terms (:func:`~robust_paddle.ops.fmix_mask`) beside mixup, per head.
         lga_epochs: label guessing by agreement (LGA) in the last this many epochs; lga_threshold: its cap.
+        class_balance: 1 (the paper) keeps CSS's per-class quota; 0 selects the same number of smallest losses over
+            the whole set (no class balance); in between interpolates the per-class counts
+            (:func:`~robust_paddle.methods.selection.class_wise_small_loss`).
 
     Raises:
         ConfigError: a parameter outside its range, or a model without features and classifier.
@@ -141,12 +145,14 @@ class ProMixMethod(Method):
         lga_epochs: float = param(0, min=0, doc="label guessing by agreement in the last this many epochs (or a "
                                   "fraction of the run; 0 = off; needs networks: 2)")
         lga_threshold: float = param(0.9, min=0.0, max=1.0, doc="LGA: fill the clean rows of a batch up to this share")
+        class_balance: float = param(1.0, min=0.0, max=1.0, doc="CSS per-class quota (UNICON's uniform selection): 1 = "
+                                     "the paper's, 0 = global small-loss selection of the same size")
 
     def __init__(self, ctx: MethodContext, *, warmup_epochs: int = 10, rampup_epochs: int = 50,
                  rho_start: float = 0.2, rho_end: float = 0.6, tau: float = 0.99, T: float = 0.5, alpha: float = 4.0,
                  debias_output: float = 0.8, debias_pl: float = 0.8, bias_momentum: float = 0.9999,
                  noise_mode: str = "sym", networks: int = 2, fmix: bool = False, lga_epochs: float = 0,
-                 lga_threshold: float = 0.9) -> None:
+                 lga_threshold: float = 0.9, class_balance: float = 1.0) -> None:
         super().__init__(ctx)
         # checked by the registry against Params; epoch counts resolve against train.epochs here
         self.warmup_epochs = epoch_param(ctx, warmup_epochs, "warmup_epochs")
@@ -158,7 +164,7 @@ class ProMixMethod(Method):
         self.debias_output, self.debias_pl = float(debias_output), float(debias_pl)
         self.bias_momentum, self.noise_mode = float(bias_momentum), noise_mode
         n = int(networks)
-        self.fmix, self.lga_threshold = bool(fmix), float(lga_threshold)
+        self.fmix, self.lga_threshold, self.class_balance = bool(fmix), float(lga_threshold), float(class_balance)
         self.lga_epochs = epoch_param(ctx, lga_epochs, "lga_epochs")
         if self.lga_epochs and n < 2:
             raise ConfigError(f"method.params.lga_epochs={lga_epochs:g}: label guessing by agreement needs two networks "
@@ -220,7 +226,8 @@ class ProMixMethod(Method):
         losses = train_set_losses(trainer)
         labels = np.asarray(trainer.loaders["train_eval"].dataset.labels, dtype=np.int64)
         rho = self.rho(epoch)
-        self.selections = [class_wise_small_loss(losses[k], labels, num_classes=self.num_classes, rho=rho)
+        self.selections = [class_wise_small_loss(losses[k], labels, num_classes=self.num_classes, rho=rho,
+                                                 balance=self.class_balance)
                            for k in range(len(self.networks))]
         trainer.log_scalar("select/rho", rho)
         trainer.log_scalar("select/labeled_ratio", float(np.mean([s.mean() for s in self.selections])))

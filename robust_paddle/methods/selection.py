@@ -214,41 +214,58 @@ def selection_precision_recall(selected_mask: np.ndarray, clean_mask: np.ndarray
     return precision_recall_from_counts(*selection_counts(selected_mask, clean_mask))
 
 
-def class_balanced_mask(prob: np.ndarray, labels: np.ndarray, *, threshold: float, min_share: float,
-                        num_classes: int) -> np.ndarray:
-    """The labelled (clean) set of a division with a floor per class, so rare classes are never emptied.
+def class_balanced_mask(prob: np.ndarray, labels: np.ndarray, *, threshold: float, balance: float,
+                        num_classes: int, tiebreak: np.ndarray | None = None) -> np.ndarray:
+    """The labelled (clean) set of a division chosen per class, UNICON's uniform selection at ``balance = 1``.
 
-    ``prob > threshold`` selects the labelled set as in DivideMix; then every class ``c`` (by given label) whose
-    labelled share ``s_c`` is below ``min_share * s`` (``s``: the overall labelled share) gets its most probably
-    clean samples added until it reaches ``ceil(min_share * s * n_c)``. This is the class-balancing idea of
-    UNICON (Karim et al. 2022, https://arxiv.org/abs/2203.14542): a noisy minority class otherwise loses its
-    labelled samples first and is learnt only from guesses.
+    Karim et al. 2022, "UNICON: Combating Label Noise Through Uniform Selection and Contrastive Learning",
+    https://arxiv.org/abs/2203.14542 (reference ``dataloader_cifar.py``): with ``s`` the share of the training set
+    a global rule selects (here ``prob > threshold``, DivideMix's labelled set), every class keeps its
+    ``min(n_c, floor(s N / C))`` most probably clean samples -- all of a class smaller than the quota, at most the
+    quota of a larger one -- so a rare class whose samples all look noisy to the global rule is never emptied and a
+    frequent class does not dominate the labelled set. ``balance`` moves each class's count from the global
+    rule's ``t_c = |{prob > threshold} in c|`` (``balance = 0``: exactly ``prob > threshold``) to that quota ``q_c``:
+    class ``c`` keeps ``round((1 - balance) t_c + balance q_c)`` samples (half-up).
+
+    Within a class the samples rank by ``prob`` (highest first), ties by ``tiebreak`` (lowest first; e.g. the
+    loss the mixture was fitted on -- a saturated posterior gives a whole noisy-looking class the same 0), then by
+    index. Classes are the given labels.
 
     Args:
         prob: [N] clean probabilities. labels: [N] int given labels in [0, num_classes).
-        threshold: the clean-probability threshold (``p_threshold``).
-        min_share: in [0, 1]; 0 returns ``prob > threshold``, 1 gives every class at least the overall share.
+        threshold: the clean-probability threshold of the global rule (``p_threshold``).
+        balance: in [0, 1]; 0 returns ``prob > threshold``, 1 gives UNICON's per-class quota.
         num_classes: C.
+        tiebreak: [N] optional secondary key, lower = more probably clean.
 
     Returns:
-        [N] bool mask, a superset of ``prob > threshold``.
+        [N] bool mask.
+
+    Raises:
+        DataError: shapes differ, or ``balance`` is outside [0, 1].
     """
     prob = np.asarray(prob, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
+    b = _check_fraction(balance, name="balance", where="class_balanced_mask")
+    if labels.shape != prob.shape or prob.ndim != 1 or (tiebreak is not None and np.shape(tiebreak) != prob.shape):
+        raise DataError(f"class_balanced_mask: prob {list(prob.shape)}, labels {list(labels.shape)} and tiebreak "
+                        f"{None if tiebreak is None else list(np.shape(tiebreak))} must all have shape [N]")
     mask = prob > threshold
-    if min_share <= 0 or prob.size == 0:
+    if b <= 0 or prob.size == 0:
         return mask
-    share = mask.mean()
+    second = np.zeros_like(prob) if tiebreak is None else np.asarray(tiebreak, dtype=np.float64)
+    # UNICON's class_len = int(SR * N / C); the 1e-9 guards float error before the floor
+    uniform = int(math.floor(mask.sum() / num_classes + 1e-9))
+    out = np.zeros_like(mask)
     for c in range(num_classes):
         members = np.flatnonzero(labels == c)
         if members.size == 0:
             continue
-        want = min(members.size, int(math.ceil(min_share * share * members.size - 1e-9)))
-        have = int(mask[members].sum())
-        if have < want:
-            order = members[np.argsort(-prob[members], kind="stable")]
-            mask[order[:want]] = True
-    return mask
+        quota = min(members.size, uniform)
+        keep = int(math.floor((1.0 - b) * int(mask[members].sum()) + b * quota + 0.5 + 1e-9))
+        order = members[np.lexsort((members, second[members], -prob[members]))]
+        out[order[:keep]] = True
+    return out
 
 
 def class_balanced_weights(prob: np.ndarray, labels: np.ndarray, *, min_share: float,
@@ -291,21 +308,35 @@ def class_balanced_weights(prob: np.ndarray, labels: np.ndarray, *, min_share: f
 
 
 # ------------------------------------------------------------------------------------- ProMix (arXiv 2207.10276)
-def class_wise_small_loss(losses: np.ndarray, labels: np.ndarray, *, num_classes: int, rho: float) -> np.ndarray:
-    """ProMix's CSS: [N] bool, in every class ``j`` the ``max(1, min(ceil(rho * N / C), n_j))`` smallest losses.
+def class_wise_small_loss(losses: np.ndarray, labels: np.ndarray, *, num_classes: int, rho: float,
+                          balance: float = 1.0) -> np.ndarray:
+    """ProMix's CSS: [N] bool, in every class ``j`` the ``q_j = max(1, min(ceil(rho * N / C), n_j))`` smallest losses.
+
+    The per-class quota is UNICON's uniform selection (Karim et al. 2022, arXiv 2203.14542): a class smaller than
+    the quota keeps all its samples, a larger one at most the quota. ``balance`` < 1 moves each class's count
+    towards ``g_j``, the class's members among the ``sum_j q_j`` smallest losses of the whole set (plain, global
+    small-loss selection of the same size; ``balance = 0``): class ``j`` keeps
+    ``round((1 - balance) g_j + balance q_j)`` (half-up) of its smallest losses. ``balance = 1`` is the paper's CSS.
 
     Args:
-        losses: [N] per-sample losses; labels: [N] int given labels; rho: selection ratio in [0, 1].
+        losses: [N] per-sample losses; labels: [N] int given labels; rho: selection ratio in [0, 1];
+        balance: in [0, 1].
 
     Ties keep index order (stable sort), so the mask is deterministic.
     """
     losses, labels = np.asarray(losses), np.asarray(labels, dtype=np.int64)
+    b = _check_fraction(balance, name="balance", where="class_wise_small_loss")
     mask = np.zeros(labels.shape[0], dtype=bool)
     quota = math.ceil(labels.shape[0] / num_classes * rho)
-    for j in range(num_classes):
-        rows = np.flatnonzero(labels == j)
-        if rows.size:
-            k = max(min(quota, rows.size), 1)
+    rows_of = [np.flatnonzero(labels == j) for j in range(num_classes)]
+    want = [max(min(quota, rows.size), 1) if rows.size else 0 for rows in rows_of]
+    if b < 1:
+        glob = np.zeros(labels.shape[0], dtype=bool)
+        glob[np.argsort(losses, kind="stable")[:sum(want)]] = True
+        want = [int(math.floor((1.0 - b) * int(glob[rows].sum()) + b * k + 0.5 + 1e-9))
+                for rows, k in zip(rows_of, want)]
+    for rows, k in zip(rows_of, want):
+        if k:
             mask[rows[np.argsort(losses[rows], kind="stable")[:k]]] = True
     return mask
 

@@ -46,7 +46,7 @@ from robust_paddle.registry import MODELS
 from robust_paddle.schema import param
 
 logger = logging.getLogger(__name__)
-TEXT_MODELS = ("textcnn", "bigru_attention", "bilstm_attention", "transformer")
+TEXT_MODELS = ("textcnn", "bigru_attention", "bilstm_attention", "transformer", "ernie")  # ernie: models/ernie.py
 #: what a text model takes from the data (tokenizer, ``data.text``), never from ``model.params``
 DATA_KWARGS = ("vocab_size", "pad_id", "vocab", "window_length", "window_stride", "window_aggregate")
 NEG_INF = -1e4  # additive mask value (finite: fp16 safe; exp(-1e4) is 0 in float32)

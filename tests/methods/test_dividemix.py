@@ -243,6 +243,31 @@ def test_two_epochs_resume_and_division_quality(tmp_path):
             np.testing.assert_allclose(np.asarray(v), np.asarray(state_b["networks"][name][key]), atol=1e-6)
 
 
+def test_class_balance_digits_run_resumes_exactly_and_keeps_the_quota(tmp_path):
+    extra = ("train.epochs=3", "method.params.class_balance=1")
+    with paddle.utils.unique_name.guard():
+        full = run_mod.train(digits_cfg(tmp_path / "full", *extra))
+    with paddle.utils.unique_name.guard():
+        resumed = run_mod.train(digits_cfg(tmp_path / "resumed", *extra),
+                                resume=str(tmp_path / "full" / "checkpoints" / "epoch_001.pdckpt"))
+    a, b = final_row(full), final_row(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-7), k
+    state = load_checkpoint(str(tmp_path / "full" / "checkpoints" / "latest.pdckpt"))
+    with paddle.utils.unique_name.guard():
+        run = build_run(digits_cfg(tmp_path / "r", *extra), output_dir=str(tmp_path / "r"))
+    method = run.method
+    assert method.division == "per_class"
+    method.set_state_dict(state["method"])
+    labels = np.asarray(method.ctx.train_labels)
+    for k in range(2):
+        quota = int((method.divisions[k].prob > method.p_threshold).sum()) // 10
+        counts = [int(method.balanced_set(k)[labels == c].sum()) for c in range(10)]
+        assert counts == [min(int((labels == c).sum()), quota) for c in range(10)]
+        assert 0 < quota < min(np.bincount(labels))  # the quota caps every class here (balanced digits)
+
+
 def test_clean_probability_and_state_round_trip(tmp_path):
     with paddle.utils.unique_name.guard():
         run = build_run(digits_cfg(tmp_path / "r"), output_dir=str(tmp_path / "r"))
@@ -352,17 +377,36 @@ def test_volmin_warmup_learns_t_logs_its_error_and_resumes(tmp_path):
         run.method.set_state_dict({**state["method"], "transitions": weights[:1]})
 
 
-def test_class_balance_adds_the_cleanest_minority_samples_to_the_labelled_set():
-    labels = np.array([0] * 16 + [1] * 4)
-    m = DivideMixMethod(toy_context(labels, dim=3, classes=2, seed=0), warmup_epochs=0, class_balance=0.5)
-    prob = np.r_[np.full(16, 0.9), [0.1, 0.3, 0.2, 0.05]].astype(np.float32)
-    m.divisions[0].prob = prob
-    idx = paddle.to_tensor(np.arange(20))
+def test_class_balance_keeps_a_quota_of_every_class_with_its_label():
+    """UNICON's uniform selection on a long tail whose rarest class the networks have not learnt: the class keeps
+    its members in the labelled set, and their co-refinement weight w (the per-class mixture's clean probability)
+    keeps the given label of its clean members instead of erasing it (the global mixture gives them w ~ 0)."""
+    from robust_paddle.methods.gmm_correction import Division
+
+    labels = np.array([0] * 80 + [1] * 40 + [2] * 10)
+    noisy = np.zeros(130, bool)
+    noisy[[*range(70, 80), *range(112, 120), *range(126, 130)]] = True
+    losses = np.r_[np.linspace(0.05, 0.3, 70), np.linspace(2.5, 3.5, 10), np.linspace(0.1, 0.4, 32),
+                   np.linspace(2.5, 3.5, 8), np.linspace(1.8, 2.2, 6), np.linspace(4.0, 4.5, 4)]
+    m = DivideMixMethod(toy_context(labels, dim=3, classes=3, seed=0), warmup_epochs=0, class_balance=1.0)
+    assert m.division == "per_class"  # implied by class_balance
+    m.divisions[0].update(losses, window=1, seed=0, labels=labels)
+    idx = paddle.to_tensor(np.arange(130))
     mask = m.labeled_mask(0, idx, m.sample_prob(0, idx))
-    # overall share 16/20; class 1 keeps ceil(0.5 * 0.8 * 4) = 2: its two most probably clean samples
-    assert mask[:16].all() and mask[16:].tolist() == [False, True, True, False]
-    plain = DivideMixMethod(toy_context(labels, dim=3, classes=2, seed=0), warmup_epochs=0)
-    plain.divisions[0].prob = prob
-    assert plain.labeled_mask(0, idx, plain.sample_prob(0, idx)).tolist() == (prob > 0.5).tolist()
-    m.divisions[0].prob = np.full(20, 0.9, np.float32)  # a new division replaces the cached mask
-    assert m.labeled_mask(0, idx, m.sample_prob(0, idx)).all()
+    t = [int((m.divisions[0].prob > 0.5)[labels == c].sum()) for c in range(3)]
+    assert t == [70, 32, 6]  # the per-class mixtures find every class's clean members
+    # quota floor(108 / 3) = 36: class 0 capped at 36 of its clean rows, class 1 its 32 clean + 4 of the rest,
+    # class 2 (10 < 36) all of its rows
+    assert [int(mask[labels == c].sum()) for c in range(3)] == [36, 36, 10]
+    assert not (mask & noisy)[:80].any() and mask[:70].sum() == 36 and mask[80:112].all()
+    w = m.sample_prob(0, idx).numpy()
+    assert w[120:126].min() > 0.9 and w[126:130].max() < 0.1  # rarest class: its label weighs in where clean
+    glob = Division()
+    glob.update(losses, window=1, seed=0)
+    assert glob.prob[120:130].max() < 0.1  # the defect the per-class mixtures remove
+    plain = DivideMixMethod(toy_context(labels, dim=3, classes=3, seed=0), warmup_epochs=0)
+    assert plain.division == "global"
+    plain.divisions[0] = glob
+    assert plain.labeled_mask(0, idx, plain.sample_prob(0, idx)).tolist() == (glob.prob > 0.5).tolist()
+    m.divisions[0] = Division(prob=np.full(130, 0.9, np.float32))  # a new division replaces the cached mask
+    assert [int(m.labeled_mask(0, idx, m.sample_prob(0, idx))[labels == c].sum()) for c in range(3)] == [43, 40, 10]

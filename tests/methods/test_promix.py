@@ -54,6 +54,21 @@ def test_class_wise_small_loss_keeps_the_smallest_losses_of_every_class():
     assert class_wise_small_loss(losses, labels, num_classes=4, rho=0.0).sum() == 3  # at least 1 per class present
 
 
+def test_class_balance_zero_is_global_small_loss_selection_of_the_same_size():
+    labels = np.array([0] * 8 + [1] * 2)
+    losses = np.r_[np.arange(8) * 0.1, [5.0, 6.0]]  # the rare class looks noisy
+    css = class_wise_small_loss(losses, labels, num_classes=2, rho=0.6)  # quota ceil(3) = 3: 3 + 2
+    assert np.flatnonzero(css).tolist() == [0, 1, 2, 8, 9]
+    glob = class_wise_small_loss(losses, labels, num_classes=2, rho=0.6, balance=0.0)
+    assert np.flatnonzero(glob).tolist() == [0, 1, 2, 3, 4]  # the 5 smallest of the whole set: no rare row
+    half = class_wise_small_loss(losses, labels, num_classes=2, rho=0.6, balance=0.5)
+    assert [int(half[labels == c].sum()) for c in range(2)] == [4, 1]  # round(0.5 * 5 + 0.5 * 3), round(0.5 * 2)
+    assert np.flatnonzero(half).tolist() == [0, 1, 2, 3, 8]
+    np.testing.assert_array_equal(class_wise_small_loss(losses, labels, num_classes=2, rho=0.6, balance=1.0), css)
+    with pytest.raises(ValueError, match=r"balance must be in \[0, 1\]"):
+        class_wise_small_loss(losses, labels, num_classes=2, rho=0.6, balance=-0.1)
+
+
 def np_soft_ce(z, t):
     return -(t * log_softmax(z)).sum(1).mean()
 

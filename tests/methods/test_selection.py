@@ -150,17 +150,32 @@ def test_precision_recall_checks(sel, clean, exc, match):
         selection_precision_recall(sel, clean)
 
 
-def test_class_balanced_mask_keeps_a_share_of_every_class():
+def test_class_balanced_mask_is_unicons_uniform_selection():
+    """UNICON's rule on a long tail: quota floor(selected / C) per class, all of a smaller class, the cleanest first."""
     from robust_paddle.methods.selection import class_balanced_mask
 
-    labels = np.array([0] * 80 + [1] * 20)
-    prob = np.r_[np.linspace(0.2, 0.99, 80), np.linspace(0.01, 0.3, 20)]  # the minority class looks noisy
-    plain = class_balanced_mask(prob, labels, threshold=0.5, min_share=0.0, num_classes=2)
-    assert np.array_equal(plain, prob > 0.5) and plain[80:].sum() == 0
-    full = class_balanced_mask(prob, labels, threshold=0.5, min_share=1.0, num_classes=2)
-    share = plain.mean()
-    assert full[80:].sum() == int(np.ceil(share * 20)) and np.array_equal(full[:80], plain[:80])
-    kept = np.flatnonzero(full[80:]) + 80  # the most probably clean minority samples are the ones added
-    assert prob[kept].min() >= np.sort(prob[80:])[-len(kept)]
-    half = class_balanced_mask(prob, labels, threshold=0.5, min_share=0.5, num_classes=2)
-    assert half[80:].sum() == int(np.ceil(0.5 * share * 20)) and (half | plain).sum() == half.sum()
+    labels = np.array([0] * 60 + [1] * 30 + [2] * 10)
+    rng = np.random.default_rng(0)
+    prob = np.r_[rng.uniform(0.6, 1.0, 50), rng.uniform(0.0, 0.4, 10),  # class 0: 50 above the threshold
+                 rng.uniform(0.6, 1.0, 10), rng.uniform(0.0, 0.4, 20),  # class 1: 10
+                 np.zeros(10)]  # class 2: a saturated posterior, every member "noisy"
+    loss = np.r_[np.zeros(90), np.arange(10)[::-1]]  # the tie-break: row 99 has the smallest loss of class 2
+    plain = class_balanced_mask(prob, labels, threshold=0.5, balance=0.0, num_classes=3)
+    np.testing.assert_array_equal(plain, prob > 0.5)
+    full = class_balanced_mask(prob, labels, threshold=0.5, balance=1.0, num_classes=3, tiebreak=loss)
+    # 60 selected by the threshold -> quota floor(60 / 3) = 20 per class: class 0 capped at its 20 most probably
+    # clean, class 1 its 10 above the threshold plus its 10 best below, class 2 (10 < 20) all of its members
+    assert [int(full[labels == c].sum()) for c in range(3)] == [20, 20, 10]
+    for c in (0, 1):
+        members = np.flatnonzero(labels == c)
+        assert prob[members][full[members]].min() > prob[members][~full[members]].max()
+    half = class_balanced_mask(prob, labels, threshold=0.5, balance=0.5, num_classes=3, tiebreak=loss)
+    # round(0.5 * t_c + 0.5 * q_c): (50 + 20) / 2 = 35, (10 + 20) / 2 = 15, (0 + 10) / 2 = 5 -- by the tie-break
+    assert [int(half[labels == c].sum()) for c in range(3)] == [35, 15, 5]
+    assert np.flatnonzero(half[90:]).tolist() == [5, 6, 7, 8, 9]
+    no_tiebreak = class_balanced_mask(prob, labels, threshold=0.5, balance=0.5, num_classes=3)
+    assert np.flatnonzero(no_tiebreak[90:]).tolist() == [0, 1, 2, 3, 4]  # ties in index order
+    with pytest.raises(ValueError, match=r"balance must be in \[0, 1\], got 1.5"):
+        class_balanced_mask(prob, labels, threshold=0.5, balance=1.5, num_classes=3)
+    with pytest.raises(ValueError, match=r"must all have shape \[N\]"):
+        class_balanced_mask(prob, labels[:5], threshold=0.5, balance=1.0, num_classes=3)
