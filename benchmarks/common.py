@@ -257,7 +257,7 @@ def cpu_seconds() -> float:
 def epoch_timer() -> Any:
     """A trainer hook recording each epoch's wall-clock: ``train_s`` (epoch start to the last optimizer
     step) and ``epoch_s`` (to the end of ``method.after_epoch``: the method's per-epoch passes included), and
-    ``cpu_s`` (:func:`cpu_seconds` over the same span) in
+    ``train_cpu_s`` / ``cpu_s`` (:func:`cpu_seconds` over the same spans) in
     ``.rows`` (priority 0: the first ``after_epoch`` hook, before any evaluation)."""
     from robust_paddle.engine.hooks import Hook
 
@@ -270,14 +270,14 @@ def epoch_timer() -> Any:
 
         def before_epoch(self, trainer: Any) -> None:
             self._t0 = self._t1 = time.perf_counter()
-            self._c0 = cpu_seconds()
+            self._c0 = self._c1 = cpu_seconds()
 
         def after_step(self, trainer: Any, terms: dict[str, float]) -> None:
-            self._t1 = time.perf_counter()
+            self._t1, self._c1 = time.perf_counter(), cpu_seconds()
 
         def after_epoch(self, trainer: Any) -> None:
             t2 = time.perf_counter()
             self.rows.append({"epoch": trainer.epoch + 1, "train_s": self._t1 - self._t0, "epoch_s": t2 - self._t0,
-                              "cpu_s": cpu_seconds() - self._c0})
+                              "train_cpu_s": self._c1 - self._c0, "cpu_s": cpu_seconds() - self._c0})
 
     return EpochTimer()

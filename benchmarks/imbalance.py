@@ -16,8 +16,8 @@ Rows are remedies, columns the base loss (CE or GCE, q = 0.7, Zhang & Sabuncu 20
 * ``focal``: focal modulation ``(1 - p_y)^2`` (Lin et al. 2017, https://arxiv.org/abs/1708.02002) of the
   loss: ``focal`` for CE, and for GCE ``(1 - p_y)^2 (1 - p_y^q) / q`` (``focal_gce``, defined here);
 * ``weighted sampler``: ``data.sampler: weighted`` (classes drawn equally often);
-* ``dividemix`` / ``dividemix_balanced``: the digits DivideMix preset, without and with
-  ``method.params.class_balance: 1`` (UNICON's uniform selection, Karim et al. 2022, arXiv 2203.14542: every
+* ``dividemix`` / ``dividemix_per_class`` / ``dividemix_balanced``: the digits DivideMix preset; with
+  ``division: per_class`` (one loss mixture per class, no quota: an ablation); with ``class_balance: 1`` (UNICON's uniform selection, Karim et al. 2022, arXiv 2203.14542: every
   class keeps its ``min(n_c, labelled count / C)`` most probably clean samples by per-class loss mixtures);
 * ``promix_global`` / ``promix``: the digits ProMix preset with ``class_balance: 0`` (the same number of smallest
   losses over the whole set) and as shipped (the paper's class-wise selection, the same per-class quota);
@@ -52,12 +52,14 @@ from robust_paddle.schema import param  # noqa: E402
 if TYPE_CHECKING:
     import paddle
 
-REMEDIES = ("none", "class_weights", "focal", "weighted_sampler", "dividemix", "dividemix_balanced", "promix_global",
-            "promix")
+REMEDIES = ("none", "class_weights", "focal", "weighted_sampler", "dividemix", "dividemix_per_class",
+            "dividemix_balanced", "promix_global", "promix")
 #: remedies that are whole methods: their own losses, so only the ``ce`` column is run for them
-METHOD_REMEDIES = ("dividemix", "dividemix_balanced", "promix_global", "promix")
-#: ``method.params.class_balance`` of the method remedies (absent: the preset's, i.e. the method's default)
-CLASS_BALANCE = {"dividemix_balanced": 1.0, "promix_global": 0.0}
+METHOD_REMEDIES = ("dividemix", "dividemix_per_class", "dividemix_balanced", "promix_global", "promix")
+#: ``method.params`` the method remedies set over the method's digits preset
+METHOD_PARAMS: dict[str, dict[str, Any]] = {"dividemix_per_class": {"division": "per_class"},
+                                            "dividemix_balanced": {"class_balance": 1.0},
+                                            "promix_global": {"class_balance": 0.0}}
 BASES = ("ce", "gce")
 N_MINORITY = 3
 
@@ -128,9 +130,7 @@ def run_overrides(remedy: str, base: str) -> dict[str, Any]:
         method = remedy.split("_")[0]
         values = {**C.method_preset(method, "digits"), "loss.name": "ce", "loss.params": {}}
         params = dict(values.get("method.params") or {})
-        if remedy in CLASS_BALANCE:
-            params["class_balance"] = CLASS_BALANCE[remedy]
-        values["method.params"] = params
+        values["method.params"] = {**params, **METHOD_PARAMS.get(remedy, {})}
     return values
 
 

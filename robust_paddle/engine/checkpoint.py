@@ -39,8 +39,8 @@ READABLE_FORMATS = (1, 2)
 REQUIRED_KEYS = ("format", "epoch", "networks", "config", "meta")
 METADATA_KEY = "robust_paddle"
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_weights", "check_signature", "check_state_keys",
-           "FORMAT_VERSION"]
+__all__ = ["save_checkpoint", "encode_checkpoint", "write_checkpoint", "load_checkpoint", "load_weights",
+           "check_signature", "check_state_keys", "FORMAT_VERSION"]
 
 
 # ------------------------------------------------------------------------------------------ encoding
@@ -192,11 +192,29 @@ def _read_any(path: str) -> tuple[str, Any]:
 # ------------------------------------------------------------------------------------------ API
 def save_checkpoint(state: dict[str, Any], path: str) -> str:
     """Write ``state`` to ``path`` atomically as safetensors + JSON metadata (see the module docstring)."""
+    return write_checkpoint(encode_checkpoint(state), path)
+
+
+def encode_checkpoint(state: dict[str, Any]) -> bytes:
+    """The bytes :func:`save_checkpoint` writes for ``state`` (a copy: later changes to the weights or the
+    state do not reach them).
+
+    Raises:
+        TypeError: an entry that cannot be stored (objects other than arrays, tensors, numbers, strings, containers).
+    """
     from safetensors.numpy import save as st_save
 
     tensors: dict[str, np.ndarray] = {}
     skeleton = _encode({**state, "format": FORMAT_VERSION}, "", tensors)
-    payload = st_save(tensors, metadata={METADATA_KEY: json.dumps(skeleton)})
+    return st_save(tensors, metadata={METADATA_KEY: json.dumps(skeleton)})
+
+
+def write_checkpoint(payload: bytes, path: str) -> str:
+    """Write :func:`encode_checkpoint`'s ``payload`` to ``path`` atomically (its folder is created).
+
+    Raises:
+        OSError: naming ``path`` (the disk is full, the folder is not writable); ``path`` keeps its old content.
+    """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_write(path, "wb") as fh:  # fsync-ed before the rename makes it visible
         fh.write(payload)

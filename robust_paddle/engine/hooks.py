@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from robust_paddle.engine.checkpoint import copy_checkpoint
+from robust_paddle.engine.checkpoint import copy_checkpoint, encode_checkpoint, write_checkpoint
 from robust_paddle.engine.contract import Hook
 from robust_paddle.errors import ConfigError
 from robust_paddle.ops import atomic_write
@@ -43,7 +43,8 @@ class EvalHook(Hook):
 @HOOKS.register("checkpoint")
 class CheckpointHook(Hook):
     """Writes ``latest.pdckpt`` every epoch, ``best.pdckpt`` when the monitored metric improves, and
-    ``epoch_NNN.pdckpt`` every ``train.checkpoint_every`` epochs, each atomically."""
+    ``epoch_NNN.pdckpt`` every ``train.checkpoint_every`` epochs, each atomically. The state is encoded at
+    the end of the epoch; the files are written while the next epoch trains (``trainer.write_file``)."""
 
     priority = 50
     name = "checkpoint"
@@ -62,18 +63,23 @@ class CheckpointHook(Hook):
         if improved:
             self.best, self.best_epoch = float(value), trainer.epoch
         trainer.epoch_scalars["best/" + cfg.monitor] = self.best if self.best is not None else float("nan")
-        state = trainer.state_dict()  # includes this hook's updated state
-        latest = trainer.save(state, os.path.join(ckdir, "latest.pdckpt"))
-        if improved:  # the same bytes: linked, not encoded and written a second time
-            copy_checkpoint(latest, os.path.join(ckdir, "best.pdckpt"))
+        payload = encode_checkpoint(trainer.state_dict())  # includes this hook's updated state
+        links = [os.path.join(ckdir, "best.pdckpt")] if improved else []
         if cfg.checkpoint_every and (trainer.epoch + 1) % cfg.checkpoint_every == 0:
-            copy_checkpoint(latest, os.path.join(ckdir, f"epoch_{trainer.epoch + 1:03d}.pdckpt"))
+            links.append(os.path.join(ckdir, f"epoch_{trainer.epoch + 1:03d}.pdckpt"))
+        trainer.write_file(_write_checkpoint, payload, os.path.join(ckdir, "latest.pdckpt"), links)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_epoch": self.best_epoch}
 
     def set_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.best_epoch = state.get("best"), state.get("best_epoch", -1)
+
+
+def _write_checkpoint(payload: bytes, latest: str, links: list[str]) -> None:
+    write_checkpoint(payload, latest)
+    for path in links:  # the same bytes: linked, not encoded and written a second time
+        copy_checkpoint(latest, path)
 
 
 @HOOKS.register("early_stopping")
@@ -120,8 +126,9 @@ class MetricsJsonHook(Hook):
     name = "metrics_json"
 
     def after_epoch(self, trainer: Trainer) -> None:
-        if trainer.is_main:
-            write_json(os.path.join(trainer.output_dir, "metrics.json"), trainer.metrics_summary())
+        if trainer.is_main:  # encoded now (the history changes), written while the next epoch trains
+            trainer.write_file(write_text, os.path.join(trainer.output_dir, "metrics.json"),
+                               json_text(trainer.metrics_summary()))
 
     def after_train(self, trainer: Trainer) -> None:
         self.after_epoch(trainer)
@@ -142,11 +149,25 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def json_text(data: Any) -> str:
+    """What :func:`write_json` writes for ``data``: JSON indented by 2, non-finite floats as null."""
+    return json.dumps(_jsonable(data), indent=2)
+
+
 def write_json(path: str, data: Any) -> None:
     """Write JSON atomically (non-finite floats become null)."""
+    write_text(path, json_text(data))
+
+
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (UTF-8).
+
+    Raises:
+        OSError: naming ``path`` (full disk, folder not writable); ``path`` keeps its old content.
+    """
     try:
         with atomic_write(path) as fh:
-            json.dump(_jsonable(data), fh, indent=2)
+            fh.write(text)
     except OSError as e:  # a full disk fails in write() without naming the file
         if e.filename is not None:
             raise

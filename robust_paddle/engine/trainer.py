@@ -24,6 +24,7 @@ from robust_paddle.config import Config, to_dict
 from robust_paddle.engine import distributed as dist
 from robust_paddle.engine.checkpoint import check_state_keys, save_checkpoint
 from robust_paddle.engine.contract import Hook, TrainableMethod
+from robust_paddle.engine.file_writer import FileWriter
 from robust_paddle.engine.finite import (
     CHECKED_INPUT_BATCHES,
     NonFiniteLossError,
@@ -38,10 +39,6 @@ from robust_paddle.errors import CheckpointError
 from robust_paddle.ops import derive_seed
 
 logger = logging.getLogger(__name__)
-
-
-
-
 
 
 def seed_everything(seed: int) -> None:
@@ -106,6 +103,7 @@ class Trainer(TrainerLog, TrainSetPass):
         self._shards: dict[int, Any] = {}
         self._input_checks_left = CHECKED_INPUT_BATCHES
         self._fitting = False
+        self._files, self._files_async = FileWriter(), False  # per-epoch files written during the next epoch
         if self.distributed:  # after AMP O2 decoration, as Paddle requires; methods call the wrappers
             toggles = any(h.toggles_trainable for h in self.hooks)
             self.method.networks.update(dist.wrap_networks(self.method.networks, find_unused_parameters=toggles))
@@ -140,6 +138,7 @@ class Trainer(TrainerLog, TrainSetPass):
         self._fitting = True
         try:
             self._call("before_train")
+            self._files_async = True
             for epoch in range(self.start_epoch, epochs):
                 self.epoch = epoch
                 self.epoch_scalars, self.epoch_histograms = {"epoch": epoch + 1}, {}
@@ -158,14 +157,20 @@ class Trainer(TrainerLog, TrainSetPass):
                 self._call("after_epoch")
                 if self.stop_training:
                     break
+            self._files_async = False
+            self._files.flush()  # every epoch's files are on disk for the after_train hooks
             self._call("after_train")
         except BaseException as exc:
+            self._files_async = False
+            with contextlib.suppress(Exception):  # the last good epoch's files complete; exc is the error shown
+                self._files.flush()
             for h in self.hooks:
                 with contextlib.suppress(Exception):
                     h.on_exception(self, exc)
             raise
         finally:
-            self._fitting = False
+            self._fitting = self._files_async = False
+            self._files.close()
         return self.metrics_summary()
 
     def _train_epoch(self) -> None:
@@ -186,7 +191,8 @@ class Trainer(TrainerLog, TrainSetPass):
             with dist.no_sync(self.method.networks, enabled=self.distributed and not last_of_group):
                 with self.autocast():
                     loss, terms = self.method.train_step(batch, epoch=self.epoch, step=self.global_step)
-                value = float(loss)
+                value = float(loss)  # the one host sync of the step per term (loss first: checked below)
+                floats = {k: value if v is loss else float(v) for k, v in terms.items()}
                 bad = not math.isfinite(value)
                 if self.distributed:  # all ranks stop together, not one of them inside a collective
                     bad = dist.any_true(bad)
@@ -213,12 +219,12 @@ class Trainer(TrainerLog, TrainSetPass):
                 self.global_step += 1
                 if self.scheduler is not None and self.cfg.scheduler.by == "step":
                     self.scheduler.step()
-                step_terms = {k: float(v) for k, v in terms.items()}
-                self._call("after_step", step_terms)
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
-            bar.update(1)
+                self._call("after_step", dict(floats))
+            for k, v in floats.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if not bar.disable:
+                bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+                bar.update(1)
         bar.close()
         if self.scheduler is not None and self.cfg.scheduler.by == "epoch":
             self.scheduler.step()
@@ -230,6 +236,7 @@ class Trainer(TrainerLog, TrainSetPass):
 
     # ------------------------------------------------------------------------------- non-finite guard
     def _kept(self) -> str:
+        self._files.flush()  # the previous epoch's checkpoint may still be being written
         latest = os.path.join(self.checkpoint_dir, "latest.pdckpt")
         return f"the last good checkpoint {latest} is kept" if os.path.exists(latest) else "no checkpoint was written"
 
@@ -424,6 +431,16 @@ class Trainer(TrainerLog, TrainSetPass):
 
     def save(self, state: dict[str, Any], path: str) -> str:
         return save_checkpoint(state, path)
+
+    def write_file(self, write: Any, *args: Any) -> None:
+        """Run ``write(*args)``, the write of a per-epoch file whose content is already encoded, on the
+        trainer's writer thread while the epochs train (``engine.file_writer``: in the order handed over;
+        all done before ``after_train`` and when ``fit`` ends or fails; a write's error is raised by the next
+        hand-over or that wait), at once otherwise (``after_train``, outside ``fit``)."""
+        if self._files_async and self.is_main:
+            self._files.submit(write, *args)
+        else:
+            write(*args)
 
     def metrics_summary(self) -> dict[str, Any]:
         """What ``metrics.json`` holds: final and best scalars, details of the last evaluation, history."""

@@ -243,6 +243,31 @@ def test_two_epochs_resume_and_division_quality(tmp_path):
             np.testing.assert_allclose(np.asarray(v), np.asarray(state_b["networks"][name][key]), atol=1e-6)
 
 
+def test_class_balance_digits_run_resumes_exactly_and_keeps_the_quota(tmp_path):
+    extra = ("train.epochs=3", "method.params.class_balance=1")
+    with paddle.utils.unique_name.guard():
+        full = run_mod.train(digits_cfg(tmp_path / "full", *extra))
+    with paddle.utils.unique_name.guard():
+        resumed = run_mod.train(digits_cfg(tmp_path / "resumed", *extra),
+                                resume=str(tmp_path / "full" / "checkpoints" / "epoch_001.pdckpt"))
+    a, b = final_row(full), final_row(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-7), k
+    state = load_checkpoint(str(tmp_path / "full" / "checkpoints" / "latest.pdckpt"))
+    with paddle.utils.unique_name.guard():
+        run = build_run(digits_cfg(tmp_path / "r", *extra), output_dir=str(tmp_path / "r"))
+    method = run.method
+    assert method.division == "per_class"
+    method.set_state_dict(state["method"])
+    labels = np.asarray(method.ctx.train_labels)
+    for k in range(2):
+        quota = int((method.divisions[k].prob > method.p_threshold).sum()) // 10
+        counts = [int(method.balanced_set(k)[labels == c].sum()) for c in range(10)]
+        assert counts == [min(int((labels == c).sum()), quota) for c in range(10)]
+        assert 0 < quota < min(np.bincount(labels))  # the quota caps every class here (balanced digits)
+
+
 def test_clean_probability_and_state_round_trip(tmp_path):
     with paddle.utils.unique_name.guard():
         run = build_run(digits_cfg(tmp_path / "r"), output_dir=str(tmp_path / "r"))

@@ -69,6 +69,28 @@ def test_class_balance_zero_is_global_small_loss_selection_of_the_same_size():
         class_wise_small_loss(losses, labels, num_classes=2, rho=0.6, balance=-0.1)
 
 
+def test_select_applies_class_balance(monkeypatch):
+    """The method's CSS takes its class_balance: the paper's quota (1) keeps the rare class, 0 the global smallest."""
+    from types import SimpleNamespace
+
+    import robust_paddle.methods.promix as promix_mod
+    from tests.method_helpers import log_trainer
+
+    labels = np.array([0] * 8 + [1] * 2 + [2] * 2)
+    losses = np.r_[np.arange(8) * 0.1, [5.0, 6.0], [0.05, 0.15]]  # class 1 looks noisy
+    monkeypatch.setattr(promix_mod, "train_set_losses", lambda trainer: losses[None])
+    trainer = log_trainer(loaders={"train_eval": SimpleNamespace(dataset=SimpleNamespace(labels=labels))})
+    picked = {}
+    for balance in (1.0, 0.0):
+        m = make(labels, networks=1, class_balance=balance)
+        m.select(trainer, 4)  # rho 0.6 after the ramp: quota ceil(12 / 3 * 0.6) = 3
+        picked[balance] = np.flatnonzero(m.selections[0]).tolist()
+    assert picked[1.0] == [0, 1, 2, 8, 9, 10, 11]
+    assert picked[0.0] == [0, 1, 2, 3, 4, 10, 11]  # the 7 smallest of the whole set: none of class 1
+    with pytest.raises(ValueError, match=r"method.params.class_balance: 1.5 is out of range"):
+        make(labels, class_balance=1.5)
+
+
 def np_soft_ce(z, t):
     return -(t * log_softmax(z)).sum(1).mean()
 
