@@ -21,7 +21,8 @@ SPECIALS = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
 
 
 def tiny_ernie(folder, *, safetensors=False, seed=0):
-    """A 2-layer, hidden-32 ERNIE over the characters of the test corpus, saved with PaddleNLP."""
+    """A 2-layer, hidden-32 ERNIE over the characters of the test corpus, saved with PaddleNLP (with task-type
+    embeddings, as the ERNIE 3.0 releases have)."""
     chars = sorted({c for w in POS + NEG + FILL for c in w})
     vocab = SPECIALS + chars + ["hello", "world", "##s", "!", "?", ",", "."] + list("abcdefghijklmnopqrstuvwxyz")
     folder.mkdir(parents=True, exist_ok=True)
@@ -30,7 +31,7 @@ def tiny_ernie(folder, *, safetensors=False, seed=0):
     tok.save_pretrained(str(folder))
     config = transformers.ErnieConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
                                       num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
-                                      type_vocab_size=2, pad_token_id=0)
+                                      type_vocab_size=2, pad_token_id=0, use_task_id=True, task_id=1)
     paddle.seed(seed)
     model = transformers.ErnieModel(config)
     model.eval()
