@@ -124,17 +124,27 @@ def compare(ref: str, methods: list[str], *, config: str, override: list[str], d
     if not os.path.isfile(os.path.join(old_root, rel)):
         raise SystemExit(f"--against: {rel} does not exist at {commit[:10]}")
     sides = {"old": old_root, "new": ROOT}
-    runs = []
+    runs: list[dict[str, Any]] = []
+    failed: dict[str, str] = {}  # method -> the error of its first failed run (not timed again)
     for rnd in range(rounds):
         for m in methods:
             for side in (("old", "new") if rnd % 2 == 0 else ("new", "old")):
-                r = run_side(sides[side], m, config=rel, override=override, dataset=dataset, noise=noise,
-                             epochs=epochs, workdir=os.path.join(workdir, f"{side}-r{rnd}"))
+                if m in failed:
+                    continue
+                try:
+                    r = run_side(sides[side], m, config=rel, override=override, dataset=dataset, noise=noise,
+                                 epochs=epochs, workdir=os.path.join(workdir, f"{side}-r{rnd}"))
+                except RuntimeError as e:
+                    failed[m] = f"{side}: {e}"
+                    print(f"[round {rnd + 1}/{rounds}] {m:<20} {side}: FAILED, left out\n{e}", flush=True)
+                    continue
                 runs.append({"method": m, "side": side, "round": rnd, **r})
                 print(f"[round {rnd + 1}/{rounds}] {m:<20} {side}: epoch {r['epoch_s']:.3f} s wall, "
                       f"{r['cpu_s']:.3f} s CPU", flush=True)
     table = []
     for m in methods:
+        if m in failed:
+            continue
         row: dict[str, Any] = {"method": m}
         for side in sides:
             mine = [r for r in runs if r["method"] == m and r["side"] == side]
@@ -143,11 +153,11 @@ def compare(ref: str, methods: list[str], *, config: str, override: list[str], d
         row["new_over_old"] = row["new_epoch_s"] / row["old_epoch_s"]
         row["new_over_old_cpu"] = row["new_cpu_s"] / row["old_cpu_s"]
         table.append(row)
-    return {"ref": ref, "commit": commit, "runs": runs, "table": table}
+    return {"ref": ref, "commit": commit, "runs": runs, "table": table, "failed": failed}
 
 
 def print_table(result: dict[str, Any]) -> None:
-    width = max(20, *(len(r["method"]) for r in result["table"]))
+    width = max(20, *(len(r["method"]) for r in result["table"]), 0)
     print(f"\nseconds per main-phase epoch (medians), {result['commit'][:10]} (old) against this tree (new)")
     print(f"{'method':<{width}} {'old s':>8} {'new s':>8} {'new/old':>8} {'old CPU s':>10} {'new CPU s':>10} "
           f"{'CPU new/old':>12}")
@@ -155,6 +165,8 @@ def print_table(result: dict[str, Any]) -> None:
         print(f"{r['method']:<{width}} {r['old_epoch_s']:>8.3f} {r['new_epoch_s']:>8.3f} {r['new_over_old']:>8.3f} "
               f"{r['old_cpu_s']:>10.3f} {r['new_cpu_s']:>10.3f} {r['new_over_old_cpu']:>12.3f}")
     print()
+    for m, err in result["failed"].items():
+        print(f"FAIL  {m}: not timed ({err.splitlines()[-1]})")
     for r in result["table"]:
         for key, what in (("new_over_old", "wall"), ("new_over_old_cpu", "CPU")):
             print(f"{'PASS' if r[key] <= 1.05 else 'FAIL'}  {r['method']}: epoch no slower than at "

@@ -35,3 +35,14 @@ def test_method_specs_with_parameters_are_refused_before_anything_runs(tmp_path)
         against.compare("HEAD", ["standard+ce", "promix:networks=1"], config="configs/_base_/digits.yaml",
                         override=[], dataset=None, noise="sym40", epochs=3, rounds=1, workdir=str(tmp_path))
     assert os.listdir(tmp_path) == []
+
+
+def test_a_method_that_fails_in_a_tree_is_reported_and_left_out(tmp_path, capsys):
+    result = against.compare("HEAD", ["no_such_method"], config="configs/_base_/digits.yaml", override=[],
+                             dataset=None, noise="sym40", epochs=3, rounds=2, workdir=str(tmp_path))
+    assert result["table"] == [] and result["runs"] == []
+    assert list(result["failed"]) == ["no_such_method"] and result["failed"]["no_such_method"].startswith("old: ")
+    against.print_table(result)
+    out = capsys.readouterr().out
+    assert out.count("FAILED, left out") == 1  # not tried again in the new tree or the second round
+    assert "FAIL  no_such_method: not timed" in out
