@@ -4,7 +4,8 @@ A directory written by PaddleNLP's ``save_pretrained`` (model and tokenizer) hol
 
 * ``config.json``: the architecture (``ErnieConfig``: hidden size, layers, heads, vocabulary size, pad id ...);
 * ``model.safetensors`` or ``model_state.pdparams``: the weights (read without running code, see
-  :mod:`robust_paddle.models.ernie`);
+  :mod:`robust_paddle.models.ernie`), or, sharded, ``model.safetensors.index.json`` /
+  ``model_state.pdparams.index.json`` naming its shard files in the same directory;
 * ``vocab.txt``: one WordPiece token per line, the id is the line number (0-based);
 * ``tokenizer_config.json`` (optional): ``do_lower_case`` and the special tokens (``[UNK]``, ``[PAD]``,
   ``[CLS]``, ``[SEP]``, ``[MASK]`` when absent, PaddleNLP's ``ErnieTokenizer`` defaults).
@@ -23,13 +24,17 @@ from robust_paddle.errors import ConfigError
 
 CONFIG_FILE = "config.json"
 WEIGHT_FILES = ("model.safetensors", "model_state.pdparams")  # PaddleNLP's SAFE_WEIGHTS_NAME, PADDLE_WEIGHTS_NAME
+
+#: sharded weights (``save_pretrained(max_shard_size=...)``): an index ``{"weight_map": {key: shard file}}``
+INDEX_SUFFIX = ".index.json"
 VOCAB_FILE = "vocab.txt"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 #: PaddleNLP ``ErnieTokenizer`` defaults (paddlenlp/transformers/ernie/tokenizer.py)
 SPECIAL_DEFAULTS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
                     "mask_token": "[MASK]"}
 EXPECTED = (f"a local PaddleNLP model directory (save_pretrained) with {CONFIG_FILE}, {WEIGHT_FILES[0]} or "
-            f"{WEIGHT_FILES[1]}, and {VOCAB_FILE} (optional {TOKENIZER_CONFIG_FILE}); nothing is downloaded")
+            f"{WEIGHT_FILES[1]} (or its sharded {INDEX_SUFFIX} + shards), and {VOCAB_FILE} (optional "
+            f"{TOKENIZER_CONFIG_FILE}); nothing is downloaded")
 
 
 def model_dir_files(path: str, *, field: str = "model.params.path", weights: bool = True) -> dict[str, str]:
@@ -47,7 +52,8 @@ def model_dir_files(path: str, *, field: str = "model.params.path", weights: boo
     out = {"config": os.path.join(path, CONFIG_FILE), "vocab": os.path.join(path, VOCAB_FILE)}
     missing = [os.path.basename(p) for p in out.values() if not os.path.isfile(p)]
     if weights:
-        found = [os.path.join(path, f) for f in WEIGHT_FILES if os.path.isfile(os.path.join(path, f))]
+        found = [os.path.join(path, f + suffix) for suffix in ("", INDEX_SUFFIX) for f in WEIGHT_FILES
+                 if os.path.isfile(os.path.join(path, f + suffix))]
         if found:
             out["weights"] = found[0]
         else:
@@ -101,3 +107,24 @@ def tokenizer_settings(path: str, *, field: str) -> dict[str, Any]:
             value = value.get("content", default)
         out[key] = str(value)
     return out
+
+
+def shard_files(index: str, *, field: str) -> list[str]:
+    """The shard files a sharded-weights index (``*.index.json``) names, as paths beside it, in first-use order.
+
+    Raises:
+        ConfigError: not an index (no ``weight_map`` of file names), a name that leaves the directory, a
+            missing shard.
+    """
+    weight_map = read_json(index, field=field).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map or not all(isinstance(v, str) for v in weight_map.values()):
+        raise ConfigError(f"{field}: {index} has no weight_map of {{weight name: shard file}}")
+    names = list(dict.fromkeys(weight_map.values()))
+    folder = os.path.dirname(index)
+    bad = [n for n in names if os.path.basename(n) != n or n in (".", "..")]
+    if bad:
+        raise ConfigError(f"{field}: {index} names shard(s) outside its directory: {', '.join(bad[:3])}")
+    missing = [n for n in names if not os.path.isfile(os.path.join(folder, n))]
+    if missing:
+        raise ConfigError(f"{field}: {index} names missing shard(s): {', '.join(missing[:3])}")
+    return [os.path.join(folder, n) for n in names]

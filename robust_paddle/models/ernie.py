@@ -38,7 +38,14 @@ import numpy as np
 import paddle
 from paddle import nn
 
-from robust_paddle.data.ernie_files import model_dir_files, read_json, read_vocab, tokenizer_settings
+from robust_paddle.data.ernie_files import (
+    INDEX_SUFFIX,
+    model_dir_files,
+    read_json,
+    read_vocab,
+    shard_files,
+    tokenizer_settings,
+)
 from robust_paddle.errors import CheckpointError, ConfigError, MissingDependencyError
 from robust_paddle.models.base import FeatureClassifier, check_num_classes
 from robust_paddle.models.text import NEG_INF, window_starts
@@ -60,8 +67,8 @@ def import_paddlenlp() -> Any:
 
 
 def load_backbone_weights(backbone: nn.Layer, path: str) -> int:
-    """Copy the weights file ``path`` (``model.safetensors`` / ``model_state.pdparams``) into ``backbone`` (an
-    ``ErnieModel``); file keys may carry the ``ernie.`` prefix of PaddleNLP's task models (whose heads are
+    """Copy the weights file ``path`` (``model.safetensors`` / ``model_state.pdparams``, or a sharded index
+    ``*.index.json``: its shards) into ``backbone`` (an ``ErnieModel``); file keys may carry the ``ernie.`` prefix of PaddleNLP's task models (whose heads are
     ignored). Returns the number of tensors loaded.
 
     Raises:
@@ -69,7 +76,12 @@ def load_backbone_weights(backbone: nn.Layer, path: str) -> int:
     """
     from robust_paddle.engine.checkpoint import load_weights
 
-    weights = load_weights(path)
+    if path.endswith(INDEX_SUFFIX):  # sharded: every shard through the same safe reader
+        weights = {}
+        for shard in shard_files(path, field=FIELD):
+            weights.update(load_weights(shard))
+    else:
+        weights = load_weights(path)
     missing, bad, state = [], [], {}
     for key, tensor in backbone.state_dict().items():
         found = next((k for k in (key, f"ernie.{key}") if k in weights), None)

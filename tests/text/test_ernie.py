@@ -13,7 +13,7 @@ import pytest
 from text_helpers import FILL, NEG, POS, make_texts, text_config, write_corpus
 
 from robust_paddle import config as C
-from robust_paddle.errors import CheckpointError
+from robust_paddle.errors import CheckpointError, ConfigError
 
 transformers = pytest.importorskip("paddlenlp.transformers")
 
@@ -79,6 +79,26 @@ def test_weights_and_features_equal_paddlenlp(tmp_path, safetensors):
     np.testing.assert_allclose(mean_net.forward_features(ids).numpy(), want, atol=1e-5)
     emb, head = net.embedding_split(ids)
     np.testing.assert_allclose(head(emb).numpy(), net(ids).numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("safetensors", [False, True])
+def test_sharded_weights_load(tmp_path, ernie_dir, safetensors):
+    path = tmp_path / "sharded"
+    shutil.copytree(ernie_dir[0], path)
+    (path / "model_state.pdparams").unlink()
+    ernie_dir[1].save_pretrained(str(path), max_shard_size="20KB", safe_serialization=safetensors)
+    index = path / ("model.safetensors.index.json" if safetensors else "model_state.pdparams.index.json")
+    shards = set(json.loads(index.read_text())["weight_map"].values())
+    assert len(shards) > 1 and not (path / "model_state.pdparams").exists()
+    net, _ = build(str(path))
+    for k, v in net.ernie.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), ernie_dir[1].state_dict()[k].numpy())
+    (path / sorted(shards)[0]).unlink()
+    with pytest.raises(ConfigError, match=r"model\.params\.path: .*index\.json names missing shard\(s\): "):
+        build(str(path))
+    index.write_text(json.dumps({"weight_map": {"a": "../evil.pdparams"}}))
+    with pytest.raises(ConfigError, match=r"names shard\(s\) outside its directory: \.\./evil\.pdparams"):
+        build(str(path))
 
 
 def test_a_task_model_directory_loads_its_backbone(tmp_path, ernie_dir):
@@ -249,7 +269,6 @@ def _has(name):
 
 
 def test_rows_longer_than_the_positions_or_another_vocabulary_are_one_error(ernie_dir):
-    from robust_paddle.errors import ConfigError
     from robust_paddle.models import build_model
 
     path = ernie_dir[0]

@@ -35,8 +35,9 @@ def build(path, **kw):
 
 def test_path_not_set_or_not_a_directory_is_one_line_naming_the_key_and_files(tmp_path):
     with pytest.raises(ConfigError, match=r"^model\.params\.path: not set; expected a local PaddleNLP model "
-                                          r"directory .*config\.json, model\.safetensors or model_state\.pdparams, "
-                                          r"and vocab\.txt.*nothing is downloaded$"):
+                                          r"directory .*config\.json, model\.safetensors or model_state\.pdparams \(or "
+                                          r"its sharded \.index\.json \+ shards\), and vocab\.txt.*nothing is "
+                                          r"downloaded$"):
         build("")
     for bad in ("ernie-3.0-medium-zh", str(tmp_path / "absent"), str(tmp_path / "file.txt")):
         (tmp_path / "file.txt").write_text("x")
