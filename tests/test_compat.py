@@ -131,3 +131,51 @@ def test_native_optimizer_only_on_paddle3():
 
     want = paddle.optimizer.NAdam if _compat.IS_PADDLE3 else None
     assert _compat.native_optimizer("NAdam") is want
+
+
+def test_jit_save_retrying_converts_an_untouched_copy_after_a_missed_parameter():
+    import numpy as np
+    import paddle
+
+    from robust_paddle import _compat
+
+    net = paddle.nn.Linear(3, 2)
+    seen = []
+
+    def save(layer):
+        seen.append(layer)
+        if len(seen) == 1:
+            layer.weight.set_value(paddle.zeros_like(layer.weight))  # to_static changes its input in place
+            raise KeyError("conv2d_1.w_0_deepcopy_5")
+        return "prefix"
+
+    before = net.weight.numpy().copy()
+    assert _compat.jit_save_retrying(save, net) == "prefix"
+    assert len(seen) == 2 and seen[0] is net and seen[1] is not net
+    np.testing.assert_array_equal(seen[1].weight.numpy(), before)  # the copy was taken before the first try
+
+
+def test_jit_save_retrying_gives_up_after_the_second_try_and_never_retries_other_errors():
+    import paddle
+    import pytest
+
+    from robust_paddle import _compat
+
+    calls = []
+
+    def always_missing(layer):
+        calls.append(layer)
+        raise KeyError("batch_norm2d_54.w_0")
+
+    with pytest.raises(KeyError, match="batch_norm2d_54.w_0"):
+        _compat.jit_save_retrying(always_missing, paddle.nn.Linear(2, 2))
+    assert len(calls) == 2
+
+    def broken(layer):
+        calls.append(layer)
+        raise ValueError("input_spec shape")
+
+    calls.clear()
+    with pytest.raises(ValueError, match="input_spec shape"):
+        _compat.jit_save_retrying(broken, paddle.nn.Linear(2, 2))
+    assert len(calls) == 1

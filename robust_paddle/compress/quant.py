@@ -82,10 +82,13 @@ def save_qat_model(quanter: Any, net: paddle.nn.Layer, prefix: str, *, input_sha
     """
     net.eval()
     spec = [paddle.static.InputSpec(shape=[None, *[int(s) for s in input_shape]], dtype="float32", name=input_name)]
-    with warnings.catch_warnings():  # Paddle warns that input_spec is unused by its own inner to_static call
-        warnings.filterwarnings("ignore", message="full_graph=False")
-        quanter.save_quantized_model(net, prefix, input_spec=spec)
-    return prefix
+    def save(layer: paddle.nn.Layer) -> str:
+        with warnings.catch_warnings():  # Paddle warns that input_spec is unused by its own inner to_static call
+            warnings.filterwarnings("ignore", message="full_graph=False")
+            quanter.save_quantized_model(layer, prefix, input_spec=spec)
+        return prefix
+
+    return _compat.jit_save_retrying(save, net)
 
 
 # ------------------------------------------------------------------------------------------------------ PTQ

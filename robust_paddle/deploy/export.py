@@ -29,7 +29,6 @@ Steps of ``pipeline.commands.export_command`` (:func:`prepare_export`, then :fun
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
 import json
 import logging
@@ -138,22 +137,12 @@ def save_static(net: paddle.nn.Layer, out_dir: str, *, input_shape: Sequence[int
     """
     spec = [paddle.static.InputSpec(shape=[None, *[int(s) for s in input_shape]], dtype=dtype, name=INPUT_NAME)]
     prefix = os.path.join(out_dir, MODEL_PREFIX)
-    spare = copy.deepcopy(net)  # to_static converts in place: a clean copy for the retry below
-    for attempt in (1, 2):
-        try:
-            with _compat.legacy_program_guard() if legacy else contextlib.nullcontext():
-                static = paddle.jit.to_static(net, input_spec=spec, full_graph=True)
-                paddle.jit.save(static, prefix)
-            return prefix
-        except KeyError as e:
-            # Paddle 2.6's jit.save now and then misses a parameter it has just traced (KeyError on a name such as
-            # 'batch_norm2d_54.w_0', seen once in a few full test runs after a PaddleSlim prune); a fresh conversion
-            # of an untouched copy succeeds. Known workaround, not a root-cause fix.
-            if attempt == 2:
-                raise
-            logger.warning("jit.save missed parameter %s; converting a fresh copy once more", e)
-            net = spare
-    return prefix
+    def save(layer: paddle.nn.Layer) -> str:
+        with _compat.legacy_program_guard() if legacy else contextlib.nullcontext():
+            paddle.jit.save(paddle.jit.to_static(layer, input_spec=spec, full_graph=True), prefix)
+        return prefix
+
+    return _compat.jit_save_retrying(save, net)
 
 
 def model_version(prefix: str, interface: dict[str, Any]) -> str:
