@@ -140,6 +140,7 @@ class DivideMixMethod(GMMDivisionMethod):
     """
 
     name = "dividemix"
+    paper = "arXiv:2002.07394; class_balance: UNICON, arXiv:2203.14542"  # the class docstring cites UNICON first
     uses = ()  # loss.*: warm-up and MixMatch losses are fixed by the paper (data.sampler does apply)
     ignores_because = ("cross-entropy (or the VolMinNet forward loss) in warm-up and the MixMatch losses (L_x "
                        "cross-entropy, L_u squared error) after it")

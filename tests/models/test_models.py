@@ -174,7 +174,7 @@ def test_user_factory_errors(user_module):
 # --------------------------------------------------------------------------------------------- checks
 def test_unknown_name_lists_registry_and_other_forms():
     with pytest.raises(ValueError, match=r"unknown model 'resnet9000'; registered: bigru_attention, bilstm_attention, "
-                                         r"mlp, preact_resnet18, resnet18_cifar, resnet34_cifar, small_cnn, textcnn, "
+                                         r"ernie, mlp, preact_resnet18, resnet18_cifar, resnet34_cifar, small_cnn, textcnn, "
                                          r"transformer; also accepted: "
                                          r"paddle.vision.models names .*'pkg.mod:fn'"):
         build_model("resnet9000", num_classes=3, input_shape=(3, 32, 32))
