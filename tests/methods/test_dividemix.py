@@ -208,6 +208,17 @@ def final_row(metrics):
     return {k: v for k, v in metrics["final"].items() if not k.startswith("time/")}
 
 
+def assert_resume_matches(tmp_path, full, *extra):
+    """A run resumed from ``full``'s epoch-1 checkpoint ends with the same final metrics row."""
+    with paddle.utils.unique_name.guard():
+        resumed = run_mod.train(digits_cfg(tmp_path / "resumed", *extra),
+                                resume=str(tmp_path / "full" / "checkpoints" / "epoch_001.pdckpt"))
+    a, b = final_row(full), final_row(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-7), k
+
+
 def test_two_epochs_resume_and_division_quality(tmp_path):
     with paddle.utils.unique_name.guard():
         full = run_mod.train(digits_cfg(tmp_path / "full"))
@@ -228,13 +239,7 @@ def test_two_epochs_resume_and_division_quality(tmp_path):
     assert noisy[flagged].mean() > 1.5 * noisy.mean()  # flagged samples are enriched for flipped ones
     assert prob[~noisy].mean() > prob[noisy].mean() + 0.3
 
-    with paddle.utils.unique_name.guard():
-        resumed = run_mod.train(digits_cfg(tmp_path / "resumed"),
-                                resume=str(tmp_path / "full" / "checkpoints" / "epoch_001.pdckpt"))
-    a, b = final_row(full), final_row(resumed)
-    assert a.keys() == b.keys()
-    for k in a:
-        assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-7), k
+    assert_resume_matches(tmp_path, full)
     state_b = load_checkpoint(str(tmp_path / "resumed" / "checkpoints" / "latest.pdckpt"))
     for d_a, d_b in zip(state["method"]["divisions"], state_b["method"]["divisions"]):
         np.testing.assert_allclose(d_a["prob"], d_b["prob"], atol=1e-6)
@@ -247,13 +252,7 @@ def test_class_balance_digits_run_resumes_exactly_and_keeps_the_quota(tmp_path):
     extra = ("train.epochs=3", "method.params.class_balance=1")
     with paddle.utils.unique_name.guard():
         full = run_mod.train(digits_cfg(tmp_path / "full", *extra))
-    with paddle.utils.unique_name.guard():
-        resumed = run_mod.train(digits_cfg(tmp_path / "resumed", *extra),
-                                resume=str(tmp_path / "full" / "checkpoints" / "epoch_001.pdckpt"))
-    a, b = final_row(full), final_row(resumed)
-    assert a.keys() == b.keys()
-    for k in a:
-        assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-7), k
+    assert_resume_matches(tmp_path, full, *extra)
     state = load_checkpoint(str(tmp_path / "full" / "checkpoints" / "latest.pdckpt"))
     with paddle.utils.unique_name.guard():
         run = build_run(digits_cfg(tmp_path / "r", *extra), output_dir=str(tmp_path / "r"))
@@ -364,13 +363,7 @@ def test_volmin_warmup_learns_t_logs_its_error_and_resumes(tmp_path):
     weights = state["method"]["transitions"]
     assert len(weights) == 2 and all(np.asarray(w).shape == (10, 10) for w in weights)
     assert all(np.abs(np.asarray(w) + 2.0).max() > 1e-3 for w in weights)  # T moved from its initial value
-    with paddle.utils.unique_name.guard():
-        resumed = run_mod.train(digits_cfg(tmp_path / "resumed", *extra),
-                                resume=str(tmp_path / "full" / "checkpoints" / "epoch_001.pdckpt"))
-    a, b = final_row(full), final_row(resumed)
-    assert a.keys() == b.keys()
-    for k in a:
-        assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-7), k
+    assert_resume_matches(tmp_path, full, *extra)
     with paddle.utils.unique_name.guard():
         run = build_run(digits_cfg(tmp_path / "r", *extra), output_dir=str(tmp_path / "r"))
     with pytest.raises(ValueError, match=r"method state has 1 learned transition matrices, this run keeps 2"):
