@@ -214,6 +214,12 @@ def selection_precision_recall(selected_mask: np.ndarray, clean_mask: np.ndarray
     return precision_recall_from_counts(*selection_counts(selected_mask, clean_mask))
 
 
+def blended_count(global_count: int, quota: int, balance: float) -> int:
+    """A class's selection size ``round((1 - balance) * global_count + balance * quota)`` (half-up): ``balance``
+    moves it from what a global rule selects in the class (0) to the class's UNICON quota (1)."""
+    return int(math.floor((1.0 - balance) * global_count + balance * quota + 0.5 + 1e-9))
+
+
 def class_balanced_mask(prob: np.ndarray, labels: np.ndarray, *, threshold: float, balance: float,
                         num_classes: int, tiebreak: np.ndarray | None = None) -> np.ndarray:
     """The labelled (clean) set of a division chosen per class, UNICON's uniform selection at ``balance = 1``.
@@ -262,7 +268,7 @@ def class_balanced_mask(prob: np.ndarray, labels: np.ndarray, *, threshold: floa
         if members.size == 0:
             continue
         quota = min(members.size, uniform)
-        keep = int(math.floor((1.0 - b) * int(mask[members].sum()) + b * quota + 0.5 + 1e-9))
+        keep = blended_count(int(mask[members].sum()), quota, b)
         order = members[np.lexsort((members, second[members], -prob[members]))]
         out[order[:keep]] = True
     return out
@@ -333,8 +339,7 @@ def class_wise_small_loss(losses: np.ndarray, labels: np.ndarray, *, num_classes
     if b < 1:
         glob = np.zeros(labels.shape[0], dtype=bool)
         glob[np.argsort(losses, kind="stable")[:sum(want)]] = True
-        want = [int(math.floor((1.0 - b) * int(glob[rows].sum()) + b * k + 0.5 + 1e-9))
-                for rows, k in zip(rows_of, want)]
+        want = [blended_count(int(glob[rows].sum()), k, b) for rows, k in zip(rows_of, want)]
     for rows, k in zip(rows_of, want):
         if k:
             mask[rows[np.argsort(losses[rows], kind="stable")[:k]]] = True
