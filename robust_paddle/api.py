@@ -157,22 +157,20 @@ class Predictor:
 
     def predict_texts(self, texts: Sequence[Any], *, batch_size: int = 64) -> np.ndarray:
         """Class probabilities [N, C] of raw texts (strings, or ``(text, pair)`` for sentence pairs), tokenised
-        with the export's ``tokenizer.json`` under the training run's long-text rule (as ``serve`` does).
+        with the export's ``tokenizer.json`` under the training run's long-text rule -- the checks and tokenisation
+        of ``serve``'s ``{"texts": [...]}`` (:func:`robust_paddle.deploy.serve.parse_texts`).
 
         Raises:
-            DataError: the model does not read texts, or a text is not a string.
+            DataError: the model does not read texts, an empty list, a text that is not a string (or pair), is
+                empty, or is longer than the run's ``data.text.max_chars``.
         """
-        from robust_paddle.errors import DataError
+        from robust_paddle.deploy.serve import parse_texts
 
-        if self._tokenizer is None:
+        if self._tokenizer is None and self.info.kind == "text":
             self._tokenizer = self.info.tokenizer()
-        samples = []
-        for i, t in enumerate(texts):
-            t = tuple(t) if isinstance(t, (list, tuple)) else t
-            if not (isinstance(t, str) or (isinstance(t, tuple) and len(t) == 2 and all(isinstance(p, str) for p in t))):
-                raise DataError(f"texts[{i}]: expected a string or a [text, pair] of strings, got {type(t).__name__}")
-            samples.append(t)
-        return self.predict(self._tokenizer.encode_batch(samples), batch_size=batch_size)
+        samples = [list(t) if isinstance(t, tuple) else t for t in texts]
+        ids = parse_texts(samples, self.info, self._tokenizer, max_batch_size=max(1, len(samples)))
+        return self.predict(ids, batch_size=batch_size)
 
     def predict_images(self, images: Sequence[bytes], *, batch_size: int = 64) -> np.ndarray:
         """Class probabilities [N, C] of encoded images (PNG/JPEG bytes), preprocessed like training."""

@@ -3,6 +3,7 @@ Serving; parity) -> serve raw strings with the same predictions as evaluation.""
 
 import csv
 import json
+import re
 import shutil
 
 import numpy as np
@@ -92,6 +93,17 @@ def test_export_parity_and_serve_texts_equal_eval(text_run, tmp_path):
     finally:
         handle.close()
         close_app(app)
+
+    # the Python API reads raw texts with the same checks and tokenisation as serve
+    from robust_paddle import load_predictor
+    from robust_paddle.errors import DataError
+
+    predictor = load_predictor(str(out))
+    np.testing.assert_allclose(predictor.predict_texts(texts[:20]), expected[:20], atol=1e-5)
+    for bad, message in ((["好", ""], "texts[1] is empty"), ([3], "texts[0] must be a string"),
+                         ([], "'texts' must be a non-empty list")):
+        with pytest.raises(DataError, match=re.escape(message)):
+            predictor.predict_texts(bad)
 
 
 @pytest.mark.parametrize("model,params", [
