@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from robust_paddle.data.eda import EDA
-from robust_paddle.data.tokenize import TOKENIZER_FILE, TextTokenizer, ernie_tokenizer, fit_tokenizer
+from robust_paddle.data.tokenize import TOKENIZER_FILE, TextTokenizer, fit_tokenizer
 from robust_paddle.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -106,17 +106,12 @@ def run_tokenizer(tc, texts: np.ndarray, *, run_dir: str | None, model=None) -> 
         _check_saved(tok, tc, path)
         logger.info("tokenizer %s: %s, %d tokens (from %s)", tok.kind, tok.truncation, tok.vocab_size, path)
         return tok
-    if tc.tokenizer == "ernie":
-        vocab_path, field = ernie_vocab_path(tc, model)
-        tok = ernie_tokenizer(vocab_path, max_length=tc.max_length, truncation=tc.truncation,
-                              head_tokens=tc.head_tokens or (tc.max_length // 4 if tc.truncation == "head_tail" else 0),
-                              field=field)
-        logger.info("tokenizer ernie from %s: %d tokens", vocab_path, tok.vocab_size)
-        return tok
+    vocab_path, vocab_field = ernie_vocab_path(tc, model) if tc.tokenizer == "ernie" else ("", "")
     tok = fit_tokenizer(list(texts), kind=tc.tokenizer, vocab_size=tc.vocab_size, min_freq=tc.min_freq,
                         lowercase=tc.lowercase, nfkc=tc.nfkc, max_length=tc.max_length, truncation=tc.truncation,
                         head_tokens=tc.head_tokens, pad_token=tc.pad_token, unk_token=tc.unk_token,
-                        sep_token=tc.sep_token, extra_special_tokens=tc.extra_special_tokens)
+                        sep_token=tc.sep_token, extra_special_tokens=tc.extra_special_tokens,
+                        vocab_path=vocab_path, vocab_field=vocab_field)
     logger.info("tokenizer %s fitted on %d training texts: %d tokens", tok.kind, len(texts), tok.vocab_size)
     return tok
 

@@ -284,14 +284,15 @@ def fit_tokenizer(texts: Sequence[Any], *, kind: str = "char", vocab_size: int =
                   lowercase: bool = True, nfkc: bool = True, max_length: int = 128, truncation: str = "head",
                   head_tokens: int = 0, pad_token: str = "[PAD]", unk_token: str = "[UNK]",
                   sep_token: str = "[SEP]", extra_special_tokens: Sequence[str] = (),
-                  vocab_path: str = "") -> TextTokenizer:
+                  vocab_path: str = "", vocab_field: str = "data.text.vocab_path") -> TextTokenizer:
     """Fit a vocabulary on ``texts`` (strings, or ``(text, pair)`` tuples whose both parts count); ``ernie``
     takes the vocabulary of the model directory ``vocab_path`` instead (:func:`ernie_tokenizer`).
 
     Args:
         texts: the training texts.
         kind: ``char``, ``jieba``, ``wordpiece``, ``bpe`` or ``ernie``.
-        vocab_path: ``ernie``: the local PaddleNLP model directory (``data.text.vocab_path``).
+        vocab_path: ``ernie``: the local PaddleNLP model directory; vocab_field: the setting it came from (errors
+            name it: ``data.text.vocab_path`` or ``model.params.path``).
         vocab_size: most entries, special tokens included. min_freq: least count of a kept token.
         lowercase, nfkc: normalisation. max_length: L of every encoded row (>= 2).
         truncation, head_tokens: the long-text rule (``head_tokens`` 0 with ``head_tail``: L // 4).
@@ -305,9 +306,9 @@ def fit_tokenizer(texts: Sequence[Any], *, kind: str = "char", vocab_size: int =
     if truncation not in TRUNCATIONS:
         raise ConfigError(f"data.text.truncation: {truncation!r} is not allowed; choose one of: {', '.join(TRUNCATIONS)}")
     specials = [pad_token, unk_token, sep_token, *extra_special_tokens]
-    if len(set(specials)) != len(specials) or not all(isinstance(s, str) and s for s in specials):
+    if kind != "ernie" and (len(set(specials)) != len(specials) or not all(isinstance(s, str) and s for s in specials)):
         raise ConfigError(f"data.text special tokens must be distinct non-empty strings, got {specials}")
-    if vocab_size < len(specials) + 1:
+    if kind != "ernie" and vocab_size < len(specials) + 1:  # ernie: the model directory's vocabulary and tokens
         raise ConfigError(f"data.text.vocab_size: {vocab_size} leaves no room beside {len(specials)} special tokens")
     if max_length < 2:
         raise ConfigError(f"data.text.max_length: {max_length} is too small; must be >= 2")
@@ -316,7 +317,8 @@ def fit_tokenizer(texts: Sequence[Any], *, kind: str = "char", vocab_size: int =
         if head_tokens >= max_length:
             raise ConfigError(f"data.text.head_tokens: {head_tokens} must be < data.text.max_length ({max_length})")
     if kind == "ernie":
-        return ernie_tokenizer(vocab_path, max_length=max_length, truncation=truncation, head_tokens=head_tokens)
+        return ernie_tokenizer(vocab_path, max_length=max_length, truncation=truncation, head_tokens=head_tokens,
+                               field=vocab_field)
     flat = [p for t in texts for p in (t if isinstance(t, tuple) else (t,))]
     hf_json = ""
     common = {"kind": kind, "max_length": max_length, "truncation": truncation, "head_tokens": head_tokens,
