@@ -64,34 +64,52 @@ RECORDED_X_CE = {"co_teaching": 1.91, "co_teaching_plus": 1.85, "jocor": 1.97, "
 PER_DIVIDEMIX = ("promix", "sop")  # issue 20: <= 1.2x a dividemix epoch
 
 
-def split_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """``"promix:networks=1"`` -> ``("promix", {"networks": 1})`` (values parsed as YAML)."""
-    from robust_paddle.config import yaml_load
+def build_timed(base: Any, spec: str, *, noise: str, epochs: int, workdir: str, dataset: str) -> tuple[Any, Any]:
+    """The run of ``spec`` (its shipped preset, ``TIMING``) with an epoch timer hook: ``(run, timer)``."""
+    from robust_paddle.pipeline.build import build_run
 
-    name, *pairs = spec.split(":")
-    params = {}
-    for pair in pairs:
-        key, eq, value = pair.partition("=")
-        if not eq or not key:
-            raise ValueError(f"method spec {spec!r}: {pair!r} is not key=value (e.g. promix:networks=1)")
-        params[key] = yaml_load(value)
-    return name, params
+    values = {**C.run_overrides(spec, noise, dataset=dataset, seed=0, epochs=epochs), **TIMING}
+    cfg = C.build_cfg(base, values, os.path.join(workdir, spec.replace("+", "_").replace(":", "_").replace("=", "")))
+    timer = C.epoch_timer()
+    return build_run(cfg, output_dir=cfg.output_dir, hooks=[timer]), timer
 
 
 def time_method(base: Any, spec: str, *, noise: str, epochs: int, workdir: str, dataset: str) -> dict[str, Any]:
     """Train ``spec`` once; per-epoch rows plus the main-phase medians."""
     import paddle
 
-    from robust_paddle.pipeline.build import build_run
-
-    name, params = split_spec(spec)
-    values = {**C.run_overrides(name, noise, dataset=dataset, seed=0, epochs=epochs), **TIMING}
-    values["method.params"] = {**values.get("method.params", {}), **params}
-    cfg = C.build_cfg(base, values, os.path.join(workdir, spec.replace("+", "_").replace(":", "_").replace("=", "")))
-    timer = C.epoch_timer()
     with paddle.utils.unique_name.guard():
-        run = build_run(cfg, output_dir=cfg.output_dir, hooks=[timer])
+        run, timer = build_timed(base, spec, noise=noise, epochs=epochs, workdir=workdir, dataset=dataset)
         run.trainer.fit()
+    return timed_result(spec, run, timer, epochs)
+
+
+def time_interleaved(base: Any, specs: list[str], *, noise: str, epochs: int, workdir: str, dataset: str,
+                     first: int = 0) -> list[dict[str, Any]]:
+    """``--interleave``: every spec's run in this one process, trained epoch by epoch in turns
+    (``Trainer.fit_epochs``; the order rotates by one each epoch, starting at ``first``): epoch ``e`` of every
+    method runs within seconds of the others' in the same process, so a whole process's speed (which swings by up to
+    ~30 % between processes on this VM) is shared and their ratio measures the code."""
+    import paddle
+
+    runs = []
+    for spec in specs:
+        with paddle.utils.unique_name.guard():
+            runs.append(build_timed(base, spec, noise=noise, epochs=epochs, workdir=workdir, dataset=dataset))
+    gens = [run.trainer.fit_epochs() for run, _ in runs]
+    live = list(range(len(specs)))
+    for e in range(epochs):
+        k = (first + e) % len(live) if live else 0
+        for i in live[k:] + live[:k]:
+            if next(gens[i], None) is None:
+                live.remove(i)
+    for g in gens:
+        g.close()
+    return [timed_result(spec, run, timer, epochs) for spec, (run, timer) in zip(specs, runs)]
+
+
+def timed_result(spec: str, run: Any, timer: Any, epochs: int) -> dict[str, Any]:
+    """Per-epoch rows of a timed run plus its main-phase (and warm-up) medians."""
     warmup = int(getattr(run.method, "warmup_epochs", 0) or 0)
     history = {int(r["epoch"]): r for r in run.trainer.history}
     rows = [{**r, **{k: history.get(r["epoch"], {}).get(f"time/{k}") for k in ("gmm_s", "divide_s")}}
@@ -146,12 +164,12 @@ def check_targets(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
             was = RECORDED_X_CE[row["method"]]
             out.append({"target": f"{row['method']} x CE no worse than the recorded {was:.2f} (+5%)",
                         "value": row["x_ce"], "pass": row["x_ce"] <= was * 1.05})
-        if split_spec(row["method"])[0] == "dividemix" and row["warmup_s"] is not None and ce is not None:
+        if C.split_spec(row["method"])[0] == "dividemix" and row["warmup_s"] is not None and ce is not None:
             for key, ref, what in (("warmup_s", "train_s", "wall"), ("warmup_cpu_s", "train_cpu_s", "CPU")):
                 ratio = row[key] / (2 * ce[ref])
                 out.append({"target": f"{row['method']} warm-up epoch <= a two-network CE epoch (2x standard CE, "
                                       f"{what} s)", "value": ratio, "pass": ratio <= 1.0})
-        if split_spec(row["method"])[0] in PER_DIVIDEMIX and row["x_dm"] is not None:
+        if C.split_spec(row["method"])[0] in PER_DIVIDEMIX and row["x_dm"] is not None:
             out.append({"target": f"{row['method']} epoch <= 1.2x a dividemix epoch", "value": row["x_dm"],
                         "pass": row["x_dm"] <= 1.2})
         if row["method"] in DIVIDERS and row["gmm_s_share"] is not None:
@@ -171,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="time each method on commit REF and on this tree, alternating subprocesses, and print "
                         "seconds per epoch old vs new (default methods: those of the 2026-11-22 table; see "
                         "benchmarks/against.py)")
+    p.add_argument("--interleave", action="store_true",
+                   help="train the methods' runs in this one process, epoch by epoch in turns (Trainer.fit_epochs), "
+                        "instead of one whole run after another")
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error(f"--rounds: must be >= 1, got {args.rounds}")
@@ -179,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     methods = C.split_list(args.methods) if args.methods else \
         ["standard+ce"] + [m for m in C.default_methods() if not m.startswith("standard+")]
     try:
-        specs = [split_spec(m)[0] for m in methods]
+        specs = [C.split_spec(m)[0] for m in methods]
     except ValueError as e:
         p.error(f"--methods: {e}")
     base, _, noises, out, _ = C.start(args, name="method_cost", methods=specs, resumable=lambda d: [])
@@ -188,9 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or tempfile.mkdtemp(prefix="method_cost_")
     runs, load_before = [], C.uptime()
     for rnd in range(args.rounds):
-        for m in methods:
-            r = time_method(base, m, noise=noises[0], epochs=args.epochs, workdir=os.path.join(workdir, f"r{rnd}"),
-                            dataset=base.data.name)
+        where = dict(noise=noises[0], epochs=args.epochs, workdir=os.path.join(workdir, f"r{rnd}"),
+                     dataset=base.data.name)
+        done = time_interleaved(base, methods, first=rnd, **where) if args.interleave else \
+            (time_method(base, m, **where) for m in methods)
+        for m, r in zip(methods, done):
             runs.append({**r, "round": rnd})
             print(f"[round {rnd + 1}/{args.rounds}] {m:<20} epoch {r['epoch_s']:.3f} s", flush=True)
     load_after = C.uptime()
@@ -218,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     for t in targets:
         print(f"{'PASS' if t['pass'] else 'FAIL'}  {t['target']}  ({t['value']:.3f})")
     C.save_json(out, {"meta": {"dataset": base.data.name, "noise": noises[0], "epochs": args.epochs,
-                               "rounds": args.rounds, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+                               "rounds": args.rounds, "interleave": args.interleave, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                                "uptime_before": load_before, "uptime_after": load_after,
                                "environment": C.environment()},
                       "runs": runs, "table": table, "targets": targets})
