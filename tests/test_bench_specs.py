@@ -40,3 +40,32 @@ def test_interleaved_timing_trains_every_method_every_epoch(tmp_path):
         assert [row["epoch"] for row in r["epochs"]] == [1, 2, 3, 4]
         assert all(row["train_s"] > 0 and row["epoch_s"] >= row["train_s"] for row in r["epochs"])
     assert out[1]["warmup_epochs"] == 1
+
+
+def _run(method, rnd, warmup, epoch_s, train_s=None):
+    train_s = train_s or epoch_s
+    return {"method": method, "round": rnd, "warmup_epochs": warmup,
+            "epochs": [{"epoch": e + 1, "epoch_s": a, "train_s": b, "train_cpu_s": b, "cpu_s": a}
+                       for e, (a, b) in enumerate(zip(epoch_s, train_s))]}
+
+
+def test_paired_ratios_divide_each_epoch_by_the_references_same_epoch():
+    runs = [_run("standard+ce", 0, 0, [9.0, 1.0, 2.0, 1.0]),
+            _run("dividemix", 0, 2, [9.0, 2.2, 5.0, 4.0], train_s=[9.0, 2.2, 4.0, 3.0]),
+            _run("promix", 0, 1, [9.0, 3.0, 6.0, 6.0]),
+            _run("standard+ce", 1, 0, [9.0, 2.0, 1.0, 1.0]),
+            _run("dividemix", 1, 2, [9.0, 3.0, 4.0, 5.0]),
+            _run("promix", 1, 1, [9.0, 6.0, 6.0, 5.0])]
+    table = [{"method": m} for m in ("standard+ce", "dividemix", "promix")]
+    method_cost.paired_ratios(runs, table)
+    ce, dm, pm = table
+    # warm-up epochs after the first (epoch 2 of 2) over twice CE's same epoch: 2.2 / 2, 3.0 / 4
+    assert dm["paired_warmup"] == pytest.approx((1.1 + 0.75) / 2) and dm["paired_warmup_n"] == 2
+    # main phase (epochs 3, 4; epoch 1 never counts): 5/2, 4/1, 4/1, 5/1
+    assert dm["paired_x_ce"] == pytest.approx(4.0) and dm["paired_x_ce_n"] == 4
+    # promix epochs 3, 4 over dividemix's (its epoch 2 has no main-phase dividemix epoch to pair with): 6/5, 6/4, 6/4, 5/5
+    assert pm["paired_x_dm"] == pytest.approx(1.35) and pm["paired_x_dm_n"] == 4
+    assert pm["paired_warmup"] is None and ce["paired_x_ce"] == pytest.approx(1.0)
+    targets = {t["target"]: t for t in method_cost.check_targets(
+        [{**r, **{k: None for k in ("x_ce", "x_dm", "warmup_s", "warmup_cpu_s", "gmm_s_share")}} for r in table])}
+    assert targets["promix epoch <= 1.2x a dividemix epoch"]["value"] == pytest.approx(1.35)
