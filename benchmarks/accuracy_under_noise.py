@@ -117,7 +117,7 @@ def check_targets(table: dict[str, Any], methods: list[str], noises: list[str]) 
             out.append({"target": f"{nz}: dividemix >= gce", "value": d - g, "pass": d >= g})
     for nz in noises:  # issue 20: the best new method against DivideMix
         d = mean("dividemix", nz)
-        vals = {m: mean(m, nz) for m in NEW_METHODS if mean(m, nz) is not None}
+        vals = {m: mean(m, nz) for m in methods if C.split_spec(m)[0] in NEW_METHODS and mean(m, nz) is not None}
         if d is None or not vals:
             continue
         best = max(vals, key=vals.get)

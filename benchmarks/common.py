@@ -57,12 +57,31 @@ def parse_noise(spec: str) -> tuple[str, float]:
 KNOWN_T = "@known_t"
 
 
+def split_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """A method spec's ``:key=value`` tail, the ``method.params`` it sets (values parsed as YAML):
+    ``"promix:networks=1"`` -> ``("promix", {"networks": 1})``; ``"dividemix"`` -> ``("dividemix", {})``.
+
+    Raises:
+        ValueError: a part of the tail that is not ``key=value``.
+    """
+    name, *pairs = spec.split(":")
+    params = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise ValueError(f"method spec {spec!r}: {pair!r} is not key=value (e.g. promix:networks=1)")
+        params[key] = config_mod.yaml_load(value)
+    return name, params
+
+
 def parse_method(spec: str) -> tuple[str, str | None]:
     """``"standard+gce"`` -> ``("standard", "gce")``; ``"dividemix"`` -> ``("dividemix", None)``;
-    ``"forward_correction@known_t"`` -> ``("forward_correction", None)``."""
+    ``"forward_correction@known_t"`` -> ``("forward_correction", None)``; a ``:key=value`` tail
+    (:func:`split_spec`) is checked and left out."""
     import robust_paddle.losses  # noqa: F401  (registers LOSSES)
     import robust_paddle.methods  # noqa: F401
 
+    spec = split_spec(spec)[0]
     name, _, loss = spec.removesuffix(KNOWN_T).partition("+")
     if spec.endswith(KNOWN_T) and name in METHODS and "transition" not in accepted_kwargs(METHODS.get(name))[0]:
         raise ValueError(f"method spec {spec!r}: {KNOWN_T} needs a method with a 'transition' parameter")
@@ -123,8 +142,11 @@ def true_transition(noise_spec: str, *, num_classes: int, dataset: str) -> list[
 
 def run_overrides(method_spec: str, noise_spec: str, *, dataset: str, seed: int, epochs: int,
                   num_classes: int = 10) -> dict[str, Any]:
-    """Dotted overrides for one benchmark run (applied on top of the base config)."""
+    """Dotted overrides for one benchmark run (applied on top of the base config); a spec's ``:key=value`` tail
+    (:func:`split_spec`) overrides the preset's ``method.params``."""
     method, loss = parse_method(method_spec)
+    explicit = split_spec(method_spec)[1]
+    method_spec = split_spec(method_spec)[0]
     kind, rate = parse_noise(noise_spec)
     values: dict[str, Any] = {"seed": seed, "train.epochs": epochs, "data.noise.kind": kind,
                               "data.noise.rate": rate, "data.noise.seed": None, "method.name": method,
@@ -145,7 +167,7 @@ def run_overrides(method_spec: str, noise_spec: str, *, dataset: str, seed: int,
         params["lambda_u"] = 0.0  # DivideMix's preset below 30% symmetric noise (Li et al. 2020, Table 7)
     if method_spec.endswith(KNOWN_T):
         params["transition"] = true_transition(noise_spec, num_classes=num_classes, dataset=dataset)
-    values["method.params"] = params
+    values["method.params"] = {**params, **explicit}
     return values
 
 

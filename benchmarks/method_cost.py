@@ -64,34 +64,52 @@ RECORDED_X_CE = {"co_teaching": 1.91, "co_teaching_plus": 1.85, "jocor": 1.97, "
 PER_DIVIDEMIX = ("promix", "sop")  # issue 20: <= 1.2x a dividemix epoch
 
 
-def split_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """``"promix:networks=1"`` -> ``("promix", {"networks": 1})`` (values parsed as YAML)."""
-    from robust_paddle.config import yaml_load
+def build_timed(base: Any, spec: str, *, noise: str, epochs: int, workdir: str, dataset: str) -> tuple[Any, Any]:
+    """The run of ``spec`` (its shipped preset, ``TIMING``) with an epoch timer hook: ``(run, timer)``."""
+    from robust_paddle.pipeline.build import build_run
 
-    name, *pairs = spec.split(":")
-    params = {}
-    for pair in pairs:
-        key, eq, value = pair.partition("=")
-        if not eq or not key:
-            raise ValueError(f"method spec {spec!r}: {pair!r} is not key=value (e.g. promix:networks=1)")
-        params[key] = yaml_load(value)
-    return name, params
+    values = {**C.run_overrides(spec, noise, dataset=dataset, seed=0, epochs=epochs), **TIMING}
+    cfg = C.build_cfg(base, values, os.path.join(workdir, spec.replace("+", "_").replace(":", "_").replace("=", "")))
+    timer = C.epoch_timer()
+    return build_run(cfg, output_dir=cfg.output_dir, hooks=[timer]), timer
 
 
 def time_method(base: Any, spec: str, *, noise: str, epochs: int, workdir: str, dataset: str) -> dict[str, Any]:
     """Train ``spec`` once; per-epoch rows plus the main-phase medians."""
     import paddle
 
-    from robust_paddle.pipeline.build import build_run
-
-    name, params = split_spec(spec)
-    values = {**C.run_overrides(name, noise, dataset=dataset, seed=0, epochs=epochs), **TIMING}
-    values["method.params"] = {**values.get("method.params", {}), **params}
-    cfg = C.build_cfg(base, values, os.path.join(workdir, spec.replace("+", "_").replace(":", "_").replace("=", "")))
-    timer = C.epoch_timer()
     with paddle.utils.unique_name.guard():
-        run = build_run(cfg, output_dir=cfg.output_dir, hooks=[timer])
+        run, timer = build_timed(base, spec, noise=noise, epochs=epochs, workdir=workdir, dataset=dataset)
         run.trainer.fit()
+    return timed_result(spec, run, timer, epochs)
+
+
+def time_interleaved(base: Any, specs: list[str], *, noise: str, epochs: int, workdir: str, dataset: str,
+                     first: int = 0) -> list[dict[str, Any]]:
+    """``--interleave``: every spec's run in this one process, trained epoch by epoch in turns
+    (``Trainer.fit_epochs``; the order rotates by one each epoch, starting at ``first``): epoch ``e`` of every
+    method runs within seconds of the others' in the same process, so a whole process's speed (which swings by up to
+    ~30 % between processes on this VM) is shared and their ratio measures the code."""
+    import paddle
+
+    runs = []
+    for spec in specs:
+        with paddle.utils.unique_name.guard():
+            runs.append(build_timed(base, spec, noise=noise, epochs=epochs, workdir=workdir, dataset=dataset))
+    gens = [run.trainer.fit_epochs() for run, _ in runs]
+    live = list(range(len(specs)))
+    for e in range(epochs):
+        k = (first + e) % len(live) if live else 0
+        for i in live[k:] + live[:k]:
+            if next(gens[i], None) is None:
+                live.remove(i)
+    for g in gens:
+        g.close()
+    return [timed_result(spec, run, timer, epochs) for spec, (run, timer) in zip(specs, runs)]
+
+
+def timed_result(spec: str, run: Any, timer: Any, epochs: int) -> dict[str, Any]:
+    """Per-epoch rows of a timed run plus its main-phase (and warm-up) medians."""
     warmup = int(getattr(run.method, "warmup_epochs", 0) or 0)
     history = {int(r["epoch"]): r for r in run.trainer.history}
     rows = [{**r, **{k: history.get(r["epoch"], {}).get(f"time/{k}") for k in ("gmm_s", "divide_s")}}
@@ -135,25 +153,67 @@ def summarize(runs: list[dict[str, Any]], methods: list[str]) -> list[dict[str, 
     return table
 
 
+def paired_ratios(runs: list[dict[str, Any]], table: list[dict[str, Any]]) -> None:
+    """``--interleave``: ratios of epochs run seconds apart, added to ``table``'s rows. For every round and epoch
+    ``e``, method epoch ``e`` over the reference's epoch ``e`` (trained just before or after it in the same
+    process); the medians over all (round, epoch) pairs: ``paired_x_ce`` and ``paired_x_dm`` (main-phase epochs,
+    ``epoch_s``), ``paired_warmup`` / ``paired_warmup_cpu`` (warm-up epochs after the first, ``train_s`` over twice
+    CE's), each with its quartiles (``*_iqr``). Per-round medians of separate runs mix the VM's slow and fast
+    stretches; pairs do not."""
+    def epochs_of(method: str, rnd: int) -> tuple[dict[int, dict[str, float]], int] | None:
+        r = next((r for r in runs if r["method"] == method and r["round"] == rnd), None)
+        return None if r is None else ({row["epoch"]: row for row in r["epochs"]}, r["warmup_epochs"])
+
+    def summary(vals: list[float]) -> tuple[float | None, list[float] | None]:
+        if not vals:
+            return None, None
+        return statistics.median(vals), (statistics.quantiles(vals, n=4) if len(vals) > 1 else [vals[0]] * 3)
+
+    rounds = sorted({r["round"] for r in runs})
+    for row in table:
+        m, vals = row["method"], {"x_ce": [], "x_dm": [], "warmup": [], "warmup_cpu": []}
+        for rnd in rounds:
+            mine, ce, dm = epochs_of(m, rnd), epochs_of("standard+ce", rnd), epochs_of("dividemix", rnd)
+            if mine is None:
+                continue
+            rows, warmup = mine
+            for e, r in rows.items():
+                if e <= 1:
+                    continue
+                for key, ref in (("x_ce", ce), ("x_dm", dm)):
+                    if e > warmup and ref is not None and e in ref[0] and e > max(ref[1], 1):
+                        vals[key].append(r["epoch_s"] / ref[0][e]["epoch_s"])
+                if e <= warmup and ce is not None and e in ce[0]:
+                    vals["warmup"].append(r["train_s"] / (2 * ce[0][e]["train_s"]))
+                    vals["warmup_cpu"].append(r["train_cpu_s"] / (2 * ce[0][e]["train_cpu_s"]))
+        for key, v in vals.items():
+            row[f"paired_{key}"], row[f"paired_{key}_iqr"] = summary(v)
+            row[f"paired_{key}_n"] = len(v)
+
+
 def check_targets(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     ce = next((r for r in table if r["method"] == "standard+ce"), None)
     for row in table:
-        if row["method"] in CO_TEACHING and row["x_ce"] is not None:
-            out.append({"target": f"{row['method']} epoch <= 2.1x a standard CE epoch", "value": row["x_ce"],
-                        "pass": row["x_ce"] <= 2.1})
-        if row["method"] in RECORDED_X_CE and row["x_ce"] is not None:
+        x_ce = row.get("paired_x_ce") or row["x_ce"]  # --interleave: the paired-epoch medians
+        x_dm = row.get("paired_x_dm") or row["x_dm"]
+        if row["method"] in CO_TEACHING and x_ce is not None:
+            out.append({"target": f"{row['method']} epoch <= 2.1x a standard CE epoch", "value": x_ce,
+                        "pass": x_ce <= 2.1})
+        if row["method"] in RECORDED_X_CE and x_ce is not None:
             was = RECORDED_X_CE[row["method"]]
             out.append({"target": f"{row['method']} x CE no worse than the recorded {was:.2f} (+5%)",
-                        "value": row["x_ce"], "pass": row["x_ce"] <= was * 1.05})
-        if split_spec(row["method"])[0] == "dividemix" and row["warmup_s"] is not None and ce is not None:
+                        "value": x_ce, "pass": x_ce <= was * 1.05})
+        if C.split_spec(row["method"])[0] == "dividemix" and row["warmup_s"] is not None and ce is not None:
             for key, ref, what in (("warmup_s", "train_s", "wall"), ("warmup_cpu_s", "train_cpu_s", "CPU")):
-                ratio = row[key] / (2 * ce[ref])
+                paired = row.get("paired_warmup" if what == "wall" else "paired_warmup_cpu")
+                ratio = paired if paired is not None else row[key] / (2 * ce[ref])
                 out.append({"target": f"{row['method']} warm-up epoch <= a two-network CE epoch (2x standard CE, "
-                                      f"{what} s)", "value": ratio, "pass": ratio <= 1.0})
-        if split_spec(row["method"])[0] in PER_DIVIDEMIX and row["x_dm"] is not None:
-            out.append({"target": f"{row['method']} epoch <= 1.2x a dividemix epoch", "value": row["x_dm"],
-                        "pass": row["x_dm"] <= 1.2})
+                                      f"{what} s{', paired epochs' if paired is not None else ''})", "value": ratio,
+                            "pass": ratio <= 1.0})
+        if C.split_spec(row["method"])[0] in PER_DIVIDEMIX and x_dm is not None:
+            out.append({"target": f"{row['method']} epoch <= 1.2x a dividemix epoch", "value": x_dm,
+                        "pass": x_dm <= 1.2})
         if row["method"] in DIVIDERS and row["gmm_s_share"] is not None:
             out.append({"target": f"{row['method']}: GMM step <= 5% of an epoch", "value": row["gmm_s_share"],
                         "pass": row["gmm_s_share"] <= 0.05})
@@ -171,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="time each method on commit REF and on this tree, alternating subprocesses, and print "
                         "seconds per epoch old vs new (default methods: those of the 2026-11-22 table; see "
                         "benchmarks/against.py)")
+    p.add_argument("--interleave", action="store_true",
+                   help="train the methods' runs in this one process, epoch by epoch in turns (Trainer.fit_epochs), "
+                        "instead of one whole run after another")
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error(f"--rounds: must be >= 1, got {args.rounds}")
@@ -179,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     methods = C.split_list(args.methods) if args.methods else \
         ["standard+ce"] + [m for m in C.default_methods() if not m.startswith("standard+")]
     try:
-        specs = [split_spec(m)[0] for m in methods]
+        specs = [C.split_spec(m)[0] for m in methods]
     except ValueError as e:
         p.error(f"--methods: {e}")
     base, _, noises, out, _ = C.start(args, name="method_cost", methods=specs, resumable=lambda d: [])
@@ -188,13 +251,17 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or tempfile.mkdtemp(prefix="method_cost_")
     runs, load_before = [], C.uptime()
     for rnd in range(args.rounds):
-        for m in methods:
-            r = time_method(base, m, noise=noises[0], epochs=args.epochs, workdir=os.path.join(workdir, f"r{rnd}"),
-                            dataset=base.data.name)
+        where = dict(noise=noises[0], epochs=args.epochs, workdir=os.path.join(workdir, f"r{rnd}"),
+                     dataset=base.data.name)
+        done = time_interleaved(base, methods, first=rnd, **where) if args.interleave else \
+            (time_method(base, m, **where) for m in methods)
+        for m, r in zip(methods, done):
             runs.append({**r, "round": rnd})
             print(f"[round {rnd + 1}/{args.rounds}] {m:<20} epoch {r['epoch_s']:.3f} s", flush=True)
     load_after = C.uptime()
     table = summarize(runs, methods)
+    if args.interleave:
+        paired_ratios(runs, table)
     targets = check_targets(table)
 
     def pct(v: float | None) -> str:
@@ -214,11 +281,20 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['cpu_s']:>7.3f} {num(row['x_ce'], 2):>6} {num(row['x_dm'], 2):>6} {num(row['warmup_s']):>9} "
               f"{num(row['warmup_cpu_s']):>13} {num(row['first_division_s']):>14} {pct(row['gmm_s_share']):>6} "
               f"{pct(row['divide_s_share']):>10}")
+    if args.interleave:
+        print("\npaired epochs (--interleave: each epoch over the reference's same epoch of the same round), median "
+              "[quartiles] (pairs)")
+        for row in table:
+            cells = [f"{label} {num(row[f'paired_{key}'])} [{', '.join(num(q) for q in row[f'paired_{key}_iqr'])}] "
+                     f"({row[f'paired_{key}_n']})"
+                     for key, label in (("x_ce", "x CE"), ("x_dm", "x DM"), ("warmup", "warm-up / 2 CE"),
+                                        ("warmup_cpu", "CPU")) if row[f"paired_{key}"] is not None]
+            print(f"{row['method']:<{width}} {'; '.join(cells) or '-'}")
     print(f"\nuptime before: {load_before}\nuptime after:  {load_after}\n")
     for t in targets:
         print(f"{'PASS' if t['pass'] else 'FAIL'}  {t['target']}  ({t['value']:.3f})")
     C.save_json(out, {"meta": {"dataset": base.data.name, "noise": noises[0], "epochs": args.epochs,
-                               "rounds": args.rounds, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+                               "rounds": args.rounds, "interleave": args.interleave, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                                "uptime_before": load_before, "uptime_after": load_after,
                                "environment": C.environment()},
                       "runs": runs, "table": table, "targets": targets})

@@ -134,6 +134,15 @@ class Trainer(TrainerLog, TrainSetPass):
     # ---------------------------------------------------------------------------------------- loop
     def fit(self) -> dict[str, Any]:
         """Train to ``cfg.train.epochs`` (or early stop); returns :meth:`metrics_summary`."""
+        for _ in self.fit_epochs():
+            pass
+        return self.metrics_summary()
+
+    def fit_epochs(self) -> Iterator[int]:
+        """:meth:`fit` one epoch at a time: a generator that yields each finished epoch (0-based), after its
+        ``after_epoch`` hooks; exhausting it is :meth:`fit`. Benchmarks drive several runs this way, epoch by
+        epoch in one process, to time them side by side. Closing it early stops training without the
+        ``after_train`` hooks (files already written stay complete)."""
         epochs = self.cfg.train.epochs
         self._fitting = True
         try:
@@ -155,11 +164,16 @@ class Trainer(TrainerLog, TrainSetPass):
                 self.check_weights()  # before after_epoch: no division, evaluation or checkpoint of bad weights
                 self.method.after_epoch(self)
                 self._call("after_epoch")
+                yield epoch
                 if self.stop_training:
                     break
             self._files_async = False
             self._files.flush()  # every epoch's files are on disk for the after_train hooks
             self._call("after_train")
+        except GeneratorExit:  # closed early by the caller: not an error
+            self._files_async = False
+            self._files.flush()
+            raise
         except BaseException as exc:
             self._files_async = False
             with contextlib.suppress(Exception):  # the last good epoch's files complete; exc is the error shown
@@ -171,7 +185,6 @@ class Trainer(TrainerLog, TrainSetPass):
         finally:
             self._fitting = self._files_async = False
             self._files.close()
-        return self.metrics_summary()
 
     def _train_epoch(self) -> None:
         tc = self.cfg.train

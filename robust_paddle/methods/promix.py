@@ -16,6 +16,8 @@ forward of a view serves both heads). After a CE warm-up (``warmup_epochs``), pe
 * Primary head on ``D_l``, logit-adjusted by ``debias_output * log pi`` (``pi`` a moving average of the
   predictions on ``D_l``, momentum ``bias_momentum``): CE on the weak view + ``w`` x (CE on the strong view +
   mixup CE, ``Beta(alpha, alpha)``, ``lam = max(lam, 1 - lam)``); ``w`` ramps 0 -> 1 over ``rampup_epochs``.
+  The reference draws a separate mixup batch for each head (``mixup_draws: 2``); ``mixup_draws: 1`` lets both
+  heads classify one draw, which saves a backbone forward and backward per network and step.
 * Pseudo head: the same three terms on ``D_l`` plus ``beta`` x CE of both views of ``D_u`` (adjusted by
   ``pi_u``, the average on ``D_u``) against ``sharpen(softmax(z - debias_pl * log pi_u), T)`` of the primary
   head's weak-view logits. ``beta = 0.1 * epoch / (2 * rampup_epochs)``, and 0 from ``2 * rampup_epochs`` on
@@ -116,6 +118,9 @@ class ProMixMethod(Method):
         class_balance: 1 (the paper) keeps CSS's per-class quota; 0 selects the same number of smallest losses over
             the whole set (no class balance); in between interpolates the per-class counts
             (:func:`~robust_paddle.methods.selection.class_wise_small_loss`).
+        mixup_draws: 2 (the reference) draws a mixup (and FMix) batch for each head; 1 draws one that both heads
+            classify: one backbone forward and backward fewer per network (the same expected loss; the heads' mixup
+            terms are no longer independent draws).
 
     Raises:
         ConfigError: a parameter outside its range, or a model without features and classifier.
@@ -147,12 +152,14 @@ class ProMixMethod(Method):
         lga_threshold: float = param(0.9, min=0.0, max=1.0, doc="LGA: fill the clean rows of a batch up to this share")
         class_balance: float = param(1.0, min=0.0, max=1.0, doc="CSS per-class quota (UNICON's uniform selection): 1 = "
                                      "the paper's, 0 = global small-loss selection of the same size")
+        mixup_draws: int = param(2, min=1, max=2, doc="mixup (and FMix) batches per network and step: 2 (the reference: "
+                                 "one per head) or 1 (both heads on one draw: one backbone forward fewer)")
 
     def __init__(self, ctx: MethodContext, *, warmup_epochs: int = 10, rampup_epochs: int = 50,
                  rho_start: float = 0.2, rho_end: float = 0.6, tau: float = 0.99, T: float = 0.5, alpha: float = 4.0,
                  debias_output: float = 0.8, debias_pl: float = 0.8, bias_momentum: float = 0.9999,
                  noise_mode: str = "sym", networks: int = 2, fmix: bool = False, lga_epochs: float = 0,
-                 lga_threshold: float = 0.9, class_balance: float = 1.0) -> None:
+                 lga_threshold: float = 0.9, class_balance: float = 1.0, mixup_draws: int = 2) -> None:
         super().__init__(ctx)
         # checked by the registry against Params; epoch counts resolve against train.epochs here
         self.warmup_epochs = epoch_param(ctx, warmup_epochs, "warmup_epochs")
@@ -165,6 +172,7 @@ class ProMixMethod(Method):
         self.bias_momentum, self.noise_mode = float(bias_momentum), noise_mode
         n = int(networks)
         self.fmix, self.lga_threshold, self.class_balance = bool(fmix), float(lga_threshold), float(class_balance)
+        self.mixup_draws = int(mixup_draws)
         self.lga_epochs = epoch_param(ctx, lga_epochs, "lga_epochs")
         if self.lga_epochs and n < 2:
             raise ConfigError(f"method.params.lga_epochs={lga_epochs:g}: label guessing by agreement needs two networks "
@@ -333,21 +341,12 @@ class ProMixMethod(Method):
                                                       for z in (out_w, ph_w, out_s, ph_s))
         if chosen.size > 1:
             x_c = pick(x, chosen)
-            for h, classify in enumerate((net.classifier, head)):  # the reference draws anew for each head
-                lam, perm = mix_lambda(self.alpha, rng), rng.permutation(chosen.size)
-                if x_c.dtype in (paddle.int64, paddle.int32):  # token ids: mix the features (senMixup)
-                    feats, t_mix = mixup(net.forward_features(x_c), y_c, lam=lam, perm=perm)
-                else:
-                    x_mix, t_mix = mixup(x_c, y_c, lam=lam, perm=perm)
-                    feats = net.forward_features(x_mix)
+            for h, classify in enumerate((net.classifier, head)):
+                if h == 0 or self.mixup_draws == 2:  # the reference draws anew for each head (mixup_draws: 2)
+                    feats, t_mix, feats_f, t_f = self._mixed_features(net, x_c, y_c, rng)
                 mixed["mixup"][h] = _ce(classify(feats).astype("float32") + a_out * log_pi, t_mix)
-                if self.fmix:  # FMix: a low-frequency binary mask picks each pixel from the row or its partner
-                    lam_f, mask = fmix_mask(rng, x_c.shape[-2:])
-                    perm_f = paddle.to_tensor(rng.permutation(chosen.size), dtype="int64")
-                    m = paddle.to_tensor(mask)
-                    x_f = m * x_c + (1 - m) * paddle.gather(x_c, perm_f)
-                    t_f = lam_f * y_c + (1 - lam_f) * paddle.gather(y_c, perm_f)
-                    mixed["fmix"][h] = _ce(classify(net.forward_features(x_f)).astype("float32") + a_out * log_pi, t_f)
+                if self.fmix:
+                    mixed["fmix"][h] = _ce(classify(feats_f).astype("float32") + a_out * log_pi, t_f)
         (loss_mix, loss_mix_ph), (loss_fmix, loss_fmix_ph) = mixed["mixup"], mixed["fmix"]
         loss = loss_net + w * (loss_cr + loss_mix + loss_fmix) + loss_ph + w * (loss_cr_ph + loss_mix_ph + loss_fmix_ph)
         terms = {"ce": loss_net, "consistency": loss_cr, "mixup": loss_mix, "ph_ce": loss_ph,
@@ -361,6 +360,27 @@ class ProMixMethod(Method):
             loss = loss + beta * unrel
             terms["ph_unlabeled"] = unrel
         return loss, terms
+
+    def _mixed_features(self, net: paddle.nn.Layer, x_c: paddle.Tensor, y_c: paddle.Tensor,
+                        rng: np.random.Generator) -> tuple[paddle.Tensor, paddle.Tensor, Any, Any]:
+        """One mixup draw of the clean rows ``x_c`` [M, ...] with targets ``y_c`` [M, C]: the features of the mixed
+        batch [M, D] and its targets, then the FMix batch's features and targets (None without ``fmix``). Token ids
+        (text) mix the features instead of the inputs (senMixup; FMix is refused for them)."""
+        lam, perm = mix_lambda(self.alpha, rng), rng.permutation(x_c.shape[0])
+        if x_c.dtype in (paddle.int64, paddle.int32):
+            feats, t_mix = mixup(net.forward_features(x_c), y_c, lam=lam, perm=perm)
+        else:
+            x_mix, t_mix = mixup(x_c, y_c, lam=lam, perm=perm)
+            feats = net.forward_features(x_mix)
+        if not self.fmix:
+            return feats, t_mix, None, None
+        # FMix: a low-frequency binary mask picks each pixel from the row or its partner
+        lam_f, mask = fmix_mask(rng, x_c.shape[-2:])
+        perm_f = paddle.to_tensor(rng.permutation(x_c.shape[0]), dtype="int64")
+        m = paddle.to_tensor(mask)
+        x_f = m * x_c + (1 - m) * paddle.gather(x_c, perm_f)
+        t_f = lam_f * y_c + (1 - lam_f) * paddle.gather(y_c, perm_f)
+        return feats, t_mix, net.forward_features(x_f), t_f
 
     def _update_pi(self, sums: np.ndarray) -> None:
         """``pi <- m pi + (1 - m) mean(px)`` over the rows of ``D_l`` (pi_k) and ``D_u`` (pi_k_u) of every network

@@ -191,3 +191,56 @@ def test_amp_on_gpu_trains_with_grad_scaler(tmp_path, level):
     assert summary["final"]["test/acc"] > 0.3
     state = load_checkpoint(str(tmp_path / "run" / "checkpoints" / "latest.pdckpt"))
     assert state["scaler"] and state["scaler"]["scale"] > 0
+
+
+def _weights(run):
+    return {f"{n}.{k}": v.numpy().copy() for n, net in run.method.networks.items()
+            for k, v in net.state_dict().items()}
+
+
+def test_fit_epochs_interleaved_equals_each_run_fitted_alone(tmp_path):
+    """Two runs driven epoch by epoch in turns (Trainer.fit_epochs, as benchmarks/method_cost.py --interleave does)
+    end with the same weights and history as each fitted alone: every epoch reseeds, so nothing leaks between them."""
+    from robust_paddle.pipeline.hooks import build_hooks
+
+    def build(name, *extra):
+        cfg = cfg_for(tmp_path / name, "train.epochs=3", *extra)
+        with paddle.utils.unique_name.guard():
+            return build_run(cfg, output_dir=cfg.output_dir, hooks=build_hooks(cfg.train))
+
+    alone = [build("a1"), build("b1", "method.name=co_teaching")]
+    for run in alone:
+        run.trainer.fit()
+    pair = [build("a2"), build("b2", "method.name=co_teaching")]
+    gens = [run.trainer.fit_epochs() for run in pair]
+    seen = [[next(g) for g in gens] for _ in range(3)]
+    assert seen == [[0, 0], [1, 1], [2, 2]]
+    assert [next(g, "done") for g in gens] == ["done", "done"]  # then after_train, and the generators end
+    for solo, turn in zip(alone, pair):
+        a, b = _weights(solo), _weights(turn)
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+        scalars = [[{k: v for k, v in h.items() if not k.startswith("time/")} for h in r.trainer.history]
+                   for r in (solo, turn)]
+        assert scalars[0] == scalars[1] and "val/acc" in scalars[0][-1]
+    assert os.path.isfile(os.path.join(pair[0].trainer.cfg.output_dir, "metrics.json"))
+
+
+def test_fit_epochs_closed_early_stops_without_after_train(tmp_path):
+    from robust_paddle.engine.contract import Hook
+
+    calls = []
+
+    class Spy(Hook):
+        def after_train(self, trainer):
+            calls.append("after_train")
+
+    cfg = cfg_for(tmp_path, "train.epochs=3")
+    run = build_run(cfg, output_dir=cfg.output_dir, hooks=[Spy()])
+    gen = run.trainer.fit_epochs()
+    assert next(gen) == 0
+    gen.close()
+    assert calls == [] and len(run.trainer.history) == 1 and not run.trainer._fitting
+    with pytest.raises(StopIteration):
+        next(gen)

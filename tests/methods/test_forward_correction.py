@@ -11,6 +11,7 @@ from method_helpers import assert_same_final, build_method, softmax, toy_context
 from robust_paddle import config as C
 from robust_paddle.data.noise import apply_transition, pair_matrix, realised_matrix, symmetric_matrix
 from robust_paddle.engine.checkpoint import load_checkpoint
+from robust_paddle.errors import ConfigError
 from robust_paddle.methods.forward_correction import (
     ForwardCorrectionMethod,
     anchor_transition,
@@ -322,3 +323,17 @@ def test_anchor_filter_matches_the_reference_and_survives_tied_top_values():
     sat[np.arange(60), labels] = 0.98
     t = anchor_transition(sat, quantile=0.97)
     np.testing.assert_allclose(t[:2], sat[[0, 30]])
+
+
+@pytest.mark.parametrize("epochs,done,expected", [(20, 5, False), (2, 1, True), (6, 2, False), (6, 3, True),
+                                                  (3, 1, False)])
+def test_auto_restarts_the_schedule_only_after_a_warm_up_of_half_the_run_or_more(epochs, done, expected):
+    cfg = C.load(os.path.join(CONFIGS, "forward_correction", "digits.yaml"), [f"train.epochs={epochs}"])
+    ctx = toy_context([0, 1, 2, 0], dim=D, classes=K, seed=3, overrides=[f"train.epochs={epochs}"])
+    m = build_method(ForwardCorrectionMethod, ctx, **{**cfg.method.params, "warmup_epochs": 1})
+    assert m.restart_schedule == "auto" and m.restarts_schedule(done) is expected
+    for fixed in (True, False):
+        m.restart_schedule = fixed
+        assert m.restarts_schedule(done) is fixed
+    with pytest.raises(ConfigError, match=r"method.params.restart_schedule"):
+        build_method(ForwardCorrectionMethod, ctx, restart_schedule="sometimes")

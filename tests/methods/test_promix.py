@@ -127,15 +127,18 @@ def np_promix(m, x, xs, y, idx, pi0, epoch, batch=0, *, lga=False):
         loss_k = sum(np_soft_ce(z[c] + a_out * lp, target[c]) for z in (out_w[k], ph_w))
         loss_k += w * sum(np_soft_ce(z[c] + a_out * lp, target[c]) for z in (out_s, ph_s))
         r = np.random.default_rng([0, epoch, batch, k])
-        for head in ((cw, cb), (hw, hb)):
-            lam, perm = mix_lambda(m.alpha, r), r.permutation(c.size)
-            xm = lam * x[c] + (1 - lam) * x[c][perm]
-            tm = lam * target[c] + (1 - lam) * target[c][perm]
+        for h, head in enumerate(((cw, cb), (hw, hb))):
+            if h == 0 or m.mixup_draws == 2:  # mixup_draws 1: the pseudo head classifies the primary head's draw
+                lam, perm = mix_lambda(m.alpha, r), r.permutation(c.size)
+                xm = lam * x[c] + (1 - lam) * x[c][perm]
+                tm = lam * target[c] + (1 - lam) * target[c][perm]
+                if m.fmix:
+                    lam_f, mask = fmix_mask(r, x.shape[-2:])
+                    pf = r.permutation(c.size)
+                    xf = mask * x[c] + (1 - mask) * x[c][pf]
             loss_k += w * np_soft_ce(feat(xm) @ head[0] + head[1] + a_out * lp, tm)
             if m.fmix:  # reference: fmix_loss = lam CE(z, y) + (1 - lam) CE(z, y[perm]) on the masked mix
-                lam_f, mask = fmix_mask(r, x.shape[-2:])
-                pf = r.permutation(c.size)
-                zf = feat(mask * x[c] + (1 - mask) * x[c][pf]) @ head[0] + head[1] + a_out * lp
+                zf = feat(xf) @ head[0] + head[1] + a_out * lp
                 loss_k += w * (lam_f * np_soft_ce(zf, target[c]) + (1 - lam_f) * np_soft_ce(zf, target[c][pf]))
         t = softmax(out_w[k] - m.debias_pl * lpu) ** (1 / m.T)
         t /= t.sum(1, keepdims=True)
@@ -160,9 +163,9 @@ def promix_case(networks=2, seed=0, shape=(4,), **params):
     return m, x, xs, y, idx
 
 
-@pytest.mark.parametrize("networks", [2, 1])
-def test_loss_and_pi_match_numpy(networks):
-    m, x, xs, y, idx = promix_case(networks)
+@pytest.mark.parametrize("networks,draws", [(2, 2), (1, 2), (2, 1), (1, 1)])
+def test_loss_and_pi_match_numpy(networks, draws):
+    m, x, xs, y, idx = promix_case(networks, mixup_draws=draws)
     pi0 = m.pi.copy()
     epoch = 2  # w = 0.5, beta = 0.1 * 2 / 8
     ref, pi, _ = np_promix(m, x, xs, y, idx, pi0, epoch)
@@ -214,8 +217,9 @@ def test_label_guessing_by_agreement_hand_case():
     assert got[0].tolist() == [0, 1, 0, 0, 1]  # mean top probability 0.999 (row 4), 0.9955 (row 1) > 0.9925 (3)
 
 
-def test_fmix_and_label_guessing_terms_match_numpy():
-    m, x, xs, y, idx = promix_case(shape=(1, 2, 2), fmix=True, lga_epochs=2, lga_threshold=0.9)
+@pytest.mark.parametrize("draws", [2, 1])
+def test_fmix_and_label_guessing_terms_match_numpy(draws):
+    m, x, xs, y, idx = promix_case(shape=(1, 2, 2), fmix=True, lga_epochs=2, lga_threshold=0.9, mixup_draws=draws)
     m.selections = [np.array([1, 1, 0, 0, 0, 0], bool), np.array([0, 0, 1, 1, 0, 0], bool)]
     for net in m.networks.values():  # both networks agree: class 2 where pixel [0, 0] > 0, else class 0
         net.body.weight.set_value(np.eye(4, 5, dtype=np.float32))
@@ -283,6 +287,27 @@ def test_without_a_strong_view_one_forward_serves_both_views_with_the_same_loss_
     for a, b in zip(g1, g2):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
     assert (n1, n2) == (8, 6)  # per network: weak + strong + 2 mixup forwards, then weak + 2 mixup
+
+
+def test_one_mixup_draw_saves_a_backbone_forward_per_network_and_matches_numpy():
+    """mixup_draws: 1 -- both heads classify one mixed batch: one forward fewer per network than the reference's two
+    draws, a different loss (the draws really differ), and the NumPy reference of that loss."""
+    losses, calls = {}, {}
+    for draws in (2, 1):
+        m, x, _, y, idx = promix_case(mixup_draws=draws)
+        ref, _, _ = np_promix(m, x, x, y, idx, m.pi.copy(), 2)
+        seen = []
+        hooks = [net.body.register_forward_post_hook(lambda *a, seen=seen: seen.append(1))
+                 for net in m.networks.values()]
+        loss, _ = m.train_step(tuple(paddle.to_tensor(a) for a in (x, y, idx)), epoch=2, step=0)
+        for h in hooks:
+            h.remove()
+        assert float(loss) == pytest.approx(ref, rel=1e-4)
+        losses[draws], calls[draws] = float(loss), len(seen)
+    assert calls == {2: 6, 1: 4}  # per network: weak + 2 mixups, or weak + 1 mixup
+    assert losses[1] != pytest.approx(losses[2], rel=1e-3)
+    with pytest.raises(ConfigError, match=r"method.params.mixup_draws: 3 is out of range"):
+        make(np.zeros(4, dtype=np.int64), mixup_draws=3)
 
 
 class DropNet(FeatNet):

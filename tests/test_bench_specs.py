@@ -1,0 +1,71 @@
+"""benchmarks/common.py method specs with a ``:key=value`` tail, and method_cost.py's in-process interleaving."""
+
+import os
+
+import pytest
+
+from benchmarks import common as C
+from benchmarks import method_cost
+
+
+def test_split_spec_parses_yaml_values_and_refuses_a_part_without_equals():
+    assert C.split_spec("promix:networks=1:tau=0.9:fmix=true") == ("promix", {"networks": 1, "tau": 0.9, "fmix": True})
+    assert C.split_spec("standard+gce") == ("standard+gce", {})
+    with pytest.raises(ValueError, match=r"method spec 'promix:networks': 'networks' is not key=value"):
+        C.split_spec("promix:networks")
+    assert C.parse_method("promix:networks=1") == ("promix", None)
+    with pytest.raises(ValueError, match=r"unknown method 'promixx'"):
+        C.parse_method("promixx:networks=1")
+
+
+def test_a_spec_tail_overrides_the_presets_params_and_nothing_else():
+    plain = C.run_overrides("promix", "sym40", dataset="digits", seed=0, epochs=5)
+    tuned = C.run_overrides("promix:networks=1:tau=0.95", "sym40", dataset="digits", seed=0, epochs=5)
+    assert plain["method.params"]["tau"] == 0.99 and "networks" not in plain["method.params"]
+    assert tuned["method.params"] == {**plain["method.params"], "networks": 1, "tau": 0.95}
+    assert {k: v for k, v in tuned.items() if k != "method.params"} == \
+        {k: v for k, v in plain.items() if k != "method.params"}
+    # the benchmark's own per-noise setting is overridable too
+    assert C.run_overrides("dividemix:noise_mode=sym", "pair45", dataset="digits", seed=0,
+                           epochs=5)["method.params"]["noise_mode"] == "sym"
+
+
+def test_interleaved_timing_trains_every_method_every_epoch(tmp_path):
+    base = C.config_mod.load(os.path.join(C.ROOT, "configs", "_base_", "digits.yaml"),
+                             ["data.subset=200", "data.batch_size=50", "model.name=mlp"])
+    out = method_cost.time_interleaved(base, ["standard+ce", "promix:networks=1:warmup_epochs=1"], noise="sym40",
+                                       epochs=4, workdir=str(tmp_path), dataset="digits", first=1)
+    assert [r["method"] for r in out] == ["standard+ce", "promix:networks=1:warmup_epochs=1"]
+    for r in out:
+        assert [row["epoch"] for row in r["epochs"]] == [1, 2, 3, 4]
+        assert all(row["train_s"] > 0 and row["epoch_s"] >= row["train_s"] for row in r["epochs"])
+    assert out[1]["warmup_epochs"] == 1
+
+
+def _run(method, rnd, warmup, epoch_s, train_s=None):
+    train_s = train_s or epoch_s
+    return {"method": method, "round": rnd, "warmup_epochs": warmup,
+            "epochs": [{"epoch": e + 1, "epoch_s": a, "train_s": b, "train_cpu_s": b, "cpu_s": a}
+                       for e, (a, b) in enumerate(zip(epoch_s, train_s))]}
+
+
+def test_paired_ratios_divide_each_epoch_by_the_references_same_epoch():
+    runs = [_run("standard+ce", 0, 0, [9.0, 1.0, 2.0, 1.0]),
+            _run("dividemix", 0, 2, [9.0, 2.2, 5.0, 4.0], train_s=[9.0, 2.2, 4.0, 3.0]),
+            _run("promix", 0, 1, [9.0, 3.0, 6.0, 6.0]),
+            _run("standard+ce", 1, 0, [9.0, 2.0, 1.0, 1.0]),
+            _run("dividemix", 1, 2, [9.0, 3.0, 4.0, 5.0]),
+            _run("promix", 1, 1, [9.0, 6.0, 6.0, 5.0])]
+    table = [{"method": m} for m in ("standard+ce", "dividemix", "promix")]
+    method_cost.paired_ratios(runs, table)
+    ce, dm, pm = table
+    # warm-up epochs after the first (epoch 2 of 2) over twice CE's same epoch: 2.2 / 2, 3.0 / 4
+    assert dm["paired_warmup"] == pytest.approx((1.1 + 0.75) / 2) and dm["paired_warmup_n"] == 2
+    # main phase (epochs 3, 4; epoch 1 never counts): 5/2, 4/1, 4/1, 5/1
+    assert dm["paired_x_ce"] == pytest.approx(4.0) and dm["paired_x_ce_n"] == 4
+    # promix epochs 3, 4 over dividemix's (its epoch 2 has no main-phase dividemix epoch to pair with): 6/5, 6/4, 6/4, 5/5
+    assert pm["paired_x_dm"] == pytest.approx(1.35) and pm["paired_x_dm_n"] == 4
+    assert pm["paired_warmup"] is None and ce["paired_x_ce"] == pytest.approx(1.0)
+    targets = {t["target"]: t for t in method_cost.check_targets(
+        [{**r, **{k: None for k in ("x_ce", "x_dm", "warmup_s", "warmup_cpu_s", "gmm_s_share")}} for r in table])}
+    assert targets["promix epoch <= 1.2x a dividemix epoch"]["value"] == pytest.approx(1.35)
