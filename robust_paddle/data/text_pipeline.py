@@ -48,7 +48,18 @@ class TextPipeline:
             raise ConfigError("data.augment: eda needs the EDA settings (data.text.eda)")
         return dataclasses.replace(self, augment=augment)
 
-    def augmented(self, sample: Any, *, index: int, epoch: int, view: int = 0) -> Any:
+    @property
+    def augmented(self) -> bool:
+        """Whether training texts are augmented (EDA), i.e. whether two views of a sample differ (the flag
+        :class:`~robust_paddle.data.transforms.Pipeline` has: methods ask it before requesting extra views)."""
+        return self.augment == "eda"
+
+    @property
+    def strong_augmented(self) -> bool:
+        """Whether the strong view differs from the plain text: strong views are EDA views too."""
+        return self.augmented
+
+    def augment_text(self, sample: Any, *, index: int, epoch: int, view: int = 0) -> Any:
         """The (possibly EDA-augmented) text or pair of sample ``index`` in ``epoch``."""
         if self.augment != "eda":
             return sample
@@ -62,7 +73,7 @@ class TextPipeline:
         return self(sample, index=index, epoch=epoch, view=view + (1 if strong else 0))
 
     def __call__(self, sample: Any, *, index: int = 0, epoch: int = 0, view: int = 0) -> np.ndarray:
-        sample = self.augmented(sample, index=index, epoch=epoch, view=view)
+        sample = self.augment_text(sample, index=index, epoch=epoch, view=view)
         return self.tokenizer.encode(*sample) if isinstance(sample, tuple) else self.tokenizer.encode(sample)
 
 
