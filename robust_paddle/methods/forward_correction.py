@@ -358,7 +358,7 @@ class ForwardCorrectionMethod(Method):
         if self.reinit:
             net, fresh = self.networks["net"], self.ctx.build_network()
             net.set_state_dict(fresh.state_dict())
-            if self.restarts_schedule(trainer.epoch + 1):
+            if self.restarts_schedule(trainer.epoch):  # trainer.epoch (0-based) epochs of warm-up are done
                 trainer.restart_schedule(f"{self.method_name}: network re-initialised after the warm-up")
 
     def restarts_schedule(self, done: int) -> bool:
