@@ -69,7 +69,7 @@ def build_timed(base: Any, spec: str, *, noise: str, epochs: int, workdir: str, 
     from robust_paddle.pipeline.build import build_run
 
     values = {**C.run_overrides(spec, noise, dataset=dataset, seed=0, epochs=epochs), **TIMING}
-    cfg = C.build_cfg(base, values, os.path.join(workdir, spec.replace("+", "_").replace(":", "_").replace("=", "")))
+    cfg = C.build_cfg(base, values, os.path.join(workdir, C.run_name(spec)))
     timer = C.epoch_timer()
     return build_run(cfg, output_dir=cfg.output_dir, hooks=[timer]), timer
 
@@ -98,13 +98,15 @@ def time_interleaved(base: Any, specs: list[str], *, noise: str, epochs: int, wo
             runs.append(build_timed(base, spec, noise=noise, epochs=epochs, workdir=workdir, dataset=dataset))
     gens = [run.trainer.fit_epochs() for run, _ in runs]
     live = list(range(len(specs)))
-    for e in range(epochs):
-        k = (first + e) % len(live) if live else 0
-        for i in live[k:] + live[:k]:
-            if next(gens[i], None) is None:
-                live.remove(i)
-    for g in gens:
-        g.close()
+    try:
+        for e in range(epochs):
+            k = (first + e) % len(live) if live else 0
+            for i in live[k:] + live[:k]:
+                if next(gens[i], None) is None:
+                    live.remove(i)
+    finally:  # also when one run fails: the others end now (their hooks' on_exception), not at garbage collection
+        for g in gens:
+            g.close()
     return [timed_result(spec, run, timer, epochs) for spec, (run, timer) in zip(specs, runs)]
 
 
@@ -167,7 +169,9 @@ def paired_ratios(runs: list[dict[str, Any]], table: list[dict[str, Any]]) -> No
     def summary(vals: list[float]) -> tuple[float | None, list[float] | None]:
         if not vals:
             return None, None
-        return statistics.median(vals), (statistics.quantiles(vals, n=4) if len(vals) > 1 else [vals[0]] * 3)
+        # inclusive: quartiles within the ratios seen (the default extrapolates beyond them for a few pairs)
+        return statistics.median(vals), (statistics.quantiles(vals, n=4, method="inclusive") if len(vals) > 1
+                                         else [vals[0]] * 3)
 
     rounds = sorted({r["round"] for r in runs})
     for row in table:
@@ -241,11 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         return main_against(args)
     methods = C.split_list(args.methods) if args.methods else \
         ["standard+ce"] + [m for m in C.default_methods() if not m.startswith("standard+")]
-    try:
-        specs = [C.split_spec(m)[0] for m in methods]
-    except ValueError as e:
-        p.error(f"--methods: {e}")
-    base, _, noises, out, _ = C.start(args, name="method_cost", methods=specs, resumable=lambda d: [])
+    base, _, noises, out, _ = C.start(args, name="method_cost", methods=methods, resumable=lambda d: [], parser=p)
     if len(noises) != 1:
         p.error(f"--noises: give one noise spec for the timing runs, got {noises}")
     workdir = args.workdir or tempfile.mkdtemp(prefix="method_cost_")

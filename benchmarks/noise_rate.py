@@ -34,7 +34,7 @@ def run_setting(base: Any, method: str, noise: str, seed: int, *, epochs: int, w
     from robust_paddle.pipeline.run import train
 
     values = C.run_overrides(method, noise, dataset=dataset, seed=seed, epochs=epochs)
-    out = os.path.join(workdir, f"{method}-{noise}-s{seed}")
+    out = os.path.join(workdir, f"{C.run_name(method)}-{noise}-s{seed}")
     cfg = C.build_cfg(base, {**values, "train.report": True}, out)
     summary = train(cfg)
     with open(os.path.join(out, "label_issues_summary.json"), encoding="utf-8") as fh:
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                    f"{DEFAULT_METHODS})")
     args = p.parse_args(argv)
     base, methods, noises, out, runs = C.start(
-        args, name="noise_rate", methods=C.split_list(args.methods),
+        args, name="noise_rate", methods=C.split_list(args.methods), parser=p,
         resumable=lambda old: old["runs"] if old["meta"]["epochs"] == args.epochs else [])
     from robust_paddle.quality.noise_rate import DEFAULT_ESTIMATOR
 

@@ -69,3 +69,69 @@ def test_paired_ratios_divide_each_epoch_by_the_references_same_epoch():
     targets = {t["target"]: t for t in method_cost.check_targets(
         [{**r, **{k: None for k in ("x_ce", "x_dm", "warmup_s", "warmup_cpu_s", "gmm_s_share")}} for r in table])}
     assert targets["promix epoch <= 1.2x a dividemix epoch"]["value"] == pytest.approx(1.35)
+
+
+@pytest.mark.parametrize("spec,match", [
+    ("promix:", r"'' is not key=value"),
+    ("promix:networks=", r"'networks=' is not key=value"),
+    ("promix:=1", r"'=1' is not key=value"),
+    ("promix:networks=1:networks=2", r"'networks' is given twice"),
+    ("forward_correction:identity_weight=0.1@known_t", r"@known_t goes before the :key=value tail"),
+])
+def test_split_spec_refuses_a_malformed_tail(spec, match):
+    with pytest.raises(ValueError, match=match):
+        C.split_spec(spec)
+
+
+@pytest.mark.parametrize("spec,match", [
+    ("promix:foo=1", r"method spec 'promix:foo=1': method.params: unknown key\(s\) foo for method 'promix'"),
+    ("promix:mixup_draws=3", r"method.params.mixup_draws: 3 is out of range; must be <= 2"),
+    ("promix:mixup_draws=1.5", r"method.params.mixup_draws: expected int, got 1.5"),
+    ("dividemix:noise_mode=pair", r"method.params.noise_mode: 'pair' is not allowed"),
+])
+def test_check_spec_checks_the_tails_params_like_the_registry(spec, match):
+    with pytest.raises(ValueError, match=match):
+        C.check_spec(spec, noises=["sym40", "pair45"], dataset="digits", epochs=5)
+    C.check_spec("promix:mixup_draws=1:networks=1", noises=["sym40"], dataset="digits", epochs=5)
+
+
+def _argv(tmp_path, methods, *extra):
+    return ["--methods", methods, "--noises", "sym40", "--seeds", "1", "--epochs", "3", "-o", "data.subset=200",
+            "--out", str(tmp_path / "out.json"), "--workdir", str(tmp_path / "runs"), *extra]
+
+
+@pytest.mark.parametrize("bench", ["accuracy_under_noise", "noise_rate", "method_cost"])
+@pytest.mark.parametrize("spec,match", [
+    ("promix:foo=1", "unknown key(s) foo"),
+    ("promix:", "'' is not key=value"),
+    # only the built run can tell: an epoch count against train.epochs, one parameter against another
+    ("promix:warmup_epochs=5", "method.params.warmup_epochs=5 leaves method 'promix' no training"),
+    ("promix:lga_epochs=1:networks=1", "label guessing by agreement needs two networks"),
+])
+def test_a_bad_spec_stops_every_benchmark_with_one_line_before_any_training(tmp_path, capsys, bench, spec, match):
+    import importlib
+
+    mod = importlib.import_module(f"benchmarks.{bench}")
+    with pytest.raises(SystemExit) as exc:
+        mod.main(_argv(tmp_path, f"standard+ce,{spec}") + (["--rounds", "1"] if bench == "method_cost" else []))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert f": error: method spec {spec!r}: " in err[-1] and match in err[-1]
+    assert "Traceback" not in "\n".join(err)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "out.json").exists()  # nothing trained
+
+
+def test_run_name_is_one_safe_folder_per_spec():
+    assert C.run_name("standard+gce") == "standard+gce"
+    assert C.run_name("forward_correction@known_t") == "forward_correction@known_t"
+    a, b = C.run_name("forward_correction:transition=/data/T.npy"), C.run_name("forward_correction:transition=_data_T.npy")
+    assert "/" not in a and ":" not in a and a.startswith("forward_correction_transition=_data_T.npy-") and a != b
+
+
+def test_paired_quartiles_stay_within_the_ratios_seen():
+    runs = [_run("standard+ce", 0, 0, [9.0, 1.0, 1.0]), _run("promix", 0, 0, [9.0, 1.0, 2.0])]
+    table = [{"method": m} for m in ("standard+ce", "promix")]
+    method_cost.paired_ratios(runs, table)
+    # epochs 2 and 3 (never the first): ratios 1 and 2
+    assert table[1]["paired_x_ce"] == pytest.approx(1.5) and table[1]["paired_x_ce_n"] == 2
+    assert table[1]["paired_x_ce_iqr"] == pytest.approx([1.25, 1.5, 1.75])  # the default method: [0.75, 1.5, 2.25]
