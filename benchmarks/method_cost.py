@@ -241,6 +241,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error(f"--rounds: must be >= 1, got {args.rounds}")
+    # flags of the shared benchmark options this benchmark has no use for: refused, not silently ignored
+    if args.seeds != 1:
+        p.error(f"--seeds {args.seeds}: the timing runs train seed 0 only; repeat them with --rounds")
+    if args.resume:
+        p.error("--resume: timing runs are not resumed (each round times every method anew)")
+    if args.against and args.interleave:
+        p.error("--interleave with --against: the two trees are timed in alternating subprocesses, not interleaved "
+                "in one process; drop one of them")
     if args.against:
         return main_against(args)
     methods = C.split_list(args.methods) if args.methods else \

@@ -135,3 +135,13 @@ def test_paired_quartiles_stay_within_the_ratios_seen():
     # epochs 2 and 3 (never the first): ratios 1 and 2
     assert table[1]["paired_x_ce"] == pytest.approx(1.5) and table[1]["paired_x_ce_n"] == 2
     assert table[1]["paired_x_ce_iqr"] == pytest.approx([1.25, 1.5, 1.75])  # the default method: [0.75, 1.5, 2.25]
+
+
+@pytest.mark.parametrize("flags,match", [(["--seeds", "3"], "--seeds 3: the timing runs train seed 0 only"),
+                                         (["--resume"], "--resume: timing runs are not resumed"),
+                                         (["--against", "HEAD", "--interleave"], "--interleave with --against")])
+def test_method_cost_refuses_flags_it_would_ignore(tmp_path, capsys, flags, match):
+    with pytest.raises(SystemExit) as exc:
+        method_cost.main(["--methods", "standard+ce", "--epochs", "3", "--out", str(tmp_path / "out.json"), *flags])
+    assert exc.value.code == 2 and match in capsys.readouterr().err
+    assert not (tmp_path / "out.json").exists()
