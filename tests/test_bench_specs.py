@@ -145,3 +145,15 @@ def test_method_cost_refuses_flags_it_would_ignore(tmp_path, capsys, flags, matc
         method_cost.main(["--methods", "standard+ce", "--epochs", "3", "--out", str(tmp_path / "out.json"), *flags])
     assert exc.value.code == 2 and match in capsys.readouterr().err
     assert not (tmp_path / "out.json").exists()
+
+
+@pytest.mark.parametrize("flags,match", [(["--method", "standard+gce:foo=1"], "unknown key(s) foo"),
+                                         (["--noise", "sym400"], "noise spec 'sym400'"),
+                                         (["--scenarios", "qat,prune99"], "--scenarios: unknown 'prune99'")])
+def test_compression_refuses_a_bad_spec_before_training(tmp_path, capsys, flags, match):
+    from benchmarks import compression
+
+    with pytest.raises(SystemExit) as exc:
+        compression.main(["--epochs", "2", "-o", "data.subset=200", "--workdir", str(tmp_path / "w"), *flags])
+    assert exc.value.code == 2 and match in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
