@@ -150,6 +150,14 @@ def parse_method(spec: str) -> tuple[str, str | None]:
     return name, loss or None
 
 
+def parse_plain_method(spec: str) -> tuple[str, str | None]:
+    """:func:`parse_method` for the benchmarks that take ``method[+loss]`` only (no ``@known_t``, no tail)."""
+    if ":" in spec or spec.endswith(KNOWN_T):
+        raise ValueError(f"method spec {spec!r}: this benchmark takes method[+loss] names only (no {KNOWN_T}, no "
+                         ":key=value tail)")
+    return parse_method(spec)
+
+
 def preset_path(method: str, dataset: str) -> str | None:
     """The shipped config of ``method`` on ``dataset``: ``configs/<dir>/<dataset>.yaml`` or
     ``configs/<dir>/<variant>_<dataset>.yaml`` whose resolved ``method.name`` is ``method`` (None if none)."""

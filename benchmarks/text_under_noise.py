@@ -194,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default=None)
     p.add_argument("--out", default=os.path.join(C.RESULTS, "text_under_noise.json"), help="the grid's JSON")
     args = p.parse_args(argv)
+    for flag, given, known in (("--methods", args.methods, METHODS), ("--noises", args.noises, NOISES)):
+        bad = [m for m in C.split_list(given) if m not in known]
+        if bad:  # before the speed part and any training
+            p.error(f"{flag}: unknown {', '.join(map(repr, bad))}; choose from {', '.join(known)}")
     out = args.out
     result: dict[str, Any] = {"meta": {"environment": C.environment(), "uptime_start": os.popen("uptime").read().strip(),
                                        "args": vars(args)}}

@@ -157,3 +157,22 @@ def test_compression_refuses_a_bad_spec_before_training(tmp_path, capsys, flags,
         compression.main(["--epochs", "2", "-o", "data.subset=200", "--workdir", str(tmp_path / "w"), *flags])
     assert exc.value.code == 2 and match in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("bench,argv,match", [
+    ("text_under_noise", ["--methods", "dividemix,promixx", "--skip-speed"], "--methods: unknown 'promixx'"),
+    ("text_under_noise", ["--noises", "sym40,sym33"], "--noises: unknown 'sym33'"),
+    ("distributed", ["--methods", "standard,promixx"], "--methods: unknown 'promixx'"),
+    ("finetune_pretrained", ["--methods", "standard+ce,promix:networks=1"], "names only (no @known_t, no :key=value"),
+    ("finetune_pretrained", ["--methods", "standard+cee"], "unknown loss 'cee'"),
+    ("data_throughput", ["--methods", "dividemixx"], "unknown method 'dividemixx'"),
+])
+def test_the_other_benchmarks_refuse_unknown_methods_before_any_work(tmp_path, capsys, monkeypatch, bench, argv, match):
+    import importlib
+
+    monkeypatch.chdir(tmp_path)
+    mod = importlib.import_module(f"benchmarks.{bench}")
+    with pytest.raises(SystemExit) as exc:
+        mod.main([*argv, "--out", str(tmp_path / "out.json")])
+    assert exc.value.code == 2 and match in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
