@@ -355,3 +355,14 @@ def test_auto_counts_the_warm_up_epochs_done_at_the_re_initialisation(tmp_path, 
                                 resume=str(tmp_path / "full" / "checkpoints" / f"epoch_{warmup + 1:03d}.pdckpt"))
     assert_same_final(full, resumed)
     assert [r["train/lr"] for r in resumed["history"]] == pytest.approx([r["train/lr"] for r in rows])
+
+
+@pytest.mark.parametrize("params,what", [({"reinit": False}, "reinit: false"),
+                                         ({"transition": [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]},
+                                          "a given transition")])
+@pytest.mark.parametrize("value", [True, False])
+def test_an_explicit_restart_schedule_that_could_not_apply_is_refused(params, what, value):
+    ctx = toy_context([0, 1, 2, 0], dim=D, classes=K, seed=3, overrides=["train.epochs=4"])
+    with pytest.raises(ConfigError, match=rf"method.params.restart_schedule={value}: .*this run has {what}"):
+        build_method(ForwardCorrectionMethod, ctx, warmup_epochs=1, restart_schedule=value, **params)
+    assert build_method(ForwardCorrectionMethod, ctx, warmup_epochs=1, **params).restart_schedule == "auto"
