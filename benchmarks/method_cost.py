@@ -242,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds < 1:
         p.error(f"--rounds: must be >= 1, got {args.rounds}")
     # flags of the shared benchmark options this benchmark has no use for: refused, not silently ignored
+    if args.epochs < 2:  # with the methods' own check (training after the warm-up) every run has a timed epoch
+        p.error(f"--epochs {args.epochs}: the first epoch is never timed (it allocates); give 2 or more")
     if args.seeds != 1:
         p.error(f"--seeds {args.seeds}: the timing runs train seed 0 only; repeat them with --rounds")
     if args.resume:

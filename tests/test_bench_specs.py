@@ -138,6 +138,7 @@ def test_paired_quartiles_stay_within_the_ratios_seen():
 
 
 @pytest.mark.parametrize("flags,match", [(["--seeds", "3"], "--seeds 3: the timing runs train seed 0 only"),
+                                         (["--epochs", "1"], "--epochs 1: the first epoch is never timed"),
                                          (["--resume"], "--resume: timing runs are not resumed"),
                                          (["--against", "HEAD", "--interleave"], "--interleave with --against")])
 def test_method_cost_refuses_flags_it_would_ignore(tmp_path, capsys, flags, match):
