@@ -61,7 +61,7 @@ def run_one(base: Any, method: str, noise: str, seed: int, epochs: int, workdir:
 
     values = C.run_overrides(method if method != ORACLE else "standard+ce", noise, dataset=dataset, seed=seed,
                              epochs=epochs, num_classes=num_classes)
-    out = os.path.join(workdir, f"{C.run_name(method)}-{noise}-s{seed}")
+    out = C.cell_dir(workdir, method, noise, seed)
     cfg = C.build_cfg(base, values, out)
     start = time.perf_counter()
     summary = train(cfg)

@@ -150,6 +150,21 @@ def parse_method(spec: str) -> tuple[str, str | None]:
     return name, loss or None
 
 
+def cell_dir(workdir: str, method: str, noise: str, seed: int) -> str:
+    """The run folder of one benchmark cell (``<run_name(method)>-<noise>-s<seed>`` in ``workdir``), called when the
+    cell is about to train. A folder already there is the leftover of the same cell that did not finish (a killed
+    benchmark rerun with ``--resume`` and the same ``--workdir``: finished cells are not trained again), and training
+    would refuse it; it is removed and the cell trains from its start (benchmark runs write no checkpoints)."""
+    out = os.path.join(workdir, f"{run_name(method)}-{noise}-s{seed}")
+    if os.path.isdir(out):
+        import shutil
+
+        logging.getLogger(__name__).warning("%s holds an unfinished run of this cell: removed, the cell trains anew",
+                                            out)
+        shutil.rmtree(out)
+    return out
+
+
 def parse_plain_method(spec: str) -> tuple[str, str | None]:
     """:func:`parse_method` for the benchmarks that take ``method[+loss]`` only (no ``@known_t``, no tail)."""
     if ":" in spec or spec.endswith(KNOWN_T):

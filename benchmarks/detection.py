@@ -57,7 +57,7 @@ def run_setting(base: Any, method: str, noise: str, seed: int, *, epochs: int, f
 
     cl_find, cl_joint = _cleanlab()
     values = C.run_overrides(method, noise, dataset=dataset, seed=seed, epochs=epochs)
-    out = os.path.join(workdir, f"{C.run_name(method)}-{noise}-s{seed}")
+    out = C.cell_dir(workdir, method, noise, seed)
     cfg = C.build_cfg(base, {**values, "train.report": True}, out)
     t0 = time.perf_counter()
     train(cfg)

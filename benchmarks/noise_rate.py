@@ -34,7 +34,7 @@ def run_setting(base: Any, method: str, noise: str, seed: int, *, epochs: int, w
     from robust_paddle.pipeline.run import train
 
     values = C.run_overrides(method, noise, dataset=dataset, seed=seed, epochs=epochs)
-    out = os.path.join(workdir, f"{C.run_name(method)}-{noise}-s{seed}")
+    out = C.cell_dir(workdir, method, noise, seed)
     cfg = C.build_cfg(base, {**values, "train.report": True}, out)
     summary = train(cfg)
     with open(os.path.join(out, "label_issues_summary.json"), encoding="utf-8") as fh:

@@ -177,3 +177,22 @@ def test_the_other_benchmarks_refuse_unknown_methods_before_any_work(tmp_path, c
         mod.main([*argv, "--out", str(tmp_path / "out.json")])
     assert exc.value.code == 2 and match in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
+
+
+def test_a_resumed_grid_retrains_a_cell_whose_run_was_killed(tmp_path):
+    """--resume with the same --workdir: a cell that is not in the results but left its folder (killed mid-run) trains
+    anew instead of stopping the grid with "output_dir ... already holds a run"."""
+    from benchmarks import accuracy_under_noise as A
+
+    argv = ["--methods", "standard+ce:mixup_alpha=0.2", "--noises", "sym40", "--seeds", "1", "--epochs", "2", "-o",
+            "data.subset=120", "-o", "model.name=mlp", "--out", str(tmp_path / "out.json"), "--workdir",
+            str(tmp_path / "runs"), "--resume"]
+    leftover = tmp_path / "runs" / (C.run_name("standard+ce:mixup_alpha=0.2") + "-sym40-s0")
+    leftover.mkdir(parents=True)
+    (leftover / "config.yaml").write_text("seed: 0\n")
+    assert A.main(argv) == 0
+    import json
+
+    runs = json.loads((tmp_path / "out.json").read_text())["runs"]
+    assert sorted(r["method"] for r in runs) == ["clean_oracle", "standard+ce:mixup_alpha=0.2"]
+    assert (leftover / "metrics.json").is_file()
