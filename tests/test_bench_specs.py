@@ -190,9 +190,10 @@ def test_a_resumed_grid_retrains_a_cell_whose_run_was_killed(tmp_path):
     leftover = tmp_path / "runs" / (C.run_name("standard+ce:mixup_alpha=0.2") + "-sym40-s0")
     leftover.mkdir(parents=True)
     (leftover / "config.yaml").write_text("seed: 0\n")
+    (leftover / "metrics.json").write_text('{"epochs_run": 1}')  # its first epoch had finished
     assert A.main(argv) == 0
     import json
 
     runs = json.loads((tmp_path / "out.json").read_text())["runs"]
     assert sorted(r["method"] for r in runs) == ["clean_oracle", "standard+ce:mixup_alpha=0.2"]
-    assert (leftover / "metrics.json").is_file()
+    assert json.loads((leftover / "metrics.json").read_text())["epochs_run"] == 2
