@@ -339,9 +339,10 @@ def start(args: argparse.Namespace, *, name: str, methods: list[str], resumable:
         for nz in noises:
             parse_noise(nz)
         num_classes = num_classes_of(base) if any(split_spec(m)[0].endswith(KNOWN_T) for m in methods) else 10
-        for m in methods:
-            check_spec(m, noises=noises, dataset=preset_dataset or base.data.name, epochs=args.epochs, base=base,
-                       num_classes=num_classes)
+        for dry in (None, base):  # every spec's names and params first (instant), then the dry builds
+            for m in methods:
+                check_spec(m, noises=noises, dataset=preset_dataset or base.data.name, epochs=args.epochs, base=dry,
+                           num_classes=num_classes)
     except ValueError as e:  # ConfigError too
         if parser is None:
             print(f"{name}: error: {e}", file=sys.stderr)
