@@ -197,3 +197,14 @@ def test_a_resumed_grid_retrains_a_cell_whose_run_was_killed(tmp_path):
     runs = json.loads((tmp_path / "out.json").read_text())["runs"]
     assert sorted(r["method"] for r in runs) == ["clean_oracle", "standard+ce:mixup_alpha=0.2"]
     assert json.loads((leftover / "metrics.json").read_text())["epochs_run"] == 2
+
+
+def test_a_methods_targets_hold_for_its_spec_variants_and_the_recorded_table_for_the_preset_only():
+    keys = ("x_ce", "x_dm", "warmup_s", "warmup_cpu_s", "gmm_s_share")
+    table = [{"method": m, **{k: None for k in keys}, "x_ce": 1.5, "gmm_s_share": 0.01}
+             for m in ("co_teaching", "co_teaching:forget_rate=0.3", "gmm_correction:mixup_alpha=0")]
+    got = {t["target"] for t in method_cost.check_targets(table)}
+    assert got == {"co_teaching epoch <= 2.1x a standard CE epoch",
+                   "co_teaching x CE no worse than the recorded 1.91 (+5%)",
+                   "co_teaching:forget_rate=0.3 epoch <= 2.1x a standard CE epoch",
+                   "gmm_correction:mixup_alpha=0: GMM step <= 5% of an epoch"}
