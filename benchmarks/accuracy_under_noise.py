@@ -132,7 +132,7 @@ def format_table(table: dict[str, Any], methods: list[str], noises: list[str], d
     o = table["oracle"]
     head = (f"{dataset}: final-epoch test accuracy (%), mean ± std over seeds; "
             f"clean-label oracle {C.fmt_ms(o['mean'], o['std'])}")
-    w = max(28, *(len(m) + 2 for m in methods))  # a spec with a :key=value tail may be longer
+    w = max([28, *(len(m) + 2 for m in methods)])  # a spec with a :key=value tail may be longer
     cols = f"{'method':<{w}}" + "".join(f"{nz:>16}" for nz in noises)
     lines = [head, cols, "-" * len(cols)]
     for m in methods:

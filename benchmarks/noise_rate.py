@@ -64,15 +64,16 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def format_table(summary: dict[str, Any], dataset: str) -> str:
     names = list(summary["grid_mean_abs_error"])
-    w = max(28, *(len(k) + 2 for k in summary["cells"]))  # a spec with a :key=value tail may be longer
+    w = max([28, *(len(k) + 2 for k in summary["cells"])])  # a spec with a :key=value tail may be longer
     cols = f"{'method | noise':<{w}}{'true rate':>10}" + "".join(f"{n:>17}" for n in names) + f"{'CI covers':>11}"
     lines = [f"{dataset}: noise-rate estimators, mean absolute error (points, over seeds)", cols, "-" * len(cols)]
     for key, cell in summary["cells"].items():
         row = f"{key:<{w}}{100 * cell['true_noise_rate'][0]:>10.1f}"
         row += "".join(f"{100 * cell['abs_error'][n][0]:>17.1f}" for n in names)
-        lines.append(row + f"{cell['covered']:>8}/{cell['n']}")
+        covers = f"{cell['covered']}/{cell['n']}"
+        lines.append(row + f"{covers:>11}")
     lines.append(f"{'grid':<{w}}{'':>10}" + "".join(f"{100 * summary['grid_mean_abs_error'][n]:>17.1f}" for n in names)
-                 + f"{summary['covered']:>8}/{summary['runs']}")
+                 + f"{str(summary['covered']) + '/' + str(summary['runs']):>11}")
     lines.append(f"best estimator on this grid: {summary['best']}")
     return "\n".join(lines)
 

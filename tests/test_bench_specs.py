@@ -208,3 +208,19 @@ def test_a_methods_targets_hold_for_its_spec_variants_and_the_recorded_table_for
                    "co_teaching x CE no worse than the recorded 1.91 (+5%)",
                    "co_teaching:forget_rate=0.3 epoch <= 2.1x a standard CE epoch",
                    "gmm_correction:mixup_alpha=0: GMM step <= 5% of an epoch"}
+
+
+def test_tables_keep_their_columns_aligned_for_long_specs():
+    from benchmarks import accuracy_under_noise as A
+    from benchmarks import noise_rate as N
+
+    long = "forward_correction@known_t:identity_weight=0.1"
+    cell = {"mean": 0.5, "std": 0.0, "frac_oracle": 0.6}
+    acc = A.format_table({"oracle": {"mean": 0.9, "std": 0.0}, "cells": {f"{m}|sym40": cell for m in ("elr", long)}},
+                         ["elr", long], ["sym40"], "digits").splitlines()
+    assert len({len(line) for line in acc[1:] if line and not line.startswith("-")}) == 1
+    nr_cell = {"true_noise_rate": [0.4], "abs_error": {"loss_gmm": [0.05]}, "covered": 1, "n": 1}
+    nr = N.format_table({"grid_mean_abs_error": {"loss_gmm": 0.05}, "cells": {"elr|sym40": nr_cell,
+                                                                              f"{long}|sym40": nr_cell},
+                         "covered": 2, "runs": 2, "best": "loss_gmm"}, "digits").splitlines()
+    assert len({len(line) for line in nr[1:-1] if not line.startswith("-")}) == 1
