@@ -336,6 +336,9 @@ def start(args: argparse.Namespace, *, name: str, methods: list[str], resumable:
     try:
         base = load_base(args)
         noises = split_list(args.noises)
+        if not methods or not noises:
+            raise ValueError(f"--{'methods' if not methods else 'noises'}: no spec given (comma-separated specs, e.g. "
+                             f"{'standard+ce,dividemix' if not methods else 'sym40,pair45'})")
         for nz in noises:
             parse_noise(nz)
         num_classes = num_classes_of(base) if any(split_spec(m)[0].endswith(KNOWN_T) for m in methods) else 10

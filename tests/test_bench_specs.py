@@ -224,3 +224,14 @@ def test_tables_keep_their_columns_aligned_for_long_specs():
                                                                               f"{long}|sym40": nr_cell},
                          "covered": 2, "runs": 2, "best": "loss_gmm"}, "digits").splitlines()
     assert len({len(line) for line in nr[1:-1] if not line.startswith("-")}) == 1
+
+
+@pytest.mark.parametrize("bench", ["accuracy_under_noise", "noise_rate", "method_cost"])
+@pytest.mark.parametrize("flags,match", [(["--methods", ","], "--methods: no spec given"),
+                                         (["--methods", "standard+ce", "--noises", " , "], "--noises: no spec given")])
+def test_an_empty_spec_list_is_one_line(tmp_path, capsys, bench, flags, match):
+    import importlib
+
+    with pytest.raises(SystemExit) as exc:
+        importlib.import_module(f"benchmarks.{bench}").main([*flags, "--out", str(tmp_path / "o.json")])
+    assert exc.value.code == 2 and match in capsys.readouterr().err
