@@ -101,8 +101,10 @@ def check_spec(spec: str, *, noises: list[str], dataset: str, epochs: int, base:
         if base is not None and noises:
             dry_build(base, run_overrides(spec, noises[0], dataset=dataset, seed=0, epochs=epochs,
                                           num_classes=num_classes))
-    except ValueError as e:
-        raise type(e)(f"method spec {spec!r}: {e}") from e
+    except ValueError as e:  # the toolkit's errors keep their type; others (UnicodeDecodeError ...) become ValueError
+        from robust_paddle.errors import RobustPaddleError
+
+        raise (type(e) if isinstance(e, RobustPaddleError) else ValueError)(f"method spec {spec!r}: {e}") from e
 
 
 def dry_build(base: config_mod.Config, values: dict[str, Any]) -> None:
