@@ -341,6 +341,10 @@ def start(args: argparse.Namespace, *, name: str, methods: list[str], resumable:
         if not methods or not noises:
             raise ValueError(f"--{'methods' if not methods else 'noises'}: no spec given (comma-separated specs, e.g. "
                              f"{'standard+ce,dividemix' if not methods else 'sym40,pair45'})")
+        for flag, specs in (("--methods", methods), ("--noises", noises)):
+            twice = sorted({s for s in specs if specs.count(s) > 1})
+            if twice:  # one cell / run folder / table row per spec
+                raise ValueError(f"{flag}: {', '.join(map(repr, twice))} given twice")
         for nz in noises:
             parse_noise(nz)
         num_classes = num_classes_of(base) if any(split_spec(m)[0].endswith(KNOWN_T) for m in methods) else 10

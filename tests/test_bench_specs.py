@@ -228,6 +228,8 @@ def test_tables_keep_their_columns_aligned_for_long_specs():
 
 @pytest.mark.parametrize("bench", ["accuracy_under_noise", "noise_rate", "method_cost"])
 @pytest.mark.parametrize("flags,match", [(["--methods", ","], "--methods: no spec given"),
+                                         (["--methods", "standard+ce,elr,standard+ce"], "'standard+ce' given twice"),
+                                         (["--methods", "elr", "--noises", "sym40,sym40"], "'sym40' given twice"),
                                          (["--methods", "standard+ce", "--noises", " , "], "--noises: no spec given")])
 def test_an_empty_spec_list_is_one_line(tmp_path, capsys, bench, flags, match):
     import importlib
