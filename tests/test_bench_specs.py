@@ -237,3 +237,13 @@ def test_an_empty_spec_list_is_one_line(tmp_path, capsys, bench, flags, match):
     with pytest.raises(SystemExit) as exc:
         importlib.import_module(f"benchmarks.{bench}").main([*flags, "--out", str(tmp_path / "o.json")])
     assert exc.value.code == 2 and match in capsys.readouterr().err
+
+
+def test_a_known_t_reference_with_a_tail_is_never_the_best_method():
+    from benchmarks import accuracy_under_noise as A
+
+    ref = "forward_correction@known_t:identity_weight=0.1"
+    cells = {f"{m}|sym40": {"mean": v} for m, v in (("elr", 0.8), (ref, 0.95))}
+    targets = A.check_targets({"cells": cells, "oracle": {"mean": 0.9}}, ["elr", ref], ["sym40"])
+    best = next(t for t in targets if t["target"].startswith("sym40: best method"))
+    assert best["best"] == "elr" and best["value"] == pytest.approx(0.8 / 0.9)
