@@ -61,7 +61,7 @@ def run_one(base: Any, method: str, noise: str, seed: int, epochs: int, workdir:
 
     values = C.run_overrides(method if method != ORACLE else "standard+ce", noise, dataset=dataset, seed=seed,
                              epochs=epochs, num_classes=num_classes)
-    out = os.path.join(workdir, f"{method}-{noise}-s{seed}")
+    out = C.cell_dir(workdir, method, noise, seed)
     cfg = C.build_cfg(base, values, out)
     start = time.perf_counter()
     summary = train(cfg)
@@ -98,7 +98,7 @@ def check_targets(table: dict[str, Any], methods: list[str], noises: list[str]) 
     out = []
     oracle = table["oracle"]["mean"]
     for nz, frac in (("sym40", 0.97), ("pair45", 0.93)):
-        vals = {m: mean(m, nz) for m in methods if mean(m, nz) is not None and not m.endswith(C.KNOWN_T)}
+        vals = {m: mean(m, nz) for m in methods if mean(m, nz) is not None and not C.split_spec(m)[0].endswith(C.KNOWN_T)}
         if vals and oracle == oracle:
             best = max(vals, key=vals.get)
             out.append({"target": f"{nz}: best method >= {frac:.0%} of the oracle", "best": best,
@@ -132,18 +132,19 @@ def format_table(table: dict[str, Any], methods: list[str], noises: list[str], d
     o = table["oracle"]
     head = (f"{dataset}: final-epoch test accuracy (%), mean ± std over seeds; "
             f"clean-label oracle {C.fmt_ms(o['mean'], o['std'])}")
-    cols = f"{'method':<28}" + "".join(f"{nz:>16}" for nz in noises)
+    w = max([28, *(len(m) + 2 for m in methods)])  # a spec with a :key=value tail may be longer
+    cols = f"{'method':<{w}}" + "".join(f"{nz:>16}" for nz in noises)
     lines = [head, cols, "-" * len(cols)]
     for m in methods:
-        row = f"{m:<28}"
+        row = f"{m:<{w}}"
         for nz in noises:
             c = table["cells"].get(f"{m}|{nz}")
             row += f"{C.fmt_ms(c['mean'], c['std']) if c else '-':>16}"
         lines.append(row)
     lines.append("")
-    lines.append(f"{'% of oracle':<28}" + "".join(f"{nz:>16}" for nz in noises))
+    lines.append(f"{'% of oracle':<{w}}" + "".join(f"{nz:>16}" for nz in noises))
     for m in methods:
-        row = f"{m:<28}"
+        row = f"{m:<{w}}"
         for nz in noises:
             c = table["cells"].get(f"{m}|{nz}")
             cell = f"{100 * c['frac_oracle']:.1f}" if c and c["frac_oracle"] else "-"
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out = args.out or os.path.join(C.RESULTS, "accuracy_under_noise-mnist5k.json")
     methods = C.split_list(args.methods) if args.methods else C.default_methods() + [KNOWN_T_REFERENCE]
     base, methods, noises, out, runs = C.start(
-        args, name="accuracy_under_noise", methods=methods,
+        args, name="accuracy_under_noise", methods=methods, parser=p, preset_dataset="mnist" if args.mnist5k else None,
         resumable=lambda old: [r for r in old["runs"] if r["epochs"] == args.epochs])
     dataset = "mnist" if args.mnist5k else base.data.name  # whose presets (configs/<method>/<dataset>.yaml)
     done = {(r["method"], r["noise"], r["seed"]) for r in runs}

@@ -1,7 +1,8 @@
 """Shared helpers of the noise benchmarks: method / noise specs, per-run configs, JSON results, tables.
 
 A *method spec* is a ``METHODS`` name, or ``standard+<loss>`` for the standard method with a ``LOSSES``
-entry (``standard+gce``). A *noise spec* is ``sym20``, ``pair45``, ``asym40`` ... (kind + percent) or
+entry (``standard+gce``), then optionally ``@known_t`` and a ``:key=value[:key=value]`` tail of ``method.params``
+(YAML values without commas: the specs of ``--methods`` are comma-separated). A *noise spec* is ``sym20``, ``pair45``, ``asym40`` ... (kind + percent) or
 ``clean``. Method presets come from the shipped config of the method on the dataset (e.g.
 ``configs/dividemix/digits.yaml``, ``configs/co_teaching/plus_digits.yaml``; its ``method`` and ``loss``
 sections), so the benchmark uses the same recipes as the shipped configs.
@@ -68,10 +69,69 @@ def split_spec(spec: str) -> tuple[str, dict[str, Any]]:
     params = {}
     for pair in pairs:
         key, eq, value = pair.partition("=")
-        if not eq or not key:
+        key = key.strip()
+        if not eq or not key or not value.strip():
             raise ValueError(f"method spec {spec!r}: {pair!r} is not key=value (e.g. promix:networks=1)")
+        if KNOWN_T in pair:
+            raise ValueError(f"method spec {spec!r}: {KNOWN_T} goes before the :key=value tail "
+                             f"(e.g. forward_correction{KNOWN_T}:identity_weight=0.1)")
+        if key in params:
+            raise ValueError(f"method spec {spec!r}: {key!r} is given twice")
         params[key] = config_mod.yaml_load(value)
     return name, params
+
+
+def check_spec(spec: str, *, noises: list[str], dataset: str, epochs: int, base: config_mod.Config | None = None,
+               num_classes: int = 10) -> None:
+    """Check everything about a method spec that can be checked before any training: the method and loss names,
+    the tail's syntax and, for every noise spec, the ``method.params`` its run gets (preset + tail,
+    :func:`run_overrides`) against the method's parameters (unknown keys, types, ranges, choices: the registry's
+    checks). With ``base``, the run of the first noise spec is also built (data, method, optimizer; nothing
+    written, ~0.2 s on digits), so what the method checks against the run (an epoch count that leaves no training
+    after a warm-up, one parameter against another) fails here too.
+
+    Raises:
+        ValueError: (or ConfigError, DataError) naming the spec and what is wrong.
+    """
+    name, _ = parse_method(spec)
+    try:
+        for nz in noises:
+            values = run_overrides(spec, nz, dataset=dataset, seed=0, epochs=epochs, num_classes=num_classes)
+            METHODS.check(name, values["method.params"], positional=1, field="method.params")  # ctx comes first
+        if base is not None and noises:
+            dry_build(base, run_overrides(spec, noises[0], dataset=dataset, seed=0, epochs=epochs,
+                                          num_classes=num_classes))
+    except ValueError as e:  # the toolkit's errors keep their type; others (UnicodeDecodeError ...) become ValueError
+        from robust_paddle.errors import RobustPaddleError
+
+        raise (type(e) if isinstance(e, RobustPaddleError) else ValueError)(f"method spec {spec!r}: {e}") from e
+
+
+def dry_build(base: config_mod.Config, values: dict[str, Any]) -> None:
+    """Build the run of ``values`` on ``base`` (as a benchmark run is built) into a temporary folder and drop it."""
+    import tempfile
+
+    import paddle
+
+    from robust_paddle.methods.base import check_method_settings
+    from robust_paddle.pipeline.build import build_run
+
+    with tempfile.TemporaryDirectory(prefix="bench_check_") as tmp, paddle.utils.unique_name.guard():
+        cfg = build_cfg(base, values, tmp)
+        check_method_settings(cfg)
+        build_run(cfg, output_dir=tmp)
+
+
+def run_name(spec: str) -> str:
+    """A folder name for the runs of method spec ``spec``: the spec itself when it is made of letters, digits and
+    ``_+.@=-`` only, else those characters with the others as ``_`` and a short hash of the spec (a value that is
+    a path, ``forward_correction:transition=/data/T.npy``, must not make nested folders or meet another spec's)."""
+    safe = re.sub(r"[^A-Za-z0-9_+.@=-]", "_", spec)
+    if safe == spec:
+        return spec
+    import hashlib
+
+    return f"{safe}-{hashlib.sha1(spec.encode()).hexdigest()[:8]}"
 
 
 def parse_method(spec: str) -> tuple[str, str | None]:
@@ -90,6 +150,29 @@ def parse_method(spec: str) -> tuple[str, str | None]:
     if loss and loss not in LOSSES:
         raise ValueError(f"method spec {spec!r}: unknown loss {loss!r}; choose one of: {', '.join(LOSSES.names())}")
     return name, loss or None
+
+
+def cell_dir(workdir: str, method: str, noise: str, seed: int) -> str:
+    """The run folder of one benchmark cell (``<run_name(method)>-<noise>-s<seed>`` in ``workdir``), called when the
+    cell is about to train. A folder already there is the leftover of the same cell that did not finish (a killed
+    benchmark rerun with ``--resume`` and the same ``--workdir``: finished cells are not trained again), and training
+    would refuse it; it is removed and the cell trains from its start (benchmark runs write no checkpoints)."""
+    out = os.path.join(workdir, f"{run_name(method)}-{noise}-s{seed}")
+    if os.path.isdir(out):
+        import shutil
+
+        logging.getLogger(__name__).warning("%s holds an unfinished run of this cell: removed, the cell trains anew",
+                                            out)
+        shutil.rmtree(out)
+    return out
+
+
+def parse_plain_method(spec: str) -> tuple[str, str | None]:
+    """:func:`parse_method` for the benchmarks that take ``method[+loss]`` only (no ``@known_t``, no tail)."""
+    if ":" in spec or spec.endswith(KNOWN_T):
+        raise ValueError(f"method spec {spec!r}: this benchmark takes method[+loss] names only (no {KNOWN_T}, no "
+                         ":key=value tail)")
+    return parse_method(spec)
 
 
 def preset_path(method: str, dataset: str) -> str | None:
@@ -238,22 +321,42 @@ def load_base(args: argparse.Namespace) -> config_mod.Config:
     return config_mod.load(args.config, overrides)
 
 
-def start(args: argparse.Namespace, *, name: str, methods: list[str],
-          resumable: Any) -> tuple[config_mod.Config, list[str], list[str], str, list[dict[str, Any]]]:
+def start(args: argparse.Namespace, *, name: str, methods: list[str], resumable: Any,
+          parser: argparse.ArgumentParser | None = None, preset_dataset: str | None = None,
+          ) -> tuple[config_mod.Config, list[str], list[str], str, list[dict[str, Any]]]:
     """Shared start of the noise benchmarks: warning-level logging, the base config, checked method and noise
     specs, the results path (``--out`` or ``results/<name>-<dataset>.json``) and, with ``--resume``, the runs
     ``resumable(old_results)`` keeps from that file.
+
+    A bad override, noise spec or method spec (:func:`check_spec`, with the presets of ``preset_dataset``, default
+    the base config's dataset) stops here, before any training, with one line and exit status 2 (``parser.error``).
 
     Returns:
         ``(base, methods, noises, out, runs)``.
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    base = load_base(args)
-    noises = split_list(args.noises)
-    for m in methods:
-        parse_method(m)
-    for nz in noises:
-        parse_noise(nz)
+    try:
+        base = load_base(args)
+        noises = split_list(args.noises)
+        if not methods or not noises:
+            raise ValueError(f"--{'methods' if not methods else 'noises'}: no spec given (comma-separated specs, e.g. "
+                             f"{'standard+ce,dividemix' if not methods else 'sym40,pair45'})")
+        for flag, specs in (("--methods", methods), ("--noises", noises)):
+            twice = sorted({s for s in specs if specs.count(s) > 1})
+            if twice:  # one cell / run folder / table row per spec
+                raise ValueError(f"{flag}: {', '.join(map(repr, twice))} given twice")
+        for nz in noises:
+            parse_noise(nz)
+        num_classes = num_classes_of(base) if any(split_spec(m)[0].endswith(KNOWN_T) for m in methods) else 10
+        for dry in (None, base):  # every spec's names and params first (instant), then the dry builds
+            for m in methods:
+                check_spec(m, noises=noises, dataset=preset_dataset or base.data.name, epochs=args.epochs, base=dry,
+                           num_classes=num_classes)
+    except ValueError as e:  # ConfigError too
+        if parser is None:
+            print(f"{name}: error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        parser.error(str(e))
     out = args.out or os.path.join(RESULTS, f"{name}-{base.data.name}.json")
     runs: list[dict[str, Any]] = []
     if args.resume and os.path.isfile(out):

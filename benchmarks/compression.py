@@ -65,7 +65,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workdir", default=None, help="folder for the run and compressions (default: a temp folder); "
                    "a rerun with the same folder reuses its run and compressions and only re-times them")
     p.add_argument("--out", default=None, help="results JSON (default: benchmarks/results/compression-<dataset>.json)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    bad = [s for s in C.split_list(args.scenarios) if s not in SCENARIOS]
+    if bad:
+        p.error(f"--scenarios: unknown {', '.join(map(repr, bad))}; choose from {', '.join(SCENARIOS)}")
+    try:  # a bad override, noise or method spec stops here, not after the training run
+        base = C.load_base(args)
+        C.parse_noise(args.noise)
+        C.check_spec(args.method, noises=[args.noise], dataset=base.data.name, epochs=args.epochs, base=base)
+    except ValueError as e:  # ConfigError too
+        p.error(str(e))
+    return args
 
 
 def stages_for(scenario: str, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -170,8 +180,6 @@ def main(argv: list[str] | None = None) -> int:
                                "scenarios": {}, "reports": {}}
     models: dict[str, tuple[str, bool]] = {}
     for scenario in C.split_list(args.scenarios):
-        if scenario not in SCENARIOS:
-            raise SystemExit(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
         out = os.path.join(workdir, scenario.replace("+", "_"))
         t0 = time.perf_counter()
         path = os.path.join(out, "compress_report.json")

@@ -264,6 +264,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--rss-child", default="")
     p.add_argument("--workdir", default="")
     args = p.parse_args(argv)
+    try:  # before any data is written or trained
+        for m in C.split_list(args.methods):
+            C.parse_plain_method(m)
+    except ValueError as e:
+        p.error(f"--methods: {e}")
     if args.rss_child:
         rss_child(args.rss_child, args.crop, args.rss_steps, args.workdir)
         return {}

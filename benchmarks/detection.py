@@ -57,7 +57,7 @@ def run_setting(base: Any, method: str, noise: str, seed: int, *, epochs: int, f
 
     cl_find, cl_joint = _cleanlab()
     values = C.run_overrides(method, noise, dataset=dataset, seed=seed, epochs=epochs)
-    out = os.path.join(workdir, f"{method}-{noise}-s{seed}")
+    out = C.cell_dir(workdir, method, noise, seed)
     cfg = C.build_cfg(base, {**values, "train.report": True}, out)
     t0 = time.perf_counter()
     train(cfg)
@@ -144,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     _cleanlab()
     settings = (args.epochs, args.folds, args.cv_method)
-    base, methods, noises, out, runs = C.start(
-        args, name="detection", methods=C.split_list(args.methods),
+    methods = C.split_list(args.methods)
+    base, _, noises, out, runs = C.start(  # the --cv-method spec is checked too
+        args, name="detection", methods=methods + ([] if args.cv_method == "same" else [args.cv_method]), parser=p,
         resumable=lambda old: old["runs"] if (old["meta"]["epochs"], old["meta"]["folds"],
                                               old["meta"].get("cv_method")) == settings else [])
     dataset = base.data.name

@@ -110,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="extra config override for every cell, e.g. model.name=mlp")
     p.add_argument("--out", default=None, help="results JSON (default benchmarks/results/distributed-<cpu|gpu>.json)")
     args = p.parse_args(argv)
+    bad = [m for m in C.split_list(args.methods) if m not in METHODS]
+    if bad:  # before the first launch
+        p.error(f"--methods: unknown {', '.join(map(repr, bad))}; choose from {', '.join(METHODS)}")
     if args.worker:
         worker(args.config, args.override, args.worker)
         return 0
@@ -123,8 +126,6 @@ def main(argv: list[str] | None = None) -> int:
     cells, rows = [], []
     with tempfile.TemporaryDirectory(prefix="bench-dist-") as workdir:
         for method in C.split_list(args.methods):
-            if method not in METHODS:
-                raise SystemExit(f"--methods: unknown {method!r}; choose from {', '.join(METHODS)}")
             cfg_rel, extra = METHODS[method]
             one = None
             for n in procs:

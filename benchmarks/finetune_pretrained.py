@@ -28,7 +28,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
-from common import RESULTS, environment, method_preset, save_json, uptime  # noqa: E402
+from common import RESULTS, environment, method_preset, parse_plain_method, save_json, split_list, uptime  # noqa: E402
 
 from robust_paddle import config as config_mod  # noqa: E402
 
@@ -110,6 +110,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", default=os.path.join(RESULTS, "finetune_pretrained.json"))
     p.add_argument("--workdir", default="", help="run folders (default: a temporary folder)")
     args = p.parse_args(argv)
+    try:  # before any data is written or trained
+        for m in split_list(args.methods):
+            parse_plain_method(m)
+    except ValueError as e:
+        p.error(f"--methods: {e}")
     if args.smoke:
         args.methods, args.epochs, args.pretrain_epochs, args.subset = "standard+ce", 3, 4, 600
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

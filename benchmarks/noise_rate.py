@@ -34,7 +34,7 @@ def run_setting(base: Any, method: str, noise: str, seed: int, *, epochs: int, w
     from robust_paddle.pipeline.run import train
 
     values = C.run_overrides(method, noise, dataset=dataset, seed=seed, epochs=epochs)
-    out = os.path.join(workdir, f"{method}-{noise}-s{seed}")
+    out = C.cell_dir(workdir, method, noise, seed)
     cfg = C.build_cfg(base, {**values, "train.report": True}, out)
     summary = train(cfg)
     with open(os.path.join(out, "label_issues_summary.json"), encoding="utf-8") as fh:
@@ -64,14 +64,16 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def format_table(summary: dict[str, Any], dataset: str) -> str:
     names = list(summary["grid_mean_abs_error"])
-    cols = f"{'method | noise':<28}{'true rate':>10}" + "".join(f"{n:>17}" for n in names) + f"{'CI covers':>11}"
+    w = max([28, *(len(k) + 2 for k in summary["cells"])])  # a spec with a :key=value tail may be longer
+    cols = f"{'method | noise':<{w}}{'true rate':>10}" + "".join(f"{n:>17}" for n in names) + f"{'CI covers':>11}"
     lines = [f"{dataset}: noise-rate estimators, mean absolute error (points, over seeds)", cols, "-" * len(cols)]
     for key, cell in summary["cells"].items():
-        row = f"{key:<28}{100 * cell['true_noise_rate'][0]:>10.1f}"
+        row = f"{key:<{w}}{100 * cell['true_noise_rate'][0]:>10.1f}"
         row += "".join(f"{100 * cell['abs_error'][n][0]:>17.1f}" for n in names)
-        lines.append(row + f"{cell['covered']:>8}/{cell['n']}")
-    lines.append(f"{'grid':<28}{'':>10}" + "".join(f"{100 * summary['grid_mean_abs_error'][n]:>17.1f}" for n in names)
-                 + f"{summary['covered']:>8}/{summary['runs']}")
+        covers = f"{cell['covered']}/{cell['n']}"
+        lines.append(row + f"{covers:>11}")
+    lines.append(f"{'grid':<{w}}{'':>10}" + "".join(f"{100 * summary['grid_mean_abs_error'][n]:>17.1f}" for n in names)
+                 + f"{str(summary['covered']) + '/' + str(summary['runs']):>11}")
     lines.append(f"best estimator on this grid: {summary['best']}")
     return "\n".join(lines)
 
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                    f"{DEFAULT_METHODS})")
     args = p.parse_args(argv)
     base, methods, noises, out, runs = C.start(
-        args, name="noise_rate", methods=C.split_list(args.methods),
+        args, name="noise_rate", methods=C.split_list(args.methods), parser=p,
         resumable=lambda old: old["runs"] if old["meta"]["epochs"] == args.epochs else [])
     from robust_paddle.quality.noise_rate import DEFAULT_ESTIMATOR
 

@@ -211,9 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default=None)
     p.add_argument("--out", default=os.path.join(C.RESULTS, "text_under_noise.json"), help="the grid's JSON")
     args = p.parse_args(argv)
-    unknown = [m.strip() for m in args.methods.split(",") if m.strip() and m.strip() not in {**METHODS, **VARIANTS}]
-    if unknown:
-        p.error(f"--methods: unknown row(s) {', '.join(unknown)}; choose from: {', '.join([*METHODS, *VARIANTS])}")
+    for flag, given, known in (("--methods", args.methods, {**METHODS, **VARIANTS}), ("--noises", args.noises, NOISES)):
+        bad = [m for m in C.split_list(given) if m not in known]
+        if bad:  # before the speed part and any training
+            p.error(f"{flag}: unknown {', '.join(map(repr, bad))}; choose from {', '.join(known)}")
     out = args.out
     result: dict[str, Any] = {"meta": {"environment": C.environment(), "uptime_start": os.popen("uptime").read().strip(),
                                        "args": vars(args)}}

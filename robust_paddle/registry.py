@@ -65,16 +65,28 @@ class Registry:
             ConfigError: ``<field>.<key>: <value> is out of range; must be > 0.0`` (and the like) for a bad
                 value, ``<field>: unknown key(s) ...`` naming the allowed keys for an unknown one.
         """
-        obj = self.get(name)
         fixed = dict(fixed or {})
+        kwargs = self.check(name, kwargs, positional=len(args), field=field, fixed=fixed)
+        return self.get(name)(*args, **fixed, **kwargs)
+
+    def check(self, name: str, kwargs: dict[str, Any], *, positional: int = 0, field: str | None = None,
+              fixed: dict[str, Any] | None = None) -> dict[str, Any]:
+        """:meth:`build`'s checks of the config parameters ``kwargs`` without building (``positional``: the
+        arguments the builder takes before them); returns the validated values. Checks that need the built
+        context (epoch counts against ``train.epochs``, one parameter against another) stay in the builder.
+
+        Raises:
+            ConfigError: as :meth:`build`.
+        """
+        obj = self.get(name)
         where = field or f"{self.kind} '{name}'"
-        check_kwargs(obj, kwargs, where=where, owner=f"{self.kind} '{name}'", positional=len(args),
-                     exclude=set(fixed))
+        check_kwargs(obj, kwargs, where=where, owner=f"{self.kind} '{name}'", positional=positional,
+                     exclude=set(fixed or {}))
         spec = getattr(obj, "Params", None)
         if spec is not None and dataclasses.is_dataclass(spec):
             params = build(spec, kwargs, where)
             kwargs = {k: getattr(params, k) for k in kwargs}
-        return obj(*args, **fixed, **kwargs)
+        return dict(kwargs)
 
     def names(self) -> list[str]:
         return sorted(self._table)

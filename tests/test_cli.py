@@ -37,6 +37,10 @@ def test_debug_shows_traceback():
     (["train", "-c", QUICK, "-o", "loss.params.qq=1"], "loss.params: unknown key(s) qq for loss 'gce'"),
     (["eval", "-c", QUICK, "--checkpoint", "/nonexistent.pdckpt"], "checkpoint not found"),
     (["demo", "--methods", "nosuch"], "--methods: unknown demo row(s) nosuch"),
+    (["train", "-c", os.path.join(os.path.dirname(QUICK), "forward_correction", "mnist.yaml"), "-o", "data.root=/nonexistent/mnist"],
+     "dataset 'mnist': file(s) not found: /nonexistent/mnist/train-images-idx3-ubyte.gz"),
+    (["train", "-c", os.path.join(os.path.dirname(QUICK), "forward_correction", "cifar10.yaml"), "-o", "data.root=/nonexistent/c10"],
+     "dataset 'cifar10': file(s) not found: /nonexistent/c10/"),
 ])
 def test_user_errors(argv, message, capsys, tmp_path):
     argv = [a if a != QUICK else QUICK for a in argv]

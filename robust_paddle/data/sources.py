@@ -354,8 +354,8 @@ def _vision_split(ds) -> Split:
     return Split(x, y, y.copy())
 
 
-def _missing_files(name: str, files: list[str]) -> ValueError:
-    return ValueError(f"dataset '{name}': file(s) not found: {', '.join(files)}. Put them there (see "
+def _missing_files(name: str, files: list[str]) -> DataError:
+    return DataError(f"dataset '{name}': file(s) not found: {', '.join(files)}. Put them there (see "
                       "data.root / data.path), or set data.download=true to let paddle.vision download them "
                       "(needs internet)")
 

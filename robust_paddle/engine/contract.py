@@ -2,7 +2,9 @@
 
 * :class:`Hook` (fvcore/detectron2 style): every hook may implement ``before_train``, ``before_epoch``,
   ``after_step``, ``before_eval``, ``after_eval``, ``after_epoch``, ``after_train`` and ``on_exception``;
-  hooks run in ascending ``priority``. Hooks with state (best value, patience counter) implement
+  hooks run in ascending ``priority``. ``on_exception`` runs instead of ``after_train`` when training ends early:
+  on an error, or with ``GeneratorExit`` when the caller closes ``Trainer.fit_epochs`` before its end; hooks
+  release there what they hold (a writer, swapped-in weights). Hooks with state (best value, patience counter) implement
   ``state_dict``/``set_state_dict`` so ``--resume`` continues exactly.
 * :class:`TrainableMethod`: what a training strategy offers the loop (``robust_paddle.methods.base.Method``
   implements it for every registered method).

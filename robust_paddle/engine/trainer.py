@@ -142,7 +142,8 @@ class Trainer(TrainerLog, TrainSetPass):
         """:meth:`fit` one epoch at a time: a generator that yields each finished epoch (0-based), after its
         ``after_epoch`` hooks; exhausting it is :meth:`fit`. Benchmarks drive several runs this way, epoch by
         epoch in one process, to time them side by side. Closing it early stops training without the
-        ``after_train`` hooks (files already written stay complete)."""
+        ``after_train`` hooks: the files of the epochs done are completed on disk and the hooks' ``on_exception``
+        gets the ``GeneratorExit``, so they release what they hold (VisualDL's writer) as after an error."""
         epochs = self.cfg.train.epochs
         self._fitting = True
         try:
@@ -170,21 +171,29 @@ class Trainer(TrainerLog, TrainSetPass):
             self._files_async = False
             self._files.flush()  # every epoch's files are on disk for the after_train hooks
             self._call("after_train")
-        except GeneratorExit:  # closed early by the caller: not an error
+        except GeneratorExit as exc:  # closed early by the caller: not an error, but no after_train either
             self._files_async = False
-            self._files.flush()
+            try:
+                self._files.flush()  # unlike after an error, a failed write is the error shown
+            finally:
+                self._release_hooks(exc)
             raise
         except BaseException as exc:
             self._files_async = False
             with contextlib.suppress(Exception):  # the last good epoch's files complete; exc is the error shown
                 self._files.flush()
-            for h in self.hooks:
-                with contextlib.suppress(Exception):
-                    h.on_exception(self, exc)
+            self._release_hooks(exc)
             raise
         finally:
             self._fitting = self._files_async = False
             self._files.close()
+
+    def _release_hooks(self, exc: BaseException) -> None:
+        """Every hook's ``on_exception`` (training ends without ``after_train``), each one's own error ignored:
+        ``exc`` is the one the caller sees."""
+        for h in self.hooks:
+            with contextlib.suppress(Exception):
+                h.on_exception(self, exc)
 
     def _train_epoch(self) -> None:
         tc = self.cfg.train

@@ -249,7 +249,8 @@ class ForwardCorrectionMethod(Method):
             run's schedule where the warm-up left it; ``auto`` (default) restarts only when the warm-up took at
             least half of ``train.epochs`` -- continuing was 2-7 points better on the 20-epoch digits grid (a
             quarter of warm-up), while after a long warm-up the fresh network would get only the schedule's
-            low-lr tail (17.5 % test accuracy on digits at 2 epochs).
+            low-lr tail (17.5 % test accuracy on digits at 2 epochs). True or False with ``reinit: false`` or a given
+            transition (no re-initialisation to restart for) raises ConfigError.
         identity_weight: ``auto``: the estimate used is ``(1 - w) T + w I`` (:func:`smooth_transition`).
         require_dominant: ``auto``: refuse an estimate whose diagonal does not dominate every row, train on
             with the warm-up loss and try again next epoch (:func:`dominance_failure`).
@@ -294,6 +295,10 @@ class ForwardCorrectionMethod(Method):
         self.estimator, self.anchor_quantile, self.reinit = estimator, float(anchor_quantile), bool(reinit)
         self.identity_weight, self.require_dominant = float(identity_weight), bool(require_dominant)
         self.restart_schedule = restart_schedule if restart_schedule == "auto" else bool(restart_schedule)
+        if self.restart_schedule != "auto" and not (self.auto and self.reinit):
+            raise ConfigError(f"method.params.restart_schedule={restart_schedule}: the schedule restarts only for the "
+                              "network re-initialised after the warm-up (transition: auto with reinit: true); this run "
+                              f"has {'reinit: false' if self.auto else 'a given transition'}, so remove it")
         if self.auto:
             check_training_after(ctx, self.warmup_epochs, keys="method.params.warmup_epochs", method=m,
                                  what="the warm-up that estimates T")
@@ -358,7 +363,7 @@ class ForwardCorrectionMethod(Method):
         if self.reinit:
             net, fresh = self.networks["net"], self.ctx.build_network()
             net.set_state_dict(fresh.state_dict())
-            if self.restarts_schedule(trainer.epoch + 1):
+            if self.restarts_schedule(trainer.epoch):  # trainer.epoch (0-based) epochs of warm-up are done
                 trainer.restart_schedule(f"{self.method_name}: network re-initialised after the warm-up")
 
     def restarts_schedule(self, done: int) -> bool:

@@ -26,7 +26,7 @@ forward of a view serves both heads). After a CE warm-up (``warmup_epochs``), pe
 Options of the reference (declared; off by default here, on in the CIFAR presets as ``Train_promix.py`` runs
 them): ``fmix`` adds, per head, the FMix term (:func:`~robust_paddle.ops.fmix_mask`: a low-frequency binary mask
 picks each pixel from the row or a partner, CE weighted by the mask's ``lam``) with the same weight ``w`` as
-mixup -- two more forwards per network; ``lga_epochs`` turns on label guessing by agreement
+mixup -- two more forwards per network (one with ``mixup_draws: 1``: both heads on one FMix batch); ``lga_epochs`` turns on label guessing by agreement
 (:func:`label_guessing_by_agreement`) in the last epochs: while a network's clean rows are under
 ``lga_threshold`` of the batch, the rows both networks predict alike above ``tau`` join them with the network's
 debiased prediction as the label (data parallel: per rank, on its shard of the batch). Evaluation and export use
@@ -146,7 +146,8 @@ class ProMixMethod(Method):
         bias_momentum: float = param(0.9999, min=0.0, max=1.0, doc="momentum of the class-prior estimates pi")
         noise_mode: str = param("sym", choices=NOISE_MODES, doc="asym adds the negative-entropy warm-up penalty")
         networks: int = param(2, min=1, max=2, doc="peer networks: 2 (the reference) or 1 (about half the cost)")
-        fmix: bool = param(False, doc="add the FMix terms of the reference (images only; 2 more forwards per network)")
+        fmix: bool = param(False, doc="add the FMix terms of the reference (images only; 2 more "
+                                      "forwards per network, 1 with mixup_draws: 1)")
         lga_epochs: float = param(0, min=0, doc="label guessing by agreement in the last this many epochs (or a "
                                   "fraction of the run; 0 = off; needs networks: 2)")
         lga_threshold: float = param(0.9, min=0.0, max=1.0, doc="LGA: fill the clean rows of a batch up to this share")

@@ -244,3 +244,73 @@ def test_fit_epochs_closed_early_stops_without_after_train(tmp_path):
     assert calls == [] and len(run.trainer.history) == 1 and not run.trainer._fitting
     with pytest.raises(StopIteration):
         next(gen)
+
+
+def test_fit_epochs_closed_early_releases_the_hooks_and_resumes_like_the_whole_run(tmp_path):
+    """Closing fit_epochs after epoch 2: no after_train, every hook's on_exception gets the GeneratorExit (VisualDL's
+    writer is closed, not left open with its thread), latest.pdckpt is complete and resuming it ends exactly as the
+    uninterrupted run."""
+    from robust_paddle.engine.contract import Hook
+    from robust_paddle.pipeline.hooks import build_hooks
+    from tests.method_helpers import assert_same_final
+
+    seen = []
+
+    class Spy(Hook):
+        def after_train(self, trainer):
+            seen.append("after_train")
+
+        def on_exception(self, trainer, exc):
+            seen.append(type(exc).__name__)
+
+    extra = ["train.epochs=4", "train.checkpoint_every=1", "train.visualdl=true"]
+    cfg = cfg_for(tmp_path / "closed", *extra)
+    with paddle.utils.unique_name.guard():  # trained in the guard too: the optimizer's slot names come from it
+        run = build_run(cfg, output_dir=cfg.output_dir, hooks=[*build_hooks(cfg.train), Spy()])
+        gen = run.trainer.fit_epochs()
+        assert [next(gen), next(gen)] == [0, 1]
+        gen.close()
+    assert seen == ["GeneratorExit"]
+    vdl = [h for h in run.trainer.hooks if hasattr(h, "writer")]
+    assert vdl and all(h.writer is None for h in vdl)
+    latest = os.path.join(cfg.output_dir, "checkpoints", "latest.pdckpt")
+    assert load_checkpoint(latest)["epoch"] == 2
+    with paddle.utils.unique_name.guard():
+        full = run_mod.train(cfg_for(tmp_path / "full", *extra))
+    with paddle.utils.unique_name.guard():
+        resumed = run_mod.train(cfg_for(tmp_path / "resumed", *extra), resume=latest)
+    assert_same_final(full, resumed)
+
+
+def test_fit_epochs_hands_an_error_to_on_exception_and_stops_early_like_fit(tmp_path):
+    """Through the generator as through fit(): a NaN loss reaches every hook's on_exception (not after_train) and
+    leaves the last good checkpoint; early stopping yields the epochs run, then after_train, then the end."""
+    from robust_paddle.engine.contract import Hook
+    from robust_paddle.pipeline.hooks import build_hooks
+
+    seen = []
+
+    class Spy(Hook):
+        def after_train(self, trainer):
+            seen.append("after_train")
+
+        def on_exception(self, trainer, exc):
+            seen.append(type(exc).__name__)
+
+    cfg = cfg_for(tmp_path / "nan", "train.epochs=3", "method.name=nan_after_first_epoch", "train.checkpoint_every=1")
+    with paddle.utils.unique_name.guard():
+        run = build_run(cfg, output_dir=cfg.output_dir, hooks=[*build_hooks(cfg.train), Spy()])
+        gen = run.trainer.fit_epochs()
+        assert next(gen) == 0
+        with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 2"):
+            next(gen)
+    assert seen == ["NonFiniteLossError"]
+    assert load_checkpoint(os.path.join(cfg.output_dir, "checkpoints", "latest.pdckpt"))["epoch"] == 1
+
+    seen.clear()
+    cfg = cfg_for(tmp_path / "stop", "train.epochs=20", "train.early_stopping.patience=2",
+                  "train.early_stopping.min_delta=0.5", "optimizer.lr=1e-6")
+    with paddle.utils.unique_name.guard():
+        run = build_run(cfg, output_dir=cfg.output_dir, hooks=[*build_hooks(cfg.train), Spy()])
+        assert list(run.trainer.fit_epochs()) == [0, 1, 2]
+    assert seen == ["after_train"] and run.trainer.stopped_early_at == 3

@@ -337,3 +337,32 @@ def test_auto_restarts_the_schedule_only_after_a_warm_up_of_half_the_run_or_more
         assert m.restarts_schedule(done) is fixed
     with pytest.raises(ConfigError, match=r"method.params.restart_schedule"):
         build_method(ForwardCorrectionMethod, ctx, restart_schedule="sometimes")
+
+
+@pytest.mark.parametrize("epochs,warmup,restarts", [(3, 1, False), (4, 2, True)])
+def test_auto_counts_the_warm_up_epochs_done_at_the_re_initialisation(tmp_path, epochs, warmup, restarts):
+    """restart_schedule: auto in a real run: the network re-initialised after a 2-epoch warm-up restarts the schedule
+    in a 4-epoch run (half of it), after a 1-epoch one in a 3-epoch run (a third) it does not; a run resumed after
+    the re-initialisation epoch follows the same schedule and ends identically."""
+    extra = ["method.params.require_dominant=false", f"train.epochs={epochs}", f"method.params.warmup_epochs={warmup}"]
+    with paddle.utils.unique_name.guard():
+        full = run_mod.train(digits_cfg(tmp_path / "full", *extra))
+    rows = full["history"]
+    assert rows[warmup]["train/warmup"] == 0.0 and ("lr/restart" in rows[warmup]) is restarts
+    assert all("lr/restart" not in r for i, r in enumerate(rows) if i != warmup)
+    with paddle.utils.unique_name.guard():
+        resumed = run_mod.train(digits_cfg(tmp_path / "resumed", *extra),
+                                resume=str(tmp_path / "full" / "checkpoints" / f"epoch_{warmup + 1:03d}.pdckpt"))
+    assert_same_final(full, resumed)
+    assert [r["train/lr"] for r in resumed["history"]] == pytest.approx([r["train/lr"] for r in rows])
+
+
+@pytest.mark.parametrize("params,what", [({"reinit": False}, "reinit: false"),
+                                         ({"transition": [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]},
+                                          "a given transition")])
+@pytest.mark.parametrize("value", [True, False])
+def test_an_explicit_restart_schedule_that_could_not_apply_is_refused(params, what, value):
+    ctx = toy_context([0, 1, 2, 0], dim=D, classes=K, seed=3, overrides=["train.epochs=4"])
+    with pytest.raises(ConfigError, match=rf"method.params.restart_schedule={value}: .*this run has {what}"):
+        build_method(ForwardCorrectionMethod, ctx, warmup_epochs=1, restart_schedule=value, **params)
+    assert build_method(ForwardCorrectionMethod, ctx, warmup_epochs=1, **params).restart_schedule == "auto"

@@ -384,12 +384,13 @@ def test_state_round_trip_and_checks():
         ProMixMethod(ctx, warmup_epochs=1)
 
 
-def test_digits_run_resumes_exactly_and_selects_mostly_clean_samples(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["method.params.mixup_draws=1", "method.params.fmix=true"]])
+def test_digits_run_resumes_exactly_and_selects_mostly_clean_samples(tmp_path, extra):
     from tests.method_helpers import train_and_resume
 
     ma, mb = train_and_resume("promix/digits.yaml", tmp_path, ["data.subset=300", "train.epochs=4",
                                                                   "method.params.warmup_epochs=1",
-                                                                  "method.params.rampup_epochs=2"])
+                                                                  "method.params.rampup_epochs=2", *extra])
     a = ma
     b = mb
     np.testing.assert_allclose(a["pi"], b["pi"], atol=1e-6)
