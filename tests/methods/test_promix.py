@@ -263,7 +263,7 @@ def grads(m):
 def test_without_a_strong_view_one_forward_serves_both_views_with_the_same_loss_and_gradients():
     """No augmentation: the loader sends no strong view and the step reuses the batch's features; loss, every
     gradient and pi equal the step given the identical view explicitly (two forwards) and the NumPy reference."""
-    m, x, _, y, idx = promix_case()
+    m, x, _, y, idx = promix_case(mixup_draws=2)  # the reference: a mixup forward per head
     pi0 = m.pi.copy()
     ref, pi, _ = np_promix(m, x, x, y, idx, pi0, 2)
     out = {}
@@ -324,7 +324,7 @@ def test_features_with_dropout_still_get_their_own_strong_forward_and_the_loader
     assert _deterministic_features(FeatNet(4, 3)) and _deterministic_features(DropNet(4, 3, "classifier"))
     assert not _deterministic_features(DropNet(4, 3, "body"))
     assert _deterministic_features(paddle.nn.Sequential(paddle.nn.Dropout(0.0)))  # p = 0 draws nothing
-    m = make(np.zeros(4, dtype=np.int64))
+    m = make(np.zeros(4, dtype=np.int64), mixup_draws=2)
     m._deterministic_features = [False, False]
     m.selections = [np.ones(4, bool), np.ones(4, bool)]
     calls = []
