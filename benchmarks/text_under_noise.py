@@ -199,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--noises", default="sym40,sym20,given")
     p.add_argument("--methods", default=",".join(METHODS), help="rows (default: the grid's METHODS; VARIANTS too)")
     p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1 (to add "
+                   "seeds to a recorded grid)")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--subset", type=int, default=4000, help="training reviews (0: all 12,154)")
     p.add_argument("--folds", type=int, default=3, help="K of cleanlab's out-of-sample probabilities")
@@ -215,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         bad = [m for m in C.split_list(given) if m not in known]
         if bad:  # before the speed part and any training
             p.error(f"{flag}: unknown {', '.join(map(repr, bad))}; choose from {', '.join(known)}")
+    if args.seeds < 1 or args.first_seed < 0:
+        p.error(f"--seeds must be >= 1 and --first-seed >= 0, got {args.seeds} and {args.first_seed}")
     out = args.out
     result: dict[str, Any] = {"meta": {"environment": C.environment(), "uptime_start": os.popen("uptime").read().strip(),
                                        "args": vars(args)}}
@@ -237,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_text_") as tmp:
         work = args.workdir or tmp
         for nz in [n.strip() for n in args.noises.split(",") if n.strip()]:  # a whole noise cell first
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 kind, rate = NOISES[nz]
                 noise = {"data.noise.kind": kind, "data.noise.rate": rate, "seed": seed}
                 rows = {m: {**METHODS, **VARIANTS}[m] for m in methods}
