@@ -56,3 +56,24 @@ def test_variant_rows_pass_the_argument_check(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="reached training"):
         B.main(["--methods", "dividemix_cosine,clean_oracle_cosine", "--skip-speed", "--noises", "sym40",
                 "--no-references", "--out", str(tmp_path / "o.json")])
+
+
+def test_first_seed_adds_seeds_after_it_and_bad_counts_are_refused(tmp_path, monkeypatch, capsys):
+    import robust_paddle.pipeline.demo as demo
+
+    seen = {}
+
+    def stop(fn, tasks, **k):
+        seen["keys"] = [key for key, _ in tasks]
+        raise RuntimeError("reached training")
+
+    monkeypatch.setattr(demo, "run_in_processes", stop)
+    with pytest.raises(RuntimeError, match="reached training"):
+        B.main(["--methods", "ce", "--skip-speed", "--noises", "sym40", "--no-references", "--first-seed", "1",
+                "--seeds", "2", "--out", str(tmp_path / "o.json")])
+    assert seen["keys"] == [("sym40", 1, "ce"), ("sym40", 2, "ce")]
+    for bad in (["--seeds", "0"], ["--first-seed", "-1"]):
+        with pytest.raises(SystemExit) as e:
+            B.main(["--methods", "ce", "--skip-speed", *bad])
+        assert e.value.code == 2
+    assert "--seeds must be >= 1 and --first-seed >= 0, got 1 and -1" in capsys.readouterr().err
