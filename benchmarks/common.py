@@ -228,8 +228,7 @@ def run_overrides(method_spec: str, noise_spec: str, *, dataset: str, seed: int,
     """Dotted overrides for one benchmark run (applied on top of the base config); a spec's ``:key=value`` tail
     (:func:`split_spec`) overrides the preset's ``method.params``."""
     method, loss = parse_method(method_spec)
-    explicit = split_spec(method_spec)[1]
-    method_spec = split_spec(method_spec)[0]
+    method_spec, explicit = split_spec(method_spec)
     kind, rate = parse_noise(noise_spec)
     values: dict[str, Any] = {"seed": seed, "train.epochs": epochs, "data.noise.kind": kind,
                               "data.noise.rate": rate, "data.noise.seed": None, "method.name": method,

@@ -10,6 +10,7 @@ import pytest
 
 from robust_paddle import config as C
 from robust_paddle.engine.checkpoint import load_checkpoint, save_checkpoint
+from robust_paddle.engine.contract import Hook as EngineHook
 from robust_paddle.engine.hooks import EarlyStoppingHook, is_better
 from robust_paddle.engine.metrics import classification_metrics
 from robust_paddle.engine.trainer import NonFiniteLossError
@@ -227,6 +228,19 @@ def test_fit_epochs_interleaved_equals_each_run_fitted_alone(tmp_path):
     assert os.path.isfile(os.path.join(pair[0].trainer.cfg.output_dir, "metrics.json"))
 
 
+class EndSpy(EngineHook):
+    """Records how training ended: ``"after_train"``, or the exception's class name given to ``on_exception``."""
+
+    def __init__(self):
+        self.seen = []
+
+    def after_train(self, trainer):
+        self.seen.append("after_train")
+
+    def on_exception(self, trainer, exc):
+        self.seen.append(type(exc).__name__)
+
+
 def test_fit_epochs_closed_early_stops_without_after_train(tmp_path):
     from robust_paddle.engine.contract import Hook
 
@@ -250,23 +264,16 @@ def test_fit_epochs_closed_early_releases_the_hooks_and_resumes_like_the_whole_r
     """Closing fit_epochs after epoch 2: no after_train, every hook's on_exception gets the GeneratorExit (VisualDL's
     writer is closed, not left open with its thread), latest.pdckpt is complete and resuming it ends exactly as the
     uninterrupted run."""
-    from robust_paddle.engine.contract import Hook
     from robust_paddle.pipeline.hooks import build_hooks
     from tests.method_helpers import assert_same_final
 
-    seen = []
-
-    class Spy(Hook):
-        def after_train(self, trainer):
-            seen.append("after_train")
-
-        def on_exception(self, trainer, exc):
-            seen.append(type(exc).__name__)
+    spy = EndSpy()
+    seen = spy.seen
 
     extra = ["train.epochs=4", "train.checkpoint_every=1", "train.visualdl=true"]
     cfg = cfg_for(tmp_path / "closed", *extra)
     with paddle.utils.unique_name.guard():  # trained in the guard too: the optimizer's slot names come from it
-        run = build_run(cfg, output_dir=cfg.output_dir, hooks=[*build_hooks(cfg.train), Spy()])
+        run = build_run(cfg, output_dir=cfg.output_dir, hooks=[*build_hooks(cfg.train), spy])
         gen = run.trainer.fit_epochs()
         assert [next(gen), next(gen)] == [0, 1]
         gen.close()
@@ -285,21 +292,14 @@ def test_fit_epochs_closed_early_releases_the_hooks_and_resumes_like_the_whole_r
 def test_fit_epochs_hands_an_error_to_on_exception_and_stops_early_like_fit(tmp_path):
     """Through the generator as through fit(): a NaN loss reaches every hook's on_exception (not after_train) and
     leaves the last good checkpoint; early stopping yields the epochs run, then after_train, then the end."""
-    from robust_paddle.engine.contract import Hook
     from robust_paddle.pipeline.hooks import build_hooks
 
-    seen = []
-
-    class Spy(Hook):
-        def after_train(self, trainer):
-            seen.append("after_train")
-
-        def on_exception(self, trainer, exc):
-            seen.append(type(exc).__name__)
+    spy = EndSpy()
+    seen = spy.seen
 
     cfg = cfg_for(tmp_path / "nan", "train.epochs=3", "method.name=nan_after_first_epoch", "train.checkpoint_every=1")
     with paddle.utils.unique_name.guard():
-        run = build_run(cfg, output_dir=cfg.output_dir, hooks=[*build_hooks(cfg.train), Spy()])
+        run = build_run(cfg, output_dir=cfg.output_dir, hooks=[*build_hooks(cfg.train), spy])
         gen = run.trainer.fit_epochs()
         assert next(gen) == 0
         with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 2"):
@@ -311,6 +311,6 @@ def test_fit_epochs_hands_an_error_to_on_exception_and_stops_early_like_fit(tmp_
     cfg = cfg_for(tmp_path / "stop", "train.epochs=20", "train.early_stopping.patience=2",
                   "train.early_stopping.min_delta=0.5", "optimizer.lr=1e-6")
     with paddle.utils.unique_name.guard():
-        run = build_run(cfg, output_dir=cfg.output_dir, hooks=[*build_hooks(cfg.train), Spy()])
+        run = build_run(cfg, output_dir=cfg.output_dir, hooks=[*build_hooks(cfg.train), spy])
         assert list(run.trainer.fit_epochs()) == [0, 1, 2]
     assert seen == ["after_train"] and run.trainer.stopped_early_at == 3
